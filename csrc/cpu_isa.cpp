@@ -1,0 +1,86 @@
+#include "cpu_isa.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace mbv3 {
+namespace {
+
+bool cpu_has(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar:
+      return true;
+#if defined(__x86_64__) || defined(_M_X64)
+    case Isa::Avx2:
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Isa::Avx512:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
+#if defined(__aarch64__)
+    case Isa::Neon:
+      return true;  // Advanced SIMD is mandatory on AArch64.
+#endif
+    default:
+      return false;
+  }
+}
+
+Isa parse(const std::string& name) {
+  if (name == "scalar") return Isa::Scalar;
+  if (name == "avx2") return Isa::Avx2;
+  if (name == "avx512") return Isa::Avx512;
+  if (name == "neon") return Isa::Neon;
+  throw std::invalid_argument("unknown CPU ISA '" + name +
+                              "': expected one of auto, scalar, avx2, avx512, neon");
+}
+
+Isa resolve(const std::string& name) {
+  if (name == "auto" || name.empty()) return best_isa();
+  Isa isa = parse(name);
+  if (!cpu_has(isa)) {
+    throw std::invalid_argument(std::string("CPU ISA '") + name +
+                                "' is not available on this CPU/build (available: " + [] {
+                                  std::string s;
+                                  for (Isa i : available_isas()) s += std::string(s.empty() ? "" : ", ") + isa_name(i);
+                                  return s;
+                                }() + ")");
+  }
+  return isa;
+}
+
+std::atomic<int>& current() {
+  static std::atomic<int> isa{[] {
+    const char* env = std::getenv("MBV3_FAST_CPU_ISA");
+    return static_cast<int>(resolve(env ? env : "auto"));
+  }()};
+  return isa;
+}
+
+}  // namespace
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Scalar: return "scalar";
+    case Isa::Avx2: return "avx2";
+    case Isa::Avx512: return "avx512";
+    case Isa::Neon: return "neon";
+  }
+  return "?";
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : {Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512})
+    if (cpu_has(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa best_isa() { return available_isas().back(); }
+Isa current_isa() { return static_cast<Isa>(current().load(std::memory_order_relaxed)); }
+void set_current_isa(const std::string& name) {
+  current().store(static_cast<int>(resolve(name)), std::memory_order_relaxed);
+}
+
+}  // namespace mbv3

@@ -1,0 +1,43 @@
+// Picks an op's per-ISA entry point for the path in force (cpu_isa.h).  Each op passes its
+// own functions; paths not compiled into this build are never named.
+#pragma once
+#include "cpu_isa.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define MBV3_BUILD_X86 1
+#else
+#define MBV3_BUILD_X86 0
+#endif
+#if defined(__aarch64__)
+#define MBV3_BUILD_NEON 1
+#else
+#define MBV3_BUILD_NEON 0
+#endif
+
+#if MBV3_BUILD_X86
+#define MBV3_X86_CASES(fn)             \
+  case ::mbv3::Isa::Avx512:            \
+    return ::mbv3::avx512::fn;         \
+  case ::mbv3::Isa::Avx2:              \
+    return ::mbv3::avx2::fn;
+#else
+#define MBV3_X86_CASES(fn)
+#endif
+#if MBV3_BUILD_NEON
+#define MBV3_NEON_CASES(fn) \
+  case ::mbv3::Isa::Neon:   \
+    return ::mbv3::neon::fn;
+#else
+#define MBV3_NEON_CASES(fn)
+#endif
+
+// Usage: auto* kernel = MBV3_ISA_SELECT(dwconv_bn_act, isa);
+#define MBV3_ISA_SELECT(fn, isa)        \
+  [&] {                                 \
+    switch (isa) {                      \
+      MBV3_X86_CASES(fn)                \
+      MBV3_NEON_CASES(fn)               \
+      default:                          \
+        return ::mbv3::scalar::fn;      \
+    }                                   \
+  }()

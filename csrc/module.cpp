@@ -1,0 +1,39 @@
+// The extension module: no Python bindings of its own (ops register through the dispatcher
+// when the library is loaded, as in pytorch/extension-cpp), plus the ISA control ops.
+#include <Python.h>
+#include <torch/library.h>
+
+#include <stdexcept>
+
+#include "cpu_isa.h"
+
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&def);
+}
+
+namespace {
+
+std::string get_cpu_isa() { return mbv3::isa_name(mbv3::current_isa()); }
+
+void set_cpu_isa(c10::string_view name) {
+  try {
+    mbv3::set_current_isa(std::string(name));
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+}
+
+std::vector<std::string> available_cpu_isas() {
+  std::vector<std::string> out;
+  for (mbv3::Isa isa : mbv3::available_isas()) out.emplace_back(mbv3::isa_name(isa));
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(mbv3, m) {
+  m.def("get_cpu_isa() -> str", &get_cpu_isa);
+  m.def("set_cpu_isa(str name) -> ()", &set_cpu_isa);
+  m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
+}

@@ -1,0 +1,315 @@
+"""Fused squeeze-and-excitation (MobileNetV3 flavour) as Triton kernels.
+
+Ops:
+  ``se(x, w1, b1, w2, b2)``       = x * hardsigmoid(w2 @ relu(w1 @ mean_hw(x) + b1) + b2)
+  ``se_scale(x, w1, b1, w2, b2)`` = the [N, C] per-channel scale alone, in x's dtype.
+  x [N, C, H, W]; w1 [S, C] or [S, C, 1, 1]; b1 [S]; w2 [C, S] or [C, S, 1, 1]; b2 [C];
+  hardsigmoid(v) = relu6(v + 3) / 6.  fp32 accumulation throughout; output in x's dtype and
+  x's memory format (channels_last stays channels_last, everything else -> contiguous NCHW).
+
+Kernels (no atomics, deterministic):
+  1. ``_se_pool_fc1_kernel``  grid (cdiv(N, NB) * n_hs, n_cb): program = (NB samples, one
+     block of BLOCK_C channels, one chunk of the H*W pixels).  It sums its [pixels, channels]
+     tile in fp32 and, because FC1 is linear, immediately multiplies the partial mean by its
+     w1[:, cblock] slice, writing a partial FC1 vector hpart[n, part, :S].  Splitting over
+     channels *and* pixels keeps many SMs busy at batch 1; NB > 1 samples per program reuse
+     the w1 slice from L1 at large batch.
+  2. ``_se_fc2_kernel``  grid (cdiv(N, NB2), cdiv(C, BLOCK_CO)): h = relu(sum_parts hpart + b1),
+     z = w2[cblock] @ h + b2, scale = hardsigmoid(z) -> [N, C] (fp32 for se, x dtype for
+     se_scale).
+  3. ``_se_mul_kernel`` (se only)  grid (N * cdiv(HW, BLOCK_HW), cdiv(C, BLOCK_C)):
+     y = x * scale[n, c], streaming, same tile orientation as 1.
+Tiles are oriented so the memory-contiguous dim (channels for channels_last, pixels for NCHW)
+is the fastest register dim.
+"""
+import torch
+import triton
+import triton.language as tl
+
+from .dwconv_bn_act import (
+    _check_float, _check_same_device, _check_launchable, _device_ctx, _kernel_is_interpreted,
+    _next_pow2, _wrap, channel_block, num_sms, wants_channels_last, _INT32_MAX,
+)
+
+__all__ = ["se", "se_scale", "check_se_inputs"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Validation
+# ----------------------------------------------------------------------------------------------
+
+def _as_matrix(w: torch.Tensor, name: str, op: str) -> torch.Tensor:
+    if w.dim() == 2:
+        return w
+    if w.dim() == 4 and w.shape[2] == 1 and w.shape[3] == 1:
+        return w[:, :, 0, 0]
+    raise ValueError(f"{op}: {name} must be 2-D or [*, *, 1, 1], got shape {tuple(w.shape)}")
+
+
+def check_se_inputs(x, w1, b1, w2, b2, op: str = "se"):
+    """Validate SE arguments.  Returns (S, w1 as [S, C] view, w2 as [C, S] view).
+    Raises ValueError for bad dtypes/shapes, RuntimeError for device mismatches."""
+    _check_float(x, "x", op)
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D shape {tuple(x.shape)}")
+    N, C, H, W = x.shape
+    if C < 1 or H < 1 or W < 1:
+        raise ValueError(f"{op}: x must have C, H, W >= 1, got shape {tuple(x.shape)}")
+    for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
+        _check_float(t, name, op, x.dtype)
+    w1m = _as_matrix(w1, "w1", op)
+    w2m = _as_matrix(w2, "w2", op)
+    S = w1m.shape[0]
+    if S < 1 or w1m.shape[1] != C:
+        raise ValueError(f"{op}: w1 must be [S, C] (or [S, C, 1, 1]) with C={C}, S>=1, "
+                         f"got {tuple(w1.shape)}")
+    if b1.dim() != 1 or b1.shape[0] != S:
+        raise ValueError(f"{op}: b1 must be 1-D of size S={S}, got shape {tuple(b1.shape)}")
+    if tuple(w2m.shape) != (C, S):
+        raise ValueError(f"{op}: w2 must be [C, S] = [{C}, {S}] (or [C, S, 1, 1]), "
+                         f"got {tuple(w2.shape)}")
+    if b2.dim() != 1 or b2.shape[0] != C:
+        raise ValueError(f"{op}: b2 must be 1-D of size C={C}, got shape {tuple(b2.shape)}")
+    _check_same_device(op, x, w1=w1, b1=b1, w2=w2, b2=b2)
+    return S, w1m, w2m
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------
+
+@triton.jit
+def _se_pool_fc1_kernel(
+    x_ptr, w1_ptr, hpart_ptr,
+    N, C, S, HW, hw_chunk, n_hs, parts, NB,
+    sx_n, sx_c, sx_hw, sw1_s, sw1_c,
+    inv_hw,
+    CL: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+):
+    pid0 = tl.program_id(0)
+    cb = tl.program_id(1)
+    nb = pid0 // n_hs
+    hs = pid0 - nb * n_hs
+    part = cb * n_hs + hs
+    offs_c = cb * BLOCK_C + tl.arange(0, BLOCK_C)
+    offs_hw = tl.arange(0, BLOCK_HW)
+    offs_s = tl.arange(0, BLOCK_S)
+    mask_c = offs_c < C
+    if CL:
+        c2 = offs_c[None, :]
+        hw2 = offs_hw[:, None]
+    else:
+        c2 = offs_c[:, None]
+        hw2 = offs_hw[None, :]
+    mask_c2 = c2 < C
+    hw_lo = hs * hw_chunk
+    hw_hi = tl.minimum(hw_lo + hw_chunk, HW)
+    for i in range(NB):
+        n = nb * NB + i
+        n_ok = n < N
+        x_n = x_ptr + n.to(tl.int64) * sx_n + c2 * sx_c
+        if CL:
+            acc = tl.zeros((BLOCK_HW, BLOCK_C), dtype=tl.float32)
+        else:
+            acc = tl.zeros((BLOCK_C, BLOCK_HW), dtype=tl.float32)
+        for t in range(0, hw_chunk, BLOCK_HW):
+            hw = hw_lo + t + hw2
+            m = (hw < hw_hi) & mask_c2 & n_ok
+            acc += tl.load(x_n + hw * sx_hw, mask=m, other=0.0).to(tl.float32)
+        if CL:
+            pooled = tl.sum(acc, axis=0) * inv_hw
+        else:
+            pooled = tl.sum(acc, axis=1) * inv_hw
+        h_row = hpart_ptr + (n.to(tl.int64) * parts + part) * S
+        for s0 in range(0, S, BLOCK_S):
+            s = s0 + offs_s
+            ms = s < S
+            w1t = tl.load(w1_ptr + s[:, None] * sw1_s + offs_c[None, :] * sw1_c,
+                          mask=ms[:, None] & mask_c[None, :], other=0.0).to(tl.float32)
+            h = tl.sum(w1t * pooled[None, :], axis=1)
+            tl.store(h_row + s, h, mask=ms & n_ok)
+
+
+@triton.jit
+def _se_fc2_kernel(
+    hpart_ptr, b1_ptr, w2_ptr, b2_ptr, s_ptr,
+    N, C, S, parts, NB,
+    s_b1, sw2_c, sw2_s, s_b2, ss_n, ss_c,
+    BLOCK_PART: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_CO: tl.constexpr,
+):
+    nb = tl.program_id(0)
+    offs_co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
+    mask_co = offs_co < C
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_pt = tl.arange(0, BLOCK_PART)
+    b2 = tl.load(b2_ptr + offs_co * s_b2, mask=mask_co, other=0.0).to(tl.float32)
+    for i in range(NB):
+        n = nb * NB + i
+        n_ok = n < N
+        h_rows = hpart_ptr + n.to(tl.int64) * parts * S
+        z = tl.zeros((BLOCK_CO,), dtype=tl.float32)
+        for s0 in range(0, S, BLOCK_S):
+            s = s0 + offs_s
+            ms = s < S
+            hsum = tl.zeros((BLOCK_S,), dtype=tl.float32)
+            for p0 in range(0, parts, BLOCK_PART):
+                pt = p0 + offs_pt
+                tile = tl.load(h_rows + pt[:, None] * S + s[None, :],
+                               mask=(pt[:, None] < parts) & ms[None, :] & n_ok, other=0.0)
+                hsum += tl.sum(tile, axis=0)
+            b1 = tl.load(b1_ptr + s * s_b1, mask=ms, other=0.0).to(tl.float32)
+            h = tl.maximum(hsum + b1, 0.0)
+            w2t = tl.load(w2_ptr + offs_co[:, None] * sw2_c + s[None, :] * sw2_s,
+                          mask=mask_co[:, None] & ms[None, :], other=0.0).to(tl.float32)
+            z += tl.sum(w2t * h[None, :], axis=1)
+        z = z + b2
+        scale = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) / 6.0
+        tl.store(s_ptr + n * ss_n + offs_co * ss_c, scale.to(s_ptr.dtype.element_ty),
+                 mask=mask_co & n_ok)
+
+
+@triton.jit
+def _se_mul_kernel(
+    x_ptr, s_ptr, y_ptr,
+    C, HW, tiles_hw,
+    sx_n, sx_c, sx_hw, ss_n, ss_c, sy_n, sy_c, sy_hw,
+    CL: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    pid = tl.program_id(0)
+    n = pid // tiles_hw
+    t = pid - n * tiles_hw
+    offs_hw = t * BLOCK_HW + tl.arange(0, BLOCK_HW)
+    offs_c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    if CL:
+        c2 = offs_c[None, :]
+        hw2 = offs_hw[:, None]
+    else:
+        c2 = offs_c[:, None]
+        hw2 = offs_hw[None, :]
+    mask_c2 = c2 < C
+    m = mask_c2 & (hw2 < HW)
+    n64 = n.to(tl.int64)
+    scale = tl.load(s_ptr + n64 * ss_n + c2 * ss_c, mask=mask_c2, other=0.0).to(tl.float32)
+    xv = tl.load(x_ptr + n64 * sx_n + c2 * sx_c + hw2 * sx_hw, mask=m, other=0.0).to(tl.float32)
+    tl.store(y_ptr + n64 * sy_n + c2 * sy_c + hw2 * sy_hw,
+             (xv * scale).to(y_ptr.dtype.element_ty), mask=m)
+
+
+_INTERPRETED = _kernel_is_interpreted(_se_pool_fc1_kernel)
+
+
+# ----------------------------------------------------------------------------------------------
+# Launch configuration (pure function of the shape so tests can inspect / override it)
+# ----------------------------------------------------------------------------------------------
+
+def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted: bool) -> dict:
+    """Block sizes and work split.  Keys: BC, BHW (pool/mul tiles), n_hs (pixel chunks per
+    sample), NB (samples per pool program), BS1 (S block of FC1), BCO, BS2, BPART, NB2 (FC2),
+    MBC, MBHW (mul tiles), warps."""
+    if interpreted:  # few, big programs: interpreter cost is per op, not per element
+        bc = min(_next_pow2(C), 256)
+        bhw = max(1, min(_next_pow2(HW), 8192 // bc))
+        return dict(BC=bc, BHW=bhw, n_hs=1, NB=max(N, 1), BS1=max(1, min(_next_pow2(S), 8192 // bc)),
+                    BCO=min(_next_pow2(C), 256), BS2=min(_next_pow2(S), 32), BPART=1,
+                    NB2=max(N, 1), MBC=bc, MBHW=bhw, warps=4)
+    target = 4 * sms
+    if cl:
+        bc = channel_block(C, 64)
+        bhw = max(1, min(2048 // bc, _next_pow2(HW)))
+    else:
+        bhw = max(1, min(256, _next_pow2(HW)))
+        bc = max(1, min(2048 // bhw, _next_pow2(C)))
+    n_cb = triton.cdiv(C, bc)
+    tiles = triton.cdiv(HW, bhw)
+    if N * n_cb < target:
+        n_hs = max(1, min(tiles, triton.cdiv(target, max(N, 1) * n_cb)))
+        nb = 1
+    else:
+        n_hs = 1
+        nb = max(1, min(16, (N * n_cb) // target))
+    bs1 = max(1, min(_next_pow2(S), 4096 // bc))
+    bco = min(_next_pow2(C), 64)
+    bs2 = min(_next_pow2(S), 64)
+    n_co = triton.cdiv(C, bco)
+    nb2 = 1 if N * n_co < target else max(1, min(16, (N * n_co) // target))
+    return dict(BC=bc, BHW=bhw, n_hs=n_hs, NB=nb, BS1=bs1, BCO=bco, BS2=bs2, BPART=16,
+                NB2=nb2, MBC=bc, MBHW=bhw, warps=4)
+
+
+def _hw_stride(t: torch.Tensor) -> int:
+    """Stride of the flattened H*W index of a (channels_last or NCHW) contiguous 4-D tensor."""
+    if t.shape[3] > 1:
+        return t.stride(3)
+    if t.shape[2] > 1:
+        return t.stride(2)
+    return 1
+
+
+def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
+    S, w1m, w2m = check_se_inputs(x, w1, b1, w2, b2, op)
+    _check_launchable(op, x, _INTERPRETED)
+    N, C, H, W = x.shape
+    HW = H * W
+    cl = wants_channels_last(x)
+    if not cl and not x.is_contiguous():
+        x = x.contiguous()
+    if C * HW > _INT32_MAX:
+        raise RuntimeError(f"{op}: one sample of x exceeds 2**31 elements")
+    if scale_only:
+        out = torch.empty((N, C), device=x.device, dtype=x.dtype)
+    else:
+        out = torch.empty((N, C, H, W), device=x.device, dtype=x.dtype,
+                          memory_format=torch.channels_last if cl else torch.contiguous_format)
+    if N == 0:
+        return out
+    cfg = _se_config(N, C, S, HW, cl, num_sms(x), _INTERPRETED)
+    bc, bhw = cfg["BC"], cfg["BHW"]
+    n_cb = triton.cdiv(C, bc)
+    tiles = triton.cdiv(HW, bhw)
+    hw_chunk = triton.cdiv(tiles, cfg["n_hs"]) * bhw
+    n_hs = triton.cdiv(HW, hw_chunk)
+    nb = 1 if n_hs > 1 else cfg["NB"]
+    parts = n_cb * n_hs
+    hpart = torch.empty((N, parts, S), device=x.device, dtype=torch.float32)
+    scale = out if scale_only else torch.empty((N, C), device=x.device, dtype=torch.float32)
+    sx_hw = _hw_stride(x)
+    warps = cfg["warps"]
+    with _device_ctx(x):
+        _wrap(_se_pool_fc1_kernel, _INTERPRETED)[(triton.cdiv(N, nb) * n_hs, n_cb)](
+            x, w1m, hpart,
+            N, C, S, HW, hw_chunk, n_hs, parts, nb,
+            x.stride(0), x.stride(1), sx_hw, w1m.stride(0), w1m.stride(1),
+            1.0 / HW,
+            CL=cl, BLOCK_HW=bhw, BLOCK_C=bc, BLOCK_S=cfg["BS1"], num_warps=warps,
+        )
+        nb2 = cfg["NB2"]
+        _wrap(_se_fc2_kernel, _INTERPRETED)[(triton.cdiv(N, nb2), triton.cdiv(C, cfg["BCO"]))](
+            hpart, b1, w2m, b2, scale,
+            N, C, S, parts, nb2,
+            b1.stride(0), w2m.stride(0), w2m.stride(1), b2.stride(0),
+            scale.stride(0), scale.stride(1),
+            BLOCK_PART=cfg["BPART"], BLOCK_S=cfg["BS2"], BLOCK_CO=cfg["BCO"], num_warps=warps,
+        )
+        if not scale_only:
+            mbc, mbhw = cfg["MBC"], cfg["MBHW"]
+            mtiles = triton.cdiv(HW, mbhw)
+            _wrap(_se_mul_kernel, _INTERPRETED)[(N * mtiles, triton.cdiv(C, mbc))](
+                x, scale, out,
+                C, HW, mtiles,
+                x.stride(0), x.stride(1), sx_hw, scale.stride(0), scale.stride(1),
+                out.stride(0), out.stride(1), _hw_stride(out),
+                CL=cl, BLOCK_HW=mbhw, BLOCK_C=mbc, num_warps=warps,
+            )
+    return out
+
+
+def se(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+       b2: torch.Tensor) -> torch.Tensor:
+    """x * hardsigmoid(w2 @ relu(w1 @ mean_hw(x) + b1) + b2), per (n, c)."""
+    return _se_impl(x, w1, b1, w2, b2, "se", scale_only=False)
+
+
+def se_scale(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
+             b2: torch.Tensor) -> torch.Tensor:
+    """The [N, C] scale hardsigmoid(w2 @ relu(w1 @ mean_hw(x) + b1) + b2), in x's dtype."""
+    return _se_impl(x, w1, b1, w2, b2, "se_scale", scale_only=True)

@@ -1,0 +1,9 @@
+"""mbv3_fast: MobileNetV3 for PyTorch with fused CPU (SIMD) and GPU (Triton) kernels.
+
+Importing the package loads the C++ extension, which registers the ops under torch.ops.mbv3.
+"""
+from mbv3_fast import _C  # noqa: F401  (registers torch.ops.mbv3.*)
+from mbv3_fast import ops
+from mbv3_fast.isa import available_cpu_isas, get_cpu_isa, set_cpu_isa
+
+__all__ = ["ops", "set_cpu_isa", "get_cpu_isa", "available_cpu_isas"]

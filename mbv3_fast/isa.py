@@ -1,0 +1,23 @@
+"""Which CPU code path the C++ kernels use.
+
+At import the path comes from MBV3_FAST_CPU_ISA (auto|scalar|avx2|avx512|neon; default auto =
+the widest this CPU supports).  These functions read and change it for the whole process.
+"""
+from typing import List
+
+import torch
+
+
+def get_cpu_isa() -> str:
+    """The path in force now, e.g. 'avx512'."""
+    return torch.ops.mbv3.get_cpu_isa()
+
+
+def set_cpu_isa(name: str) -> None:
+    """Force a path ('auto' picks the widest).  Raises ValueError if this CPU lacks it."""
+    torch.ops.mbv3.set_cpu_isa(name)
+
+
+def available_cpu_isas() -> List[str]:
+    """Paths this build and CPU can run, narrowest first (always includes 'scalar')."""
+    return list(torch.ops.mbv3.available_cpu_isas())

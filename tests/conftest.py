@@ -1,0 +1,26 @@
+import os
+import sys
+
+import pytest
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))  # tolerance.py, mbv3_shapes.py, neon_harness.py
+
+import mbv3_fast  # noqa: E402
+
+CPU_ISAS = mbv3_fast.available_cpu_isas()
+
+
+@pytest.fixture(params=CPU_ISAS)
+def cpu_isa(request):
+    """Run the test once per CPU path this machine has, forcing it, then restore."""
+    before = mbv3_fast.get_cpu_isa()
+    mbv3_fast.set_cpu_isa(request.param)
+    yield request.param
+    mbv3_fast.set_cpu_isa(before)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_seed(request):
+    # Fresh random data for every test, but reproducible from the test id when it fails.
+    torch.manual_seed(hash(request.node.nodeid) % (2**31))

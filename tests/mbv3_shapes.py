@@ -1,0 +1,51 @@
+"""MobileNetV3 layer configurations, enumerated from torchvision itself (never hand-copied)."""
+from functools import lru_cache
+
+import torch
+from torch import nn
+from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
+from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
+
+VARIANTS = {
+    "large": lambda: mobilenet_v3_large(),
+    "small": lambda: mobilenet_v3_small(),
+    "large-dilated": lambda: mobilenet_v3_large(dilated=True),
+    "small-dilated": lambda: mobilenet_v3_small(dilated=True),
+    "large-reduced": lambda: mobilenet_v3_large(reduced_tail=True),
+}
+_ACT = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
+
+
+def _run_hooked(model, kind, size):
+    found = []
+
+    def hook(mod, inp, out):
+        found.append((mod, tuple(inp[0].shape)))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, kind)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return found
+
+
+@lru_cache(maxsize=None)
+def depthwise_layers(variant: str, size: int = 224):
+    """(C, H, W, k, stride, padding, dilation, activation) of every depthwise conv+BN+act."""
+    out = []
+    for block, shape in _run_hooked(VARIANTS[variant](), Conv2dNormActivation, size):
+        conv = block[0]
+        if conv.groups == 1 or conv.groups != conv.in_channels:
+            continue
+        act = _ACT[type(block[2])] if len(block) > 2 else "none"
+        out.append((conv.in_channels, shape[2], shape[3], conv.kernel_size[0], conv.stride[0],
+                    conv.padding[0], conv.dilation[0], act))
+    return out
+
+
+@lru_cache(maxsize=None)
+def se_layers(variant: str, size: int = 224):
+    """(C, S, H, W) of every squeeze-excitation block."""
+    return [(se.fc1.in_channels, se.fc1.out_channels, shape[2], shape[3])
+            for se, shape in _run_hooked(VARIANTS[variant](), SqueezeExcitation, size)]
