@@ -1,0 +1,69 @@
+"""Cross-compile an op's NEON kernel (the very file the ARM build compiles) with a small C++
+main, run it under qemu-aarch64, and hand the results back to the test as tensors.
+
+One binary per op, rebuilt only when its sources change; one qemu run per batch of cases.
+"""
+import hashlib
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+CXX = "aarch64-linux-gnu-g++"
+QEMU = "qemu-aarch64"
+MISSING = [t for t in (CXX, QEMU) if shutil.which(t) is None]
+requires_toolchain = pytest.mark.skipif(
+    bool(MISSING), reason=f"NEON cross toolchain not installed ({', '.join(MISSING)}); "
+                          "`make deps` as root installs g++-aarch64-linux-gnu and qemu-user")
+# a53: the baseline ARMv8.0 core; a76: a modern phone/server core.  Both run every case.
+QEMU_CPUS = ("cortex-a53", "cortex-a76")
+
+
+def build(op: str) -> Path:
+    main = ROOT / "tests" / "neon" / f"{op}_main.cpp"
+    srcs = [main, ROOT / "csrc" / f"{op}_neon.cpp"]
+    deps = srcs + sorted((ROOT / "csrc").glob("*.h")) + [ROOT / "tests" / "neon" / "case_io.h"]
+    digest = hashlib.sha1(b"".join(p.read_bytes() for p in deps)).hexdigest()[:12]
+    exe = ROOT / "tests" / "neon" / "build" / f"{op}-{digest}"
+    if not exe.exists():
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        # -O3 as setup.py builds it; -static so qemu needs no ARM sysroot.
+        cmd = [CXX, "-O3", "-std=c++17", "-static", "-fno-math-errno", "-ffp-contract=off",
+               f"-I{ROOT / 'csrc'}", *map(str, srcs), "-o", str(exe)]
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+class CaseFile:
+    """Accumulates int64 headers and float32 arrays in the layout tests/neon/case_io.h reads."""
+
+    def __init__(self):
+        self.parts = []
+        self.count = 0
+
+    def i64(self, *values):
+        self.parts.append(struct.pack(f"<{len(values)}q", *values))
+
+    def floats(self, t: torch.Tensor):
+        self.parts.append(t.detach().to(torch.float32).contiguous().numpy().tobytes())
+
+    def bytes(self) -> bytes:
+        return struct.pack("<q", self.count) + b"".join(self.parts)
+
+
+def run(op: str, cases: CaseFile, cpu: str) -> torch.Tensor:
+    """Run all cases; returns every output float concatenated (split by the caller)."""
+    exe = build(op)
+    with tempfile.TemporaryDirectory() as tmp:
+        cin, cout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
+        Path(cin).write_bytes(cases.bytes())
+        subprocess.run([QEMU, "-cpu", cpu, str(exe), cin, cout], check=True, timeout=600,
+                       capture_output=True, text=True)
+        data = Path(cout).read_bytes()
+    return torch.frombuffer(bytearray(data), dtype=torch.float32)
