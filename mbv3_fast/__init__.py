@@ -2,6 +2,8 @@
 
 Importing the package loads the C++ extension, which registers the ops under torch.ops.mbv3.
 """
+import torch  # noqa: F401  (loads libtorch before our extension)
+
 from mbv3_fast import _C  # noqa: F401  (registers torch.ops.mbv3.*)
 from mbv3_fast import ops
 from mbv3_fast.isa import available_cpu_isas, get_cpu_isa, set_cpu_isa
