@@ -3,6 +3,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <stdexcept>
 
 #include "cpu_isa.h"
@@ -11,6 +12,13 @@ extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   return PyModule_Create(&def);
 }
+
+namespace mbv3 {
+namespace {
+std::atomic<bool> g_poison{false};
+}
+bool debug_poison_outputs() { return g_poison.load(std::memory_order_relaxed); }
+}  // namespace mbv3
 
 namespace {
 
@@ -36,4 +44,6 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("get_cpu_isa() -> str", &get_cpu_isa);
   m.def("set_cpu_isa(str name) -> ()", &set_cpu_isa);
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
+  m.def("_debug_poison_outputs(bool enable) -> ()",
+        [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
 }
