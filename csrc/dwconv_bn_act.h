@@ -20,7 +20,7 @@ struct DwConvParams {
 };
 
 // Computes output rows [row_begin, row_end) of the flattened (n, oh) range, channels
-// [c_begin, c_end).  c_begin must be a multiple of 64 (the threading tile) or 0.
+// [c_begin, c_end) (any split; each range is tiled from c_begin in vectors, tail masked).
 #define MBV3_DECLARE_DWCONV(ns) \
   namespace ns { void dwconv_bn_act(const DwConvParams& p, int64_t row_begin, int64_t row_end, \
                                     int64_t c_begin, int64_t c_end); }

@@ -1,18 +1,17 @@
 // Fused depthwise conv + bias + activation over NHWC float32, written once against `Vec` and
 // compiled once per ISA (dwconv_bn_act_<isa>.cpp).  XNNPACK-style: channels in SIMD lanes,
-// masked channel tails, accumulators started from the bias, padding handled by skipping taps
+// masked channel tails, bias folded into the epilogue, padding handled by skipping taps
 // (never by a padded copy), activation applied on the way to the store.
 //
-// Loop order per output row: channel tile (one vector) outer, output column inner, so the
-// k*k weight vectors of the tile are loaded once per row and stay in registers (or L1) while
-// the row streams past.  Interior columns need no bounds checks; only the pad-wide borders
-// test each tap.
+// Work is split by output row; within a row see row_specialised for the two loop orders.
+// Interior columns need no bounds checks; only the pad-wide borders test each tap.
 //
 // Accuracy: each output sums its even and odd kernel rows in separate accumulators, adding
 // them and then the bias at the end.  Halving the serial chain keeps the rounding error at or
 // below PyTorch's own (conv then BatchNorm) on k = 5 and 7, as tests/tolerance.py demands.
 #pragma once
 #include <algorithm>
+#include <type_traits>
 
 #include "dwconv_bn_act.h"
 #include "simd.h"
@@ -39,65 +38,132 @@ struct Geometry {
       : k(K > 0 ? K : p.k), s(S > 0 ? S : p.stride), d(D > 0 ? D : p.dil) {}
 };
 
-// One channel tile (one vector; TAIL = fewer than Vec::N channels, masked) of one output row.
-// The interior computes kBlock adjacent output columns at a time: with compile-time stride and
-// dilation the shared input columns are loaded once (stride 1, k = 3: 6 loads feed 12 FMAs)
-// and the kBlock accumulator chains hide the FMA latency.
-template <int K, int S, int D, Act A, bool TAIL>
-inline void channel_tile(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
-                         int nc, int64_t ow_lo, int64_t ow_hi) {
-  constexpr int kBlock = 4;
-  constexpr int KW = K > 0 ? K : kMaxK;
-  const Geometry<K, S, D> g(p);
-  const int k = g.k;
-  const int64_t C = p.C, W = p.W, s = g.s, dil = g.d, pad = p.pad;
-  auto ld = [nc](const float* ptr) { return TAIL ? Vec::load_tail(ptr, nc) : Vec::load(ptr); };
+template <bool TAIL>
+struct Lanes {  // a full vector of channels, or the first `n` (masked) for the channel tail
+  int n;
+  Vec load(const float* ptr) const { return TAIL ? Vec::load_tail(ptr, n) : Vec::load(ptr); }
+  void store(float* ptr, Vec v) const {
+    if (TAIL) v.store_tail(ptr, n);
+    else v.store(ptr);
+  }
+};
 
-  Vec w[KW * KW];
-  for (int t = 0; t < k * k; ++t) w[t] = ld(p.w + t * C + c);
-  const Vec bias = ld(p.b + c);
+// kBlock adjacent output columns [ow, ow + kBlock) of one channel tile, specialised geometry.
+// With compile-time stride and dilation the shared input columns are loaded once (stride 1,
+// k = 3: 6 loads feed 12 FMAs) and the independent accumulator chains hide the FMA latency.
+// CHECKED blocks touch the padding or run past the row's end: out-of-range input columns read
+// as zero and only real outputs are stored, so small maps (7x7) keep this schedule too.
+constexpr int kBlock = 4;
 
-  auto store = [&](int64_t ow, Vec acc) {
-    acc = activate<A>(add(acc, bias));
-    if (TAIL) acc.store_tail(yrow + ow * C + c, nc);
-    else acc.store(yrow + ow * C + c);
+//
+// Weights: the first HOIST kernel rows' weight vectors are loaded once per tile by the caller
+// (`w`); the other rows' are loaded where they are used.  At most kHoistRows rows are hoisted:
+// those that fit in the registers left beside the accumulators and input columns (all of 3x3
+// on AVX-512/NEON, 3 of 5 rows for 5x5 stride 1); more would only add compiler spills.
+template <int K, int S, int D>
+constexpr int kHoistRows = std::max(0, std::min(K, (Vec::kRegs - 2 * kBlock - ((kBlock - 1) * S + (K - 1) * D + 1)) / K));
+
+template <int K, int S, int D, Act A, int HOIST, bool TAIL, bool CHECKED>
+inline void block(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                  Lanes<TAIL> lanes, int64_t ow, const Vec* w, Vec bias) {
+  constexpr int kCols = (kBlock - 1) * S + (K - 1) * D + 1;  // input columns a block reads
+  const int64_t C = p.C, iw0 = ow * S - p.pad;
+  Vec acc[2][kBlock];  // even / odd kernel rows (see the file comment)
+  for (int j = 0; j < kBlock; ++j) acc[0][j] = acc[1][j] = Vec::zero();
+  for (int kh = 0; kh < K; ++kh) {
+    if (!rows[kh]) continue;  // padding row: the same for the whole output row, predicted
+    const float* px = rows[kh] + iw0 * C + c;
+    Vec in[kCols];
+    for (int i = 0; i < kCols; ++i)
+      in[i] = (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) ? lanes.load(px + i * C) : Vec::zero();
+    for (int kw = 0; kw < K; ++kw) {
+      const Vec wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
+      for (int j = 0; j < kBlock; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
+    }
+  }
+  const int64_t n_out = CHECKED ? std::min<int64_t>(kBlock, p.OW - ow) : kBlock;
+  for (int j = 0; j < n_out; ++j)
+    lanes.store(yrow + (ow + j) * C + c, activate<A>(add(add(acc[0][j], acc[1][j]), bias)));
+}
+
+template <int K, int S, int D, Act A, int HOIST, bool TAIL>
+inline void block_at(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                     Lanes<TAIL> lanes, int64_t ow, int64_t ow_lo, int64_t ow_hi, const Vec* w,
+                     Vec bias) {
+  if (ow >= ow_lo && ow + kBlock <= ow_hi)
+    block<K, S, D, A, HOIST, TAIL, false>(p, rows, yrow, c, lanes, ow, w, bias);
+  else
+    block<K, S, D, A, HOIST, TAIL, true>(p, rows, yrow, c, lanes, ow, w, bias);
+}
+
+// One output row, channels [c_begin, c_end), specialised geometry, in one of two orders:
+//  - tiles outer: a tile's (first HOIST rows of) weights are loaded once and stay in registers
+//    while the row streams past;
+//  - columns outer (XNNPACK's order): every tile of a column block before moving on, so the
+//    block's input (k rows x a few columns x all channels) stays in L1 however wide the row
+//    is; weights come from the small packed buffer, itself L1-resident.
+template <int K, int S, int D, Act A, int HOIST>
+void row_specialised(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c_begin,
+                     int64_t c_end, int64_t ow_lo, int64_t ow_hi, bool tiles_outer) {
+  const int64_t c_full = c_begin + (c_end - c_begin) / Vec::N * Vec::N;
+  const Lanes<false> full{Vec::N};
+  const Lanes<true> tail{int(c_end - c_full)};
+  Vec w[K * K];
+  auto load_weights = [&](int64_t c, auto lanes) {
+    for (int t = 0; t < HOIST * K; ++t) w[t] = lanes.load(p.w + t * p.C + c);
+    return lanes.load(p.b + c);
   };
-  // Columns whose taps may fall into the left/right padding test each tap.
-  auto one_column = [&](int64_t ow, bool checked) {
-    Vec acc[2] = {Vec::zero(), Vec::zero()};  // even / odd kernel rows (see the file comment)
+  if (tiles_outer) {
+    for (int64_t c = c_begin; c < c_full; c += Vec::N) {
+      const Vec bias = load_weights(c, full);
+      for (int64_t ow = 0; ow < p.OW; ow += kBlock)
+        block_at<K, S, D, A, HOIST>(p, rows, yrow, c, full, ow, ow_lo, ow_hi, w, bias);
+    }
+    if (tail.n > 0) {
+      const Vec bias = load_weights(c_full, tail);
+      for (int64_t ow = 0; ow < p.OW; ow += kBlock)
+        block_at<K, S, D, A, HOIST>(p, rows, yrow, c_full, tail, ow, ow_lo, ow_hi, w, bias);
+    }
+  } else {
+    for (int64_t ow = 0; ow < p.OW; ow += kBlock) {
+      for (int64_t c = c_begin; c < c_full; c += Vec::N) {
+        const Vec bias = load_weights(c, full);
+        block_at<K, S, D, A, HOIST>(p, rows, yrow, c, full, ow, ow_lo, ow_hi, w, bias);
+      }
+      if (tail.n > 0) {
+        const Vec bias = load_weights(c_full, tail);
+        block_at<K, S, D, A, HOIST>(p, rows, yrow, c_full, tail, ow, ow_lo, ow_hi, w, bias);
+      }
+    }
+  }
+}
+
+// Generic geometry (any odd k <= 7, stride, dilation): column by column, each tap checked
+// only in the border columns.
+template <Act A, bool TAIL>
+void tile_generic(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                  Lanes<TAIL> lanes, int64_t ow_lo, int64_t ow_hi) {
+  const int k = p.k;
+  const int64_t C = p.C, W = p.W, s = p.stride, dil = p.dil, pad = p.pad;
+  Vec w[kMaxK * kMaxK];
+  for (int t = 0; t < k * k; ++t) w[t] = lanes.load(p.w + t * C + c);
+  const Vec bias = lanes.load(p.b + c);
+  auto column = [&](int64_t ow, bool checked) {
+    Vec acc[2] = {Vec::zero(), Vec::zero()};
     const int64_t iw0 = ow * s - pad;
     for (int kh = 0; kh < k; ++kh) {
-      if (!rows[kh]) continue;  // padding row: the same for the whole output row, predicted
+      if (!rows[kh]) continue;
       for (int kw = 0; kw < k; ++kw) {
         const int64_t iw = iw0 + kw * dil;
         if (checked && (iw < 0 || iw >= W)) continue;
-        acc[kh & 1] = fmadd(ld(rows[kh] + iw * C + c), w[kh * k + kw], acc[kh & 1]);
+        acc[kh & 1] = fmadd(lanes.load(rows[kh] + iw * C + c), w[kh * k + kw], acc[kh & 1]);
       }
     }
-    store(ow, add(acc[0], acc[1]));
+    lanes.store(yrow + ow * C + c, activate<A>(add(add(acc[0], acc[1]), bias)));
   };
-
-  for (int64_t ow = 0; ow < ow_lo; ++ow) one_column(ow, true);
-  int64_t ow = ow_lo;
-  if constexpr (K > 0 && S > 0 && D > 0) {
-    constexpr int kCols = (kBlock - 1) * S + (K - 1) * D + 1;  // input columns one block reads
-    for (; ow + kBlock <= ow_hi; ow += kBlock) {
-      Vec acc[2][kBlock];
-      for (int j = 0; j < kBlock; ++j) acc[0][j] = acc[1][j] = Vec::zero();
-      const int64_t off = (ow * S - pad) * C + c;
-      for (int kh = 0; kh < K; ++kh) {
-        if (!rows[kh]) continue;
-        Vec in[kCols];
-        for (int i = 0; i < kCols; ++i) in[i] = ld(rows[kh] + off + i * C);
-        for (int kw = 0; kw < K; ++kw)
-          for (int j = 0; j < kBlock; ++j)
-            acc[kh & 1][j] = fmadd(in[j * S + kw * D], w[kh * K + kw], acc[kh & 1][j]);
-      }
-      for (int j = 0; j < kBlock; ++j) store(ow + j, add(acc[0][j], acc[1][j]));
-    }
-  }
-  for (; ow < ow_hi; ++ow) one_column(ow, false);
-  for (ow = std::max(ow_hi, ow_lo); ow < p.OW; ++ow) one_column(ow, true);
+  for (int64_t ow = 0; ow < ow_lo; ++ow) column(ow, true);
+  for (int64_t ow = ow_lo; ow < ow_hi; ++ow) column(ow, false);
+  for (int64_t ow = std::max(ow_hi, ow_lo); ow < p.OW; ++ow) column(ow, true);
 }
 
 template <int K, int S, int D, Act A>
@@ -110,6 +176,15 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
   const int64_t ow_lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
   const int64_t last = p.W - 1 + pad - span;  // largest ow*s with the last tap in bounds
   const int64_t ow_hi = last < 0 ? ow_lo : std::max(ow_lo, std::min<int64_t>(p.OW, last / s + 1));
+  // Columns outer only for 3x3 over wide rows of several tiles (72x56, 64x112 here): there the
+  // k input rows exceed L1 and, with C*4 bytes not a multiple of 64, neighbouring tiles share
+  // cache lines that a tiles-outer pass would fetch twice.  Measured: 5x5 and narrow rows
+  // lose more to the weight reloads than they gain.
+  const int64_t row_bytes = int64_t(k) * p.W * (c_end - c_begin) * int64_t(sizeof(float));
+  const bool tiles_outer = !(K == 3 && c_end - c_begin > Vec::N && p.W >= 48 && row_bytes > 32 * 1024);
+  // Hoisting pays only when the weights are reused over enough column blocks (>= 4): on the
+  // 7-wide rows of 960x7x7 / 672x14x14-s2, loading at the point of use measured faster.
+  const bool hoist = tiles_outer && p.OW >= 4 * kBlock;
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / p.OH, oh = r % p.OH;
     const float* rows[kMaxK];
@@ -118,10 +193,17 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
       rows[kh] = (ih >= 0 && ih < p.H) ? p.x + (n * p.H + ih) * p.W * p.C : nullptr;
     }
     float* yrow = p.y + r * p.OW * p.C;
-    int64_t c = c_begin;
-    for (; c + Vec::N <= c_end; c += Vec::N)
-      channel_tile<K, S, D, A, false>(p, rows, yrow, c, Vec::N, ow_lo, ow_hi);
-    if (c < c_end) channel_tile<K, S, D, A, true>(p, rows, yrow, c, int(c_end - c), ow_lo, ow_hi);
+    if constexpr (K > 0) {
+      if (hoist)
+        row_specialised<K, S, D, A, kHoistRows<K, S, D>>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi, true);
+      else
+        row_specialised<K, S, D, A, 0>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi, tiles_outer);
+    } else {
+      int64_t c = c_begin;
+      for (; c + Vec::N <= c_end; c += Vec::N)
+        tile_generic<A>(p, rows, yrow, c, Lanes<false>{Vec::N}, ow_lo, ow_hi);
+      if (c < c_end) tile_generic<A>(p, rows, yrow, c, Lanes<true>{int(c_end - c)}, ow_lo, ow_hi);
+    }
   }
 }
 

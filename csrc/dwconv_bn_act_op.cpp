@@ -48,16 +48,20 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
                  N, C, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act};
   auto* kernel = MBV3_ISA_SELECT(dwconv_bn_act, current_isa());
 
-  // Work unit: one output row x one block of 64 channels; enough units for any thread count
-  // at batch 1, and a grain that keeps tiny layers on one thread (waking a thread costs µs).
-  constexpr int64_t kCBlock = 64;
-  const int64_t cblocks = (C + kCBlock - 1) / kCBlock, units = N * OH * cblocks;
-  const int64_t unit_macs = OW * std::min(C, kCBlock) * k * k;
+  // Work unit: one output row x a block of channels.  Whole rows (all channels) when there
+  // are rows enough to balance the threads -- splitting C would leave ragged channel tails
+  // (72 = 64 + 8) and re-walk the same input lines; 64-channel blocks otherwise (the 7x7 and
+  // 14x14 layers at batch 1).  The grain keeps tiny layers on one thread: a wake-up costs µs.
+  const int64_t rows = N * OH;
+  const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
+  const int64_t cblocks = (C + cblock - 1) / cblock, units = rows * cblocks;
+  const int64_t unit_macs = OW * std::min(C, cblock) * k * k;
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, unit_macs));
   at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+    if (cblocks == 1) return kernel(p, begin, end, 0, C);
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t row = u / cblocks, c0 = (u % cblocks) * kCBlock;
-      kernel(p, row, row + 1, c0, std::min(C, c0 + kCBlock));
+      const int64_t row = u / cblocks, c0 = (u % cblocks) * cblock;
+      kernel(p, row, row + 1, c0, std::min(C, c0 + cblock));
     }
   });
   return out.result();

@@ -14,6 +14,7 @@
 namespace mbv3 { namespace avx512 {
 struct Vec {
   static constexpr int N = 16;
+  static constexpr int kRegs = 32;  // architectural vector registers
   __m512 v;
   static inline Vec zero() { return {_mm512_setzero_ps()}; }
   static inline Vec set1(float f) { return {_mm512_set1_ps(f)}; }
@@ -44,6 +45,7 @@ static inline __m256i tail_mask8(int n) {
 }
 struct Vec {
   static constexpr int N = 8;
+  static constexpr int kRegs = 16;
   __m256 v;
   static inline Vec zero() { return {_mm256_setzero_ps()}; }
   static inline Vec set1(float f) { return {_mm256_set1_ps(f)}; }
@@ -71,6 +73,7 @@ static inline float reduce_add(Vec a) {
 namespace mbv3 { namespace neon {
 struct Vec {
   static constexpr int N = 4;
+  static constexpr int kRegs = 32;
   float32x4_t v;
   static inline Vec zero() { return {vdupq_n_f32(0.f)}; }
   static inline Vec set1(float f) { return {vdupq_n_f32(f)}; }
@@ -103,6 +106,7 @@ namespace mbv3 { namespace scalar {
 // One lane: the portable reference path.  fmaf keeps its rounding close to the FMA paths.
 struct Vec {
   static constexpr int N = 1;
+  static constexpr int kRegs = 16;
   float v;
   static inline Vec zero() { return {0.f}; }
   static inline Vec set1(float f) { return {f}; }
