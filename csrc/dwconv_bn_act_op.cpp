@@ -31,6 +31,8 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   TORCH_CHECK_VALUE(dilation >= 1, "dwconv_bn_act: dilation must be >= 1, got ", dilation);
   TORCH_CHECK_VALUE(padding >= 0, "dwconv_bn_act: padding must be >= 0, got ", padding);
   const Act act = parse_activation(activation, "dwconv_bn_act");
+  check_same_device(x, weight, "weight");
+  check_same_device(x, bias, "bias");
   TORCH_CHECK_VALUE(H >= 1 && W >= 1, "dwconv_bn_act: H and W must be >= 1, got ", H, "x", W);
   const int64_t OH = (H + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
   const int64_t OW = (W + 2 * padding - dilation * (k - 1) - 1) / stride + 1;

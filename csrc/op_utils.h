@@ -14,10 +14,13 @@ namespace mbv3 {
 bool debug_poison_outputs();
 
 inline void check_float_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat, "mbv3: ", name, " must be float32, got ",
-                    t.scalar_type());
-  TORCH_CHECK(t.device().is_cpu(), "mbv3: ", name, " is on ", t.device(),
-              " but the CPU kernel needs every tensor on the CPU");
+  TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat, "mbv3: ", name,
+                    " must be float32 on the CPU, got ", t.scalar_type());
+}
+
+inline void check_same_device(const at::Tensor& x, const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device() == x.device(), "mbv3: ", name, " is on ", t.device(), " but x is on ",
+              x.device(), "; all tensors must be on the same device");
 }
 
 inline Act parse_activation(c10::string_view a, const char* op) {
@@ -26,6 +29,7 @@ inline Act parse_activation(c10::string_view a, const char* op) {
   if (a == "none") return Act::None;
   TORCH_CHECK_VALUE(false, op, ": unknown activation '", std::string(a),
                     "', expected 'hardswish', 'relu' or 'none'");
+  return Act::None;  // unreachable
 }
 
 // The op's output keeps the input's layout: channels_last when x is channels_last-dense (and

@@ -12,22 +12,30 @@ the memory-contiguous dimension is the fastest one of the register tile:
   * channels_last (CL=True):  tile [BLOCK_P, BLOCK_C], channels contiguous/coalesced;
   * NCHW          (CL=False): tile [BLOCK_C, BLOCK_P], pixels contiguous/coalesced.
 Both use the same code; strides of x, weight, bias and y are runtime arguments (Triton
-specialises a stride equal to 1, which gives the vectorised/coalesced access), so
-non-contiguous inputs are read in place without a copy.  Padding is done with masked loads;
-the k*k weights of the channel block are loaded once per program (one vector per tap), bias +
-activation run in the epilogue, and the store converts to x's dtype.
+specialises a stride equal to 1, which gives the coalesced access), so non-contiguous inputs are
+read in place without a copy (no NCHW <-> NHWC conversion anywhere).  For channels_last, C and
+the n/h/w strides are passed divided by VEC (largest power of two <= 16 bytes dividing them) so
+that loads/stores become 16-byte vectors even for C = 72, 120, 184, 200.  Padding is done with
+masked loads; the k*k weights of the channel block are loaded once per program (one vector per
+tap), bias + activation run in the epilogue, and the store converts to x's dtype.
+GPU blocks (no autotune): channels_last BLOCK_C in {16, 32, 64} (least tail waste), BLOCK_P =
+1024 / BLOCK_C; NCHW BLOCK_P = next_pow2(OH*OW) clamped to [32, 256], BLOCK_C = 1024 / BLOCK_P;
+4 warps; tiles shrink only when the grid would have fewer programs than SMs.
+Under TRITON_INTERPRET=1 (CPU tensors) bigger tiles are used, and bf16 results are rounded to
+nearest-even explicitly because the interpreter's fp32->bf16 cast truncates.
 """
 import contextlib
 import functools
+import math
 
 import torch
 import triton
 import triton.language as tl
 
-__all__ = ["dwconv_bn_act", "check_dwconv_inputs"]
+from mbv3_fast.ops.dwconv_bn_act import check_inputs
 
-_ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}
-_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+__all__ = ["dwconv_bn_act"]
+
 _INT32_MAX = 2**31 - 1
 
 
@@ -35,53 +43,21 @@ _INT32_MAX = 2**31 - 1
 # Helpers shared with se.py
 # ----------------------------------------------------------------------------------------------
 
+def _cdiv(a: int, b: int) -> int:
+    """Ceil division (triton.cdiv is a jit function: ~10 us per call from Python)."""
+    return -(-a // b)
+
+
 def _next_pow2(v: int) -> int:
     return 1 if v <= 1 else 1 << (v - 1).bit_length()
 
 
-def _strides_like_channels_last(size, stride) -> bool:
-    """Port of c10::is_channels_last_strides_2d_s4 (what Tensor.suggest_memory_format uses),
-    so ambiguous shapes (C == 1, H == W == 1, ...) resolve exactly as PyTorch resolves them."""
-    if stride[1] == 0:
-        return False
-    smin = 0
-    for d in (1, 3, 2, 0):
-        if size[d] == 0:
-            return False
-        if stride[d] < smin:
-            return False
-        if d == 0 and smin == stride[1]:
-            return False
-        smin = stride[d]
-        if size[d] > 1:
-            smin *= size[d]
-    return True
-
-
 def wants_channels_last(x: torch.Tensor) -> bool:
-    """True when the output of an op on 4-D ``x`` should be channels_last: x is channels_last
-    contiguous and PyTorch would suggest channels_last for it.  Everything else (contiguous
-    NCHW, non-contiguous views) gets a contiguous NCHW output."""
-    return x.is_contiguous(memory_format=torch.channels_last) and _strides_like_channels_last(
-        x.shape, x.stride())
-
-
-def _check_float(t: torch.Tensor, name: str, op: str, x_dtype=None) -> None:
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    if x_dtype is None:
-        if t.dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"{op}: {name} must be float32, float16 or bfloat16, got {t.dtype}")
-    elif t.dtype not in (torch.float32, x_dtype):
-        raise ValueError(
-            f"{op}: {name} must be float32 or the same dtype as x ({x_dtype}), got {t.dtype}")
-
-
-def _check_same_device(op: str, x: torch.Tensor, **others: torch.Tensor) -> None:
-    for name, t in others.items():
-        if t.device != x.device:
-            raise RuntimeError(f"{op}: {name} is on {t.device} but x is on {x.device}; "
-                               "all tensors must be on the same device")
+    """The project's output layout rule (same as mbv3_fast/ops/_layout.py, which the fake and
+    C++ kernels use): channels_last when x is channels_last-dense and not also NCHW-dense;
+    everything else (NCHW, ambiguous C == 1 / H == W == 1 tensors, non-contiguous views) gets a
+    contiguous NCHW output."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def _kernel_is_interpreted(kernel) -> bool:
@@ -101,6 +77,10 @@ def _check_launchable(op: str, x: torch.Tensor, interpreted: bool) -> None:
         raise RuntimeError(f"{op}: the Triton kernel needs CUDA tensors; CPU tensors only work "
                            "when TRITON_INTERPRET=1 is set before triton is imported")
     raise RuntimeError(f"{op}: unsupported device {x.device} (Triton kernel needs CUDA)")
+
+
+def needs_bf16_rne(dtype: torch.dtype, interpreted: bool) -> bool:
+    return interpreted and dtype == torch.bfloat16
 
 
 def _wrap(kernel, interpreted: bool):
@@ -140,10 +120,19 @@ def channel_block(C: int, cap: int = 64) -> int:
         return _next_pow2(C)
     b = cap
     while b > 16:
-        if triton.cdiv(C, b) * b - C <= C // 8:
+        if _cdiv(C, b) * b - C <= C // 8:
             return b
         b //= 2
     return 16
+
+
+def vec_width(dtype: torch.dtype, *values: int) -> int:
+    """Largest power of two <= 16 bytes / itemsize dividing every value (C and strides)."""
+    g = math.gcd(*values)
+    v = 16 // dtype.itemsize
+    while v > 1 and g % v:
+        v //= 2
+    return v
 
 
 def span_fits_int32(t: torch.Tensor) -> bool:
@@ -152,61 +141,46 @@ def span_fits_int32(t: torch.Tensor) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Validation
-# ----------------------------------------------------------------------------------------------
-
-def check_dwconv_inputs(x, weight, bias, stride, padding, dilation, activation,
-                        op: str = "dwconv_bn_act"):
-    """Validate dwconv_bn_act arguments.  Returns (k, OH, OW, activation_code).
-    Raises ValueError for bad dtypes/shapes/values, RuntimeError for device mismatches."""
-    _check_float(x, "x", op)
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D shape {tuple(x.shape)}")
-    N, C, H, W = x.shape
-    if C < 1 or H < 1 or W < 1:
-        raise ValueError(f"{op}: x must have C, H, W >= 1, got shape {tuple(x.shape)}")
-    _check_float(weight, "weight", op, x.dtype)
-    _check_float(bias, "bias", op, x.dtype)
-    if weight.dim() != 4 or weight.shape[0] != C or weight.shape[1] != 1 \
-            or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"{op}: weight must be [C, 1, k, k] with C={C}, got {tuple(weight.shape)}")
-    k = weight.shape[2]
-    if k < 1 or k % 2 == 0:
-        raise ValueError(f"{op}: kernel size k must be odd and >= 1, got k={k}")
-    if bias.dim() != 1 or bias.shape[0] != C:
-        raise ValueError(f"{op}: bias must be 1-D of size C={C}, got shape {tuple(bias.shape)}")
-    for name, v, lo in (("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
-    if not isinstance(activation, str) or activation not in _ACTIVATIONS:
-        raise ValueError(f"{op}: activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
-    _check_same_device(op, x, weight=weight, bias=bias)
-    eff = dilation * (k - 1) + 1
-    OH = (H + 2 * padding - eff) // stride + 1
-    OW = (W + 2 * padding - eff) // stride + 1
-    if OH < 1 or OW < 1:
-        raise ValueError(f"{op}: output size is too small: input {H}x{W}, k={k}, padding={padding}, "
-                         f"dilation={dilation} gives {OH}x{OW}")
-    return k, OH, OW, _ACTIVATIONS[activation]
-
-
-# ----------------------------------------------------------------------------------------------
 # Kernel
 # ----------------------------------------------------------------------------------------------
 
 @triton.jit
+def round_to_bf16_rne(v):
+    """fp32 -> the nearest-even bfloat16 value, still as fp32 (so a later .to(bf16) is exact).
+    Only used under TRITON_INTERPRET=1, whose fp32->bf16 cast truncates; on the GPU the native
+    conversion already rounds to nearest even."""
+    bits = v.to(tl.uint32, bitcast=True)
+    bits = bits + 0x7FFF + ((bits >> 16) & 1)
+    bits = (bits >> 16) << 16
+    return bits.to(tl.float32, bitcast=True)
+
+
+# Shape ints and weight strides are not specialised (value 1 / multiple of 16) by Triton: that
+# would only multiply the compiled variants.  sx_c / sy_c stay specialised (== 1 tells the
+# compiler the channel dim is contiguous for channels_last).
+@triton.jit(do_not_specialize=["C_v", "H", "W", "OH", "OW", "tiles_p", "sx_n_v", "sx_h_v", "sx_w_v",
+                               "sw_c", "sw_h", "sw_w", "s_b", "sy_n_v", "sy_h_v", "sy_w_v", "PAD"])
 def _dwconv_bn_act_kernel(
     x_ptr, w_ptr, b_ptr, y_ptr,
-    C, H, W, OH, OW, tiles_p,
-    sx_n, sx_c, sx_h, sx_w,
+    C_v, H, W, OH, OW, tiles_p,
+    sx_n_v, sx_c, sx_h_v, sx_w_v,
     sw_c, sw_h, sw_w, s_b,
-    sy_n, sy_c, sy_h, sy_w,
+    sy_n_v, sy_c, sy_h_v, sy_w_v,
     PAD,
     K: tl.constexpr, STRIDE: tl.constexpr, DIL: tl.constexpr, ACT: tl.constexpr,
-    CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+    CL: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, VEC: tl.constexpr,
+    BF16_RNE: tl.constexpr,
 ):
+    # C and the n/h/w strides arrive divided by VEC (a power of two dividing all of them) so
+    # that the compiler can prove VEC-element alignment and emit 16-byte vector accesses along
+    # the contiguous channel dim even when C is not a multiple of 16 (72, 120, 184, 200, ...).
+    C = C_v * VEC
+    sx_n = sx_n_v * VEC
+    sx_h = sx_h_v * VEC
+    sx_w = sx_w_v * VEC
+    sy_n = sy_n_v * VEC
+    sy_h = sy_h_v * VEC
+    sy_w = sy_w_v * VEC
     pid = tl.program_id(0)
     n = pid // tiles_p
     tp = pid - n * tiles_p
@@ -244,6 +218,8 @@ def _dwconv_bn_act_kernel(
         acc = tl.maximum(acc, 0.0)
     elif ACT == 2:
         acc = acc * tl.minimum(tl.maximum(acc + 3.0, 0.0), 6.0) / 6.0
+    if BF16_RNE:
+        acc = round_to_bf16_rne(acc)
     y = y_ptr + n64 * sy_n + c * sy_c + oh * sy_h + ow * sy_w
     tl.store(y, acc.to(y_ptr.dtype.element_ty), mask=mask_p & mask_c)
 
@@ -251,10 +227,12 @@ def _dwconv_bn_act_kernel(
 _INTERPRETED = _kernel_is_interpreted(_dwconv_bn_act_kernel)
 
 
+@functools.lru_cache(maxsize=4096)
 def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
     """(BLOCK_P, BLOCK_C, num_warps).  Interpreter: big tiles (numpy cost is per op, not per
-    element).  GPU: ~2048-element tiles (16 fp32 accumulators/thread at 4 warps), shrunk while
-    the grid would not fill ~2 waves of the SMs."""
+    element).  GPU: ~1024-element tiles (8 fp32 accumulators/thread at 4 warps), fixed per layer
+    shape so that few variants get compiled; shrunk only when the grid would not even give
+    every SM one program (batch-1 layers with few pixels)."""
     if interpreted:
         tile = 8192
         if cl:
@@ -264,16 +242,15 @@ def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
             bp = min(_next_pow2(P), 4096)
             bc = max(1, min(tile // bp, _next_pow2(C)))
         return bp, bc, 4
-    target = 2 * sms
     if cl:
         bc = channel_block(C, 64)
-        bp = max(16, min(2048 // bc, _next_pow2(P)))
-        while bp > 16 and N * triton.cdiv(P, bp) * triton.cdiv(C, bc) < target:
+        bp = max(16, min(1024 // bc, _next_pow2(P)))
+        while bp > 16 and N * _cdiv(P, bp) * _cdiv(C, bc) < sms:
             bp //= 2
     else:
         bp = max(32, min(256, _next_pow2(P)))
-        bc = max(1, min(2048 // bp, _next_pow2(C)))
-        while bc > 1 and N * triton.cdiv(P, bp) * triton.cdiv(C, bc) < target:
+        bc = max(1, min(1024 // bp, _next_pow2(C)))
+        while bc > 1 and N * _cdiv(P, bp) * _cdiv(C, bc) < sms:
             bc //= 2
     return bp, bc, 4
 
@@ -281,7 +258,7 @@ def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
 def dwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,
                   padding: int, dilation: int, activation: str) -> torch.Tensor:
     """Depthwise conv (groups=C) + bias + activation; see the module docstring."""
-    k, OH, OW, act = check_dwconv_inputs(x, weight, bias, stride, padding, dilation, activation)
+    k, OH, OW, act = check_inputs(x, weight, bias, stride, padding, dilation, activation)
     _check_launchable("dwconv_bn_act", x, _INTERPRETED)
     N, C, H, W = x.shape
     cl = wants_channels_last(x)
@@ -289,25 +266,29 @@ def dwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, str
                     memory_format=torch.channels_last if cl else torch.contiguous_format)
     if N == 0:
         return y
-    if not span_fits_int32(x):
+    if (x.numel() > _INT32_MAX or not (cl or x.is_contiguous())) and not span_fits_int32(x):
         x = x.contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
         if not span_fits_int32(x):
             raise RuntimeError("dwconv_bn_act: one sample of x exceeds 2**31 elements")
-    if not span_fits_int32(y):
+    if y.numel() > _INT32_MAX and not span_fits_int32(y):
         raise RuntimeError("dwconv_bn_act: one sample of the output exceeds 2**31 elements")
     P = OH * OW
     bp, bc, warps = _dw_blocks(N, C, P, cl, num_sms(x), _INTERPRETED)
-    tiles_p = triton.cdiv(P, bp)
-    grid = (N * tiles_p, triton.cdiv(C, bc))
+    tiles_p = _cdiv(P, bp)
+    sx, sy = x.stride(), y.stride()
+    vec = vec_width(x.dtype, C, sx[0], sx[2], sx[3], sy[0], sy[2], sy[3]) \
+        if cl and sx[1] == 1 and sy[1] == 1 else 1
+    grid = (N * tiles_p, _cdiv(C, bc))
     with _device_ctx(x):
         _wrap(_dwconv_bn_act_kernel, _INTERPRETED)[grid](
             x, weight, bias, y,
-            C, H, W, OH, OW, tiles_p,
-            x.stride(0), x.stride(1), x.stride(2), x.stride(3),
+            C // vec, H, W, OH, OW, tiles_p,
+            sx[0] // vec, sx[1], sx[2] // vec, sx[3] // vec,
             weight.stride(0), weight.stride(2), weight.stride(3), bias.stride(0),
-            y.stride(0), y.stride(1), y.stride(2), y.stride(3),
+            sy[0] // vec, sy[1], sy[2] // vec, sy[3] // vec,
             padding,
             K=k, STRIDE=stride, DIL=dilation, ACT=act, CL=cl,
-            BLOCK_P=bp, BLOCK_C=bc, num_warps=warps,
+            BLOCK_P=bp, BLOCK_C=bc, VEC=vec, BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED),
+            num_warps=warps,
         )
     return y

@@ -19,16 +19,23 @@ Kernels (no atomics, deterministic):
      se_scale).
   3. ``_se_mul_kernel`` (se only)  grid (N * cdiv(HW, BLOCK_HW), cdiv(C, BLOCK_C)):
      y = x * scale[n, c], streaming, same tile orientation as 1.
+Shape ints are excluded from Triton's value specialisation (fewer compiled variants); the
+strides that tell the compiler which dim is contiguous (== 1) stay specialised.
 Tiles are oriented so the memory-contiguous dim (channels for channels_last, pixels for NCHW)
 is the fastest register dim.
 """
+import functools
+
 import torch
 import triton
 import triton.language as tl
 
+from mbv3_fast.ops._checks import check_float, check_same_device
+
 from .dwconv_bn_act import (
-    _check_float, _check_same_device, _check_launchable, _device_ctx, _kernel_is_interpreted,
-    _next_pow2, _wrap, channel_block, num_sms, wants_channels_last, _INT32_MAX,
+    _check_launchable, _device_ctx, _kernel_is_interpreted,
+    _cdiv, _next_pow2, _wrap, channel_block, needs_bf16_rne, num_sms, round_to_bf16_rne,
+    vec_width, wants_channels_last, _INT32_MAX,
 )
 
 __all__ = ["se", "se_scale", "check_se_inputs"]
@@ -38,54 +45,60 @@ __all__ = ["se", "se_scale", "check_se_inputs"]
 # Validation
 # ----------------------------------------------------------------------------------------------
 
-def _as_matrix(w: torch.Tensor, name: str, op: str) -> torch.Tensor:
-    if w.dim() == 2:
-        return w
-    if w.dim() == 4 and w.shape[2] == 1 and w.shape[3] == 1:
-        return w[:, :, 0, 0]
+def _check_matrix(w: torch.Tensor, name: str, op: str) -> None:
+    if w.dim() == 2 or (w.dim() == 4 and w.shape[2] == 1 and w.shape[3] == 1):
+        return
     raise ValueError(f"{op}: {name} must be 2-D or [*, *, 1, 1], got shape {tuple(w.shape)}")
 
 
-def check_se_inputs(x, w1, b1, w2, b2, op: str = "se"):
-    """Validate SE arguments.  Returns (S, w1 as [S, C] view, w2 as [C, S] view).
+def check_se_inputs(x, w1, b1, w2, b2, op: str = "se") -> int:
+    """Validate SE arguments; returns S.  w1/w2 may be [S, C] / [C, S] or [S, C, 1, 1] /
+    [C, S, 1, 1] (their first two strides are used either way).
     Raises ValueError for bad dtypes/shapes, RuntimeError for device mismatches."""
-    _check_float(x, "x", op)
+    check_float(x, "x", op)
     if x.dim() != 4:
         raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D shape {tuple(x.shape)}")
     N, C, H, W = x.shape
     if C < 1 or H < 1 or W < 1:
         raise ValueError(f"{op}: x must have C, H, W >= 1, got shape {tuple(x.shape)}")
     for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
-        _check_float(t, name, op, x.dtype)
-    w1m = _as_matrix(w1, "w1", op)
-    w2m = _as_matrix(w2, "w2", op)
-    S = w1m.shape[0]
-    if S < 1 or w1m.shape[1] != C:
+        check_float(t, name, op, x.dtype)
+    _check_matrix(w1, "w1", op)
+    _check_matrix(w2, "w2", op)
+    S = w1.shape[0]
+    if S < 1 or w1.shape[1] != C:
         raise ValueError(f"{op}: w1 must be [S, C] (or [S, C, 1, 1]) with C={C}, S>=1, "
                          f"got {tuple(w1.shape)}")
     if b1.dim() != 1 or b1.shape[0] != S:
         raise ValueError(f"{op}: b1 must be 1-D of size S={S}, got shape {tuple(b1.shape)}")
-    if tuple(w2m.shape) != (C, S):
+    if w2.shape[0] != C or w2.shape[1] != S:
         raise ValueError(f"{op}: w2 must be [C, S] = [{C}, {S}] (or [C, S, 1, 1]), "
                          f"got {tuple(w2.shape)}")
     if b2.dim() != 1 or b2.shape[0] != C:
         raise ValueError(f"{op}: b2 must be 1-D of size C={C}, got shape {tuple(b2.shape)}")
-    _check_same_device(op, x, w1=w1, b1=b1, w2=w2, b2=b2)
-    return S, w1m, w2m
+    check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
+    return S
 
 
 # ----------------------------------------------------------------------------------------------
 # Kernels
 # ----------------------------------------------------------------------------------------------
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "C_v", "S", "HW", "hw_chunk", "n_hs", "parts", "NB", "sx_n_v",
+                               "sw1_s"])
 def _se_pool_fc1_kernel(
     x_ptr, w1_ptr, hpart_ptr,
-    N, C, S, HW, hw_chunk, n_hs, parts, NB,
-    sx_n, sx_c, sx_hw, sw1_s, sw1_c,
+    N, C_v, S, HW, hw_chunk, n_hs, parts, NB,
+    sx_n_v, sx_c, sx_hw_v, sw1_s, sw1_c,
     inv_hw,
     CL: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+    VEC: tl.constexpr,
 ):
+    # C and the n / pixel strides arrive divided by VEC (see dwconv_bn_act: lets the compiler
+    # emit 16-byte vector loads along channels_last channels when C % 16 != 0).
+    C = C_v * VEC
+    sx_n = sx_n_v * VEC
+    sx_hw = sx_hw_v * VEC
     pid0 = tl.program_id(0)
     cb = tl.program_id(1)
     nb = pid0 // n_hs
@@ -130,12 +143,13 @@ def _se_pool_fc1_kernel(
             tl.store(h_row + s, h, mask=ms & n_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["N", "C", "S", "parts", "NB", "s_b1", "sw2_c", "s_b2", "ss_n"])
 def _se_fc2_kernel(
     hpart_ptr, b1_ptr, w2_ptr, b2_ptr, s_ptr,
     N, C, S, parts, NB,
     s_b1, sw2_c, sw2_s, s_b2, ss_n, ss_c,
     BLOCK_PART: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_CO: tl.constexpr,
+    BF16_RNE: tl.constexpr,
 ):
     nb = tl.program_id(0)
     offs_co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
@@ -164,17 +178,26 @@ def _se_fc2_kernel(
             z += tl.sum(w2t * h[None, :], axis=1)
         z = z + b2
         scale = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) / 6.0
+        if BF16_RNE:
+            scale = round_to_bf16_rne(scale)
         tl.store(s_ptr + n * ss_n + offs_co * ss_c, scale.to(s_ptr.dtype.element_ty),
                  mask=mask_co & n_ok)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["C_v", "HW", "tiles_hw", "sx_n_v", "ss_n_v", "sy_n_v"])
 def _se_mul_kernel(
     x_ptr, s_ptr, y_ptr,
-    C, HW, tiles_hw,
-    sx_n, sx_c, sx_hw, ss_n, ss_c, sy_n, sy_c, sy_hw,
-    CL: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr,
+    C_v, HW, tiles_hw,
+    sx_n_v, sx_c, sx_hw_v, ss_n_v, ss_c, sy_n_v, sy_c, sy_hw_v,
+    CL: tl.constexpr, BLOCK_HW: tl.constexpr, BLOCK_C: tl.constexpr, VEC: tl.constexpr,
+    BF16_RNE: tl.constexpr,
 ):
+    C = C_v * VEC  # C and n / pixel strides arrive divided by VEC (alignment proof)
+    sx_n = sx_n_v * VEC
+    sx_hw = sx_hw_v * VEC
+    ss_n = ss_n_v * VEC
+    sy_n = sy_n_v * VEC
+    sy_hw = sy_hw_v * VEC
     pid = tl.program_id(0)
     n = pid // tiles_hw
     t = pid - n * tiles_hw
@@ -191,8 +214,10 @@ def _se_mul_kernel(
     n64 = n.to(tl.int64)
     scale = tl.load(s_ptr + n64 * ss_n + c2 * ss_c, mask=mask_c2, other=0.0).to(tl.float32)
     xv = tl.load(x_ptr + n64 * sx_n + c2 * sx_c + hw2 * sx_hw, mask=m, other=0.0).to(tl.float32)
-    tl.store(y_ptr + n64 * sy_n + c2 * sy_c + hw2 * sy_hw,
-             (xv * scale).to(y_ptr.dtype.element_ty), mask=m)
+    yv = xv * scale
+    if BF16_RNE:
+        yv = round_to_bf16_rne(yv)
+    tl.store(y_ptr + n64 * sy_n + c2 * sy_c + hw2 * sy_hw, yv.to(y_ptr.dtype.element_ty), mask=m)
 
 
 _INTERPRETED = _kernel_is_interpreted(_se_pool_fc1_kernel)
@@ -202,6 +227,7 @@ _INTERPRETED = _kernel_is_interpreted(_se_pool_fc1_kernel)
 # Launch configuration (pure function of the shape so tests can inspect / override it)
 # ----------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted: bool) -> dict:
     """Block sizes and work split.  Keys: BC, BHW (pool/mul tiles), n_hs (pixel chunks per
     sample), NB (samples per pool program), BS1 (S block of FC1), BCO, BS2, BPART, NB2 (FC2),
@@ -219,10 +245,10 @@ def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted:
     else:
         bhw = max(1, min(256, _next_pow2(HW)))
         bc = max(1, min(2048 // bhw, _next_pow2(C)))
-    n_cb = triton.cdiv(C, bc)
-    tiles = triton.cdiv(HW, bhw)
+    n_cb = _cdiv(C, bc)
+    tiles = _cdiv(HW, bhw)
     if N * n_cb < target:
-        n_hs = max(1, min(tiles, triton.cdiv(target, max(N, 1) * n_cb)))
+        n_hs = max(1, min(tiles, _cdiv(target, max(N, 1) * n_cb)))
         nb = 1
     else:
         n_hs = 1
@@ -230,7 +256,7 @@ def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted:
     bs1 = max(1, min(_next_pow2(S), 4096 // bc))
     bco = min(_next_pow2(C), 64)
     bs2 = min(_next_pow2(S), 64)
-    n_co = triton.cdiv(C, bco)
+    n_co = _cdiv(C, bco)
     nb2 = 1 if N * n_co < target else max(1, min(16, (N * n_co) // target))
     return dict(BC=bc, BHW=bhw, n_hs=n_hs, NB=nb, BS1=bs1, BCO=bco, BS2=bs2, BPART=16,
                 NB2=nb2, MBC=bc, MBHW=bhw, warps=4)
@@ -245,8 +271,32 @@ def _hw_stride(t: torch.Tensor) -> int:
     return 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _se_plan(config_fn, N, C, S, HW, cl, sms, interpreted, vec):
+    """Everything launch-related that depends only on the shape (cached: keeps the per-call
+    Python cost low).  config_fn is part of the key so tests can swap _se_config."""
+    cfg = config_fn(N, C, S, HW, cl, sms, interpreted)
+    bc, bhw = cfg["BC"], cfg["BHW"]
+    n_cb = _cdiv(C, bc)
+    hw_chunk = _cdiv(_cdiv(HW, bhw), cfg["n_hs"]) * bhw
+    n_hs = _cdiv(HW, hw_chunk)
+    nb = 1 if n_hs > 1 else cfg["NB"]
+    parts = n_cb * n_hs
+    pool = dict(grid=(_cdiv(N, nb) * n_hs, n_cb), hw_chunk=hw_chunk, n_hs=n_hs, parts=parts,
+                nb=nb, meta=dict(CL=cl, BLOCK_HW=bhw, BLOCK_C=bc, BLOCK_S=cfg["BS1"], VEC=vec,
+                                 num_warps=cfg["warps"]))
+    fc2 = dict(grid=(_cdiv(N, cfg["NB2"]), _cdiv(C, cfg["BCO"])), nb=cfg["NB2"],
+               meta=dict(BLOCK_PART=cfg["BPART"], BLOCK_S=cfg["BS2"], BLOCK_CO=cfg["BCO"],
+                         num_warps=cfg["warps"]))
+    mtiles = _cdiv(HW, cfg["MBHW"])
+    mul = dict(grid=(N * mtiles, _cdiv(C, cfg["MBC"])), tiles=mtiles,
+               meta=dict(CL=cl, BLOCK_HW=cfg["MBHW"], BLOCK_C=cfg["MBC"], VEC=vec,
+                         num_warps=cfg["warps"]))
+    return pool, fc2, mul
+
+
 def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
-    S, w1m, w2m = check_se_inputs(x, w1, b1, w2, b2, op)
+    S = check_se_inputs(x, w1, b1, w2, b2, op)
     _check_launchable(op, x, _INTERPRETED)
     N, C, H, W = x.shape
     HW = H * W
@@ -255,50 +305,42 @@ def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
         x = x.contiguous()
     if C * HW > _INT32_MAX:
         raise RuntimeError(f"{op}: one sample of x exceeds 2**31 elements")
+    dev, dtype = x.device, x.dtype
     if scale_only:
-        out = torch.empty((N, C), device=x.device, dtype=x.dtype)
-    else:
-        out = torch.empty((N, C, H, W), device=x.device, dtype=x.dtype,
+        out = torch.empty((N, C), device=dev, dtype=dtype)
+    else:  # same strides as x (x is channels_last- or NCHW-contiguous here)
+        out = torch.empty((N, C, H, W), device=dev, dtype=dtype,
                           memory_format=torch.channels_last if cl else torch.contiguous_format)
     if N == 0:
         return out
-    cfg = _se_config(N, C, S, HW, cl, num_sms(x), _INTERPRETED)
-    bc, bhw = cfg["BC"], cfg["BHW"]
-    n_cb = triton.cdiv(C, bc)
-    tiles = triton.cdiv(HW, bhw)
-    hw_chunk = triton.cdiv(tiles, cfg["n_hs"]) * bhw
-    n_hs = triton.cdiv(HW, hw_chunk)
-    nb = 1 if n_hs > 1 else cfg["NB"]
-    parts = n_cb * n_hs
-    hpart = torch.empty((N, parts, S), device=x.device, dtype=torch.float32)
-    scale = out if scale_only else torch.empty((N, C), device=x.device, dtype=torch.float32)
+    sx = x.stride()
     sx_hw = _hw_stride(x)
-    warps = cfg["warps"]
+    # x and out share strides; scale/hpart are contiguous [N, C] / [N, parts, S] with C | VEC
+    vec = vec_width(dtype, C, sx[0], sx_hw) if cl and sx[1] == 1 else 1
+    pool, fc2, mul = _se_plan(_se_config, N, C, S, HW, cl, num_sms(x), _INTERPRETED, vec)
+    parts = pool["parts"]
+    hpart = torch.empty((N, parts, S), device=dev, dtype=torch.float32)
+    scale = out if scale_only else torch.empty((N, C), device=dev, dtype=torch.float32)
     with _device_ctx(x):
-        _wrap(_se_pool_fc1_kernel, _INTERPRETED)[(triton.cdiv(N, nb) * n_hs, n_cb)](
-            x, w1m, hpart,
-            N, C, S, HW, hw_chunk, n_hs, parts, nb,
-            x.stride(0), x.stride(1), sx_hw, w1m.stride(0), w1m.stride(1),
+        _wrap(_se_pool_fc1_kernel, _INTERPRETED)[pool["grid"]](
+            x, w1, hpart,
+            N, C // vec, S, HW, pool["hw_chunk"], pool["n_hs"], parts, pool["nb"],
+            sx[0] // vec, sx[1], sx_hw // vec, w1.stride(0), w1.stride(1),
             1.0 / HW,
-            CL=cl, BLOCK_HW=bhw, BLOCK_C=bc, BLOCK_S=cfg["BS1"], num_warps=warps,
+            **pool["meta"],
         )
-        nb2 = cfg["NB2"]
-        _wrap(_se_fc2_kernel, _INTERPRETED)[(triton.cdiv(N, nb2), triton.cdiv(C, cfg["BCO"]))](
-            hpart, b1, w2m, b2, scale,
-            N, C, S, parts, nb2,
-            b1.stride(0), w2m.stride(0), w2m.stride(1), b2.stride(0),
-            scale.stride(0), scale.stride(1),
-            BLOCK_PART=cfg["BPART"], BLOCK_S=cfg["BS2"], BLOCK_CO=cfg["BCO"], num_warps=warps,
+        _wrap(_se_fc2_kernel, _INTERPRETED)[fc2["grid"]](
+            hpart, b1, w2, b2, scale,
+            N, C, S, parts, fc2["nb"],
+            b1.stride(0), w2.stride(0), w2.stride(1), b2.stride(0), C, 1,
+            BF16_RNE=needs_bf16_rne(scale.dtype, _INTERPRETED), **fc2["meta"],
         )
         if not scale_only:
-            mbc, mbhw = cfg["MBC"], cfg["MBHW"]
-            mtiles = triton.cdiv(HW, mbhw)
-            _wrap(_se_mul_kernel, _INTERPRETED)[(N * mtiles, triton.cdiv(C, mbc))](
+            _wrap(_se_mul_kernel, _INTERPRETED)[mul["grid"]](
                 x, scale, out,
-                C, HW, mtiles,
-                x.stride(0), x.stride(1), sx_hw, scale.stride(0), scale.stride(1),
-                out.stride(0), out.stride(1), _hw_stride(out),
-                CL=cl, BLOCK_HW=mbhw, BLOCK_C=mbc, num_warps=warps,
+                C // vec, HW, mul["tiles"],
+                sx[0] // vec, sx[1], sx_hw // vec, C // vec, 1, sx[0] // vec, sx[1], sx_hw // vec,
+                BF16_RNE=needs_bf16_rne(dtype, _INTERPRETED), **mul["meta"],
             )
     return out
 

@@ -4,6 +4,11 @@ import sys
 import pytest
 import torch
 
+# Without a GPU the Triton kernels are tested in Triton's interpreter on CPU tensors; the
+# variable must be set before anything imports triton (torch.compile does, for instance).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 sys.path.insert(0, os.path.dirname(__file__))  # tolerance.py, mbv3_shapes.py, neon_harness.py
 
 import mbv3_fast  # noqa: E402

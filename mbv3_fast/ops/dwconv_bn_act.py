@@ -9,58 +9,59 @@ from typing import Optional
 import torch
 from torch import nn
 
+from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
 from mbv3_fast.ops._layout import output_memory_format
 from mbv3_fast.ops.fold_bn import fold_bn
 
-ACTIVATIONS = ("hardswish", "relu", "none")
+ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
 
 
-def check_inputs(x, weight, bias, stride, padding, dilation, activation, *,
-                 dtypes=(torch.float32,)):
-    """Validate arguments; return the output shape.  Messages match the C++ kernel's."""
-    if x.dtype not in dtypes:
-        raise ValueError(f"mbv3: x must be {' or '.join(map(str, dtypes))}, got {x.dtype}")
+def check_inputs(x, weight, bias, stride, padding, dilation, activation):
+    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
+    kernel's messages.  Returns (k, OH, OW, activation code).  ValueError for bad dtypes,
+    shapes and values; RuntimeError for tensors on different devices."""
+    op = "dwconv_bn_act"
+    check_float(x, "x", op)
     if x.dim() != 4:
-        raise ValueError(f"dwconv_bn_act: x must be 4-D [N, C, H, W], got {x.dim()}-D")
-    for name, t in (("weight", weight), ("bias", bias)):
-        if not t.dtype.is_floating_point:
-            raise ValueError(f"mbv3: {name} must be floating point, got {t.dtype}")
-        if t.device != x.device:
-            raise RuntimeError(f"mbv3: {name} is on {t.device} but x is on {x.device}")
+        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D")
     n, c, h, w = x.shape
-    if weight.dim() != 4 or weight.shape[0] != c or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"dwconv_bn_act: weight must be [C, 1, k, k] with C = {c} (x's channels), "
+    check_float(weight, "weight", op, x.dtype)
+    check_float(bias, "bias", op, x.dtype)
+    if weight.dim() != 4 or weight.shape[0] != c or weight.shape[1] != 1 \
+            or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"{op}: weight must be [C, 1, k, k] with C = {c} (x's channels), "
                          f"got {list(weight.shape)}")
     k = weight.shape[2]
     if k % 2 != 1 or k > 7:
-        raise ValueError(f"dwconv_bn_act: kernel size must be odd and <= 7, got {k}")
+        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
     if bias.dim() != 1 or bias.shape[0] != c:
-        raise ValueError(f"dwconv_bn_act: bias must be [C] with C = {c}, got {list(bias.shape)}")
-    if stride < 1:
-        raise ValueError(f"dwconv_bn_act: stride must be >= 1, got {stride}")
-    if dilation < 1:
-        raise ValueError(f"dwconv_bn_act: dilation must be >= 1, got {dilation}")
-    if padding < 0:
-        raise ValueError(f"dwconv_bn_act: padding must be >= 0, got {padding}")
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"dwconv_bn_act: unknown activation '{activation}', "
+        raise ValueError(f"{op}: bias must be [C] with C = {c}, got {list(bias.shape)}")
+    for name, v, lo in (("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {activation!r}, "
                          "expected 'hardswish', 'relu' or 'none'")
+    check_same_device(x, weight=weight, bias=bias)
     if h < 1 or w < 1:
-        raise ValueError(f"dwconv_bn_act: H and W must be >= 1, got {h}x{w}")
+        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
     span = dilation * (k - 1) + 1
     if h + 2 * padding < span or w + 2 * padding < span:
-        raise ValueError(f"dwconv_bn_act: input {h}x{w} with padding {padding} is smaller than "
+        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than "
                          f"the dilated kernel {span}")
     oh = (h + 2 * padding - span) // stride + 1
     ow = (w + 2 * padding - span) // stride + 1
-    return (n, c, oh, ow)
+    return k, oh, ow, ACTIVATIONS[activation]
 
 
 @torch.library.register_fake("mbv3::dwconv_bn_act")
 def _fake(x, weight, bias, stride, padding, dilation, activation):
-    shape = check_inputs(x, weight, bias, stride, padding, dilation, activation,
-                         dtypes=(torch.float32, torch.float16, torch.bfloat16))
-    return x.new_empty(shape).contiguous(memory_format=output_memory_format(x))
+    check_cpu_dtype(x)
+    _, oh, ow, _ = check_inputs(x, weight, bias, stride, padding, dilation, activation)
+    return x.new_empty((x.shape[0], x.shape[1], oh, ow)).contiguous(
+        memory_format=output_memory_format(x))
 
 
 @torch.library.register_kernel("mbv3::dwconv_bn_act", "cuda")
