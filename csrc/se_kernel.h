@@ -216,14 +216,22 @@ void se_mean(const SeParams& p, const float* part_n, float* mean) {
   }
 }
 
-void se_fc1(const SeParams& p, const float* mean, float* h, int64_t s_begin, int64_t s_end) {
+void se_fc(const SeParams& p, const float* mean, float* h, float* z, int64_t s_begin, int64_t s_end) {
   matvec(p.w1, mean, p.C, s_begin, s_end, h);
   bias_act(h, p.b1, s_begin, s_end, [](Vec v) { return relu(v); });
+  // Columns [s_begin, s_end) of w2 are a matrix of the same kind, starting s_begin further.
+  const SeMatrix w2 = {p.w2.w + (p.w2.by_output ? s_begin * p.w2.ld : s_begin), p.w2.ld, p.w2.by_output};
+  matvec(w2, h + s_begin, s_end - s_begin, 0, p.C, z);
 }
 
-void se_fc2(const SeParams& p, const float* h, float* scale, int64_t c_begin, int64_t c_end) {
-  matvec(p.w2, h, p.S, c_begin, c_end, scale);
-  bias_act(scale, p.b2, c_begin, c_end, [](Vec v) { return hardsigmoid(v); });
+void se_finish(const SeParams& p, const float* z, int64_t parts, float* scale) {
+  const int64_t C = p.C;
+  for (int64_t c = 0; c < C; c += Vec::N) {
+    const int64_t n = C - c;
+    Vec acc = load_any(p.b2 + c, n);
+    for (int64_t k = 0; k < parts; ++k) acc = add(acc, load_any(z + k * C + c, n));
+    store_any(scale + c, n, hardsigmoid(acc));
+  }
 }
 
 void se_apply(const SeParams& p, const float* scale, int64_t u_begin, int64_t u_end) {

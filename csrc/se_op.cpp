@@ -15,12 +15,16 @@ namespace {
 // Work split.  A thread's task is at least kMinTaskElems elements of x (or kMinTaskMacs FC
 // multiply-adds), so the small SE layers of MobileNetV3 at batch 1 run on the calling thread
 // (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
-// pixel chunks of about kChunkElems elements, each chunk writing one row of partial sums: the
-// chunking depends on the shape only, so the result is the same for every thread count.
+// pixel chunks of about kChunkElems elements, each chunk writing one row of partial sums; at
+// small batch the FCs are cut into slices of S of about kFcPartMacs each (se_fc).  Chunks and
+// slices depend on the shape only, so the result is the same for every thread count.
 constexpr int64_t kMinTaskElems = 32768;
 constexpr int64_t kMinTaskMacs = 32768;
 constexpr int64_t kChunkElems = 16384;
-constexpr int64_t kFcBlock = 16;  // FC outputs per work unit at batch 1 (one AVX-512 vector)
+constexpr int64_t kFcPartMacs = 32768;
+constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
+constexpr int64_t kFcMaxParts = 8;
+constexpr int64_t kFcSplitBelowBatch = 4;  // from here on, samples alone feed the threads
 
 int64_t grain(int64_t min_task, int64_t per_unit) {
   return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
@@ -83,17 +87,25 @@ void run_se(SeParams& p, float* scale) {
   const Isa isa = current_isa();
   auto* pool = MBV3_ISA_SELECT(se_pool, isa);
   auto* mean_fn = MBV3_ISA_SELECT(se_mean, isa);
-  auto* fc1 = MBV3_ISA_SELECT(se_fc1, isa);
-  auto* fc2 = MBV3_ISA_SELECT(se_fc2, isa);
+  auto* fc = MBV3_ISA_SELECT(se_fc, isa);
+  auto* finish = MBV3_ISA_SELECT(se_finish, isa);
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
   p.chunk = p.nhwc ? std::min(HW, std::max<int64_t>(1, kChunkElems / C)) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
+  // FC slices of S: boundaries at multiples of kFcSliceAlign, every slice non-empty.
+  const int64_t aligned = (S + kFcSliceAlign - 1) / kFcSliceAlign;
+  const int64_t parts = N >= kFcSplitBelowBatch
+                            ? 1
+                            : std::clamp<int64_t>(C * S / kFcPartMacs, 1, std::min(kFcMaxParts, aligned));
+  auto slice_begin = [&](int64_t k) { return std::min(S, k * aligned / parts * kFcSliceAlign); };
 
-  // Scratch: partial sums [N][chunks][C] (NCHW: [N][C]), means [N][C], hidden [N][S].
-  std::unique_ptr<float[]> scratch(new float[N * (chunks * C + C + S)]);
+  // Scratch: pool partial sums [N][chunks][C], hidden [N][S], FC2 partial sums [N][parts][C]
+  // (the scale itself when parts == 1).
+  const int64_t z_size = parts > 1 ? N * parts * C : 0;
+  std::unique_ptr<float[]> scratch(new float[N * chunks * C + N * S + z_size]);
   float* part = scratch.get();
-  float* mean = part + N * chunks * C;
-  float* hid = mean + N * C;
+  float* hid = part + N * chunks * C;
+  float* z = parts > 1 ? hid + N * S : scale;
 
   if (p.nhwc) {
     at::parallel_for(0, N * chunks, grain(kMinTaskElems, p.chunk * C), [&](int64_t b, int64_t e) {
@@ -105,27 +117,17 @@ void run_se(SeParams& p, float* scale) {
     });
   }
 
-  const int64_t macs = C * S;  // per FC, per sample
-  if (N == 1 && macs >= 2 * kMinTaskMacs && at::get_num_threads() > 1) {
-    // One sample with big weights: split each FC over its outputs.
-    mean_fn(p, part, mean);
-    at::parallel_for(0, (S + kFcBlock - 1) / kFcBlock, grain(kMinTaskMacs, kFcBlock * C),
-                     [&](int64_t b, int64_t e) {
-                       fc1(p, mean, hid, b * kFcBlock, std::min(S, e * kFcBlock));
-                     });
-    at::parallel_for(0, (C + kFcBlock - 1) / kFcBlock, grain(kMinTaskMacs, kFcBlock * S),
-                     [&](int64_t b, int64_t e) {
-                       fc2(p, hid, scale, b * kFcBlock, std::min(C, e * kFcBlock));
-                     });
-  } else {
-    at::parallel_for(0, N, grain(kMinTaskMacs, 2 * macs), [&](int64_t b, int64_t e) {
-      for (int64_t n = b; n < e; ++n) {
-        mean_fn(p, part + n * chunks * C, mean + n * C);
-        fc1(p, mean + n * C, hid + n * S, 0, S);
-        fc2(p, hid + n * S, scale + n * C, 0, C);
-      }
-    });
-  }
+  at::parallel_for(0, N * parts, grain(kMinTaskMacs, 2 * C * S / parts), [&](int64_t b, int64_t e) {
+    std::unique_ptr<float[]> mean(new float[C]);
+    int64_t mean_of = -1;
+    for (int64_t u = b; u < e; ++u) {
+      const int64_t n = u / parts, k = u % parts;
+      if (n != mean_of) mean_fn(p, part + n * chunks * C, mean.get());
+      mean_of = n;
+      fc(p, mean.get(), hid + n * S, z + u * C, slice_begin(k), slice_begin(k + 1));
+    }
+  });
+  for (int64_t n = 0; n < N; ++n) finish(p, z + n * parts * C, parts, scale + n * C);
 
   if (p.y) {
     auto* apply = MBV3_ISA_SELECT(se_apply, isa);

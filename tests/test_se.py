@@ -29,8 +29,13 @@ def make_case(n, c, s, h, w, channels_last=False):
     with torch.no_grad():
         m.fc1.weight.normal_(0, 1 / math.sqrt(c))       # w1 . mean ~ N(0, 1.5^2)
         m.fc1.bias.normal_(0, 0.5)
-        m.fc2.weight.normal_(0, 0.7 / math.sqrt(s))     # w2 . h ~ N(0, ~0.8^2)
-        # Spread b2 over [-8, 8]: channels saturated low, saturated high, and linear.
+        m.fc2.weight.normal_(0, 0.7 / math.sqrt(s))
+        # x's share of the pre-activation, u = w2 . h, kept within +-1.5 (rescaling w2), and
+        # b2 spread over [-8, 8]: whatever x is, channels with |b2| > 4.5 saturate (low and
+        # high) and those with |b2| < 1.5 stay linear, where x moves the scale by up to 1/4.
+        u = m.fc2(m.activation(m.fc1(m.avgpool(x)))) - m.fc2.bias[:, None, None]
+        if u.numel() and u.abs().max() > 1.5:
+            m.fc2.weight.mul_(1.5 / u.abs().max())
         b2 = torch.linspace(-8, 8, c)[torch.randperm(c)] if c >= 5 else torch.randn(c)
         m.fc2.bias.copy_(b2)
     return x, m

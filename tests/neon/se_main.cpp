@@ -1,5 +1,5 @@
 // Runs csrc/se_neon.cpp (the file the ARM build ships) on every case in a file, phase by
-// phase as the threaded binding does, each phase split in two ranges to exercise offsets.
+// phase as the threaded binding does, each phase split in ranges to exercise offsets.
 // Case: int64 N C S HW nhwc w1_by_output w2_by_output chunk, then x ([N,HW,C] or [N,C,HW]),
 // w1 ([C,S] if w1_by_output else [S,C]), b1 [S], w2 ([S,C] if w2_by_output else [C,S]), b2 [C].
 // Output per case: y (x's layout), then scale [N,C].
@@ -31,14 +31,16 @@ int main(int argc, char** argv) {
     std::vector<float> part(static_cast<size_t>(p.nhwc ? p.N * chunks * p.C : p.N * p.C), -12345.f);
     mbv3::neon::se_pool(p, 0, units / 2, part.data());
     mbv3::neon::se_pool(p, units / 2, units, part.data());
+    // FC in up to three slices of S (unaligned boundaries on purpose), summed by se_finish.
+    const int64_t parts = p.S < 3 ? p.S : 3;
     std::vector<float> mean(static_cast<size_t>(p.C)), h(static_cast<size_t>(p.S));
+    std::vector<float> z(static_cast<size_t>(parts * p.C));
     for (int64_t n = 0; n < p.N; ++n) {
       mbv3::neon::se_mean(p, part.data() + n * (p.nhwc ? chunks : 1) * p.C, mean.data());
-      mbv3::neon::se_fc1(p, mean.data(), h.data(), 0, p.S / 2);
-      mbv3::neon::se_fc1(p, mean.data(), h.data(), p.S / 2, p.S);
-      float* sc = scale.data() + n * p.C;
-      mbv3::neon::se_fc2(p, h.data(), sc, 0, p.C / 3);
-      mbv3::neon::se_fc2(p, h.data(), sc, p.C / 3, p.C);
+      for (int64_t k = 0; k < parts; ++k)
+        mbv3::neon::se_fc(p, mean.data(), h.data(), z.data() + k * p.C, k * p.S / parts,
+                          (k + 1) * p.S / parts);
+      mbv3::neon::se_finish(p, z.data(), parts, scale.data() + n * p.C);
     }
     const int64_t apply_units = p.nhwc ? p.N * p.HW : p.N * p.C;
     mbv3::neon::se_apply(p, scale.data(), 0, apply_units / 2);
