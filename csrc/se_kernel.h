@@ -122,10 +122,7 @@ inline void matvec(const SeMatrix& m, const float* in, int64_t nin, int64_t o_be
       a2 = fmadd(Vec::load_tail(w2 + i, t), xv, a2);
       a3 = fmadd(Vec::load_tail(w3 + i, t), xv, a3);
     }
-    out[o] = reduce_add(a0);
-    out[o + 1] = reduce_add(a1);
-    out[o + 2] = reduce_add(a2);
-    out[o + 3] = reduce_add(a3);
+    reduce_add4(a0, a1, a2, a3, out + o);
   }
   for (; o < o_end; ++o) {
     const float* w0 = m.w + o * m.ld;

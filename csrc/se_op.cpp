@@ -94,9 +94,10 @@ void run_se(SeParams& p, float* scale) {
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
   // FC slices of S: boundaries at multiples of kFcSliceAlign, every slice non-empty.
   const int64_t aligned = (S + kFcSliceAlign - 1) / kFcSliceAlign;
-  const int64_t parts = N >= kFcSplitBelowBatch
-                            ? 1
-                            : std::clamp<int64_t>(C * S / kFcPartMacs, 1, std::min(kFcMaxParts, aligned));
+  // A power of two (an even split for 2, 4, 8 threads), 1 once the batch feeds the threads.
+  int64_t parts = 1;
+  if (N < kFcSplitBelowBatch)
+    while (parts * 2 <= std::min({kFcMaxParts, aligned, C * S / kFcPartMacs})) parts *= 2;
   auto slice_begin = [&](int64_t k) { return std::min(S, k * aligned / parts * kFcSliceAlign); };
 
   // Scratch: pool partial sums [N][chunks][C], hidden [N][S], FC2 partial sums [N][parts][C]
