@@ -20,6 +20,17 @@ from mbv3_shapes import VARIANTS, se_layers
 from tolerance import assert_within_rule
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread except where a test asks for more: on a busy 2-core machine, OpenMP regions
+    stall whenever the other core is taken, and the thread split cannot change the result
+    (test_threads_do_not_change_the_result pins that bit for bit)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def make_case(n, c, s, h, w, channels_last=False):
     """x [n, c, h, w] and a float32 SqueezeExcitation with MobileNetV3's activations."""
     x = torch.randn(n, c, h, w) * 0.5 + torch.randn(n, c, 1, 1) * 1.5
@@ -161,6 +172,8 @@ def test_threads_do_not_change_the_result():
                 outs.append((torch.ops.mbv3.se(x, *params(m)), torch.ops.mbv3.se_scale(x, *params(m))))
             for o in outs[1:]:
                 assert torch.equal(o[0], outs[0][0]) and torch.equal(o[1], outs[0][1])
+            torch.set_num_threads(2)
+            check(x, m, f"2 threads N{n} C{c} {h}x{w}")
     finally:
         torch.set_num_threads(before)
 
