@@ -34,6 +34,8 @@ struct SeParams {
   int64_t chunk;
 };
 
+constexpr int64_t kSeFcSamples = 4;  // samples per se_fc call, at most
+
 inline int64_t se_num_chunks(const SeParams& p) { return (p.HW + p.chunk - 1) / p.chunk; }
 
 // Per-ISA entry points.
@@ -41,10 +43,12 @@ inline int64_t se_num_chunks(const SeParams& p) { return (p.HW + p.chunk - 1) / 
 //             or N * C (NCHW: one plane each); writes part[(n * chunks + k) * C + c] (NHWC) or
 //             part[n * C + c] (NCHW), sums of x (not yet divided by HW).
 //  se_mean:   mean[c] = (sum over the sample's chunks of part) / HW, c in [0, C).
-//  se_fc:     one slice [s_begin, s_end) of the squeeze dim: h[s] = relu(b1[s] + w1(s, :) . mean)
-//             for s in the slice, and its share of FC2, z[c] = sum_{s in slice} w2(c, s) h[s]
-//             for every c (no bias).  Slicing S this way lets threads split both FCs at batch 1
-//             in one parallel region; the slices' z are summed by se_finish.
+//  se_fc:     nb (1..kSeFcSamples) samples, one slice [s_begin, s_end) of the squeeze dim:
+//             h[s] = relu(b1[s] + w1(s, :) . mean) for s in the slice, and its share of FC2,
+//             z[c] = sum_{s in slice} w2(c, s) h[s] for every c (no bias).  Sample j's mean is
+//             at mean + j*C, its h at h + j*S, its z at z + j*z_ld.  Each weight is read once
+//             for the nb samples; slicing S lets threads split both FCs at batch 1 in one
+//             parallel region, the slices' z summed by se_finish.
 //  se_finish: scale[c] = hardsigmoid(b2[c] + z_0[c] + ... + z_{parts-1}[c]) from parts rows of
 //             C partial sums (in order, so the result does not depend on the thread count);
 //             scale may alias z when parts == 1.
@@ -54,8 +58,8 @@ inline int64_t se_num_chunks(const SeParams& p) { return (p.HW + p.chunk - 1) / 
   namespace ns {                                                                                  \
   void se_pool(const SeParams& p, int64_t u_begin, int64_t u_end, float* part);                   \
   void se_mean(const SeParams& p, const float* part_n, float* mean);                              \
-  void se_fc(const SeParams& p, const float* mean, float* h, float* z, int64_t s_begin,           \
-             int64_t s_end);                                                                      \
+  void se_fc(const SeParams& p, int64_t nb, const float* mean, float* h, float* z, int64_t z_ld, \
+             int64_t s_begin, int64_t s_end);                                                     \
   void se_finish(const SeParams& p, const float* z, int64_t parts, float* scale);                 \
   void se_apply(const SeParams& p, const float* scale, int64_t u_begin, int64_t u_end);           \
   }

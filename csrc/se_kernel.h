@@ -36,21 +36,22 @@ struct Block {
   }
 };
 
-// Splits [begin, end) into register blocks; body(Block<V, TAIL>{}, offset, tail).
-template <class Body>
+// Splits [begin, end) into register blocks of up to MaxV vectors; body(Block<V, TAIL>{},
+// offset, tail).
+template <int MaxV = kBlockVecs, class Body>
 inline void for_blocks(int64_t begin, int64_t end, Body&& body) {
-  constexpr int64_t B = int64_t(kBlockVecs) * Vec::N;
+  static_assert(MaxV >= 1 && MaxV <= 8, "extend the switch below");
+  constexpr int64_t B = int64_t(MaxV) * Vec::N;
   int64_t c = begin;
-  for (; c + B <= end; c += B) body(Block<kBlockVecs, false>{}, c, 0);
+  for (; c + B <= end; c += B) body(Block<MaxV, false>{}, c, 0);
   const int64_t rem = end - c;
   if (rem <= 0) return;
-  const int nfull = int(rem / Vec::N), tail = int(rem % Vec::N);
+  const int nfull = int(rem / Vec::N), tail = int(rem % Vec::N);  // nfull < MaxV
   auto go = [&](auto v) {
-    constexpr int V = decltype(v)::value;
+    constexpr int V = decltype(v)::value < MaxV ? decltype(v)::value : MaxV - 1;
     if (tail) body(Block<V, true>{}, c, tail);
     else if constexpr (V > 0) body(Block<V, false>{}, c, 0);
   };
-  static_assert(kBlockVecs == 8, "extend the switch below");
   switch (nfull) {
     case 0: go(Int<0>{}); break;
     case 1: go(Int<1>{}); break;
@@ -81,55 +82,87 @@ inline float sum_contiguous(const float* x, int64_t n) {
   return reduce_add(add(add(acc[0], acc[1]), add(acc[2], acc[3])));
 }
 
-// out[o] = sum_i W(o, i) in[i] for o in [o_begin, o_end)  (no bias, no activation).
-inline void matvec(const SeMatrix& m, const float* in, int64_t nin, int64_t o_begin, int64_t o_end,
-                   float* out) {
+// For NB samples j at once (each weight loaded once for all of them):
+//   out[j * out_ld + o] = sum_i W(o, i) in[j * in_ld + i],  o in [o_begin, o_end)
+// (no bias, no activation).
+template <int NB>
+inline void matmul(const SeMatrix& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
+                   int64_t o_end, float* out, int64_t out_ld) {
   if (m.by_output) {
-    for_blocks(o_begin, o_end, [&](auto blk, int64_t o0, int tail) {
+    // Block of outputs x NB samples of accumulators: 8, 4, 2, 2 vectors wide for NB = 1..4.
+    constexpr int MaxV = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+    for_blocks<MaxV>(o_begin, o_end, [&](auto blk, int64_t o0, int tail) {
       using B = decltype(blk);
-      Vec acc[B::K];
+      Vec acc[NB][B::K];
 #pragma GCC unroll 16
-      for (int k = 0; k < B::K; ++k) acc[k] = Vec::zero();
+      for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) acc[j][k] = Vec::zero();
       const float* w = m.w + o0;
       for (int64_t i = 0; i < nin; ++i, w += m.ld) {
-        const Vec xi = Vec::set1(in[i]);
+        Vec wv[B::K];
 #pragma GCC unroll 16
-        for (int k = 0; k < B::K; ++k) acc[k] = fmadd(B::load(w, k, tail), xi, acc[k]);
+        for (int k = 0; k < B::K; ++k) wv[k] = B::load(w, k, tail);
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j) {
+          const Vec xj = Vec::set1(in[j * in_ld + i]);
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) acc[j][k] = fmadd(wv[k], xj, acc[j][k]);
+        }
       }
 #pragma GCC unroll 16
-      for (int k = 0; k < B::K; ++k) B::store(out + o0, k, tail, acc[k]);
+      for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) B::store(out + j * out_ld + o0, k, tail, acc[j][k]);
     });
     return;
   }
-  int64_t o = o_begin;
-  for (; o + 4 <= o_end; o += 4) {
-    const float* w0 = m.w + o * m.ld;
-    const float *w1 = w0 + m.ld, *w2 = w1 + m.ld, *w3 = w2 + m.ld;
-    Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+  // Dot products: R rows x NB samples of accumulators (R = 4 for one sample, else 2), the
+  // horizontal sums four at a time.
+  constexpr int R = NB == 1 ? 4 : 2;
+  auto rows = [&](auto r_c, int64_t o) {
+    constexpr int RR = decltype(r_c)::value;
+    const float* w[RR];
+    for (int r = 0; r < RR; ++r) w[r] = m.w + (o + r) * m.ld;
+    Vec acc[RR][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) acc[r][j] = Vec::zero();
+    auto step = [&](int64_t i, auto ld) {
+      Vec x[NB];
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) x[j] = ld(in + j * in_ld + i);
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r) {
+        const Vec wr = ld(w[r] + i);
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j) acc[r][j] = fmadd(wr, x[j], acc[r][j]);
+      }
+    };
     int64_t i = 0;
-    for (; i + Vec::N <= nin; i += Vec::N) {
-      const Vec xv = Vec::load(in + i);
-      a0 = fmadd(Vec::load(w0 + i), xv, a0);
-      a1 = fmadd(Vec::load(w1 + i), xv, a1);
-      a2 = fmadd(Vec::load(w2 + i), xv, a2);
-      a3 = fmadd(Vec::load(w3 + i), xv, a3);
-    }
+    for (; i + Vec::N <= nin; i += Vec::N) step(i, [](const float* q) { return Vec::load(q); });
     if (i < nin) {
       const int t = int(nin - i);
-      const Vec xv = Vec::load_tail(in + i, t);
-      a0 = fmadd(Vec::load_tail(w0 + i, t), xv, a0);
-      a1 = fmadd(Vec::load_tail(w1 + i, t), xv, a1);
-      a2 = fmadd(Vec::load_tail(w2 + i, t), xv, a2);
-      a3 = fmadd(Vec::load_tail(w3 + i, t), xv, a3);
+      step(i, [t](const float* q) { return Vec::load_tail(q, t); });
     }
-    reduce_add4(a0, a1, a2, a3, out + o);
-  }
-  for (; o < o_end; ++o) {
-    const float* w0 = m.w + o * m.ld;
-    Vec a0 = Vec::zero();
-    for (int64_t i = 0; i < nin; i += Vec::N) a0 = fmadd(load_any(w0 + i, nin - i), load_any(in + i, nin - i), a0);
-    out[o] = reduce_add(a0);
-  }
+    float sums[RR][NB > 4 ? NB : 4];
+    if constexpr (NB == 4) {
+      for (int r = 0; r < RR; ++r) reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums[r]);
+    } else if constexpr (RR == 4 && NB == 1) {
+      float t4[4];
+      reduce_add4(acc[0][0], acc[1][0], acc[2][0], acc[3][0], t4);
+      for (int r = 0; r < 4; ++r) sums[r][0] = t4[r];
+    } else {
+      for (int r = 0; r < RR; ++r)
+        for (int j = 0; j < NB; ++j) sums[r][j] = reduce_add(acc[r][j]);
+    }
+    for (int r = 0; r < RR; ++r)
+      for (int j = 0; j < NB; ++j) out[j * out_ld + o + r] = sums[r][j];
+  };
+  int64_t o = o_begin;
+  for (; o + R <= o_end; o += R) rows(Int<R>{}, o);
+  for (; o < o_end; ++o) rows(Int<1>{}, o);
 }
 
 // v[o] = act(v[o] + bias[o]) over [begin, end).
@@ -237,12 +270,23 @@ void se_mean(const SeParams& p, const float* part_n, float* mean) {
   }
 }
 
-void se_fc(const SeParams& p, const float* mean, float* h, float* z, int64_t s_begin, int64_t s_end) {
-  matvec(p.w1, mean, p.C, s_begin, s_end, h);
-  bias_act(h, p.b1, s_begin, s_end, [](Vec v) { return relu(v); });
+void se_fc(const SeParams& p, int64_t nb, const float* mean, float* h, float* z, int64_t z_ld,
+           int64_t s_begin, int64_t s_end) {
   // Columns [s_begin, s_end) of w2 are a matrix of the same kind, starting s_begin further.
   const SeMatrix w2 = {p.w2.w + (p.w2.by_output ? s_begin * p.w2.ld : s_begin), p.w2.ld, p.w2.by_output};
-  matvec(w2, h + s_begin, s_end - s_begin, 0, p.C, z);
+  auto run = [&](auto nb_c) {
+    constexpr int NB = decltype(nb_c)::value;
+    matmul<NB>(p.w1, mean, p.C, p.C, s_begin, s_end, h, p.S);
+    for (int j = 0; j < NB; ++j)
+      bias_act(h + j * p.S, p.b1, s_begin, s_end, [](Vec v) { return relu(v); });
+    matmul<NB>(w2, h + s_begin, p.S, s_end - s_begin, 0, p.C, z, z_ld);
+  };
+  switch (nb) {
+    case 1: run(Int<1>{}); break;
+    case 2: run(Int<2>{}); break;
+    case 3: run(Int<3>{}); break;
+    default: run(Int<4>{}); break;
+  }
 }
 
 void se_finish(const SeParams& p, const float* z, int64_t parts, float* scale) {

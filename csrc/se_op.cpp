@@ -15,16 +15,17 @@ namespace {
 // Work split.  A thread's task is at least kMinTaskElems elements of x (or kMinTaskMacs FC
 // multiply-adds), so the small SE layers of MobileNetV3 at batch 1 run on the calling thread
 // (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
-// pixel chunks of about kChunkElems elements, each chunk writing one row of partial sums; at
-// small batch the FCs are cut into slices of S of about kFcPartMacs each (se_fc).  Chunks and
-// slices depend on the shape only, so the result is the same for every thread count.
+// pixel chunks of about kChunkElems elements, each chunk writing one row of partial sums; the
+// FCs run on blocks of samples, cut into slices of S when there are few blocks (se_fc).
+// Chunks, blocks and slices depend on the shape only, so the result is the same for every
+// thread count.
 constexpr int64_t kMinTaskElems = 32768;
 constexpr int64_t kMinTaskMacs = 32768;
 constexpr int64_t kChunkElems = 16384;
 constexpr int64_t kFcPartMacs = 32768;
 constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
 constexpr int64_t kFcMaxParts = 8;
-constexpr int64_t kFcSplitBelowBatch = 4;  // from here on, samples alone feed the threads
+constexpr int64_t kFcTargetUnits = 8;  // enough FC work units for 8 threads, when big enough
 
 int64_t grain(int64_t min_task, int64_t per_unit) {
   return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
@@ -92,12 +93,16 @@ void run_se(SeParams& p, float* scale) {
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
   p.chunk = p.nhwc ? std::min(HW, std::max<int64_t>(1, kChunkElems / C)) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
-  // FC slices of S: boundaries at multiples of kFcSliceAlign, every slice non-empty.
+  // FC work units: blocks of up to kSeFcSamples samples (each weight read once per block) x
+  // slices of S (boundaries at multiples of kFcSliceAlign, every slice non-empty).  Slices are
+  // a power of two (an even split for 2, 4, 8 threads), added while there are fewer than
+  // kFcTargetUnits units and each keeps about kFcPartMacs multiply-adds per FC.
+  const int64_t nb = std::min(N, kSeFcSamples), blocks = (N + nb - 1) / nb;
   const int64_t aligned = (S + kFcSliceAlign - 1) / kFcSliceAlign;
-  // A power of two (an even split for 2, 4, 8 threads), 1 once the batch feeds the threads.
   int64_t parts = 1;
-  if (N < kFcSplitBelowBatch)
-    while (parts * 2 <= std::min({kFcMaxParts, aligned, C * S / kFcPartMacs})) parts *= 2;
+  while (blocks * parts < kFcTargetUnits && parts * 2 <= std::min(kFcMaxParts, aligned) &&
+         C * S * nb / (parts * 2) >= kFcPartMacs)
+    parts *= 2;
   auto slice_begin = [&](int64_t k) { return std::min(S, k * aligned / parts * kFcSliceAlign); };
 
   // Scratch: pool partial sums [N][chunks][C], hidden [N][S], FC2 partial sums [N][parts][C]
@@ -118,14 +123,16 @@ void run_se(SeParams& p, float* scale) {
     });
   }
 
-  at::parallel_for(0, N * parts, grain(kMinTaskMacs, 2 * C * S / parts), [&](int64_t b, int64_t e) {
-    std::unique_ptr<float[]> mean(new float[C]);
+  at::parallel_for(0, blocks * parts, grain(kMinTaskMacs, 2 * C * S * nb / parts), [&](int64_t b, int64_t e) {
+    std::unique_ptr<float[]> mean(new float[nb * C]);
     int64_t mean_of = -1;
     for (int64_t u = b; u < e; ++u) {
-      const int64_t n = u / parts, k = u % parts;
-      if (n != mean_of) mean_fn(p, part + n * chunks * C, mean.get());
-      mean_of = n;
-      fc(p, mean.get(), hid + n * S, z + u * C, slice_begin(k), slice_begin(k + 1));
+      const int64_t blk = u / parts, k = u % parts, n0 = blk * nb, cnt = std::min(nb, N - n0);
+      if (blk != mean_of)
+        for (int64_t j = 0; j < cnt; ++j) mean_fn(p, part + (n0 + j) * chunks * C, mean.get() + j * C);
+      mean_of = blk;
+      fc(p, cnt, mean.get(), hid + n0 * S, z + (n0 * parts + k) * C, parts * C, slice_begin(k),
+         slice_begin(k + 1));
     }
   });
   for (int64_t n = 0; n < N; ++n) finish(p, z + n * parts * C, parts, scale + n * C);

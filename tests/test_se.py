@@ -102,8 +102,8 @@ def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
 def test_mobilenet_v3_large_batch(cpu_isa):
     for c, s, h, w in sorted(set(se_layers("large"))):
         for channels_last in (True, False):
-            x, m = make_case(3, c, s, h, w, channels_last)
-            check(x, m, f"{cpu_isa} N3 C{c} S{s} {h}x{w}")
+            x, m = make_case(5, c, s, h, w, channels_last)  # sample blocks of 4 + 1
+            check(x, m, f"{cpu_isa} N5 C{c} S{s} {h}x{w}")
 
 
 # -- deliberately odd shapes --------------------------------------------------------------------
@@ -201,7 +201,8 @@ def test_wrapper_takes_a_torchvision_module():
 def test_neon_under_qemu(cpu):
     cases = []
     for i, (c, s, (h, w), n) in enumerate([(5, 3, (3, 2), 2), (17, 1, (9, 9), 1), (20, 8, (5, 7), 2),
-                                           (1, 1, (1, 1), 1), (33, 9, (4, 4), 1), (12, 5, (2, 3), 3)]):
+                                           (1, 1, (1, 1), 1), (33, 9, (4, 4), 1), (12, 5, (2, 3), 3),
+                                           (9, 4, (3, 3), 6)]):
         for nhwc, t1, t2 in [(True, False, False), (False, True, True), (True, True, False),
                              (False, False, True)]:
             x, m = make_case(n, c, s, h, w, nhwc)

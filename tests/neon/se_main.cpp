@@ -3,6 +3,7 @@
 // Case: int64 N C S HW nhwc w1_by_output w2_by_output chunk, then x ([N,HW,C] or [N,C,HW]),
 // w1 ([C,S] if w1_by_output else [S,C]), b1 [S], w2 ([S,C] if w2_by_output else [C,S]), b2 [C].
 // Output per case: y (x's layout), then scale [N,C].
+#include <algorithm>
 #include <vector>
 
 #include "../../csrc/se.h"
@@ -31,17 +32,21 @@ int main(int argc, char** argv) {
     std::vector<float> part(static_cast<size_t>(p.nhwc ? p.N * chunks * p.C : p.N * p.C), -12345.f);
     mbv3::neon::se_pool(p, 0, units / 2, part.data());
     mbv3::neon::se_pool(p, units / 2, units, part.data());
-    // FC in up to three slices of S (unaligned boundaries on purpose), summed by se_finish.
-    const int64_t parts = p.S < 3 ? p.S : 3;
-    std::vector<float> mean(static_cast<size_t>(p.C)), h(static_cast<size_t>(p.S));
-    std::vector<float> z(static_cast<size_t>(parts * p.C));
-    for (int64_t n = 0; n < p.N; ++n) {
-      mbv3::neon::se_mean(p, part.data() + n * (p.nhwc ? chunks : 1) * p.C, mean.data());
+    // FC on blocks of up to kSeFcSamples samples, in up to three slices of S (unaligned
+    // boundaries on purpose), summed by se_finish.
+    const int64_t parts = p.S < 3 ? p.S : 3, nb = std::min(p.N, mbv3::kSeFcSamples);
+    std::vector<float> mean(static_cast<size_t>(nb * p.C)), h(static_cast<size_t>(p.N * p.S));
+    std::vector<float> z(static_cast<size_t>(p.N * parts * p.C));
+    for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
+      const int64_t cnt = std::min(nb, p.N - n0);
+      for (int64_t j = 0; j < cnt; ++j)
+        mbv3::neon::se_mean(p, part.data() + (n0 + j) * (p.nhwc ? chunks : 1) * p.C, mean.data() + j * p.C);
       for (int64_t k = 0; k < parts; ++k)
-        mbv3::neon::se_fc(p, mean.data(), h.data(), z.data() + k * p.C, k * p.S / parts,
-                          (k + 1) * p.S / parts);
-      mbv3::neon::se_finish(p, z.data(), parts, scale.data() + n * p.C);
+        mbv3::neon::se_fc(p, cnt, mean.data(), h.data() + n0 * p.S, z.data() + (n0 * parts + k) * p.C,
+                          parts * p.C, k * p.S / parts, (k + 1) * p.S / parts);
     }
+    for (int64_t n = 0; n < p.N; ++n)
+      mbv3::neon::se_finish(p, z.data() + n * parts * p.C, parts, scale.data() + n * p.C);
     const int64_t apply_units = p.nhwc ? p.N * p.HW : p.N * p.C;
     mbv3::neon::se_apply(p, scale.data(), 0, apply_units / 2);
     mbv3::neon::se_apply(p, scale.data(), apply_units / 2, apply_units);
