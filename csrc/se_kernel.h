@@ -2,7 +2,7 @@
 // per ISA (se_<isa>.cpp).  Channels (or FC outputs) sit in SIMD lanes; a block of up to
 // kBlockVecs vectors (+ one masked tail) is held in registers while its loop streams past:
 //   pool (NHWC):  block of channels outer, the chunk's pixels inner (stride C), sums in regs;
-//   pool (NCHW):  one contiguous plane at a time, kPlaneAcc vector accumulators;
+//   pool (NCHW):  contiguous planes, four at a time, summed pairwise;
 //   FC, by_output: block of outputs in regs, one broadcast input per step (axpy);
 //   FC, by rows:   four dot products at a time sharing the input loads;
 //   apply (NHWC): block of scales in regs, pixels inner; (NCHW): one broadcast per plane.
@@ -70,17 +70,37 @@ inline void store_any(float* p, int64_t n, Vec v) {
   else v.store_tail(p, int(n));
 }
 
-// Sum of n contiguous floats, kPlaneAcc independent accumulators (also shortens the chains
-// the rounding error grows along).
-inline float sum_contiguous(const float* x, int64_t n) {
-  Vec acc[kPlaneAcc];
-  for (int a = 0; a < kPlaneAcc; ++a) acc[a] = Vec::zero();
+// Lane-wise sum of n contiguous floats, pairwise: halves (at vector boundaries) down to leaves
+// of at most kLeafVecs vectors, each summed by kPlaneAcc accumulators.  Every chain of
+// additions stays short (rounding error grows with log n, as in PyTorch's cascade sum).
+constexpr int64_t kLeafVecs = 16;
+inline Vec sum_leaf(const float* x, int64_t n) {
+  static_assert(kPlaneAcc == 4, "four accumulators below");
+  Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
   int64_t i = 0;
-  for (; i + kPlaneAcc * Vec::N <= n; i += kPlaneAcc * Vec::N)
-    for (int a = 0; a < kPlaneAcc; ++a) acc[a] = add(acc[a], Vec::load(x + i + a * Vec::N));
-  for (int a = 0; i < n; i += Vec::N, ++a) acc[a] = add(acc[a], load_any(x + i, n - i));
-  return reduce_add(add(add(acc[0], acc[1]), add(acc[2], acc[3])));
+  for (; i + 4 * Vec::N <= n; i += 4 * Vec::N) {
+    a0 = add(a0, Vec::load(x + i));
+    a1 = add(a1, Vec::load(x + i + Vec::N));
+    a2 = add(a2, Vec::load(x + i + 2 * Vec::N));
+    a3 = add(a3, Vec::load(x + i + 3 * Vec::N));
+  }
+  if (i + Vec::N <= n) a0 = add(a0, Vec::load(x + i)), i += Vec::N;
+  if (i + Vec::N <= n) a1 = add(a1, Vec::load(x + i)), i += Vec::N;
+  if (i + Vec::N <= n) a2 = add(a2, Vec::load(x + i)), i += Vec::N;
+  if (i < n) a3 = add(a3, Vec::load_tail(x + i, int(n - i)));
+  return add(add(a0, a1), add(a2, a3));
 }
+Vec sum_halves(const float* x, int64_t n) {
+  if (n <= kLeafVecs * Vec::N) return sum_leaf(x, n);
+  const int64_t half = (n / Vec::N) / 2 * Vec::N;
+  return add(sum_halves(x, half), sum_halves(x + half, n - half));
+}
+// Small planes (up to 14x14 on AVX-512) stay inline: one leaf.
+inline Vec sum_lanes(const float* x, int64_t n) {
+  return n <= kLeafVecs * Vec::N ? sum_leaf(x, n) : sum_halves(x, n);
+}
+
+constexpr int64_t kRun = 64;  // FC steps summed from zero before joining the total
 
 // For NB samples j at once (each weight loaded once for all of them):
 //   out[j * out_ld + o] = sum_i W(o, i) in[j * in_ld + i],  o in [o_begin, o_end)
@@ -99,16 +119,27 @@ inline void matmul(const SeMatrix& m, const float* in, int64_t in_ld, int64_t ni
 #pragma GCC unroll 16
         for (int k = 0; k < B::K; ++k) acc[j][k] = Vec::zero();
       const float* w = m.w + o0;
-      for (int64_t i = 0; i < nin; ++i, w += m.ld) {
-        Vec wv[B::K];
+      for (int64_t i0 = 0; i0 < nin; i0 += kRun) {  // two levels, as in the pool
+        Vec run[NB][B::K];
 #pragma GCC unroll 16
-        for (int k = 0; k < B::K; ++k) wv[k] = B::load(w, k, tail);
+        for (int j = 0; j < NB; ++j)
 #pragma GCC unroll 16
-        for (int j = 0; j < NB; ++j) {
-          const Vec xj = Vec::set1(in[j * in_ld + i]);
+          for (int k = 0; k < B::K; ++k) run[j][k] = Vec::zero();
+        for (int64_t i = i0, i1 = std::min(nin, i0 + kRun); i < i1; ++i, w += m.ld) {
+          Vec wv[B::K];
 #pragma GCC unroll 16
-          for (int k = 0; k < B::K; ++k) acc[j][k] = fmadd(wv[k], xj, acc[j][k]);
+          for (int k = 0; k < B::K; ++k) wv[k] = B::load(w, k, tail);
+#pragma GCC unroll 16
+          for (int j = 0; j < NB; ++j) {
+            const Vec xj = Vec::set1(in[j * in_ld + i]);
+#pragma GCC unroll 16
+            for (int k = 0; k < B::K; ++k) run[j][k] = fmadd(wv[k], xj, run[j][k]);
+          }
         }
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) acc[j][k] = add(acc[j][k], run[j][k]);
       }
 #pragma GCC unroll 16
       for (int j = 0; j < NB; ++j)
@@ -129,6 +160,11 @@ inline void matmul(const SeMatrix& m, const float* in, int64_t in_ld, int64_t ni
     for (int r = 0; r < RR; ++r)
 #pragma GCC unroll 16
       for (int j = 0; j < NB; ++j) acc[r][j] = Vec::zero();
+    Vec run[RR][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) run[r][j] = Vec::zero();
     auto step = [&](int64_t i, auto ld) {
       Vec x[NB];
 #pragma GCC unroll 16
@@ -137,14 +173,26 @@ inline void matmul(const SeMatrix& m, const float* in, int64_t in_ld, int64_t ni
       for (int r = 0; r < RR; ++r) {
         const Vec wr = ld(w[r] + i);
 #pragma GCC unroll 16
-        for (int j = 0; j < NB; ++j) acc[r][j] = fmadd(wr, x[j], acc[r][j]);
+        for (int j = 0; j < NB; ++j) run[r][j] = fmadd(wr, x[j], run[r][j]);
       }
     };
+    auto flush = [&] {
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j) acc[r][j] = add(acc[r][j], run[r][j]), run[r][j] = Vec::zero();
+    };
+    // Two levels, as in the pool: runs of kRun vectors summed from zero, then added up.
     int64_t i = 0;
-    for (; i + Vec::N <= nin; i += Vec::N) step(i, [](const float* q) { return Vec::load(q); });
+    while (i + Vec::N <= nin) {
+      for (int64_t i1 = std::min(nin - Vec::N + 1, i + kRun * Vec::N); i < i1; i += Vec::N)
+        step(i, [](const float* q) { return Vec::load(q); });
+      flush();
+    }
     if (i < nin) {
       const int t = int(nin - i);
       step(i, [t](const float* q) { return Vec::load_tail(q, t); });
+      flush();
     }
     float sums[RR][NB > 4 ? NB : 4];
     if constexpr (NB == 4) {
@@ -174,9 +222,15 @@ inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Ac
   }
 }
 
-// Sums of 4 consecutive planes of n floats each: one accumulator per plane (4 independent
-// chains), reduced together: small planes (7x7 = 3 vectors + 1) cost no reduction each.
+// Sums of 4 consecutive planes of n floats each, the four horizontal sums done together.
+// Small planes (7x7 = 3 vectors + 1 is MobileNetV3's common case) take one accumulator each:
+// four independent chains, none longer than kLeafVecs.
 inline void sum_planes4(const float* x, int64_t n, float* out) {
+  if (n > kLeafVecs * Vec::N) {
+    reduce_add4(sum_halves(x, n), sum_halves(x + n, n), sum_halves(x + 2 * n, n),
+                sum_halves(x + 3 * n, n), out);
+    return;
+  }
   Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
   const float *x1 = x + n, *x2 = x1 + n, *x3 = x2 + n;
   int64_t i = 0;
@@ -201,13 +255,40 @@ inline void sum_planes4(const float* x, int64_t n, float* out) {
 inline void pool_nhwc_chunk(const float* x, int64_t C, int64_t npix, float* sum) {
   for_blocks(0, C, [&](auto blk, int64_t c0, int tail) {
     using B = decltype(blk);
+    // Two levels: runs of kSubPixels pixels are summed from zero, then added to the total, so
+    // no chain of additions exceeds ~kSubPixels + npix / kSubPixels.  Narrow blocks use two
+    // sets of run accumulators (even / odd pixels) to keep enough adds in flight.
+    constexpr int A = B::K <= 4 ? 2 : 1;
+    constexpr int64_t kSubPixels = 16;
     Vec acc[B::K];
 #pragma GCC unroll 16
     for (int k = 0; k < B::K; ++k) acc[k] = Vec::zero();
     const float* px = x + c0;
-    for (int64_t i = 0; i < npix; ++i, px += C) {
+    for (int64_t i0 = 0; i0 < npix; i0 += kSubPixels) {
+      const int64_t m = std::min(kSubPixels, npix - i0);
+      Vec run[A][B::K];
 #pragma GCC unroll 16
-      for (int k = 0; k < B::K; ++k) acc[k] = add(acc[k], B::load(px, k, tail));
+      for (int a = 0; a < A; ++a)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) run[a][k] = Vec::zero();
+      int64_t i = 0;
+      for (; i + A <= m; i += A) {
+#pragma GCC unroll 16
+        for (int a = 0; a < A; ++a, px += C)
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) run[a][k] = add(run[a][k], B::load(px, k, tail));
+      }
+      if (i < m) {  // A == 2, one odd pixel left
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) run[0][k] = add(run[0][k], B::load(px, k, tail));
+        px += C;
+      }
+#pragma GCC unroll 16
+      for (int k = 0; k < B::K; ++k) {
+        Vec v = run[0][k];
+        if constexpr (A == 2) v = add(v, run[1][k]);
+        acc[k] = add(acc[k], v);
+      }
     }
 #pragma GCC unroll 16
     for (int k = 0; k < B::K; ++k) B::store(sum + c0, k, tail, acc[k]);
@@ -248,7 +329,7 @@ void se_pool(const SeParams& p, int64_t u_begin, int64_t u_end, float* part) {
   if (!p.nhwc) {  // unit = one (n, c) plane; planes are consecutive in memory
     int64_t u = u_begin;
     for (; u + 4 <= u_end; u += 4) sum_planes4(p.x + u * p.HW, p.HW, part + u);
-    for (; u < u_end; ++u) part[u] = sum_contiguous(p.x + u * p.HW, p.HW);
+    for (; u < u_end; ++u) part[u] = reduce_add(sum_lanes(p.x + u * p.HW, p.HW));
     return;
   }
   const int64_t chunks = se_num_chunks(p);
@@ -264,9 +345,15 @@ void se_mean(const SeParams& p, const float* part_n, float* mean) {
   const Vec inv = Vec::set1(1.f / float(p.HW));
   for (int64_t c = 0; c < C; c += Vec::N) {
     const int64_t n = C - c;
-    Vec acc = load_any(part_n + c, n);
-    for (int64_t k = 1; k < chunks; ++k) acc = add(acc, load_any(part_n + k * C + c, n));
-    store_any(mean + c, n, mul(acc, inv));
+    // The chunks' partial sums, two levels deep (groups of 16 chunks) like everything else.
+    Vec total = Vec::zero();
+    for (int64_t k0 = 0; k0 < chunks; k0 += 16) {
+      Vec g = load_any(part_n + k0 * C + c, n);
+      for (int64_t k = k0 + 1, k1 = std::min(chunks, k0 + 16); k < k1; ++k)
+        g = add(g, load_any(part_n + k * C + c, n));
+      total = add(total, g);
+    }
+    store_any(mean + c, n, mul(total, inv));
   }
 }
 

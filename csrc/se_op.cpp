@@ -15,13 +15,14 @@ namespace {
 // Work split.  A thread's task is at least kMinTaskElems elements of x (or kMinTaskMacs FC
 // multiply-adds), so the small SE layers of MobileNetV3 at batch 1 run on the calling thread
 // (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
-// pixel chunks of about kChunkElems elements, each chunk writing one row of partial sums; the
-// FCs run on blocks of samples, cut into slices of S when there are few blocks (se_fc).
-// Chunks, blocks and slices depend on the shape only, so the result is the same for every
-// thread count.
+// pixel chunks of about kChunkElems elements (at most kChunkMaxPixels pixels), each chunk
+// writing one row of partial sums; the FCs run on blocks of samples, cut into slices of S when
+// there are few blocks (se_fc).  Chunks, blocks and slices depend on the shape only, so the
+// result is the same for every thread count.
 constexpr int64_t kMinTaskElems = 32768;
 constexpr int64_t kMinTaskMacs = 32768;
 constexpr int64_t kChunkElems = 16384;
+constexpr int64_t kChunkMaxPixels = 256;  // bounds each partial sum's chain of additions
 constexpr int64_t kFcPartMacs = 32768;
 constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
 constexpr int64_t kFcMaxParts = 8;
@@ -91,7 +92,7 @@ void run_se(SeParams& p, float* scale) {
   auto* fc = MBV3_ISA_SELECT(se_fc, isa);
   auto* finish = MBV3_ISA_SELECT(se_finish, isa);
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
-  p.chunk = p.nhwc ? std::min(HW, std::max<int64_t>(1, kChunkElems / C)) : HW;
+  p.chunk = p.nhwc ? std::min({HW, kChunkMaxPixels, std::max<int64_t>(1, kChunkElems / C)}) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
   // FC work units: blocks of up to kSeFcSamples samples (each weight read once per block) x
   // slices of S (boundaries at multiples of kFcSliceAlign, every slice non-empty).  Slices are
