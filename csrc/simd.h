@@ -33,6 +33,16 @@ static inline Vec mul(Vec a, Vec b) { return {_mm512_mul_ps(a.v, b.v)}; }
 static inline Vec max(Vec a, Vec b) { return {_mm512_max_ps(a.v, b.v)}; }
 static inline Vec min(Vec a, Vec b) { return {_mm512_min_ps(a.v, b.v)}; }
 static inline float reduce_add(Vec a) { return _mm512_reduce_add_ps(a.v); }
+// out[0..3] = reduce_add(a), reduce_add(b), reduce_add(c), reduce_add(d), sharing the shuffles.
+static inline __m256 fold_halves(__m512 a) {
+  return _mm256_add_ps(_mm512_castps512_ps256(a),
+                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(fold_halves(a.v), fold_halves(b.v)),
+                                  _mm256_hadd_ps(fold_halves(c.v), fold_halves(d.v)));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
+}
 }}  // namespace mbv3::avx512
 
 #elif defined(MBV3_ISA_AVX2)
@@ -64,6 +74,11 @@ static inline float reduce_add(Vec a) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
+}
+// out[0..3] = reduce_add(a), reduce_add(b), reduce_add(c), reduce_add(d), sharing the shuffles.
+static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a.v, b.v), _mm256_hadd_ps(c.v, d.v));
+  _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
 }}  // namespace mbv3::avx2
 
@@ -97,6 +112,10 @@ static inline Vec mul(Vec a, Vec b) { return {vmulq_f32(a.v, b.v)}; }
 static inline Vec max(Vec a, Vec b) { return {vmaxq_f32(a.v, b.v)}; }
 static inline Vec min(Vec a, Vec b) { return {vminq_f32(a.v, b.v)}; }
 static inline float reduce_add(Vec a) { return vaddvq_f32(a.v); }
+// out[0..3] = reduce_add(a), reduce_add(b), reduce_add(c), reduce_add(d), sharing the shuffles.
+static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  vst1q_f32(out, vpaddq_f32(vpaddq_f32(a.v, b.v), vpaddq_f32(c.v, d.v)));
+}
 }}  // namespace mbv3::neon
 
 #elif defined(MBV3_ISA_SCALAR)
@@ -122,6 +141,9 @@ static inline Vec mul(Vec a, Vec b) { return {a.v * b.v}; }
 static inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
 static inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
 static inline float reduce_add(Vec a) { return a.v; }
+static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
+  out[0] = a.v; out[1] = b.v; out[2] = c.v; out[3] = d.v;
+}
 }}  // namespace mbv3::scalar
 
 #else
