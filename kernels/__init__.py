@@ -8,7 +8,6 @@ They run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 was set befo
 imported. 
 """
 from .dwconv_bn_act import dwconv_bn_act, wants_channels_last
-from .se import check_se_inputs, se, se_scale
+from .se import se, se_scale
 
-__all__ = ["dwconv_bn_act", "se", "se_scale", "check_se_inputs",
-           "wants_channels_last"]
+__all__ = ["dwconv_bn_act", "se", "se_scale", "wants_channels_last"]

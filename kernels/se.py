@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mbv3_fast.ops._checks import check_float, check_same_device
+from mbv3_fast.ops.se import check_inputs
 
 from .dwconv_bn_act import (
     _check_launchable, _device_ctx, _kernel_is_interpreted,
@@ -38,46 +38,7 @@ from .dwconv_bn_act import (
     vec_width, wants_channels_last, _INT32_MAX,
 )
 
-__all__ = ["se", "se_scale", "check_se_inputs"]
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation
-# ----------------------------------------------------------------------------------------------
-
-def _check_matrix(w: torch.Tensor, name: str, op: str) -> None:
-    if w.dim() == 2 or (w.dim() == 4 and w.shape[2] == 1 and w.shape[3] == 1):
-        return
-    raise ValueError(f"{op}: {name} must be 2-D or [*, *, 1, 1], got shape {tuple(w.shape)}")
-
-
-def check_se_inputs(x, w1, b1, w2, b2, op: str = "se") -> int:
-    """Validate SE arguments; returns S.  w1/w2 may be [S, C] / [C, S] or [S, C, 1, 1] /
-    [C, S, 1, 1] (their first two strides are used either way).
-    Raises ValueError for bad dtypes/shapes, RuntimeError for device mismatches."""
-    check_float(x, "x", op)
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D shape {tuple(x.shape)}")
-    N, C, H, W = x.shape
-    if C < 1 or H < 1 or W < 1:
-        raise ValueError(f"{op}: x must have C, H, W >= 1, got shape {tuple(x.shape)}")
-    for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
-        check_float(t, name, op, x.dtype)
-    _check_matrix(w1, "w1", op)
-    _check_matrix(w2, "w2", op)
-    S = w1.shape[0]
-    if S < 1 or w1.shape[1] != C:
-        raise ValueError(f"{op}: w1 must be [S, C] (or [S, C, 1, 1]) with C={C}, S>=1, "
-                         f"got {tuple(w1.shape)}")
-    if b1.dim() != 1 or b1.shape[0] != S:
-        raise ValueError(f"{op}: b1 must be 1-D of size S={S}, got shape {tuple(b1.shape)}")
-    if w2.shape[0] != C or w2.shape[1] != S:
-        raise ValueError(f"{op}: w2 must be [C, S] = [{C}, {S}] (or [C, S, 1, 1]), "
-                         f"got {tuple(w2.shape)}")
-    if b2.dim() != 1 or b2.shape[0] != C:
-        raise ValueError(f"{op}: b2 must be 1-D of size C={C}, got shape {tuple(b2.shape)}")
-    check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
-    return S
+__all__ = ["se", "se_scale"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -296,7 +257,7 @@ def _se_plan(config_fn, N, C, S, HW, cl, sms, interpreted, vec):
 
 
 def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
-    S = check_se_inputs(x, w1, b1, w2, b2, op)
+    S = check_inputs(x, w1, b1, w2, b2, op)[4]
     _check_launchable(op, x, _INTERPRETED)
     N, C, H, W = x.shape
     HW = H * W

@@ -13,6 +13,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
+from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
 from mbv3_fast.ops._layout import output_memory_format
 
 
@@ -23,21 +24,18 @@ def _matrix_shape(w: torch.Tensor):
     return None
 
 
-def check_inputs(x, w1, b1, w2, b2, op: str = "se", *,
-                 dtypes=(torch.float32,)) -> Tuple[int, int, int, int, int]:
-    """Validate arguments; return (N, C, H, W, S).  Messages match the C++ kernel's."""
-    if x.dtype not in dtypes:
-        raise ValueError(f"mbv3: x must be {' or '.join(map(str, dtypes))}, got {x.dtype}")
+def check_inputs(x, w1, b1, w2, b2, op: str = "se") -> Tuple[int, int, int, int, int]:
+    """Validate arguments for the fake (meta) and CUDA (Triton) paths; return (N, C, H, W, S).
+    Messages match the C++ kernel's."""
+    check_float(x, "x", op)
     if x.dim() != 4:
         raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D")
     n, c, h, w = x.shape
     if c < 1 or h < 1 or w < 1:
         raise ValueError(f"{op}: x must have C, H, W >= 1, got {list(x.shape)}")
     for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
-        if not t.dtype.is_floating_point:
-            raise ValueError(f"mbv3: {name} must be floating point, got {t.dtype}")
-        if t.device != x.device:
-            raise RuntimeError(f"mbv3: {name} is on {t.device} but x is on {x.device}")
+        check_float(t, name, op, x.dtype)
+    check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
     m1 = _matrix_shape(w1)
     if m1 is None or m1[1] != c or m1[0] < 1:
         raise ValueError(f"{op}: w1 must be [S, C] or [S, C, 1, 1] with C = {c} (x's channels) "
@@ -53,18 +51,17 @@ def check_inputs(x, w1, b1, w2, b2, op: str = "se", *,
     return n, c, h, w, s
 
 
-_FAKE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
 @torch.library.register_fake("mbv3::se")
 def _fake_se(x, w1, b1, w2, b2):
-    check_inputs(x, w1, b1, w2, b2, "se", dtypes=_FAKE_DTYPES)
+    check_cpu_dtype(x)
+    check_inputs(x, w1, b1, w2, b2, "se")
     return torch.empty_like(x, memory_format=output_memory_format(x))
 
 
 @torch.library.register_fake("mbv3::se_scale")
 def _fake_se_scale(x, w1, b1, w2, b2):
-    n, c, _, _, _ = check_inputs(x, w1, b1, w2, b2, "se_scale", dtypes=_FAKE_DTYPES)
+    check_cpu_dtype(x)
+    n, c, _, _, _ = check_inputs(x, w1, b1, w2, b2, "se_scale")
     return x.new_empty((n, c))
 
 
