@@ -31,7 +31,8 @@ list of every source tensor (conv weights, BN weight/bias/running stats, SE and 
 parameters).  Each eager eval forward makes one C call (``_C._tensor_state``, a few ns per
 tensor) comparing each source's version counter, data pointer, dtype and device with those
 recorded at folding time; any difference refolds before running.  That covers in-place edits
-(``with torch.no_grad(): p.add_(1)``, optimizer steps, running-stat updates in train mode),
+(``with torch.no_grad(): p.add_(1)``, optimizer steps), running-stat updates by train-mode
+forwards (seen through ``num_batches_tracked``, the only BN buffer whose version they bump),
 ``load_state_dict`` (in-place copy, or ``assign=True``), ``.to()/.cuda()/.half()`` (also on a
 submodule) and ``p.data = t``.  ``_apply`` (``.to`` & co.) and ``load_state_dict`` also drop
 the cache explicitly, and ``eval()`` refolds eagerly so that ``torch.compile`` finds a cache.
@@ -138,8 +139,11 @@ def _split_cna(m: nn.Module):
 
 
 def _bn_sources(conv, bn) -> List[Tensor]:
+    # num_batches_tracked: a train-mode BatchNorm forward updates running_mean/var in place
+    # *without* bumping their version counters (native_batch_norm's schema does not mark them
+    # mutated), but it does `num_batches_tracked.add_(1)`, which bumps that one.
     ts = [conv.weight, conv.bias, getattr(bn, "weight", None), getattr(bn, "bias", None),
-          bn.running_mean, bn.running_var]
+          bn.running_mean, bn.running_var, getattr(bn, "num_batches_tracked", None)]
     return [t for t in ts if t is not None]
 
 
@@ -250,7 +254,8 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
             if last[2] != 1 or last[3] != 0 or last[0].shape[-1] != 1:
                 raise _Unfusable("last conv is not 1x1")
             head = _head(model.classifier, sources, train_mods)
-            if any(t.device != device or t.dtype != dtype for t in sources):
+            if any(t.device != device or (t.dtype != dtype and t.is_floating_point())
+                   for t in sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
             plan = _Plan(device, dtype, list(model.parameters()) + list(model.buffers()), [])
