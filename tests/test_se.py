@@ -1,0 +1,250 @@
+"""mbv3::se / mbv3::se_scale on the CPU: every path (ISA), layout and shape against float64.
+
+Reference: torchvision's SqueezeExcitation(C, S, scale_activation=nn.Hardsigmoid) in float64;
+tolerance: tests/tolerance.py (vs the same module in float32).  Weights are drawn so that the
+h-sigmoid pre-activation lands below -3, above +3 and in between (asserted on the reference),
+and x has per-channel offsets so its pooled mean, not just the biases, drives the scale.
+"""
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+from torchvision.ops import SqueezeExcitation
+
+import mbv3_fast
+import neon_harness
+from mbv3_shapes import VARIANTS, se_layers
+from tolerance import assert_within_rule
+
+
+def make_case(n, c, s, h, w, channels_last=False):
+    """x [n, c, h, w] and a float32 SqueezeExcitation with MobileNetV3's activations."""
+    x = torch.randn(n, c, h, w) * 0.5 + torch.randn(n, c, 1, 1) * 1.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    m = SqueezeExcitation(c, s, scale_activation=nn.Hardsigmoid).eval()
+    with torch.no_grad():
+        m.fc1.weight.normal_(0, 1 / math.sqrt(c))       # w1 . mean ~ N(0, 1.5^2)
+        m.fc1.bias.normal_(0, 0.5)
+        m.fc2.weight.normal_(0, 0.7 / math.sqrt(s))     # w2 . h ~ N(0, ~0.8^2)
+        # Spread b2 over [-8, 8]: channels saturated low, saturated high, and linear.
+        b2 = torch.linspace(-8, 8, c)[torch.randperm(c)] if c >= 5 else torch.randn(c)
+        m.fc2.bias.copy_(b2)
+    return x, m
+
+
+def params(m):
+    return (m.fc1.weight.detach(), m.fc1.bias.detach(), m.fc2.weight.detach(), m.fc2.bias.detach())
+
+
+def reference(x, m, dtype):
+    """(se output, [N, C] scale, [N, C] h-sigmoid pre-activation) of torchvision's module."""
+    md = copy.deepcopy(m).to(dtype)
+    xd = x.to(dtype)
+    with torch.no_grad():
+        pre = md.fc2(md.activation(md.fc1(md.avgpool(xd))))
+        return md(xd), md.scale_activation(pre).flatten(1), pre.flatten(1)
+
+
+def assert_three_regions(pre64):
+    assert (pre64 < -3).any() and (pre64 > 3).any() and (pre64.abs() < 3).any(), \
+        "h-sigmoid pre-activation does not cover both saturations and the linear region"
+
+
+def check(x, m, what, weights=None):
+    w = weights if weights is not None else params(m)
+    ours = torch.ops.mbv3.se(x, *w)
+    ours_scale = torch.ops.mbv3.se_scale(x, *w)
+    ref64, scale64, pre64 = reference(x, m, torch.float64)
+    ref32, scale32, _ = reference(x, m, torch.float32)
+    assert_within_rule(ours, ref32, ref64, what)
+    assert_within_rule(ours_scale, scale32, scale64, what + " (scale)")
+    if x.shape[0] * x.shape[1] >= 5 and x.shape[1] >= 5:
+        assert_three_regions(pre64)
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+    # se is exactly x times the scale se_scale reports.
+    assert torch.equal(ours, x * ours_scale[:, :, None, None]), what
+    return ours
+
+
+# -- MobileNetV3's own SE layers, enumerated by torchvision ------------------------------------
+MBV3_SE = sorted({cfg for v in VARIANTS for cfg in se_layers(v)})
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("cfg", MBV3_SE, ids=lambda c: "C{}_S{}_{}x{}".format(*c))
+def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
+    c, s, h, w = cfg
+    x, m = make_case(1, c, s, h, w, channels_last)
+    check(x, m, f"{cpu_isa} C{c} S{s} {h}x{w}")
+
+
+def test_mobilenet_v3_large_batch(cpu_isa):
+    for c, s, h, w in sorted(set(se_layers("large"))):
+        for channels_last in (True, False):
+            x, m = make_case(3, c, s, h, w, channels_last)
+            check(x, m, f"{cpu_isa} N3 C{c} S{s} {h}x{w}")
+
+
+# -- deliberately odd shapes --------------------------------------------------------------------
+ODD = list(itertools.product([1, 5, 17], [1, 3], [(1, 1), (3, 2), (9, 9)], [0, 1, 4]))
+
+
+@pytest.mark.parametrize("c,s,hw,n", ODD, ids=lambda v: str(v))
+def test_odd_shapes(c, s, hw, n, cpu_isa):
+    for channels_last in (False, True):
+        x, m = make_case(n, c, s, *hw, channels_last)
+        check(x, m, f"{cpu_isa} N{n} C{c} S{s} {hw}")
+
+
+def test_many_pool_chunks(cpu_isa):
+    # Small C over many pixels: the NHWC pool splits HW into several chunks of partial sums.
+    for c, s, h, w in [(3, 2, 97, 101), (40, 10, 33, 35)]:
+        for channels_last in (True, False):
+            x, m = make_case(2, c, s, h, w, channels_last)
+            check(x, m, f"{cpu_isa} C{c} {h}x{w}")
+
+
+# -- layouts of x and of the weights -------------------------------------------------------------
+def test_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 40, 12, 10) * 0.5 + torch.randn(2, 40, 1, 1) * 1.5
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        _, m = make_case(1, x.shape[1], 8, 1, 1)
+        check(x, m, f"{cpu_isa} strided {tuple(x.stride())}")
+
+
+def test_weight_layouts(cpu_isa):
+    """Weights as the model may hold them: 2-D, transposed views of a packed buffer (read in
+    place by the vectorised-over-outputs path), strided slices (packed on the fly), expanded."""
+    x, m = make_case(2, 37, 11, 6, 5, channels_last=True)
+    w1, b1, w2, b2 = params(m)
+    w1m, w2m = w1.flatten(1), w2.flatten(1)
+    layouts = {
+        "2-D": (w1m, b1, w2m, b2),
+        "transposed views": (w1m.t().contiguous().t(), b1, w2m.t().contiguous().t(), b2),
+        "4-D transposed views": (w1m.t().contiguous().t()[:, :, None, None], b1,
+                                 w2m.t().contiguous().t()[:, :, None, None], b2),
+        "strided slices": (torch.randn(11, 2, 37, 3)[:, 1, :, 1].copy_(w1m), torch.randn(22)[::2].copy_(b1),
+                           torch.randn(37, 11, 2, 1, 1)[:, :, 0].copy_(w2), torch.randn(74)[1::2].copy_(b2)),
+    }
+    for name, weights in layouts.items():
+        check(x, m, f"{cpu_isa} {name}", weights)
+    # Stride-0 weights: w1's rows all equal (read by rows), w2's columns all equal (read by
+    # outputs).
+    row, col = torch.randn(1, 37) / 6, torch.randn(37, 1) * 0.3
+    with torch.no_grad():
+        m.fc1.weight.copy_(row.expand(11, 37)[:, :, None, None])
+        m.fc2.weight.copy_(col.expand(37, 11)[:, :, None, None])
+    check(x, m, f"{cpu_isa} expanded", (row.expand(11, 37), b1, col.expand(37, 11), b2))
+
+
+def test_threads_do_not_change_the_result():
+    before = torch.get_num_threads()
+    try:
+        for n, c, s, h, w, cl in [(1, 960, 240, 7, 7, True), (4, 120, 32, 28, 28, True),
+                                  (1, 672, 168, 14, 14, False), (3, 72, 24, 29, 31, False)]:
+            x, m = make_case(n, c, s, h, w, cl)
+            outs = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                outs.append((torch.ops.mbv3.se(x, *params(m)), torch.ops.mbv3.se_scale(x, *params(m))))
+            for o in outs[1:]:
+                assert torch.equal(o[0], outs[0][0]) and torch.equal(o[1], outs[0][1])
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- torch integration ---------------------------------------------------------------------------
+def test_opcheck():
+    for n, c, s, h, w, cl in [(2, 17, 3, 9, 7, True), (1, 8, 2, 5, 5, False), (0, 4, 1, 3, 3, False)]:
+        x, m = make_case(n, c, s, h, w, cl)
+        for op in (torch.ops.mbv3.se.default, torch.ops.mbv3.se_scale.default):
+            torch.library.opcheck(op, (x, *params(m)))
+
+
+def test_wrapper_takes_a_torchvision_module():
+    x, m = make_case(2, 24, 8, 7, 7, channels_last=True)
+    ref64, _, _ = reference(x, m, torch.float64)
+    ref32, _, _ = reference(x, m, torch.float32)
+    assert_within_rule(mbv3_fast.ops.se(x, m), ref32, ref64, "wrapper")
+    with pytest.raises(ValueError, match="scale_activation=nn.Hardsigmoid"):
+        mbv3_fast.ops.se(x, SqueezeExcitation(24, 8))  # torchvision's default is Sigmoid
+
+
+# -- NEON, under qemu ----------------------------------------------------------------------------
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    cases = []
+    for i, (c, s, (h, w), n) in enumerate([(5, 3, (3, 2), 2), (17, 1, (9, 9), 1), (20, 8, (5, 7), 2),
+                                           (1, 1, (1, 1), 1), (33, 9, (4, 4), 1), (12, 5, (2, 3), 3)]):
+        for nhwc, t1, t2 in [(True, False, False), (False, True, True), (True, True, False),
+                             (False, False, True)]:
+            x, m = make_case(n, c, s, h, w, nhwc)
+            cases.append((x, m, nhwc, t1, t2, 1 + i % 3))
+    cf = neon_harness.CaseFile()
+    for x, m, nhwc, t1, t2, chunk in cases:
+        n, c, h, w = x.shape
+        s = m.fc1.out_channels
+        w1, b1, w2, b2 = (t.flatten(1) if t.dim() == 4 else t for t in params(m))
+        cf.i64(n, c, s, h * w, int(nhwc), int(t1), int(t2), chunk)
+        cf.floats(x.permute(0, 2, 3, 1) if nhwc else x)
+        cf.floats(w1.t() if t1 else w1)
+        cf.floats(b1)
+        cf.floats(w2.t() if t2 else w2)
+        cf.floats(b2)
+        cf.count += 1
+    flat = neon_harness.run("se", cf, cpu)
+    off = 0
+    for x, m, nhwc, t1, t2, chunk in cases:
+        n, c, h, w = x.shape
+        y = flat[off:off + x.numel()]
+        off += x.numel()
+        y = y.view(n, h, w, c).permute(0, 3, 1, 2) if nhwc else y.view(n, c, h, w)
+        scale = flat[off:off + n * c].view(n, c)
+        off += n * c
+        ref64, scale64, _ = reference(x, m, torch.float64)
+        ref32, scale32, _ = reference(x, m, torch.float32)
+        what = f"neon {cpu} N{n} C{c} {h}x{w} nhwc={nhwc} t1={t1} t2={t2}"
+        assert_within_rule(y, ref32, ref64, what)
+        assert_within_rule(scale, scale32, scale64, what + " (scale)")
+    assert off == flat.numel()
+
+
+# -- errors --------------------------------------------------------------------------------------
+def _args(**over):
+    a = dict(x=torch.randn(1, 8, 6, 6), w1=torch.randn(2, 8, 1, 1), b1=torch.randn(2),
+             w2=torch.randn(8, 2, 1, 1), b2=torch.randn(8))
+    a.update(over)
+    return list(a.values())
+
+
+@pytest.mark.parametrize("op", ["se", "se_scale"])
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(x=torch.randn(1, 8, 6, 6).double()), ValueError, "x must be float32"),
+    (dict(x=torch.randn(1, 8, 6, 6).half()), ValueError, "x must be float32"),
+    (dict(x=torch.randint(0, 5, (1, 8, 6, 6))), ValueError, "x must be float32"),
+    (dict(w1=torch.randn(2, 8).double()), ValueError, "w1 must be float32"),
+    (dict(b2=torch.randn(8).half()), ValueError, "b2 must be float32"),
+    (dict(x=torch.randn(8, 6, 6)), ValueError, "x must be 4-D"),
+    (dict(x=torch.randn(1, 8, 0, 6)), ValueError, "C, H, W >= 1"),
+    (dict(w1=torch.randn(2, 7, 1, 1)), ValueError, r"w1 must be \[S, C\] or \[S, C, 1, 1\] with C = 8"),
+    (dict(w1=torch.randn(2, 8, 3, 3)), ValueError, r"w1 must be \[S, C\]"),
+    (dict(w1=torch.randn(16)), ValueError, r"w1 must be \[S, C\]"),
+    (dict(w1=torch.randn(0, 8), b1=torch.randn(0)), ValueError, "S >= 1"),
+    (dict(b1=torch.randn(3)), ValueError, r"b1 must be \[S\] with S = 2"),
+    (dict(b1=torch.randn(2, 1)), ValueError, r"b1 must be \[S\]"),
+    (dict(w2=torch.randn(8, 3, 1, 1)), ValueError, r"w2 must be \[C, S\] .* with C = 8, S = 2"),
+    (dict(w2=torch.randn(2, 8, 1, 1)), ValueError, r"w2 must be \[C, S\]"),
+    (dict(b2=torch.randn(7)), ValueError, r"b2 must be \[C\] with C = 8"),
+    (dict(w2=torch.randn(8, 2, device="meta")), RuntimeError, "w2 is on meta"),
+])
+def test_bad_inputs_raise_clear_errors(op, over, exc, match):
+    with pytest.raises(exc, match=match):
+        getattr(torch.ops.mbv3, op)(*_args(**over))
