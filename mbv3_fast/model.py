@@ -5,9 +5,11 @@ Modes
 -----
 * ``train()``: torchvision's own forward over the plain modules (BatchNorm batch statistics,
   running-stat updates, dropout, autograd) — bit-for-bit torchvision.
-* ``eval()``: the *fused path*, when it applies:
-    stem / expand / project / last 1x1 conv -> ``F.conv2d`` with BatchNorm folded in
-    (+ in-place activation, + in-place residual add); depthwise conv + BN + activation ->
+* ``eval()``: the *fused path*, when it applies, BatchNorm folded everywhere:
+    stem conv -> ``F.conv2d``; expand / project / last 1x1 convs -> ``torch.addmm`` on the NHWC
+    activation matrix (+ in-place activation, + in-place residual add) — a GEMM with no conv
+    backend heuristics (``F.conv2d`` picks its slow THNN path for 1x1 convs at batch 1 on one
+    thread) and no layout change; depthwise conv + BN + activation ->
     ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se``; global pool
     -> ``mean``; classifier -> ``F.linear``.  The whole network runs channels_last (the input
     is converted once); the logits are the same values for NCHW and channels_last inputs.
@@ -88,10 +90,12 @@ class _Plan:
     sources -- tuple of every tensor the plan was derived from (for the staleness check and
                the requires-grad test); state -- their recorded (version, ptr, meta)
     train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
-    stem, last -- (weight, bias, stride, padding, hardswish?)
+    stem    -- (weight, bias, stride, padding, act) of the dense 3x3 conv
+    last    -- (weight^T [Cin, Cout], bias, act, Cout) of the last 1x1 conv
     blocks  -- per inverted residual block:
-               (expand_w, expand_b, expand_act, dw_w, dw_b, stride, padding, dilation, dw_act,
-                se (w1, b1, w2, b2) or None, project_w, project_b, residual)
+               (expand_w^T or None, expand_b, expand_act, expanded channels,
+                dw_w, dw_b, stride, padding, dilation, dw_act,
+                se (w1, b1, w2, b2) or None, project_w^T, project_b, out channels, residual)
     head    -- (fc1_w, fc1_b, fc2_w, fc2_b) for torchvision's classifier, else None (then the
                classifier module itself is called)
     """
@@ -192,8 +196,20 @@ def _se_weights(se: nn.Module, sources: list):
         raise _Unfusable("unsupported squeeze-excitation layer")
     s, c = se.fc1.out_channels, se.fc1.in_channels
     sources += [se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias]
-    return (se.fc1.weight.detach().reshape(s, c), se.fc1.bias.detach(),
-            se.fc2.weight.detach().reshape(c, s), se.fc2.bias.detach())
+    # Transposed views of [in, out] buffers: the CPU kernel then keeps outputs in SIMD lanes
+    # (one broadcast per input, no horizontal sums); torchvision's layout would also work.
+    w1 = se.fc1.weight.detach().reshape(s, c).t().contiguous().t()
+    w2 = se.fc2.weight.detach().reshape(c, s).t().contiguous().t()
+    return (w1, se.fc1.bias.detach().clone(), w2, se.fc2.bias.detach().clone())
+
+
+def _fold_pointwise(m: nn.Module, sources: list, train_mods: list, dtype, what: str):
+    """Conv2dNormActivation with a 1x1 conv -> (weight^T [Cin, Cout], bias, act, Cout): the
+    conv is a GEMM on the NHWC activation matrix [N*H*W, Cin]."""
+    w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
+    if stride != 1 or pad != 0 or w.shape[-1] != 1 or w.shape[-2] != 1:
+        raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
+    return (w.reshape(w.shape[0], w.shape[1]).t().contiguous(), b, act, int(w.shape[0]))
 
 
 def _fold_block(blk: nn.Module, sources: list, train_mods: list, dtype):
@@ -201,19 +217,17 @@ def _fold_block(blk: nn.Module, sources: list, train_mods: list, dtype):
         raise _Unfusable(f"unsupported block {type(blk).__name__}")
     layers = list(blk.block)
     expand = None
-    if len(layers) >= 2 and layers[0][0].groups == 1:
-        expand = _fold_dense(layers.pop(0), sources, train_mods, dtype)
-        if expand[2] != 1 or expand[3] != 0 or expand[0].shape[-1] != 1:
-            raise _Unfusable("expand conv is not 1x1")
+    if len(layers) >= 2 and isinstance(layers[0], Conv2dNormActivation) and layers[0][0].groups == 1:
+        expand = _fold_pointwise(layers.pop(0), sources, train_mods, dtype, "expand")
     dw = _fold_depthwise(layers.pop(0), sources, train_mods, dtype)
     se = _se_weights(layers.pop(0), sources) if len(layers) == 2 else None
     if len(layers) != 1:
         raise _Unfusable("unexpected inverted residual layout")
-    proj = _fold_dense(layers[0], sources, train_mods, dtype)
-    if proj[2] != 1 or proj[3] != 0 or proj[0].shape[-1] != 1 or proj[4] != "none":
-        raise _Unfusable("project conv is not a plain 1x1 conv")
-    ew, eb, eact = (expand[0], expand[1], expand[4]) if expand is not None else (None, None, "none")
-    return (ew, eb, eact, dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], se, proj[0], proj[1],
+    pw, pb, pact, co = _fold_pointwise(layers[0], sources, train_mods, dtype, "project")
+    if pact != "none":
+        raise _Unfusable("project conv with an activation")
+    ew, eb, eact, ce = expand if expand is not None else (None, None, "none", dw[0].shape[0])
+    return (ew, eb, eact, ce, dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], se, pw, pb, co,
             bool(blk.use_res_connect))
 
 
@@ -250,9 +264,7 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
                 raise _Unfusable("too few feature layers")
             stem = _fold_dense(feats[0], sources, train_mods, dtype)
             blocks = tuple(_fold_block(b, sources, train_mods, dtype) for b in feats[1:-1])
-            last = _fold_dense(feats[-1], sources, train_mods, dtype)
-            if last[2] != 1 or last[3] != 0 or last[0].shape[-1] != 1:
-                raise _Unfusable("last conv is not 1x1")
+            last = _fold_pointwise(feats[-1], sources, train_mods, dtype, "last")
             head = _head(model.classifier, sources, train_mods)
             if any(t.device != device or (t.dtype != dtype and t.is_floating_point())
                    for t in sources):
@@ -364,40 +376,46 @@ class FastMobileNetV3(_tv.MobileNetV3):
         return self._forward_fused(x, plan)
 
     def _forward_fused(self, x: Tensor, plan: _Plan) -> Tensor:
-        x = x.contiguous(memory_format=torch.channels_last)
+        # Activations live as NHWC matrices m [N*H*W, C] for the 1x1 convs (GEMMs: torch.addmm,
+        # no conv-backend heuristics, no layout changes) and as channels_last [N, C, H, W] views
+        # of the same memory for the depthwise and SE ops (as_strided: free, one call).
         w, b, stride, pad, act = plan.stem
-        x = torch.conv2d(x, w, b, stride, pad)
-        if act == "hardswish":
-            _hardswish_(x)
-        elif act == "relu":
-            _relu_(x)
-        for ew, eb, eact, dw, db, st, pd, dl, dact, se, pw, pb, res in plan.blocks:
-            y = x
+        x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
+        x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
+        _act_(x, act)
+        n, c, h, wd = x.shape
+        m = x.as_strided((n * h * wd, c), (c, 1))
+        for ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res in plan.blocks:
             if ew is not None:
-                y = torch.conv2d(y, ew, eb)
-                if eact == "hardswish":
-                    _hardswish_(y)
-                elif eact == "relu":
-                    _relu_(y)
-            y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+                y = torch.addmm(eb, m, ew)
+                _act_(y, eact)
+                x = y.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
+            elif x is None:
+                x = m.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
+            z = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
             if se is not None:
-                y = torch.ops.mbv3.se(y, se[0], se[1], se[2], se[3])
-            y = torch.conv2d(y, pw, pb)
+                z = torch.ops.mbv3.se(z, se[0], se[1], se[2], se[3])
+            h, wd = z.shape[2], z.shape[3]
+            y = torch.addmm(pb, z.as_strided((n * h * wd, ce), (ce, 1)), pw)
             if res:
-                y.add_(x)
-            x = y
-        w, b, stride, pad, act = plan.last
-        x = torch.conv2d(x, w, b)
-        if act == "hardswish":
-            _hardswish_(x)
-        elif act == "relu":
-            _relu_(x)
-        x = x.mean((2, 3))
+                y.add_(m)
+            m = y
+            x = None
+        w, b, act, c = plan.last
+        m = torch.addmm(b, m, w)
+        _act_(m, act)
+        x = m.view(n, h * wd, c).mean(1)
         if plan.head is None:
             return self.classifier(x)
         w1, b1, w2, b2 = plan.head
-        x = _hardswish_(F.linear(x, w1, b1))
-        return F.linear(x, w2, b2)
+        return F.linear(_hardswish_(F.linear(x, w1, b1)), w2, b2)
+
+
+def _act_(x: Tensor, act: str) -> None:
+    if act == "hardswish":
+        _hardswish_(x)
+    elif act == "relu":
+        _relu_(x)
 
 
 class MobileNetV3Large(FastMobileNetV3):
