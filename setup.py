@@ -48,6 +48,7 @@ setup(
         CppExtension(
             "mbv3_fast._C",
             sources,
+            depends=sorted(glob.glob("csrc/*.h")),  # a header edit rebuilds every object
             extra_compile_args={"cxx": cxx_flags},
             # at::parallel_for uses OpenMP in PyTorch's CPU builds.
             extra_link_args=["-fopenmp"] if os.name != "nt" else [],

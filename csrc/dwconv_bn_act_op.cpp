@@ -40,11 +40,11 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
 
   NhwcOutput out(x, {N, C, OH, OW});
   if (N == 0 || C == 0) return out.result();
-  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const at::Tensor wp = pack_taps_by_channel(weight);  // [k*k, C]
-  const at::Tensor bc = bias.contiguous();
-
-  DwConvParams p{xn.data_ptr<float>(), wp.data_ptr<float>(), bc.data_ptr<float>(), out.data(),
+  const at::Tensor xn = x.is_contiguous(at::MemoryFormat::ChannelsLast)
+                            ? x
+                            : x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor w_storage, b_storage;
+  DwConvParams p{xn.data_ptr<float>(), taps_by_channel(weight, w_storage), dense_1d(bias, b_storage), out.data(),
                  N, C, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act};
   auto* kernel = MBV3_ISA_SELECT(dwconv_bn_act, current_isa());
 

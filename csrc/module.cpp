@@ -4,6 +4,7 @@
 #include <Python.h>
 #include <torch/library.h>
 
+#include <atomic>
 #include <stdexcept>
 
 #include "cpu_isa.h"
@@ -18,6 +19,13 @@ extern "C" PyObject* PyInit__C(void) {
   }
   return module;
 }
+
+namespace mbv3 {
+namespace {
+std::atomic<bool> g_poison{false};
+}
+bool debug_poison_outputs() { return g_poison.load(std::memory_order_relaxed); }
+}  // namespace mbv3
 
 namespace {
 
@@ -43,4 +51,6 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("get_cpu_isa() -> str", &get_cpu_isa);
   m.def("set_cpu_isa(str name) -> ()", &set_cpu_isa);
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
+  m.def("_debug_poison_outputs(bool enable) -> ()",
+        [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
 }

@@ -2,11 +2,16 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <limits>
 #include <string>
 
 #include "activation.h"
 
 namespace mbv3 {
+
+// Test hook (torch.ops.mbv3._debug_poison_outputs): fill every output buffer with NaN before
+// the kernel runs, so a test can prove each element is written.
+bool debug_poison_outputs();
 
 inline void check_float_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat, "mbv3: ", name, " must be float32, got ",
@@ -35,6 +40,7 @@ class NhwcOutput {
     work_ = result_.is_contiguous(at::MemoryFormat::ChannelsLast)
                 ? result_
                 : at::empty(shape, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+    if (debug_poison_outputs()) work_.fill_(std::numeric_limits<float>::quiet_NaN());
   }
   float* data() { return work_.data_ptr<float>(); }
   at::Tensor result() {
@@ -46,11 +52,22 @@ class NhwcOutput {
   at::Tensor result_, work_;
 };
 
-// [C, 1, k, k] depthwise weight -> [k*k, C] (taps major, channels contiguous).  Free when the
-// weight already is a view of such a buffer (the model keeps its folded weights that way).
-inline at::Tensor pack_taps_by_channel(const at::Tensor& weight) {
-  const int64_t C = weight.size(0), kk = weight.size(2) * weight.size(3);
-  return weight.permute({2, 3, 1, 0}).contiguous().view({kk, C});
+// [C, 1, k, k] depthwise weight as [k*k][C] (taps major, channels contiguous).  Free when the
+// weight already is a view of such a buffer (the model keeps its folded weights that way);
+// otherwise packed into `storage`.
+inline const float* taps_by_channel(const at::Tensor& w, at::Tensor& storage) {
+  const int64_t C = w.size(0), k = w.size(2);
+  if ((C == 1 || w.stride(0) == 1) && (k == 1 || (w.stride(3) == C && w.stride(2) == k * C)))
+    return w.data_ptr<float>();
+  storage = w.permute({2, 3, 1, 0}).contiguous();
+  return storage.data_ptr<float>();
+}
+
+// A 1-D float tensor's data, copied only when it is strided.
+inline const float* dense_1d(const at::Tensor& t, at::Tensor& storage) {
+  if (t.size(0) <= 1 || t.stride(0) == 1) return t.data_ptr<float>();
+  storage = t.contiguous();
+  return storage.data_ptr<float>();
 }
 
 }  // namespace mbv3

@@ -131,6 +131,8 @@ static inline Vec relu(Vec a) { return max(a, Vec::zero()); }
 static inline Vec relu6_plus3(Vec a) {
   return min(max(add(a, Vec::set1(3.f)), Vec::zero()), Vec::set1(6.f));
 }
-static inline Vec hardswish(Vec a) { return mul(mul(a, relu6_plus3(a)), Vec::set1(1.f / 6.f)); }
+// Multiplying by 1/6 instead of dividing: 6 * float(1/6) rounds to exactly 1, so both are exact
+// in saturation (hardswish(v >= 3) == v), and within an ulp of PyTorch's division in between.
 static inline Vec hardsigmoid(Vec a) { return mul(relu6_plus3(a), Vec::set1(1.f / 6.f)); }
+static inline Vec hardswish(Vec a) { return mul(a, hardsigmoid(a)); }
 }}  // namespace mbv3::MBV3_ISA_NS

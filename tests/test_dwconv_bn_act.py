@@ -1,0 +1,307 @@
+"""mbv3::dwconv_bn_act on the CPU: every path (ISA), layout and shape against float64."""
+import itertools
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+import mbv3_fast
+import neon_harness
+from mbv3_fast.ops import dwconv_bn_act, fold_bn
+from mbv3_shapes import VARIANTS, depthwise_layers
+from tolerance import assert_within_rule
+
+ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
+ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}
+
+
+def random_bn(c, eps=1e-3):
+    """An eval BatchNorm with real statistics (never the default mean 0 / var 1)."""
+    bn = nn.BatchNorm2d(c, eps=eps)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 2.0)
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+    return bn.eval()
+
+
+def make_case(n, c, h, w, k, channels_last=False):
+    x = torch.randn(n, c, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randn(c, 1, k, k) * (2.0 / k), random_bn(c)
+
+
+def reference(x, conv_w, bn, stride, padding, dilation, act, dtype=torch.float64):
+    """conv2d(groups=C) -> batch_norm(eval) -> activation, the unfused PyTorch path, in dtype."""
+    c = x.shape[1]
+    y = F.conv2d(x.to(dtype), conv_w.to(dtype), None, stride, padding, dilation, groups=c)
+    y = F.batch_norm(y, bn.running_mean.to(dtype), bn.running_var.to(dtype), bn.weight.to(dtype),
+                     bn.bias.to(dtype), False, 0.0, bn.eps)
+    return ACT_FN[act](y)
+
+
+def check(x, conv_w, bn, stride, padding, dilation, act, what):
+    w, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.dwconv_bn_act(x, w, b, stride, padding, dilation, act)
+    ref64 = reference(x, conv_w, bn, stride, padding, dilation, act)
+    ref32 = reference(x, conv_w, bn, stride, padding, dilation, act, torch.float32)
+    assert_within_rule(ours, ref32, ref64, what)
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+    return ours
+
+
+# -- MobileNetV3's own layers, enumerated by torchvision -------------------------------------
+MBV3_LAYERS = sorted({cfg for v in VARIANTS for cfg in depthwise_layers(v)})
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "C{}_{}x{}_k{}s{}p{}d{}_{}".format(*c))
+def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
+    c, h, w, k, s, p, d, act = cfg
+    x, conv_w, bn = make_case(1, c, h, w, k, channels_last)
+    check(x, conv_w, bn, s, p, d, act, f"{cpu_isa} {cfg}")
+
+
+# -- deliberately odd shapes ----------------------------------------------------------------
+ODD = list(itertools.product([1, 3, 7, 17, 33], [(1, 1), (2, 3), (7, 5), (13, 11)], [0, 1, 3]))
+GEOMS = [(k, s, d) for k in (3, 5) for s in (1, 2) for d in (1, 2)]
+
+
+@pytest.mark.parametrize("c,hw,n", ODD, ids=lambda v: str(v))
+def test_odd_shapes(c, hw, n, cpu_isa):
+    h, w = hw
+    for i, (k, s, d) in enumerate(GEOMS):
+        act = ("hardswish", "relu", "none")[(i + c) % 3]
+        p = d * (k - 1) // 2  # "same" padding keeps every small map valid
+        for channels_last in (False, True):
+            x, conv_w, bn = make_case(n, c, h, w, k, channels_last)
+            check(x, conv_w, bn, s, p, d, act, f"{cpu_isa} N{n} C{c} {h}x{w} k{k}s{s}d{d} {act}")
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+def test_every_kernel_size_and_padding(k, act, cpu_isa):
+    # Generic path (k = 1, 7), specialised paths (3, 5); padding from none to wider than k.
+    for s, d, p in itertools.product((1, 2, 3), (1, 2), (0, 1, k // 2 + 2)):
+        x, conv_w, bn = make_case(2, 19, 17, 12, k, channels_last=(s + p) % 2 == 0)
+        if min(17, 12) + 2 * p < d * (k - 1) + 1:
+            continue
+        check(x, conv_w, bn, s, p, d, act, f"{cpu_isa} k{k}s{s}d{d}p{p} {act}")
+
+
+def test_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 40, 30, 26)
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        c = x.shape[1]
+        conv_w, bn = torch.randn(c, 1, 3, 3), random_bn(c)
+        check(x, conv_w, bn, 1, 1, 1, "hardswish", f"{cpu_isa} strided {tuple(x.stride())}")
+    # Weight and bias given as strided views too.
+    x, conv_w, bn = make_case(1, 24, 9, 9, 5)
+    w, b = fold_bn(conv_w, bn)
+    w_strided = torch.randn(24, 2, 5, 5)[:, :1].copy_(w)
+    b_strided = torch.randn(48)[::2].copy_(b)
+    got = torch.ops.mbv3.dwconv_bn_act(x, w_strided, b_strided, 2, 2, 1, "relu")
+    torch.testing.assert_close(got, torch.ops.mbv3.dwconv_bn_act(x, w, b, 2, 2, 1, "relu"))
+
+
+def test_prepacked_weight_view_is_equivalent(cpu_isa):
+    """The model's layout ([k,k,C] buffer viewed as [C,1,k,k]) gives the same result."""
+    x, conv_w, bn = make_case(2, 37, 11, 10, 5, channels_last=True)
+    w, b = fold_bn(conv_w, bn)
+    packed = w.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+    assert packed.shape == w.shape and packed.stride(0) == 1
+    torch.testing.assert_close(torch.ops.mbv3.dwconv_bn_act(x, packed, b, 1, 2, 1, "hardswish"),
+                               torch.ops.mbv3.dwconv_bn_act(x, w, b, 1, 2, 1, "hardswish"),
+                               rtol=0, atol=0)
+
+
+def test_every_output_element_written(cpu_isa):
+    """Outputs come from poisoned (NaN-filled) buffers; a skipped element would stay NaN."""
+    torch.ops.mbv3._debug_poison_outputs(True)
+    try:
+        for c, (h, w), k, s in [(33, (7, 5), 3, 2), (17, (1, 1), 5, 1), (64, (13, 11), 3, 1),
+                                (130, (6, 9), 5, 2)]:
+            for channels_last in (True, False):
+                x, conv_w, bn = make_case(2, c, h, w, k, channels_last)
+                check(x, conv_w, bn, s, k // 2, 1, "relu", f"poisoned C{c} {h}x{w}")
+    finally:
+        torch.ops.mbv3._debug_poison_outputs(False)
+
+
+def test_threads_do_not_change_the_result():
+    x, conv_w, bn = make_case(3, 72, 29, 31, 5, channels_last=True)
+    w, b = fold_bn(conv_w, bn)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(torch.ops.mbv3.dwconv_bn_act(x, w, b, 2, 2, 1, "hardswish"))
+    finally:
+        torch.set_num_threads(before)
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_opcheck():
+    for n, c, h, w, k, s, cl in [(2, 17, 9, 7, 3, 1, True), (1, 8, 5, 5, 5, 2, False),
+                                 (0, 4, 3, 3, 3, 1, False)]:
+        x, conv_w, bn = make_case(n, c, h, w, k, cl)
+        wt, b = fold_bn(conv_w, bn)
+        torch.library.opcheck(torch.ops.mbv3.dwconv_bn_act.default,
+                              (x, wt, b, s, k // 2, 1, "hardswish"))
+
+
+def test_compile_and_export():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w, self.b = fold_bn(torch.randn(16, 1, 3, 3), random_bn(16))
+
+        def forward(self, x):
+            return torch.ops.mbv3.dwconv_bn_act(x, self.w, self.b, 2, 1, 1, "hardswish") * 2
+
+    m, x = M(), torch.randn(1, 16, 12, 12).contiguous(memory_format=torch.channels_last)
+    expected = m(x)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), expected)
+    ep = torch.export.export(m, (x,))
+    assert any("dwconv_bn_act" in str(n.target) for n in ep.graph.nodes)
+    torch.testing.assert_close(ep.module()(x), expected)
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _args(**over):
+    a = dict(x=torch.randn(1, 8, 6, 6), weight=torch.randn(8, 1, 3, 3), bias=torch.randn(8),
+             stride=1, padding=1, dilation=1, activation="relu")
+    a.update(over)
+    return list(a.values())
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(x=torch.randn(1, 8, 6, 6).double()), "x must be float32"),
+    (dict(x=torch.randint(0, 5, (1, 8, 6, 6))), "x must be float32"),
+    (dict(x=torch.randn(1, 8, 6, 6).half()), "x must be float32"),
+    (dict(x=torch.randn(8, 6, 6)), "4-D"),
+    (dict(weight=torch.randn(8, 3, 3)), r"weight must be \[C, 1, k, k\]"),
+    (dict(weight=torch.randn(7, 1, 3, 3)), r"weight must be \[C, 1, k, k\]"),
+    (dict(weight=torch.randn(8, 1, 3, 5)), r"weight must be \[C, 1, k, k\]"),
+    (dict(weight=torch.randn(8, 1, 4, 4)), "kernel size must be odd"),
+    (dict(weight=torch.randn(8, 1, 9, 9), padding=4), "kernel size must be odd and <= 7"),
+    (dict(bias=torch.randn(9)), r"bias must be \[C\]"),
+    (dict(bias=torch.randn(8, 1)), r"bias must be \[C\]"),
+    (dict(stride=0), "stride must be >= 1"),
+    (dict(dilation=0), "dilation must be >= 1"),
+    (dict(padding=-1), "padding must be >= 0"),
+    (dict(activation="gelu"), "unknown activation 'gelu'"),
+    (dict(x=torch.randn(1, 8, 2, 2), padding=0), "smaller than the dilated kernel"),
+    (dict(weight=torch.randn(8, 1, 3, 3, device="meta")), "weight is on meta"),
+])
+def test_bad_inputs_raise_clear_errors(over, match):
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        torch.ops.mbv3.dwconv_bn_act(*_args(**over))
+
+
+def test_fake_kernel_checks_like_the_real_one():
+    for over in (dict(bias=torch.randn(9)), dict(activation="gelu"), dict(stride=0)):
+        args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in _args(**over)]
+        with pytest.raises(ValueError):
+            torch.ops.mbv3.dwconv_bn_act(*args)
+    out = torch.ops.mbv3.dwconv_bn_act(*[a.to("meta") if isinstance(a, torch.Tensor) else a
+                                         for a in _args(stride=2)])
+    assert out.shape == (1, 8, 3, 3) and out.device.type == "meta"
+
+
+# -- BatchNorm folding -------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["BatchNorm2d", "FrozenBatchNorm2d"])
+def test_fold_bn_matches_the_module(kind):
+    c = 24
+    if kind == "BatchNorm2d":
+        bn = random_bn(c, eps=1e-3)
+    else:
+        bn = FrozenBatchNorm2d(c)  # eps 1e-5, read from the module
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 2.0)
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+    conv = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False).double()
+    x = torch.randn(2, c, 8, 8, dtype=torch.float64)
+    w, b = fold_bn(conv.weight, bn.double())
+    expected = bn(conv(x))
+    torch.testing.assert_close(F.conv2d(x, w, b, 1, 1, 1, c), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_fold_bn_rejects_mismatch():
+    with pytest.raises(ValueError, match="channels"):
+        fold_bn(torch.randn(8, 1, 3, 3), random_bn(9))
+
+
+def test_python_wrapper_folds_bn():
+    x, conv_w, bn = make_case(2, 12, 10, 10, 5, channels_last=True)
+    got = dwconv_bn_act(x, conv_w, bn=bn, stride=2, activation="hardswish")
+    assert_within_rule(got, reference(x, conv_w, bn, 2, 2, 1, "hardswish", torch.float32),
+                       reference(x, conv_w, bn, 2, 2, 1, "hardswish"), "wrapper")
+
+
+# -- ISA control -------------------------------------------------------------------------------
+def test_isa_control():
+    isas = mbv3_fast.available_cpu_isas()
+    assert isas[0] == "scalar" and mbv3_fast.get_cpu_isa() in isas
+    with pytest.raises(ValueError, match="unknown CPU ISA 'sse9'"):
+        mbv3_fast.set_cpu_isa("sse9")
+    missing = [i for i in ("avx2", "avx512", "neon") if i not in isas]
+    for name in missing:
+        with pytest.raises(ValueError, match="not available"):
+            mbv3_fast.set_cpu_isa(name)
+
+
+@pytest.mark.parametrize("value", ["scalar", "auto"])
+def test_isa_environment_variable(value):
+    code = "import mbv3_fast; print(mbv3_fast.get_cpu_isa())"
+    env = dict(os.environ, MBV3_FAST_CPU_ISA=value)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == (value if value != "auto" else mbv3_fast.available_cpu_isas()[-1])
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+NEON_CASES = [  # (N, C, H, W, k, stride, pad, dil, act): tails, borders, both kernel families
+    (1, 16, 9, 9, 3, 1, 1, 1, "relu"), (2, 7, 5, 6, 3, 2, 1, 1, "hardswish"),
+    (1, 72, 8, 7, 5, 2, 2, 1, "relu"), (1, 5, 6, 6, 5, 1, 4, 2, "hardswish"),
+    (1, 1, 1, 1, 3, 1, 1, 1, "none"), (1, 13, 7, 7, 7, 1, 3, 1, "hardswish"),
+    (1, 130, 4, 3, 3, 1, 2, 2, "none"), (3, 3, 2, 3, 1, 1, 0, 1, "relu"),
+]
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    cases, expected = neon_harness.CaseFile(), []
+    for n, c, h, w, k, s, p, d, act in NEON_CASES:
+        x, conv_w, bn = make_case(n, c, h, w, k)
+        wf, bf = fold_bn(conv_w, bn)
+        oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+        cases.i64(n, c, h, w, oh, ow, k, s, p, d, ACT_CODE[act])
+        cases.floats(x.permute(0, 2, 3, 1))
+        cases.floats(wf.reshape(c, k * k).t())
+        cases.floats(bf)
+        cases.count += 1
+        expected.append(((n, oh, ow, c), reference(x, conv_w, bn, s, p, d, act),
+                         reference(x, conv_w, bn, s, p, d, act, torch.float32), (n, c, h, w, k, s, act)))
+    flat = neon_harness.run("dwconv_bn_act", cases, cpu)
+    offset = 0
+    for shape, ref64, ref32, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2)
+        offset += size
+        assert_within_rule(got, ref32, ref64, f"neon {cpu} {what}")
+    assert offset == flat.numel()
