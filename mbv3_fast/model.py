@@ -77,6 +77,7 @@ _training = attrgetter("training")
 _hardswish_ = torch._C._nn.hardswish_
 _relu_ = torch.relu_
 _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
+_se = torch.ops.mbv3.se.default
 
 
 class _Unfusable(Exception):
@@ -350,14 +351,13 @@ class FastMobileNetV3(_tv.MobileNetV3):
         plan = self._plan
         if plan is None:
             plan = self._plan = _build_plan(self)
-        else:
+        flags = _tensor_state(plan.sources, plan.state)  # 1: stale, 2: a source requires grad
+        if flags & 1:
+            plan = self._plan = _build_plan(self)
             flags = _tensor_state(plan.sources, plan.state)
-            if flags & 1:
-                plan = self._plan = _build_plan(self)
-                flags = 0
         if not plan.ok or x.device != plan.device or x.dtype != plan.dtype or x.dim() != 4:
             return super().forward(x)
-        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in plan.sources)):
+        if (flags & 2 or x.requires_grad) and torch.is_grad_enabled():
             return super().forward(x)
         if any(map(_training, plan.train_mods)) or torch.is_autocast_enabled(plan.device.type):
             return super().forward(x)
@@ -367,7 +367,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
         """forward under torch.compile / torch.export: same rules, no cache check."""
         plan = self._plan
         if (plan is None or not plan.ok or x.device != plan.device or x.dtype != plan.dtype
-                or any(m.training for m in plan.train_mods)
+                or x.dim() != 4 or any(m.training for m in plan.train_mods)
                 or torch.is_autocast_enabled(plan.device.type)):
             return super().forward(x)
         if (not torch.compiler.is_exporting() and torch.is_grad_enabled()
@@ -394,7 +394,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
                 x = m.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
             z = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
             if se is not None:
-                z = torch.ops.mbv3.se(z, se[0], se[1], se[2], se[3])
+                z = _se(z, se[0], se[1], se[2], se[3])
             h, wd = z.shape[2], z.shape[3]
             y = torch.addmm(pb, z.as_strided((n * h * wd, ce), (ce, 1)), pw)
             if res:
