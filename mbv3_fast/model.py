@@ -23,7 +23,11 @@ Modes
       ``model.eval(); model(x)`` with trainable parameters) runs unfused — wrap inference in
       ``torch.no_grad()`` or call ``model.requires_grad_(False)`` to get the fused path;
     - every norm layer is ``nn.BatchNorm2d`` with running statistics or torchvision's
-      ``FrozenBatchNorm2d`` and no BatchNorm/Dropout submodule was switched back to train mode.
+      ``FrozenBatchNorm2d`` and no BatchNorm/Dropout submodule was switched back to train mode;
+    - no forward hook or pre-hook is registered on a submodule (or globally): the fused path
+      calls no submodule, so hooks would not fire (feature extraction by hooks stays correct);
+    - not under torch.fx symbolic tracing (torchvision's ``create_feature_extractor``): the
+      tracer sees torchvision's forward.
   float64 models therefore run unfused (the CPU kernels are float32 only).
 
 Folded-weight cache
@@ -59,6 +63,8 @@ from torchvision.models import mobilenetv3 as _tv
 from torchvision.models._utils import _ovewrite_named_param
 from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, SqueezeExcitation
 
+from torch.fx._symbolic_trace import is_fx_tracing as _is_fx_tracing
+
 from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
 
@@ -74,6 +80,8 @@ __all__ = [
 _FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
 _ACT_NAMES = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
 _training = attrgetter("training")
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
+                 nn.modules.module._global_forward_pre_hooks)
 _hardswish_ = torch._C._nn.hardswish_
 _relu_ = torch.relu_
 _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
@@ -91,6 +99,8 @@ class _Plan:
     sources -- tuple of every tensor the plan was derived from (for the staleness check and
                the requires-grad test); state -- their recorded (version, ptr, meta)
     train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
+    hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
+               path runs no submodule, so any registered hook sends the forward unfused
     stem    -- (weight, bias, stride, padding, act) of the dense 3x3 conv
     last    -- (weight^T [Cin, Cout], bias, act, Cout) of the last 1x1 conv
     blocks  -- per inverted residual block:
@@ -108,6 +118,7 @@ class _Plan:
         self.state = bytearray(24 * len(self.sources))
         _tensor_state(self.sources, self.state)  # record the current state
         self.train_mods = tuple(train_mods)
+        self.hooks = ()
         self.ok = False
         self.reason = ""
         self.stem = self.last = self.head = None
@@ -276,6 +287,9 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
             return plan
     plan = _Plan(device, dtype, sources, train_mods)
     plan.stem, plan.blocks, plan.last, plan.head = stem, blocks, last, head
+    subs = [m for m in model.modules() if m is not model]
+    plan.hooks = (_GLOBAL_HOOKS + tuple(m._forward_hooks for m in subs)
+                  + tuple(m._forward_pre_hooks for m in subs))
     plan.ok = True
     return plan
 
@@ -346,8 +360,10 @@ class FastMobileNetV3(_tv.MobileNetV3):
     def forward(self, x: Tensor) -> Tensor:
         if self.training:
             return super().forward(x)
-        if torch.compiler.is_compiling():
+        if torch.compiler.is_compiling():  # (make_fx under torch.export also sets is_fx_tracing)
             return self._forward_traced(x)
+        if _is_fx_tracing():
+            return super().forward(x)
         plan = self._plan
         if plan is None:
             plan = self._plan = _build_plan(self)
@@ -359,7 +375,8 @@ class FastMobileNetV3(_tv.MobileNetV3):
             return super().forward(x)
         if (flags & 2 or x.requires_grad) and torch.is_grad_enabled():
             return super().forward(x)
-        if any(map(_training, plan.train_mods)) or torch.is_autocast_enabled(plan.device.type):
+        if (any(map(_training, plan.train_mods)) or any(plan.hooks)
+                or torch.is_autocast_enabled(plan.device.type)):
             return super().forward(x)
         return self._forward_fused(x, plan)
 
@@ -368,6 +385,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
         plan = self._plan
         if (plan is None or not plan.ok or x.device != plan.device or x.dtype != plan.dtype
                 or x.dim() != 4 or any(m.training for m in plan.train_mods)
+                or any(len(h) for h in plan.hooks)
                 or torch.is_autocast_enabled(plan.device.type)):
             return super().forward(x)
         if (not torch.compiler.is_exporting() and torch.is_grad_enabled()

@@ -333,6 +333,26 @@ def test_cache_dtype_device_changes():
         assert ours(x.to("meta")).shape == (2, 1000)
 
 
+def test_hooks_and_fx_feature_extraction():
+    from torchvision.models.feature_extraction import create_feature_extractor
+    tv, ours = _pair("small", "default")
+    calls = _spy_fused(ours)
+    x = torch.randn(1, 3, 64, 64)
+    seen = []
+    handle = ours.features[4].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tv(x))  # hook registered: unfused, hook fires
+        assert seen and not calls
+        handle.remove()
+        _assert_logits(ours(x), tv(x), "hook removed")
+        assert len(calls) == 1
+        fx_ours = create_feature_extractor(ours, {"features.6": "f6", "classifier.3": "out"})
+        fx_tv = create_feature_extractor(tv, {"features.6": "f6", "classifier.3": "out"})
+        a, b = fx_ours(x), fx_tv(x)
+    torch.testing.assert_close(a["f6"], b["f6"])
+    torch.testing.assert_close(a["out"], b["out"])
+
+
 def test_pickle_and_deepcopy_drop_cache():
     _, ours = _pair("small", "default")
     x = torch.randn(1, 3, 32, 32)
