@@ -63,7 +63,7 @@ from torchvision.models import mobilenetv3 as _tv
 from torchvision.models._utils import _ovewrite_named_param
 from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, SqueezeExcitation
 
-from torch.fx._symbolic_trace import is_fx_tracing as _is_fx_tracing
+from torch.fx import _symbolic_trace as _fx_trace
 
 from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
@@ -80,6 +80,10 @@ __all__ = [
 _FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
 _ACT_NAMES = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
 _training = attrgetter("training")
+# True under torch.fx symbolic tracing (we test is_compiling() first, so also the older
+# is_fx_tracing(), which newer torch versions make log a warning, would do).
+_is_fx_tracing = (getattr(_fx_trace, "is_fx_symbolic_tracing", None)
+                  or getattr(_fx_trace, "_get_is_fx_tracing", None) or _fx_trace.is_fx_tracing)
 _GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
                  nn.modules.module._global_forward_pre_hooks)
 _hardswish_ = torch._C._nn.hardswish_
