@@ -20,6 +20,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 
 import pytest
 import torch
@@ -68,10 +69,12 @@ def _ort_session(arch, batch, threads):
         path = os.path.join(tempfile.mkdtemp(), f"mbv3_{arch}_b{batch}.onnx")
         x = torch.randn(batch, 3, 224, 224)
         try:
-            try:
-                torch.onnx.export(tv, (x,), path, dynamo=False, input_names=["x"])
-            except TypeError:  # exporter without the dynamo switch
-                torch.onnx.export(tv, (x,), path, input_names=["x"])
+            with warnings.catch_warnings():  # the TorchScript exporter is deprecated, still fine
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    torch.onnx.export(tv, (x,), path, dynamo=False, input_names=["x"])
+                except TypeError:  # exporter without the dynamo switch
+                    torch.onnx.export(tv, (x,), path, input_names=["x"])
         except Exception as e:  # e.g. the dynamo exporter without onnxscript installed
             pytest.skip(f"torch.onnx.export failed: {type(e).__name__}: {e}")
         so = ort.SessionOptions()
