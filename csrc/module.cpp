@@ -1,5 +1,6 @@
-// The extension module: no Python bindings of its own (ops register through the dispatcher
-// when the library is loaded, as in pytorch/extension-cpp), plus the ISA control ops.
+// The extension module: ops register through the dispatcher when the library is loaded (as in
+// pytorch/extension-cpp), plus the ISA control ops.  Its only Python function is the model's
+// cache check _tensor_state (csrc/tensor_state.cpp), too hot a path for a dispatcher call.
 #include <Python.h>
 #include <torch/library.h>
 
@@ -7,10 +8,16 @@
 #include <stdexcept>
 
 #include "cpu_isa.h"
+#include "tensor_state.h"
 
 extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&def);
+  PyObject* module = PyModule_Create(&def);
+  if (module != nullptr && mbv3::add_tensor_state_methods(module) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
 }
 
 namespace mbv3 {

@@ -1,0 +1,188 @@
+"""End-to-end MobileNetV3 eval latency, fp32: mbv3_fast vs torchvision eager (NCHW and
+channels_last), torch.compile of torchvision (inductor) and ONNX Runtime (when importable),
+batch 1 and 8, 1 and 2 threads, all in the same run.
+
+Two kinds of tests:
+  test_latency      one pytest-benchmark result per (arch, batch, threads, provider), grouped
+                    per (arch, batch, threads); bench/summarize.py prints ratios (suite "model").
+  test_interleaved  per (arch, batch, threads): every provider once per turn, turns rotated,
+                    rounds of several turns; reports the median of the round medians and each
+                    ratio to mbv3_fast (the numbers to quote on a noisy shared machine: they
+                    compare providers under the same background load).  Printed (run with -s)
+                    and written to bench/results/model_interleaved.json.
+
+MBV3_BENCH_ARCHS=large,small picks the models (default large); MBV3_BENCH_ROUNDS the rounds
+of the interleaved test (default 7).
+"""
+import copy
+import json
+import os
+import statistics
+import tempfile
+import time
+import warnings
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+import mbv3_fast
+from mbv3_fast import from_torchvision
+
+ARCHS = [a for a in os.environ.get("MBV3_BENCH_ARCHS", "large").split(",") if a]
+BATCHES = [1, 8]
+THREADS = [1, 2]
+PROVIDERS = ["fused", "torchvision_nchw", "torchvision_cl", "torchvision_compile", "onnxruntime"]
+ROUNDS = int(os.environ.get("MBV3_BENCH_ROUNDS", "7"))
+RESULTS = os.path.join(os.path.dirname(__file__), "results", "model_interleaved.json")
+
+_models = {}
+_compiled = {}
+_ort = {}
+
+
+def _torchvision_model(arch):
+    """torchvision model with non-trivial BN statistics (as a trained model has)."""
+    if arch not in _models:
+        torch.manual_seed(0)
+        tv = getattr(torchvision.models, f"mobilenet_v3_{arch}")()
+        with torch.no_grad():
+            for m in tv.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.normal_(0, 0.2)
+                    m.running_var.uniform_(0.5, 2.0)
+                    m.weight.uniform_(0.5, 1.5)
+                    m.bias.normal_(0, 0.2)
+        _models[arch] = tv.eval()
+    return _models[arch]
+
+
+def _ort_session(arch, batch, threads):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        pytest.skip("onnxruntime is not importable")
+    key = (arch, batch, threads)
+    if key not in _ort:
+        tv = _torchvision_model(arch)
+        path = os.path.join(tempfile.mkdtemp(), f"mbv3_{arch}_b{batch}.onnx")
+        x = torch.randn(batch, 3, 224, 224)
+        try:
+            with warnings.catch_warnings():  # the TorchScript exporter is deprecated, still fine
+                warnings.simplefilter("ignore", DeprecationWarning)
+                try:
+                    torch.onnx.export(tv, (x,), path, dynamo=False, input_names=["x"])
+                except TypeError:  # exporter without the dynamo switch
+                    torch.onnx.export(tv, (x,), path, input_names=["x"])
+        except Exception as e:  # e.g. the dynamo exporter without onnxscript installed
+            pytest.skip(f"torch.onnx.export failed: {type(e).__name__}: {e}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        _ort[key] = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return _ort[key]
+
+
+def make_provider(provider, arch, batch, threads):
+    """A no-argument callable running one batch through `provider` (inputs prepared)."""
+    tv = _torchvision_model(arch)
+    x = torch.randn(batch, 3, 224, 224)
+    if provider == "fused":
+        model = from_torchvision(copy.deepcopy(tv)).eval()
+        assert model.fused_status == "fused", model.fused_status
+        return lambda: model(x)
+    if provider == "torchvision_nchw":
+        return lambda: tv(x)
+    if provider == "torchvision_cl":
+        model = copy.deepcopy(tv).to(memory_format=torch.channels_last)
+        xc = x.contiguous(memory_format=torch.channels_last)
+        return lambda: model(xc)
+    if provider == "torchvision_compile":
+        if arch not in _compiled:
+            _compiled[arch] = torch.compile(copy.deepcopy(tv))
+        model = _compiled[arch]
+        return lambda: model(x)
+    if provider == "onnxruntime":
+        sess = _ort_session(arch, batch, threads)
+        feed = {"x": x.numpy()}
+        return lambda: sess.run(None, feed)
+    raise ValueError(provider)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("threads", THREADS, indirect=True, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_latency(benchmark, record, arch, batch, threads, provider):
+    benchmark.group = f"mobilenet_v3_{arch} b{batch} t{threads}"
+    record(suite="model", config=f"{arch} b{batch} t{threads}", provider=provider,
+           layer=f"mobilenet_v3_{arch}")
+    with torch.no_grad():
+        fn = make_provider(provider, arch, batch, threads)
+        for _ in range(3):  # warm up (and compile)
+            fn()
+        benchmark.pedantic(fn, rounds=30 if batch == 1 else 10, iterations=1, warmup_rounds=2)
+
+
+@pytest.mark.parametrize("threads", THREADS, indirect=True, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_interleaved(arch, batch, threads):
+    fns = {}
+    with torch.no_grad():
+        for p in PROVIDERS:
+            try:
+                fns[p] = make_provider(p, arch, batch, threads)
+            except pytest.skip.Exception as e:
+                print(f"[{arch} b{batch} t{threads}] {p} skipped: {e}")
+        for fn in fns.values():
+            for _ in range(3):
+                fn()
+        turns = 5 if batch == 1 else 2
+        names = list(fns)
+        samples = {p: [] for p in names}  # per round: median of that round's turns
+        cpu = {p: [] for p in names}  # the same for this thread's CPU time (1 thread only)
+        for r in range(ROUNDS):
+            per = {p: [] for p in names}
+            per_cpu = {p: [] for p in names}
+            for t in range(turns):
+                k = (r * turns + t) % len(names)
+                for p in names[k:] + names[:k]:  # rotate who goes first
+                    c0 = time.thread_time()
+                    t0 = time.perf_counter()
+                    fns[p]()
+                    per[p].append(time.perf_counter() - t0)
+                    per_cpu[p].append(time.thread_time() - c0)
+            for p in names:
+                samples[p].append(statistics.median(per[p]))
+                cpu[p].append(statistics.median(per_cpu[p]))
+    med = {p: statistics.median(v) * 1e3 for p, v in samples.items()}
+    spread = {p: (min(v) * 1e3, max(v) * 1e3) for p, v in samples.items()}
+    # With one thread everything runs on this thread, so its CPU time is the work done, free
+    # of the time other processes held the core (on a shared machine the steadier number).
+    cpu_med = {p: statistics.median(v) * 1e3 for p, v in cpu.items()} if threads == 1 else None
+    lines = [f"mobilenet_v3_{arch} batch {batch}, {threads} thread(s), {ROUNDS} rounds x {turns} "
+             f"turns (median of round medians, ms; round-median range; x = provider / fused"
+             f"{'; thread CPU ms, x' if cpu_med else ''})"]
+    for p in names:
+        line = (f"  {p:20s} {med[p]:8.2f}  [{spread[p][0]:.2f}-{spread[p][1]:.2f}]  "
+                f"x{med[p] / med['fused']:.2f}")
+        if cpu_med:
+            line += f"   cpu {cpu_med[p]:7.2f}  x{cpu_med[p] / cpu_med['fused']:.2f}"
+        lines.append(line)
+    print("\n" + "\n".join(lines))
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    try:
+        with open(RESULTS) as f:
+            saved = json.load(f)
+    except (OSError, ValueError):
+        saved = {}
+    saved[f"{arch} b{batch} t{threads}"] = {"median_ms": med, "round_range_ms": spread,
+                                            "thread_cpu_median_ms": cpu_med,
+                                            "rounds": ROUNDS, "turns": turns,
+                                            "isa": mbv3_fast.get_cpu_isa(),
+                                            "torch": torch.__version__, "time": time.time()}
+    with open(RESULTS, "w") as f:
+        json.dump(saved, f, indent=1)

@@ -1,0 +1,531 @@
+"""MobileNetV3-Large/Small with fused inference: torchvision's architecture, module tree and
+state_dict, torchvision's behaviour in train mode, fused ops in eval mode.
+
+Modes
+-----
+* ``train()``: torchvision's own forward over the plain modules (BatchNorm batch statistics,
+  running-stat updates, dropout, autograd) — bit-for-bit torchvision.
+* ``eval()``: the *fused path*, when it applies, BatchNorm folded everywhere:
+    stem conv -> ``F.conv2d``; expand / project / last 1x1 convs -> ``torch.addmm`` on the NHWC
+    activation matrix (+ in-place activation, + in-place residual add) — a GEMM with no conv
+    backend heuristics (``F.conv2d`` picks its slow THNN path for 1x1 convs at batch 1 on one
+    thread) and no layout change; depthwise conv + BN + activation ->
+    ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se``; global pool
+    -> ``mean``; classifier -> ``F.linear``.  The whole network runs channels_last (the input
+    is converted once); the logits are the same values for NCHW and channels_last inputs.
+  The fused path applies when all of these hold, and otherwise eval falls back to torchvision's
+  forward over the plain modules (still correct, just unfused):
+    - parameters and input on CPU (float32) or CUDA (float32/float16/bfloat16), input dtype and
+      device equal to the parameters', no autocast active for that device;
+    - no autograd needed: ``torch.is_grad_enabled()`` is False (``torch.no_grad()`` /
+      ``torch.inference_mode()``), or neither the input nor any parameter requires grad.  The
+      fused ops have no backward, so an eval forward that autograd would record (the default
+      ``model.eval(); model(x)`` with trainable parameters) runs unfused — wrap inference in
+      ``torch.no_grad()`` or call ``model.requires_grad_(False)`` to get the fused path;
+    - every norm layer is ``nn.BatchNorm2d`` with running statistics or torchvision's
+      ``FrozenBatchNorm2d`` and no BatchNorm/Dropout submodule was switched back to train mode;
+    - no forward hook or pre-hook is registered on a submodule (or globally): the fused path
+      calls no submodule, so hooks would not fire (feature extraction by hooks stays correct);
+    - not under torch.fx symbolic tracing (torchvision's ``create_feature_extractor``): the
+      tracer sees torchvision's forward.
+  float64 models therefore run unfused (the CPU kernels are float32 only).
+
+Folded-weight cache
+-------------------
+Folding is done once (in float64, cast back) and kept in ``self._plan``, together with the
+list of every source tensor (conv weights, BN weight/bias/running stats, SE and classifier
+parameters).  Each eager eval forward makes one C call (``_C._tensor_state``, a few ns per
+tensor) comparing each source's version counter, data pointer, dtype and device with those
+recorded at folding time; any difference refolds before running.  That covers in-place edits
+(``with torch.no_grad(): p.add_(1)``, optimizer steps), running-stat updates by train-mode
+forwards (seen through ``num_batches_tracked``, the only BN buffer whose version they bump),
+``load_state_dict`` (in-place copy, or ``assign=True``), ``.to()/.cuda()/.half()`` (also on a
+submodule) and ``p.data = t``.  ``_apply`` (``.to`` & co.) and ``load_state_dict`` also drop
+the cache explicitly, and ``eval()`` refolds eagerly so that ``torch.compile`` finds a cache.
+Not detected (call ``model.invalidate_fused_cache()``): writes through ``p.data`` (they bypass
+the version counter) and replacing a submodule or a Parameter object inside a submodule.
+
+Tracing
+-------
+Under ``torch.compile`` / ``torch.export`` the cache check is skipped (it is not traceable):
+the graph uses the folded weights as of tracing, so after changing weights of a compiled model
+run one eager eval forward or ``model.invalidate_fused_cache()`` + ``model.eval()`` and
+recompile.  ``torch.export`` of an eval model always exports the fused (inference-only) graph,
+whatever the grad mode; ``torch.compile`` applies the same rule as eager.
+"""
+from operator import attrgetter
+from typing import Any, Callable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models import mobilenetv3 as _tv
+from torchvision.models._utils import _ovewrite_named_param
+from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, SqueezeExcitation
+
+from torch.fx import _symbolic_trace as _fx_trace
+
+from mbv3_fast._C import _tensor_state
+from mbv3_fast.ops.fold_bn import fold_bn
+
+__all__ = [
+    "FastMobileNetV3",
+    "MobileNetV3Large",
+    "MobileNetV3Small",
+    "mobilenet_v3_large",
+    "mobilenet_v3_small",
+    "from_torchvision",
+]
+
+_FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
+_ACT_NAMES = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
+_training = attrgetter("training")
+# True under torch.fx symbolic tracing (we test is_compiling() first, so also the older
+# is_fx_tracing(), which newer torch versions make log a warning, would do).
+_is_fx_tracing = (getattr(_fx_trace, "is_fx_symbolic_tracing", None)
+                  or getattr(_fx_trace, "_get_is_fx_tracing", None) or _fx_trace.is_fx_tracing)
+_GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
+                 nn.modules.module._global_forward_pre_hooks)
+_hardswish_ = torch._C._nn.hardswish_
+_relu_ = torch.relu_
+_dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
+_se = torch.ops.mbv3.se.default
+
+
+class _Unfusable(Exception):
+    """The module tree is not one the fused path understands (reason in the message)."""
+
+
+class _Plan:
+    """Folded weights for one (device, dtype) and what they were folded from.
+
+    ok      -- False when the fused path cannot run this model (``reason`` says why)
+    sources -- tuple of every tensor the plan was derived from (for the staleness check and
+               the requires-grad test); state -- their recorded (version, ptr, meta)
+    train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
+    hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
+               path runs no submodule, so any registered hook sends the forward unfused
+    stem    -- (weight, bias, stride, padding, act) of the dense 3x3 conv
+    last    -- (weight^T [Cin, Cout], bias, act, Cout) of the last 1x1 conv
+    blocks  -- per inverted residual block:
+               (expand_w^T or None, expand_b, expand_act, expanded channels,
+                dw_w, dw_b, stride, padding, dilation, dw_act,
+                se (w1, b1, w2, b2) or None, project_w^T, project_b, out channels, residual)
+    head    -- (fc1_w, fc1_b, fc2_w, fc2_b) for torchvision's classifier, else None (then the
+               classifier module itself is called)
+    """
+
+    def __init__(self, device, dtype, sources, train_mods):
+        self.device = device
+        self.dtype = dtype
+        self.sources = tuple(sources)
+        self.state = bytearray(24 * len(self.sources))
+        _tensor_state(self.sources, self.state)  # record the current state
+        self.train_mods = tuple(train_mods)
+        self.hooks = ()
+        self.ok = False
+        self.reason = ""
+        self.stem = self.last = self.head = None
+        self.blocks = ()
+
+
+# ----------------------------------------------------------------------------------------------
+# Folding
+# ----------------------------------------------------------------------------------------------
+
+def _act_code(act: Optional[nn.Module]) -> str:
+    if act is None:
+        return "none"
+    name = _ACT_NAMES.get(type(act))
+    if name is None:
+        raise _Unfusable(f"unsupported activation {type(act).__name__}")
+    return name
+
+
+def _split_cna(m: nn.Module):
+    """Conv2dNormActivation -> (conv, bn, activation or None)."""
+    if not isinstance(m, Conv2dNormActivation) or not 2 <= len(m) <= 3:
+        raise _Unfusable(f"expected Conv2dNormActivation(conv, norm[, act]), got {type(m).__name__}")
+    conv, bn = m[0], m[1]
+    act = m[2] if len(m) == 3 else None
+    if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros" or isinstance(conv.padding, str):
+        raise _Unfusable("unsupported conv")
+    if isinstance(bn, nn.modules.batchnorm._BatchNorm):
+        if bn.running_mean is None or bn.running_var is None:
+            raise _Unfusable("BatchNorm without running statistics")
+    elif not isinstance(bn, FrozenBatchNorm2d):
+        raise _Unfusable(f"unsupported norm layer {type(bn).__name__}")
+    return conv, bn, act
+
+
+def _bn_sources(conv, bn) -> List[Tensor]:
+    # num_batches_tracked: a train-mode BatchNorm forward updates running_mean/var in place
+    # *without* bumping their version counters (native_batch_norm's schema does not mark them
+    # mutated), but it does `num_batches_tracked.add_(1)`, which bumps that one.
+    ts = [conv.weight, conv.bias, getattr(bn, "weight", None), getattr(bn, "bias", None),
+          bn.running_mean, bn.running_var, getattr(bn, "num_batches_tracked", None)]
+    return [t for t in ts if t is not None]
+
+
+def _square(v, what):
+    if v[0] != v[1]:
+        raise _Unfusable(f"non-square {what} {tuple(v)}")
+    return int(v[0])
+
+
+def _fold_dense(m: nn.Module, sources: list, train_mods: list, dtype):
+    """Conv2dNormActivation with a dense conv -> (weight, bias, stride, padding, act)."""
+    conv, bn, act = _split_cna(m)
+    if conv.groups != 1 or _square(conv.dilation, "dilation") != 1:
+        raise _Unfusable("grouped or dilated dense conv")
+    sources += _bn_sources(conv, bn)
+    train_mods.append(bn)
+    w, b = fold_bn(conv.weight, bn, conv.bias)
+    w = w.to(dtype).contiguous(memory_format=torch.channels_last)
+    return (w, b.to(dtype), _square(conv.stride, "stride"), _square(conv.padding, "padding"),
+            _act_code(act))
+
+
+def _fold_depthwise(m: nn.Module, sources: list, train_mods: list, dtype):
+    conv, bn, act = _split_cna(m)
+    c = conv.in_channels
+    if conv.groups != c or conv.out_channels != c:
+        raise _Unfusable("expected a depthwise conv")
+    k = _square(conv.kernel_size, "kernel")
+    if k % 2 != 1 or k > 7:
+        raise _Unfusable(f"depthwise kernel {k}")
+    sources += _bn_sources(conv, bn)
+    train_mods.append(bn)
+    w, b = fold_bn(conv.weight, bn, conv.bias)
+    # Stored as a view of a [k, k, C] buffer: the kernel's packed layout, so no packing per call.
+    packed = w.to(dtype)[:, 0].permute(1, 2, 0).contiguous()
+    w = packed.permute(2, 0, 1).unsqueeze(1)
+    return (w, b.to(dtype), _square(conv.stride, "stride"), _square(conv.padding, "padding"),
+            _square(conv.dilation, "dilation"), _act_code(act))
+
+
+def _se_weights(se: nn.Module, sources: list):
+    if (type(se) is not SqueezeExcitation or type(se.activation) is not nn.ReLU
+            or type(se.scale_activation) is not nn.Hardsigmoid
+            or not isinstance(se.avgpool, nn.AdaptiveAvgPool2d) or se.avgpool.output_size not in (1, (1, 1))
+            or se.fc1.bias is None or se.fc2.bias is None):
+        raise _Unfusable("unsupported squeeze-excitation layer")
+    s, c = se.fc1.out_channels, se.fc1.in_channels
+    sources += [se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias]
+    # Transposed views of [in, out] buffers: the CPU kernel then keeps outputs in SIMD lanes
+    # (one broadcast per input, no horizontal sums); torchvision's layout would also work.
+    w1 = se.fc1.weight.detach().reshape(s, c).t().contiguous().t()
+    w2 = se.fc2.weight.detach().reshape(c, s).t().contiguous().t()
+    return (w1, se.fc1.bias.detach().clone(), w2, se.fc2.bias.detach().clone())
+
+
+def _fold_pointwise(m: nn.Module, sources: list, train_mods: list, dtype, what: str):
+    """Conv2dNormActivation with a 1x1 conv -> (weight^T [Cin, Cout], bias, act, Cout): the
+    conv is a GEMM on the NHWC activation matrix [N*H*W, Cin]."""
+    w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
+    if stride != 1 or pad != 0 or w.shape[-1] != 1 or w.shape[-2] != 1:
+        raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
+    return (w.reshape(w.shape[0], w.shape[1]).t().contiguous(), b, act, int(w.shape[0]))
+
+
+def _fold_block(blk: nn.Module, sources: list, train_mods: list, dtype):
+    if type(blk) is not _tv.InvertedResidual:
+        raise _Unfusable(f"unsupported block {type(blk).__name__}")
+    layers = list(blk.block)
+    expand = None
+    if len(layers) >= 2 and isinstance(layers[0], Conv2dNormActivation) and layers[0][0].groups == 1:
+        expand = _fold_pointwise(layers.pop(0), sources, train_mods, dtype, "expand")
+    dw = _fold_depthwise(layers.pop(0), sources, train_mods, dtype)
+    se = _se_weights(layers.pop(0), sources) if len(layers) == 2 else None
+    if len(layers) != 1:
+        raise _Unfusable("unexpected inverted residual layout")
+    pw, pb, pact, co = _fold_pointwise(layers[0], sources, train_mods, dtype, "project")
+    if pact != "none":
+        raise _Unfusable("project conv with an activation")
+    ew, eb, eact, ce = expand if expand is not None else (None, None, "none", dw[0].shape[0])
+    return (ew, eb, eact, ce, dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], se, pw, pb, co,
+            bool(blk.use_res_connect))
+
+
+def _head(classifier: nn.Module, sources: list, train_mods: list):
+    c = classifier
+    if (type(c) is nn.Sequential and len(c) == 4 and type(c[0]) is nn.Linear
+            and type(c[1]) is nn.Hardswish and type(c[2]) is nn.Dropout and type(c[3]) is nn.Linear
+            and c[0].bias is not None and c[3].bias is not None):
+        sources += [c[0].weight, c[0].bias, c[3].weight, c[3].bias]
+        train_mods.append(c[2])
+        return (c[0].weight, c[0].bias, c[3].weight, c[3].bias)
+    # Anything else: called as a module (its parameters are used live, not cached).
+    for mod in c.modules():
+        train_mods.append(mod)
+    sources += list(c.parameters())
+    return None
+
+
+def _build_plan(model: "FastMobileNetV3") -> _Plan:
+    """Fold every BN of ``model`` (a torchvision-layout MobileNetV3) into a _Plan."""
+    p0 = next(model.features.parameters(), None)
+    device = p0.device if p0 is not None else torch.device("cpu")
+    dtype = p0.dtype if p0 is not None else torch.float32
+    sources: list = []
+    train_mods: list = []
+    with torch.inference_mode(False), torch.no_grad():
+        try:
+            if dtype not in _FUSED_DTYPES.get(device.type, ()):
+                raise _Unfusable(f"no fused kernels for {dtype} on {device.type}")
+            if not isinstance(model.avgpool, nn.AdaptiveAvgPool2d) or model.avgpool.output_size not in (1, (1, 1)):
+                raise _Unfusable("unsupported pooling")
+            feats = list(model.features)
+            if len(feats) < 3:
+                raise _Unfusable("too few feature layers")
+            stem = _fold_dense(feats[0], sources, train_mods, dtype)
+            blocks = tuple(_fold_block(b, sources, train_mods, dtype) for b in feats[1:-1])
+            last = _fold_pointwise(feats[-1], sources, train_mods, dtype, "last")
+            head = _head(model.classifier, sources, train_mods)
+            if any(t.device != device or (t.dtype != dtype and t.is_floating_point())
+                   for t in sources):
+                raise _Unfusable("parameters on mixed devices or dtypes")
+        except _Unfusable as e:
+            plan = _Plan(device, dtype, list(model.parameters()) + list(model.buffers()), [])
+            plan.reason = str(e)
+            return plan
+    plan = _Plan(device, dtype, sources, train_mods)
+    plan.stem, plan.blocks, plan.last, plan.head = stem, blocks, last, head
+    subs = [m for m in model.modules() if m is not model]
+    plan.hooks = (_GLOBAL_HOOKS + tuple(m._forward_hooks for m in subs)
+                  + tuple(m._forward_pre_hooks for m in subs))
+    plan.ok = True
+    return plan
+
+
+def _after_load_state_dict(module, incompatible_keys):
+    module.invalidate_fused_cache()
+    if not module.training:
+        module._fused_plan()
+
+
+# ----------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------
+
+class FastMobileNetV3(_tv.MobileNetV3):
+    """torchvision's ``MobileNetV3`` (same constructor, modules and state_dict) with a fused eval
+    path; see the module docstring for when it applies and how its weight cache stays fresh."""
+
+    def __init__(self, inverted_residual_setting: List[_tv.InvertedResidualConfig],
+                 last_channel: int, num_classes: int = 1000,
+                 block: Optional[Callable[..., nn.Module]] = None,
+                 norm_layer: Optional[Callable[..., nn.Module]] = None,
+                 dropout: float = 0.2, **kwargs: Any) -> None:
+        super().__init__(inverted_residual_setting, last_channel, num_classes=num_classes,
+                         block=block, norm_layer=norm_layer, dropout=dropout, **kwargs)
+        self._init_fused()
+
+    def _init_fused(self) -> None:
+        self._plan: Optional[_Plan] = None
+        self.register_load_state_dict_post_hook(_after_load_state_dict)
+
+    # -- cache management ----------------------------------------------------------------------
+    def invalidate_fused_cache(self) -> None:
+        """Drop the folded weights; the next eval forward refolds."""
+        self._plan = None
+
+    def _fused_plan(self) -> _Plan:
+        plan = self._plan
+        if plan is None or _tensor_state(plan.sources, plan.state) & 1:
+            plan = self._plan = _build_plan(self)
+        return plan
+
+    @property
+    def fused_status(self) -> str:
+        """'fused' or why the eval forward runs unfused (for the current parameters)."""
+        plan = self._fused_plan()
+        return "fused" if plan.ok else f"unfused: {plan.reason}"
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not mode and not torch.compiler.is_compiling():
+            self._fused_plan()  # fold now, so torch.compile/export find the cache
+        return self
+
+    def _apply(self, fn, recurse=True):
+        self._plan = None
+        out = super()._apply(fn, recurse)
+        if not self.training:
+            self._fused_plan()
+        return out
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_plan"] = None  # derived data: not pickled, rebuilt on demand
+        return state
+
+    # -- forward -------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            return super().forward(x)
+        if torch.compiler.is_compiling():  # (make_fx under torch.export also sets is_fx_tracing)
+            return self._forward_traced(x)
+        if _is_fx_tracing():
+            return super().forward(x)
+        plan = self._plan
+        if plan is None:
+            plan = self._plan = _build_plan(self)
+        flags = _tensor_state(plan.sources, plan.state)  # 1: stale, 2: a source requires grad
+        if flags & 1:
+            plan = self._plan = _build_plan(self)
+            flags = _tensor_state(plan.sources, plan.state)
+        if not plan.ok or x.device != plan.device or x.dtype != plan.dtype or x.dim() != 4:
+            return super().forward(x)
+        if (flags & 2 or x.requires_grad) and torch.is_grad_enabled():
+            return super().forward(x)
+        if (any(map(_training, plan.train_mods)) or any(plan.hooks)
+                or torch.is_autocast_enabled(plan.device.type)):
+            return super().forward(x)
+        return self._forward_fused(x, plan)
+
+    def _forward_traced(self, x: Tensor) -> Tensor:
+        """forward under torch.compile / torch.export: same rules, no cache check."""
+        plan = self._plan
+        if (plan is None or not plan.ok or x.device != plan.device or x.dtype != plan.dtype
+                or x.dim() != 4 or any(m.training for m in plan.train_mods)
+                or any(len(h) for h in plan.hooks)
+                or torch.is_autocast_enabled(plan.device.type)):
+            return super().forward(x)
+        if (not torch.compiler.is_exporting() and torch.is_grad_enabled()
+                and (x.requires_grad or any(t.requires_grad for t in plan.sources))):
+            return super().forward(x)
+        return self._forward_fused(x, plan)
+
+    def _forward_fused(self, x: Tensor, plan: _Plan) -> Tensor:
+        # Activations live as NHWC matrices m [N*H*W, C] for the 1x1 convs (GEMMs: torch.addmm,
+        # no conv-backend heuristics, no layout changes) and as channels_last [N, C, H, W] views
+        # of the same memory for the depthwise and SE ops (as_strided: free, one call).
+        w, b, stride, pad, act = plan.stem
+        x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
+        x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
+        _act_(x, act)
+        n, c, h, wd = x.shape
+        m = x.as_strided((n * h * wd, c), (c, 1))
+        for ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res in plan.blocks:
+            if ew is not None:
+                y = torch.addmm(eb, m, ew)
+                _act_(y, eact)
+                x = y.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
+            elif x is None:
+                x = m.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
+            z = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
+            if se is not None:
+                z = _se(z, se[0], se[1], se[2], se[3])
+            h, wd = z.shape[2], z.shape[3]
+            y = torch.addmm(pb, z.as_strided((n * h * wd, ce), (ce, 1)), pw)
+            if res:
+                y.add_(m)
+            m = y
+            x = None
+        w, b, act, c = plan.last
+        m = torch.addmm(b, m, w)
+        _act_(m, act)
+        x = m.view(n, h * wd, c).mean(1)
+        if plan.head is None:
+            return self.classifier(x)
+        w1, b1, w2, b2 = plan.head
+        return F.linear(_hardswish_(F.linear(x, w1, b1)), w2, b2)
+
+
+def _act_(x: Tensor, act: str) -> None:
+    if act == "hardswish":
+        _hardswish_(x)
+    elif act == "relu":
+        _relu_(x)
+
+
+class MobileNetV3Large(FastMobileNetV3):
+    """MobileNetV3-Large, arguments as torchvision's ``mobilenet_v3_large``."""
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, reduced_tail: bool = False,
+                 dilated: bool = False, dropout: float = 0.2,
+                 norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
+        setting, last_channel = _tv._mobilenet_v3_conf(
+            "mobilenet_v3_large", width_mult=width_mult, reduced_tail=reduced_tail, dilated=dilated)
+        super().__init__(setting, last_channel, num_classes=num_classes, norm_layer=norm_layer,
+                         dropout=dropout)
+
+
+class MobileNetV3Small(FastMobileNetV3):
+    """MobileNetV3-Small, arguments as torchvision's ``mobilenet_v3_small``."""
+
+    def __init__(self, num_classes: int = 1000, width_mult: float = 1.0, reduced_tail: bool = False,
+                 dilated: bool = False, dropout: float = 0.2,
+                 norm_layer: Optional[Callable[..., nn.Module]] = None) -> None:
+        setting, last_channel = _tv._mobilenet_v3_conf(
+            "mobilenet_v3_small", width_mult=width_mult, reduced_tail=reduced_tail, dilated=dilated)
+        super().__init__(setting, last_channel, num_classes=num_classes, norm_layer=norm_layer,
+                         dropout=dropout)
+
+
+# ----------------------------------------------------------------------------------------------
+# Builders and conversion
+# ----------------------------------------------------------------------------------------------
+
+def _resolve_weights(weights, enum_cls):
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        name = weights.split(".", 1)[1] if weights.startswith(enum_cls.__name__ + ".") else weights
+        try:
+            return enum_cls[name]
+        except KeyError:
+            raise ValueError(f"unknown weights '{weights}' for {enum_cls.__name__}; expected one of "
+                             f"{', '.join(enum_cls.__members__)}") from None
+    return enum_cls.verify(weights)
+
+
+def _build(cls, enum_cls, weights, progress: bool, kwargs: dict) -> FastMobileNetV3:
+    weights = _resolve_weights(weights, enum_cls)
+    if weights is not None:
+        _ovewrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]))
+    model = cls(**kwargs)
+    if weights is not None:
+        try:
+            state_dict = weights.get_state_dict(progress=progress, check_hash=True)
+        except Exception as e:  # offline: URLError, socket errors, ...
+            raise RuntimeError(
+                f"could not load pretrained weights {enum_cls.__name__}.{weights.name} from "
+                f"{weights.url} (no network access?): {type(e).__name__}: {e}.  Download the file "
+                f"elsewhere and pass its state_dict instead: model = {cls.__name__}(...); "
+                f"model.load_state_dict(torch.load(path))") from e
+        model.load_state_dict(state_dict)
+    return model
+
+
+def mobilenet_v3_large(*, weights=None, progress: bool = True, **kwargs: Any) -> MobileNetV3Large:
+    """As ``torchvision.models.mobilenet_v3_large``; ``weights`` may be a
+    ``MobileNet_V3_Large_Weights`` member or its name ("IMAGENET1K_V1", "DEFAULT",
+    "MobileNet_V3_Large_Weights.IMAGENET1K_V2")."""
+    return _build(MobileNetV3Large, _tv.MobileNet_V3_Large_Weights, weights, progress, kwargs)
+
+
+def mobilenet_v3_small(*, weights=None, progress: bool = True, **kwargs: Any) -> MobileNetV3Small:
+    """As ``torchvision.models.mobilenet_v3_small``; see :func:`mobilenet_v3_large`."""
+    return _build(MobileNetV3Small, _tv.MobileNet_V3_Small_Weights, weights, progress, kwargs)
+
+
+def from_torchvision(model: nn.Module) -> FastMobileNetV3:
+    """Wrap a torchvision ``MobileNetV3`` (any configuration, BatchNorm2d or FrozenBatchNorm2d)
+    as ours.  The result *shares* the modules and parameters of ``model`` (no copy; pass
+    ``copy.deepcopy(model)`` for an independent one) and keeps its train/eval mode.  Returns a
+    MobileNetV3Large / MobileNetV3Small when the block count says which, else FastMobileNetV3."""
+    if isinstance(model, FastMobileNetV3):
+        return model
+    if type(model) is not _tv.MobileNetV3:
+        raise TypeError(f"from_torchvision expects a torchvision.models.MobileNetV3, got "
+                        f"{type(model).__module__}.{type(model).__name__}")
+    n_blocks = len(model.features) - 2
+    cls = {15: MobileNetV3Large, 11: MobileNetV3Small}.get(n_blocks, FastMobileNetV3)
+    new = cls.__new__(cls)
+    nn.Module.__init__(new)
+    new.features, new.avgpool, new.classifier = model.features, model.avgpool, model.classifier
+    new._init_fused()
+    new.train(model.training)
+    return new
