@@ -1,5 +1,6 @@
 """Python side of the fused ops: fake (meta) kernels, CUDA (Triton) registrations, wrappers."""
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.dwconv_bn_act import dwconv_bn_act
+from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pwconv_bn_act  # noqa: F401
 
 __all__ = ["fold_bn", "dwconv_bn_act"]

@@ -1,0 +1,184 @@
+// Fused 1x1 conv + bias + activation (+ residual, + SE input scale) over NHWC float32, written
+// once against `Vec` and compiled once per ISA (pwconv_bn_act_<isa>.cpp).
+//
+// It is a GEMM y[M, Cout] = x[M, K] * w[K, Cout] with a fused epilogue.  Register tile: MR rows
+// x NR = NV vectors of output columns; per k, NV vectors of w's row k are loaded, each of the
+// MR x values is broadcast and FMA'd into MR * NV accumulators (8 x 48 on AVX-512, 4 x 24 on
+// AVX2, 8 x 12 on NEON, 4 x 3 scalar).  The weight is read in place from its K-major layout
+// (row k = the Cout weights of input channel k, contiguous), so no panel packing is needed:
+// a tile's weights are NV contiguous vectors per k.  The column tail (Cout not a multiple of
+// the vector width) uses masked loads/stores; the row tail a smaller-MR instantiation.
+// Epilogue on the way to the store: + bias, activation, + residual.
+//
+// SE scale (in_scale[n, k], per sample): folded into a scaled copy of the weight columns this
+// call computes, once per sample segment (K x columns multiplies, against rows x K x columns
+// FMAs), so the hot loop is unchanged.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pwconv_bn_act.h"
+#include "simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int NV = 3;                                          // vectors per tile row
+constexpr int NR = NV * Vec::N;                                // columns per tile
+constexpr int MR = std::min(8, (Vec::kRegs - NV - 1) / NV);    // rows per tile
+// Accuracy: a 960-term serial FMA chain is up to 3x further off than PyTorch's (blocked)
+// float32 result; summing blocks of KC terms and then the block sums keeps ours within the
+// tolerance rule (tests/tolerance.py) for every MobileNetV3 layer, for ~2% of the time.
+constexpr int64_t KC = 64;
+
+inline Vec activate(Vec v, Act a) {
+  switch (a) {
+    case Act::Relu: return relu(v);
+    case Act::Hardswish: return hardswish(v);
+    default: return v;
+  }
+}
+
+// One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
+// b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
+// loads (the extra lanes read the next weight row: in bounds, never stored); only the last
+// rows use masked loads, which are several times slower on some cores (Zen 4: 33 vs 77
+// GFLOP/s on the 64 -> 24 layer).
+template <int ROWS, int V, bool TAIL>
+void tile(const PwConvParams& p, const float* b, int64_t ldb, int64_t k_full, int64_t m, int64_t n,
+          int tail) {
+  const int64_t K = p.K;
+  const float* a = p.x + m * K;
+  Vec acc[ROWS][V];
+  for (int r = 0; r < ROWS; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
+  auto step = [&](int64_t k, const float* bk, auto masked) {
+    Vec bv[V];
+    for (int v = 0; v < V; ++v)
+      bv[v] = (decltype(masked)::value && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail)
+                                                       : Vec::load(bk + v * Vec::N);
+    for (int r = 0; r < ROWS; ++r) {
+      const Vec av = Vec::set1(a[r * K + k]);
+      for (int v = 0; v < V; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
+    }
+  };
+  if (!TAIL) k_full = K;
+  // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
+  // in an L1 buffer (see KC).
+  alignas(64) float total[ROWS][V][Vec::N];
+  for (int64_t k0 = 0; k0 < K; k0 += KC) {
+    const int64_t k1 = std::min(K, k0 + KC), kf = std::min(k1, std::max(k0, k_full));
+    if (k0 > 0) {
+      for (int r = 0; r < ROWS; ++r)
+        for (int v = 0; v < V; ++v) {
+          (k0 == KC ? acc[r][v] : add(acc[r][v], Vec::load(total[r][v]))).store(total[r][v]);
+          acc[r][v] = Vec::zero();
+        }
+    }
+    int64_t k = k0;
+    const float* bk = b + k0 * ldb;
+    for (; k < kf; ++k, bk += ldb) step(k, bk, std::false_type{});
+    for (; k < k1; ++k, bk += ldb) step(k, bk, std::integral_constant<bool, TAIL>{});
+  }
+  if (K > KC)
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < V; ++v) acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
+  const int64_t C = p.Cout;
+  Vec bias[V];
+  for (int v = 0; v < V; ++v)
+    bias[v] = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail)
+                                   : Vec::load(p.b + n + v * Vec::N);
+  for (int r = 0; r < ROWS; ++r) {
+    float* y = p.y + (m + r) * C + n;
+    const float* res = p.residual ? p.residual + (m + r) * C + n : nullptr;
+    for (int v = 0; v < V; ++v) {
+      Vec o = activate(add(acc[r][v], bias[v]), p.act);
+      if (TAIL && v == V - 1) {
+        if (res) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
+        o.store_tail(y + v * Vec::N, tail);
+      } else {
+        if (res) o = add(o, Vec::load(res + v * Vec::N));
+        o.store(y + v * Vec::N);
+      }
+    }
+  }
+}
+
+using TileFn = void (*)(const PwConvParams&, const float*, int64_t, int64_t, int64_t, int64_t, int);
+
+template <int V, bool TAIL, std::size_t... I>
+constexpr std::array<TileFn, MR> by_rows(std::index_sequence<I...>) {
+  return {{&tile<int(I) + 1, V, TAIL>...}};
+}
+template <int V, bool TAIL>
+constexpr std::array<TileFn, MR> kByRows = by_rows<V, TAIL>(std::make_index_sequence<MR>{});
+
+static_assert(NV == 3, "select() lists NV = 3 cases");
+inline TileFn select(int rows, int v, bool tail) {
+  switch (v) {
+    case 1: return tail ? kByRows<1, true>[rows - 1] : kByRows<1, false>[rows - 1];
+    case 2: return tail ? kByRows<2, true>[rows - 1] : kByRows<2, false>[rows - 1];
+    default: return tail ? kByRows<3, true>[rows - 1] : kByRows<3, false>[rows - 1];
+  }
+}
+
+// Panels of NR columns outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
+// b points at the weight of column n_begin, row stride ldb; `extent` floats from b are readable.
+void run(const PwConvParams& p, const float* b, int64_t ldb, int64_t extent, int64_t m_begin,
+         int64_t m_end, int64_t n_begin, int64_t n_end) {
+  for (int64_t n = n_begin; n < n_end; n += NR) {
+    const int cols = int(std::min<int64_t>(NR, n_end - n));
+    const int v = (cols + Vec::N - 1) / Vec::N, tail = cols - (v - 1) * Vec::N;
+    const bool is_tail = tail != Vec::N;
+    // Rows whose full-width read [k * ldb, k * ldb + v * N) stays within the readable extent.
+    const int64_t room = extent - (n - n_begin) - int64_t(v) * Vec::N;
+    const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
+    const TileFn full = select(MR, v, is_tail);
+    const float* bp = b + (n - n_begin);
+    int64_t m = m_begin;
+    for (; m + MR <= m_end; m += MR) full(p, bp, ldb, k_full, m, n, tail);
+    if (m < m_end) select(int(m_end - m), v, is_tail)(p, bp, ldb, k_full, m, n, tail);
+  }
+}
+
+}  // namespace
+
+PwTile pwconv_tile() { return {MR, NR}; }
+
+void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
+  const int64_t K = p.K;
+  if (!p.in_scale) {
+    const int64_t extent = K == 0 ? 0 : (K - 1) * p.ldw + (n_end - n_begin);
+    return run(p, p.w + n_begin, p.ldw, extent, m_begin, m_end, n_begin, n_end);
+  }
+  // Per sample: w'[k][n] = w[k][n] * in_scale[sample][k] for this call's columns, rows padded
+  // to whole vectors (+ one spare vector at the end) so every read is a full-width load.
+  const int64_t cols = n_end - n_begin, ld = (cols + Vec::N - 1) / Vec::N * Vec::N;
+  thread_local std::vector<float> scratch;
+  const size_t need = size_t(K * ld + Vec::N);
+  if (scratch.size() < need) scratch.assign(need, 0.f);
+  float* ws = scratch.data();
+  for (int64_t m = m_begin; m < m_end;) {
+    const int64_t s = m / p.HW, seg_end = std::min(m_end, (s + 1) * p.HW);
+    const float* sc = p.in_scale + s * K;
+    for (int64_t k = 0; k < K; ++k) {
+      const Vec f = Vec::set1(sc[k]);
+      const float* src = p.w + k * p.ldw + n_begin;
+      float* dst = ws + k * ld;
+      int64_t j = 0;
+      for (; j + Vec::N <= cols; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
+      if (j < cols) mul(Vec::load_tail(src + j, int(cols - j)), f).store(dst + j);  // zero-padded
+    }
+    run(p, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
+    m = seg_end;
+  }
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3
