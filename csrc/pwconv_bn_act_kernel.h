@@ -2,9 +2,9 @@
 // once against `Vec` and compiled once per ISA (pwconv_bn_act_<isa>.cpp).
 //
 // It is a GEMM y[M, Cout] = x[M, K] * w[K, Cout] with a fused epilogue.  Register tile: MR rows
-// x NR = NV vectors of output columns; per k, NV vectors of w's row k are loaded, each of the
-// MR x values is broadcast and FMA'd into MR * NV accumulators (8 x 48 on AVX-512, 4 x 24 on
-// AVX2, 8 x 12 on NEON, 4 x 3 scalar).  The weight is read in place from its K-major layout
+// x up to NV = 3 vectors of output columns; per k, the tile's vectors of w's row k are loaded,
+// each of the MR x values is broadcast and FMA'd into MR * V accumulators (8 x 48, 12 x 32,
+// 12 x 16 on AVX-512; 4 x 24, 6 x 16, 12 x 8 on AVX2; 8 x 12, 12 x 8, 12 x 4 on NEON).  The weight is read in place from its K-major layout
 // (row k = the Cout weights of input channel k, contiguous), so no panel packing is needed:
 // a tile's weights are NV contiguous vectors per k.  The column tail (Cout not a multiple of
 // the vector width) uses masked loads/stores; the row tail a smaller-MR instantiation.
@@ -27,9 +27,14 @@ namespace mbv3 {
 namespace MBV3_ISA_NS {
 namespace {
 
-constexpr int NV = 3;                                          // vectors per tile row
-constexpr int NR = NV * Vec::N;                                // columns per tile
-constexpr int MR = std::min(8, (Vec::kRegs - NV - 1) / NV);    // rows per tile
+constexpr int NV = 3;            // at most this many vectors per tile row
+constexpr int NR = NV * Vec::N;  // so at most NR columns per tile
+// Rows per tile for V vectors: as many as the registers hold beside V weight vectors and the
+// broadcast (8 x 3, 12 x 2, 12 x 1 on AVX-512), so that narrow panels (Cout = 16, 24, 64)
+// still do many FMAs per load.
+constexpr int mr_for(int v) { return std::min(v == 3 ? 8 : 12, (Vec::kRegs - v - 1) / v); }
+constexpr int MR = mr_for(1);    // the largest
+constexpr int lcm(int a, int b) { int x = a, y = b; while (y) { int t = x % y; x = y; y = t; } return a / x * b; }
 // Accuracy: a 960-term serial FMA chain is up to 3x further off than PyTorch's (blocked)
 // float32 result; summing blocks of KC terms and then the block sums keeps ours within the
 // tolerance rule (tests/tolerance.py) for every MobileNetV3 layer, for ~2% of the time.
@@ -111,11 +116,11 @@ void tile(const PwConvParams& p, const float* b, int64_t ldb, int64_t k_full, in
 using TileFn = void (*)(const PwConvParams&, const float*, int64_t, int64_t, int64_t, int64_t, int);
 
 template <int V, bool TAIL, std::size_t... I>
-constexpr std::array<TileFn, MR> by_rows(std::index_sequence<I...>) {
+constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
   return {{&tile<int(I) + 1, V, TAIL>...}};
 }
 template <int V, bool TAIL>
-constexpr std::array<TileFn, MR> kByRows = by_rows<V, TAIL>(std::make_index_sequence<MR>{});
+constexpr auto kByRows = by_rows<V, TAIL>(std::make_index_sequence<mr_for(V)>{});
 
 static_assert(NV == 3, "select() lists NV = 3 cases");
 inline TileFn select(int rows, int v, bool tail) {
@@ -126,28 +131,35 @@ inline TileFn select(int rows, int v, bool tail) {
   }
 }
 
-// Panels of NR columns outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
+// Panels of up to NV vectors outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
+// The columns are spread evenly over the fewest panels (64 = 32 + 32, not 48 + 16), the
+// vector tail going to the last panel.
 // b points at the weight of column n_begin, row stride ldb; `extent` floats from b are readable.
 void run(const PwConvParams& p, const float* b, int64_t ldb, int64_t extent, int64_t m_begin,
          int64_t m_end, int64_t n_begin, int64_t n_end) {
-  for (int64_t n = n_begin; n < n_end; n += NR) {
-    const int cols = int(std::min<int64_t>(NR, n_end - n));
-    const int v = (cols + Vec::N - 1) / Vec::N, tail = cols - (v - 1) * Vec::N;
+  const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
+  int64_t n = n_begin;
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    const int v = int(nvec / panels + (pi < nvec % panels ? 1 : 0));
+    const int cols = int(std::min<int64_t>(int64_t(v) * Vec::N, n_end - n));
+    const int tail = cols - (v - 1) * Vec::N;
     const bool is_tail = tail != Vec::N;
     // Rows whose full-width read [k * ldb, k * ldb + v * N) stays within the readable extent.
     const int64_t room = extent - (n - n_begin) - int64_t(v) * Vec::N;
     const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
-    const TileFn full = select(MR, v, is_tail);
+    const int mr = mr_for(v);
+    const TileFn full = select(mr, v, is_tail);
     const float* bp = b + (n - n_begin);
     int64_t m = m_begin;
-    for (; m + MR <= m_end; m += MR) full(p, bp, ldb, k_full, m, n, tail);
+    for (; m + mr <= m_end; m += mr) full(p, bp, ldb, k_full, m, n, tail);
     if (m < m_end) select(int(m_end - m), v, is_tail)(p, bp, ldb, k_full, m, n, tail);
+    n += cols;
   }
 }
 
 }  // namespace
 
-PwTile pwconv_tile() { return {MR, NR}; }
+PwTile pwconv_tile() { return {lcm(lcm(mr_for(1), mr_for(2)), mr_for(3)), NR}; }
 
 void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
