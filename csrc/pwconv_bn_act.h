@@ -22,11 +22,11 @@ struct PwConvParams {
   Act act;
 };
 
-// Register tile of each ISA: rows x columns (a multiple of the vector width).
-struct PwTile { int mr, nr; };
+// Register tile of each ISA: rows of the widest tile, most columns of a tile, vector width.
+struct PwTile { int mr, nr, vec; };
 
-// Computes rows [m_begin, m_end) x columns [n_begin, n_end) of y (n_begin a multiple of the
-// ISA's nr, any m range).
+// Computes rows [m_begin, m_end) x columns [n_begin, n_end) of y (any ranges; n_begin a
+// multiple of the vector width keeps the loads aligned to the caller's vector split).
 #define MBV3_DECLARE_PWCONV(ns)                                                                  \
   namespace ns {                                                                                 \
   void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,     \

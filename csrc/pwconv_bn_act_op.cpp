@@ -82,27 +82,30 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   auto* kernel = MBV3_ISA_SELECT(pwconv_bn_act, isa);
   const PwTile tile = MBV3_ISA_SELECT(pwconv_tile, isa)();
 
-  // Work unit: a chunk of rows x a chunk of column panels.  Row chunks keep their x rows
+  // Work unit: a chunk of rows x a chunk of columns, chunks of near-equal size (so that the
+  // threads' shares, contiguous runs of units, are balanced).  Row chunks keep their x rows
   // (chunk x Cin floats) within ~128 KB so the rows stay cached while every panel passes over
-  // them; when that gives too few units for the threads (batch 1, 7x7 and 14x14 maps), the
-  // columns are split too.  The grain keeps tiny layers on one thread: a wake-up costs µs.
+  // them.  With fewer row chunks than 2 per thread (batch 1, 14x14 and 7x7 maps) the rows are
+  // split at least once per thread and the columns (whole vectors) too.  The grain keeps tiny
+  // layers on one thread: a wake-up costs µs.
   const int64_t threads = at::get_num_threads();
-  const int64_t mr = tile.mr, nr = tile.nr;
-  int64_t m_chunk = std::max<int64_t>(mr, (32768 / std::max<int64_t>(Cin, 1)) / mr * mr);
-  m_chunk = std::min(m_chunk, (M + mr - 1) / mr * mr);
-  const int64_t m_chunks = (M + m_chunk - 1) / m_chunk, panels = (Cout + nr - 1) / nr;
-  int64_t n_chunks = 1;
-  if (threads > 1 && m_chunks < 4 * threads)
-    n_chunks = std::min(panels, (4 * threads + m_chunks - 1) / m_chunks);
-  const int64_t n_chunk = (panels + n_chunks - 1) / n_chunks * nr;
-  n_chunks = (Cout + n_chunk - 1) / n_chunk;
+  const int64_t vec = tile.vec, nvec = (Cout + vec - 1) / vec, max_panels = (nvec + tile.nr / vec - 1) / (tile.nr / vec);
+  const int64_t rows_cap = std::max<int64_t>(tile.mr, 32768 / std::max<int64_t>(Cin, 1));
+  int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
+  if (threads > 1 && m_chunks < 2 * threads) {
+    m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
+    if (m_chunks < 2 * threads) n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
+  }
   const int64_t units = m_chunks * n_chunks;
-  const int64_t unit_macs = std::min(m_chunk, M) * std::max<int64_t>(Cin, 1) * std::min(n_chunk, Cout);
+  const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
   const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, unit_macs));
+  // Chunk i of `total` split in `parts`: [i * total / parts, (i + 1) * total / parts).
+  auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
   at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t m0 = (u / n_chunks) * m_chunk, n0 = (u % n_chunks) * n_chunk;
-      kernel(p, m0, std::min(M, m0 + m_chunk), n0, std::min(Cout, n0 + n_chunk));
+      const int64_t mi = u / n_chunks, ni = u % n_chunks;
+      kernel(p, bound(mi, M, m_chunks), bound(mi + 1, M, m_chunks),
+             std::min(Cout, bound(ni, nvec, n_chunks) * vec), std::min(Cout, bound(ni + 1, nvec, n_chunks) * vec));
     }
   });
   return out.result();
