@@ -10,9 +10,9 @@
 // the vector width) uses masked loads/stores; the row tail a smaller-MR instantiation.
 // Epilogue on the way to the store: + bias, activation, + residual.
 //
-// SE scale (in_scale[n, k], per sample): folded into a scaled copy of the weight columns this
-// call computes, once per sample segment (K x columns multiplies, against rows x K x columns
-// FMAs), so the hot loop is unchanged.
+// SE scale (in_scale[n, k], per sample): folded into a scaled copy of the rows or of the weight
+// columns this call computes, whichever is smaller (see pwconv_bn_act), so the hot loop is
+// unchanged.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -45,10 +45,9 @@ constexpr int64_t KC = 64;
 // rows use masked loads, which are several times slower on some cores (Zen 4: 33 vs 77
 // GFLOP/s on the 64 -> 24 layer).
 template <int ROWS, int V, bool TAIL>
-void tile(const PwConvParams& p, const float* b, int64_t ldb, int64_t k_full, int64_t m, int64_t n,
-          int tail) {
+void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t k_full,
+          int64_t m, int64_t n, int tail) {
   const int64_t K = p.K;
-  const float* a = p.x + m * K;
   Vec acc[ROWS][V];
   for (int r = 0; r < ROWS; ++r)
     for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
@@ -119,7 +118,8 @@ void tile(const PwConvParams& p, const float* b, int64_t ldb, int64_t k_full, in
   else with_act(std::false_type{});
 }
 
-using TileFn = void (*)(const PwConvParams&, const float*, int64_t, int64_t, int64_t, int64_t, int);
+using TileFn = void (*)(const PwConvParams&, const float*, const float*, int64_t, int64_t, int64_t,
+                        int64_t, int);
 
 template <int V, bool TAIL, std::size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
@@ -140,9 +140,10 @@ inline TileFn select(int rows, int v, bool tail) {
 // Panels of up to NV vectors outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
 // The columns are spread evenly over the fewest panels (64 = 32 + 32, not 48 + 16), the
 // vector tail going to the last panel.
-// b points at the weight of column n_begin, row stride ldb; `extent` floats from b are readable.
-void run(const PwConvParams& p, const float* b, int64_t ldb, int64_t extent, int64_t m_begin,
-         int64_t m_end, int64_t n_begin, int64_t n_end) {
+// a points at row m_begin of x (row stride K); b at the weight of column n_begin, row stride
+// ldb; `extent` floats from b are readable.
+void run(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t extent,
+         int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
   int64_t n = n_begin;
   for (int64_t pi = 0; pi < panels; ++pi) {
@@ -157,8 +158,9 @@ void run(const PwConvParams& p, const float* b, int64_t ldb, int64_t extent, int
     const TileFn full = select(mr, v, is_tail);
     const float* bp = b + (n - n_begin);
     int64_t m = m_begin;
-    for (; m + mr <= m_end; m += mr) full(p, bp, ldb, k_full, m, n, tail);
-    if (m < m_end) select(int(m_end - m), v, is_tail)(p, bp, ldb, k_full, m, n, tail);
+    for (; m + mr <= m_end; m += mr) full(p, a + (m - m_begin) * p.K, bp, ldb, k_full, m, n, tail);
+    if (m < m_end)
+      select(int(m_end - m), v, is_tail)(p, a + (m - m_begin) * p.K, bp, ldb, k_full, m, n, tail);
     n += cols;
   }
 }
@@ -170,30 +172,49 @@ PwTile pwconv_tile() { return {mr_for(NV), NR, Vec::N}; }
 void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
   if (m_begin >= m_end || n_begin >= n_end) return;
-  const int64_t K = p.K;
-  if (!p.in_scale) {
-    const int64_t extent = K == 0 ? 0 : (K - 1) * p.ldw + (n_end - n_begin);
-    return run(p, p.w + n_begin, p.ldw, extent, m_begin, m_end, n_begin, n_end);
-  }
-  // Per sample: w'[k][n] = w[k][n] * in_scale[sample][k] for this call's columns, rows padded
-  // to whole vectors (+ one spare vector at the end) so every read is a full-width load.
-  const int64_t cols = n_end - n_begin, ld = (cols + Vec::N - 1) / Vec::N * Vec::N;
+  const int64_t K = p.K, cols = n_end - n_begin;
+  const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
+  if (!p.in_scale) return run(p, p.x + m_begin * K, p.w + n_begin, p.ldw, w_extent, m_begin, m_end, n_begin, n_end);
+  // SE scale, per sample segment of the rows: scale whichever operand is smaller here -- a
+  // copy of the rows (x'[m][k] = x[m][k] * s[k], rows x K multiplies: the 7x7 and 14x14
+  // layers, whose rows are fewer than their columns) or of the weight columns (w'[k][n] =
+  // w[k][n] * s[k], K x columns: the 28x28 and larger maps).  Either is a small fraction of
+  // the rows x K x columns FMAs, and the hot loop is unchanged.  The weight copy's rows are
+  // padded to whole vectors (+ one spare vector) so every read of it is a full-width load.
+  const int64_t ld = (cols + Vec::N - 1) / Vec::N * Vec::N;
   thread_local std::vector<float> scratch;
-  const size_t need = size_t(K * ld + Vec::N);
-  if (scratch.size() < need) scratch.assign(need, 0.f);
-  float* ws = scratch.data();
   for (int64_t m = m_begin; m < m_end;) {
-    const int64_t s = m / p.HW, seg_end = std::min(m_end, (s + 1) * p.HW);
+    const int64_t s = m / p.HW, seg_end = std::min(m_end, (s + 1) * p.HW), rows = seg_end - m;
     const float* sc = p.in_scale + s * K;
-    for (int64_t k = 0; k < K; ++k) {
-      const Vec f = Vec::set1(sc[k]);
-      const float* src = p.w + k * p.ldw + n_begin;
-      float* dst = ws + k * ld;
-      int64_t j = 0;
-      for (; j + Vec::N <= cols; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
-      if (j < cols) mul(Vec::load_tail(src + j, int(cols - j)), f).store(dst + j);  // zero-padded
+    if (rows <= cols) {
+      if (scratch.size() < size_t(rows * K)) scratch.resize(size_t(rows * K));
+      float* xs = scratch.data();
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = p.x + (m + r) * K;
+        float* dst = xs + r * K;
+        int64_t k = 0;
+        for (; k + Vec::N <= K; k += Vec::N) mul(Vec::load(src + k), Vec::load(sc + k)).store(dst + k);
+        if (k < K) {
+          const int t = int(K - k);
+          mul(Vec::load_tail(src + k, t), Vec::load_tail(sc + k, t)).store_tail(dst + k, t);
+        }
+      }
+      run(p, xs, p.w + n_begin, p.ldw, w_extent, m, seg_end, n_begin, n_end);
+    } else {
+      const size_t need = size_t(K * ld + Vec::N);
+      if (scratch.size() < need) scratch.resize(need);
+      float* ws = scratch.data();
+      for (int64_t k = 0; k < K; ++k) {
+        const Vec f = Vec::set1(sc[k]);
+        const float* src = p.w + k * p.ldw + n_begin;
+        float* dst = ws + k * ld;
+        int64_t j = 0;
+        for (; j + Vec::N <= cols; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
+        if (j < cols) mul(Vec::load_tail(src + j, int(cols - j)), f).store(dst + j);  // zero-padded
+      }
+      std::fill(ws + K * ld, ws + K * ld + Vec::N, 0.f);
+      run(p, p.x + m * K, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
     }
-    run(p, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
     m = seg_end;
   }
 }
