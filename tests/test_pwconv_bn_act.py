@@ -79,8 +79,10 @@ def test_layer_enumeration():
 @pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
 def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
     cin, cout, h, w, act, res = cfg
-    if cpu_isa != mbv3_fast.available_cpu_isas()[-1] and h > 28:
-        h = w = 28  # full maps on the best path; the others (same code, other Vec) get 28x28
+    if cpu_isa != mbv3_fast.available_cpu_isas()[-1]:
+        if not channels_last:
+            pytest.skip("NCHW is converted before the kernel: tested on the best path only")
+        h, w = min(h, 28), min(w, 28)  # full maps on the best path; the others get <= 28x28
     # The projection after an SE block reads its input scaled: exercise in_scale there.
     scale = act == "none" and cin > cout
     x, conv_w, bn, r, s = make_case(1, cin, cout, h, w, channels_last, res, scale)
@@ -96,8 +98,8 @@ HW = [(1, 1), (2, 3), (7, 5), (13, 11)]
 def test_odd_shapes(cin, cout, n, cpu_isa):
     for i, (h, w) in enumerate(HW):
         act = ("hardswish", "relu", "none")[(i + cin + cout) % 3]
-        for cl, res, scale in ((False, False, False), (True, True, False), (True, False, True),
-                               (False, True, True)):
+        combos = ((False, False, False), (True, True, False), (True, False, True), (False, True, True))
+        for cl, res, scale in combos[i % 2::2]:  # every combination over the maps
             x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, res, scale)
             check(x, conv_w, bn, act, r, s, f"{cpu_isa} N{n} {cin}->{cout} {h}x{w} {act} r{res} s{scale}",
                   packed=(i % 2 == 1))
