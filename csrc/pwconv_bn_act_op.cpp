@@ -85,14 +85,16 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   // Work unit: a chunk of rows x a chunk of columns, chunks of near-equal size (so that the
   // threads' shares, contiguous runs of units, are balanced).  Row chunks keep their x rows
   // (chunk x Cin floats) within ~128 KB so the rows stay cached while every panel passes over
-  // them.  With fewer row chunks than 2 per thread (batch 1, 14x14 and 7x7 maps) the rows are
-  // split at least once per thread and the columns (whole vectors) too.  The grain keeps tiny
+  // them.  With fewer row chunks than 2 per thread (batch 1) the rows are split into 2 per
+  // thread while chunks keep >= 4 row tiles, else once per thread and then the columns (whole
+  // vectors) too (7x7 maps).  The grain keeps tiny
   // layers on one thread: a wake-up costs µs.
   const int64_t threads = at::get_num_threads();
   const int64_t vec = tile.vec, nvec = (Cout + vec - 1) / vec, max_panels = (nvec + tile.nr / vec - 1) / (tile.nr / vec);
   const int64_t rows_cap = std::max<int64_t>(tile.mr, 32768 / std::max<int64_t>(Cin, 1));
   int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
   if (threads > 1 && m_chunks < 2 * threads) {
+    m_chunks = std::max(m_chunks, std::min(2 * threads, M / (4 * tile.mr)));  // rows enough
     m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
     if (m_chunks < 2 * threads) n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
   }
