@@ -75,8 +75,9 @@ void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb, in
   // in an L1 buffer (see KC).
   auto block = [&](int64_t k0) {
     const int64_t k1 = std::min(K, k0 + KC), kf = std::min(k1, std::max(k0, k_full));
-    for (int64_t k = k0; k < kf; ++k) step(k, b + k * ldb, std::false_type{});
-    for (int64_t k = kf; k < k1; ++k) step(k, b + k * ldb, std::integral_constant<bool, TAIL>{});
+    const int n_full = int(kf - k0), n_all = int(k1 - k0);  // <= KC
+    for (int i = 0; i < n_full; ++i) step(k0 + i, b + (k0 + i) * ldb, std::false_type{});
+    for (int i = n_full; i < n_all; ++i) step(k0 + i, b + (k0 + i) * ldb, std::integral_constant<bool, TAIL>{});
   };
   block(0);
   if (K > KC) {
