@@ -2,12 +2,14 @@
 
 Public ops (exact signatures of torch.ops.mbv3.*; each returns a new tensor):
   dwconv_bn_act(x, weight, bias, stride, padding, dilation, activation)
+  pwconv_bn_act(x, weight, bias, activation, residual, in_scale)
   se(x, w1, b1, w2, b2)
   se_scale(x, w1, b1, w2, b2)
 They run on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 was set before triton was
 imported. 
 """
 from .dwconv_bn_act import dwconv_bn_act, wants_channels_last
+from .pwconv_bn_act import pwconv_bn_act
 from .se import se, se_scale
 
-__all__ = ["dwconv_bn_act", "se", "se_scale", "wants_channels_last"]
+__all__ = ["dwconv_bn_act", "pwconv_bn_act", "se", "se_scale", "wants_channels_last"]

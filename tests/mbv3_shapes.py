@@ -49,3 +49,23 @@ def se_layers(variant: str, size: int = 224):
     """(C, S, H, W) of every squeeze-excitation block."""
     return [(se.fc1.in_channels, se.fc1.out_channels, shape[2], shape[3])
             for se, shape in _run_hooked(VARIANTS[variant](), SqueezeExcitation, size)]
+
+
+@lru_cache(maxsize=None)
+def pointwise_layers(variant: str, size: int = 224):
+    """(Cin, Cout, H, W, activation, has_residual) of every 1x1 conv+BN(+act): the expand and
+    project convs of each inverted residual block and the last conv.  has_residual: the block
+    adds its input to the projection's output (stride 1, Cin == Cout of the block)."""
+    from torchvision.models.mobilenetv3 import InvertedResidual
+    model = VARIANTS[variant]()
+    residual_ids = {id(m.block[-1]) for m in model.modules()
+                    if isinstance(m, InvertedResidual) and m.use_res_connect}
+    out = []
+    for block, shape in _run_hooked(model, Conv2dNormActivation, size):
+        conv = block[0]
+        if conv.kernel_size != (1, 1) or conv.groups != 1:
+            continue
+        act = _ACT[type(block[2])] if len(block) > 2 else "none"
+        out.append((conv.in_channels, conv.out_channels, shape[2], shape[3], act,
+                    id(block) in residual_ids))
+    return out

@@ -2,5 +2,6 @@
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.dwconv_bn_act import dwconv_bn_act
 from mbv3_fast.ops.se import se
+from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pwconv_bn_act
 
-__all__ = ["fold_bn", "dwconv_bn_act", "se"]
+__all__ = ["fold_bn", "dwconv_bn_act", "se", "pwconv_bn_act", "pack_pw_weight"]

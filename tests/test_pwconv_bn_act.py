@@ -1,0 +1,293 @@
+"""mbv3::pwconv_bn_act on the CPU: every path (ISA), layout and shape against float64."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mbv3_fast
+import neon_harness
+from mbv3_fast.ops import fold_bn, pack_pw_weight, pwconv_bn_act
+from mbv3_shapes import pointwise_layers
+from tolerance import assert_within_rule
+
+ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
+ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}
+
+
+def random_bn(c, eps=1e-3):
+    """An eval BatchNorm with real statistics (never the default mean 0 / var 1)."""
+    bn = nn.BatchNorm2d(c, eps=eps)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 2.0)
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+    return bn.eval()
+
+
+def make_case(n, cin, cout, h, w, channels_last=False, residual=False, in_scale=False):
+    x = torch.randn(n, cin, h, w)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    conv_w = torch.randn(cout, cin, 1, 1) * (1.0 / max(cin, 1)) ** 0.5
+    r = torch.randn(n, cout, h, w) if residual else None
+    if r is not None and channels_last:
+        r = r.contiguous(memory_format=torch.channels_last)
+    s = torch.rand(n, cin) if in_scale else None  # hardsigmoid's range
+    return x, conv_w, random_bn(cout), r, s
+
+
+def reference(x, conv_w, bn, act, residual=None, in_scale=None, dtype=torch.float64):
+    """(x * in_scale) -> conv2d 1x1 -> batch_norm(eval) -> act -> + residual, unfused, in dtype."""
+    x = x.to(dtype)
+    if in_scale is not None:
+        x = x * in_scale.to(dtype)[:, :, None, None]
+    y = F.conv2d(x, conv_w.to(dtype))
+    y = F.batch_norm(y, bn.running_mean.to(dtype), bn.running_var.to(dtype), bn.weight.to(dtype),
+                     bn.bias.to(dtype), False, 0.0, bn.eps)
+    y = ACT_FN[act](y)
+    return y if residual is None else y + residual.to(dtype)
+
+
+def check(x, conv_w, bn, act, residual, in_scale, what, packed=False):
+    w, b = fold_bn(conv_w, bn)
+    if packed:
+        w = pack_pw_weight(w)
+    ours = torch.ops.mbv3.pwconv_bn_act(x, w, b, act, residual, in_scale)
+    ref64 = reference(x, conv_w, bn, act, residual, in_scale)
+    ref32 = reference(x, conv_w, bn, act, residual, in_scale, torch.float32)
+    assert_within_rule(ours, ref32, ref64, what)
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+    return ours
+
+
+# -- MobileNetV3's own layers, enumerated by torchvision -------------------------------------
+MBV3_LAYERS = sorted({cfg for v in ("large", "small") for cfg in pointwise_layers(v)})
+
+
+def test_layer_enumeration():
+    large = pointwise_layers("large")
+    assert large[0] == (16, 16, 112, 112, "none", True)  # first block: no expand, projection
+    assert large[-1] == (160, 960, 7, 7, "hardswish", False)  # last conv
+    assert sum(r for *_, r in large) == 10 and len(large) == 30
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
+def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
+    cin, cout, h, w, act, res = cfg
+    if cpu_isa != mbv3_fast.available_cpu_isas()[-1]:
+        if not channels_last:
+            pytest.skip("NCHW is converted before the kernel: tested on the best path only")
+        h, w = min(h, 28), min(w, 28)  # full maps on the best path; the others get <= 28x28
+    # The projection after an SE block reads its input scaled: exercise in_scale there.
+    scale = act == "none" and cin > cout
+    x, conv_w, bn, r, s = make_case(1, cin, cout, h, w, channels_last, res, scale)
+    check(x, conv_w, bn, act, r, s, f"{cpu_isa} {cfg}", packed=channels_last)
+
+
+# -- deliberately odd shapes ----------------------------------------------------------------
+ODD = list(itertools.product([1, 3, 17, 33], [1, 3, 17, 33], [0, 1, 3]))
+HW = [(1, 1), (2, 3), (7, 5), (13, 11)]
+
+
+@pytest.mark.parametrize("cin,cout,n", ODD, ids=lambda v: str(v))
+def test_odd_shapes(cin, cout, n, cpu_isa):
+    for i, (h, w) in enumerate(HW):
+        act = ("hardswish", "relu", "none")[(i + cin + cout) % 3]
+        combos = ((False, False, False), (True, True, False), (True, False, True), (False, True, True))
+        for cl, res, scale in combos[i % 2::2]:  # every combination over the maps
+            x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, res, scale)
+            check(x, conv_w, bn, act, r, s, f"{cpu_isa} N{n} {cin}->{cout} {h}x{w} {act} r{res} s{scale}",
+                  packed=(i % 2 == 1))
+
+
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+def test_wide_and_deep(act, cpu_isa):
+    # Column tails of every width, several panels, row tails, K past the tile, SE scale with
+    # several samples (the scaled weight is rebuilt per sample segment).
+    for cin, cout, n, hw in ((200, 100, 2, (9, 7)), (96, 49, 3, (5, 5)), (64, 130, 2, (6, 7))):
+        x, conv_w, bn, r, s = make_case(n, cin, cout, *hw, True, True, True)
+        check(x, conv_w, bn, act, r, s, f"{cpu_isa} {cin}->{cout} {act}")
+
+
+def test_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 40, 30, 26)
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        cin = x.shape[1]
+        _, conv_w, bn, _, _ = make_case(1, cin, 24, 1, 1)
+        r = torch.randn(2, 48, *x.shape[2:])[:, ::2]  # strided residual too
+        s = torch.rand(2, 2 * cin)[:, ::2]            # and a strided in_scale
+        check(x, conv_w, bn, "hardswish", r, s, f"{cpu_isa} strided {tuple(x.stride())}")
+    # Weight and bias given as every supported layout / strided view.
+    x, conv_w, bn, r, s = make_case(2, 24, 40, 9, 9, True, True, True)
+    w, b = fold_bn(conv_w, bn)
+    expected = torch.ops.mbv3.pwconv_bn_act(x, w, b, "relu", r, s)
+    w_strided = torch.randn(40, 48, 1, 1)[:, ::2].copy_(w)
+    b_strided = torch.randn(80)[::2].copy_(b)
+    for wt in (w.reshape(40, 24), w_strided, pack_pw_weight(w), pack_pw_weight(w)[:, :, 0, 0],
+               torch.randn(48, 40).t()[:, ::2, None, None].copy_(w)):
+        got = torch.ops.mbv3.pwconv_bn_act(x, wt, b_strided, "relu", r, s)
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+def test_residual_layout_may_differ_from_x(cpu_isa):
+    x, conv_w, bn, r, s = make_case(2, 16, 24, 7, 9, channels_last=True, residual=True)
+    check(x, conv_w, bn, "none", r.contiguous(), None, f"{cpu_isa} nhwc x, nchw residual")
+    check(x.contiguous(), conv_w, bn, "none", r, None, f"{cpu_isa} nchw x, nhwc residual")
+
+
+def test_every_output_element_written(cpu_isa):
+    """Outputs come from poisoned (NaN-filled) buffers; a skipped element would stay NaN."""
+    torch.ops.mbv3._debug_poison_outputs(True)
+    try:
+        for cin, cout, (h, w) in [(33, 17, (7, 5)), (17, 1, (1, 1)), (64, 100, (13, 11)),
+                                  (130, 49, (6, 9))]:
+            for channels_last in (True, False):
+                x, conv_w, bn, r, s = make_case(2, cin, cout, h, w, channels_last, cin > 60, cout > 60)
+                check(x, conv_w, bn, "relu", r, s, f"poisoned {cin}->{cout} {h}x{w}")
+    finally:
+        torch.ops.mbv3._debug_poison_outputs(False)
+
+
+def test_threads_do_not_change_the_result():
+    for n, cin, cout, hw in ((3, 72, 40, (29, 31)), (1, 960, 160, (7, 7)), (1, 160, 960, (7, 7))):
+        x, conv_w, bn, r, s = make_case(n, cin, cout, *hw, True, True, True)
+        w, b = fold_bn(conv_w, bn)
+        before = torch.get_num_threads()
+        try:
+            outs = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                outs.append(torch.ops.mbv3.pwconv_bn_act(x, w, b, "hardswish", r, s))
+        finally:
+            torch.set_num_threads(before)
+        for o in outs[1:]:
+            assert torch.equal(o, outs[0])
+
+
+@pytest.mark.parametrize("optional", ["none", "residual", "in_scale", "both"])
+def test_opcheck(optional):
+    for n, cin, cout, h, w, cl in [(2, 17, 9, 7, 3, True), (1, 8, 33, 5, 5, False),
+                                   (0, 4, 3, 3, 3, False)]:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, optional in ("residual", "both"),
+                                        optional in ("in_scale", "both"))
+        wt, b = fold_bn(conv_w, bn)
+        torch.library.opcheck(torch.ops.mbv3.pwconv_bn_act.default, (x, wt, b, "hardswish", r, s))
+
+
+def test_compile_and_export():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w, self.b = fold_bn(torch.randn(16, 24, 1, 1), random_bn(16))
+            self.w = pack_pw_weight(w)
+
+        def forward(self, x, s):
+            return torch.ops.mbv3.pwconv_bn_act(x, self.w, self.b, "none", None, s) * 2
+
+    m = M()
+    x = torch.randn(2, 24, 6, 6).contiguous(memory_format=torch.channels_last)
+    s = torch.rand(2, 24)
+    expected = m(x, s)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True)(x, s), expected)
+    ep = torch.export.export(m, (x, s))
+    assert any("pwconv_bn_act" in str(n.target) for n in ep.graph.nodes)
+    torch.testing.assert_close(ep.module()(x, s), expected)
+
+
+# -- errors ----------------------------------------------------------------------------------
+def _args(**over):
+    a = dict(x=torch.randn(2, 8, 6, 6), weight=torch.randn(5, 8, 1, 1), bias=torch.randn(5),
+             activation="relu", residual=None, in_scale=None)
+    a.update(over)
+    return list(a.values())
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(x=torch.randn(2, 8, 6, 6).double()), "x must be float32"),
+    (dict(x=torch.randint(0, 5, (2, 8, 6, 6))), "x must be float32"),
+    (dict(x=torch.randn(2, 8, 6, 6).half()), "x must be float32"),
+    (dict(x=torch.randn(8, 6, 6)), "4-D"),
+    (dict(weight=torch.randn(5, 8, 1)), r"weight must be \[Cout, Cin, 1, 1\]"),
+    (dict(weight=torch.randn(5, 7, 1, 1)), r"weight must be \[Cout, Cin, 1, 1\] or \[Cout, Cin\] with Cin = 8"),
+    (dict(weight=torch.randn(5, 8, 3, 3)), r"weight must be \[Cout, Cin, 1, 1\]"),
+    (dict(weight=torch.randn(5, 8, 1, 1).double()), "weight must be float32"),
+    (dict(bias=torch.randn(6)), r"bias must be \[Cout\] with Cout = 5"),
+    (dict(bias=torch.randn(5, 1)), r"bias must be \[Cout\]"),
+    (dict(activation="gelu"), "unknown activation 'gelu'"),
+    (dict(residual=torch.randn(2, 8, 6, 6)), r"residual must be \[N, Cout, H, W\] = \[2, 5, 6, 6\]"),
+    (dict(residual=torch.randn(2, 5, 6)), r"residual must be \[N, Cout, H, W\]"),
+    (dict(residual=torch.randn(2, 5, 6, 6).double()), "residual must be float32"),
+    (dict(in_scale=torch.randn(1, 8)), r"in_scale must be \[N, Cin\] = \[2, 8\]"),
+    (dict(in_scale=torch.randn(2, 8, 1, 1)), r"in_scale must be \[N, Cin\]"),
+    (dict(in_scale=torch.randn(2, 8).half()), "in_scale must be float32"),
+    (dict(weight=torch.randn(5, 8, 1, 1, device="meta")), "weight is on meta"),
+    (dict(residual=torch.randn(2, 5, 6, 6, device="meta")), "residual is on meta"),
+    (dict(in_scale=torch.randn(2, 8, device="meta")), "in_scale is on meta"),
+])
+def test_bad_inputs_raise_clear_errors(over, match):
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        torch.ops.mbv3.pwconv_bn_act(*_args(**over))
+
+
+def test_fake_kernel_checks_like_the_real_one():
+    meta = lambda args: [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]  # noqa: E731
+    for over in (dict(bias=torch.randn(9)), dict(activation="gelu"),
+                 dict(residual=torch.randn(2, 4, 6, 6)), dict(in_scale=torch.randn(2, 7))):
+        with pytest.raises(ValueError):
+            torch.ops.mbv3.pwconv_bn_act(*meta(_args(**over)))
+    out = torch.ops.mbv3.pwconv_bn_act(*meta(_args(
+        x=torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last),
+        residual=torch.randn(2, 5, 6, 6), in_scale=torch.rand(2, 8))))
+    assert out.shape == (2, 5, 6, 6) and out.device.type == "meta"
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_python_wrapper_folds_bn():
+    x, conv_w, bn, r, s = make_case(2, 12, 20, 10, 10, True, True, True)
+    got = pwconv_bn_act(x, conv_w, bn=bn, activation="hardswish", residual=r, in_scale=s)
+    assert_within_rule(got, reference(x, conv_w, bn, "hardswish", r, s, torch.float32),
+                       reference(x, conv_w, bn, "hardswish", r, s), "wrapper")
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+NEON_CASES = [  # (N, Cin, Cout, HW, act, residual, in_scale): row/column tails, panels, SE
+    (1, 16, 16, 37, "none", True, False), (2, 7, 5, 6, "hardswish", False, True),
+    (1, 72, 40, 23, "relu", False, False), (3, 33, 17, 5, "hardswish", True, True),
+    (1, 1, 1, 1, "none", False, False), (1, 160, 61, 9, "hardswish", False, False),
+    (2, 120, 26, 13, "none", True, True), (1, 3, 100, 11, "relu", True, False),
+]
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    cases, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, hw, act, res, scale in NEON_CASES:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, hw, 1, False, res, scale)
+        wf, bf = fold_bn(conv_w, bn)
+        cases.i64(n, cin, cout, hw, ACT_CODE[act], int(res), int(scale))
+        cases.floats(x.permute(0, 2, 3, 1))
+        cases.floats(wf.reshape(cout, cin).t())
+        cases.floats(bf)
+        if res:
+            cases.floats(r.permute(0, 2, 3, 1))
+        if scale:
+            cases.floats(s)
+        cases.count += 1
+        expected.append(((n, hw, 1, cout), reference(x, conv_w, bn, act, r, s),
+                         reference(x, conv_w, bn, act, r, s, torch.float32), (n, cin, cout, hw, act)))
+    flat = neon_harness.run("pwconv_bn_act", cases, cpu)
+    offset = 0
+    for shape, ref64, ref32, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2)
+        offset += size
+        assert_within_rule(got, ref32, ref64, f"neon {cpu} {what}")
+    assert offset == flat.numel()
