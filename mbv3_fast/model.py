@@ -6,12 +6,11 @@ Modes
 * ``train()``: torchvision's own forward over the plain modules (BatchNorm batch statistics,
   running-stat updates, dropout, autograd) — bit-for-bit torchvision.
 * ``eval()``: the *fused path*, when it applies, BatchNorm folded everywhere:
-    stem conv -> ``F.conv2d``; expand / project / last 1x1 convs -> ``torch.addmm`` on the NHWC
-    activation matrix (+ in-place activation, + in-place residual add) — a GEMM with no conv
-    backend heuristics (``F.conv2d`` picks its slow THNN path for 1x1 convs at batch 1 on one
-    thread) and no layout change; depthwise conv + BN + activation ->
-    ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se``; global pool
-    -> ``mean``; classifier -> ``F.linear``.  The whole network runs channels_last (the input
+    stem conv -> ``F.conv2d``; expand / project / last 1x1 convs + BN + activation (+ residual)
+    -> ``torch.ops.mbv3.pwconv_bn_act``; depthwise conv + BN + activation ->
+    ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se_scale``, whose
+    [N, C] scale the project GEMM applies while reading its input (``in_scale``): a bneck is
+    three or four op calls; global pool -> ``mean``; classifier -> ``F.linear``.  The whole network runs channels_last (the input
     is converted once); the logits are the same values for NCHW and channels_last inputs.
   The fused path applies when all of these hold, and otherwise eval falls back to torchvision's
   forward over the plain modules (still correct, just unfused):
@@ -67,6 +66,7 @@ from torch.fx import _symbolic_trace as _fx_trace
 
 from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
+from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight
 
 __all__ = [
     "FastMobileNetV3",
@@ -89,7 +89,8 @@ _GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
 _hardswish_ = torch._C._nn.hardswish_
 _relu_ = torch.relu_
 _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
-_se = torch.ops.mbv3.se.default
+_se_scale = torch.ops.mbv3.se_scale.default
+_pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
 
 
 class _Unfusable(Exception):
@@ -220,12 +221,13 @@ def _se_weights(se: nn.Module, sources: list):
 
 
 def _fold_pointwise(m: nn.Module, sources: list, train_mods: list, dtype, what: str):
-    """Conv2dNormActivation with a 1x1 conv -> (weight^T [Cin, Cout], bias, act, Cout): the
-    conv is a GEMM on the NHWC activation matrix [N*H*W, Cin]."""
+    """Conv2dNormActivation with a 1x1 conv -> (weight, bias, act, Cout) for
+    ``mbv3::pwconv_bn_act``; the weight is kept K-major (a [Cin, Cout] buffer viewed as
+    [Cout, Cin, 1, 1]), the layout the GEMM reads without packing per call."""
     w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
     if stride != 1 or pad != 0 or w.shape[-1] != 1 or w.shape[-2] != 1:
         raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
-    return (w.reshape(w.shape[0], w.shape[1]).t().contiguous(), b, act, int(w.shape[0]))
+    return (pack_pw_weight(w), b, act, int(w.shape[0]))
 
 
 def _fold_block(blk: nn.Module, sources: list, train_mods: list, dtype):
@@ -398,35 +400,21 @@ class FastMobileNetV3(_tv.MobileNetV3):
         return self._forward_fused(x, plan)
 
     def _forward_fused(self, x: Tensor, plan: _Plan) -> Tensor:
-        # Activations live as NHWC matrices m [N*H*W, C] for the 1x1 convs (GEMMs: torch.addmm,
-        # no conv-backend heuristics, no layout changes) and as channels_last [N, C, H, W] views
-        # of the same memory for the depthwise and SE ops (as_strided: free, one call).
+        # Channels_last throughout; a bneck is three op calls: expand (1x1 GEMM + BN + act),
+        # depthwise + BN + act (+ the SE scale, computed from its output), and project
+        # (1x1 GEMM + BN, the SE scale applied to its input rows, + residual).
         w, b, stride, pad, act = plan.stem
         x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
         x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
         _act_(x, act)
-        n, c, h, wd = x.shape
-        m = x.as_strided((n * h * wd, c), (c, 1))
         for ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res in plan.blocks:
-            if ew is not None:
-                y = torch.addmm(eb, m, ew)
-                _act_(y, eact)
-                x = y.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
-            elif x is None:
-                x = m.as_strided((n, ce, h, wd), (h * wd * ce, 1, wd * ce, ce))
-            z = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
-            if se is not None:
-                z = _se(z, se[0], se[1], se[2], se[3])
-            h, wd = z.shape[2], z.shape[3]
-            y = torch.addmm(pb, z.as_strided((n * h * wd, ce), (ce, 1)), pw)
-            if res:
-                y.add_(m)
-            m = y
-            x = None
+            y = x if ew is None else _pwconv_bn_act(x, ew, eb, eact, None, None)
+            y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+            scale = None if se is None else _se_scale(y, se[0], se[1], se[2], se[3])
+            x = _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
         w, b, act, c = plan.last
-        m = torch.addmm(b, m, w)
-        _act_(m, act)
-        x = m.view(n, h * wd, c).mean(1)
+        x = _pwconv_bn_act(x, w, b, act, None, None)
+        x = x.mean((2, 3))
         if plan.head is None:
             return self.classifier(x)
         w1, b1, w2, b2 = plan.head
