@@ -60,27 +60,18 @@ def label(index, batch, fmt, threads):
 
 
 # -- pytest-benchmark --------------------------------------------------------------------------
-@pytest.fixture
-def threads_set(request):
-    before = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(before)
-
-
-@pytest.mark.parametrize("threads_set", [1, 2], indirect=True, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("threads", [1, 2], indirect=True, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("batch", [1, 8], ids=lambda b: f"b{b}")
 @pytest.mark.parametrize("index", range(len(LAYERS)), ids=lambda i: "L{}_C{}_S{}_{}x{}".format(i, *LAYERS[i]))
 @pytest.mark.parametrize("impl", ["fused", "torchvision"])
-def test_se(benchmark, impl, index, batch, fmt, threads_set):
+def test_se(benchmark, record, impl, index, batch, fmt, threads):
     _, _, fused, module = make_layer(index, batch, fmt)
     fn = fused if impl == "fused" else module
     torch.testing.assert_close(fused(), module())  # same computation, same weights
-    benchmark.group = label(index, batch, fmt, threads_set)
-    benchmark.extra_info.update(impl=impl, isa=mbv3_fast.get_cpu_isa(), threads=threads_set,
-                                torch=torch.__version__, layer=list(LAYERS[index]), batch=batch,
-                                format=fmt)
+    benchmark.group = label(index, batch, fmt, threads)
+    record(suite="se", config=f"{fmt} t{threads} b{batch}", layer=index, shape=list(LAYERS[index]),
+           provider="fused" if impl == "fused" else "unfused")
     benchmark(fn)
 
 

@@ -14,21 +14,9 @@ import mbv3_fast
 import neon_harness
 from mbv3_fast.ops import dwconv_bn_act, fold_bn
 from mbv3_shapes import VARIANTS, depthwise_layers
+from layers import ACT_CODE, ACT_FN, random_bn
 from tolerance import assert_within_rule
 
-ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
-ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}
-
-
-def random_bn(c, eps=1e-3):
-    """An eval BatchNorm with real statistics (never the default mean 0 / var 1)."""
-    bn = nn.BatchNorm2d(c, eps=eps)
-    with torch.no_grad():
-        bn.running_mean.normal_(0, 0.5)
-        bn.running_var.uniform_(0.2, 2.0)
-        bn.weight.normal_(1, 0.3)
-        bn.bias.normal_(0, 0.3)
-    return bn.eval()
 
 
 def make_case(n, c, h, w, k, channels_last=False):

@@ -1,0 +1,19 @@
+"""Building blocks every op test shares: activation references and BatchNorms with real
+statistics."""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
+ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}  # mbv3::Act, as the NEON harnesses take it
+
+
+def random_bn(c, eps=1e-3):
+    """An eval BatchNorm with real statistics (never the default mean 0 / var 1)."""
+    bn = nn.BatchNorm2d(c, eps=eps)
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.5)
+        bn.running_var.uniform_(0.2, 2.0)
+        bn.weight.normal_(1, 0.3)
+        bn.bias.normal_(0, 0.3)
+    return bn.eval()
