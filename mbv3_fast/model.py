@@ -75,6 +75,9 @@ __all__ = [
     "mobilenet_v3_large",
     "mobilenet_v3_small",
     "from_torchvision",
+    "fused_block_forward",
+    "fused_stem_forward",
+    "fused_head_forward",
 ]
 
 _FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
@@ -403,22 +406,71 @@ class FastMobileNetV3(_tv.MobileNetV3):
         # Channels_last throughout; a bneck is three op calls: expand (1x1 GEMM + BN + act),
         # depthwise + BN + act (+ the SE scale, computed from its output), and project
         # (1x1 GEMM + BN, the SE scale applied to its input rows, + residual).
-        w, b, stride, pad, act = plan.stem
-        x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
-        x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
-        _act_(x, act)
-        for ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res in plan.blocks:
-            y = x if ew is None else _pwconv_bn_act(x, ew, eb, eact, None, None)
-            y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
-            scale = None if se is None else _se_scale(y, se[0], se[1], se[2], se[3])
-            x = _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
-        w, b, act, c = plan.last
-        x = _pwconv_bn_act(x, w, b, act, None, None)
-        x = x.mean((2, 3))
-        if plan.head is None:
-            return self.classifier(x)
-        w1, b1, w2, b2 = plan.head
-        return F.linear(_hardswish_(F.linear(x, w1, b1)), w2, b2)
+        x = fused_stem_forward(plan, x)
+        for i, block in enumerate(plan.blocks):
+            x = fused_block_forward(block, x, i)
+        return fused_head_forward(plan, x, self.classifier)
+
+
+def fused_stem_forward(plan: _Plan, x: Tensor) -> Tensor:
+    """The fused path's stem: input -> channels_last, dense 3x3 conv (BN folded) + activation."""
+    w, b, stride, pad, act = plan.stem
+    x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
+    x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
+    _act_(x, act)
+    return x
+
+
+def fused_head_forward(plan: _Plan, x: Tensor, classifier: nn.Module) -> Tensor:
+    """The fused path after the last block: last 1x1 conv + BN + act, global mean, classifier
+    (``classifier`` is called only when the plan has no folded head)."""
+    w, b, act, c = plan.last
+    x = _pwconv_bn_act(x, w, b, act, None, None)
+    x = x.mean((2, 3))
+    if plan.head is None:
+        return classifier(x)
+    w1, b1, w2, b2 = plan.head
+    return F.linear(_hardswish_(F.linear(x, w1, b1)), w2, b2)
+
+
+# Set by mbv3_fast.profile: fused_block_forward then wraps each op call in a
+# torch.profiler.record_function("mbv3.block{i}.expand|depthwise|se|project") label.  The
+# normal path only reads this flag once per block.
+_PROFILE_LABELS = False
+
+
+def fused_block_forward(block: tuple, x: Tensor, index: int = 0) -> Tensor:
+    """One inverted residual block on the fused path: ``block`` is an entry of
+    ``model._plan.blocks`` (see :class:`_Plan`), ``x`` the channels_last block input (same
+    device/dtype as the plan).  Expand (1x1 GEMM + BN + act) -> depthwise + BN + act ->
+    SE scale -> project (1x1 GEMM + BN, SE scale applied to its input rows, + residual).
+    ``index`` only names the profiler labels."""
+    if _PROFILE_LABELS:
+        return _fused_block_forward_labelled(block, x, index)
+    ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
+    y = x if ew is None else _pwconv_bn_act(x, ew, eb, eact, None, None)
+    y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+    scale = None if se is None else _se_scale(y, se[0], se[1], se[2], se[3])
+    return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
+
+
+def _fused_block_forward_labelled(block: tuple, x: Tensor, index: int) -> Tensor:
+    """fused_block_forward with a record_function label around each op call (profiling)."""
+    from torch.profiler import record_function
+    ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
+    name = f"mbv3.block{index}."
+    y = x
+    if ew is not None:
+        with record_function(name + "expand"):
+            y = _pwconv_bn_act(x, ew, eb, eact, None, None)
+    with record_function(name + "depthwise"):
+        y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+    scale = None
+    if se is not None:
+        with record_function(name + "se"):
+            scale = _se_scale(y, se[0], se[1], se[2], se[3])
+    with record_function(name + "project"):
+        return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
 
 
 def _act_(x: Tensor, act: str) -> None:
