@@ -61,8 +61,11 @@ constexpr int kBlock = 4;
 // (`w`); the other rows' are loaded where they are used.  At most kHoistRows rows are hoisted:
 // those that fit in the registers left beside the accumulators and input columns (all of 3x3
 // on AVX-512/NEON, 3 of 5 rows for 5x5 stride 1); more would only add compiler spills.
+constexpr int hoist_rows(int K, int S, int D) {
+  return K == 0 ? 0 : std::max(0, std::min(K, (Vec::kRegs - 2 * kBlock - ((kBlock - 1) * S + (K - 1) * D + 1)) / K));
+}
 template <int K, int S, int D>
-constexpr int kHoistRows = std::max(0, std::min(K, (Vec::kRegs - 2 * kBlock - ((kBlock - 1) * S + (K - 1) * D + 1)) / K));
+constexpr int kHoistRows = hoist_rows(K, S, D);
 
 template <int K, int S, int D, Act A, int HOIST, bool TAIL, bool CHECKED>
 inline void block(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
@@ -187,10 +190,13 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
   // cache lines that a tiles-outer pass would fetch twice.  Measured: 5x5 and narrow rows
   // lose more to the weight reloads than they gain.
   const int64_t row_bytes = int64_t(k) * p.W * (c_end - c_begin) * int64_t(sizeof(float));
-  const bool tiles_outer = !(K == 3 && c_end - c_begin > Vec::N && p.W >= 48 && row_bytes > 32 * 1024);
-  // Hoisting pays only when the weights are reused over enough column blocks (>= 4): on the
-  // 7-wide rows of 960x7x7 / 672x14x14-s2, loading at the point of use measured faster.
-  const bool hoist = tiles_outer && p.OW >= 4 * kBlock;
+  const bool lines_shared = (p.C * int64_t(sizeof(float))) % 64 != 0;
+  const bool tiles_outer =
+      !(K == 3 && lines_shared && c_end - c_begin > Vec::N && p.W >= 48 && row_bytes > 32 * 1024);
+  // Hoisting all k*k weights costs nothing (they fit in registers); hoisting only part of
+  // them (5x5) pays only when they are reused over enough column blocks (>= 4): on the 7-wide
+  // rows of 960x7x7 / 672x14x14-s2, loading at the point of use measured faster.
+  const bool hoist = tiles_outer && (kHoistRows<K, S, D> == K || p.OW >= 4 * kBlock);
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / p.OH, oh = r % p.OH;
     const float* rows[kMaxK];
