@@ -28,10 +28,15 @@ build: deps $(BUILT)
 test: build
 	$(PY) -m pytest tests -q -ra
 
+# The latency report: end to end (vs torchvision eager/compile and ONNX Runtime), per block, per
+# op; fused vs unfused in the same run.  JSON under bench/results/, Markdown + PNG charts.
+BENCH_DEPS = onnxruntime onnx
+BENCH_FLAGS = -q -p no:cacheprovider --benchmark-max-time=0.2 --benchmark-min-rounds=5 \
+  --benchmark-columns=median,iqr,rounds --benchmark-group-by=group --benchmark-sort=name
 bench: build
-	$(PY) -m pytest bench -q --benchmark-columns=median,iqr,rounds --benchmark-group-by=group \
-	  --benchmark-sort=name --benchmark-json=bench/results/latest.json
-	$(PY) bench/summarize.py bench/results/latest.json
+	$(PIP) $(BENCH_DEPS)
+	$(PY) -m pytest bench $(BENCH_FLAGS) -k "not interleaved" --benchmark-json=bench/results/latest.json
+	$(PY) bench/summarize.py bench/results/latest.json --png bench/results | tee bench/results/latest.md
 
 clean:
 	rm -rf build *.egg-info mbv3_fast/_C*.so $(BUILT) tests/neon/build
