@@ -34,6 +34,7 @@ BENCH_DEPS = onnxruntime onnx
 BENCH_FLAGS = -q -p no:cacheprovider --benchmark-max-time=0.2 --benchmark-min-rounds=5 \
   --benchmark-columns=median,iqr,rounds --benchmark-group-by=group --benchmark-sort=name
 bench: build
+	mkdir -p bench/results
 	$(PIP) $(BENCH_DEPS)
 	$(PY) -m pytest bench $(BENCH_FLAGS) -k "not interleaved" --benchmark-json=bench/results/latest.json
 	$(PY) bench/summarize.py bench/results/latest.json --png bench/results | tee bench/results/latest.md
