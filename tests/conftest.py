@@ -1,5 +1,6 @@
 import os
 import sys
+import zlib
 
 import pytest
 import torch
@@ -27,5 +28,7 @@ def cpu_isa(request):
 
 @pytest.fixture(autouse=True)
 def _fresh_seed(request):
-    # Fresh random data for every test, but reproducible from the test id when it fails.
-    torch.manual_seed(hash(request.node.nodeid) % (2**31))
+    # Different random data for every test, the same on every run: seeded from the test id
+    # (crc32, not hash(), which Python salts per process).  The tolerance rule compares
+    # maximum errors, so a marginal case must fail every time, not one CI run in three.
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
