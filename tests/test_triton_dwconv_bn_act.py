@@ -1,8 +1,7 @@
 """Tests of the Triton kernel mbv3_fast.kernels.dwconv_bn_act.
 
 Without a CUDA device the kernel runs in Triton's interpreter on CPU tensors: TRITON_INTERPRET
-must be set before triton is first imported, so it is set here, before anything imports triton
-(importing torch does not).  With CUDA the same cases run on the GPU, plus every depthwise
+must be set before triton is first imported; tests/conftest.py sets it.  With CUDA the same cases run on the GPU, plus every depthwise
 layer of MobileNetV3-Large (enumerated from torchvision).
 
 Tolerance (tests/tolerance.py): max|ours - ref64| <= 2 * max|torch_same_dtype - ref64| + 1e-6,
@@ -10,30 +9,22 @@ where ref64 = F.conv2d(groups=C) + bias + activation in float64 and torch_same_d
 torch computation in the working dtype on the same device (on CPU F.conv2d runs natively in
 float16/bfloat16 in the torch versions we support).
 """
-import os
-import sys
+import importlib
 
+import pytest
 import torch
+import torch.nn.functional as F
+from tolerance import assert_within_rule
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import importlib  # noqa: E402
-
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tolerance import assert_within_rule  # noqa: E402
-
-from mbv3_fast.kernels import dwconv_bn_act  # noqa: E402
+from mbv3_fast.kernels import dwconv_bn_act
 
 dw_mod = importlib.import_module("mbv3_fast.kernels.dwconv_bn_act")
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 if not CUDA and not dw_mod._INTERPRETED:
-    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set (run this file on "
-                "its own or set TRITON_INTERPRET=1 in conftest.py)", allow_module_level=True)
+    raise RuntimeError("no CUDA and triton is not in interpreter mode: tests/conftest.py must "
+                       "set TRITON_INTERPRET=1 before anything imports triton")
 cuda_only = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 
 ACTS = {"none": lambda v: v, "relu": F.relu, "hardswish": F.hardswish}

@@ -1,57 +1,27 @@
 """Tests of the Triton kernel mbv3_fast.kernels.pwconv_bn_act.
 
 Without a CUDA device the kernel runs in Triton's interpreter on CPU tensors (TRITON_INTERPRET
-is set here before anything imports triton).  With CUDA the same cases run on the GPU, plus
+is set by tests/conftest.py before anything imports triton).  With CUDA the same cases run on the GPU, plus
 every pointwise layer of MobileNetV3-Large and the torch.ops route.
 Tolerance: tests/tolerance.py against float64, PyTorch's own result in the same dtype as the bar.
 """
-import os
-import sys
+import importlib
 
+import pytest
 import torch
-
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from mbv3_shapes import pointwise_layers  # noqa: E402
-from tolerance import assert_within_rule  # noqa: E402
+import torch.nn.functional as F
+from mbv3_shapes import pointwise_layers
+from tolerance import assert_within_rule
 
 
-def _this_checkout_kernels():
-    """mbv3_fast.kernels from this checkout's kernels/.  setup.py maps the package onto the
-    top-level kernels/ folder, so with PYTHONPATH=<checkout> the name is resolved by whatever
-    editable install is on the machine (possibly another checkout); load ours explicitly."""
-    root = Path(__file__).resolve().parent.parent / "kernels"
-    mod = sys.modules.get("mbv3_fast.kernels")
-    if mod is not None and Path(mod.__file__).resolve().parent == root:
-        return
-    for name in [n for n in sys.modules if n.startswith("mbv3_fast.kernels")]:
-        del sys.modules[name]
-    import mbv3_fast
-    spec = importlib.util.spec_from_file_location(
-        "mbv3_fast.kernels", root / "__init__.py", submodule_search_locations=[str(root)])
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["mbv3_fast.kernels"] = mod
-    spec.loader.exec_module(mod)
-    mbv3_fast.kernels = mod
-
-
-_this_checkout_kernels()
 pw_mod = importlib.import_module("mbv3_fast.kernels.pwconv_bn_act")
 pwconv_bn_act = pw_mod.pwconv_bn_act
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 if not CUDA and not pw_mod._INTERPRETED:
-    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set (run this file on "
-                "its own or set TRITON_INTERPRET=1 in conftest.py)", allow_module_level=True)
+    raise RuntimeError("no CUDA and triton is not in interpreter mode: tests/conftest.py must "
+                       "set TRITON_INTERPRET=1 before anything imports triton")
 cuda_only = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 
 ACTS = {"none": lambda v: v, "relu": F.relu, "hardswish": F.hardswish}

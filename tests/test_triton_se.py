@@ -1,37 +1,29 @@
 """Tests of the Triton kernels mbv3_fast.kernels.se / se_scale.
 
 Without a CUDA device the kernels run in Triton's interpreter on CPU tensors (TRITON_INTERPRET
-is set below, before anything imports triton).  With CUDA the same cases run on the GPU, plus
+is set by tests/conftest.py before anything imports triton).  With CUDA the same cases run on the GPU, plus
 every SE layer of MobileNetV3-Large (enumerated from torchvision).
 
 Tolerance (tests/tolerance.py): max|ours - ref64| <= 2 * max|torch_same_dtype - ref64| + 1e-6,
 ref64 = the plain torch ops (mean, linear, relu, linear, hardsigmoid, mul) in float64,
 torch_same_dtype = the same ops in the working dtype (weights cast to it) on the same device.
 """
-import os
-import sys
+import importlib
 
+import pytest
 import torch
+import torch.nn.functional as F
+from tolerance import assert_within_rule
 
-if not torch.cuda.is_available():
-    os.environ["TRITON_INTERPRET"] = "1"
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-import importlib  # noqa: E402
-
-import pytest  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tolerance import assert_within_rule  # noqa: E402
-
-from mbv3_fast.kernels import se, se_scale  # noqa: E402
+from mbv3_fast.kernels import se, se_scale
 
 se_mod = importlib.import_module("mbv3_fast.kernels.se")
 
 CUDA = torch.cuda.is_available()
 DEVICE = "cuda" if CUDA else "cpu"
 if not CUDA and not se_mod._INTERPRETED:
-    pytest.skip("triton was imported before TRITON_INTERPRET=1 could be set (run this file on "
-                "its own or set TRITON_INTERPRET=1 in conftest.py)", allow_module_level=True)
+    raise RuntimeError("no CUDA and triton is not in interpreter mode: tests/conftest.py must "
+                       "set TRITON_INTERPRET=1 before anything imports triton")
 cuda_only = pytest.mark.skipif(not CUDA, reason="no CUDA device")
 
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
