@@ -6,18 +6,12 @@
 #pragma once
 #include <cstdint>
 
+#include "fc_matrix.h"
+
 namespace mbv3 {
 
-// One 1x1-conv weight as the kernel reads it in place.  Element (o, i) of the [out, in]
-// matrix is at w[o * ld + i] (by_output == false: one dot product per output) or at
-// w[i * ld + o] (by_output == true: outputs in SIMD lanes, one broadcast per input).  The
-// binding picks whichever the caller's strides already are, so torchvision's [S, C, 1, 1]
-// weights and a transposed view of a pre-packed [C, S] buffer both cost nothing.
-struct SeMatrix {
-  const float* w;
-  int64_t ld;
-  bool by_output;
-};
+// The SE's two 1x1-conv weights, read in place (see fc_matrix.h).
+using SeMatrix = FcMatrix;
 
 // x (and y) are dense float32, NHWC ([N][HW][C]) when nhwc, else NCHW ([N][C][HW]).
 struct SeParams {

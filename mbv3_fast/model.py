@@ -10,7 +10,8 @@ Modes
     -> ``torch.ops.mbv3.pwconv_bn_act``; depthwise conv + BN + activation ->
     ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se_scale``, whose
     [N, C] scale the project GEMM applies while reading its input (``in_scale``): a bneck is
-    three or four op calls; global pool -> ``mean``; classifier -> ``F.linear``.  The whole network runs channels_last (the input
+    three or four op calls; global pool + classifier (Linear, Hardswish, Linear) ->
+    ``torch.ops.mbv3.classifier_head``.  The whole network runs channels_last (the input
     is converted once); the logits are the same values for NCHW and channels_last inputs.
   The fused path applies when all of these hold, and otherwise eval falls back to torchvision's
   forward over the plain modules (still correct, just unfused):
@@ -94,6 +95,7 @@ _relu_ = torch.relu_
 _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
 _se_scale = torch.ops.mbv3.se_scale.default
 _pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
+_classifier_head = torch.ops.mbv3.classifier_head.default
 
 
 class _Unfusable(Exception):
@@ -422,15 +424,15 @@ def fused_stem_forward(plan: _Plan, x: Tensor) -> Tensor:
 
 
 def fused_head_forward(plan: _Plan, x: Tensor, classifier: nn.Module) -> Tensor:
-    """The fused path after the last block: last 1x1 conv + BN + act, global mean, classifier
-    (``classifier`` is called only when the plan has no folded head)."""
+    """The fused path after the last block: last 1x1 conv + BN + act, then global mean +
+    classifier as one op (``classifier`` is called, on the mean, only when the plan has no
+    folded head)."""
     w, b, act, c = plan.last
     x = _pwconv_bn_act(x, w, b, act, None, None)
-    x = x.mean((2, 3))
     if plan.head is None:
-        return classifier(x)
+        return classifier(x.mean((2, 3)))
     w1, b1, w2, b2 = plan.head
-    return F.linear(_hardswish_(F.linear(x, w1, b1)), w2, b2)
+    return _classifier_head(x, w1, b1, w2, b2, "hardswish")
 
 
 # Set by mbv3_fast.profile: fused_block_forward then wraps each op call in a

@@ -69,3 +69,13 @@ def pointwise_layers(variant: str, size: int = 224):
         out.append((conv.in_channels, conv.out_channels, shape[2], shape[3], act,
                     id(block) in residual_ids))
     return out
+
+
+@lru_cache(maxsize=None)
+def head_layers(variant: str, size: int = 224):
+    """(C, H, W, hidden, classes, activation) of the classifier head: the last feature map
+    (avgpool's input) and torchvision's Linear -> act -> Dropout -> Linear."""
+    model = VARIANTS[variant]()
+    shape = [s for m, s in _run_hooked(model, nn.AdaptiveAvgPool2d, size) if m is model.avgpool][0]
+    fc1, act, _, fc2 = model.classifier
+    return [(shape[1], shape[2], shape[3], fc1.out_features, fc2.out_features, _ACT[type(act)])]

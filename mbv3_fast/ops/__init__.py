@@ -3,5 +3,6 @@ from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.dwconv_bn_act import dwconv_bn_act
 from mbv3_fast.ops.se import se
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pwconv_bn_act
+from mbv3_fast.ops.classifier_head import classifier_head
 
-__all__ = ["fold_bn", "dwconv_bn_act", "se", "pwconv_bn_act", "pack_pw_weight"]
+__all__ = ["fold_bn", "dwconv_bn_act", "se", "pwconv_bn_act", "pack_pw_weight", "classifier_head"]

@@ -1,0 +1,3 @@
+// The scalar build of the classifier head kernels (flags: setup.py / tests/neon).
+#define MBV3_ISA_SCALAR
+#include "classifier_head_kernel.h"

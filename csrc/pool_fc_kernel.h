@@ -1,0 +1,298 @@
+// Building blocks shared by the squeeze-excitation and classifier-head kernels, written once
+// against `Vec` (included by each op's <op>_kernel.h, so compiled once per ISA inside that
+// ISA's namespace): register blocks over a channel range, pairwise / two-level sums (global
+// average pooling of NHWC and NCHW maps) and the small-batch matrix-vector product `matmul`
+// of the FC layers.  Channels (or FC outputs) sit in SIMD lanes; a block of up to kBlockVecs
+// vectors (+ one masked tail) is held in registers while its loop streams past.
+#pragma once
+#include <algorithm>
+#include <type_traits>
+
+#include "fc_matrix.h"
+#include "simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int kBlockVecs = 8;
+constexpr int kPlaneAcc = 4;
+
+template <int V>
+using Int = std::integral_constant<int, V>;
+
+// V full vectors and, when TAIL, one more holding `tail` (< Vec::N) lanes.
+template <int V, bool TAIL>
+struct Block {
+  static constexpr int K = V + (TAIL ? 1 : 0);
+  static inline Vec load(const float* p, int k, int tail) {
+    return (TAIL && k == V) ? Vec::load_tail(p + k * Vec::N, tail) : Vec::load(p + k * Vec::N);
+  }
+  static inline void store(float* p, int k, int tail, Vec v) {
+    if (TAIL && k == V) v.store_tail(p + k * Vec::N, tail);
+    else v.store(p + k * Vec::N);
+  }
+};
+
+// Splits [begin, end) into register blocks of up to MaxV vectors; body(Block<V, TAIL>{},
+// offset, tail).
+template <int MaxV = kBlockVecs, class Body>
+inline void for_blocks(int64_t begin, int64_t end, Body&& body) {
+  static_assert(MaxV >= 1 && MaxV <= 8, "extend the switch below");
+  constexpr int64_t B = int64_t(MaxV) * Vec::N;
+  int64_t c = begin;
+  for (; c + B <= end; c += B) body(Block<MaxV, false>{}, c, 0);
+  const int64_t rem = end - c;
+  if (rem <= 0) return;
+  const int nfull = int(rem / Vec::N), tail = int(rem % Vec::N);  // nfull < MaxV
+  auto go = [&](auto v) {
+    constexpr int V = decltype(v)::value < MaxV ? decltype(v)::value : MaxV - 1;
+    if (tail) body(Block<V, true>{}, c, tail);
+    else if constexpr (V > 0) body(Block<V, false>{}, c, 0);
+  };
+  switch (nfull) {
+    case 0: go(Int<0>{}); break;
+    case 1: go(Int<1>{}); break;
+    case 2: go(Int<2>{}); break;
+    case 3: go(Int<3>{}); break;
+    case 4: go(Int<4>{}); break;
+    case 5: go(Int<5>{}); break;
+    case 6: go(Int<6>{}); break;
+    default: go(Int<7>{}); break;
+  }
+}
+
+inline Vec load_any(const float* p, int64_t n) { return n >= Vec::N ? Vec::load(p) : Vec::load_tail(p, int(n)); }
+inline void store_any(float* p, int64_t n, Vec v) {
+  if (n >= Vec::N) v.store(p);
+  else v.store_tail(p, int(n));
+}
+
+// Lane-wise sum of n contiguous floats, pairwise: halves (at vector boundaries) down to leaves
+// of at most kLeafVecs vectors, each summed by kPlaneAcc accumulators.  Every chain of
+// additions stays short (rounding error grows with log n, as in PyTorch's cascade sum).
+constexpr int64_t kLeafVecs = 16;
+inline Vec sum_leaf(const float* x, int64_t n) {
+  static_assert(kPlaneAcc == 4, "four accumulators below");
+  Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+  int64_t i = 0;
+  for (; i + 4 * Vec::N <= n; i += 4 * Vec::N) {
+    a0 = add(a0, Vec::load(x + i));
+    a1 = add(a1, Vec::load(x + i + Vec::N));
+    a2 = add(a2, Vec::load(x + i + 2 * Vec::N));
+    a3 = add(a3, Vec::load(x + i + 3 * Vec::N));
+  }
+  if (i + Vec::N <= n) a0 = add(a0, Vec::load(x + i)), i += Vec::N;
+  if (i + Vec::N <= n) a1 = add(a1, Vec::load(x + i)), i += Vec::N;
+  if (i + Vec::N <= n) a2 = add(a2, Vec::load(x + i)), i += Vec::N;
+  if (i < n) a3 = add(a3, Vec::load_tail(x + i, int(n - i)));
+  return add(add(a0, a1), add(a2, a3));
+}
+Vec sum_halves(const float* x, int64_t n) {
+  if (n <= kLeafVecs * Vec::N) return sum_leaf(x, n);
+  const int64_t half = (n / Vec::N) / 2 * Vec::N;
+  return add(sum_halves(x, half), sum_halves(x + half, n - half));
+}
+// Small planes (up to 14x14 on AVX-512) stay inline: one leaf.
+inline Vec sum_lanes(const float* x, int64_t n) {
+  return n <= kLeafVecs * Vec::N ? sum_leaf(x, n) : sum_halves(x, n);
+}
+
+constexpr int64_t kRun = 64;  // FC steps summed from zero before joining the total
+
+// For NB samples j at once (each weight loaded once for all of them):
+//   out[j * out_ld + o] = sum_i W(o, i) in[j * in_ld + i],  o in [o_begin, o_end)
+// (no bias, no activation).
+template <int NB>
+inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
+                   int64_t o_end, float* out, int64_t out_ld) {
+  if (m.by_output) {
+    // Block of outputs x NB samples of accumulators: 8, 4, 2, 2 vectors wide for NB = 1..4.
+    constexpr int MaxV = NB == 1 ? 8 : NB == 2 ? 4 : 2;
+    for_blocks<MaxV>(o_begin, o_end, [&](auto blk, int64_t o0, int tail) {
+      using B = decltype(blk);
+      Vec acc[NB][B::K];
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) acc[j][k] = Vec::zero();
+      const float* w = m.w + o0;
+      for (int64_t i0 = 0; i0 < nin; i0 += kRun) {  // two levels, as in the pool
+        Vec run[NB][B::K];
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) run[j][k] = Vec::zero();
+        for (int64_t i = i0, i1 = std::min(nin, i0 + kRun); i < i1; ++i, w += m.ld) {
+          Vec wv[B::K];
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) wv[k] = B::load(w, k, tail);
+#pragma GCC unroll 16
+          for (int j = 0; j < NB; ++j) {
+            const Vec xj = Vec::set1(in[j * in_ld + i]);
+#pragma GCC unroll 16
+            for (int k = 0; k < B::K; ++k) run[j][k] = fmadd(wv[k], xj, run[j][k]);
+          }
+        }
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) acc[j][k] = add(acc[j][k], run[j][k]);
+      }
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) B::store(out + j * out_ld + o0, k, tail, acc[j][k]);
+    });
+    return;
+  }
+  // Dot products: R rows x NB samples of accumulators (R = 4 for one sample, else 2), the
+  // horizontal sums four at a time.
+  constexpr int R = NB == 1 ? 4 : 2;
+  auto rows = [&](auto r_c, int64_t o) {
+    constexpr int RR = decltype(r_c)::value;
+    const float* w[RR];
+    for (int r = 0; r < RR; ++r) w[r] = m.w + (o + r) * m.ld;
+    Vec acc[RR][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) acc[r][j] = Vec::zero();
+    Vec run[RR][NB];
+#pragma GCC unroll 16
+    for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) run[r][j] = Vec::zero();
+    auto step = [&](int64_t i, auto ld) {
+      Vec x[NB];
+#pragma GCC unroll 16
+      for (int j = 0; j < NB; ++j) x[j] = ld(in + j * in_ld + i);
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r) {
+        const Vec wr = ld(w[r] + i);
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j) run[r][j] = fmadd(wr, x[j], run[r][j]);
+      }
+    };
+    auto flush = [&] {
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+        for (int j = 0; j < NB; ++j) acc[r][j] = add(acc[r][j], run[r][j]), run[r][j] = Vec::zero();
+    };
+    // Two levels, as in the pool: runs of kRun vectors summed from zero, then added up.
+    int64_t i = 0;
+    while (i + Vec::N <= nin) {
+      for (int64_t i1 = std::min(nin - Vec::N + 1, i + kRun * Vec::N); i < i1; i += Vec::N)
+        step(i, [](const float* q) { return Vec::load(q); });
+      flush();
+    }
+    if (i < nin) {
+      const int t = int(nin - i);
+      step(i, [t](const float* q) { return Vec::load_tail(q, t); });
+      flush();
+    }
+    float sums[RR][NB > 4 ? NB : 4];
+    if constexpr (NB == 4) {
+      for (int r = 0; r < RR; ++r) reduce_add4(acc[r][0], acc[r][1], acc[r][2], acc[r][3], sums[r]);
+    } else if constexpr (RR == 4 && NB == 1) {
+      float t4[4];
+      reduce_add4(acc[0][0], acc[1][0], acc[2][0], acc[3][0], t4);
+      for (int r = 0; r < 4; ++r) sums[r][0] = t4[r];
+    } else {
+      for (int r = 0; r < RR; ++r)
+        for (int j = 0; j < NB; ++j) sums[r][j] = reduce_add(acc[r][j]);
+    }
+    for (int r = 0; r < RR; ++r)
+      for (int j = 0; j < NB; ++j) out[j * out_ld + o + r] = sums[r][j];
+  };
+  int64_t o = o_begin;
+  for (; o + R <= o_end; o += R) rows(Int<R>{}, o);
+  for (; o < o_end; ++o) rows(Int<1>{}, o);
+}
+
+// v[o] = act(v[o] + bias[o]) over [begin, end).
+template <class Act>
+inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Act act) {
+  for (int64_t o = begin; o < end; o += Vec::N) {
+    const int64_t n = end - o;
+    store_any(v + o, n, act(add(load_any(v + o, n), load_any(bias + o, n))));
+  }
+}
+
+// Sums of 4 consecutive planes of n floats each, the four horizontal sums done together.
+// Small planes (7x7 = 3 vectors + 1 is MobileNetV3's common case) take one accumulator each:
+// four independent chains, none longer than kLeafVecs.
+inline void sum_planes4(const float* x, int64_t n, float* out) {
+  if (n > kLeafVecs * Vec::N) {
+    reduce_add4(sum_halves(x, n), sum_halves(x + n, n), sum_halves(x + 2 * n, n),
+                sum_halves(x + 3 * n, n), out);
+    return;
+  }
+  Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
+  const float *x1 = x + n, *x2 = x1 + n, *x3 = x2 + n;
+  int64_t i = 0;
+  for (; i + Vec::N <= n; i += Vec::N) {
+    a0 = add(a0, Vec::load(x + i));
+    a1 = add(a1, Vec::load(x1 + i));
+    a2 = add(a2, Vec::load(x2 + i));
+    a3 = add(a3, Vec::load(x3 + i));
+  }
+  if (i < n) {
+    const int t = int(n - i);
+    a0 = add(a0, Vec::load_tail(x + i, t));
+    a1 = add(a1, Vec::load_tail(x1 + i, t));
+    a2 = add(a2, Vec::load_tail(x2 + i, t));
+    a3 = add(a3, Vec::load_tail(x3 + i, t));
+  }
+  reduce_add4(a0, a1, a2, a3, out);
+}
+
+// NHWC: the pixels [hw0, hw1) of sample row base `x` (already offset to pixel hw0), all
+// channels, summed per channel into `sum`.
+inline void pool_nhwc_chunk(const float* x, int64_t C, int64_t npix, float* sum) {
+  for_blocks(0, C, [&](auto blk, int64_t c0, int tail) {
+    using B = decltype(blk);
+    // Two levels: runs of kSubPixels pixels are summed from zero, then added to the total, so
+    // no chain of additions exceeds ~kSubPixels + npix / kSubPixels.  Narrow blocks use two
+    // sets of run accumulators (even / odd pixels) to keep enough adds in flight.
+    constexpr int A = B::K <= 4 ? 2 : 1;
+    constexpr int64_t kSubPixels = 16;
+    Vec acc[B::K];
+#pragma GCC unroll 16
+    for (int k = 0; k < B::K; ++k) acc[k] = Vec::zero();
+    const float* px = x + c0;
+    for (int64_t i0 = 0; i0 < npix; i0 += kSubPixels) {
+      const int64_t m = std::min(kSubPixels, npix - i0);
+      Vec run[A][B::K];
+#pragma GCC unroll 16
+      for (int a = 0; a < A; ++a)
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) run[a][k] = Vec::zero();
+      int64_t i = 0;
+      for (; i + A <= m; i += A) {
+#pragma GCC unroll 16
+        for (int a = 0; a < A; ++a, px += C)
+#pragma GCC unroll 16
+          for (int k = 0; k < B::K; ++k) run[a][k] = add(run[a][k], B::load(px, k, tail));
+      }
+      if (i < m) {  // A == 2, one odd pixel left
+#pragma GCC unroll 16
+        for (int k = 0; k < B::K; ++k) run[0][k] = add(run[0][k], B::load(px, k, tail));
+        px += C;
+      }
+#pragma GCC unroll 16
+      for (int k = 0; k < B::K; ++k) {
+        Vec v = run[0][k];
+        if constexpr (A == 2) v = add(v, run[1][k]);
+        acc[k] = add(acc[k], v);
+      }
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < B::K; ++k) B::store(sum + c0, k, tail, acc[k]);
+  });
+}
+
+}  // namespace
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

@@ -1,0 +1,91 @@
+"""mbv3::classifier_head — MobileNetV3's classifier head in one op:
+
+  classifier_head(x, w1, b1, w2, b2, activation) = w2 . act(w1 . mean_hw(x) + b1) + b2
+  x [N, C, H, W] (any layout); w1 [hidden, C]; b1 [hidden]; w2 [classes, hidden];
+  b2 [classes]  ->  [N, classes] logits.
+
+torchvision's head is avgpool -> Linear -> Hardswish -> Dropout -> Linear; Dropout is the
+identity in eval, so this is the whole eval head.  At batch 1 it is two matrix-vector
+products over 10 MB of weights (Large): the CPU kernel splits the weight rows over threads so
+each streams its own, and pools NHWC or NCHW maps in place.
+
+Schema and CPU kernel: csrc/classifier_head_op.cpp.  CUDA kernel: kernels/classifier_head.py
+(Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
+registration and the Python wrapper taking torchvision's classifier module.
+"""
+from typing import Tuple
+
+import torch
+from torch import nn
+
+from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+
+ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
+
+
+def check_inputs(x, w1, b1, w2, b2, activation) -> Tuple[int, int, int, int]:
+    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
+    kernel's messages.  Returns (N, C, hidden, classes)."""
+    op = "classifier_head"
+    check_float(x, "x", op)
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D")
+    n, c, h, w = x.shape
+    if c < 1 or h < 1 or w < 1:
+        raise ValueError(f"{op}: x must have C, H, W >= 1, got {list(x.shape)}")
+    for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
+        check_float(t, name, op, x.dtype)
+    if w1.dim() != 2 or w1.shape[1] != c or w1.shape[0] < 1:
+        raise ValueError(f"{op}: w1 must be [hidden, C] with C = {c} (x's channels), "
+                         f"got {list(w1.shape)}")
+    hidden = w1.shape[0]
+    if b1.dim() != 1 or b1.shape[0] != hidden:
+        raise ValueError(f"{op}: b1 must be [hidden] with hidden = {hidden} (w1's rows), "
+                         f"got {list(b1.shape)}")
+    if w2.dim() != 2 or w2.shape[1] != hidden or w2.shape[0] < 1:
+        raise ValueError(f"{op}: w2 must be [classes, hidden] with hidden = {hidden}, "
+                         f"got {list(w2.shape)}")
+    classes = w2.shape[0]
+    if b2.dim() != 1 or b2.shape[0] != classes:
+        raise ValueError(f"{op}: b2 must be [classes] with classes = {classes} (w2's rows), "
+                         f"got {list(b2.shape)}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {activation!r}, "
+                         "expected 'hardswish', 'relu' or 'none'")
+    check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
+    return n, c, hidden, classes
+
+
+@torch.library.register_fake("mbv3::classifier_head")
+def _fake(x, w1, b1, w2, b2, activation):
+    check_cpu_dtype(x)
+    n, _, _, classes = check_inputs(x, w1, b1, w2, b2, activation)
+    return x.new_empty((n, classes))
+
+
+@torch.library.register_kernel("mbv3::classifier_head", "cuda")
+def _cuda(x, w1, b1, w2, b2, activation):
+    from mbv3_fast.kernels.classifier_head import classifier_head as triton_classifier_head
+    return triton_classifier_head(x, w1, b1, w2, b2, activation)
+
+
+_ACT_MODULES = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
+
+
+def classifier_head(x: torch.Tensor, classifier: nn.Module) -> torch.Tensor:
+    """``classifier(mean_hw(x))`` in eval for torchvision's MobileNetV3 classifier
+    (``Sequential(Linear, Hardswish, Dropout, Linear)``), as one op.  Other layouts are
+    refused rather than silently computed differently; Dropout must be in eval mode."""
+    c = classifier
+    if not (type(c) is nn.Sequential and len(c) == 4 and type(c[0]) is nn.Linear
+            and type(c[1]) in _ACT_MODULES and type(c[2]) is nn.Dropout
+            and type(c[3]) is nn.Linear):
+        raise ValueError("mbv3_fast.ops.classifier_head: expected torchvision's MobileNetV3 "
+                         "classifier Sequential(Linear, Hardswish|ReLU, Dropout, Linear)")
+    if c[2].training and c[2].p > 0:
+        raise ValueError("mbv3_fast.ops.classifier_head: Dropout is in train mode")
+    fc1, fc2 = c[0], c[3]
+    b1 = fc1.bias if fc1.bias is not None else fc1.weight.new_zeros(fc1.out_features)
+    b2 = fc2.bias if fc2.bias is not None else fc2.weight.new_zeros(fc2.out_features)
+    return torch.ops.mbv3.classifier_head(x, fc1.weight, b1, fc2.weight, b2,
+                                          _ACT_MODULES[type(c[1])])

@@ -1,0 +1,237 @@
+"""mbv3::classifier_head on the CPU: every path (ISA), layout and shape against float64.
+
+Reference: torchvision's classifier (Linear -> act -> Dropout -> Linear) on avgpool(x), in
+float64; tolerance: tests/tolerance.py (vs the same modules in float32).
+"""
+import copy
+import itertools
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import mbv3_fast
+import neon_harness
+from mbv3_shapes import VARIANTS, head_layers
+from tolerance import assert_within_rule
+
+ACT_MODULES = {"hardswish": nn.Hardswish, "relu": nn.ReLU}
+ACT_CODES = {"none": 0, "relu": 1, "hardswish": 2}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread except where a test asks for more (see test_se.py)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_case(n, c, h, w, hidden, classes, act="hardswish", channels_last=False):
+    """x [n, c, h, w] and an eval torchvision-style classifier; x has per-channel offsets so
+    the pooled mean (not only the biases) drives the logits, and the hidden pre-activation
+    spans hardswish's three regions."""
+    x = torch.randn(n, c, h, w) * 0.5 + torch.randn(n, c, 1, 1) * 1.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    act_mod = ACT_MODULES[act]() if act != "none" else nn.Identity()
+    m = nn.Sequential(nn.Linear(c, hidden), act_mod, nn.Dropout(0.2), nn.Linear(hidden, classes)).eval()
+    with torch.no_grad():
+        m[0].weight.normal_(0, 2 / math.sqrt(c))
+        m[0].bias.normal_(0, 1.0)
+        m[3].weight.normal_(0, 1 / math.sqrt(hidden))
+        m[3].bias.normal_(0, 0.5)
+    return x, m
+
+
+def params(m):
+    return (m[0].weight.detach(), m[0].bias.detach(), m[3].weight.detach(), m[3].bias.detach())
+
+
+def reference(x, m, dtype):
+    md = copy.deepcopy(m).to(dtype)
+    with torch.no_grad():
+        return md(x.to(dtype).mean((2, 3)))
+
+
+def check(x, m, act, what, weights=None):
+    w = weights if weights is not None else params(m)
+    ours = torch.ops.mbv3.classifier_head(x, *w, act)
+    assert_within_rule(ours, reference(x, m, torch.float32), reference(x, m, torch.float64), what)
+    return ours
+
+
+# -- MobileNetV3's own heads, enumerated by torchvision ---------------------------------------
+MBV3_HEADS = sorted({cfg for v in VARIANTS for cfg in head_layers(v)})
+
+
+@pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
+@pytest.mark.parametrize("n", [1, 5])  # 5: a block of 4 samples + 1
+@pytest.mark.parametrize("cfg", MBV3_HEADS, ids=lambda c: "C{}_{}x{}_H{}_O{}".format(*c[:5]))
+def test_mobilenet_v3_heads(cfg, n, channels_last, cpu_isa):
+    c, h, w, hidden, classes, act = cfg
+    x, m = make_case(n, c, h, w, hidden, classes, act, channels_last)
+    pre = m[0](x.mean((2, 3)))
+    assert (pre < -3).any() and (pre > 3).any() and (pre.abs() < 3).any(), "hardswish regions"
+    check(x, m, act, f"{cpu_isa} N{n} C{c} {h}x{w} H{hidden} O{classes}")
+
+
+# -- deliberately odd shapes --------------------------------------------------------------------
+ODD = list(itertools.product([1, 7, 17], [(1, 1), (2, 3), (7, 5), (13, 11)], [(1, 1), (5, 3), (33, 17)],
+                             [0, 1, 3]))
+
+
+@pytest.mark.parametrize("c,hw,dims,n", ODD, ids=lambda v: str(v))
+def test_odd_shapes(c, hw, dims, n, cpu_isa):
+    for channels_last, act in ((False, "hardswish"), (True, "relu"), (True, "none")):
+        x, m = make_case(n, c, *hw, *dims, act, channels_last)
+        check(x, m, act, f"{cpu_isa} N{n} C{c} {hw} {dims} {act}")
+
+
+def test_large_maps_and_batches(cpu_isa):
+    # Long pooling sums (pairwise), several sample blocks, a class count that is no multiple of
+    # any vector width.
+    for n, c, h, w, cl in [(2, 40, 57, 61, True), (9, 33, 20, 18, False), (6, 130, 9, 9, True)]:
+        x, m = make_case(n, c, h, w, 67, 1001, "hardswish", cl)
+        check(x, m, "hardswish", f"{cpu_isa} N{n} C{c} {h}x{w}")
+
+
+def test_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 40, 12, 10) * 0.5 + torch.randn(2, 40, 1, 1) * 1.5
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        _, m = make_case(1, x.shape[1], 1, 1, 24, 19)
+        check(x, m, "hardswish", f"{cpu_isa} strided {tuple(x.stride())}")
+
+
+def test_weight_layouts(cpu_isa):
+    """Transposed views of packed buffers (read by outputs), strided slices (packed on the
+    fly), expanded (stride 0) rows."""
+    x, m = make_case(3, 37, 6, 5, 29, 45, channels_last=True)
+    w1, b1, w2, b2 = params(m)
+    layouts = {
+        "transposed views": (w1.t().contiguous().t(), b1, w2.t().contiguous().t(), b2),
+        "strided slices": (torch.randn(29, 2, 37)[:, 1].copy_(w1), torch.randn(58)[::2].copy_(b1),
+                           torch.randn(45, 29, 3)[:, :, 2].copy_(w2), torch.randn(90)[1::2].copy_(b2)),
+    }
+    for name, weights in layouts.items():
+        check(x, m, "hardswish", f"{cpu_isa} {name}", weights)
+    row = torch.randn(1, 37) / 3
+    with torch.no_grad():
+        m[0].weight.copy_(row.expand(29, 37))
+    check(x, m, "hardswish", f"{cpu_isa} expanded", (row.expand(29, 37), b1, w2, b2))
+
+
+def test_every_output_is_written():
+    """Outputs come from poisoned (NaN-filled) buffers; a skipped element would stay NaN."""
+    torch.ops.mbv3._debug_poison_outputs(True)
+    try:
+        for n, c, hidden, classes in [(1, 960, 1280, 1000), (5, 17, 33, 17), (3, 1, 1, 1)]:
+            x, m = make_case(n, c, 3, 2, hidden, classes, channels_last=True)
+            check(x, m, "hardswish", f"poisoned N{n} C{c}")
+    finally:
+        torch.ops.mbv3._debug_poison_outputs(False)
+
+
+def test_threads_do_not_change_the_result():
+    before = torch.get_num_threads()
+    try:
+        for n, c, h, w, cl in [(1, 960, 7, 7, True), (5, 576, 7, 7, False), (2, 17, 3, 3, True)]:
+            x, m = make_case(n, c, h, w, 1280, 1000, "hardswish", cl)
+            outs = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                outs.append(torch.ops.mbv3.classifier_head(x, *params(m), "hardswish"))
+            for o in outs[1:]:
+                assert torch.equal(o, outs[0])
+            torch.set_num_threads(2)
+            check(x, m, "hardswish", f"2 threads N{n} C{c}")
+    finally:
+        torch.set_num_threads(before)
+
+
+# -- torch integration ---------------------------------------------------------------------------
+def test_opcheck():
+    for n, c, h, w, cl in [(2, 17, 3, 2, True), (1, 8, 5, 5, False), (0, 4, 3, 3, False)]:
+        x, m = make_case(n, c, h, w, 9, 7, "hardswish", cl)
+        torch.library.opcheck(torch.ops.mbv3.classifier_head.default, (x, *params(m), "hardswish"))
+
+
+def test_wrapper_takes_a_torchvision_classifier():
+    model = VARIANTS["small"]().eval()
+    x = torch.randn(2, 576, 7, 7).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref64 = copy.deepcopy(model.classifier).double()(x.double().mean((2, 3)))
+        ref32 = model.classifier(x.mean((2, 3)))
+    assert_within_rule(mbv3_fast.ops.classifier_head(x, model.classifier), ref32, ref64, "wrapper")
+    with pytest.raises(ValueError, match="Dropout is in train mode"):
+        mbv3_fast.ops.classifier_head(x, model.classifier.train())
+    with pytest.raises(ValueError, match="expected torchvision's MobileNetV3 classifier"):
+        mbv3_fast.ops.classifier_head(x, nn.Sequential(nn.Linear(576, 10)))
+
+
+# -- NEON, under qemu ----------------------------------------------------------------------------
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    cases = []
+    for i, (n, c, (h, w), hidden, classes) in enumerate([
+            (1, 5, (3, 2), 7, 3), (2, 17, (1, 1), 33, 9), (5, 20, (5, 7), 13, 21), (1, 1, (1, 1), 1, 1),
+            (3, 64, (7, 7), 80, 50), (6, 9, (2, 3), 4, 6)]):
+        for nhwc, t1, t2, act in [(True, False, False, "hardswish"), (False, True, True, "relu"),
+                                  (True, True, False, "none"), (False, False, True, "hardswish")]:
+            x, m = make_case(n, c, h, w, hidden, classes, act, nhwc)
+            cases.append((x, m, nhwc, t1, t2, act))
+    cf = neon_harness.CaseFile()
+    for x, m, nhwc, t1, t2, act in cases:
+        n, c, h, w = x.shape
+        w1, b1, w2, b2 = params(m)
+        cf.i64(n, c, h * w, int(nhwc), w1.shape[0], w2.shape[0], ACT_CODES[act], int(t1), int(t2))
+        cf.floats(x.permute(0, 2, 3, 1) if nhwc else x)
+        cf.floats(w1.t() if t1 else w1)
+        cf.floats(b1)
+        cf.floats(w2.t() if t2 else w2)
+        cf.floats(b2)
+        cf.count += 1
+    flat = neon_harness.run("classifier_head", cf, cpu)
+    off = 0
+    for x, m, nhwc, t1, t2, act in cases:
+        n, classes = x.shape[0], m[3].out_features
+        y = flat[off:off + n * classes].view(n, classes)
+        off += n * classes
+        what = f"neon {cpu} N{n} C{x.shape[1]} nhwc={nhwc} t1={t1} t2={t2} {act}"
+        assert_within_rule(y, reference(x, m, torch.float32), reference(x, m, torch.float64), what)
+    assert off == flat.numel()
+
+
+# -- errors --------------------------------------------------------------------------------------
+def _args(**over):
+    a = dict(x=torch.randn(1, 8, 6, 6), w1=torch.randn(5, 8), b1=torch.randn(5),
+             w2=torch.randn(3, 5), b2=torch.randn(3), activation="hardswish")
+    a.update(over)
+    return list(a.values())
+
+
+@pytest.mark.parametrize("over,exc,match", [
+    (dict(x=torch.randn(1, 8, 6, 6).double()), ValueError, "x must be float32"),
+    (dict(x=torch.randn(1, 8, 6, 6).half()), ValueError, "x must be float32"),
+    (dict(x=torch.randint(0, 5, (1, 8, 6, 6))), ValueError, "x must be float32"),
+    (dict(w1=torch.randn(5, 8).double()), ValueError, "w1 must be float32"),
+    (dict(b2=torch.randn(3).half()), ValueError, "b2 must be float32"),
+    (dict(x=torch.randn(8, 6, 6)), ValueError, "x must be 4-D"),
+    (dict(x=torch.randn(1, 8, 0, 6)), ValueError, "C, H, W >= 1"),
+    (dict(w1=torch.randn(5, 7)), ValueError, r"w1 must be \[hidden, C\] with C = 8"),
+    (dict(w1=torch.randn(5, 8, 1, 1)), ValueError, r"w1 must be \[hidden, C\]"),
+    (dict(w1=torch.randn(0, 8), b1=torch.randn(0)), ValueError, r"w1 must be \[hidden, C\]"),
+    (dict(b1=torch.randn(4)), ValueError, r"b1 must be \[hidden\] with hidden = 5"),
+    (dict(w2=torch.randn(3, 4)), ValueError, r"w2 must be \[classes, hidden\] with hidden = 5"),
+    (dict(b2=torch.randn(2)), ValueError, r"b2 must be \[classes\] with classes = 3"),
+    (dict(activation="gelu"), ValueError, "unknown activation 'gelu'"),
+    (dict(w2=torch.randn(3, 5, device="meta")), RuntimeError, "w2 is on meta"),
+])
+def test_bad_inputs_raise_clear_errors(over, exc, match):
+    with pytest.raises(exc, match=match):
+        torch.ops.mbv3.classifier_head(*_args(**over))
