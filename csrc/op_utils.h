@@ -67,6 +67,20 @@ inline const float* taps_by_channel(const at::Tensor& w, at::Tensor& storage) {
   return storage.data_ptr<float>();
 }
 
+// A [Cout, Cin(, 1, 1)] 1x1-conv weight as K-major w[k * ldw + n] = weight[n, k] (the
+// pointwise GEMM's layout).  Free when the weight is a view of a [Cin, Cout] buffer
+// (stride(0) == 1: the layout the model keeps); packed into `storage` else.
+inline const float* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Cin,
+                                   at::Tensor& storage, int64_t& ldw) {
+  if (Cout == 1 || w.stride(0) == 1) {
+    ldw = Cin == 1 ? Cout : w.stride(1);
+    return w.data_ptr<float>();
+  }
+  storage = w.reshape({Cout, Cin}).t().contiguous();
+  ldw = Cout;
+  return storage.data_ptr<float>();
+}
+
 // A 1-D float tensor's data, copied only when it is strided.
 inline const float* dense_1d(const at::Tensor& t, at::Tensor& storage) {
   if (t.size(0) <= 1 || t.stride(0) == 1) return t.data_ptr<float>();

@@ -12,19 +12,6 @@
 namespace mbv3 {
 namespace {
 
-// The weight as K-major w[k * ldw + n] = weight[n, k].  Free when the weight is a view of a
-// [Cin, Cout] buffer (stride(0) == 1: the layout the model keeps); packed into `storage` else.
-const float* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Cin, at::Tensor& storage,
-                            int64_t& ldw) {
-  if (Cout == 1 || w.stride(0) == 1) {
-    ldw = Cin == 1 ? Cout : w.stride(1);
-    return w.data_ptr<float>();
-  }
-  storage = w.reshape({Cout, Cin}).t().contiguous();
-  ldw = Cout;
-  return storage.data_ptr<float>();
-}
-
 at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              c10::string_view activation, const std::optional<at::Tensor>& residual,
                              const std::optional<at::Tensor>& in_scale) {

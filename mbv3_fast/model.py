@@ -96,6 +96,12 @@ _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
 _se_scale = torch.ops.mbv3.se_scale.default
 _pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
 _classifier_head = torch.ops.mbv3.classifier_head.default
+_expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
+
+# Blocks whose expanded activation is at least this large run expand + depthwise as one op
+# (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as two ops,
+# whose GEMM splits columns over threads too (measured: see README, "expand + depthwise").
+FUSE_EXPAND_MIN_BYTES = 512 * 1024
 
 
 class _Unfusable(Exception):
@@ -450,8 +456,12 @@ def fused_block_forward(block: tuple, x: Tensor, index: int = 0) -> Tensor:
     if _PROFILE_LABELS:
         return _fused_block_forward_labelled(block, x, index)
     ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
-    y = x if ew is None else _pwconv_bn_act(x, ew, eb, eact, None, None)
-    y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+    if ew is None:
+        y = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
+    elif x.shape[2] * x.shape[3] * ce * x.element_size() >= FUSE_EXPAND_MIN_BYTES:
+        y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
+    else:
+        y = _dwconv_bn_act(_pwconv_bn_act(x, ew, eb, eact, None, None), dw, db, st, pd, dl, dact)
     scale = None if se is None else _se_scale(y, se[0], se[1], se[2], se[3])
     return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
 

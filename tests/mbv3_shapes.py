@@ -79,3 +79,23 @@ def head_layers(variant: str, size: int = 224):
     shape = [s for m, s in _run_hooked(model, nn.AdaptiveAvgPool2d, size) if m is model.avgpool][0]
     fc1, act, _, fc2 = model.classifier
     return [(shape[1], shape[2], shape[3], fc1.out_features, fc2.out_features, _ACT[type(act)])]
+
+
+@lru_cache(maxsize=None)
+def expand_depthwise_layers(variant: str, size: int = 224):
+    """(Cin, Ce, H, W, expand_act, k, stride, padding, dilation, act) of every inverted
+    residual block with an expand conv: its expand 1x1 conv + BN + act and depthwise conv +
+    BN + act, H x W the block's input."""
+    from torchvision.models.mobilenetv3 import InvertedResidual
+    model = VARIANTS[variant]()
+    blocks = [b for b in model.modules() if isinstance(b, InvertedResidual) and b.block[0][0].groups == 1]
+    out = []
+    for blk, shape in _run_hooked(model, InvertedResidual, size):
+        if not any(blk is b for b in blocks):
+            continue
+        expand, dw = blk.block[0], blk.block[1]
+        conv = dw[0]
+        out.append((expand[0].in_channels, expand[0].out_channels, shape[2], shape[3],
+                    _ACT[type(expand[2])], conv.kernel_size[0], conv.stride[0], conv.padding[0],
+                    conv.dilation[0], _ACT[type(dw[2])]))
+    return out

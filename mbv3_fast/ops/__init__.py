@@ -4,5 +4,6 @@ from mbv3_fast.ops.dwconv_bn_act import dwconv_bn_act
 from mbv3_fast.ops.se import se
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pwconv_bn_act
 from mbv3_fast.ops.classifier_head import classifier_head
+from mbv3_fast.ops import expand_dwconv_bn_act as _expand_dwconv_bn_act  # noqa: F401 (registers the fake/CUDA kernels)
 
 __all__ = ["fold_bn", "dwconv_bn_act", "se", "pwconv_bn_act", "pack_pw_weight", "classifier_head"]
