@@ -471,12 +471,16 @@ def _fused_block_forward_labelled(block: tuple, x: Tensor, index: int) -> Tensor
     from torch.profiler import record_function
     ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
     name = f"mbv3.block{index}."
-    y = x
-    if ew is not None:
-        with record_function(name + "expand"):
-            y = _pwconv_bn_act(x, ew, eb, eact, None, None)
-    with record_function(name + "depthwise"):
-        y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
+    if ew is not None and x.shape[2] * x.shape[3] * ce * x.element_size() >= FUSE_EXPAND_MIN_BYTES:
+        with record_function(name + "expand+depthwise"):
+            y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
+    else:
+        y = x
+        if ew is not None:
+            with record_function(name + "expand"):
+                y = _pwconv_bn_act(x, ew, eb, eact, None, None)
+        with record_function(name + "depthwise"):
+            y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
     scale = None
     if se is not None:
         with record_function(name + "se"):
