@@ -37,8 +37,11 @@ constexpr int kSegment = 9;
 constexpr int pixels(int NV) { return std::min(kMaxP, (Vec::kRegs - NV - 1) / NV); }
 
 // acc + broadcast(*x) * w.  AVX-512: one FMA with an embedded {1to16} memory broadcast -- a
-// separate vbroadcastss costs an FP-pipe slot on Zen 4 (measured: 2.7 vs 3.6 FMA/ns), and the
-// compilers do not fold the broadcast themselves here.
+// separate vbroadcastss costs an FP-pipe slot on Zen 4 (measured: 2.7 vs 3.6 FMA/ns), and GCC
+// does not fold the broadcast itself here (it shares loads between overlapping taps).  The
+// address goes in as a register, not an "m" operand: with "m" GCC kept the accumulators in
+// memory (store motion blocked) and ran 2x slower.  The asm reads x without telling the
+// compiler, which is sound because the kernel never writes x.
 inline Vec fmadd_bcast(const float* x, Vec w, Vec acc) {
 #if defined(MBV3_ISA_AVX512) && (defined(__GNUC__) || defined(__clang__))
   __m512 r = acc.v;

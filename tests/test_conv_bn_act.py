@@ -174,7 +174,8 @@ def test_threads_do_not_change_the_result():
 
 def test_opcheck():
     for n, cin, cout, h, w, k, s, layout in [(2, 3, 16, 9, 7, 3, 2, "nchw"), (1, 4, 8, 5, 5, 5, 1, "nhwc"),
-                                             (0, 3, 4, 3, 3, 3, 1, "nchw"), (1, 1, 3, 1, 1, 1, 1, "nchw")]:
+                                             (0, 3, 4, 3, 3, 3, 1, "nchw"), (1, 1, 3, 1, 1, 1, 1, "nchw"),
+                                             (2, 3, 1, 5, 4, 3, 1, "nhwc")]:
         x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout)
         wt, b = fold_bn(conv_w, bn)
         torch.library.opcheck(torch.ops.mbv3.conv_bn_act.default, (x, wt, b, s, k // 2, "hardswish"))
@@ -240,6 +241,12 @@ def test_fake_kernel_checks_like_the_real_one():
                                        for a in _args(stride=2)])
     assert out.shape == (1, 8, 3, 3) and out.device.type == "meta"
     assert out.stride() == nhwc_strides(1, 8, 3, 3)
+    # Ambiguous shapes (Cout == 1, 1x1 output) get channels_last strides too, like the real op.
+    for shape_x, shape_w, pad in (((2, 3, 4, 5), (1, 3, 3, 3), 1), ((1, 3, 3, 3), (4, 3, 3, 3), 0)):
+        args = (torch.randn(shape_x), torch.randn(shape_w), torch.randn(shape_w[0]), 1, pad, "relu")
+        real = torch.ops.mbv3.conv_bn_act(*args)
+        fake = torch.ops.mbv3.conv_bn_act(*[a.to("meta") if isinstance(a, torch.Tensor) else a for a in args])
+        assert fake.stride() == real.stride() == nhwc_strides(*real.shape)
 
 
 def test_python_wrapper_folds_bn():

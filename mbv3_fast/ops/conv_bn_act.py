@@ -67,7 +67,10 @@ def check_inputs(x, weight, bias, stride, padding, activation):
 def _fake(x, weight, bias, stride, padding, activation):
     check_cpu_dtype(x)
     cout, _, oh, ow, _ = check_inputs(x, weight, bias, stride, padding, activation)
-    return x.new_empty((x.shape[0], cout, oh, ow)).contiguous(memory_format=torch.channels_last)
+    # torch.empty(memory_format=...) gives channels_last strides even for ambiguous shapes
+    # (Cout == 1, 1x1 maps), as the C++ op's at::empty does; .contiguous() would not.
+    return torch.empty((x.shape[0], cout, oh, ow), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
 
 
 @torch.library.register_kernel("mbv3::conv_bn_act", "cuda")
