@@ -6,7 +6,7 @@ Modes
 * ``train()``: torchvision's own forward over the plain modules (BatchNorm batch statistics,
   running-stat updates, dropout, autograd) — bit-for-bit torchvision.
 * ``eval()``: the *fused path*, when it applies, BatchNorm folded everywhere:
-    stem conv -> ``F.conv2d``; expand / project / last 1x1 convs + BN + activation (+ residual)
+    stem conv + BN + act -> ``torch.ops.mbv3.conv_bn_act`` (reads NCHW images in place); expand / project / last 1x1 convs + BN + activation (+ residual)
     -> ``torch.ops.mbv3.pwconv_bn_act``; depthwise conv + BN + activation ->
     ``torch.ops.mbv3.dwconv_bn_act``; squeeze-excitation -> ``torch.ops.mbv3.se_scale``, whose
     [N, C] scale the project GEMM applies while reading its input (``in_scale``): a bneck is
@@ -68,6 +68,7 @@ from torch.fx import _symbolic_trace as _fx_trace
 from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight
+from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
 
 __all__ = [
     "FastMobileNetV3",
@@ -90,12 +91,11 @@ _is_fx_tracing = (getattr(_fx_trace, "is_fx_symbolic_tracing", None)
                   or getattr(_fx_trace, "_get_is_fx_tracing", None) or _fx_trace.is_fx_tracing)
 _GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
                  nn.modules.module._global_forward_pre_hooks)
-_hardswish_ = torch._C._nn.hardswish_
-_relu_ = torch.relu_
 _dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
 _se_scale = torch.ops.mbv3.se_scale.default
 _pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
 _classifier_head = torch.ops.mbv3.classifier_head.default
+_conv_bn_act = torch.ops.mbv3.conv_bn_act.default
 _expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
 
 # Blocks whose expanded activation is at least this large run expand + depthwise as one op
@@ -117,7 +117,7 @@ class _Plan:
     train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
     hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
                path runs no submodule, so any registered hook sends the forward unfused
-    stem    -- (weight, bias, stride, padding, act) of the dense 3x3 conv
+    stem    -- (packed weight, bias, stride, padding, act) of the dense 3x3 conv
     last    -- (weight^T [Cin, Cout], bias, act, Cout) of the last 1x1 conv
     blocks  -- per inverted residual block:
                (expand_w^T or None, expand_b, expand_act, expanded channels,
@@ -196,6 +196,15 @@ def _fold_dense(m: nn.Module, sources: list, train_mods: list, dtype):
     w = w.to(dtype).contiguous(memory_format=torch.channels_last)
     return (w, b.to(dtype), _square(conv.stride, "stride"), _square(conv.padding, "padding"),
             _act_code(act))
+
+
+def _fold_stem(m: nn.Module, sources: list, train_mods: list, dtype):
+    """The stem for ``mbv3::conv_bn_act``: weight kept packed ([k, k, Cin, Cout] viewed as
+    [Cout, Cin, k, k], read in place by the CPU kernel)."""
+    w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
+    if w.shape[-1] != w.shape[-2] or w.shape[-1] % 2 != 1 or w.shape[-1] > 7:
+        raise _Unfusable(f"stem kernel {tuple(w.shape[-2:])}")
+    return (pack_conv_weight(w.contiguous()), b, stride, pad, act)
 
 
 def _fold_depthwise(m: nn.Module, sources: list, train_mods: list, dtype):
@@ -291,7 +300,7 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
             feats = list(model.features)
             if len(feats) < 3:
                 raise _Unfusable("too few feature layers")
-            stem = _fold_dense(feats[0], sources, train_mods, dtype)
+            stem = _fold_stem(feats[0], sources, train_mods, dtype)
             blocks = tuple(_fold_block(b, sources, train_mods, dtype) for b in feats[1:-1])
             last = _fold_pointwise(feats[-1], sources, train_mods, dtype, "last")
             head = _head(model.classifier, sources, train_mods)
@@ -421,12 +430,10 @@ class FastMobileNetV3(_tv.MobileNetV3):
 
 
 def fused_stem_forward(plan: _Plan, x: Tensor) -> Tensor:
-    """The fused path's stem: input -> channels_last, dense 3x3 conv (BN folded) + activation."""
+    """The fused path's stem: dense 3x3 conv (BN folded) + activation as one op, reading the
+    input in whatever layout it comes (NCHW images: no copy), writing channels_last."""
     w, b, stride, pad, act = plan.stem
-    x = torch.conv2d(x.contiguous(memory_format=torch.channels_last), w, b, stride, pad)
-    x = x.contiguous(memory_format=torch.channels_last)  # no-op unless a backend chose NCHW
-    _act_(x, act)
-    return x
+    return _conv_bn_act(x, w, b, stride, pad, act)
 
 
 def fused_head_forward(plan: _Plan, x: Tensor, classifier: nn.Module) -> Tensor:
@@ -487,13 +494,6 @@ def _fused_block_forward_labelled(block: tuple, x: Tensor, index: int) -> Tensor
             scale = _se_scale(y, se[0], se[1], se[2], se[3])
     with record_function(name + "project"):
         return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
-
-
-def _act_(x: Tensor, act: str) -> None:
-    if act == "hardswish":
-        _hardswish_(x)
-    elif act == "relu":
-        _relu_(x)
 
 
 class MobileNetV3Large(FastMobileNetV3):

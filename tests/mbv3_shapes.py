@@ -99,3 +99,18 @@ def expand_depthwise_layers(variant: str, size: int = 224):
                     _ACT[type(expand[2])], conv.kernel_size[0], conv.stride[0], conv.padding[0],
                     conv.dilation[0], _ACT[type(dw[2])]))
     return out
+
+
+@lru_cache(maxsize=None)
+def stem_layers(variant: str, size: int = 224):
+    """(Cin, Cout, H, W, k, stride, padding, activation) of every dense KxK (k > 1) conv+BN+act:
+    in MobileNetV3 that is the stem alone (3 -> 16, 3x3, stride 2, hardswish)."""
+    out = []
+    for block, shape in _run_hooked(VARIANTS[variant](), Conv2dNormActivation, size):
+        conv = block[0]
+        if conv.groups != 1 or conv.kernel_size == (1, 1):
+            continue
+        act = _ACT[type(block[2])] if len(block) > 2 else "none"
+        out.append((conv.in_channels, conv.out_channels, shape[2], shape[3], conv.kernel_size[0],
+                    conv.stride[0], conv.padding[0], act))
+    return out

@@ -168,8 +168,9 @@ def test_every_bench_file_runs():
     """Smoke run of the other benchmark files (one call each, no timing) so they never rot:
     first/last layer of each op at 1 thread, the model at batch 1 (torch.compile and ONNX
     Runtime providers left out: they take minutes, and ORT is optional)."""
-    p = _run(["-m", "pytest", "bench/bench_dwconv_bn_act.py", "bench/bench_se.py",
-              "bench/bench_pwconv_bn_act.py", "bench/bench_model.py", "-q", "-p", "no:cacheprovider",
+    p = _run(["-m", "pytest", "bench/bench_dwconv_bn_act.py", "bench/bench_conv_bn_act.py",
+              "bench/bench_se.py", "bench/bench_pwconv_bn_act.py", "bench/bench_model.py", "-q",
+              "-p", "no:cacheprovider",
               "--benchmark-disable", "-k",
               "(L00 or L14 or L0_ or L7_ or fused or torchvision_cl) and t1 and not b8 "
               "and not compile and not onnx and not interleaved"])

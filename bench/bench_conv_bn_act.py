@@ -1,0 +1,51 @@
+"""Fused stem (dense 3x3/s2 conv + BN + hardswish, 3 -> 16 channels) vs PyTorch's unfused eval
+path, MobileNetV3-Large at batch 1 and 8.  The input is an NCHW image, as users pass them; the
+fused op reads it in place and writes channels_last.  Baselines: torch.conv2d (BN folded, so the
+baseline does no more arithmetic than we do) + hardswish on the NCHW input, and on a
+channels_last copy made inside the timed call (the model's old stem), and on an input that is
+already channels_last.  `make bench` runs it; bench/summarize.py prints ratios (suite
+"conv_bn_act")."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mbv3_fast.ops import fold_bn, pack_conv_weight
+from mbv3_shapes import stem_layers
+
+LAYERS = stem_layers("large")
+ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
+
+
+def make_layer(i, batch):
+    cin, cout, h, w, k, s, p, act = LAYERS[i]
+    x = torch.randn(batch, cin, h, w)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(cin, cout, k, s, p, bias=False)
+    bn = torch.nn.BatchNorm2d(cout, eps=1e-3).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_(0, 0.3)
+        bn.running_var.uniform_(0.5, 2)
+    wf, bf = fold_bn(conv.weight, bn)
+    wp = pack_conv_weight(wf)  # the layout the model keeps its folded stem weight in
+    a = ACT[act]
+
+    return {
+        "torch_nchw": lambda: a(F.conv2d(x, wf, bf, s, p)),
+        "torch_cl_copy": lambda: a(F.conv2d(x.contiguous(memory_format=torch.channels_last), wf, bf, s, p)),
+        "torch_cl_input": lambda: a(F.conv2d(x_cl, wf, bf, s, p)),
+        "fused": lambda: torch.ops.mbv3.conv_bn_act(x, wp, bf, s, p, act),
+    }
+
+
+@pytest.mark.parametrize("provider", ["torch_nchw", "torch_cl_copy", "torch_cl_input", "fused"])
+@pytest.mark.parametrize("layer", range(len(LAYERS)), ids=lambda i: f"L{i}")
+@pytest.mark.parametrize("batch", [1, 8], ids=lambda b: f"b{b}")
+@pytest.mark.parametrize("threads", [1, 2], indirect=True, ids=lambda t: f"t{t}")
+def test_conv_bn_act(benchmark, record, threads, batch, layer, provider):
+    cin, cout, h, w, k, s, p, act = LAYERS[layer]
+    benchmark.group = f"stem t{threads} b{batch} Cin{cin} Cout{cout} {h}x{w} k{k}s{s} {act}"
+    record(suite="conv_bn_act", config=f"nchw-in t{threads} b{batch}", provider=provider,
+           layer=f"stem{layer}")
+    fn = make_layer(layer, batch)[provider]
+    with torch.no_grad():
+        benchmark(fn)

@@ -1,0 +1,104 @@
+"""mbv3::conv_bn_act — dense KxK conv + folded BatchNorm + activation in one pass, made for few
+input channels (MobileNetV3's stem: 3 -> 16 channels, 3x3, stride 2, hardswish).
+
+    y = act(conv2d(x, weight, stride=stride, padding=padding) + bias)
+
+Schema and CPU kernel: csrc/conv_bn_act_op.cpp.  CUDA kernel: kernels/conv_bn_act.py (Triton).
+Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA registration,
+``pack_weight`` and the Python wrapper.
+
+Layout: x may have any strides (NCHW images, channels_last, views) and is read in place.  The
+output is ALWAYS channels_last (unlike the other ops, which keep x's layout): the stem takes an
+NCHW image and feeds NHWC ops.  Dilation 1, groups 1.
+
+Weight layout: any [Cout, Cin, k, k] tensor works.  The CPU kernel reads it as
+[k][k][Cin][Cout] (output channels contiguous); a view of such a buffer (``pack_weight``) is
+read in place, anything else is repacked on every call.
+"""
+from typing import Optional
+
+import torch
+from torch import nn
+
+from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops.fold_bn import fold_bn
+
+ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
+
+
+def check_inputs(x, weight, bias, stride, padding, activation):
+    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
+    kernel's messages.  Returns (Cout, k, OH, OW, activation code).  ValueError for bad dtypes,
+    shapes and values; RuntimeError for tensors on different devices."""
+    op = "conv_bn_act"
+    check_float(x, "x", op)
+    if x.dim() != 4:
+        raise ValueError(f"{op}: x must be 4-D [N, Cin, H, W], got {x.dim()}-D")
+    n, cin, h, w = x.shape
+    check_float(weight, "weight", op, x.dtype)
+    check_float(bias, "bias", op, x.dtype)
+    if weight.dim() != 4 or weight.shape[1] != cin or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"{op}: weight must be [Cout, Cin, k, k] with Cin = {cin} (x's channels), "
+                         f"got {list(weight.shape)}")
+    cout, k = weight.shape[0], weight.shape[2]
+    if k % 2 != 1 or k > 7:
+        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
+    if bias.dim() != 1 or bias.shape[0] != cout:
+        raise ValueError(f"{op}: bias must be [Cout] with Cout = {cout}, got {list(bias.shape)}")
+    for name, v, lo in (("stride", stride, 1), ("padding", padding, 0)):
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {activation!r}, "
+                         "expected 'hardswish', 'relu' or 'none'")
+    check_same_device(x, weight=weight, bias=bias)
+    if h < 1 or w < 1:
+        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
+    if h + 2 * padding < k or w + 2 * padding < k:
+        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than the kernel {k}")
+    oh = (h + 2 * padding - k) // stride + 1
+    ow = (w + 2 * padding - k) // stride + 1
+    return cout, k, oh, ow, ACTIVATIONS[activation]
+
+
+@torch.library.register_fake("mbv3::conv_bn_act")
+def _fake(x, weight, bias, stride, padding, activation):
+    check_cpu_dtype(x)
+    cout, _, oh, ow, _ = check_inputs(x, weight, bias, stride, padding, activation)
+    # torch.empty(memory_format=...) gives channels_last strides even for ambiguous shapes
+    # (Cout == 1, 1x1 maps), as the C++ op's at::empty does; .contiguous() would not.
+    return torch.empty((x.shape[0], cout, oh, ow), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
+
+
+@torch.library.register_kernel("mbv3::conv_bn_act", "cuda")
+def _cuda(x, weight, bias, stride, padding, activation):
+    from mbv3_fast.kernels.conv_bn_act import conv_bn_act as triton_conv_bn_act
+    return triton_conv_bn_act(x, weight, bias, stride, padding, activation)
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The layout to keep a (folded) stem weight in: a [k, k, Cin, Cout] buffer viewed as
+    [Cout, Cin, k, k] (stride(0) == 1), which the CPU kernel reads without per-call packing."""
+    return weight.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+
+
+def conv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
+                bn: Optional[nn.Module] = None, stride: int = 1, padding: Optional[int] = None,
+                activation: str = "hardswish") -> torch.Tensor:
+    """Dense conv (groups 1, dilation 1) + BatchNorm + activation as one op; the result is
+    channels_last whatever x's layout.
+
+    Either pass the conv ``weight`` [Cout, Cin, k, k] together with ``bn`` (folded here, each
+    call — cache ``fold_bn`` + ``pack_weight`` yourself on a hot path), or an already folded
+    ``weight``/``bias``.  ``padding`` defaults to "same" for stride 1: (k - 1) // 2.
+    """
+    if bn is not None:
+        weight, bias = fold_bn(weight, bn, bias)
+    elif bias is None:
+        bias = weight.new_zeros(weight.shape[0])
+    if padding is None:
+        padding = (weight.shape[-1] - 1) // 2
+    return torch.ops.mbv3.conv_bn_act(x, weight, bias, stride, padding, activation)

@@ -1,0 +1,293 @@
+"""mbv3::conv_bn_act on the CPU: every path (ISA), layout and shape against float64."""
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import neon_harness
+from mbv3_fast.ops import conv_bn_act, fold_bn, pack_conv_weight
+from mbv3_shapes import VARIANTS, stem_layers
+from layers import ACT_CODE, ACT_FN, random_bn
+from tolerance import assert_within_rule
+
+
+def make_case(n, cin, cout, h, w, k, layout="nchw"):
+    """layout: nchw (contiguous), nhwc (channels_last), or a non-contiguous view of either."""
+    if layout == "nchw":
+        x = torch.randn(n, cin, h, w)
+    elif layout == "nhwc":
+        x = torch.randn(n, cin, h, w).contiguous(memory_format=torch.channels_last)
+    elif layout == "nchw_view":  # every dim strided: a crop of a bigger NCHW tensor, every 2nd column
+        x = torch.randn(n, cin + 2, h + 3, 2 * w + 1)[:, 1:cin + 1, 2:h + 2, 1::2]
+    elif layout == "nhwc_view":  # channel slice of a channels_last tensor
+        x = torch.randn(n, h, w, cin + 3).permute(0, 3, 1, 2)[:, 2:cin + 2]
+    else:
+        raise AssertionError(layout)
+    return x, torch.randn(cout, cin, k, k) * (1.5 / (k * cin ** 0.5)), random_bn(cout)
+
+
+def reference(x, conv_w, bn, stride, padding, act, dtype=torch.float64):
+    """conv2d -> batch_norm(eval) -> activation, the unfused PyTorch path, in dtype."""
+    y = F.conv2d(x.to(dtype), conv_w.to(dtype), None, stride, padding)
+    y = F.batch_norm(y, bn.running_mean.to(dtype), bn.running_var.to(dtype), bn.weight.to(dtype),
+                     bn.bias.to(dtype), False, 0.0, bn.eps)
+    return ACT_FN[act](y)
+
+
+def nhwc_strides(n, c, h, w):
+    return (h * w * c, 1, w * c, c)
+
+
+def check(x, conv_w, bn, stride, padding, act, what, weight=None):
+    w, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.conv_bn_act(x, w if weight is None else weight, b, stride, padding, act)
+    ref64 = reference(x, conv_w, bn, stride, padding, act)
+    ref32 = reference(x, conv_w, bn, stride, padding, act, torch.float32)
+    assert_within_rule(ours, ref32, ref64, what)
+    # The output is always channels_last, whatever x's layout: check the strides themselves
+    # (is_contiguous(channels_last) also holds for NCHW tensors with C == 1 or H == W == 1).
+    assert ours.stride() == nhwc_strides(*ours.shape), f"{what}: strides {ours.stride()}"
+    return ours
+
+
+def valid(h, w, k, p):
+    return h + 2 * p >= k and w + 2 * p >= k
+
+
+# -- MobileNetV3's own stems, enumerated by torchvision ------------------------------------------
+STEMS = sorted({cfg for v in VARIANTS for cfg in stem_layers(v)})
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "Cin{}_Cout{}_{}x{}_k{}s{}p{}_{}".format(*c))
+def test_mobilenet_v3_stem(cfg, n, layout, cpu_isa):
+    cin, cout, h, w, k, s, p, act = cfg
+    x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout)
+    check(x, conv_w, bn, s, p, act, f"{cpu_isa} N{n} {layout} {cfg}")
+
+
+def test_stem_is_what_the_model_uses():
+    assert STEMS == [(3, 16, 224, 224, 3, 2, 1, "hardswish")]
+
+
+# -- deliberately odd shapes ------------------------------------------------------------------------
+LAYOUTS = ["nchw", "nhwc", "nchw_view", "nhwc_view"]
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 5), (13, 11)], ids=lambda v: f"{v[0]}x{v[1]}")
+@pytest.mark.parametrize("cout", [1, 7, 16, 17, 33])
+@pytest.mark.parametrize("cin", [1, 3, 4])
+def test_odd_shapes(cin, cout, hw, cpu_isa):
+    h, w = hw
+    i = 0
+    for k, s in itertools.product((1, 3, 5, 7), (1, 2, 3)):
+        p = (k // 2 + i) % 4  # padding 0..3, cycled
+        if not valid(h, w, k, p):
+            p = k // 2 + (i % 2)
+        n, layout, act = (0, 1, 3)[i % 3], LAYOUTS[i % 4], ("hardswish", "relu", "none")[i % 3]
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout)
+        check(x, conv_w, bn, s, p, act, f"{cpu_isa} N{n} Cin{cin} Cout{cout} {h}x{w} k{k}s{s}p{p} {layout} {act}")
+        i += 1
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+@pytest.mark.parametrize("s", [1, 2, 3])
+def test_wide_rows_every_padding(k, s, cpu_isa):
+    # Rows wide enough for several interior tiles (14 pixels on AVX-512), the moved-back last
+    # tile and both borders; every padding 0..3 and every layout (compile-time and run-time
+    # column offsets).
+    for p, layout in zip(range(4), LAYOUTS):
+        for cin, cout, act in ((3, 16, "hardswish"), (4, 33, "relu"), (1, 7, "none")):
+            x, conv_w, bn = make_case(2, cin, cout, 9, 61, k, layout)
+            check(x, conv_w, bn, s, p, act, f"{cpu_isa} Cin{cin} Cout{cout} k{k}s{s}p{p} {layout} {act}")
+
+
+@pytest.mark.parametrize("cout", [8, 24, 32, 40, 48, 64, 65])
+def test_channel_tiles(cout, cpu_isa):
+    """Cout over several vector groups (AVX2 / NEON tiles of 2 and 4 vectors, masked tails)."""
+    x, conv_w, bn = make_case(1, 3, cout, 11, 37, 3)
+    check(x, conv_w, bn, 2, 1, "hardswish", f"{cpu_isa} Cout{cout}")
+
+
+def test_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 6, 30, 34)
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 1:4, 1:-2, ::2], cl[:, 2:5], cl[..., 3:], base[:, :3].transpose(2, 3),
+              torch.randn(1, 3, 1, 1).expand(2, 3, 20, 31)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        cin = x.shape[1]
+        conv_w, bn = torch.randn(16, cin, 3, 3) * 0.3, random_bn(16)
+        check(x, conv_w, bn, 2, 1, "hardswish", f"{cpu_isa} strided {tuple(x.stride())}")
+    # Weight and bias given as strided views too.
+    x, conv_w, bn = make_case(1, 3, 16, 19, 23, 5)
+    w, b = fold_bn(conv_w, bn)
+    w_strided = torch.randn(16, 6, 5, 5)[:, ::2].copy_(w)
+    b_strided = torch.randn(32)[::2].copy_(b)
+    got = torch.ops.mbv3.conv_bn_act(x, w_strided, b_strided, 2, 2, "relu")
+    torch.testing.assert_close(got, torch.ops.mbv3.conv_bn_act(x, w, b, 2, 2, "relu"), rtol=0, atol=0)
+
+
+def test_prepacked_weight_view_is_equivalent(cpu_isa):
+    """pack_weight's layout ([k,k,Cin,Cout] buffer viewed as [Cout,Cin,k,k]) gives the same
+    result, read in place."""
+    x, conv_w, bn = make_case(2, 3, 16, 40, 36, 3)
+    w, b = fold_bn(conv_w, bn)
+    packed = pack_conv_weight(w)
+    assert packed.shape == w.shape and packed.stride() == (1, 16, 3 * 3 * 16, 3 * 16)
+    torch.testing.assert_close(torch.ops.mbv3.conv_bn_act(x, packed, b, 2, 1, "hardswish"),
+                               torch.ops.mbv3.conv_bn_act(x, w, b, 2, 1, "hardswish"), rtol=0, atol=0)
+    check(x, conv_w, bn, 2, 1, "hardswish", f"{cpu_isa} packed", weight=packed)
+
+
+def test_every_output_element_written(cpu_isa):
+    """Outputs come from poisoned (NaN-filled) buffers; a skipped element would stay NaN."""
+    torch.ops.mbv3._debug_poison_outputs(True)
+    try:
+        for cin, cout, (h, w), k, s, p in [(3, 16, (7, 5), 3, 2, 1), (1, 17, (1, 1), 5, 1, 2),
+                                           (4, 33, (13, 45), 3, 1, 1), (3, 7, (21, 50), 7, 3, 3),
+                                           (3, 16, (30, 60), 3, 2, 0)]:
+            for layout in LAYOUTS:
+                x, conv_w, bn = make_case(2, cin, cout, h, w, k, layout)
+                check(x, conv_w, bn, s, p, "relu", f"poisoned Cin{cin} Cout{cout} {h}x{w} {layout}")
+    finally:
+        torch.ops.mbv3._debug_poison_outputs(False)
+
+
+def test_threads_do_not_change_the_result():
+    x, conv_w, bn = make_case(3, 3, 16, 64, 58, 3)
+    w, b = fold_bn(conv_w, bn)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(torch.ops.mbv3.conv_bn_act(x, w, b, 2, 1, "hardswish"))
+    finally:
+        torch.set_num_threads(before)
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_opcheck():
+    for n, cin, cout, h, w, k, s, layout in [(2, 3, 16, 9, 7, 3, 2, "nchw"), (1, 4, 8, 5, 5, 5, 1, "nhwc"),
+                                             (0, 3, 4, 3, 3, 3, 1, "nchw"), (1, 1, 3, 1, 1, 1, 1, "nchw"),
+                                             (2, 3, 1, 5, 4, 3, 1, "nhwc")]:
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout)
+        wt, b = fold_bn(conv_w, bn)
+        torch.library.opcheck(torch.ops.mbv3.conv_bn_act.default, (x, wt, b, s, k // 2, "hardswish"))
+
+
+def test_compile_and_export():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            w, self.b = fold_bn(torch.randn(16, 3, 3, 3), random_bn(16))
+            self.w = pack_conv_weight(w)
+
+        def forward(self, x):
+            return torch.ops.mbv3.conv_bn_act(x, self.w, self.b, 2, 1, "hardswish") * 2
+
+    m, x = M(), torch.randn(1, 3, 20, 22)
+    expected = m(x)
+    torch.testing.assert_close(torch.compile(m, fullgraph=True)(x), expected)
+    ep = torch.export.export(m, (x,))
+    assert any("conv_bn_act" in str(n.target) for n in ep.graph.nodes)
+    torch.testing.assert_close(ep.module()(x), expected)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+def _args(**over):
+    a = dict(x=torch.randn(1, 3, 6, 6), weight=torch.randn(8, 3, 3, 3), bias=torch.randn(8),
+             stride=1, padding=1, activation="relu")
+    a.update(over)
+    return list(a.values())
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(x=torch.randn(1, 3, 6, 6).double()), "x must be float32"),
+    (dict(x=torch.randint(0, 5, (1, 3, 6, 6))), "x must be float32"),
+    (dict(x=torch.randn(1, 3, 6, 6).half()), "x must be float32"),
+    (dict(x=torch.randn(3, 6, 6)), "4-D"),
+    (dict(weight=torch.randn(8, 3, 3)), r"weight must be \[Cout, Cin, k, k\]"),
+    (dict(weight=torch.randn(8, 4, 3, 3)), r"weight must be \[Cout, Cin, k, k\] with Cin = 3"),
+    (dict(weight=torch.randn(8, 3, 3, 5)), r"weight must be \[Cout, Cin, k, k\]"),
+    (dict(weight=torch.randn(8, 3, 3, 3).double()), "weight must be float32"),
+    (dict(weight=torch.randn(8, 3, 4, 4)), "kernel size must be odd"),
+    (dict(weight=torch.randn(8, 3, 9, 9), padding=4), "kernel size must be odd and <= 7"),
+    (dict(bias=torch.randn(9)), r"bias must be \[Cout\]"),
+    (dict(bias=torch.randn(8, 1)), r"bias must be \[Cout\]"),
+    (dict(stride=0), "stride must be >= 1"),
+    (dict(padding=-1), "padding must be >= 0"),
+    (dict(activation="gelu"), "unknown activation 'gelu'"),
+    (dict(x=torch.randn(1, 3, 2, 2), padding=0), "smaller than the kernel"),
+    (dict(weight=torch.randn(8, 3, 3, 3, device="meta")), "weight is on meta"),
+])
+def test_bad_inputs_raise_clear_errors(over, match):
+    with pytest.raises((ValueError, RuntimeError), match=match):
+        torch.ops.mbv3.conv_bn_act(*_args(**over))
+
+
+def test_fake_kernel_checks_like_the_real_one():
+    for over in (dict(bias=torch.randn(9)), dict(activation="gelu"), dict(stride=0),
+                 dict(weight=torch.randn(8, 3, 4, 4))):
+        args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in _args(**over)]
+        with pytest.raises(ValueError):
+            torch.ops.mbv3.conv_bn_act(*args)
+    out = torch.ops.mbv3.conv_bn_act(*[a.to("meta") if isinstance(a, torch.Tensor) else a
+                                       for a in _args(stride=2)])
+    assert out.shape == (1, 8, 3, 3) and out.device.type == "meta"
+    assert out.stride() == nhwc_strides(1, 8, 3, 3)
+    # Ambiguous shapes (Cout == 1, 1x1 output) get channels_last strides too, like the real op.
+    for shape_x, shape_w, pad in (((2, 3, 4, 5), (1, 3, 3, 3), 1), ((1, 3, 3, 3), (4, 3, 3, 3), 0)):
+        args = (torch.randn(shape_x), torch.randn(shape_w), torch.randn(shape_w[0]), 1, pad, "relu")
+        real = torch.ops.mbv3.conv_bn_act(*args)
+        fake = torch.ops.mbv3.conv_bn_act(*[a.to("meta") if isinstance(a, torch.Tensor) else a for a in args])
+        assert fake.stride() == real.stride() == nhwc_strides(*real.shape)
+
+
+def test_python_wrapper_folds_bn():
+    x, conv_w, bn = make_case(2, 3, 16, 10, 12, 3)
+    got = conv_bn_act(x, conv_w, bn=bn, stride=2, activation="hardswish")
+    assert_within_rule(got, reference(x, conv_w, bn, 2, 1, "hardswish", torch.float32),
+                       reference(x, conv_w, bn, 2, 1, "hardswish"), "wrapper")
+    assert got.stride() == nhwc_strides(*got.shape)
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------------
+NEON_CASES = [  # (N, Cin, Cout, H, W, k, stride, pad, act, layout): tails, borders, tiles, views
+    (1, 3, 16, 33, 40, 3, 2, 1, "hardswish", "nchw"), (2, 3, 16, 9, 37, 3, 1, 1, "relu", "nhwc"),
+    (1, 4, 33, 7, 5, 5, 2, 2, "none", "nchw_view"), (1, 1, 7, 1, 1, 3, 1, 1, "hardswish", "nchw"),
+    (1, 3, 17, 13, 50, 7, 3, 3, "relu", "nhwc_view"), (3, 3, 1, 2, 3, 1, 1, 0, "hardswish", "nchw"),
+    (1, 3, 40, 6, 31, 3, 2, 0, "hardswish", "nchw"), (1, 2, 64, 5, 29, 3, 1, 1, "relu", "nhwc"),
+]
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    cases, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, h, w, k, s, p, act, layout in NEON_CASES:
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout)
+        wf, bf = fold_bn(conv_w, bn)
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        # x's whole storage goes over, read through x's own strides from its offset.
+        base = x.as_strided((x.untyped_storage().nbytes() // 4,), (1,), 0)
+        cases.i64(n, cin, h, w, cout, oh, ow, k, s, p, ACT_CODE[act], *x.stride(),
+                  base.numel() - x.storage_offset())
+        cases.floats(base[x.storage_offset():])
+        cases.floats(wf.permute(2, 3, 1, 0))
+        cases.floats(bf)
+        cases.count += 1
+        expected.append(((n, oh, ow, cout), reference(x, conv_w, bn, s, p, act),
+                         reference(x, conv_w, bn, s, p, act, torch.float32), (n, cin, cout, h, w, k, s, act, layout)))
+    flat = neon_harness.run("conv_bn_act", cases, cpu)
+    offset = 0
+    for shape, ref64, ref32, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2)
+        offset += size
+        assert_within_rule(got, ref32, ref64, f"neon {cpu} {what}")
+    assert offset == flat.numel()
