@@ -98,10 +98,13 @@ _classifier_head = torch.ops.mbv3.classifier_head.default
 _conv_bn_act = torch.ops.mbv3.conv_bn_act.default
 _expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
 
-# Blocks whose expanded activation is at least this large run expand + depthwise as one op
-# (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as two ops,
-# whose GEMM splits columns over threads too (measured: see README, "expand + depthwise").
-FUSE_EXPAND_MIN_BYTES = 512 * 1024
+# Blocks whose expanded activation (per sample) is at least this large run expand + depthwise
+# as one op (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as
+# two ops, whose GEMM also splits columns over threads.  Measured in a Large forward at 224 px
+# (Zen 4): the 112x112 block gains ~0.3 ms at 1 thread, the 56x56 / 28x28 ones 10-30 us each,
+# while the 14x14 blocks (672 x 14 x 14 = 527 KB) lose 20-40 us at 2 threads (each thread
+# recomputes the rows its band shares with its neighbour's).
+FUSE_EXPAND_MIN_BYTES = 640 * 1024
 
 
 class _Unfusable(Exception):
