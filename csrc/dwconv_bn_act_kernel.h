@@ -23,8 +23,43 @@ namespace {
 
 constexpr int kMaxK = 7;
 
-template <Act A>
-inline Vec activate(Vec v) {
+#if defined(MBV3_ISA_AVX512)
+// An 8-lane (256-bit, AVX-512VL) vector for channel tails of at most 8: 72 = 64 + 8,
+// 120 = 112 + 8, 184 = 176 + 8.  Zen 4 executes a 512-bit op as two 256-bit halves, so a masked
+// 16-lane op on an 8-channel tail costs twice the 256-bit one.  Measured (1 thread, A/B):
+// L02 72x56 -1.6%, L04/L05 120x28 -3%, L07-L09 184/200x14 -5%; bitwise same output.
+struct Half {
+  static constexpr int N = 8;
+  __m256 v;
+  static inline Half zero() { return {_mm256_setzero_ps()}; }
+  static inline Half set1(float f) { return {_mm256_set1_ps(f)}; }
+  static inline Half load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static inline Half load_tail(const float* p, int n) {
+    return {_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << n) - 1u), p)};
+  }
+  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
+  inline void store_tail(float* p, int n) const {
+    _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << n) - 1u), v);
+  }
+};
+inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
+// Same formulas as simd.h's relu / hardswish.
+inline Half relu(Half a) { return max(a, Half::zero()); }
+inline Half hardswish(Half a) {
+  return mul(a, mul(min(max(add(a, Half::set1(3.f)), Half::zero()), Half::set1(6.f)), Half::set1(1.f / 6.f)));
+}
+constexpr bool kHasHalf = true;
+#else
+struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
+constexpr bool kHasHalf = false;
+#endif
+
+template <Act A, class V>
+inline V activate(V v) {
   if constexpr (A == Act::Relu) return relu(v);
   else if constexpr (A == Act::Hardswish) return hardswish(v);
   else return v;
@@ -39,15 +74,29 @@ struct Geometry {
       : k(K > 0 ? K : p.k), s(S > 0 ? S : p.stride), d(D > 0 ? D : p.dil) {}
 };
 
-template <bool TAIL>
-struct Lanes {  // a full vector of channels, or the first `n` (masked) for the channel tail
+// A full vector of channels, or the first `n` (masked) for the channel tail; V is Vec, or Half
+// for tails of at most Half::N channels.
+template <class V_, bool TAIL>
+struct Lanes {
+  using V = V_;
   int n;
-  Vec load(const float* ptr) const { return TAIL ? Vec::load_tail(ptr, n) : Vec::load(ptr); }
-  void store(float* ptr, Vec v) const {
+  V load(const float* ptr) const { return TAIL ? V::load_tail(ptr, n) : V::load(ptr); }
+  void store(float* ptr, V v) const {
     if (TAIL) v.store_tail(ptr, n);
     else v.store(ptr);
   }
 };
+
+// Runs f(lanes) for the channel tail of n (1..Vec::N-1) channels with the narrowest lanes that
+// cover it.
+template <class F>
+inline void with_tail_lanes(int n, F&& f) {
+  if constexpr (kHasHalf) {
+    if (n == Half::N) return f(Lanes<Half, false>{n});
+    if (n < Half::N) return f(Lanes<Half, true>{n});
+  }
+  f(Lanes<Vec, true>{n});
+}
 
 // kBlock adjacent output columns [ow, ow + kBlock) of one channel tile, specialised geometry.
 // With compile-time stride and dilation the shared input columns are loaded once (stride 1,
@@ -67,13 +116,13 @@ constexpr int hoist_rows(int K, int S, int D) {
 template <int K, int S, int D>
 constexpr int kHoistRows = hoist_rows(K, S, D);
 
-template <int K, int S, int D, Act A, int HOIST, bool TAIL, bool CHECKED>
+template <int K, int S, int D, Act A, int HOIST, bool CHECKED, class LanesT, class V = typename LanesT::V>
 inline void block(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
-                  Lanes<TAIL> lanes, int64_t ow, const Vec* w, Vec bias) {
+                  LanesT lanes, int64_t ow, const V* w, V bias) {
   constexpr int kCols = (kBlock - 1) * S + (K - 1) * D + 1;  // input columns a block reads
   const int64_t C = p.C, iw0 = ow * S - p.pad;
-  Vec acc[2][kBlock];  // even / odd kernel rows (see the file comment)
-  for (int j = 0; j < kBlock; ++j) acc[0][j] = acc[1][j] = Vec::zero();
+  V acc[2][kBlock];  // even / odd kernel rows (see the file comment)
+  for (int j = 0; j < kBlock; ++j) acc[0][j] = acc[1][j] = V::zero();
   // Fully unrolled (pragmas): GCC 12 otherwise keeps the kh loop rolled in some instances,
   // indexing `in`/`w` through the stack; unrolled, the 1-thread sum over MobileNetV3-Large's
   // 15 layers went 666 -> 569 us (5x5 layers -23..-33%, harness A/B, bitwise same output).
@@ -81,13 +130,13 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
   for (int kh = 0; kh < K; ++kh) {
     if (!rows[kh]) continue;  // padding row: the same for the whole output row, predicted
     const float* px = rows[kh] + iw0 * C + c;
-    Vec in[kCols];
+    V in[kCols];
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i)
-      in[i] = (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) ? lanes.load(px + i * C) : Vec::zero();
+      in[i] = (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) ? lanes.load(px + i * C) : V::zero();
 #pragma GCC unroll 8
     for (int kw = 0; kw < K; ++kw) {
-      const Vec wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
+      const V wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
       for (int j = 0; j < kBlock; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
     }
   }
@@ -96,14 +145,21 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
     lanes.store(yrow + (ow + j) * C + c, activate<A>(add(add(acc[0][j], acc[1][j]), bias)));
 }
 
-template <int K, int S, int D, Act A, int HOIST, bool TAIL>
-inline void block_at(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
-                     Lanes<TAIL> lanes, int64_t ow, int64_t ow_lo, int64_t ow_hi, const Vec* w,
-                     Vec bias) {
-  if (ow >= ow_lo && ow + kBlock <= ow_hi)
-    block<K, S, D, A, HOIST, TAIL, false>(p, rows, yrow, c, lanes, ow, w, bias);
-  else
-    block<K, S, D, A, HOIST, TAIL, true>(p, rows, yrow, c, lanes, ow, w, bias);
+// Output columns [ow_begin, ow_end) (whole blocks) of one channel tile: the tile's first HOIST
+// kernel rows of weights are loaded once here and stay in registers.
+template <int K, int S, int D, Act A, int HOIST, class LanesT>
+__attribute__((always_inline)) inline void tile_columns(const DwConvParams& p, const float* const* rows,
+                                                        float* yrow, int64_t c, LanesT lanes, int64_t ow_begin, int64_t ow_end, int64_t ow_lo, int64_t ow_hi) {
+  using V = typename LanesT::V;
+  V w[HOIST > 0 ? HOIST * K : 1];
+  for (int t = 0; t < HOIST * K; ++t) w[t] = lanes.load(p.w + t * p.C + c);
+  const V bias = lanes.load(p.b + c);
+  for (int64_t ow = ow_begin; ow < ow_end; ow += kBlock) {
+    if (ow >= ow_lo && ow + kBlock <= ow_hi)
+      block<K, S, D, A, HOIST, false>(p, rows, yrow, c, lanes, ow, w, bias);
+    else
+      block<K, S, D, A, HOIST, true>(p, rows, yrow, c, lanes, ow, w, bias);
+  }
 }
 
 // One output row, channels [c_begin, c_end), specialised geometry, in one of two orders:
@@ -116,34 +172,23 @@ template <int K, int S, int D, Act A, int HOIST>
 void row_specialised(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c_begin,
                      int64_t c_end, int64_t ow_lo, int64_t ow_hi, bool tiles_outer) {
   const int64_t c_full = c_begin + (c_end - c_begin) / Vec::N * Vec::N;
-  const Lanes<false> full{Vec::N};
-  const Lanes<true> tail{int(c_end - c_full)};
-  Vec w[K * K];
-  auto load_weights = [&](int64_t c, auto lanes) {
-    for (int t = 0; t < HOIST * K; ++t) w[t] = lanes.load(p.w + t * p.C + c);
-    return lanes.load(p.b + c);
-  };
+  const int n_tail = int(c_end - c_full);
+  const Lanes<Vec, false> full{Vec::N};
   if (tiles_outer) {
-    for (int64_t c = c_begin; c < c_full; c += Vec::N) {
-      const Vec bias = load_weights(c, full);
-      for (int64_t ow = 0; ow < p.OW; ow += kBlock)
-        block_at<K, S, D, A, HOIST>(p, rows, yrow, c, full, ow, ow_lo, ow_hi, w, bias);
-    }
-    if (tail.n > 0) {
-      const Vec bias = load_weights(c_full, tail);
-      for (int64_t ow = 0; ow < p.OW; ow += kBlock)
-        block_at<K, S, D, A, HOIST>(p, rows, yrow, c_full, tail, ow, ow_lo, ow_hi, w, bias);
-    }
+    for (int64_t c = c_begin; c < c_full; c += Vec::N)
+      tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c, full, 0, p.OW, ow_lo, ow_hi);
+    if (n_tail > 0)
+      with_tail_lanes(n_tail, [&](auto lanes) {
+        tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c_full, lanes, 0, p.OW, ow_lo, ow_hi);
+      });
   } else {
     for (int64_t ow = 0; ow < p.OW; ow += kBlock) {
-      for (int64_t c = c_begin; c < c_full; c += Vec::N) {
-        const Vec bias = load_weights(c, full);
-        block_at<K, S, D, A, HOIST>(p, rows, yrow, c, full, ow, ow_lo, ow_hi, w, bias);
-      }
-      if (tail.n > 0) {
-        const Vec bias = load_weights(c_full, tail);
-        block_at<K, S, D, A, HOIST>(p, rows, yrow, c_full, tail, ow, ow_lo, ow_hi, w, bias);
-      }
+      for (int64_t c = c_begin; c < c_full; c += Vec::N)
+        tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c, full, ow, ow + kBlock, ow_lo, ow_hi);
+      if (n_tail > 0)
+        with_tail_lanes(n_tail, [&](auto lanes) {
+          tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c_full, lanes, ow, ow + kBlock, ow_lo, ow_hi);
+        });
     }
   }
 }
@@ -152,7 +197,7 @@ void row_specialised(const DwConvParams& p, const float* const* rows, float* yro
 // only in the border columns.
 template <Act A, bool TAIL>
 void tile_generic(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
-                  Lanes<TAIL> lanes, int64_t ow_lo, int64_t ow_hi) {
+                  Lanes<Vec, TAIL> lanes, int64_t ow_lo, int64_t ow_hi) {
   const int k = p.k;
   const int64_t C = p.C, W = p.W, s = p.stride, dil = p.dil, pad = p.pad;
   Vec w[kMaxK * kMaxK];
@@ -219,8 +264,8 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
     } else {
       int64_t c = c_begin;
       for (; c + Vec::N <= c_end; c += Vec::N)
-        tile_generic<A>(p, rows, yrow, c, Lanes<false>{Vec::N}, ow_lo, ow_hi);
-      if (c < c_end) tile_generic<A>(p, rows, yrow, c, Lanes<true>{int(c_end - c)}, ow_lo, ow_hi);
+        tile_generic<A>(p, rows, yrow, c, Lanes<Vec, false>{Vec::N}, ow_lo, ow_hi);
+      if (c < c_end) tile_generic<A>(p, rows, yrow, c, Lanes<Vec, true>{int(c_end - c)}, ow_lo, ow_hi);
     }
   }
 }
