@@ -5,7 +5,7 @@
 
 1. build: ``pip install --no-build-isolation -e .`` when ``mbv3_fast.kernels`` is not importable
    (skip with --no-build);
-2. correctness: ``pytest tests/test_triton_dwconv_bn_act.py tests/test_triton_se.py -q``
+2. correctness: ``pytest tests/test_triton_*.py -q`` (every Triton kernel, see TESTS)
    (CUDA cases incl. every MobileNetV3-Large layer; skip with --skip-tests);
 3. timing, CUDA events after warm-up (triton.testing.do_bench, median; L2 flushed between
    reps), fused Triton vs PyTorch unfused, for every depthwise layer (cuDNN conv groups=C +
@@ -30,7 +30,9 @@ import sys
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TESTS = ["tests/test_triton_dwconv_bn_act.py", "tests/test_triton_se.py"]
+TESTS = ["tests/test_triton_dwconv_bn_act.py", "tests/test_triton_se.py",
+         "tests/test_triton_pwconv_bn_act.py", "tests/test_triton_conv_bn_act.py",
+         "tests/test_triton_classifier_head.py", "tests/test_triton_expand_dwconv_bn_act.py"]
 
 
 def log(msg):
