@@ -5,10 +5,10 @@ batch 1 and 8, 1 and 2 threads, all in the same run.
 Two kinds of tests:
   test_latency      one pytest-benchmark result per (arch, batch, threads, provider), grouped
                     per (arch, batch, threads); bench/summarize.py prints ratios (suite "model").
-  test_interleaved  per (arch, batch, threads): every provider once per turn, turns rotated,
-                    rounds of several turns; reports the median of the round medians and each
-                    ratio to mbv3_fast (the numbers to quote on a noisy shared machine: they
-                    compare providers under the same background load).  Printed (run with -s)
+  test_interleaved  per (arch, batch, threads): rounds in which every provider runs a block of
+                    calls in turn (order rotated per round); reports the median of the round
+                    medians and each ratio to mbv3_fast (the numbers to quote on a noisy shared
+                    machine: they compare providers under the same background load).  Printed (run with -s)
                     and written to bench/results/model_interleaved.json.
 
 MBV3_BENCH_ARCHS=large,small picks the models (default large); MBV3_BENCH_ROUNDS the rounds
@@ -140,16 +140,19 @@ def test_interleaved(arch, batch, threads):
         for fn in fns.values():
             for _ in range(3):
                 fn()
-        turns = 5 if batch == 1 else 2
+        # Each provider runs `turns` calls in a row, then the next: one call each in turn would
+        # let ONNX Runtime's spinning thread pool and our OpenMP pool take each other's core.
+        turns = 20 if batch == 1 else 3
         names = list(fns)
         samples = {p: [] for p in names}  # per round: median of that round's turns
         cpu = {p: [] for p in names}  # the same for this thread's CPU time (1 thread only)
         for r in range(ROUNDS):
             per = {p: [] for p in names}
             per_cpu = {p: [] for p in names}
-            for t in range(turns):
-                k = (r * turns + t) % len(names)
-                for p in names[k:] + names[:k]:  # rotate who goes first
+            k = r % len(names)
+            for p in names[k:] + names[:k]:  # rotate who goes first
+                fns[p]()  # warm this provider's threads and caches again
+                for t in range(turns):
                     c0 = time.thread_time()
                     t0 = time.perf_counter()
                     fns[p]()
