@@ -14,14 +14,6 @@ namespace {
 constexpr int64_t kMinTaskMacs = 65536;  // below this a thread's wake-up costs more than it saves
 constexpr int64_t kSliceAlign = 16;      // output slices start at multiples of one AVX-512 vector
 
-// A [out, in] Linear weight read in place when either dim is unit-stride, else packed.
-FcMatrix fc_matrix(const at::Tensor& w, at::Tensor& holder) {
-  if (w.stride(1) == 1 || w.size(1) == 1) return {w.data_ptr<float>(), w.size(1) == 1 ? 1 : w.stride(0), false};
-  if (w.stride(0) == 1 || w.size(0) == 1) return {w.data_ptr<float>(), w.stride(1), true};
-  holder = w.contiguous();
-  return {holder.data_ptr<float>(), w.size(1), false};
-}
-
 // out[n, :] = act(W . in[n, :] + b) for all N samples: blocks of up to kHeadSamples samples
 // (each weight row read once per block) x slices of the outputs, as many as keep every thread
 // streaming its own contiguous rows.  Each output is one unit's dot product, so the result

@@ -19,26 +19,12 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   check_float_cpu(weight, "weight");
   check_float_cpu(bias, "bias");
-  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
-                        weight.size(2) == weight.size(3),
-                    "dwconv_bn_act: weight must be [C, 1, k, k] with C = ", C, " (x's channels), got ",
-                    weight.sizes());
-  const int64_t k = weight.size(2);
-  TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, "dwconv_bn_act: kernel size must be odd and <= 7, got ", k);
-  TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == C, "dwconv_bn_act: bias must be [C] with C = ", C,
-                    ", got ", bias.sizes());
-  TORCH_CHECK_VALUE(stride >= 1, "dwconv_bn_act: stride must be >= 1, got ", stride);
-  TORCH_CHECK_VALUE(dilation >= 1, "dwconv_bn_act: dilation must be >= 1, got ", dilation);
-  TORCH_CHECK_VALUE(padding >= 0, "dwconv_bn_act: padding must be >= 0, got ", padding);
+  const DwShape g = check_depthwise("dwconv_bn_act", "C", "x's channels", C, H, W, weight, bias, stride,
+                                    padding, dilation);
+  const int64_t k = g.k, OH = g.OH, OW = g.OW;
   const Act act = parse_activation(activation, "dwconv_bn_act");
   check_same_device(x, weight, "weight");
   check_same_device(x, bias, "bias");
-  TORCH_CHECK_VALUE(H >= 1 && W >= 1, "dwconv_bn_act: H and W must be >= 1, got ", H, "x", W);
-  const int64_t OH = (H + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
-  const int64_t OW = (W + 2 * padding - dilation * (k - 1) - 1) / stride + 1;
-  TORCH_CHECK_VALUE(H + 2 * padding >= dilation * (k - 1) + 1 && W + 2 * padding >= dilation * (k - 1) + 1,
-                    "dwconv_bn_act: input ", H, "x", W, " with padding ", padding,
-                    " is smaller than the dilated kernel ", dilation * (k - 1) + 1);
 
   NhwcOutput out(x, {N, C, OH, OW});
   if (N == 0 || C == 0) return out.result();

@@ -47,27 +47,15 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
   const int64_t Ce = ew.size(0);
   TORCH_CHECK_VALUE(eb.dim() == 1 && eb.size(0) == Ce, op, ": expand_bias must be [Ce] with Ce = ", Ce,
                     ", got ", eb.sizes());
-  TORCH_CHECK_VALUE(dw.dim() == 4 && dw.size(0) == Ce && dw.size(1) == 1 && dw.size(2) == dw.size(3), op,
-                    ": weight must be [Ce, 1, k, k] with Ce = ", Ce, " (expand_weight's rows), got ",
-                    dw.sizes());
-  const int64_t k = dw.size(2);
-  TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, op, ": kernel size must be odd and <= 7, got ", k);
-  TORCH_CHECK_VALUE(db.dim() == 1 && db.size(0) == Ce, op, ": bias must be [Ce] with Ce = ", Ce, ", got ",
-                    db.sizes());
-  TORCH_CHECK_VALUE(stride >= 1, op, ": stride must be >= 1, got ", stride);
-  TORCH_CHECK_VALUE(dilation >= 1, op, ": dilation must be >= 1, got ", dilation);
-  TORCH_CHECK_VALUE(padding >= 0, op, ": padding must be >= 0, got ", padding);
+  const DwShape g = check_depthwise(op, "Ce", "expand_weight's rows", Ce, H, W, dw, db, stride, padding,
+                                    dilation);
+  const int64_t k = g.k, OH = g.OH, OW = g.OW, span = dilation * (k - 1) + 1;
   const Act eact = parse_activation(expand_activation, op);
   const Act act = parse_activation(activation, op);
   check_same_device(x, ew, "expand_weight");
   check_same_device(x, eb, "expand_bias");
   check_same_device(x, dw, "weight");
   check_same_device(x, db, "bias");
-  TORCH_CHECK_VALUE(H >= 1 && W >= 1, op, ": H and W must be >= 1, got ", H, "x", W);
-  const int64_t span = dilation * (k - 1) + 1;
-  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, op, ": input ", H, "x", W,
-                    " with padding ", padding, " is smaller than the dilated kernel ", span);
-  const int64_t OH = (H + 2 * padding - span) / stride + 1, OW = (W + 2 * padding - span) / stride + 1;
 
   NhwcOutput out(x, {N, Ce, OH, OW});
   if (N == 0) return out.result();
@@ -87,10 +75,7 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
   // Band of output rows whose input window fits kWindowBytes (at least one row).
   const int64_t row_bytes = W * Ce * int64_t(sizeof(float));
   const int64_t band = std::max<int64_t>(1, (kWindowBytes / row_bytes - span) / stride + 1);
-  // Room for the window and a few more bands: new rows are appended behind it, and only
-  // when they no longer fit do the rows still needed move to the front (a per-band move cost
-  // ~7% on the 56x56 blocks).
-  const int64_t window_rows = std::min(H, (band - 1) * stride + span + 3 * band * stride);
+  const int64_t window_rows = std::min(H, (band - 1) * stride + span);
   // Threads take contiguous runs of output rows; a run shorter than a band would recompute
   // more overlap than it saves.
   const int64_t rows = N * OH;
@@ -100,27 +85,20 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
     if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
     float* win = window.data();
     PwConvParams e = pe;  // per thread: its x / y / M change per band
-    // The window holds input rows [win_lo, win_hi) of sample win_n, row r at
-    // win + (r - win_base) * W * Ce.
-    int64_t win_n = -1, win_base = 0, win_lo = 0, win_hi = 0;
+    int64_t win_n = -1, win_lo = 0, win_hi = 0;  // the window holds input rows [win_lo, win_hi) of sample win_n
     for (int64_t r = begin; r < end;) {
       const int64_t n = r / OH, oh0 = r % OH, oh1 = std::min(OH, oh0 + std::min(band, end - r));
       // Input rows the band's taps touch (clipped to the image; the rest is padding).
       const int64_t lo = std::min(H, std::max<int64_t>(0, oh0 * stride - padding));
       const int64_t hi = std::max(lo, std::min(H, (oh1 - 1) * stride - padding + span));
-      int64_t have = lo;  // rows [lo, have) are in the window
+      int64_t have = lo;  // rows [lo, have) are at the window's front after the move below
       if (n == win_n && lo >= win_lo && lo < win_hi) {
         have = std::min(hi, win_hi);
-        if (hi - win_base > window_rows) {  // no room behind: move the rows still needed
-          std::memmove(win, win + (lo - win_base) * W * Ce, size_t((have - lo) * W * Ce) * sizeof(float));
-          win_base = lo;
-        }
-      } else {
-        win_base = lo;
+        std::memmove(win, win + (lo - win_lo) * W * Ce, size_t((have - lo) * W * Ce) * sizeof(float));
       }
       if (hi > have) {
         e.x = xp + (n * H + have) * W * Cin;
-        e.y = win + (have - win_base) * W * Ce;
+        e.y = win + (have - lo) * W * Ce;
         e.M = (hi - have) * W;
         expand(e, 0, e.M, 0, Ce);
       }
@@ -128,7 +106,7 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
       // The depthwise kernel addresses input row (n, ih) at x + ((n * H + ih) * W) * C; it
       // reads only rows [lo, hi) for these output rows, which the window holds.
       DwConvParams p = pd;
-      p.x = win - (n * H + win_base) * W * Ce;
+      p.x = win - (n * H + lo) * W * Ce;
       depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
       r = n * OH + oh1;
     }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "activation.h"
+#include "fc_matrix.h"
 
 namespace mbv3 {
 
@@ -30,6 +31,34 @@ inline Act parse_activation(c10::string_view a, const char* op) {
   TORCH_CHECK_VALUE(false, op, ": unknown activation '", std::string(a),
                     "', expected 'hardswish', 'relu' or 'none'");
   return Act::None;  // unreachable
+}
+
+// A depthwise conv's own arguments, checked (dwconv_bn_act and expand_dwconv_bn_act):
+// weight [C, 1, k, k] with odd k <= 7, bias [C], stride / dilation >= 1, padding >= 0, an
+// H x W input no smaller than the dilated kernel.  `c_name` / `origin` say in messages what
+// C is and where it comes from.
+struct DwShape {
+  int64_t k, OH, OW;
+};
+inline DwShape check_depthwise(const char* op, const char* c_name, const char* origin, int64_t C,
+                               int64_t H, int64_t W, const at::Tensor& weight, const at::Tensor& bias,
+                               int64_t stride, int64_t padding, int64_t dilation) {
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
+                        weight.size(2) == weight.size(3),
+                    op, ": weight must be [", c_name, ", 1, k, k] with ", c_name, " = ", C, " (", origin,
+                    "), got ", weight.sizes());
+  const int64_t k = weight.size(2);
+  TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, op, ": kernel size must be odd and <= 7, got ", k);
+  TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == C, op, ": bias must be [", c_name, "] with ", c_name,
+                    " = ", C, ", got ", bias.sizes());
+  TORCH_CHECK_VALUE(stride >= 1, op, ": stride must be >= 1, got ", stride);
+  TORCH_CHECK_VALUE(dilation >= 1, op, ": dilation must be >= 1, got ", dilation);
+  TORCH_CHECK_VALUE(padding >= 0, op, ": padding must be >= 0, got ", padding);
+  TORCH_CHECK_VALUE(H >= 1 && W >= 1, op, ": H and W must be >= 1, got ", H, "x", W);
+  const int64_t span = dilation * (k - 1) + 1;
+  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, op, ": input ", H, "x", W,
+                    " with padding ", padding, " is smaller than the dilated kernel ", span);
+  return {k, (H + 2 * padding - span) / stride + 1, (W + 2 * padding - span) / stride + 1};
 }
 
 // The op's output keeps the input's layout: channels_last when x is channels_last-dense (and
@@ -79,6 +108,18 @@ inline const float* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Ci
   storage = w.reshape({Cout, Cin}).t().contiguous();
   ldw = Cout;
   return storage.data_ptr<float>();
+}
+
+// A [rows, cols] or [rows, cols, 1, 1] FC weight (SE, classifier head), read in place when
+// one of its two dims is unit-stride; otherwise packed row-major into `holder` (a strided
+// slice of a bigger buffer, say).
+inline FcMatrix fc_matrix(const at::Tensor& w, at::Tensor& holder) {
+  const int64_t rows = w.size(0), cols = w.size(1), s_row = w.stride(0), s_col = w.stride(1);
+  const float* base = w.data_ptr<float>();
+  if (s_col == 1 || cols == 1) return {base, s_row, false};
+  if (s_row == 1 || rows == 1) return {base, s_col, true};
+  holder = w.reshape({rows, cols}).contiguous();
+  return {holder.data_ptr<float>(), cols, false};
 }
 
 // A 1-D float tensor's data, copied only when it is strided.

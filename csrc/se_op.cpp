@@ -32,8 +32,8 @@ int64_t grain(int64_t min_task, int64_t per_unit) {
   return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
 }
 
-// A 2-D [rows, cols] view of a [rows, cols] or [rows, cols, 1, 1] weight, by sizes and
-// strides only (no ATen view on the hot path).
+// The [rows, cols] sizes and strides of a [rows, cols] or [rows, cols, 1, 1] weight (for the
+// shape checks; no ATen view on the hot path).
 struct MatView {
   int64_t rows, cols, s_row, s_col;
 };
@@ -42,16 +42,6 @@ bool as_matrix(const at::Tensor& w, MatView& m) {
   if (w.dim() != 2 && !(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1)) return false;
   m = {w.size(0), w.size(1), w.stride(0), w.stride(1)};
   return true;
-}
-
-// Reads the weight in place when one of its two dims is unit-stride; otherwise packs it
-// row-major into `holder` (a strided slice of a bigger buffer, say).
-SeMatrix se_matrix(const at::Tensor& w, const MatView& m, at::Tensor& holder) {
-  const float* base = w.data_ptr<float>();
-  if (m.s_col == 1 || m.cols == 1) return {base, m.s_row, false};
-  if (m.s_row == 1 || m.rows == 1) return {base, m.s_col, true};
-  holder = w.reshape({m.rows, m.cols}).contiguous();
-  return {holder.data_ptr<float>(), m.cols, false};
 }
 
 struct Checked {
@@ -170,9 +160,9 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
   p.S = k.S;
   p.HW = k.H * k.W;
   p.nhwc = nhwc;
-  p.w1 = se_matrix(w1, k.w1, w1_hold);
+  p.w1 = fc_matrix(w1, w1_hold);
   p.b1 = b1c.data_ptr<float>();
-  p.w2 = se_matrix(w2, k.w2, w2_hold);
+  p.w2 = fc_matrix(w2, w2_hold);
   p.b2 = b2c.data_ptr<float>();
   if (scale_only) {
     run_se(p, out.data_ptr<float>());

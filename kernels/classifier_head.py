@@ -19,7 +19,8 @@ import torch
 import triton
 import triton.language as tl
 
-from mbv3_fast.ops.classifier_head import ACTIVATIONS, check_inputs
+from mbv3_fast.ops._checks import ACTIVATIONS
+from mbv3_fast.ops.classifier_head import check_inputs
 
 from .dwconv_bn_act import (
     _check_launchable, _device_ctx, _kernel_is_interpreted, _cdiv, _next_pow2, _wrap,

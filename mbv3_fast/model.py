@@ -54,10 +54,9 @@ recompile.  ``torch.export`` of an eval model always exports the fused (inferenc
 whatever the grad mode; ``torch.compile`` applies the same rule as eager.
 """
 from operator import attrgetter
-from typing import Any, Callable, List, Optional, Sequence
+from typing import Any, Callable, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import mobilenetv3 as _tv
 from torchvision.models._utils import _ovewrite_named_param
@@ -105,6 +104,10 @@ _expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
 # while the 14x14 blocks (672 x 14 x 14 = 527 KB) lose 20-40 us at 2 threads (each thread
 # recomputes the rows its band shares with its neighbour's).
 FUSE_EXPAND_MIN_BYTES = 640 * 1024
+
+
+def _fuse_expand(x: Tensor, expanded_channels: int) -> bool:
+    return x.shape[2] * x.shape[3] * expanded_channels * x.element_size() >= FUSE_EXPAND_MIN_BYTES
 
 
 class _Unfusable(Exception):
@@ -468,7 +471,7 @@ def fused_block_forward(block: tuple, x: Tensor, index: int = 0) -> Tensor:
     ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
     if ew is None:
         y = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
-    elif x.shape[2] * x.shape[3] * ce * x.element_size() >= FUSE_EXPAND_MIN_BYTES:
+    elif _fuse_expand(x, ce):
         y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
     else:
         y = _dwconv_bn_act(_pwconv_bn_act(x, ew, eb, eact, None, None), dw, db, st, pd, dl, dact)
@@ -481,7 +484,7 @@ def _fused_block_forward_labelled(block: tuple, x: Tensor, index: int) -> Tensor
     from torch.profiler import record_function
     ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
     name = f"mbv3.block{index}."
-    if ew is not None and x.shape[2] * x.shape[3] * ce * x.element_size() >= FUSE_EXPAND_MIN_BYTES:
+    if ew is not None and _fuse_expand(x, ce):
         with record_function(name + "expand+depthwise"):
             y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
     else:

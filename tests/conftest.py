@@ -26,6 +26,17 @@ def cpu_isa(request):
     mbv3_fast.set_cpu_isa(before)
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test (use with pytestmark = usefixtures("one_thread")): on a
+    busy 2-core machine OpenMP regions stall whenever the other core is taken, and the op
+    tests pin separately that the thread split does not change results."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _fresh_seed(request):
     # Different random data for every test, the same on every run: seeded from the test id

@@ -20,13 +20,7 @@ ACT_MODULES = {"hardswish": nn.Hardswish, "relu": nn.ReLU}
 ACT_CODES = {"none": 0, "relu": 1, "hardswish": 2}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread except where a test asks for more (see test_se.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def make_case(n, c, h, w, hidden, classes, act="hardswish", channels_last=False):

@@ -22,13 +22,7 @@ from tolerance import assert_within_rule
 OP = torch.ops.mbv3.expand_dwconv_bn_act.default
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread except where a test asks for more (see test_se.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 class Case:

@@ -20,15 +20,7 @@ from mbv3_shapes import VARIANTS, se_layers
 from tolerance import assert_within_rule
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One thread except where a test asks for more: on a busy 2-core machine, OpenMP regions
-    stall whenever the other core is taken, and the thread split cannot change the result
-    (test_threads_do_not_change_the_result pins that bit for bit)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def make_case(n, c, s, h, w, channels_last=False):

@@ -28,3 +28,23 @@ def check_cpu_dtype(x) -> None:
     """The C++ CPU kernels are float32 only; the fake kernels say so for CPU tensors too."""
     if x.device.type == "cpu" and x.dtype != torch.float32:
         raise ValueError(f"mbv3: x must be float32 on the CPU, got {x.dtype}")
+
+
+ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels (mbv3::Act)
+
+
+def check_activation(activation, op: str) -> int:
+    """The kernels' code for an activation name."""
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"{op}: unknown activation {activation!r}, "
+                         "expected 'hardswish', 'relu' or 'none'")
+    return ACTIVATIONS[activation]
+
+
+def check_int_args(op: str, **args) -> None:
+    """check_int_args(op, stride=(stride, 1), padding=(padding, 0)): ints at least their bound."""
+    for name, (v, lo) in args.items():
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
+        if v < lo:
+            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")

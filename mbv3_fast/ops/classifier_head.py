@@ -18,10 +18,7 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
-
-ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
-
+from mbv3_fast.ops._checks import check_activation, check_cpu_dtype, check_float, check_same_device
 
 def check_inputs(x, w1, b1, w2, b2, activation) -> Tuple[int, int, int, int]:
     """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
@@ -49,9 +46,7 @@ def check_inputs(x, w1, b1, w2, b2, activation) -> Tuple[int, int, int, int]:
     if b2.dim() != 1 or b2.shape[0] != classes:
         raise ValueError(f"{op}: b2 must be [classes] with classes = {classes} (w2's rows), "
                          f"got {list(b2.shape)}")
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown activation {activation!r}, "
-                         "expected 'hardswish', 'relu' or 'none'")
+    check_activation(activation, op)
     check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
     return n, c, hidden, classes
 

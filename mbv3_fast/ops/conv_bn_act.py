@@ -20,11 +20,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import (check_activation, check_cpu_dtype, check_float, check_int_args,
+                                    check_same_device)
 from mbv3_fast.ops.fold_bn import fold_bn
-
-ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
-
 
 def check_inputs(x, weight, bias, stride, padding, activation):
     """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
@@ -45,14 +43,8 @@ def check_inputs(x, weight, bias, stride, padding, activation):
         raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
     if bias.dim() != 1 or bias.shape[0] != cout:
         raise ValueError(f"{op}: bias must be [Cout] with Cout = {cout}, got {list(bias.shape)}")
-    for name, v, lo in (("stride", stride, 1), ("padding", padding, 0)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown activation {activation!r}, "
-                         "expected 'hardswish', 'relu' or 'none'")
+    check_int_args(op, stride=(stride, 1), padding=(padding, 0))
+    act = check_activation(activation, op)
     check_same_device(x, weight=weight, bias=bias)
     if h < 1 or w < 1:
         raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
@@ -60,7 +52,7 @@ def check_inputs(x, weight, bias, stride, padding, activation):
         raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than the kernel {k}")
     oh = (h + 2 * padding - k) // stride + 1
     ow = (w + 2 * padding - k) // stride + 1
-    return cout, k, oh, ow, ACTIVATIONS[activation]
+    return cout, k, oh, ow, act
 
 
 @torch.library.register_fake("mbv3::conv_bn_act")

@@ -9,11 +9,34 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import (check_activation, check_cpu_dtype, check_float, check_int_args,
+                                    check_same_device)
 from mbv3_fast.ops._layout import output_memory_format
 from mbv3_fast.ops.fold_bn import fold_bn
 
-ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
+def check_depthwise(op, c, h, w, weight, bias, stride, padding, dilation, c_name="C",
+                    origin="x's channels"):
+    """A depthwise conv's own arguments, shared with expand_dwconv_bn_act: weight [C, 1, k, k]
+    with odd k <= 7, bias [C], stride / dilation >= 1, padding >= 0, an H x W input no smaller
+    than the dilated kernel.  ``c_name`` / ``origin`` say in messages what C is and where it
+    comes from.  Returns (k, OH, OW)."""
+    if weight.dim() != 4 or weight.shape[0] != c or weight.shape[1] != 1 \
+            or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"{op}: weight must be [{c_name}, 1, k, k] with {c_name} = {c} ({origin}), "
+                         f"got {list(weight.shape)}")
+    k = weight.shape[2]
+    if k % 2 != 1 or k > 7:
+        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
+    if bias.dim() != 1 or bias.shape[0] != c:
+        raise ValueError(f"{op}: bias must be [{c_name}] with {c_name} = {c}, got {list(bias.shape)}")
+    check_int_args(op, stride=(stride, 1), dilation=(dilation, 1), padding=(padding, 0))
+    if h < 1 or w < 1:
+        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
+    span = dilation * (k - 1) + 1
+    if h + 2 * padding < span or w + 2 * padding < span:
+        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than "
+                         f"the dilated kernel {span}")
+    return k, (h + 2 * padding - span) // stride + 1, (w + 2 * padding - span) // stride + 1
 
 
 def check_inputs(x, weight, bias, stride, padding, dilation, activation):
@@ -27,33 +50,10 @@ def check_inputs(x, weight, bias, stride, padding, dilation, activation):
     n, c, h, w = x.shape
     check_float(weight, "weight", op, x.dtype)
     check_float(bias, "bias", op, x.dtype)
-    if weight.dim() != 4 or weight.shape[0] != c or weight.shape[1] != 1 \
-            or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"{op}: weight must be [C, 1, k, k] with C = {c} (x's channels), "
-                         f"got {list(weight.shape)}")
-    k = weight.shape[2]
-    if k % 2 != 1 or k > 7:
-        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
-    if bias.dim() != 1 or bias.shape[0] != c:
-        raise ValueError(f"{op}: bias must be [C] with C = {c}, got {list(bias.shape)}")
-    for name, v, lo in (("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown activation {activation!r}, "
-                         "expected 'hardswish', 'relu' or 'none'")
+    k, oh, ow = check_depthwise(op, c, h, w, weight, bias, stride, padding, dilation)
+    act = check_activation(activation, op)
     check_same_device(x, weight=weight, bias=bias)
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
-    span = dilation * (k - 1) + 1
-    if h + 2 * padding < span or w + 2 * padding < span:
-        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than "
-                         f"the dilated kernel {span}")
-    oh = (h + 2 * padding - span) // stride + 1
-    ow = (w + 2 * padding - span) // stride + 1
-    return k, oh, ow, ACTIVATIONS[activation]
+    return k, oh, ow, act
 
 
 @torch.library.register_fake("mbv3::dwconv_bn_act")

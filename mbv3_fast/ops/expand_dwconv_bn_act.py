@@ -14,11 +14,9 @@ Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA 
 """
 import torch
 
-from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import check_activation, check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops.dwconv_bn_act import check_depthwise
 from mbv3_fast.ops._layout import output_memory_format
-
-ACTIVATIONS = ("hardswish", "relu", "none")
-
 
 def check_inputs(x, ew, eb, expand_activation, weight, bias, stride, padding, dilation, activation):
     """Validate the op's arguments (the C++ kernel's messages); returns (Ce, OH, OW)."""
@@ -36,31 +34,12 @@ def check_inputs(x, ew, eb, expand_activation, weight, bias, stride, padding, di
     ce = ew.shape[0]
     if eb.dim() != 1 or eb.shape[0] != ce:
         raise ValueError(f"{op}: expand_bias must be [Ce] with Ce = {ce}, got {list(eb.shape)}")
-    if weight.dim() != 4 or weight.shape[0] != ce or weight.shape[1] != 1 \
-            or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"{op}: weight must be [Ce, 1, k, k] with Ce = {ce} (expand_weight's rows), "
-                         f"got {list(weight.shape)}")
-    k = weight.shape[2]
-    if k % 2 != 1 or k > 7:
-        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
-    if bias.dim() != 1 or bias.shape[0] != ce:
-        raise ValueError(f"{op}: bias must be [Ce] with Ce = {ce}, got {list(bias.shape)}")
-    for name, v, lo in (("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0)):
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
-    for a in (expand_activation, activation):
-        if not isinstance(a, str) or a not in ACTIVATIONS:
-            raise ValueError(f"{op}: unknown activation {a!r}, expected 'hardswish', 'relu' or 'none'")
+    _, oh, ow = check_depthwise(op, ce, h, w, weight, bias, stride, padding, dilation, "Ce",
+                                "expand_weight's rows")
+    check_activation(expand_activation, op)
+    check_activation(activation, op)
     check_same_device(x, expand_weight=ew, expand_bias=eb, weight=weight, bias=bias)
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
-    span = dilation * (k - 1) + 1
-    if h + 2 * padding < span or w + 2 * padding < span:
-        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than "
-                         f"the dilated kernel {span}")
-    return ce, (h + 2 * padding - span) // stride + 1, (w + 2 * padding - span) // stride + 1
+    return ce, oh, ow
 
 
 @torch.library.register_fake("mbv3::expand_dwconv_bn_act")

@@ -16,12 +16,9 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import check_activation, check_cpu_dtype, check_float, check_same_device
 from mbv3_fast.ops._layout import output_memory_format
 from mbv3_fast.ops.fold_bn import fold_bn
-
-ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels
-
 
 def check_inputs(x, weight, bias, activation, residual=None, in_scale=None):
     """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
@@ -41,9 +38,7 @@ def check_inputs(x, weight, bias, activation, residual=None, in_scale=None):
     cout = weight.shape[0]
     if bias.dim() != 1 or bias.shape[0] != cout:
         raise ValueError(f"{op}: bias must be [Cout] with Cout = {cout}, got {list(bias.shape)}")
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown activation {activation!r}, "
-                         "expected 'hardswish', 'relu' or 'none'")
+    act = check_activation(activation, op)
     others = dict(weight=weight, bias=bias)
     if residual is not None:
         check_float(residual, "residual", op, x.dtype)
@@ -58,7 +53,7 @@ def check_inputs(x, weight, bias, activation, residual=None, in_scale=None):
                              f"got {list(in_scale.shape)}")
         others["in_scale"] = in_scale
     check_same_device(x, **others)
-    return cout, ACTIVATIONS[activation]
+    return cout, act
 
 
 @torch.library.register_fake("mbv3::pwconv_bn_act")
