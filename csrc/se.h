@@ -1,8 +1,8 @@
 // Torch-free interface of the fused squeeze-excitation kernels (MobileNetV3 flavour):
 //   y = x * hardsigmoid(w2 . relu(w1 . mean_hw(x) + b1) + b2), per sample and channel.
 // The op runs in phases, each a per-ISA function over a range the binding hands out to threads:
-// pool (partial sums over pixel chunks) -> FC1 + ReLU + FC2 (sliced over S) -> sum of the
-// slices + hardsigmoid -> apply.
+// pool (partial sums over pixel chunks) -> means -> FC1 + ReLU (sliced over S) -> FC2 +
+// hardsigmoid (sliced over C) -> apply.
 #pragma once
 #include <cstdint>
 
@@ -28,7 +28,7 @@ struct SeParams {
   int64_t chunk;
 };
 
-constexpr int64_t kSeFcSamples = 4;  // samples per se_fc call, at most
+constexpr int64_t kSeFcSamples = 4;  // samples per se_fc1 / se_fc2 call, at most
 
 inline int64_t se_num_chunks(const SeParams& p) { return (p.HW + p.chunk - 1) / p.chunk; }
 
@@ -37,24 +37,22 @@ inline int64_t se_num_chunks(const SeParams& p) { return (p.HW + p.chunk - 1) / 
 //             or N * C (NCHW: one plane each); writes part[(n * chunks + k) * C + c] (NHWC) or
 //             part[n * C + c] (NCHW), sums of x (not yet divided by HW).
 //  se_mean:   mean[c] = (sum over the sample's chunks of part) / HW, c in [0, C).
-//  se_fc:     nb (1..kSeFcSamples) samples, one slice [s_begin, s_end) of the squeeze dim:
-//             h[s] = relu(b1[s] + w1(s, :) . mean) for s in the slice, and its share of FC2,
-//             z[c] = sum_{s in slice} w2(c, s) h[s] for every c (no bias).  Sample j's mean is
-//             at mean + j*C, its h at h + j*S, its z at z + j*z_ld.  Each weight is read once
-//             for the nb samples; slicing S lets threads split both FCs at batch 1 in one
-//             parallel region, the slices' z summed by se_finish.
-//  se_finish: scale[c] = hardsigmoid(b2[c] + z_0[c] + ... + z_{parts-1}[c]) from parts rows of
-//             C partial sums (in order, so the result does not depend on the thread count);
-//             scale may alias z when parts == 1.
+//  se_fc1:    nb (1..kSeFcSamples) samples, outputs [s_begin, s_end) of FC1:
+//             h[j * S + s] = relu(b1[s] + w1(s, :) . mean[j * C ...]).
+//  se_fc2:    the same for FC2, outputs [c_begin, c_end):
+//             scale[j * C + c] = hardsigmoid(b2[c] + w2(c, :) . h[j * S ...]).
+//             Each weight is read once for the nb samples; every output is one thread's whole
+//             dot product, so the result does not depend on how the outputs are split.
 //  se_apply:  y = x * scale[n, c] for units [u_begin, u_end) of N * HW pixels (NHWC) or
 //             N * C planes (NCHW); scale is [N][C].
 #define MBV3_DECLARE_SE(ns)                                                                       \
   namespace ns {                                                                                  \
   void se_pool(const SeParams& p, int64_t u_begin, int64_t u_end, float* part);                   \
   void se_mean(const SeParams& p, const float* part_n, float* mean);                              \
-  void se_fc(const SeParams& p, int64_t nb, const float* mean, float* h, float* z, int64_t z_ld, \
-             int64_t s_begin, int64_t s_end);                                                     \
-  void se_finish(const SeParams& p, const float* z, int64_t parts, float* scale);                 \
+  void se_fc1(const SeParams& p, int64_t nb, const float* mean, float* h, int64_t s_begin,       \
+              int64_t s_end);                                                                     \
+  void se_fc2(const SeParams& p, int64_t nb, const float* h, float* scale, int64_t c_begin,       \
+              int64_t c_end);                                                                     \
   void se_apply(const SeParams& p, const float* scale, int64_t u_begin, int64_t u_end);           \
   }
 MBV3_DECLARE_SE(scalar)

@@ -4,7 +4,7 @@
 //   pool (NHWC):  block of channels outer, the chunk's pixels inner (stride C), sums in regs;
 //   pool (NCHW):  contiguous planes, four at a time, summed pairwise;
 //   FC, by_output: block of outputs in regs, one broadcast input per step (axpy);
-//   FC, by rows:   four dot products at a time sharing the input loads;
+//   FC, by rows:   one row's dot product at a time (the weights stream in order);
 //   apply (NHWC): block of scales in regs, pixels inner; (NCHW): one broadcast per plane.
 #pragma once
 #include <algorithm>
@@ -79,33 +79,36 @@ void se_mean(const SeParams& p, const float* part_n, float* mean) {
   }
 }
 
-void se_fc(const SeParams& p, int64_t nb, const float* mean, float* h, float* z, int64_t z_ld,
-           int64_t s_begin, int64_t s_end) {
-  // Columns [s_begin, s_end) of w2 are a matrix of the same kind, starting s_begin further.
-  const SeMatrix w2 = {p.w2.w + (p.w2.by_output ? s_begin * p.w2.ld : s_begin), p.w2.ld, p.w2.by_output};
-  auto run = [&](auto nb_c) {
+namespace {
+// nb samples at once (a compile-time count), so each weight is loaded once for all of them.
+template <class Body>
+inline void by_samples(int64_t nb, Body&& body) {
+  static_assert(kSeFcSamples == 4, "cases below");
+  switch (nb) {
+    case 1: return body(Int<1>{});
+    case 2: return body(Int<2>{});
+    case 3: return body(Int<3>{});
+    default: return body(Int<4>{});
+  }
+}
+}  // namespace
+
+void se_fc1(const SeParams& p, int64_t nb, const float* mean, float* h, int64_t s_begin, int64_t s_end) {
+  by_samples(nb, [&](auto nb_c) {
     constexpr int NB = decltype(nb_c)::value;
     matmul<NB>(p.w1, mean, p.C, p.C, s_begin, s_end, h, p.S);
     for (int j = 0; j < NB; ++j)
       bias_act(h + j * p.S, p.b1, s_begin, s_end, [](Vec v) { return relu(v); });
-    matmul<NB>(w2, h + s_begin, p.S, s_end - s_begin, 0, p.C, z, z_ld);
-  };
-  switch (nb) {
-    case 1: run(Int<1>{}); break;
-    case 2: run(Int<2>{}); break;
-    case 3: run(Int<3>{}); break;
-    default: run(Int<4>{}); break;
-  }
+  });
 }
 
-void se_finish(const SeParams& p, const float* z, int64_t parts, float* scale) {
-  const int64_t C = p.C;
-  for (int64_t c = 0; c < C; c += Vec::N) {
-    const int64_t n = C - c;
-    Vec acc = load_any(p.b2 + c, n);
-    for (int64_t k = 0; k < parts; ++k) acc = add(acc, load_any(z + k * C + c, n));
-    store_any(scale + c, n, hardsigmoid(acc));
-  }
+void se_fc2(const SeParams& p, int64_t nb, const float* h, float* scale, int64_t c_begin, int64_t c_end) {
+  by_samples(nb, [&](auto nb_c) {
+    constexpr int NB = decltype(nb_c)::value;
+    matmul<NB>(p.w2, h, p.S, p.S, c_begin, c_end, scale, p.C);
+    for (int j = 0; j < NB; ++j)
+      bias_act(scale + j * p.C, p.b2, c_begin, c_end, [](Vec v) { return hardsigmoid(v); });
+  });
 }
 
 void se_apply(const SeParams& p, const float* scale, int64_t u_begin, int64_t u_end) {

@@ -16,9 +16,9 @@ namespace {
 // multiply-adds), so the small SE layers of MobileNetV3 at batch 1 run on the calling thread
 // (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
 // pixel chunks of about kChunkElems elements (at most kChunkMaxPixels pixels), each chunk
-// writing one row of partial sums; the FCs run on blocks of samples, cut into slices of S when
-// there are few blocks (se_fc).  Chunks, blocks and slices depend on the shape only, so the
-// result is the same for every thread count.
+// writing one row of partial sums; the FCs run on blocks of samples, cut into slices of their
+// outputs when there are few blocks.  Pool chunks depend on the shape only and every FC output
+// is one unit's whole dot product, so the result is the same for every thread count.
 constexpr int64_t kMinTaskElems = 32768;
 constexpr int64_t kMinTaskMacs = 32768;
 constexpr int64_t kChunkElems = 16384;
@@ -26,7 +26,6 @@ constexpr int64_t kChunkMaxPixels = 256;  // bounds each partial sum's chain of 
 constexpr int64_t kFcPartMacs = 32768;
 constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
 constexpr int64_t kFcMaxParts = 8;
-constexpr int64_t kFcTargetUnits = 8;  // enough FC work units for 8 threads, when big enough
 
 int64_t grain(int64_t min_task, int64_t per_unit) {
   return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
@@ -74,35 +73,22 @@ Checked check_inputs(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   return k;
 }
 
-// Pool -> FC1 -> FC2 into scale [N][C]; then (when p.y) y = x * scale.
+// Pool -> means -> FC1 -> FC2 into scale [N][C]; then (when p.y) y = x * scale.
 void run_se(SeParams& p, float* scale) {
   const Isa isa = current_isa();
   auto* pool = MBV3_ISA_SELECT(se_pool, isa);
   auto* mean_fn = MBV3_ISA_SELECT(se_mean, isa);
-  auto* fc = MBV3_ISA_SELECT(se_fc, isa);
-  auto* finish = MBV3_ISA_SELECT(se_finish, isa);
+  auto* fc1 = MBV3_ISA_SELECT(se_fc1, isa);
+  auto* fc2 = MBV3_ISA_SELECT(se_fc2, isa);
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
   p.chunk = p.nhwc ? std::min({HW, kChunkMaxPixels, std::max<int64_t>(1, kChunkElems / C)}) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
-  // FC work units: blocks of up to kSeFcSamples samples (each weight read once per block) x
-  // slices of S (boundaries at multiples of kFcSliceAlign, every slice non-empty).  Slices are
-  // a power of two (an even split for 2, 4, 8 threads), added while there are fewer than
-  // kFcTargetUnits units and each keeps about kFcPartMacs multiply-adds per FC.
-  const int64_t nb = std::min(N, kSeFcSamples), blocks = (N + nb - 1) / nb;
-  const int64_t aligned = (S + kFcSliceAlign - 1) / kFcSliceAlign;
-  int64_t parts = 1;
-  while (blocks * parts < kFcTargetUnits && parts * 2 <= std::min(kFcMaxParts, aligned) &&
-         C * S * nb / (parts * 2) >= kFcPartMacs)
-    parts *= 2;
-  auto slice_begin = [&](int64_t k) { return std::min(S, k * aligned / parts * kFcSliceAlign); };
 
-  // Scratch: pool partial sums [N][chunks][C], hidden [N][S], FC2 partial sums [N][parts][C]
-  // (the scale itself when parts == 1).
-  const int64_t z_size = parts > 1 ? N * parts * C : 0;
-  std::unique_ptr<float[]> scratch(new float[N * chunks * C + N * S + z_size]);
+  // Scratch: pool partial sums [N][chunks][C], means [N][C], hidden [N][S].
+  std::unique_ptr<float[]> scratch(new float[N * chunks * C + N * C + N * S]);
   float* part = scratch.get();
-  float* hid = part + N * chunks * C;
-  float* z = parts > 1 ? hid + N * S : scale;
+  float* mean = part + N * chunks * C;
+  float* hid = mean + N * C;
 
   if (p.nhwc) {
     at::parallel_for(0, N * chunks, grain(kMinTaskElems, p.chunk * C), [&](int64_t b, int64_t e) {
@@ -113,20 +99,32 @@ void run_se(SeParams& p, float* scale) {
       pool(p, b, e, part);
     });
   }
-
-  at::parallel_for(0, blocks * parts, grain(kMinTaskMacs, 2 * C * S * nb / parts), [&](int64_t b, int64_t e) {
-    std::unique_ptr<float[]> mean(new float[nb * C]);
-    int64_t mean_of = -1;
-    for (int64_t u = b; u < e; ++u) {
-      const int64_t blk = u / parts, k = u % parts, n0 = blk * nb, cnt = std::min(nb, N - n0);
-      if (blk != mean_of)
-        for (int64_t j = 0; j < cnt; ++j) mean_fn(p, part + (n0 + j) * chunks * C, mean.get() + j * C);
-      mean_of = blk;
-      fc(p, cnt, mean.get(), hid + n0 * S, z + (n0 * parts + k) * C, parts * C, slice_begin(k),
-         slice_begin(k + 1));
-    }
+  at::parallel_for(0, N, grain(kMinTaskElems, chunks * C), [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) mean_fn(p, part + n * chunks * C, mean + n * C);
   });
-  for (int64_t n = 0; n < N; ++n) finish(p, z + n * parts * C, parts, scale + n * C);
+
+  // Each FC: work units are blocks of up to kSeFcSamples samples (each weight read once per
+  // block) x slices of the outputs, i.e. of the [out, in] weight's rows, so a unit streams
+  // one contiguous run of weights.  Slices are added (a power of two) while there are fewer
+  // units than threads x 2 and each keeps about kFcPartMacs multiply-adds.
+  const int64_t nb = std::min(N, kSeFcSamples), blocks = (N + nb - 1) / nb;
+  const int64_t threads = at::get_num_threads();
+  auto fc = [&](int64_t outs, int64_t ins, auto&& body) {
+    const int64_t aligned = (outs + kFcSliceAlign - 1) / kFcSliceAlign;
+    int64_t parts = 1;
+    while (blocks * parts < 2 * threads && parts * 2 <= std::min(kFcMaxParts, aligned) &&
+           outs * ins * nb / (parts * 2) >= kFcPartMacs)
+      parts *= 2;
+    auto begin = [&](int64_t k) { return std::min(outs, k * aligned / parts * kFcSliceAlign); };
+    at::parallel_for(0, blocks * parts, grain(kMinTaskMacs, outs * ins * nb / parts), [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t n0 = u / parts * nb, k = u % parts;
+        body(n0, std::min(nb, N - n0), begin(k), begin(k + 1));
+      }
+    });
+  };
+  fc(S, C, [&](int64_t n0, int64_t cnt, int64_t s0, int64_t s1) { fc1(p, cnt, mean + n0 * C, hid + n0 * S, s0, s1); });
+  fc(C, S, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
 
   if (p.y) {
     auto* apply = MBV3_ISA_SELECT(se_apply, isa);

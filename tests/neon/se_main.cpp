@@ -32,21 +32,23 @@ int main(int argc, char** argv) {
     std::vector<float> part(static_cast<size_t>(p.nhwc ? p.N * chunks * p.C : p.N * p.C), -12345.f);
     mbv3::neon::se_pool(p, 0, units / 2, part.data());
     mbv3::neon::se_pool(p, units / 2, units, part.data());
-    // FC on blocks of up to kSeFcSamples samples, in up to three slices of S (unaligned
-    // boundaries on purpose), summed by se_finish.
-    const int64_t parts = p.S < 3 ? p.S : 3, nb = std::min(p.N, mbv3::kSeFcSamples);
+    // FCs on blocks of up to kSeFcSamples samples, each in up to three slices of its outputs
+    // (unaligned boundaries on purpose).
+    const int64_t nb = std::min(p.N, mbv3::kSeFcSamples);
     std::vector<float> mean(static_cast<size_t>(nb * p.C)), h(static_cast<size_t>(p.N * p.S));
-    std::vector<float> z(static_cast<size_t>(p.N * parts * p.C));
+    auto slices = [](int64_t outs, auto&& body) {
+      const int64_t parts = outs < 3 ? outs : 3;
+      for (int64_t k = 0; k < parts; ++k) body(k * outs / parts, (k + 1) * outs / parts);
+    };
     for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
       const int64_t cnt = std::min(nb, p.N - n0);
       for (int64_t j = 0; j < cnt; ++j)
         mbv3::neon::se_mean(p, part.data() + (n0 + j) * (p.nhwc ? chunks : 1) * p.C, mean.data() + j * p.C);
-      for (int64_t k = 0; k < parts; ++k)
-        mbv3::neon::se_fc(p, cnt, mean.data(), h.data() + n0 * p.S, z.data() + (n0 * parts + k) * p.C,
-                          parts * p.C, k * p.S / parts, (k + 1) * p.S / parts);
+      slices(p.S, [&](int64_t s0, int64_t s1) { mbv3::neon::se_fc1(p, cnt, mean.data(), h.data() + n0 * p.S, s0, s1); });
+      slices(p.C, [&](int64_t c0, int64_t c1) {
+        mbv3::neon::se_fc2(p, cnt, h.data() + n0 * p.S, scale.data() + n0 * p.C, c0, c1);
+      });
     }
-    for (int64_t n = 0; n < p.N; ++n)
-      mbv3::neon::se_finish(p, z.data() + n * parts * p.C, parts, scale.data() + n * p.C);
     const int64_t apply_units = p.nhwc ? p.N * p.HW : p.N * p.C;
     mbv3::neon::se_apply(p, scale.data(), 0, apply_units / 2);
     mbv3::neon::se_apply(p, scale.data(), apply_units / 2, apply_units);
