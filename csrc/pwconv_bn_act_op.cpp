@@ -84,6 +84,8 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     m_chunks = std::max(m_chunks, std::min(2 * threads, M / (4 * tile.mr)));  // rows enough
     m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
     if (m_chunks < 2 * threads) n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
+  } else if (threads > 1) {
+    m_chunks = (m_chunks + threads - 1) / threads * threads;  // whole rounds: 7 chunks ran 4:3 on 2 threads
   }
   const int64_t units = m_chunks * n_chunks;
   const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
