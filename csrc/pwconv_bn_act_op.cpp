@@ -94,7 +94,9 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
   at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t mi = u / n_chunks, ni = u % n_chunks;
+      // Split columns: a thread's run of units shares its columns, so each thread streams
+      // only its share of the (cold, at batch 1) weights: 7x7 layers, 2 threads.
+      const int64_t mi = n_chunks > 1 ? u % m_chunks : u / n_chunks, ni = n_chunks > 1 ? u / m_chunks : u % n_chunks;
       kernel(p, bound(mi, M, m_chunks), bound(mi + 1, M, m_chunks),
              std::min(Cout, bound(ni, nvec, n_chunks) * vec), std::min(Cout, bound(ni + 1, nvec, n_chunks) * vec));
     }
