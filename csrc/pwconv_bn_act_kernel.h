@@ -50,6 +50,61 @@ constexpr int MR = mr_for(1);    // the largest
 // tolerance rule (tests/tolerance.py) for every MobileNetV3 layer, for ~2% of the time.
 constexpr int64_t KC = 64;
 
+// K steps [k0, k1) of one tile: acc[r] += a[r][k] * b[k] (MASKED: the last vector's weight
+// loads masked).  Plain inline functions, not lambdas: GCC 12 kept lambda-captured
+// accumulators on the stack (48 extra moves per tile, a third of the K = 16 layers' time).
+template <int ROWS, int V, bool MASKED>
+[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+                                           int64_t ldb, int64_t k0, int64_t k1, int tail) {
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* bk = b + k * ldb;
+    Vec bv[V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v)
+      bv[v] = (MASKED && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail) : Vec::load(bk + v * Vec::N);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const Vec av = Vec::set1(a[r * K + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
+    }
+  }
+}
+
+// Steps [k0, k1); with a column tail, rows from k_full on use masked loads (see tile()).
+template <int ROWS, int V, bool TAIL>
+[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+                                           int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail) {
+  const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
+  k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail);
+  if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail);
+}
+
+// The epilogue on the way to the store, specialised by activation and residual.
+template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
+[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvParams& p, int64_t m,
+                                              int64_t n, int tail) {
+  const int64_t C = p.Cout;
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    float* y = p.y + (m + r) * C + n;
+    const float* res = p.residual + (m + r) * C + n;
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+      Vec o = acc[r][v];
+      if constexpr (ACT == Act::Relu) o = relu(o);
+      if constexpr (ACT == Act::Hardswish) o = hardswish(o);
+      if (TAIL && v == V - 1) {
+        if constexpr (RES) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
+        o.store_tail(y + v * Vec::N, tail);
+      } else {
+        if constexpr (RES) o = add(o, Vec::load(res + v * Vec::N));
+        o.store(y + v * Vec::N);
+      }
+    }
+  }
+}
+
 // One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
 // b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
 // loads (the extra lanes read the next weight row: in bounds, never stored); only the last
@@ -61,33 +116,17 @@ void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb, in
   const int64_t K = p.K;
   // Accumulators start from the bias (one add less per output in the epilogue, which the
   // K = 16 and 24 layers feel).
-  Vec bias[V];
-  for (int v = 0; v < V; ++v)
-    bias[v] = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail)
-                                   : Vec::load(p.b + n + v * Vec::N);
   Vec acc[ROWS][V];
-  for (int r = 0; r < ROWS; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = bias[v];
-  auto step = [&](int64_t k, const float* bk, auto masked) {
-    Vec bv[V];
-    for (int v = 0; v < V; ++v)
-      bv[v] = (decltype(masked)::value && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail)
-                                                       : Vec::load(bk + v * Vec::N);
-    for (int r = 0; r < ROWS; ++r) {
-      const Vec av = Vec::set1(a[r * K + k]);
-      for (int v = 0; v < V; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
-    }
-  };
-  if (!TAIL) k_full = K;
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) {
+    const Vec bias = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail)
+                                          : Vec::load(p.b + n + v * Vec::N);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) acc[r][v] = bias;
+  }
   // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
   // in an L1 buffer (see KC).
-  auto block = [&](int64_t k0) {
-    const int64_t k1 = std::min(K, k0 + KC), kf = std::min(k1, std::max(k0, k_full));
-    const int n_full = int(kf - k0), n_all = int(k1 - k0);  // <= KC
-    for (int i = 0; i < n_full; ++i) step(k0 + i, b + (k0 + i) * ldb, std::false_type{});
-    for (int i = n_full; i < n_all; ++i) step(k0 + i, b + (k0 + i) * ldb, std::integral_constant<bool, TAIL>{});
-  };
-  block(0);
+  k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, 0, std::min(K, KC), k_full, tail);
   if (K > KC) {
     alignas(64) float total[ROWS][V][Vec::N];
     for (int r = 0; r < ROWS; ++r)
@@ -95,7 +134,7 @@ void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb, in
     for (int64_t k0 = KC; k0 < K; k0 += KC) {
       for (int r = 0; r < ROWS; ++r)
         for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
-      block(k0);
+      k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail);
       for (int r = 0; r < ROWS; ++r)
         for (int v = 0; v < V; ++v) {
           acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
@@ -103,36 +142,18 @@ void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb, in
         }
     }
   }
-  const int64_t C = p.Cout;
-  // The epilogue, specialised by activation and residual outside its loops (the K = 16 and
-  // 24 layers spend a fifth of their time here).
-  auto epilogue = [&](auto act, auto has_res) {
-    for (int r = 0; r < ROWS; ++r) {
-      float* y = p.y + (m + r) * C + n;
-      const float* res = p.residual + (m + r) * C + n;
-      for (int v = 0; v < V; ++v) {
-        Vec o = acc[r][v];
-        if constexpr (decltype(act)::value == Act::Relu) o = relu(o);
-        if constexpr (decltype(act)::value == Act::Hardswish) o = hardswish(o);
-        if (TAIL && v == V - 1) {
-          if constexpr (decltype(has_res)::value) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
-          o.store_tail(y + v * Vec::N, tail);
-        } else {
-          if constexpr (decltype(has_res)::value) o = add(o, Vec::load(res + v * Vec::N));
-          o.store(y + v * Vec::N);
-        }
-      }
-    }
-  };
-  auto with_act = [&](auto has_res) {
-    switch (p.act) {
-      case Act::Relu: return epilogue(std::integral_constant<Act, Act::Relu>{}, has_res);
-      case Act::Hardswish: return epilogue(std::integral_constant<Act, Act::Hardswish>{}, has_res);
-      default: return epilogue(std::integral_constant<Act, Act::None>{}, has_res);
-    }
-  };
-  if (p.residual) with_act(std::true_type{});
-  else with_act(std::false_type{});
+  const bool res = p.residual != nullptr;
+  switch (p.act) {
+    case Act::Relu:
+      return res ? store_tile<ROWS, V, TAIL, Act::Relu, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::Relu, false>(acc, p, m, n, tail);
+    case Act::Hardswish:
+      return res ? store_tile<ROWS, V, TAIL, Act::Hardswish, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::Hardswish, false>(acc, p, m, n, tail);
+    default:
+      return res ? store_tile<ROWS, V, TAIL, Act::None, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::None, false>(acc, p, m, n, tail);
+  }
 }
 
 using TileFn = void (*)(const PwConvParams&, const float*, const float*, int64_t, int64_t, int64_t,
