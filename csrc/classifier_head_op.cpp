@@ -6,6 +6,7 @@
 
 #include "classifier_head.h"
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 
 namespace mbv3 {
@@ -36,6 +37,8 @@ void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* 
     }
   });
 }
+
+}  // namespace
 
 at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
                                const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {
@@ -87,7 +90,6 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
   return out;
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

@@ -7,6 +7,7 @@
 
 #include "conv_bn_act.h"
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 
 namespace mbv3 {
@@ -23,6 +24,8 @@ const float* taps_cin_cout(const at::Tensor& w, at::Tensor& storage) {
   storage = w.permute({2, 3, 1, 0}).contiguous();
   return storage.data_ptr<float>();
 }
+
+}  // namespace
 
 at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                            int64_t stride, int64_t padding, c10::string_view activation) {
@@ -69,7 +72,6 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   return y;
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

@@ -6,11 +6,10 @@
 
 #include "dwconv_bn_act.h"
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 
 namespace mbv3 {
-namespace {
-
 at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              int64_t stride, int64_t padding, int64_t dilation,
                              c10::string_view activation) {
@@ -55,7 +54,6 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   return out.result();
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

@@ -20,6 +20,7 @@
 
 #include "dwconv_bn_act.h"
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 #include "pwconv_bn_act.h"
 
@@ -27,6 +28,8 @@ namespace mbv3 {
 namespace {
 
 constexpr int64_t kWindowBytes = 192 * 1024;  // expanded rows held per thread (L2: 1 MB on Zen 4)
+
+}  // namespace
 
 at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
                                     c10::string_view expand_activation, const at::Tensor& dw,
@@ -114,7 +117,6 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
   return out.result();
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

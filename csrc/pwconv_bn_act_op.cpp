@@ -6,12 +6,11 @@
 #include <optional>
 
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 #include "pwconv_bn_act.h"
 
 namespace mbv3 {
-namespace {
-
 at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              c10::string_view activation, const std::optional<at::Tensor>& residual,
                              const std::optional<at::Tensor>& in_scale) {
@@ -104,7 +103,6 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   return out.result();
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

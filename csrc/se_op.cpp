@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "isa_dispatch.h"
+#include "cpu_ops.h"
 #include "op_utils.h"
 #include "se.h"
 
@@ -172,6 +173,8 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
   return out;
 }
 
+}  // namespace
+
 at::Tensor se_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                   const at::Tensor& w2, const at::Tensor& b2) {
   return se_impl(x, w1, b1, w2, b2, false);
@@ -182,7 +185,6 @@ at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Ten
   return se_impl(x, w1, b1, w2, b2, true);
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

@@ -13,6 +13,9 @@ Modes
     three or four op calls; global pool + classifier (Linear, Hardswish, Linear) ->
     ``torch.ops.mbv3.classifier_head``.  The whole network runs channels_last (the input
     is converted once); the logits are the same values for NCHW and channels_last inputs.
+    An eager forward makes all of these calls inside one ``torch.ops.mbv3.mobilenet_v3`` (on
+    the CPU a C++ loop over the same ops: bit-identical, no Python per layer); under
+    torch.compile / torch.export the graph holds one node per fused op instead.
   The fused path applies when all of these hold, and otherwise eval falls back to torchvision's
   forward over the plain modules (still correct, just unfused):
     - parameters and input on CPU (float32) or CUDA (float32/float16/bfloat16), input dtype and
@@ -68,6 +71,7 @@ from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
+from mbv3_fast.ops import mobilenet_v3 as _net_spec
 
 __all__ = [
     "FastMobileNetV3",
@@ -96,6 +100,7 @@ _pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
 _classifier_head = torch.ops.mbv3.classifier_head.default
 _conv_bn_act = torch.ops.mbv3.conv_bn_act.default
 _expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
+_mobilenet_v3 = torch.ops.mbv3.mobilenet_v3.default
 
 # Blocks whose expanded activation (per sample) is at least this large run expand + depthwise
 # as one op (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as
@@ -131,6 +136,8 @@ class _Plan:
                 se (w1, b1, w2, b2) or None, project_w^T, project_b, out channels, residual)
     head    -- (fc1_w, fc1_b, fc2_w, fc2_b) for torchvision's classifier, else None (then the
                classifier module itself is called)
+    net_weights, net_spec -- the same network for ``mbv3::mobilenet_v3`` (one op call per
+               forward; mbv3_fast/ops/mobilenet_v3.py documents the spec)
     """
 
     def __init__(self, device, dtype, sources, train_mods):
@@ -145,6 +152,7 @@ class _Plan:
         self.reason = ""
         self.stem = self.last = self.head = None
         self.blocks = ()
+        self.net_weights, self.net_spec = (), []
 
 
 # ----------------------------------------------------------------------------------------------
@@ -319,6 +327,7 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
             return plan
     plan = _Plan(device, dtype, sources, train_mods)
     plan.stem, plan.blocks, plan.last, plan.head = stem, blocks, last, head
+    plan.net_weights, plan.net_spec = _net_spec.build(stem, blocks, last, head, FUSE_EXPAND_MIN_BYTES)
     subs = [m for m in model.modules() if m is not model]
     plan.hooks = (_GLOBAL_HOOKS + tuple(m._forward_hooks for m in subs)
                   + tuple(m._forward_pre_hooks for m in subs))
@@ -423,12 +432,18 @@ class FastMobileNetV3(_tv.MobileNetV3):
         if (not torch.compiler.is_exporting() and torch.is_grad_enabled()
                 and (x.requires_grad or any(t.requires_grad for t in plan.sources))):
             return super().forward(x)
-        return self._forward_fused(x, plan)
+        # The graph keeps one node per fused op (readable exports; no per-call Python there).
+        return self._forward_fused(x, plan, one_call=False)
 
-    def _forward_fused(self, x: Tensor, plan: _Plan) -> Tensor:
+    def _forward_fused(self, x: Tensor, plan: _Plan, one_call: bool = True) -> Tensor:
         # Channels_last throughout; a bneck is three op calls: expand (1x1 GEMM + BN + act),
         # depthwise + BN + act (+ the SE scale, computed from its output), and project
-        # (1x1 GEMM + BN, the SE scale applied to its input rows, + residual).
+        # (1x1 GEMM + BN, the SE scale applied to its input rows, + residual).  All of them
+        # run inside one mbv3::mobilenet_v3 call (on the CPU a C++ loop over the same ops:
+        # no Python or dispatcher work per layer); the profiler's labels need the Python loop.
+        if one_call and not _PROFILE_LABELS:
+            y = _mobilenet_v3(x, plan.net_weights, plan.net_spec)
+            return y if plan.head is not None else self.classifier(y.mean((2, 3)))
         x = fused_stem_forward(plan, x)
         for i, block in enumerate(plan.blocks):
             x = fused_block_forward(block, x, i)

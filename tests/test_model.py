@@ -92,9 +92,9 @@ def _spy_fused(model):
     calls = []
     orig = model._forward_fused
 
-    def spy(x, plan):
+    def spy(x, plan, **kw):
         calls.append(1)
-        return orig(x, plan)
+        return orig(x, plan, **kw)
 
     model._forward_fused = spy
     return calls

@@ -1,0 +1,153 @@
+"""mbv3::mobilenet_v3 (a whole network in one op call): bit-equal to the per-op walk of the same
+spec, close to torchvision in float64, opcheck, bad specs and inputs, and the model using it."""
+import pytest
+import torch
+from torch import nn
+from torchvision.models import mobilenetv3 as tvm
+
+from mbv3_fast import MobileNetV3Large, MobileNetV3Small
+from mbv3_fast.ops import mobilenet_v3 as net_op
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARCHS = {"large": (MobileNetV3Large, tvm.mobilenet_v3_large),
+         "small": (MobileNetV3Small, tvm.mobilenet_v3_small)}
+CONFIGS = {"default": {}, "dilated_reduced": {"dilated": True, "reduced_tail": True},
+           "w075_cls10": {"width_mult": 0.75, "num_classes": 10}}
+
+
+def _random_bn(model: nn.Module) -> nn.Module:
+    """Random BN statistics and affine parameters (folding must matter), larger FC weights."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(0, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.2)
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0, 0.05)
+                m.bias.normal_(0, 0.1)
+    return model.eval().requires_grad_(False)
+
+
+def _model(arch="small", cfg="default"):
+    return _random_bn(ARCHS[arch][0](**CONFIGS[cfg]))
+
+
+def _layouts(x):
+    """The same values as NCHW, channels_last and a non-contiguous view."""
+    wide = torch.empty(x.shape[0], x.shape[1], x.shape[2], x.shape[3] * 2)
+    wide[..., ::2] = x
+    return {"nchw": x, "cl": x.contiguous(memory_format=torch.channels_last), "strided": wide[..., ::2]}
+
+
+@pytest.mark.parametrize("arch,cfg", [(a, c) for a in ARCHS for c in CONFIGS])
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (3, 3, 45, 61), (0, 3, 32, 32), (1, 3, 7, 9)],
+                         ids=["1x32", "3x45x61", "batch0", "1x7x9"])
+def test_equals_per_op_walk(arch, cfg, shape):
+    model = _model(arch, cfg)
+    plan = model._fused_plan()
+    assert plan.ok, plan.reason
+    x = torch.randn(shape) * 1.5 + 0.3
+    for name, xi in _layouts(x).items():
+        out = torch.ops.mbv3.mobilenet_v3(xi, plan.net_weights, plan.net_spec)
+        ref = net_op.run_spec(xi, plan.net_weights, plan.net_spec)
+        assert out.shape == (shape[0], model.classifier[-1].out_features)
+        assert torch.equal(out, ref), f"{name}: max|d| {(out - ref).abs().max()}"
+        assert shape[0] == 0 or out.abs().max() > 0
+
+
+def test_every_isa_against_torchvision_float64(cpu_isa):
+    model = _model("large")
+    tv = ARCHS["large"][1]()
+    tv.load_state_dict(model.state_dict())
+    tv = tv.double().eval()
+    x = torch.randn(2, 3, 48, 40) * 1.5 + 0.3
+    plan = model._fused_plan()
+    out = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
+    with torch.no_grad():
+        ref = tv(x.double())
+    err = (out.double() - ref).abs().max().item()
+    assert err <= 1e-4 * ref.abs().max().item(), err
+    assert torch.equal(out.argmax(1), ref.argmax(1))
+
+
+def test_without_folded_head_returns_features():
+    model = _model("small")
+    model.classifier = nn.Sequential(nn.Linear(576, 10))  # not torchvision's head: called as a module
+    model.invalidate_fused_cache()  # (replacing a submodule is not detected)
+    plan = model._fused_plan()
+    assert plan.ok and plan.head is None and plan.net_spec[-5] == -1
+    x = torch.randn(2, 3, 40, 40)
+    feats = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
+    assert feats.shape == (2, 576, 2, 2) and feats.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(feats, net_op.run_spec(x, plan.net_weights, plan.net_spec))
+    tv = ARCHS["small"][1]()
+    tv.classifier = nn.Sequential(nn.Linear(576, 10))
+    tv.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        ref, out = tv.eval()(x), model(x)
+    assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
+
+
+def test_opcheck():
+    plan = _model("small", "w075_cls10")._fused_plan()
+    for x in (torch.randn(2, 3, 32, 32), torch.randn(1, 3, 33, 29).contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(torch.ops.mbv3.mobilenet_v3.default, (x, list(plan.net_weights), plan.net_spec))
+
+
+def test_model_forward_is_one_op_call():
+    model = _model("large")
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad(), torch.profiler.profile() as prof:
+        out = model(x)
+    names = [e.name for e in prof.events() if e.name.startswith("mbv3::")]
+    assert names == ["mbv3::mobilenet_v3"], names
+    plan = model._fused_plan()
+    assert torch.equal(out, net_op.run_spec(x, plan.net_weights, plan.net_spec))
+
+
+# --------------------------------------------------------------------------------------------
+# bad specs and inputs: a clear ValueError from the CPU op and from the fake (meta) kernel
+# --------------------------------------------------------------------------------------------
+
+def _broken_specs(spec, n):
+    head_at = len(spec) - 5
+    yield "version", [99] + spec[1:], "spec version 99"
+    yield "truncated", spec[:-3], "spec ends early"
+    yield "trailing", spec + [0], "past its end"
+    yield "index", spec[:3] + [n] + spec[4:], f"weights\\[{n}\\]"
+    yield "negative index", spec[:3] + [-1] + spec[4:], "weights\\[-1\\]"
+    yield "activation", spec[:7] + [7] + spec[8:], "activation code"
+    yield "block count", spec[:2] + [-1] + spec[3:], "block count"
+    yield "head b1 missing", spec[:head_at + 1] + [-1] + spec[head_at + 2:], "weights\\[-1\\] as head b1"
+    yield "head w1 only missing", spec[:head_at] + [-1] + spec[head_at + 1:], "only some of the head tensors"
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_bad_spec(device):
+    plan = _model("small")._fused_plan()
+    w = [t.to(device) for t in plan.net_weights]
+    x = torch.randn(1, 3, 32, 32, device=device)
+    spec = list(plan.net_spec)
+    for what, bad, msg in _broken_specs(spec, len(w)):
+        with pytest.raises(ValueError, match=msg):
+            torch.ops.mbv3.mobilenet_v3(x, w, bad)
+
+
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+def test_bad_input(device):
+    plan = _model("small")._fused_plan()
+    w = [t.to(device) for t in plan.net_weights]
+    spec = plan.net_spec
+    cases = [(torch.randn(1, 3, 32, 32, dtype=torch.float64), "float32"),
+             (torch.randn(3, 32, 32), "4-D"),
+             (torch.randn(1, 4, 32, 32), "Cin = 4")]
+    for x, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            torch.ops.mbv3.mobilenet_v3(x.to(device), w, spec)
+    swapped = list(w)
+    swapped[0], swapped[1] = swapped[1], swapped[0]  # stem bias where its weight belongs
+    with pytest.raises(ValueError, match="weight"):
+        torch.ops.mbv3.mobilenet_v3(torch.randn(1, 3, 32, 32, device=device), swapped, spec)
