@@ -1,4 +1,5 @@
-"""End-to-end MobileNetV3 eval latency, fp32: mbv3_fast vs torchvision eager (NCHW and
+"""End-to-end MobileNetV3 eval latency, fp32: mbv3_fast (one op call per forward, and the
+same ops called per layer from Python) vs torchvision eager (NCHW and
 channels_last), torch.compile of torchvision (inductor) and ONNX Runtime (when importable),
 batch 1 and 8, 1 and 2 threads, all in the same run.
 
@@ -33,7 +34,9 @@ from mbv3_fast import from_torchvision
 ARCHS = [a for a in os.environ.get("MBV3_BENCH_ARCHS", "large").split(",") if a]
 BATCHES = [1, 8]
 THREADS = [1, 2]
-PROVIDERS = ["fused", "torchvision_nchw", "torchvision_cl", "torchvision_compile", "onnxruntime"]
+# fused_per_op: the same fused ops called layer by layer from Python (the model's per-op path,
+# which torch.compile graphs and the profiler use) instead of one mbv3::mobilenet_v3 call.
+PROVIDERS = ["fused", "fused_per_op", "torchvision_nchw", "torchvision_cl", "torchvision_compile", "onnxruntime"]
 ROUNDS = int(os.environ.get("MBV3_BENCH_ROUNDS", "7"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "model_interleaved.json")
 
@@ -93,6 +96,11 @@ def make_provider(provider, arch, batch, threads):
         model = from_torchvision(copy.deepcopy(tv)).eval()
         assert model.fused_status == "fused", model.fused_status
         return lambda: model(x)
+    if provider == "fused_per_op":
+        model = from_torchvision(copy.deepcopy(tv)).eval()
+        plan = model._fused_plan()
+        assert plan.ok, plan.reason
+        return lambda: model._forward_fused(x, plan, one_call=False)
     if provider == "torchvision_nchw":
         return lambda: tv(x)
     if provider == "torchvision_cl":
