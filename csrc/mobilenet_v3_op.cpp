@@ -1,11 +1,11 @@
 // torch binding of mbv3::mobilenet_v3: a whole MobileNetV3 eval forward (stem, inverted
 // residual blocks, last 1x1 conv, classifier head) as one op call.
 //
-// Why: a Large forward is ~50 op calls.  Called from Python, each costs ~5 µs of interpreter,
-// dispatcher and argument handling that runs cold (the 21.6 MB of weights streamed per forward
-// evict the Python objects between forwards): ~0.4 ms per forward at batch 1, measured as
-// profiler gaps.  Here the same CPU entry points (cpu_ops.h) are called directly, so every
-// value is computed exactly as by the per-op path (the tests check bit equality).
+// Why: a Large forward is ~50 op calls, each with Python, dispatcher and argument handling
+// when called from Python.  Here the same CPU entry points (cpu_ops.h) are called directly, so
+// every value is computed exactly as by the per-op path (the tests check bit equality).  The
+// saving is small: 0.04-0.15 ms of a 3-5 ms batch-1 forward (bench_model.py, fused vs
+// fused_per_op; profiler gaps had suggested ~0.4 ms, mostly the profiler's own cost).
 //
 // No kernel of its own.  The network is `weights` (the folded tensors) plus `spec`, a flat list
 // of ints naming them by index; mbv3_fast/ops/mobilenet_v3.py builds it, documents the layout
