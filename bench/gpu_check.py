@@ -8,9 +8,12 @@
 2. correctness: ``pytest tests/test_triton_*.py -q`` (every Triton kernel, see TESTS)
    (CUDA cases incl. every MobileNetV3-Large layer; skip with --skip-tests);
 3. timing, CUDA events after warm-up (triton.testing.do_bench, median; L2 flushed between
-   reps), fused Triton vs PyTorch unfused, for every depthwise layer (cuDNN conv groups=C +
-   F.batch_norm eval + activation) and SE layer (torchvision SqueezeExcitation, hardsigmoid,
-   eval) of MobileNetV3-Large, batch 1/32/256, fp32/fp16, channels_last.  The kernels have a
+   reps), first end to end: mbv3_fast's MobileNetV3-Large/Small eval forward (one
+   mbv3::mobilenet_v3 call) vs torchvision's eager model, batch 1/32, fp32/fp16, NCHW image in;
+   then fused Triton vs PyTorch unfused for every depthwise layer (cuDNN conv groups=C +
+   F.batch_norm eval + activation), SE layer (torchvision SqueezeExcitation, hardsigmoid, eval)
+   and 1x1 layer (cuDNN 1x1 conv + F.batch_norm + activation (+ residual add)) of
+   MobileNetV3-Large, batch 1/32/256, fp32/fp16, channels_last.  The kernels have a
    native NCHW path (no layout conversion), timed too at batch 32 (skip with --no-nchw).
    "loop" columns = wall time per call of 100 back-to-back eager calls (includes Python /
    launch overhead, which dominates at batch 1).
@@ -19,6 +22,7 @@ Prints one table and writes everything (plus device name, torch/triton versions)
 a deadline stops the timing early (recorded in the JSON) if it would not.
 """
 import argparse
+import copy
 import importlib
 import importlib.util
 import json
@@ -32,7 +36,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_triton_dwconv_bn_act.py", "tests/test_triton_se.py",
          "tests/test_triton_pwconv_bn_act.py", "tests/test_triton_conv_bn_act.py",
-         "tests/test_triton_classifier_head.py", "tests/test_triton_expand_dwconv_bn_act.py"]
+         "tests/test_triton_classifier_head.py", "tests/test_triton_expand_dwconv_bn_act.py",
+         "tests/test_model.py::test_eval_parity_cuda"]
 
 
 def log(msg):
@@ -44,17 +49,21 @@ def log(msg):
 # ----------------------------------------------------------------------------------------------
 
 def mbv3_large_layers():
-    """-> (depthwise, se) lists, one entry per layer of the network (repeats included), from
-    tests/mbv3_shapes.py (torchvision forward hooks).  depthwise: dict(name, C, H, k, stride,
-    dilation, pad, act); se: dict(name, C, S, H)."""
+    """-> (depthwise, se, pointwise) lists, one entry per layer of the network (repeats
+    included), from tests/mbv3_shapes.py (torchvision forward hooks).  depthwise: dict(name, C,
+    H, k, stride, dilation, pad, act); se: dict(name, C, S, H); pointwise: dict(name, Cin, Cout,
+    H, act, res)."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
-    from mbv3_shapes import depthwise_layers, se_layers
+    from mbv3_shapes import depthwise_layers, pointwise_layers, se_layers
     dws = [dict(name=f"dw{i:02d} {C}@{H} k{k}s{s} {'HS' if act == 'hardswish' else 'RE'}",
                 C=C, H=H, k=k, stride=s, dilation=d, pad=p, act=act)
            for i, (C, H, W, k, s, p, d, act) in enumerate(depthwise_layers("large"))]
     ses = [dict(name=f"se{i:02d} {C}->{S}@{H}", C=C, S=S, H=H)
            for i, (C, S, H, W) in enumerate(se_layers("large"))]
-    return dws, ses
+    pws = [dict(name=f"pw{i:02d} {ci}->{co}@{H}{' +res' if res else ''}", Cin=ci, Cout=co, H=H,
+                act=act, res=res)
+           for i, (ci, co, H, W, act, res) in enumerate(pointwise_layers("large"))]
+    return dws, ses, pws
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,6 +214,87 @@ def bench_se(timer, K, layer, N, dtype, fmt, dev):
     return res
 
 
+def bench_pw(timer, K, layer, N, dtype, fmt, dev):
+    import torch
+    import torch.nn.functional as F
+    ci, co, H = layer["Cin"], layer["Cout"], layer["H"]
+    mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(N, ci, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf)
+    r = torch.randn(N, co, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf) \
+        if layer["res"] else None
+    w = torch.randn(co, ci, 1, 1, generator=g, device=dev) / ci ** 0.5
+    gamma, beta = torch.rand(co, generator=g, device=dev) + 0.5, torch.randn(co, generator=g, device=dev)
+    mean, var = torch.randn(co, generator=g, device=dev) * 0.1, torch.rand(co, generator=g, device=dev) + 0.5
+    eps = 1e-3
+    inv = gamma / torch.sqrt(var + eps)
+    wf, bf = (w * inv[:, None, None, None]).to(dtype), (beta - mean * inv).to(dtype)
+    w_t = w.to(dtype).contiguous(memory_format=mf) if fmt == "channels_last" else w.to(dtype)
+    gamma_t, beta_t, mean_t, var_t = (t.to(dtype) for t in (gamma, beta, mean, var))
+    act_fn = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}[layer["act"]]
+
+    def torch_fn():
+        y = act_fn(F.batch_norm(F.conv2d(x, w_t), mean_t, var_t, gamma_t, beta_t, False, 0.0, eps))
+        return y + r if r is not None else y
+
+    def fused_fn():
+        return K.pwconv_bn_act(x, wf, bf, layer["act"], r)
+
+    with torch.no_grad():
+        yt, yf = torch_fn(), fused_fn()
+        diff = (yt.float() - yf.float()).abs().max().item() if yt.numel() else 0.0
+        res = dict(torch_ms=timer.gpu_ms(torch_fn), fused_ms=timer.gpu_ms(fused_fn),
+                   max_abs_diff_vs_torch=diff, output_format_ok=bool(yf.is_contiguous(memory_format=mf)))
+        if N == 1:
+            res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
+    return res
+
+
+def _realistic(model):
+    """Random BN affine params, BN running stats from real batch statistics and wider Linear
+    weights, so the logits are O(1) (torchvision's init gives ~1e-9) and differences mean
+    something.  -> the model in eval mode, on the CPU."""
+    import torch
+    from torch import nn
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.copy_(torch.rand(m.weight.shape) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape) * 0.2)
+                m.momentum = None  # cumulative average over the batches below
+            elif isinstance(m, nn.Linear):
+                m.weight.normal_(0, 0.05)
+                m.bias.normal_(0, 0.1)
+        model.train()
+        for _ in range(2):
+            model(torch.randn(4, 3, 96, 96) * 1.5 + 0.3)
+    return model.eval()
+
+
+def bench_model(timer, arch, N, dtype, dev):
+    """mbv3_fast's eval forward vs torchvision's eager model, same random weights, NCHW image in."""
+    import torch
+    import torchvision
+    import mbv3_fast
+    torch.manual_seed(0)
+    tv = _realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")())
+    ours = mbv3_fast.from_torchvision(copy.deepcopy(tv)).eval().to(dev, dtype)
+    tv = tv.to(dev, dtype)
+    x = torch.randn(N, 3, 224, 224, device=dev, dtype=dtype)
+    with torch.no_grad():
+        yt, yf = tv(x), ours(x)
+        res = dict(fused_status=ours.fused_status,
+                   max_abs_diff_vs_torch=(yt.float() - yf.float()).abs().max().item(),
+                   logits_scale=yt.float().abs().max().item(),
+                   top1_agree=float((yt.argmax(1) == yf.argmax(1)).float().mean().item()),
+                   output_format_ok=ours.fused_status == "fused")
+        res.update(torch_ms=timer.gpu_ms(lambda: tv(x)), fused_ms=timer.gpu_ms(lambda: ours(x)))
+        if N == 1:
+            res.update(torch_loop_ms=timer.loop_ms(lambda: tv(x)),
+                       fused_loop_ms=timer.loop_ms(lambda: ours(x)))
+    return res
+
+
 def check_torch_ops_routing(K, dev):
     """If the C++ library registered torch.ops.mbv3.*, check its CUDA dispatch gives the same
     result as calling the Triton kernels directly."""
@@ -310,10 +400,12 @@ def main(argv=None):
     result["torch_ops_routing"] = check_torch_ops_routing(K, dev)
     log(f"[routing] {result['torch_ops_routing']}")
 
-    dws, ses = mbv3_large_layers()
+    dws, ses, pws = mbv3_large_layers()
     batches = [1, 32] if args.quick else [1, 32, 256]
     timer = Timer(t_start + args.budget_s)
-    bench_all(args, result, K, dev, timer, dws, ses, batches, [32] if not args.no_nchw else [])
+    models = [(arch, N) for arch in ("large", "small") for N in (1, 32)]
+    bench_all(args, result, K, dev, timer, dws, ses, pws, batches,
+              [32] if not args.no_nchw else [], models)
     bad = [r for r in result["rows"] if "error" in r or not r.get("output_format_ok", True)]
     if bad:
         log(f"[warn] {len(bad)} rows with errors or wrong output memory format")
@@ -324,14 +416,16 @@ def main(argv=None):
     return 0 if tests_rc == 0 and not bad else 1
 
 
-def bench_all(args, result, K, dev, timer, dws, ses, batches, nchw_batches):
+def bench_all(args, result, K, dev, timer, dws, ses, pws, batches, nchw_batches, models):
     import torch
     dtypes = {"fp32": torch.float32, "fp16": torch.float16}
-    plan = [(kind, layer, N, dt, "channels_last")
-            for N in batches for dt in dtypes for kind, layers in (("dw", dws), ("se", ses))
-            for layer in layers]
+    kinds = (("dw", dws), ("se", ses), ("pw", pws))
+    plan = [("model", dict(name=f"mobilenet_v3_{arch}", arch=arch), N, dt, "nchw")
+            for arch, N in models for dt in dtypes]
+    plan += [(kind, layer, N, dt, "channels_last")
+             for N in batches for dt in dtypes for kind, layers in kinds for layer in layers]
     plan += [(kind, layer, N, dt, "nchw") for N in nchw_batches for dt in dtypes
-             for kind, layers in (("dw", dws), ("se", ses)) for layer in layers]
+             for kind, layers in kinds for layer in layers]
     rows, cache = [], {}
     result["stopped_early"] = False
     for kind, layer, N, dt, fmt in plan:
@@ -340,13 +434,18 @@ def bench_all(args, result, K, dev, timer, dws, ses, batches, nchw_batches):
             log(f"[time] budget of {args.budget_s:.0f} s reached; remaining rows skipped")
             break
         key = (kind, tuple(sorted((k, v) for k, v in layer.items() if k != "name")), N, dt, fmt)
+        if kind == "model":
+            key = (kind, layer["name"], N, dt, fmt)
         row = dict(kind=kind, layer=layer["name"], batch=N, dtype=dt, fmt=fmt)
         if key in cache:  # repeated identical layer: same numbers
             row.update(cache[key], repeat_of_previous=True)
         else:
             try:
-                fn = bench_dw if kind == "dw" else bench_se
-                res = fn(timer, K, layer, N, dtypes[dt], fmt, dev)
+                if kind == "model":
+                    res = bench_model(timer, layer["arch"], N, dtypes[dt], dev)
+                else:
+                    fn = {"dw": bench_dw, "se": bench_se, "pw": bench_pw}[kind]
+                    res = fn(timer, K, layer, N, dtypes[dt], fmt, dev)
             except Exception as e:  # keep going; report the failure
                 res = dict(error=f"{type(e).__name__}: {e}")
             cache[key] = res
@@ -357,7 +456,7 @@ def bench_all(args, result, K, dev, timer, dws, ses, batches, nchw_batches):
 
     # summed rows per (kind, batch, dtype, fmt)
     sums = []
-    for kind in ("dw", "se"):
+    for kind in ("dw", "se", "pw"):
         for fmt in ("channels_last", "nchw"):
             for N in sorted(set(batches) | set(nchw_batches)):
                 for dt in dtypes:
@@ -390,14 +489,17 @@ def dry_run(args):
         log("gpu_check --dry-run: set TRITON_INTERPRET=1 (CPU tensors through Triton's interpreter)")
         return 2
     K = importlib.import_module("mbv3_fast.kernels")
-    dws, ses = mbv3_large_layers()
+    dws, ses, pws = mbv3_large_layers()
     shrink = lambda d: dict(d, C=min(d["C"], 24), H=min(d["H"], 8))  # noqa: E731
     dws = [shrink(d) for d in dws[:3]] + [shrink(dws[-1]), shrink(dws[-1])]
     ses = [dict(d, C=min(d["C"], 24), S=min(d["S"], 8), H=min(d["H"], 7)) for d in ses[:2]]
+    pws = [dict(d, Cin=min(d["Cin"], 24), Cout=min(d["Cout"], 24), H=min(d["H"], 8))
+           for d in pws[:2] + pws[-2:]]
     result = dict(device="dry-run (CPU, Triton interpreter)", dry_run=True,
                   torch=torch.__version__, routing=check_torch_ops_routing(K, torch.device("cpu")))
-    bench_all(args, result, K, torch.device("cpu"), _FakeTimer(), dws, ses, [1, 2],
-              [] if args.no_nchw else [2])
+    # The model row runs on the CPU here (C++ ops for float32; float16 falls back to torchvision).
+    bench_all(args, result, K, torch.device("cpu"), _FakeTimer(), dws, ses, pws, [1, 2],
+              [] if args.no_nchw else [2], [("small", 1)])
     write(args.out, result)
     log(f"[done] dry run; JSON -> {args.out}")
     return 0
