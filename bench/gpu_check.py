@@ -149,6 +149,34 @@ class Timer:
         return (time.perf_counter() - t0) * 1e3 / n
 
 
+def _conv_bn(w, g, dev, dtype, mf):
+    """Random eval BatchNorm for conv weight `w` -> (folded weight, folded bias, the conv weight
+    in `dtype`/`mf` for PyTorch, BN (mean, var, gamma, beta) in `dtype`, eps)."""
+    import torch
+    C = w.shape[0]
+    gamma, beta = torch.rand(C, generator=g, device=dev) + 0.5, torch.randn(C, generator=g, device=dev)
+    mean, var = torch.randn(C, generator=g, device=dev) * 0.1, torch.rand(C, generator=g, device=dev) + 0.5
+    eps = 1e-3
+    inv = gamma / torch.sqrt(var + eps)
+    wf, bf = (w * inv[:, None, None, None]).to(dtype), (beta - mean * inv).to(dtype)
+    bn = tuple(t.to(dtype) for t in (mean, var, gamma, beta))
+    return wf, bf, w.to(dtype).contiguous(memory_format=mf), bn, eps
+
+
+def _time_pair(timer, torch_fn, fused_fn, N, mf):
+    """Both outputs compared, both timed (loop timings too at batch 1)."""
+    import torch
+    with torch.no_grad():
+        yt, yf = torch_fn(), fused_fn()
+        diff = (yt.float() - yf.float()).abs().max().item() if yt.numel() else 0.0
+        res = dict(torch_ms=timer.gpu_ms(torch_fn), fused_ms=timer.gpu_ms(fused_fn),
+                   max_abs_diff_vs_torch=diff,
+                   output_format_ok=bool(yf.is_contiguous(memory_format=mf)))
+        if N == 1:
+            res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
+    return res
+
+
 def bench_dw(timer, K, layer, N, dtype, fmt, dev):
     import torch
     import torch.nn.functional as F
@@ -156,34 +184,19 @@ def bench_dw(timer, K, layer, N, dtype, fmt, dev):
     mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
     g = torch.Generator(device=dev).manual_seed(0)
     x = torch.randn(N, C, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf)
-    w = torch.randn(C, 1, k, k, generator=g, device=dev) / k
-    gamma, beta = torch.rand(C, generator=g, device=dev) + 0.5, torch.randn(C, generator=g, device=dev)
-    mean, var = torch.randn(C, generator=g, device=dev) * 0.1, torch.rand(C, generator=g, device=dev) + 0.5
-    eps = 1e-3
-    inv = gamma / torch.sqrt(var + eps)
-    wf, bf = (w * inv[:, None, None, None]).to(dtype), (beta - mean * inv).to(dtype)
-    w_t = w.to(dtype).contiguous(memory_format=mf) if fmt == "channels_last" else w.to(dtype)
-    gamma_t, beta_t, mean_t, var_t = (t.to(dtype) for t in (gamma, beta, mean, var))
+    wf, bf, w_t, bn, eps = _conv_bn(torch.randn(C, 1, k, k, generator=g, device=dev) / k, g, dev, dtype, mf)
     act_fn = F.hardswish if layer["act"] == "hardswish" else F.relu
     s, p, d = layer["stride"], layer["pad"], layer["dilation"]
 
     def torch_fn():
         y = F.conv2d(x, w_t, None, s, p, d, C)
-        y = F.batch_norm(y, mean_t, var_t, gamma_t, beta_t, False, 0.0, eps)
+        y = F.batch_norm(y, *bn, False, 0.0, eps)
         return act_fn(y)
 
     def fused_fn():
         return K.dwconv_bn_act(x, wf, bf, s, p, d, layer["act"])
 
-    with torch.no_grad():
-        yt, yf = torch_fn(), fused_fn()
-        diff = (yt.float() - yf.float()).abs().max().item() if yt.numel() else 0.0
-        same_fmt = yf.is_contiguous(memory_format=mf)
-        res = dict(torch_ms=timer.gpu_ms(torch_fn), fused_ms=timer.gpu_ms(fused_fn),
-                   max_abs_diff_vs_torch=diff, output_format_ok=bool(same_fmt))
-        if N == 1:
-            res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
-    return res
+    return _time_pair(timer, torch_fn, fused_fn, N, mf)
 
 
 def bench_se(timer, K, layer, N, dtype, fmt, dev):
@@ -203,15 +216,7 @@ def bench_se(timer, K, layer, N, dtype, fmt, dev):
     def fused_fn():
         return K.se(x, w1, b1, w2, b2)
 
-    with torch.no_grad():
-        yt, yf = torch_fn(), fused_fn()
-        diff = (yt.float() - yf.float()).abs().max().item()
-        res = dict(torch_ms=timer.gpu_ms(torch_fn), fused_ms=timer.gpu_ms(fused_fn),
-                   max_abs_diff_vs_torch=diff,
-                   output_format_ok=bool(yf.is_contiguous(memory_format=mf)))
-        if N == 1:
-            res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
-    return res
+    return _time_pair(timer, torch_fn, fused_fn, N, mf)
 
 
 def bench_pw(timer, K, layer, N, dtype, fmt, dev):
@@ -223,52 +228,18 @@ def bench_pw(timer, K, layer, N, dtype, fmt, dev):
     x = torch.randn(N, ci, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf)
     r = torch.randn(N, co, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf) \
         if layer["res"] else None
-    w = torch.randn(co, ci, 1, 1, generator=g, device=dev) / ci ** 0.5
-    gamma, beta = torch.rand(co, generator=g, device=dev) + 0.5, torch.randn(co, generator=g, device=dev)
-    mean, var = torch.randn(co, generator=g, device=dev) * 0.1, torch.rand(co, generator=g, device=dev) + 0.5
-    eps = 1e-3
-    inv = gamma / torch.sqrt(var + eps)
-    wf, bf = (w * inv[:, None, None, None]).to(dtype), (beta - mean * inv).to(dtype)
-    w_t = w.to(dtype).contiguous(memory_format=mf) if fmt == "channels_last" else w.to(dtype)
-    gamma_t, beta_t, mean_t, var_t = (t.to(dtype) for t in (gamma, beta, mean, var))
+    wf, bf, w_t, bn, eps = _conv_bn(torch.randn(co, ci, 1, 1, generator=g, device=dev) / ci ** 0.5,
+                                    g, dev, dtype, mf)
     act_fn = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}[layer["act"]]
 
     def torch_fn():
-        y = act_fn(F.batch_norm(F.conv2d(x, w_t), mean_t, var_t, gamma_t, beta_t, False, 0.0, eps))
+        y = act_fn(F.batch_norm(F.conv2d(x, w_t), *bn, False, 0.0, eps))
         return y + r if r is not None else y
 
     def fused_fn():
         return K.pwconv_bn_act(x, wf, bf, layer["act"], r)
 
-    with torch.no_grad():
-        yt, yf = torch_fn(), fused_fn()
-        diff = (yt.float() - yf.float()).abs().max().item() if yt.numel() else 0.0
-        res = dict(torch_ms=timer.gpu_ms(torch_fn), fused_ms=timer.gpu_ms(fused_fn),
-                   max_abs_diff_vs_torch=diff, output_format_ok=bool(yf.is_contiguous(memory_format=mf)))
-        if N == 1:
-            res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
-    return res
-
-
-def _realistic(model):
-    """Random BN affine params, BN running stats from real batch statistics and wider Linear
-    weights, so the logits are O(1) (torchvision's init gives ~1e-9) and differences mean
-    something.  -> the model in eval mode, on the CPU."""
-    import torch
-    from torch import nn
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.copy_(torch.rand(m.weight.shape) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape) * 0.2)
-                m.momentum = None  # cumulative average over the batches below
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.05)
-                m.bias.normal_(0, 0.1)
-        model.train()
-        for _ in range(2):
-            model(torch.randn(4, 3, 96, 96) * 1.5 + 0.3)
-    return model.eval()
+    return _time_pair(timer, torch_fn, fused_fn, N, mf)
 
 
 def bench_model(timer, arch, N, dtype, dev):
@@ -276,8 +247,10 @@ def bench_model(timer, arch, N, dtype, dev):
     import torch
     import torchvision
     import mbv3_fast
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from test_model import _realistic  # O(1) logits (torchvision's init gives ~1e-9), real BN stats
     torch.manual_seed(0)
-    tv = _realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")())
+    tv = _realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
     ours = mbv3_fast.from_torchvision(copy.deepcopy(tv)).eval().to(dev, dtype)
     tv = tv.to(dev, dtype)
     x = torch.randn(N, 3, 224, 224, device=dev, dtype=dtype)
