@@ -27,8 +27,8 @@ QEMU_CPUS = ("cortex-a53", "cortex-a76")
 
 def build(op: str) -> Path:
     main = ROOT / "tests" / "neon" / f"{op}_main.cpp"
-    srcs = [main, ROOT / "csrc" / f"{op}_neon.cpp"]
-    deps = srcs + sorted((ROOT / "csrc").glob("*.h")) + [ROOT / "tests" / "neon" / "case_io.h"]
+    srcs = [main, ROOT / "csrc" / op / f"{op}_neon.cpp"]
+    deps = srcs + sorted((ROOT / "csrc").glob("**/*.h")) + [ROOT / "tests" / "neon" / "case_io.h"]
     digest = hashlib.sha1(b"".join(p.read_bytes() for p in deps)).hexdigest()[:12]
     exe = ROOT / "tests" / "neon" / "build" / f"{op}-{digest}"
     if not exe.exists():

@@ -1,6 +1,6 @@
 """Argument checks shared by every op's fake (meta) and CUDA (Triton) paths.
 
-Messages follow the C++ kernels' (csrc/op_utils.h), so an error reads the same on every device.
+Messages follow the C++ kernels' (csrc/common/op_utils.h), so an error reads the same on every device.
 """
 import torch
 

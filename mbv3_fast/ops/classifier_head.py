@@ -9,7 +9,7 @@ identity in eval, so this is the whole eval head.  At batch 1 it is two matrix-v
 products over 10 MB of weights (Large): the CPU kernel splits the weight rows over threads so
 each streams its own, and pools NHWC or NCHW maps in place.
 
-Schema and CPU kernel: csrc/classifier_head_op.cpp.  CUDA kernel: kernels/classifier_head.py
+Schema and CPU kernel: csrc/classifier_head/classifier_head_op.cpp.  CUDA kernel: mbv3_fast/kernels/classifier_head.py
 (Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
 registration and the Python wrapper taking torchvision's classifier module.
 """

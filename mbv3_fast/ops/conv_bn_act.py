@@ -3,7 +3,7 @@ input channels (MobileNetV3's stem: 3 -> 16 channels, 3x3, stride 2, hardswish).
 
     y = act(conv2d(x, weight, stride=stride, padding=padding) + bias)
 
-Schema and CPU kernel: csrc/conv_bn_act_op.cpp.  CUDA kernel: kernels/conv_bn_act.py (Triton).
+Schema and CPU kernel: csrc/conv_bn_act/conv_bn_act_op.cpp.  CUDA kernel: mbv3_fast/kernels/conv_bn_act.py (Triton).
 Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA registration,
 ``pack_weight`` and the Python wrapper.
 

@@ -1,6 +1,6 @@
 """mbv3::dwconv_bn_act — depthwise conv + folded BatchNorm + activation in one pass.
 
-Schema and CPU kernel: csrc/dwconv_bn_act_op.cpp.  CUDA kernel: kernels/dwconv_bn_act.py
+Schema and CPU kernel: csrc/dwconv_bn_act/dwconv_bn_act_op.cpp.  CUDA kernel: mbv3_fast/kernels/dwconv_bn_act.py
 (Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
 registration and the Python wrapper.
 """

@@ -6,7 +6,7 @@ depthwise conv (+ BN + act) as one op:
     = dwconv_bn_act(pwconv_bn_act(x, expand_weight, expand_bias, expand_activation),
                     weight, bias, stride, padding, dilation, activation)
 
-The CPU kernel (csrc/expand_dwconv_bn_act_op.cpp) runs bands of output rows, expanding only
+The CPU kernel (csrc/expand_dwconv_bn_act/expand_dwconv_bn_act_op.cpp) runs bands of output rows, expanding only
 the input rows each band needs into a per-thread window that stays in L2, so the expanded
 tensor (the block's largest) is never written to memory; values are bit for bit those of the
 two ops.  On CUDA the two Triton kernels run back to back (no band fusion there yet).

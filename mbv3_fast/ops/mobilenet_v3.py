@@ -5,7 +5,7 @@
                                                    (or the last conv's features, with no head)
 
 No kernel of its own: it runs the fused ops layer after layer.  On the CPU that happens in C++
-(csrc/mobilenet_v3_op.cpp), which skips the Python and dispatcher work of ~50 op calls per
+(csrc/mobilenet_v3/mobilenet_v3_op.cpp), which skips the Python and dispatcher work of ~50 op calls per
 Large forward.  Measured (bench_model.py, fused vs fused_per_op, batch 1) that saves 0.04-0.15 ms
 of a 3-5 ms forward: small, but never a loss.  The fake kernel and the CUDA kernel
 walk the same spec here, calling ``torch.ops.mbv3.*`` per layer (Triton kernels on CUDA; on a

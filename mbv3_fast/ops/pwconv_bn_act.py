@@ -3,7 +3,7 @@ scale) in one pass.
 
     y = act(conv1x1(x * in_scale[:, :, None, None], weight) + bias) + residual
 
-Schema and CPU kernel: csrc/pwconv_bn_act_op.cpp.  CUDA kernel: kernels/pwconv_bn_act.py
+Schema and CPU kernel: csrc/pwconv_bn_act/pwconv_bn_act_op.cpp.  CUDA kernel: mbv3_fast/kernels/pwconv_bn_act.py
 (Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
 registration and the Python wrapper.
 

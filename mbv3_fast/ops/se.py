@@ -4,7 +4,7 @@
   se_scale(x, w1, b1, w2, b2) = the [N, C] per-channel scale alone
   x [N, C, H, W]; w1 [S, C] or [S, C, 1, 1]; b1 [S]; w2 [C, S] or [C, S, 1, 1]; b2 [C].
 
-Schemas and CPU kernels: csrc/se_op.cpp.  CUDA kernels: kernels/se.py (Triton).  Here: input
+Schemas and CPU kernels: csrc/se/se_op.cpp.  CUDA kernels: mbv3_fast/kernels/se.py (Triton).  Here: input
 checks shared by the fake and CUDA paths, the fake kernels, the CUDA registrations and the
 Python wrapper taking a torchvision ``SqueezeExcitation``.
 """

@@ -1,4 +1,4 @@
-// Runs csrc/classifier_head_neon.cpp (the file the ARM build ships) on every case in a file,
+// Runs csrc/classifier_head/classifier_head_neon.cpp (the file the ARM build ships) on every case in a file,
 // phase by phase as the threaded binding does, each phase split in ranges to exercise offsets.
 // Case: int64 N C HW nhwc hidden classes act t1 t2, then x ([N,HW,C] or [N,C,HW]),
 // w1 ([C,hidden] if t1 else [hidden,C]), b1 [hidden], w2 ([hidden,classes] if t2 else
@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "../../csrc/classifier_head.h"
+#include "classifier_head/classifier_head.h"
 #include "case_io.h"
 
 namespace {

@@ -1,7 +1,7 @@
-// Runs csrc/conv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
+// Runs csrc/conv_bn_act/conv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N Cin H W Cout OH OW k stride pad act sx_n sx_c sx_h sx_w x_numel, then x (its
 // buffer, read through the strides), w [k,k,Cin,Cout], b [Cout].  Output: y [N,OH,OW,Cout].
-#include "../../csrc/conv_bn_act.h"
+#include "conv_bn_act/conv_bn_act.h"
 #include "case_io.h"
 
 int main(int argc, char** argv) {

@@ -1,6 +1,6 @@
-// Runs csrc/dwconv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
+// Runs csrc/dwconv_bn_act/dwconv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N C H W OH OW k stride pad dil act, then x [N,H,W,C], w [k*k,C], b [C].
-#include "../../csrc/dwconv_bn_act.h"
+#include "dwconv_bn_act/dwconv_bn_act.h"
 #include "case_io.h"
 
 int main(int argc, char** argv) {

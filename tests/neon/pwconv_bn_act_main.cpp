@@ -1,7 +1,7 @@
-// Runs csrc/pwconv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
+// Runs csrc/pwconv_bn_act/pwconv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N Cin Cout HW act has_residual has_scale, then x [N*HW, Cin], w [Cin, Cout],
 // b [Cout], residual [N*HW, Cout] if any, in_scale [N, Cin] if any.
-#include "../../csrc/pwconv_bn_act.h"
+#include "pwconv_bn_act/pwconv_bn_act.h"
 #include "case_io.h"
 
 int main(int argc, char** argv) {

@@ -1,4 +1,4 @@
-// Runs csrc/se_neon.cpp (the file the ARM build ships) on every case in a file, phase by
+// Runs csrc/se/se_neon.cpp (the file the ARM build ships) on every case in a file, phase by
 // phase as the threaded binding does, each phase split in ranges to exercise offsets.
 // Case: int64 N C S HW nhwc w1_by_output w2_by_output chunk, then x ([N,HW,C] or [N,C,HW]),
 // w1 ([C,S] if w1_by_output else [S,C]), b1 [S], w2 ([S,C] if w2_by_output else [C,S]), b2 [C].
@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "../../csrc/se.h"
+#include "se/se.h"
 #include "case_io.h"
 
 int main(int argc, char** argv) {

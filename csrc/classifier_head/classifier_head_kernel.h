@@ -1,0 +1,54 @@
+// Fused classifier head phases over float32, written once against `Vec` and compiled once per
+// ISA (classifier_head_<isa>.cpp), from the pooling and FC blocks the SE kernels also use
+// (pool_fc_kernel.h): the same pairwise sums, the same matrix-vector product.
+#pragma once
+#include <algorithm>
+
+#include "classifier_head.h"
+#include "common/pool_fc_kernel.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+
+void head_pool(const HeadPoolParams& p, int64_t n_begin, int64_t n_end, float* pooled) {
+  const int64_t C = p.C, HW = p.HW;
+  const Vec inv = Vec::set1(1.f / float(HW));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    float* out = pooled + n * C;
+    if (p.nhwc) {
+      pool_nhwc_chunk(p.x + n * HW * C, C, HW, out);  // two-level sums over the pixels
+    } else {
+      const float* x = p.x + n * C * HW;
+      int64_t c = 0;
+      for (; c + 4 <= C; c += 4) sum_planes4(x + c * HW, HW, out + c);
+      for (; c < C; ++c) out[c] = reduce_add(sum_lanes(x + c * HW, HW));
+    }
+    for (int64_t c = 0; c < C; c += Vec::N) store_any(out + c, C - c, mul(load_any(out + c, C - c), inv));
+  }
+}
+
+void head_linear(const FcMatrix& w, const float* b, Act act, int64_t nb, const float* in, int64_t nin,
+                 int64_t o_begin, int64_t o_end, float* out, int64_t out_ld) {
+  auto run = [&](auto nb_c) {
+    constexpr int NB = decltype(nb_c)::value;
+    matmul<NB>(w, in, nin, nin, o_begin, o_end, out, out_ld);
+    for (int j = 0; j < NB; ++j) {
+      float* o = out + j * out_ld;
+      switch (act) {
+        case Act::Hardswish: bias_act(o, b, o_begin, o_end, [](Vec v) { return hardswish(v); }); break;
+        case Act::Relu: bias_act(o, b, o_begin, o_end, [](Vec v) { return relu(v); }); break;
+        default: bias_act(o, b, o_begin, o_end, [](Vec v) { return v; }); break;
+      }
+    }
+  };
+  static_assert(kHeadSamples == 4, "cases below");
+  switch (nb) {
+    case 1: run(Int<1>{}); break;
+    case 2: run(Int<2>{}); break;
+    case 3: run(Int<3>{}); break;
+    default: run(Int<4>{}); break;
+  }
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

@@ -1,0 +1,99 @@
+// torch binding of mbv3::classifier_head: schema, input checks, threading, ISA choice.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "classifier_head.h"
+#include "common/isa_dispatch.h"
+#include "common/cpu_ops.h"
+#include "common/op_utils.h"
+
+namespace mbv3 {
+namespace {
+
+constexpr int64_t kMinTaskMacs = 65536;  // below this a thread's wake-up costs more than it saves
+constexpr int64_t kSliceAlign = 16;      // output slices start at multiples of one AVX-512 vector
+
+// out[n, :] = act(W . in[n, :] + b) for all N samples: blocks of up to kHeadSamples samples
+// (each weight row read once per block) x slices of the outputs, as many as keep every thread
+// streaming its own contiguous rows.  Each output is one unit's dot product, so the result
+// does not depend on the thread count.
+void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
+            int64_t nout, float* out) {
+  auto* fn = MBV3_ISA_SELECT(head_linear, current_isa());
+  const int64_t nb = std::min(N, kHeadSamples), blocks = (N + nb - 1) / nb;
+  const int64_t aligned = (nout + kSliceAlign - 1) / kSliceAlign;
+  const int64_t want = (2 * at::get_num_threads() + blocks - 1) / blocks;
+  const int64_t slices = std::max<int64_t>(1, std::min(aligned, want));
+  auto slice_begin = [&](int64_t k) { return std::min(nout, k * aligned / slices * kSliceAlign); };
+  const int64_t unit_macs = nb * nin * (nout / slices + 1);
+  const int64_t grain = std::max<int64_t>(1, kMinTaskMacs / unit_macs);
+  at::parallel_for(0, blocks * slices, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t blk = u / slices, k = u % slices, n0 = blk * nb;
+      fn(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, slice_begin(k), slice_begin(k + 1),
+         out + n0 * nout, nout);
+    }
+  });
+}
+
+}  // namespace
+
+at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {
+  constexpr const char* op = "classifier_head";
+  check_float_cpu(x_in, "x");
+  TORCH_CHECK_VALUE(x_in.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x_in.dim(), "-D");
+  const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
+  TORCH_CHECK_VALUE(C >= 1 && H >= 1 && W >= 1, op, ": x must have C, H, W >= 1, got ", x_in.sizes());
+  check_float_cpu(w1, "w1");
+  check_float_cpu(b1, "b1");
+  check_float_cpu(w2, "w2");
+  check_float_cpu(b2, "b2");
+  TORCH_CHECK_VALUE(w1.dim() == 2 && w1.size(1) == C && w1.size(0) >= 1, op,
+                    ": w1 must be [hidden, C] with C = ", C, " (x's channels), got ", w1.sizes());
+  const int64_t hidden = w1.size(0);
+  TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) == hidden, op, ": b1 must be [hidden] with hidden = ",
+                    hidden, " (w1's rows), got ", b1.sizes());
+  TORCH_CHECK_VALUE(w2.dim() == 2 && w2.size(1) == hidden && w2.size(0) >= 1, op,
+                    ": w2 must be [classes, hidden] with hidden = ", hidden, ", got ", w2.sizes());
+  const int64_t classes = w2.size(0);
+  TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == classes, op, ": b2 must be [classes] with classes = ",
+                    classes, " (w2's rows), got ", b2.sizes());
+  const Act act = parse_activation(activation, op);
+  check_same_device(x_in, w1, "w1");
+  check_same_device(x_in, b1, "b1");
+  check_same_device(x_in, w2, "w2");
+  check_same_device(x_in, b2, "b2");
+
+  at::Tensor out = at::empty({N, classes}, x_in.options());
+  if (debug_poison_outputs()) out.fill_(std::numeric_limits<float>::quiet_NaN());
+  if (N == 0) return out;
+  // Dense NHWC or NCHW is read in place; anything else becomes NCHW.
+  const bool nhwc = x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const at::Tensor x = nhwc ? x_in : x_in.contiguous();
+  at::Tensor h1, h2, hb1, hb2;
+  const FcMatrix m1 = fc_matrix(w1, h1), m2 = fc_matrix(w2, h2);
+  const float* bias1 = dense_1d(b1, hb1);
+  const float* bias2 = dense_1d(b2, hb2);
+
+  at::Tensor scratch = at::empty({N * (C + hidden)}, x.options());
+  float* pooled = scratch.data_ptr<float>();
+  float* hid = pooled + N * C;
+  const HeadPoolParams pp{x.data_ptr<float>(), C, H * W, nhwc};
+  auto* pool = MBV3_ISA_SELECT(head_pool, current_isa());
+  at::parallel_for(0, N, std::max<int64_t>(1, kMinTaskMacs / (C * H * W)),
+                   [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
+  linear(m1, bias1, act, N, pooled, C, hidden, hid);
+  linear(m2, bias2, Act::None, N, hid, hidden, classes, out.data_ptr<float>());
+  return out;
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("classifier_head(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str activation) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("classifier_head", &mbv3::classifier_head_cpu); }

@@ -1,0 +1,36 @@
+// The CPU entry points of the fused ops (defined in csrc/<op>/<op>_op.cpp, registered there with
+// the dispatcher), declared for mobilenet_v3_op.cpp, which calls them directly: a whole
+// network in one op call, without a dispatcher round trip per layer.
+#pragma once
+#include <ATen/ATen.h>
+
+#include <optional>
+
+namespace mbv3 {
+
+at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           int64_t stride, int64_t padding, c10::string_view activation);
+
+at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             int64_t stride, int64_t padding, int64_t dilation,
+                             c10::string_view activation);
+
+at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
+                                    c10::string_view expand_activation, const at::Tensor& dw,
+                                    const at::Tensor& db, int64_t stride, int64_t padding,
+                                    int64_t dilation, c10::string_view activation);
+
+at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             c10::string_view activation, const std::optional<at::Tensor>& residual,
+                             const std::optional<at::Tensor>& in_scale);
+
+at::Tensor se_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                  const at::Tensor& w2, const at::Tensor& b2);
+
+at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                        const at::Tensor& w2, const at::Tensor& b2);
+
+at::Tensor classifier_head_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation);
+
+}  // namespace mbv3

@@ -1,0 +1,56 @@
+// The extension module: ops register through the dispatcher when the library is loaded (as in
+// pytorch/extension-cpp), plus the ISA control ops.  Its only Python function is the model's
+// cache check _tensor_state (csrc/common/tensor_state.cpp), too hot a path for a dispatcher call.
+#include <Python.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <stdexcept>
+
+#include "cpu_isa.h"
+#include "tensor_state.h"
+
+extern "C" PyObject* PyInit__C(void) {
+  static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  PyObject* module = PyModule_Create(&def);
+  if (module != nullptr && mbv3::add_tensor_state_methods(module) < 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+  return module;
+}
+
+namespace mbv3 {
+namespace {
+std::atomic<bool> g_poison{false};
+}
+bool debug_poison_outputs() { return g_poison.load(std::memory_order_relaxed); }
+}  // namespace mbv3
+
+namespace {
+
+std::string get_cpu_isa() { return mbv3::isa_name(mbv3::current_isa()); }
+
+void set_cpu_isa(c10::string_view name) {
+  try {
+    mbv3::set_current_isa(std::string(name));
+  } catch (const std::invalid_argument& e) {
+    TORCH_CHECK_VALUE(false, e.what());
+  }
+}
+
+std::vector<std::string> available_cpu_isas() {
+  std::vector<std::string> out;
+  for (mbv3::Isa isa : mbv3::available_isas()) out.emplace_back(mbv3::isa_name(isa));
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(mbv3, m) {
+  m.def("get_cpu_isa() -> str", &get_cpu_isa);
+  m.def("set_cpu_isa(str name) -> ()", &set_cpu_isa);
+  m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
+  m.def("_debug_poison_outputs(bool enable) -> ()",
+        [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
+}

@@ -1,0 +1,34 @@
+// Torch-free interface of the fused dense KxK conv + (folded) BatchNorm + activation kernels,
+// made for few input channels (MobileNetV3's stem: 3 -> 16 channels, 3x3, stride 2).
+#pragma once
+#include <cstdint>
+
+#include "common/activation.h"
+
+namespace mbv3 {
+
+// x: float32 [N, Cin, H, W] read through its element strides (NCHW, channels_last or any view;
+// never copied).  w: packed [k][k][Cin][Cout] (output channels contiguous: one vector load per
+// tap and channel tile).  b: [Cout].  y: dense NHWC [N, OH, OW, Cout].  Dilation 1, groups 1.
+struct ConvParams {
+  const float* x;
+  const float* w;
+  const float* b;
+  float* y;
+  int64_t N, Cin, H, W;              // input
+  int64_t sx_n, sx_c, sx_h, sx_w;    // x's strides, in elements
+  int64_t Cout, OH, OW;              // output
+  int k, stride, pad;
+  Act act;
+};
+
+// Computes output rows [row_begin, row_end) of the flattened (n, oh) range, all channels.
+#define MBV3_DECLARE_CONV(ns) \
+  namespace ns { void conv_bn_act(const ConvParams& p, int64_t row_begin, int64_t row_end); }
+MBV3_DECLARE_CONV(scalar)
+MBV3_DECLARE_CONV(avx2)
+MBV3_DECLARE_CONV(avx512)
+MBV3_DECLARE_CONV(neon)
+#undef MBV3_DECLARE_CONV
+
+}  // namespace mbv3

@@ -1,0 +1,281 @@
+// Fused dense KxK conv + bias + activation for few input channels (MobileNetV3's stem), written
+// once against `Vec` and compiled once per ISA (conv_bn_act_<isa>.cpp).
+//
+// Output NHWC with output channels in SIMD lanes; input read through its strides (the stem's
+// input is an NCHW image: no layout copy).  A register tile is NV channel vectors x P output
+// pixels of one output row; for each of the k*k*Cin taps it loads NV weight vectors (packed
+// [k][k][Cin][Cout]) and broadcasts one input value per pixel:
+//     acc[v][j] += broadcast(x[ci, ih, iw0 + j*stride + kw]) * w[kh][kw][ci][v*N : v*N + N].
+// Bias and activation come in the epilogue; the last channel vector is masked when Cout is not
+// a multiple of the vector width.  Padding: rows outside the input are skipped per block,
+// columns are checked only in the border blocks (interior blocks index without tests), never a
+// padded copy.  Interior blocks are P wide; a last partial one is moved back to end at the
+// interior's end (it recomputes a few outputs, bit-identically).
+//
+// Accuracy: one serial chain per output over the k*k*Cin taps (27 for the stem), then + bias:
+// the same order as a direct convolution, within tests/tolerance.py's rule.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "conv_bn_act.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+// Channel vectors per register tile: enough to cover Cout = 16 (the stem) in one pass.
+constexpr int kMaxNV = Vec::N >= 8 ? 2 : 4;
+// Pixels per tile: NV * P accumulators + NV weights + 1 broadcast within the register file.
+// Measured on Zen 4 (stem, AVX-512): 14 pixels ~5% faster than 8, 16 no better.
+constexpr int kMaxP = 14;
+// Accuracy: each output sums its taps in segments of kSegment (in (ci, kh, kw) order), each
+// segment one FMA chain, the segments added up at the end; a single chain of 27+ taps measured
+// up to ~1.2x the tolerance rule's bound (tests/tolerance.py), segments of 9 ~0.4x.
+constexpr int kSegment = 9;
+constexpr int pixels(int NV) { return std::min(kMaxP, (Vec::kRegs - NV - 1) / NV); }
+
+// acc + broadcast(*x) * w.  AVX-512: one FMA with an embedded {1to16} memory broadcast -- a
+// separate vbroadcastss costs an FP-pipe slot on Zen 4 (measured: 2.7 vs 3.6 FMA/ns), and GCC
+// does not fold the broadcast itself here (it shares loads between overlapping taps).  The
+// address goes in as a register, not an "m" operand: with "m" GCC kept the accumulators in
+// memory (store motion blocked) and ran 2x slower.  The asm reads x without telling the
+// compiler, which is sound because the kernel never writes x.
+inline Vec fmadd_bcast(const float* x, Vec w, Vec acc) {
+#if defined(MBV3_ISA_AVX512) && (defined(__GNUC__) || defined(__clang__))
+  __m512 r = acc.v;
+  asm("vfmadd231ps (%1)%{1to16%}, %2, %0" : "+v"(r) : "r"(x), "v"(w.v));
+  return {r};
+#else
+  return fmadd(Vec::set1(*x), w, acc);
+#endif
+}
+
+inline Vec activate(Vec v, Act act) {
+  switch (act) {
+    case Act::Relu: return relu(v);
+    case Act::Hardswish: return hardswish(v);
+    default: return v;
+  }
+}
+
+// Geometry of the interior path.  UNIT_W: x's W stride is 1 (NCHW, the stem): with a
+// compile-time stride S every broadcast is base + constant offset.  S = 0: run-time stride and
+// W stride (channels_last inputs, views).
+template <int S, bool UNIT_W>
+struct Cols {
+  int64_t s, sw;
+  int64_t at(int64_t i) const {  // element offset of input column i
+    return UNIT_W ? i : i * sw;
+  }
+  int64_t step() const { return S > 0 ? S : s; }
+};
+
+// The taps of one output row that fall inside the input rows, in (ci, kh, kw) order: input
+// offset (relative to the tile's first input column) and weight offset (relative to the
+// channel tile).  One flat loop over them keeps the loop overhead per tile to one exit.
+struct Taps {
+  const int64_t* x_off;
+  const int64_t* w_off;
+  int64_t n;
+};
+
+// NV channel vectors [c, c + NV*N) x P output pixels [ow, ow + P) of one output row, all input
+// columns inside x (no checks).  TAIL: the last vector holds `tail` channels.
+template <int NV, bool TAIL, int S, bool UNIT_W>
+inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps, float* yrow, int64_t c,
+                          int tail, int64_t ow, Cols<S, UNIT_W> cols) {
+  constexpr int P = pixels(NV);
+  const int64_t Cout = p.Cout, step = cols.step();
+  const float* x0 = xn + cols.at(ow * step - p.pad);
+  const float* w0 = p.w + c;
+  // The segments' partial sums (see kSegment): in registers when they fit beside the
+  // accumulators (AVX-512 / NEON with one vector of channels), else in an L1 buffer, so that the
+  // compiler does not spill accumulators instead (measured: AVX2 lost 30% that way).
+  constexpr bool kSumInRegs = 2 * NV * P + NV + 1 <= Vec::kRegs;
+  Vec sum[NV][P];
+  alignas(64) float sum_buf[kSumInRegs ? 1 : NV * P * Vec::N];
+  for (int v = 0; v < NV; ++v)
+    for (int j = 0; j < P; ++j) {
+      if constexpr (kSumInRegs) sum[v][j] = Vec::zero();
+      else Vec::zero().store(sum_buf + (v * P + j) * Vec::N);
+    }
+  for (int64_t t0 = 0; t0 < taps.n; t0 += kSegment) {
+    const int64_t t1 = std::min(taps.n, t0 + kSegment);
+    Vec acc[NV][P];
+    for (int v = 0; v < NV; ++v)
+      for (int j = 0; j < P; ++j) acc[v][j] = Vec::zero();
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* px = x0 + taps.x_off[t];
+      const float* pw = w0 + taps.w_off[t];
+      Vec wv[NV];
+      for (int v = 0; v < NV; ++v)
+        wv[v] = (TAIL && v == NV - 1) ? Vec::load_tail(pw + v * Vec::N, tail) : Vec::load(pw + v * Vec::N);
+      for (int j = 0; j < P; ++j) {
+        if constexpr (NV == 1) {
+          acc[0][j] = fmadd_bcast(px + cols.at(j * step), wv[0], acc[0][j]);
+        } else {
+          const Vec xb = Vec::set1(px[cols.at(j * step)]);
+          for (int v = 0; v < NV; ++v) acc[v][j] = fmadd(xb, wv[v], acc[v][j]);
+        }
+      }
+    }
+    for (int v = 0; v < NV; ++v)
+      for (int j = 0; j < P; ++j) {
+        if constexpr (kSumInRegs) {
+          sum[v][j] = add(sum[v][j], acc[v][j]);
+        } else {
+          float* ps = sum_buf + (v * P + j) * Vec::N;
+          add(Vec::load(ps), acc[v][j]).store(ps);
+        }
+      }
+  }
+  if constexpr (!kSumInRegs)
+    for (int v = 0; v < NV; ++v)
+      for (int j = 0; j < P; ++j) sum[v][j] = Vec::load(sum_buf + (v * P + j) * Vec::N);
+  Vec bias[NV];
+  for (int v = 0; v < NV; ++v)
+    bias[v] = (TAIL && v == NV - 1) ? Vec::load_tail(p.b + c + v * Vec::N, tail) : Vec::load(p.b + c + v * Vec::N);
+  for (int j = 0; j < P; ++j) {
+    float* py = yrow + (ow + j) * Cout + c;
+    for (int v = 0; v < NV; ++v) {
+      const Vec out = activate(add(sum[v][j], bias[v]), p.act);
+      if (TAIL && v == NV - 1) out.store_tail(py + v * Vec::N, tail);
+      else out.store(py + v * Vec::N);
+    }
+  }
+}
+
+// One output pixel that may touch the padding: every column is tested (border pixels and
+// rows too narrow for an interior tile).
+template <int NV, bool TAIL>
+inline void pixel_checked(const ConvParams& p, const float* xn, int64_t ih0, float* yrow, int64_t c,
+                          int tail, int64_t ow) {
+  const int k = p.k;
+  const int64_t Cout = p.Cout, iw0 = ow * p.stride - p.pad;
+  Vec sum[NV], acc[NV];  // as tile_interior: partial sums over segments of kSegment taps
+  for (int v = 0; v < NV; ++v) sum[v] = acc[v] = Vec::zero();
+  int64_t t = 0;  // taps in the current segment
+  for (int64_t ci = 0; ci < p.Cin; ++ci) {
+    for (int kh = 0; kh < k; ++kh) {
+      const int64_t ih = ih0 + kh;
+      if (ih < 0 || ih >= p.H) continue;
+      const float* px = xn + ci * p.sx_c + ih * p.sx_h;
+      const float* pw = p.w + ((int64_t(kh) * k) * p.Cin + ci) * Cout + c;
+      for (int kw = 0; kw < k; ++kw, pw += p.Cin * Cout) {
+        const int64_t iw = iw0 + kw;
+        if (iw >= 0 && iw < p.W) {
+          const Vec xb = Vec::set1(px[iw * p.sx_w]);
+          for (int v = 0; v < NV; ++v) {
+            const Vec wv = (TAIL && v == NV - 1) ? Vec::load_tail(pw + v * Vec::N, tail) : Vec::load(pw + v * Vec::N);
+            acc[v] = fmadd(xb, wv, acc[v]);
+          }
+        }
+        // Padded columns count as taps (tile_interior's list has them for every row in range)
+        // so that border and interior outputs are summed in the same segments.
+        if (++t == kSegment) {
+          for (int v = 0; v < NV; ++v) sum[v] = add(sum[v], acc[v]), acc[v] = Vec::zero();
+          t = 0;
+        }
+      }
+    }
+  }
+  for (int v = 0; v < NV; ++v) sum[v] = add(sum[v], acc[v]);
+  float* py = yrow + ow * Cout + c;
+  for (int v = 0; v < NV; ++v) {
+    const float* pb = p.b + c + v * Vec::N;
+    const Vec bias = (TAIL && v == NV - 1) ? Vec::load_tail(pb, tail) : Vec::load(pb);
+    const Vec out = activate(add(sum[v], bias), p.act);
+    if (TAIL && v == NV - 1) out.store_tail(py + v * Vec::N, tail);
+    else out.store(py + v * Vec::N);
+  }
+}
+
+// One output row, channel vectors [c, c + NV*N): border blocks checked, interior blocks not.
+template <int NV, bool TAIL, int S, bool UNIT_W>
+void row_tiles(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t c,
+               int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
+  constexpr int P = pixels(NV);
+  auto checked = [&](int64_t from, int64_t to) {
+    for (int64_t ow = from; ow < to; ++ow) pixel_checked<NV, TAIL>(p, xn, ih0, yrow, c, tail, ow);
+  };
+  if (ow_hi - ow_lo >= P) {
+    checked(0, ow_lo);
+    int64_t ow = ow_lo;
+    for (; ow + P <= ow_hi; ow += P) tile_interior<NV, TAIL>(p, xn, taps, yrow, c, tail, ow, cols);
+    if (ow < ow_hi) tile_interior<NV, TAIL>(p, xn, taps, yrow, c, tail, ow_hi - P, cols);
+    checked(ow_hi, p.OW);
+  } else {
+    checked(0, p.OW);  // too narrow for one interior block: all checked
+  }
+}
+
+// Channel vectors [v*N, (v + NV)*N) of one output row; the last one is the masked tail when
+// it is Cout's last vector and Cout is not a multiple of N.
+template <int NV, int S, bool UNIT_W>
+void chunk(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t v,
+           int64_t groups, int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
+  if (tail > 0 && v + NV == groups)
+    row_tiles<NV, true>(p, xn, ih0, taps, yrow, v * Vec::N, tail, ow_lo, ow_hi, cols);
+  else
+    row_tiles<NV, false>(p, xn, ih0, taps, yrow, v * Vec::N, 0, ow_lo, ow_hi, cols);
+}
+
+// All channels of one output row: tiles of kMaxNV vectors, then 2 (NEON, scalar) and 1.
+template <int S, bool UNIT_W>
+void row(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t ow_lo,
+         int64_t ow_hi, Cols<S, UNIT_W> cols) {
+  const int tail = int(p.Cout % Vec::N);
+  const int64_t groups = p.Cout / Vec::N + (tail > 0);
+  int64_t v = 0;
+  for (; groups - v >= kMaxNV; v += kMaxNV)
+    chunk<kMaxNV>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+  if constexpr (kMaxNV > 2) {
+    if (groups - v >= 2) {
+      chunk<2>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+      v += 2;
+    }
+  }
+  if (groups - v == 1) chunk<1>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+}
+
+template <int S, bool UNIT_W>
+void rows_kernel(const ConvParams& p, int64_t row_begin, int64_t row_end) {
+  const int64_t s = p.stride, pad = p.pad, k = p.k;
+  // Interior columns [ow_lo, ow_hi): every tap inside the input row.
+  const int64_t ow_lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
+  const int64_t last = p.W - 1 + pad - (k - 1);  // largest ow*s with the last tap in bounds
+  const int64_t ow_hi = last < 0 ? ow_lo : std::max(ow_lo, std::min<int64_t>(p.OW, last / s + 1));
+  const Cols<S, UNIT_W> cols{s, p.sx_w};
+  std::vector<int64_t> offsets(size_t(2 * k * k * p.Cin));
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t n = r / p.OH, oh = r % p.OH, ih0 = oh * s - pad;
+    Taps taps{offsets.data(), offsets.data() + k * k * p.Cin, 0};
+    int64_t* xo = offsets.data();
+    int64_t* wo = offsets.data() + k * k * p.Cin;
+    for (int64_t ci = 0; ci < p.Cin; ++ci)
+      for (int64_t kh = 0; kh < k; ++kh) {
+        const int64_t ih = ih0 + kh;
+        if (ih < 0 || ih >= p.H) continue;  // a padding row: no taps
+        for (int64_t kw = 0; kw < k; ++kw, ++taps.n) {
+          xo[taps.n] = ci * p.sx_c + ih * p.sx_h + cols.at(kw);
+          wo[taps.n] = ((kh * k + kw) * p.Cin + ci) * p.Cout;
+        }
+      }
+    row<S, UNIT_W>(p, p.x + n * p.sx_n, ih0, taps, p.y + r * p.OW * p.Cout, ow_lo, ow_hi, cols);
+  }
+}
+
+}  // namespace
+
+void conv_bn_act(const ConvParams& p, int64_t row_begin, int64_t row_end) {
+  // NCHW-like inputs (W stride 1) at stride 1 or 2 get compile-time column offsets; anything
+  // else (channels_last, views, stride 3+) the run-time ones.
+  if (p.sx_w == 1 && p.stride == 2) return rows_kernel<2, true>(p, row_begin, row_end);
+  if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
+  return rows_kernel<0, false>(p, row_begin, row_end);
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

@@ -1,3 +1,0 @@
-// The scalar build of the dense conv kernel (flags: setup.py / tests/neon).
-#define MBV3_ISA_SCALAR
-#include "conv_bn_act_kernel.h"

@@ -1,0 +1,292 @@
+// Fused depthwise conv + bias + activation over NHWC float32, written once against `Vec` and
+// compiled once per ISA (dwconv_bn_act_<isa>.cpp).  XNNPACK-style: channels in SIMD lanes,
+// masked channel tails, bias folded into the epilogue, padding handled by skipping taps
+// (never by a padded copy), activation applied on the way to the store.
+//
+// Work is split by output row; within a row, channel tiles outer (see row_specialised).
+// Interior columns need no bounds checks; only the pad-wide borders test each tap.
+//
+// Accuracy: the specialised paths sum even and odd kernel rows in separate accumulators, the
+// generic path one partial sum per kernel row (added pairwise); the bias comes last.  Short
+// serial chains keep the rounding error at or below PyTorch's own (conv, then BatchNorm), as
+// tests/tolerance.py demands.
+#pragma once
+#include <algorithm>
+#include <type_traits>
+
+#include "dwconv_bn_act.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int kMaxK = 7;
+
+#if defined(MBV3_ISA_AVX512)
+// An 8-lane (256-bit, AVX-512VL) vector for channel tails of at most 8: 72 = 64 + 8,
+// 120 = 112 + 8, 184 = 176 + 8.  Zen 4 executes a 512-bit op as two 256-bit halves, so a masked
+// 16-lane op on an 8-channel tail costs twice the 256-bit one.
+struct Half {
+  static constexpr int N = 8;
+  __m256 v;
+  static inline Half zero() { return {_mm256_setzero_ps()}; }
+  static inline Half set1(float f) { return {_mm256_set1_ps(f)}; }
+  static inline Half load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static inline Half load_tail(const float* p, int n) {
+    return {_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << n) - 1u), p)};
+  }
+  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
+  inline void store_tail(float* p, int n) const {
+    _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << n) - 1u), v);
+  }
+};
+inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
+inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
+// Same formulas as simd.h's relu / hardswish.
+inline Half relu(Half a) { return max(a, Half::zero()); }
+inline Half hardswish(Half a) {
+  return mul(a, mul(min(max(add(a, Half::set1(3.f)), Half::zero()), Half::set1(6.f)), Half::set1(1.f / 6.f)));
+}
+constexpr bool kHasHalf = true;
+#else
+struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
+constexpr bool kHasHalf = false;
+#endif
+
+template <Act A, class V>
+inline V activate(V v) {
+  if constexpr (A == Act::Relu) return relu(v);
+  else if constexpr (A == Act::Hardswish) return hardswish(v);
+  else return v;
+}
+
+// Compile-time geometry of the specialised paths; 0 = read it from the params at run time.
+template <int K, int S, int D>
+struct Geometry {
+  static_assert(K > 0 || (S == 0 && D == 0), "the generic kernel size has generic stride/dilation");
+  const int k, s, d;
+  explicit Geometry(const DwConvParams& p)
+      : k(K > 0 ? K : p.k), s(S > 0 ? S : p.stride), d(D > 0 ? D : p.dil) {}
+};
+
+// A full vector of channels, or the first `n` (masked) for the channel tail; V is Vec, or Half
+// for tails of at most Half::N channels.
+template <class V_, bool TAIL>
+struct Lanes {
+  using V = V_;
+  int n;
+  V load(const float* ptr) const { return TAIL ? V::load_tail(ptr, n) : V::load(ptr); }
+  void store(float* ptr, V v) const {
+    if (TAIL) v.store_tail(ptr, n);
+    else v.store(ptr);
+  }
+};
+
+// Runs f(lanes) for the channel tail of n (1..Vec::N-1) channels with the narrowest lanes that
+// cover it.
+template <class F>
+inline void with_tail_lanes(int n, F&& f) {
+  if constexpr (kHasHalf) {
+    if (n == Half::N) return f(Lanes<Half, false>{n});
+    if (n < Half::N) return f(Lanes<Half, true>{n});
+  }
+  f(Lanes<Vec, true>{n});
+}
+
+// kBlock adjacent output columns [ow, ow + kBlock) of one channel tile, specialised geometry.
+// With compile-time stride and dilation the shared input columns are loaded once (stride 1,
+// k = 3: 6 loads feed 12 FMAs) and the independent accumulator chains hide the FMA latency.
+// CHECKED blocks touch the padding or run past the row's end: out-of-range input columns read
+// as zero and only real outputs are stored, so small maps (7x7) keep this schedule too.
+constexpr int kBlock = 4;
+
+//
+// Weights: the first HOIST kernel rows' weight vectors are loaded once per tile by the caller
+// (`w`); the other rows' are loaded where they are used.  At most kHoistRows rows are hoisted:
+// those that fit in the registers left beside the accumulators and input columns (all of 3x3
+// on AVX-512/NEON, 3 of 5 rows for 5x5 stride 1); more would only add compiler spills.
+constexpr int hoist_rows(int K, int S, int D) {
+  return K == 0 ? 0 : std::max(0, std::min(K, (Vec::kRegs - 2 * kBlock - ((kBlock - 1) * S + (K - 1) * D + 1)) / K));
+}
+template <int K, int S, int D>
+constexpr int kHoistRows = hoist_rows(K, S, D);
+
+// NB < kBlock: the row's last, partial block, which computes only the NB columns it stores.
+template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, class LanesT, class V = typename LanesT::V>
+inline void block(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                  LanesT lanes, int64_t ow, const V* w, V bias) {
+  constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1;  // input columns a block reads
+  const int64_t C = p.C, iw0 = ow * S - p.pad;
+  V acc[2][NB];  // even / odd kernel rows (see the file comment)
+  for (int j = 0; j < NB; ++j) acc[0][j] = acc[1][j] = V::zero();
+  // Fully unrolled (pragmas): GCC 12 otherwise keeps the kh loop rolled in some instances,
+  // indexing `in`/`w` through the stack; unrolled, the 1-thread sum over MobileNetV3-Large's
+  // 15 layers went 666 -> 569 us (5x5 layers -23..-33%, harness A/B, bitwise same output).
+#pragma GCC unroll 8
+  for (int kh = 0; kh < K; ++kh) {
+    if (!rows[kh]) continue;  // padding row: the same for the whole output row, predicted
+    const float* px = rows[kh] + iw0 * C + c;
+    V in[kCols];
+#pragma GCC unroll 16
+    for (int i = 0; i < kCols; ++i)
+      in[i] = (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) ? lanes.load(px + i * C) : V::zero();
+#pragma GCC unroll 8
+    for (int kw = 0; kw < K; ++kw) {
+      const V wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
+      for (int j = 0; j < NB; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
+    }
+  }
+  for (int j = 0; j < NB; ++j)
+    lanes.store(yrow + (ow + j) * C + c, activate<A>(add(add(acc[0][j], acc[1][j]), bias)));
+}
+
+// The whole output row of one channel tile: the tile's first HOIST
+// kernel rows of weights are loaded once here and stay in registers.
+template <int K, int S, int D, Act A, int HOIST, class LanesT>
+__attribute__((always_inline)) inline void tile_columns(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                         LanesT lanes, int64_t ow_lo, int64_t ow_hi) {
+  using V = typename LanesT::V;
+  V w[HOIST > 0 ? HOIST * K : 1];
+  for (int t = 0; t < HOIST * K; ++t) w[t] = lanes.load(p.w + t * p.C + c);
+  const V bias = lanes.load(p.b + c);
+  for (int64_t ow = 0; ow < p.OW; ow += kBlock) {
+    const int64_t n = std::min<int64_t>(kBlock, p.OW - ow);
+    if (n == kBlock) {
+      if (ow >= ow_lo && ow + kBlock <= ow_hi)
+        block<K, S, D, A, HOIST, kBlock, false>(p, rows, yrow, c, lanes, ow, w, bias);
+      else
+        block<K, S, D, A, HOIST, kBlock, true>(p, rows, yrow, c, lanes, ow, w, bias);
+    } else {
+      // The last, partial block computes only its n columns: 14-wide rows are 3 blocks + 2
+      // columns, 7-wide ones 1 + 3.  Measured against a masked-store 4-column block: 14x14
+      // layers -20..-25%, 7x7 -16%, 15-layer sum 558 -> 518 us (1 thread).
+      static_assert(kBlock == 4, "partial blocks of 1..3 columns");
+      if (n == 3) block<K, S, D, A, HOIST, 3, true>(p, rows, yrow, c, lanes, ow, w, bias);
+      else if (n == 2) block<K, S, D, A, HOIST, 2, true>(p, rows, yrow, c, lanes, ow, w, bias);
+      else block<K, S, D, A, HOIST, 1, true>(p, rows, yrow, c, lanes, ow, w, bias);
+    }
+  }
+}
+
+// One output row, channels [c_begin, c_end), specialised geometry, tiles outer: a tile's (first
+// HOIST rows of) weights are loaded once and stay in registers while the row streams past.
+// (A columns-outer order -- every tile of a column block before the next block, XNNPACK's --
+// kept the block's input in L1 for the wide 3x3 rows of 72x56 / 64x112, but once the blocks
+// were fully unrolled it lost on every layer: sum 590 vs 509 us; L02 62 vs 52, L01 102 vs 105.)
+template <int K, int S, int D, Act A, int HOIST>
+void row_specialised(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c_begin,
+                     int64_t c_end, int64_t ow_lo, int64_t ow_hi) {
+  const int64_t c_full = c_begin + (c_end - c_begin) / Vec::N * Vec::N;
+  const int n_tail = int(c_end - c_full);
+  for (int64_t c = c_begin; c < c_full; c += Vec::N)
+    tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c, Lanes<Vec, false>{Vec::N}, ow_lo, ow_hi);
+  if (n_tail > 0)
+    with_tail_lanes(n_tail, [&](auto lanes) {
+      tile_columns<K, S, D, A, HOIST>(p, rows, yrow, c_full, lanes, ow_lo, ow_hi);
+    });
+}
+
+// Generic geometry (any odd k <= 7, stride, dilation): column by column, each tap checked
+// only in the border columns.
+template <Act A, bool TAIL>
+void tile_generic(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+                  Lanes<Vec, TAIL> lanes, int64_t ow_lo, int64_t ow_hi) {
+  const int k = p.k;
+  const int64_t C = p.C, W = p.W, s = p.stride, dil = p.dil, pad = p.pad;
+  Vec w[kMaxK * kMaxK];
+  for (int t = 0; t < k * k; ++t) w[t] = lanes.load(p.w + t * C + c);
+  const Vec bias = lanes.load(p.b + c);
+  auto column = [&](int64_t ow, bool checked) {
+    // One partial sum per kernel row, added pairwise: for k = 7 this keeps the rounding error
+    // at the level of PyTorch's blocked conv (a 49-term serial chain measured ~2x worse).
+    Vec row_sum[kMaxK];
+    const int64_t iw0 = ow * s - pad;
+    for (int kh = 0; kh < k; ++kh) {
+      row_sum[kh] = Vec::zero();
+      if (!rows[kh]) continue;
+      for (int kw = 0; kw < k; ++kw) {
+        const int64_t iw = iw0 + kw * dil;
+        if (checked && (iw < 0 || iw >= W)) continue;
+        row_sum[kh] = fmadd(lanes.load(rows[kh] + iw * C + c), w[kh * k + kw], row_sum[kh]);
+      }
+    }
+    for (int step = 1; step < k; step *= 2)
+      for (int kh = 0; kh + step < k; kh += 2 * step) row_sum[kh] = add(row_sum[kh], row_sum[kh + step]);
+    lanes.store(yrow + ow * C + c, activate<A>(add(row_sum[0], bias)));
+  };
+  for (int64_t ow = 0; ow < ow_lo; ++ow) column(ow, true);
+  for (int64_t ow = ow_lo; ow < ow_hi; ++ow) column(ow, false);
+  for (int64_t ow = std::max(ow_hi, ow_lo); ow < p.OW; ++ow) column(ow, true);
+}
+
+template <int K, int S, int D, Act A>
+void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
+                 int64_t c_end) {
+  const Geometry<K, S, D> g(p);
+  const int k = g.k;
+  const int64_t s = g.s, pad = p.pad, dil = g.d, span = int64_t(k - 1) * dil;
+  // Interior columns [ow_lo, ow_hi): every tap inside the input row.
+  const int64_t ow_lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
+  const int64_t last = p.W - 1 + pad - span;  // largest ow*s with the last tap in bounds
+  const int64_t ow_hi = last < 0 ? ow_lo : std::max(ow_lo, std::min<int64_t>(p.OW, last / s + 1));
+  // Hoisting all k*k weights costs nothing (they fit in registers); hoisting only part of
+  // them (5x5) pays only when they are reused over enough column blocks (>= 4): on the 7-wide
+  // rows of 960x7x7 / 672x14x14-s2, loading at the point of use measured faster.
+  const bool hoist = kHoistRows<K, S, D> == K || p.OW >= 4 * kBlock;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int64_t n = r / p.OH, oh = r % p.OH;
+    const float* rows[kMaxK];
+    for (int kh = 0; kh < k; ++kh) {
+      const int64_t ih = oh * s - pad + kh * dil;
+      rows[kh] = (ih >= 0 && ih < p.H) ? p.x + (n * p.H + ih) * p.W * p.C : nullptr;
+    }
+    float* yrow = p.y + r * p.OW * p.C;
+    if constexpr (K > 0) {
+      if (hoist)
+        row_specialised<K, S, D, A, kHoistRows<K, S, D>>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+      else
+        row_specialised<K, S, D, A, 0>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+    } else {
+      int64_t c = c_begin;
+      for (; c + Vec::N <= c_end; c += Vec::N)
+        tile_generic<A>(p, rows, yrow, c, Lanes<Vec, false>{Vec::N}, ow_lo, ow_hi);
+      if (c < c_end) tile_generic<A>(p, rows, yrow, c, Lanes<Vec, true>{int(c_end - c)}, ow_lo, ow_hi);
+    }
+  }
+}
+
+using RowsFn = void (*)(const DwConvParams&, int64_t, int64_t, int64_t, int64_t);
+
+template <int K, int S, int D>
+RowsFn pick_act(Act act) {
+  switch (act) {
+    case Act::Relu: return rows_kernel<K, S, D, Act::Relu>;
+    case Act::Hardswish: return rows_kernel<K, S, D, Act::Hardswish>;
+    default: return rows_kernel<K, S, D, Act::None>;
+  }
+}
+
+// MobileNetV3's depthwise layers are 3x3 / 5x5, stride 1 / 2, dilation 1: fully specialised.
+// Every other geometry (dilation 2, stride 3+, k = 1 or 7) takes the generic loop.
+template <int K>
+RowsFn pick_geometry(const DwConvParams& p) {
+  if (p.dil == 1 && p.stride == 1) return pick_act<K, 1, 1>(p.act);
+  if (p.dil == 1 && p.stride == 2) return pick_act<K, 2, 1>(p.act);
+  return pick_act<0, 0, 0>(p.act);
+}
+
+}  // namespace
+
+void dwconv_bn_act(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
+                   int64_t c_end) {
+  // 3x3 and 5x5 are MobileNetV3's; everything else (odd k <= 7) takes the generic loop.
+  const RowsFn fn = p.k == 3 ? pick_geometry<3>(p) : p.k == 5 ? pick_geometry<5>(p) : pick_act<0, 0, 0>(p.act);
+  fn(p, row_begin, row_end, c_begin, c_end);
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

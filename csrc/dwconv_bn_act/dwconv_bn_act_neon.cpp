@@ -1,0 +1,3 @@
+// The neon build of the depthwise kernel (its target: common/simd.h).
+#define MBV3_ISA_NEON
+#include "dwconv_bn_act_kernel.h"

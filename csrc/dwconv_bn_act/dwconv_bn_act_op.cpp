@@ -1,0 +1,64 @@
+// torch binding of mbv3::dwconv_bn_act: schema, input checks, layout, threading, ISA choice.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+
+#include "dwconv_bn_act.h"
+#include "common/isa_dispatch.h"
+#include "common/cpu_ops.h"
+#include "common/op_utils.h"
+
+namespace mbv3 {
+at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             int64_t stride, int64_t padding, int64_t dilation,
+                             c10::string_view activation) {
+  check_float_cpu(x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 4, "dwconv_bn_act: x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  check_float_cpu(weight, "weight");
+  check_float_cpu(bias, "bias");
+  const DwShape g = check_depthwise("dwconv_bn_act", "C", "x's channels", C, H, W, weight, bias, stride,
+                                    padding, dilation);
+  const int64_t k = g.k, OH = g.OH, OW = g.OW;
+  const Act act = parse_activation(activation, "dwconv_bn_act");
+  check_same_device(x, weight, "weight");
+  check_same_device(x, bias, "bias");
+
+  NhwcOutput out(x, {N, C, OH, OW});
+  if (N == 0 || C == 0) return out.result();
+  const at::Tensor xn = x.is_contiguous(at::MemoryFormat::ChannelsLast)
+                            ? x
+                            : x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor w_storage, b_storage;
+  DwConvParams p{xn.data_ptr<float>(), taps_by_channel(weight, w_storage), dense_1d(bias, b_storage), out.data(),
+                 N, C, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act};
+  auto* kernel = MBV3_ISA_SELECT(dwconv_bn_act, current_isa());
+
+  // Work unit: one output row x a block of channels.  Whole rows (all channels) when there
+  // are rows enough to balance the threads -- splitting C would leave ragged channel tails
+  // (72 = 64 + 8) and re-walk the same input lines; 64-channel blocks otherwise (the 7x7 and
+  // 14x14 layers at batch 1).  The grain keeps tiny layers on one thread: a wake-up costs µs.
+  const int64_t rows = N * OH;
+  const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
+  const int64_t cblocks = (C + cblock - 1) / cblock, units = rows * cblocks;
+  const int64_t unit_macs = OW * std::min(C, cblock) * k * k;
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, unit_macs));
+  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+    if (cblocks == 1) return kernel(p, begin, end, 0, C);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t row = u / cblocks, c0 = (u % cblocks) * cblock;
+      kernel(p, row, row + 1, c0, std::min(C, c0 + cblock));
+    }
+  });
+  return out.result();
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("dwconv_bn_act(Tensor x, Tensor weight, Tensor bias, int stride, int padding, int dilation, "
+        "str activation) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("dwconv_bn_act", &mbv3::dwconv_bn_act_cpu); }

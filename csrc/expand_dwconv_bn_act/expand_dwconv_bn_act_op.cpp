@@ -1,0 +1,127 @@
+// torch binding of mbv3::expand_dwconv_bn_act: an inverted residual block's expand 1x1 conv
+// (+ BN + act) and its depthwise conv (+ BN + act) in one pass over bands of output rows.
+//
+// Why: the expanded tensor is the largest activation of a block (64 x 112 x 112 floats =
+// 3.2 MB in MobileNetV3-Large's second block).  Written by one op and read back by the next,
+// it round-trips through L3/DRAM; here each thread expands only the input rows its current
+// band of depthwise output rows needs into a window that stays in L2, and runs the depthwise
+// kernel on that window.  Rows the next band also needs (the kernel's vertical overlap) are
+// moved to the window's front, not recomputed.
+//
+// No kernel of its own: it composes the per-ISA pointwise and depthwise kernels, so every
+// output value is computed by exactly the arithmetic of pwconv_bn_act followed by
+// dwconv_bn_act (the tests check equality with the two ops, bit for bit).
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "dwconv_bn_act/dwconv_bn_act.h"
+#include "common/isa_dispatch.h"
+#include "common/cpu_ops.h"
+#include "common/op_utils.h"
+#include "pwconv_bn_act/pwconv_bn_act.h"
+
+namespace mbv3 {
+namespace {
+
+constexpr int64_t kWindowBytes = 192 * 1024;  // expanded rows held per thread (L2: 1 MB on Zen 4)
+
+}  // namespace
+
+at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
+                                    c10::string_view expand_activation, const at::Tensor& dw,
+                                    const at::Tensor& db, int64_t stride, int64_t padding,
+                                    int64_t dilation, c10::string_view activation) {
+  constexpr const char* op = "expand_dwconv_bn_act";
+  check_float_cpu(x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D");
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+  check_float_cpu(ew, "expand_weight");
+  check_float_cpu(eb, "expand_bias");
+  check_float_cpu(dw, "weight");
+  check_float_cpu(db, "bias");
+  TORCH_CHECK_VALUE((ew.dim() == 2 || (ew.dim() == 4 && ew.size(2) == 1 && ew.size(3) == 1)) &&
+                        ew.size(1) == Cin && ew.size(0) >= 1,
+                    op, ": expand_weight must be [Ce, Cin, 1, 1] or [Ce, Cin] with Cin = ", Cin,
+                    " (x's channels), got ", ew.sizes());
+  const int64_t Ce = ew.size(0);
+  TORCH_CHECK_VALUE(eb.dim() == 1 && eb.size(0) == Ce, op, ": expand_bias must be [Ce] with Ce = ", Ce,
+                    ", got ", eb.sizes());
+  const DwShape g = check_depthwise(op, "Ce", "expand_weight's rows", Ce, H, W, dw, db, stride, padding,
+                                    dilation);
+  const int64_t k = g.k, OH = g.OH, OW = g.OW, span = dilation * (k - 1) + 1;
+  const Act eact = parse_activation(expand_activation, op);
+  const Act act = parse_activation(activation, op);
+  check_same_device(x, ew, "expand_weight");
+  check_same_device(x, eb, "expand_bias");
+  check_same_device(x, dw, "weight");
+  check_same_device(x, db, "bias");
+
+  NhwcOutput out(x, {N, Ce, OH, OW});
+  if (N == 0) return out.result();
+  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor ew_storage, eb_storage, dw_storage, db_storage;
+  int64_t ldw = Ce;
+  const float* ewp = weight_k_major(ew, Ce, Cin, ew_storage, ldw);
+  const PwConvParams pe{nullptr, ewp, dense_1d(eb, eb_storage), nullptr, nullptr, nullptr,
+                  0, Cin, Ce, H * W, ldw, eact};
+  const DwConvParams pd{nullptr, taps_by_channel(dw, dw_storage), dense_1d(db, db_storage), out.data(),
+                  N, Ce, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act};
+  const Isa isa = current_isa();
+  auto* expand = MBV3_ISA_SELECT(pwconv_bn_act, isa);
+  auto* depthwise = MBV3_ISA_SELECT(dwconv_bn_act, isa);
+  const float* xp = xn.data_ptr<float>();
+
+  // Band of output rows whose input window fits kWindowBytes (at least one row).
+  const int64_t row_bytes = W * Ce * int64_t(sizeof(float));
+  const int64_t band = std::max<int64_t>(1, (kWindowBytes / row_bytes - span) / stride + 1);
+  const int64_t window_rows = std::min(H, (band - 1) * stride + span);
+  // Threads take contiguous runs of output rows; a run shorter than a band would recompute
+  // more overlap than it saves.
+  const int64_t rows = N * OH;
+  const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, at::get_num_threads()) / 2);
+  at::parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> window;
+    if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
+    float* win = window.data();
+    PwConvParams e = pe;  // per thread: its x / y / M change per band
+    int64_t win_n = -1, win_lo = 0, win_hi = 0;  // the window holds input rows [win_lo, win_hi) of sample win_n
+    for (int64_t r = begin; r < end;) {
+      const int64_t n = r / OH, oh0 = r % OH, oh1 = std::min(OH, oh0 + std::min(band, end - r));
+      // Input rows the band's taps touch (clipped to the image; the rest is padding).
+      const int64_t lo = std::min(H, std::max<int64_t>(0, oh0 * stride - padding));
+      const int64_t hi = std::max(lo, std::min(H, (oh1 - 1) * stride - padding + span));
+      int64_t have = lo;  // rows [lo, have) are at the window's front after the move below
+      if (n == win_n && lo >= win_lo && lo < win_hi) {
+        have = std::min(hi, win_hi);
+        std::memmove(win, win + (lo - win_lo) * W * Ce, size_t((have - lo) * W * Ce) * sizeof(float));
+      }
+      if (hi > have) {
+        e.x = xp + (n * H + have) * W * Cin;
+        e.y = win + (have - lo) * W * Ce;
+        e.M = (hi - have) * W;
+        expand(e, 0, e.M, 0, Ce);
+      }
+      win_n = n, win_lo = lo, win_hi = hi;
+      // The depthwise kernel addresses input row (n, ih) at x + ((n * H + ih) * W) * C; it
+      // reads only rows [lo, hi) for these output rows, which the window holds.
+      DwConvParams p = pd;
+      p.x = win - (n * H + lo) * W * Ce;
+      depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
+      r = n * OH + oh1;
+    }
+  });
+  return out.result();
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("expand_dwconv_bn_act(Tensor x, Tensor expand_weight, Tensor expand_bias, str expand_activation, "
+        "Tensor weight, Tensor bias, int stride, int padding, int dilation, str activation) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("expand_dwconv_bn_act", &mbv3::expand_dwconv_bn_act_cpu); }

@@ -1,0 +1,3 @@
+// The avx2 build of the pointwise kernel (its target: common/simd.h).
+#define MBV3_ISA_AVX2
+#include "pwconv_bn_act_kernel.h"

@@ -1,0 +1,271 @@
+// Fused 1x1 conv + bias + activation (+ residual, + SE input scale) over NHWC float32, written
+// once against `Vec` and compiled once per ISA (pwconv_bn_act_<isa>.cpp).
+//
+// It is a GEMM y[M, Cout] = x[M, K] * w[K, Cout] with a fused epilogue.  Register tile: MR rows
+// x up to NV vectors of output columns (4 with 32 registers, else 3); per k, the tile's vectors
+// of w's row k are loaded, each of the MR x values is broadcast and FMA'd into MR * V
+// accumulators (6 x 64, 8 x 48, 12 x 32, 12 x 16 on AVX-512; 4 x 24, 6 x 16, 12 x 8 on AVX2;
+// 6 x 16, 8 x 12, 12 x 8, 12 x 4 on NEON).  6 x 4 vectors writes whole 64-channel rows and
+// loads fewer values per FMA than 12 x 2 (16 -> 64 layer: 3% faster).
+// The row tail uses a smaller-MR instantiation, the column tail masked stores (and masked
+// loads only where a full-width load could leave the weight buffer, see tile()).
+// Accumulators start from the bias; epilogue on the way to the store: activation, + residual.
+//
+// Weight layout (design choice, measured): the weight is read in place, K-major (row k = the
+// Cout weights of input channel k, contiguous; any row stride), so a tile's weights are V
+// contiguous vectors per k and no panel packing happens.  With K <= 960 a panel (K x 48
+// floats, <= 180 KB) stays in L2 while the row tiles pass, and this reaches PyTorch's addmm
+// (MKL) on the same matrices: 88 vs 90 GFLOP/s summed over MobileNetV3-Large's 30 pointwise
+// layers at batch 1, 1 thread (Zen 4, AVX-512; 157 vs 147 at 2 threads), so packed panels
+// were not needed.  The model keeps its folded 1x1 weights as a [Cin, Cout] buffer viewed as
+// [Cout, Cin, 1, 1] (mbv3_fast.ops.pack_pw_weight); a plain [Cout, Cin] weight is transposed
+// on every call by the binding (+37% time summed over the layers).
+//
+// SE scale (in_scale[n, k], per sample): folded into a scaled copy of the rows or of the weight
+// columns this call computes, whichever is smaller (see pwconv_bn_act), so the hot loop is
+// unchanged (+0-10% per layer, vs +10-20% for a separate x * s pass).
+#pragma once
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "pwconv_bn_act.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int NV = Vec::kRegs >= 32 ? 4 : 3;  // at most this many vectors per tile row
+constexpr int NR = NV * Vec::N;  // so at most NR columns per tile
+// Rows per tile for V vectors: as many as the registers hold beside V weight vectors and the
+// broadcast (6 x 4, 8 x 3, 12 x 2, 12 x 1 on AVX-512), so that narrow panels (Cout = 16, 24)
+// still do many FMAs per load.
+constexpr int mr_for(int v) { return std::min(v == 3 ? 8 : 12, (Vec::kRegs - v - 1) / v); }
+constexpr int MR = mr_for(1);    // the largest
+// Accuracy: a 960-term serial FMA chain is up to 3x further off than PyTorch's (blocked)
+// float32 result; summing blocks of KC terms and then the block sums keeps ours within the
+// tolerance rule (tests/tolerance.py) for every MobileNetV3 layer, for ~2% of the time.
+constexpr int64_t KC = 64;
+
+// K steps [k0, k1) of one tile: acc[r] += a[r][k] * b[k] (MASKED: the last vector's weight
+// loads masked).  Plain inline functions, not lambdas: GCC 12 kept lambda-captured
+// accumulators on the stack (48 extra moves per tile, a third of the K = 16 layers' time).
+template <int ROWS, int V, bool MASKED>
+[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+                                           int64_t ldb, int64_t k0, int64_t k1, int tail) {
+  for (int64_t k = k0; k < k1; ++k) {
+    const float* bk = b + k * ldb;
+    Vec bv[V];
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v)
+      bv[v] = (MASKED && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail) : Vec::load(bk + v * Vec::N);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const Vec av = Vec::set1(a[r * K + k]);
+#pragma GCC unroll 8
+      for (int v = 0; v < V; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
+    }
+  }
+}
+
+// Steps [k0, k1); with a column tail, rows from k_full on use masked loads (see tile()).
+template <int ROWS, int V, bool TAIL>
+[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+                                           int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail) {
+  const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
+  k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail);
+  if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail);
+}
+
+// The epilogue on the way to the store, specialised by activation and residual.
+template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
+[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvParams& p, int64_t m,
+                                              int64_t n, int tail) {
+  const int64_t C = p.Cout;
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    float* y = p.y + (m + r) * C + n;
+    const float* res = p.residual + (m + r) * C + n;
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+      Vec o = acc[r][v];
+      if constexpr (ACT == Act::Relu) o = relu(o);
+      if constexpr (ACT == Act::Hardswish) o = hardswish(o);
+      if (TAIL && v == V - 1) {
+        if constexpr (RES) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
+        o.store_tail(y + v * Vec::N, tail);
+      } else {
+        if constexpr (RES) o = add(o, Vec::load(res + v * Vec::N));
+        o.store(y + v * Vec::N);
+      }
+    }
+  }
+}
+
+// One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
+// b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
+// loads (the extra lanes read the next weight row: in bounds, never stored); only the last
+// rows use masked loads, which are several times slower on some cores (Zen 4: 33 vs 77
+// GFLOP/s on the 64 -> 24 layer).
+template <int ROWS, int V, bool TAIL>
+[[gnu::always_inline]] inline void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb,
+                                        int64_t k_full, int64_t m, int64_t n, int tail) {
+  const int64_t K = p.K;
+  // Accumulators start from the bias (one add less per output in the epilogue, which the
+  // K = 16 and 24 layers feel).
+  Vec acc[ROWS][V];
+#pragma GCC unroll 8
+  for (int v = 0; v < V; ++v) {
+    const Vec bias = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail)
+                                          : Vec::load(p.b + n + v * Vec::N);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) acc[r][v] = bias;
+  }
+  // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
+  // in an L1 buffer (see KC).
+  k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, 0, std::min(K, KC), k_full, tail);
+  if (K > KC) {
+    alignas(64) float total[ROWS][V][Vec::N];
+    for (int r = 0; r < ROWS; ++r)
+      for (int v = 0; v < V; ++v) acc[r][v].store(total[r][v]);
+    for (int64_t k0 = KC; k0 < K; k0 += KC) {
+      for (int r = 0; r < ROWS; ++r)
+        for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
+      k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail);
+      for (int r = 0; r < ROWS; ++r)
+        for (int v = 0; v < V; ++v) {
+          acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
+          if (k0 + KC < K) acc[r][v].store(total[r][v]);
+        }
+    }
+  }
+  const bool res = p.residual != nullptr;
+  switch (p.act) {
+    case Act::Relu:
+      return res ? store_tile<ROWS, V, TAIL, Act::Relu, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::Relu, false>(acc, p, m, n, tail);
+    case Act::Hardswish:
+      return res ? store_tile<ROWS, V, TAIL, Act::Hardswish, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::Hardswish, false>(acc, p, m, n, tail);
+    default:
+      return res ? store_tile<ROWS, V, TAIL, Act::None, true>(acc, p, m, n, tail)
+                 : store_tile<ROWS, V, TAIL, Act::None, false>(acc, p, m, n, tail);
+  }
+}
+
+// Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a pointing at row m: one call per
+// panel, so a tile costs no call, register saves or parameter loads.
+template <int ROWS, int V, bool TAIL>
+void tiles(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t k_full,
+           int64_t m, int64_t m_end, int64_t n, int tail) {
+  for (; m < m_end; m += ROWS, a += ROWS * p.K) tile<ROWS, V, TAIL>(p, a, b, ldb, k_full, m, n, tail);
+}
+
+using TileFn = void (*)(const PwConvParams&, const float*, const float*, int64_t, int64_t, int64_t,
+                        int64_t, int64_t, int);
+
+template <int V, bool TAIL, std::size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
+  return {{&tiles<int(I) + 1, V, TAIL>...}};
+}
+template <int V, bool TAIL>
+constexpr auto kByRows = by_rows<V, TAIL>(std::make_index_sequence<mr_for(V)>{});
+
+static_assert(NV == 3 || NV == 4, "select() lists up to 4 vectors");
+inline TileFn select(int rows, int v, bool tail) {
+  if constexpr (NV == 4)
+    if (v == 4) return tail ? kByRows<4, true>[rows - 1] : kByRows<4, false>[rows - 1];
+  switch (v) {
+    case 1: return tail ? kByRows<1, true>[rows - 1] : kByRows<1, false>[rows - 1];
+    case 2: return tail ? kByRows<2, true>[rows - 1] : kByRows<2, false>[rows - 1];
+    default: return tail ? kByRows<3, true>[rows - 1] : kByRows<3, false>[rows - 1];
+  }
+}
+
+// Panels of up to NV vectors outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
+// The columns are spread evenly over the fewest panels (64 = 32 + 32, not 48 + 16), the
+// vector tail going to the last panel.
+// a points at row m_begin of x (row stride K); b at the weight of column n_begin, row stride
+// ldb; `extent` floats from b are readable.
+void run(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t extent,
+         int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
+  int64_t n = n_begin;
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    const int v = int(nvec / panels + (pi < nvec % panels ? 1 : 0));
+    const int cols = int(std::min<int64_t>(int64_t(v) * Vec::N, n_end - n));
+    const int tail = cols - (v - 1) * Vec::N;
+    const bool is_tail = tail != Vec::N;
+    // Rows whose full-width read [k * ldb, k * ldb + v * N) stays within the readable extent.
+    const int64_t room = extent - (n - n_begin) - int64_t(v) * Vec::N;
+    const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
+    const int mr = mr_for(v);
+    const TileFn full = select(mr, v, is_tail);
+    const float* bp = b + (n - n_begin);
+    const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
+    if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail);
+    if (m_full < m_end)
+      select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end, n, tail);
+    n += cols;
+  }
+}
+
+}  // namespace
+
+PwTile pwconv_tile() { return {mr_for(NV), NR, Vec::N}; }
+
+void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
+  const int64_t K = p.K, cols = n_end - n_begin;
+  const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
+  if (!p.in_scale) return run(p, p.x + m_begin * K, p.w + n_begin, p.ldw, w_extent, m_begin, m_end, n_begin, n_end);
+  // SE scale, per sample segment of the rows: scale whichever operand is smaller here -- a
+  // copy of the rows (x'[m][k] = x[m][k] * s[k], rows x K multiplies: the 7x7 and 14x14
+  // layers, whose rows are fewer than their columns) or of the weight columns (w'[k][n] =
+  // w[k][n] * s[k], K x columns: the 28x28 and larger maps).  Either is a small fraction of
+  // the rows x K x columns FMAs, and the hot loop is unchanged.  The weight copy's rows are
+  // padded to whole vectors (+ one spare vector) so every read of it is a full-width load.
+  const int64_t ld = (cols + Vec::N - 1) / Vec::N * Vec::N;
+  thread_local std::vector<float> scratch;
+  for (int64_t m = m_begin; m < m_end;) {
+    const int64_t s = m / p.HW, seg_end = std::min(m_end, (s + 1) * p.HW), rows = seg_end - m;
+    const float* sc = p.in_scale + s * K;
+    if (rows <= cols) {
+      if (scratch.size() < size_t(rows * K)) scratch.resize(size_t(rows * K));
+      float* xs = scratch.data();
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* src = p.x + (m + r) * K;
+        float* dst = xs + r * K;
+        int64_t k = 0;
+        for (; k + Vec::N <= K; k += Vec::N) mul(Vec::load(src + k), Vec::load(sc + k)).store(dst + k);
+        if (k < K) {
+          const int t = int(K - k);
+          mul(Vec::load_tail(src + k, t), Vec::load_tail(sc + k, t)).store_tail(dst + k, t);
+        }
+      }
+      run(p, xs, p.w + n_begin, p.ldw, w_extent, m, seg_end, n_begin, n_end);
+    } else {
+      const size_t need = size_t(K * ld + Vec::N);
+      if (scratch.size() < need) scratch.resize(need);
+      float* ws = scratch.data();
+      for (int64_t k = 0; k < K; ++k) {
+        const Vec f = Vec::set1(sc[k]);
+        const float* src = p.w + k * p.ldw + n_begin;
+        float* dst = ws + k * ld;
+        int64_t j = 0;
+        for (; j + Vec::N <= cols; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
+        if (j < cols) mul(Vec::load_tail(src + j, int(cols - j)), f).store(dst + j);  // zero-padded
+      }
+      std::fill(ws + K * ld, ws + K * ld + Vec::N, 0.f);
+      run(p, p.x + m * K, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
+    }
+    m = seg_end;
+  }
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

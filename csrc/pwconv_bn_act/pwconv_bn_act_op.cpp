@@ -1,0 +1,113 @@
+// torch binding of mbv3::pwconv_bn_act: schema, input checks, layout, threading, ISA choice.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <optional>
+
+#include "common/isa_dispatch.h"
+#include "common/cpu_ops.h"
+#include "common/op_utils.h"
+#include "pwconv_bn_act.h"
+
+namespace mbv3 {
+at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             c10::string_view activation, const std::optional<at::Tensor>& residual,
+                             const std::optional<at::Tensor>& in_scale) {
+  check_float_cpu(x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 4, "pwconv_bn_act: x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D");
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+  check_float_cpu(weight, "weight");
+  check_float_cpu(bias, "bias");
+  TORCH_CHECK_VALUE((weight.dim() == 2 || (weight.dim() == 4 && weight.size(2) == 1 && weight.size(3) == 1)) &&
+                        weight.size(1) == Cin,
+                    "pwconv_bn_act: weight must be [Cout, Cin, 1, 1] or [Cout, Cin] with Cin = ", Cin,
+                    " (x's channels), got ", weight.sizes());
+  const int64_t Cout = weight.size(0);
+  TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == Cout, "pwconv_bn_act: bias must be [Cout] with Cout = ",
+                    Cout, ", got ", bias.sizes());
+  const Act act = parse_activation(activation, "pwconv_bn_act");
+  check_same_device(x, weight, "weight");
+  check_same_device(x, bias, "bias");
+  if (residual) {
+    check_float_cpu(*residual, "residual");
+    TORCH_CHECK_VALUE(residual->dim() == 4 && residual->size(0) == N && residual->size(1) == Cout &&
+                          residual->size(2) == H && residual->size(3) == W,
+                      "pwconv_bn_act: residual must be [N, Cout, H, W] = [", N, ", ", Cout, ", ", H, ", ", W,
+                      "], got ", residual->sizes());
+    check_same_device(x, *residual, "residual");
+  }
+  if (in_scale) {
+    check_float_cpu(*in_scale, "in_scale");
+    TORCH_CHECK_VALUE(in_scale->dim() == 2 && in_scale->size(0) == N && in_scale->size(1) == Cin,
+                      "pwconv_bn_act: in_scale must be [N, Cin] = [", N, ", ", Cin, "], got ",
+                      in_scale->sizes());
+    check_same_device(x, *in_scale, "in_scale");
+  }
+
+  NhwcOutput out(x, {N, Cout, H, W});
+  const int64_t M = N * H * W;
+  if (M == 0 || Cout == 0) return out.result();
+  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
+  at::Tensor w_storage, b_storage, r_storage, s_storage;
+  int64_t ldw = Cout;
+  const float* w = weight_k_major(weight, Cout, Cin, w_storage, ldw);
+  const float* r = nullptr;
+  if (residual) {
+    r_storage = residual->contiguous(at::MemoryFormat::ChannelsLast);
+    r = r_storage.data_ptr<float>();
+  }
+  const float* s = nullptr;
+  if (in_scale) {
+    s_storage = in_scale->contiguous();
+    s = s_storage.data_ptr<float>();
+  }
+  const PwConvParams p{xn.data_ptr<float>(), w, dense_1d(bias, b_storage), s, r, out.data(),
+                       M, Cin, Cout, H * W, ldw, act};
+  const Isa isa = current_isa();
+  auto* kernel = MBV3_ISA_SELECT(pwconv_bn_act, isa);
+  const PwTile tile = MBV3_ISA_SELECT(pwconv_tile, isa)();
+
+  // Work unit: a chunk of rows x a chunk of columns, chunks of near-equal size (so that the
+  // threads' shares, contiguous runs of units, are balanced).  Row chunks keep their x rows
+  // (chunk x Cin floats) within ~128 KB so the rows stay cached while every panel passes over
+  // them.  With fewer row chunks than 2 per thread (batch 1) the rows are split into 2 per
+  // thread while chunks keep >= 4 row tiles, else once per thread and then the columns (whole
+  // vectors) too (7x7 maps).  The grain keeps tiny
+  // layers on one thread: a wake-up costs µs.
+  const int64_t threads = at::get_num_threads();
+  const int64_t vec = tile.vec, nvec = (Cout + vec - 1) / vec, max_panels = (nvec + tile.nr / vec - 1) / (tile.nr / vec);
+  const int64_t rows_cap = std::max<int64_t>(tile.mr, 32768 / std::max<int64_t>(Cin, 1));
+  int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
+  if (threads > 1 && m_chunks < 2 * threads) {
+    m_chunks = std::max(m_chunks, std::min(2 * threads, M / (4 * tile.mr)));  // rows enough
+    m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
+    if (m_chunks < 2 * threads) n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
+  } else if (threads > 1) {
+    m_chunks = (m_chunks + threads - 1) / threads * threads;  // whole rounds: 7 chunks ran 4:3 on 2 threads
+  }
+  const int64_t units = m_chunks * n_chunks;
+  const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
+  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, unit_macs));
+  // Chunk i of `total` split in `parts`: [i * total / parts, (i + 1) * total / parts).
+  auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
+  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+    for (int64_t u = begin; u < end; ++u) {
+      // Split columns: a thread's run of units shares its columns, so each thread streams
+      // only its share of the (cold, at batch 1) weights: 7x7 layers, 2 threads.
+      const int64_t mi = n_chunks > 1 ? u % m_chunks : u / n_chunks, ni = n_chunks > 1 ? u / m_chunks : u % n_chunks;
+      kernel(p, bound(mi, M, m_chunks), bound(mi + 1, M, m_chunks),
+             std::min(Cout, bound(ni, nvec, n_chunks) * vec), std::min(Cout, bound(ni + 1, nvec, n_chunks) * vec));
+    }
+  });
+  return out.result();
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("pwconv_bn_act(Tensor x, Tensor weight, Tensor bias, str activation, Tensor? residual=None, "
+        "Tensor? in_scale=None) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("pwconv_bn_act", &mbv3::pwconv_bn_act_cpu); }

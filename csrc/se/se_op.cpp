@@ -1,0 +1,198 @@
+// torch binding of mbv3::se / mbv3::se_scale: schemas, input checks, layout, threading, ISA.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "common/isa_dispatch.h"
+#include "common/cpu_ops.h"
+#include "common/op_utils.h"
+#include "se.h"
+
+namespace mbv3 {
+namespace {
+
+// Work split.  A thread's task is at least kMinTaskElems elements of x (or kMinTaskMacs FC
+// multiply-adds), so the small SE layers of MobileNetV3 at batch 1 run on the calling thread
+// (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
+// pixel chunks of about kChunkElems elements (at most kChunkMaxPixels pixels), each chunk
+// writing one row of partial sums; the FCs run on blocks of samples, cut into slices of their
+// outputs when there are few blocks.  Pool chunks depend on the shape only and every FC output
+// is one unit's whole dot product, so the result is the same for every thread count.
+constexpr int64_t kMinTaskElems = 32768;
+constexpr int64_t kMinTaskMacs = 32768;
+constexpr int64_t kChunkElems = 16384;
+constexpr int64_t kChunkMaxPixels = 256;  // bounds each partial sum's chain of additions
+constexpr int64_t kFcPartMacs = 32768;
+constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
+constexpr int64_t kFcMaxParts = 8;
+
+int64_t grain(int64_t min_task, int64_t per_unit) {
+  return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
+}
+
+// The [rows, cols] sizes and strides of a [rows, cols] or [rows, cols, 1, 1] weight (for the
+// shape checks; no ATen view on the hot path).
+struct MatView {
+  int64_t rows, cols, s_row, s_col;
+};
+
+bool as_matrix(const at::Tensor& w, MatView& m) {
+  if (w.dim() != 2 && !(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1)) return false;
+  m = {w.size(0), w.size(1), w.stride(0), w.stride(1)};
+  return true;
+}
+
+struct Checked {
+  int64_t N, C, H, W, S;
+  MatView w1, w2;
+};
+
+Checked check_inputs(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                     const at::Tensor& w2, const at::Tensor& b2, const char* op) {
+  check_float_cpu(x, "x");
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
+  Checked k{x.size(0), x.size(1), x.size(2), x.size(3), 0, {}, {}};
+  TORCH_CHECK_VALUE(k.C >= 1 && k.H >= 1 && k.W >= 1, op, ": x must have C, H, W >= 1, got ",
+                    x.sizes());
+  check_float_cpu(w1, "w1");
+  check_float_cpu(b1, "b1");
+  check_float_cpu(w2, "w2");
+  check_float_cpu(b2, "b2");
+  TORCH_CHECK_VALUE(as_matrix(w1, k.w1) && k.w1.cols == k.C && k.w1.rows >= 1, op,
+                    ": w1 must be [S, C] or [S, C, 1, 1] with C = ", k.C,
+                    " (x's channels) and S >= 1, got ", w1.sizes());
+  k.S = k.w1.rows;
+  TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) == k.S, op, ": b1 must be [S] with S = ", k.S,
+                    " (w1's rows), got ", b1.sizes());
+  TORCH_CHECK_VALUE(as_matrix(w2, k.w2) && k.w2.rows == k.C && k.w2.cols == k.S, op,
+                    ": w2 must be [C, S] or [C, S, 1, 1] with C = ", k.C, ", S = ", k.S,
+                    ", got ", w2.sizes());
+  TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == k.C, op, ": b2 must be [C] with C = ", k.C,
+                    ", got ", b2.sizes());
+  return k;
+}
+
+// Pool -> means -> FC1 -> FC2 into scale [N][C]; then (when p.y) y = x * scale.
+void run_se(SeParams& p, float* scale) {
+  const Isa isa = current_isa();
+  auto* pool = MBV3_ISA_SELECT(se_pool, isa);
+  auto* mean_fn = MBV3_ISA_SELECT(se_mean, isa);
+  auto* fc1 = MBV3_ISA_SELECT(se_fc1, isa);
+  auto* fc2 = MBV3_ISA_SELECT(se_fc2, isa);
+  const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
+  p.chunk = p.nhwc ? std::min({HW, kChunkMaxPixels, std::max<int64_t>(1, kChunkElems / C)}) : HW;
+  const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
+
+  // Scratch: pool partial sums [N][chunks][C], means [N][C], hidden [N][S].
+  std::unique_ptr<float[]> scratch(new float[N * chunks * C + N * C + N * S]);
+  float* part = scratch.get();
+  float* mean = part + N * chunks * C;
+  float* hid = mean + N * C;
+
+  if (p.nhwc) {
+    at::parallel_for(0, N * chunks, grain(kMinTaskElems, p.chunk * C), [&](int64_t b, int64_t e) {
+      pool(p, b, e, part);
+    });
+  } else {
+    at::parallel_for(0, N * C, grain(kMinTaskElems, HW), [&](int64_t b, int64_t e) {
+      pool(p, b, e, part);
+    });
+  }
+  at::parallel_for(0, N, grain(kMinTaskElems, chunks * C), [&](int64_t b, int64_t e) {
+    for (int64_t n = b; n < e; ++n) mean_fn(p, part + n * chunks * C, mean + n * C);
+  });
+
+  // Each FC: work units are blocks of up to kSeFcSamples samples (each weight read once per
+  // block) x slices of the outputs, i.e. of the [out, in] weight's rows, so a unit streams
+  // one contiguous run of weights.  Slices are added (a power of two) while there are fewer
+  // units than threads x 2 and each keeps about kFcPartMacs multiply-adds.
+  const int64_t nb = std::min(N, kSeFcSamples), blocks = (N + nb - 1) / nb;
+  const int64_t threads = at::get_num_threads();
+  auto fc = [&](int64_t outs, int64_t ins, auto&& body) {
+    const int64_t aligned = (outs + kFcSliceAlign - 1) / kFcSliceAlign;
+    int64_t parts = 1;
+    while (blocks * parts < 2 * threads && parts * 2 <= std::min(kFcMaxParts, aligned) &&
+           outs * ins * nb / (parts * 2) >= kFcPartMacs)
+      parts *= 2;
+    auto begin = [&](int64_t k) { return std::min(outs, k * aligned / parts * kFcSliceAlign); };
+    at::parallel_for(0, blocks * parts, grain(kMinTaskMacs, outs * ins * nb / parts), [&](int64_t b, int64_t e) {
+      for (int64_t u = b; u < e; ++u) {
+        const int64_t n0 = u / parts * nb, k = u % parts;
+        body(n0, std::min(nb, N - n0), begin(k), begin(k + 1));
+      }
+    });
+  };
+  fc(S, C, [&](int64_t n0, int64_t cnt, int64_t s0, int64_t s1) { fc1(p, cnt, mean + n0 * C, hid + n0 * S, s0, s1); });
+  fc(C, S, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
+
+  if (p.y) {
+    auto* apply = MBV3_ISA_SELECT(se_apply, isa);
+    const int64_t units = p.nhwc ? N * HW : N * C, per_unit = p.nhwc ? C : HW;
+    at::parallel_for(0, units, grain(kMinTaskElems, per_unit), [&](int64_t b, int64_t e) {
+      apply(p, scale, b, e);
+    });
+  }
+}
+
+at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+                   const at::Tensor& w2, const at::Tensor& b2, bool scale_only) {
+  const char* op = scale_only ? "se_scale" : "se";
+  const Checked k = check_inputs(x_in, w1, b1, w2, b2, op);
+  // Dense NHWC or NCHW is read in place; anything else becomes NCHW (its output is NCHW).
+  const bool nhwc = x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const at::Tensor x = nhwc ? x_in : x_in.contiguous();
+  at::Tensor out = scale_only
+                       ? at::empty({k.N, k.C}, x.options())
+                       : at::empty({k.N, k.C, k.H, k.W},
+                                   x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast
+                                                                  : at::MemoryFormat::Contiguous));
+  if (k.N == 0) return out;
+
+  at::Tensor w1_hold, w2_hold;
+  const at::Tensor b1c = b1.contiguous(), b2c = b2.contiguous();
+  SeParams p{};
+  p.x = x.data_ptr<float>();
+  p.N = k.N;
+  p.C = k.C;
+  p.S = k.S;
+  p.HW = k.H * k.W;
+  p.nhwc = nhwc;
+  p.w1 = fc_matrix(w1, w1_hold);
+  p.b1 = b1c.data_ptr<float>();
+  p.w2 = fc_matrix(w2, w2_hold);
+  p.b2 = b2c.data_ptr<float>();
+  if (scale_only) {
+    run_se(p, out.data_ptr<float>());
+  } else {
+    std::unique_ptr<float[]> scale(new float[k.N * k.C]);
+    p.y = out.data_ptr<float>();
+    run_se(p, scale.get());
+  }
+  return out;
+}
+
+}  // namespace
+
+at::Tensor se_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                  const at::Tensor& w2, const at::Tensor& b2) {
+  return se_impl(x, w1, b1, w2, b2, false);
+}
+
+at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                        const at::Tensor& w2, const at::Tensor& b2) {
+  return se_impl(x, w1, b1, w2, b2, true);
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("se(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2) -> Tensor");
+  m.def("se_scale(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  m.impl("se", &mbv3::se_cpu);
+  m.impl("se_scale", &mbv3::se_scale_cpu);
+}
