@@ -56,6 +56,7 @@ run one eager eval forward or ``model.invalidate_fused_cache()`` + ``model.eval(
 recompile.  ``torch.export`` of an eval model always exports the fused (inference-only) graph,
 whatever the grad mode; ``torch.compile`` applies the same rule as eager.
 """
+import warnings
 from operator import attrgetter
 from typing import Any, Callable, List, Optional
 
@@ -71,7 +72,8 @@ from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
-from mbv3_fast.ops import mobilenet_v3 as _net_spec
+from mbv3_fast import plan as _records
+from mbv3_fast.plan import Act, Block, Conv, Depthwise, Head, Net, Pointwise, SE
 
 __all__ = [
     "FastMobileNetV3",
@@ -86,7 +88,7 @@ __all__ = [
 ]
 
 _FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
-_ACT_NAMES = {nn.Hardswish: "hardswish", nn.ReLU: "relu"}
+_ACTS = {nn.Hardswish: Act.HARDSWISH, nn.ReLU: Act.RELU}
 _training = attrgetter("training")
 # True under torch.fx symbolic tracing (we test is_compiling() first, so also the older
 # is_fx_tracing(), which newer torch versions make log a warning, would do).
@@ -94,25 +96,7 @@ _is_fx_tracing = (getattr(_fx_trace, "is_fx_symbolic_tracing", None)
                   or getattr(_fx_trace, "_get_is_fx_tracing", None) or _fx_trace.is_fx_tracing)
 _GLOBAL_HOOKS = (nn.modules.module._global_forward_hooks,
                  nn.modules.module._global_forward_pre_hooks)
-_dwconv_bn_act = torch.ops.mbv3.dwconv_bn_act.default
-_se_scale = torch.ops.mbv3.se_scale.default
-_pwconv_bn_act = torch.ops.mbv3.pwconv_bn_act.default
-_classifier_head = torch.ops.mbv3.classifier_head.default
-_conv_bn_act = torch.ops.mbv3.conv_bn_act.default
-_expand_dwconv_bn_act = torch.ops.mbv3.expand_dwconv_bn_act.default
 _mobilenet_v3 = torch.ops.mbv3.mobilenet_v3.default
-
-# Blocks whose expanded activation (per sample) is at least this large run expand + depthwise
-# as one op (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as
-# two ops, whose GEMM also splits columns over threads.  Measured in a Large forward at 224 px
-# (Zen 4): the 112x112 block gains ~0.3 ms at 1 thread, the 56x56 / 28x28 ones 10-30 us each,
-# while the 14x14 blocks (672 x 14 x 14 = 527 KB) lose 20-40 us at 2 threads (each thread
-# recomputes the rows its band shares with its neighbour's).
-FUSE_EXPAND_MIN_BYTES = 640 * 1024
-
-
-def _fuse_expand(x: Tensor, expanded_channels: int) -> bool:
-    return x.shape[2] * x.shape[3] * expanded_channels * x.element_size() >= FUSE_EXPAND_MIN_BYTES
 
 
 class _Unfusable(Exception):
@@ -123,49 +107,50 @@ class _Plan:
     """Folded weights for one (device, dtype) and what they were folded from.
 
     ok      -- False when the fused path cannot run this model (``reason`` says why)
+    net     -- the folded network (mbv3_fast.plan.Net), None unless ok
+    net_weights, net_spec -- ``net`` encoded for ``mbv3::mobilenet_v3`` (one op call per forward)
     sources -- tuple of every tensor the plan was derived from (for the staleness check and
-               the requires-grad test); state -- their recorded (version, ptr, meta)
+               the requires-grad test); state -- their (version, ptr, meta), recorded *before*
+               folding, so a write during folding reads as stale at the next forward
+    bns     -- (module, eps) of every folded norm layer: a changed eps also refolds
+    untracked -- True when a source is an inference tensor (no version counter): then every
+               forward refolds, since an in-place edit could not be seen
     train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
     hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
                path runs no submodule, so any registered hook sends the forward unfused
-    stem    -- (packed weight, bias, stride, padding, act) of the dense 3x3 conv
-    last    -- (weight^T [Cin, Cout], bias, act, Cout) of the last 1x1 conv
-    blocks  -- per inverted residual block:
-               (expand_w^T or None, expand_b, expand_act, expanded channels,
-                dw_w, dw_b, stride, padding, dilation, dw_act,
-                se (w1, b1, w2, b2) or None, project_w^T, project_b, out channels, residual)
-    head    -- (fc1_w, fc1_b, fc2_w, fc2_b) for torchvision's classifier, else None (then the
-               classifier module itself is called)
-    net_weights, net_spec -- the same network for ``mbv3::mobilenet_v3`` (one op call per
-               forward; mbv3_fast/ops/mobilenet_v3.py documents the spec)
     """
 
-    def __init__(self, device, dtype, sources, train_mods):
+    def __init__(self, device, dtype, sources, state, train_mods, bns=()):
         self.device = device
         self.dtype = dtype
         self.sources = tuple(sources)
-        self.state = bytearray(24 * len(self.sources))
-        _tensor_state(self.sources, self.state)  # record the current state
+        self.state = state
+        self.untracked = any(t.is_inference() for t in self.sources)
         self.train_mods = tuple(train_mods)
+        self.bns = tuple(bns)
         self.hooks = ()
         self.ok = False
         self.reason = ""
-        self.stem = self.last = self.head = None
-        self.blocks = ()
+        self.net: Optional[Net] = None
         self.net_weights, self.net_spec = (), []
+
+    def stale(self) -> bool:
+        """Has a source changed since folding (needs no Python per tensor: one C call)?"""
+        return (bool(_tensor_state(self.sources, self.state) & 1) or self.untracked
+                or any(bn.eps != eps for bn, eps in self.bns))
 
 
 # ----------------------------------------------------------------------------------------------
 # Folding
 # ----------------------------------------------------------------------------------------------
 
-def _act_code(act: Optional[nn.Module]) -> str:
+def _act(act: Optional[nn.Module]) -> Act:
     if act is None:
-        return "none"
-    name = _ACT_NAMES.get(type(act))
-    if name is None:
+        return Act.NONE
+    code = _ACTS.get(type(act))
+    if code is None:
         raise _Unfusable(f"unsupported activation {type(act).__name__}")
-    return name
+    return code
 
 
 def _split_cna(m: nn.Module):
@@ -199,103 +184,111 @@ def _square(v, what):
     return int(v[0])
 
 
-def _fold_dense(m: nn.Module, sources: list, train_mods: list, dtype):
-    """Conv2dNormActivation with a dense conv -> (weight, bias, stride, padding, act)."""
-    conv, bn, act = _split_cna(m)
-    if conv.groups != 1 or _square(conv.dilation, "dilation") != 1:
-        raise _Unfusable("grouped or dilated dense conv")
-    sources += _bn_sources(conv, bn)
-    train_mods.append(bn)
-    w, b = fold_bn(conv.weight, bn, conv.bias)
-    w = w.to(dtype).contiguous(memory_format=torch.channels_last)
-    return (w, b.to(dtype), _square(conv.stride, "stride"), _square(conv.padding, "padding"),
-            _act_code(act))
+class _Fold:
+    """The fold-and-pack pass: module tree -> mbv3_fast.plan records, collecting what the
+    records were derived from (sources, norm layers, train-flag modules) on the way."""
 
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.sources: List[Tensor] = []
+        self.train_mods: List[nn.Module] = []
+        self.bns: List[tuple] = []
 
-def _fold_stem(m: nn.Module, sources: list, train_mods: list, dtype):
-    """The stem for ``mbv3::conv_bn_act``: weight kept packed ([k, k, Cin, Cout] viewed as
-    [Cout, Cin, k, k], read in place by the CPU kernel)."""
-    w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
-    if w.shape[-1] != w.shape[-2] or w.shape[-1] % 2 != 1 or w.shape[-1] > 7:
-        raise _Unfusable(f"stem kernel {tuple(w.shape[-2:])}")
-    return (pack_conv_weight(w.contiguous()), b, stride, pad, act)
+    def _conv_bn(self, m: nn.Module):
+        conv, bn, act = _split_cna(m)
+        self.sources += _bn_sources(conv, bn)
+        self.train_mods.append(bn)
+        self.bns.append((bn, bn.eps))
+        w, b = fold_bn(conv.weight, bn, conv.bias)
+        return conv, w.to(self.dtype), b.to(self.dtype), _act(act)
 
+    def stem(self, m: nn.Module) -> Conv:
+        """Dense conv; weight packed ([k, k, Cin, Cout] viewed as [Cout, Cin, k, k], read in
+        place by the CPU kernel)."""
+        conv, w, b, act = self._conv_bn(m)
+        if conv.groups != 1 or _square(conv.dilation, "dilation") != 1:
+            raise _Unfusable("grouped or dilated dense conv")
+        if w.shape[-1] != w.shape[-2] or w.shape[-1] % 2 != 1 or w.shape[-1] > 7:
+            raise _Unfusable(f"stem kernel {tuple(w.shape[-2:])}")
+        w = pack_conv_weight(w.contiguous())
+        return Conv(w, b, _square(conv.stride, "stride"), _square(conv.padding, "padding"), act)
 
-def _fold_depthwise(m: nn.Module, sources: list, train_mods: list, dtype):
-    conv, bn, act = _split_cna(m)
-    c = conv.in_channels
-    if conv.groups != c or conv.out_channels != c:
-        raise _Unfusable("expected a depthwise conv")
-    k = _square(conv.kernel_size, "kernel")
-    if k % 2 != 1 or k > 7:
-        raise _Unfusable(f"depthwise kernel {k}")
-    sources += _bn_sources(conv, bn)
-    train_mods.append(bn)
-    w, b = fold_bn(conv.weight, bn, conv.bias)
-    # Stored as a view of a [k, k, C] buffer: the kernel's packed layout, so no packing per call.
-    packed = w.to(dtype)[:, 0].permute(1, 2, 0).contiguous()
-    w = packed.permute(2, 0, 1).unsqueeze(1)
-    return (w, b.to(dtype), _square(conv.stride, "stride"), _square(conv.padding, "padding"),
-            _square(conv.dilation, "dilation"), _act_code(act))
+    def pointwise(self, m: nn.Module, what: str) -> Pointwise:
+        """1x1 conv; weight kept K-major (a [Cin, Cout] buffer viewed as [Cout, Cin, 1, 1]), the
+        layout the GEMM reads without packing per call."""
+        conv, w, b, act = self._conv_bn(m)
+        if (conv.groups != 1 or tuple(conv.kernel_size) != (1, 1) or tuple(conv.stride) != (1, 1)
+                or tuple(conv.padding) != (0, 0)):
+            raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
+        return Pointwise(pack_pw_weight(w), b, act)
 
+    def depthwise(self, m: nn.Module) -> Depthwise:
+        conv = _split_cna(m)[0]
+        c = conv.in_channels
+        if conv.groups != c or conv.out_channels != c:
+            raise _Unfusable("expected a depthwise conv")
+        k = _square(conv.kernel_size, "kernel")
+        if k % 2 != 1 or k > 7:
+            raise _Unfusable(f"depthwise kernel {k}")
+        conv, w, b, act = self._conv_bn(m)
+        # Stored as a view of a [k, k, C] buffer: the kernel's packed layout, no packing per call.
+        w = w[:, 0].permute(1, 2, 0).contiguous().permute(2, 0, 1).unsqueeze(1)
+        return Depthwise(w, b, _square(conv.stride, "stride"), _square(conv.padding, "padding"),
+                         _square(conv.dilation, "dilation"), act)
 
-def _se_weights(se: nn.Module, sources: list):
-    if (type(se) is not SqueezeExcitation or type(se.activation) is not nn.ReLU
-            or type(se.scale_activation) is not nn.Hardsigmoid
-            or not isinstance(se.avgpool, nn.AdaptiveAvgPool2d) or se.avgpool.output_size not in (1, (1, 1))
-            or se.fc1.bias is None or se.fc2.bias is None):
-        raise _Unfusable("unsupported squeeze-excitation layer")
-    s, c = se.fc1.out_channels, se.fc1.in_channels
-    sources += [se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias]
-    # torchvision's [out, in] layout: the CPU kernel streams each weight row in order (one dot
-    # product per output), the fastest way to read weights that come from DRAM every forward.
-    w1 = se.fc1.weight.detach().reshape(s, c).clone()
-    w2 = se.fc2.weight.detach().reshape(c, s).clone()
-    return (w1, se.fc1.bias.detach().clone(), w2, se.fc2.bias.detach().clone())
+    def se(self, se: nn.Module) -> SE:
+        if (type(se) is not SqueezeExcitation or type(se.activation) is not nn.ReLU
+                or type(se.scale_activation) is not nn.Hardsigmoid
+                or not isinstance(se.avgpool, nn.AdaptiveAvgPool2d) or se.avgpool.output_size not in (1, (1, 1))
+                or se.fc1.bias is None or se.fc2.bias is None):
+            raise _Unfusable("unsupported squeeze-excitation layer")
+        s, c = se.fc1.out_channels, se.fc1.in_channels
+        self.sources += [se.fc1.weight, se.fc1.bias, se.fc2.weight, se.fc2.bias]
+        # torchvision's [out, in] layout: the CPU kernel streams each weight row in order (one
+        # dot product per output), the fastest way to read weights that come from DRAM.
+        return SE(se.fc1.weight.detach().reshape(s, c).to(self.dtype).clone(),
+                  se.fc1.bias.detach().to(self.dtype).clone(),
+                  se.fc2.weight.detach().reshape(c, s).to(self.dtype).clone(),
+                  se.fc2.bias.detach().to(self.dtype).clone())
 
+    def block(self, blk: nn.Module) -> Block:
+        if type(blk) is not _tv.InvertedResidual:
+            raise _Unfusable(f"unsupported block {type(blk).__name__}")
+        layers = list(blk.block)
+        expand = None
+        if len(layers) >= 2 and isinstance(layers[0], Conv2dNormActivation) and layers[0][0].groups == 1:
+            expand = self.pointwise(layers.pop(0), "expand")
+        dw = self.depthwise(layers.pop(0))
+        se = self.se(layers.pop(0)) if len(layers) == 2 else None
+        if len(layers) != 1:
+            raise _Unfusable("unexpected inverted residual layout")
+        project = self.pointwise(layers[0], "project")
+        if project.act != Act.NONE:
+            raise _Unfusable("project conv with an activation")
+        fuse = -1 if expand is None else _records.fuse_expand_min_pixels(expand.weight.shape[0], self.dtype)
+        return Block(expand, dw, se, project, bool(blk.use_res_connect), fuse)
 
-def _fold_pointwise(m: nn.Module, sources: list, train_mods: list, dtype, what: str):
-    """Conv2dNormActivation with a 1x1 conv -> (weight, bias, act, Cout) for
-    ``mbv3::pwconv_bn_act``; the weight is kept K-major (a [Cin, Cout] buffer viewed as
-    [Cout, Cin, 1, 1]), the layout the GEMM reads without packing per call."""
-    w, b, stride, pad, act = _fold_dense(m, sources, train_mods, dtype)
-    if stride != 1 or pad != 0 or w.shape[-1] != 1 or w.shape[-2] != 1:
-        raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
-    return (pack_pw_weight(w), b, act, int(w.shape[0]))
+    def head(self, classifier: nn.Module) -> Optional[Head]:
+        c = classifier
+        if (type(c) is nn.Sequential and len(c) == 4 and type(c[0]) is nn.Linear
+                and type(c[1]) is nn.Hardswish and type(c[2]) is nn.Dropout and type(c[3]) is nn.Linear
+                and c[0].bias is not None and c[3].bias is not None):
+            self.sources += [c[0].weight, c[0].bias, c[3].weight, c[3].bias]
+            self.train_mods.append(c[2])
+            return Head(c[0].weight, c[0].bias, c[3].weight, c[3].bias, Act.HARDSWISH)
+        # Anything else: called as a module (its parameters are used live, not cached).
+        self.train_mods += list(c.modules())
+        self.sources += list(c.parameters())
+        return None
 
-
-def _fold_block(blk: nn.Module, sources: list, train_mods: list, dtype):
-    if type(blk) is not _tv.InvertedResidual:
-        raise _Unfusable(f"unsupported block {type(blk).__name__}")
-    layers = list(blk.block)
-    expand = None
-    if len(layers) >= 2 and isinstance(layers[0], Conv2dNormActivation) and layers[0][0].groups == 1:
-        expand = _fold_pointwise(layers.pop(0), sources, train_mods, dtype, "expand")
-    dw = _fold_depthwise(layers.pop(0), sources, train_mods, dtype)
-    se = _se_weights(layers.pop(0), sources) if len(layers) == 2 else None
-    if len(layers) != 1:
-        raise _Unfusable("unexpected inverted residual layout")
-    pw, pb, pact, co = _fold_pointwise(layers[0], sources, train_mods, dtype, "project")
-    if pact != "none":
-        raise _Unfusable("project conv with an activation")
-    ew, eb, eact, ce = expand if expand is not None else (None, None, "none", dw[0].shape[0])
-    return (ew, eb, eact, ce, dw[0], dw[1], dw[2], dw[3], dw[4], dw[5], se, pw, pb, co,
-            bool(blk.use_res_connect))
-
-
-def _head(classifier: nn.Module, sources: list, train_mods: list):
-    c = classifier
-    if (type(c) is nn.Sequential and len(c) == 4 and type(c[0]) is nn.Linear
-            and type(c[1]) is nn.Hardswish and type(c[2]) is nn.Dropout and type(c[3]) is nn.Linear
-            and c[0].bias is not None and c[3].bias is not None):
-        sources += [c[0].weight, c[0].bias, c[3].weight, c[3].bias]
-        train_mods.append(c[2])
-        return (c[0].weight, c[0].bias, c[3].weight, c[3].bias)
-    # Anything else: called as a module (its parameters are used live, not cached).
-    for mod in c.modules():
-        train_mods.append(mod)
-    sources += list(c.parameters())
-    return None
+    def net(self, model: nn.Module) -> Net:
+        if not isinstance(model.avgpool, nn.AdaptiveAvgPool2d) or model.avgpool.output_size not in (1, (1, 1)):
+            raise _Unfusable("unsupported pooling")
+        feats = list(model.features)
+        if len(feats) < 3:
+            raise _Unfusable("too few feature layers")
+        return Net(self.dtype, self.stem(feats[0]), tuple(self.block(b) for b in feats[1:-1]),
+                   self.pointwise(feats[-1], "last"), self.head(model.classifier))
 
 
 def _build_plan(model: "FastMobileNetV3") -> _Plan:
@@ -303,35 +296,39 @@ def _build_plan(model: "FastMobileNetV3") -> _Plan:
     p0 = next(model.features.parameters(), None)
     device = p0.device if p0 is not None else torch.device("cpu")
     dtype = p0.dtype if p0 is not None else torch.float32
-    sources: list = []
-    train_mods: list = []
+    # Every tensor's state is recorded before anything is read: a write that lands while we fold
+    # then shows as stale at the next forward instead of being taken as folded.
+    everything = tuple(model.parameters()) + tuple(model.buffers())
+    state = bytearray(24 * len(everything))
+    _tensor_state(everything, state)
+    slot = {id(t): i for i, t in enumerate(everything)}
+    fold = _Fold(dtype)
     with torch.inference_mode(False), torch.no_grad():
         try:
             if dtype not in _FUSED_DTYPES.get(device.type, ()):
                 raise _Unfusable(f"no fused kernels for {dtype} on {device.type}")
-            if not isinstance(model.avgpool, nn.AdaptiveAvgPool2d) or model.avgpool.output_size not in (1, (1, 1)):
-                raise _Unfusable("unsupported pooling")
-            feats = list(model.features)
-            if len(feats) < 3:
-                raise _Unfusable("too few feature layers")
-            stem = _fold_stem(feats[0], sources, train_mods, dtype)
-            blocks = tuple(_fold_block(b, sources, train_mods, dtype) for b in feats[1:-1])
-            last = _fold_pointwise(feats[-1], sources, train_mods, dtype, "last")
-            head = _head(model.classifier, sources, train_mods)
+            net = fold.net(model)
             if any(t.device != device or (t.dtype != dtype and t.is_floating_point())
-                   for t in sources):
+                   for t in fold.sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
-            plan = _Plan(device, dtype, list(model.parameters()) + list(model.buffers()), [])
+            plan = _Plan(device, dtype, everything, state, [])
             plan.reason = str(e)
             return plan
-    plan = _Plan(device, dtype, sources, train_mods)
-    plan.stem, plan.blocks, plan.last, plan.head = stem, blocks, last, head
-    plan.net_weights, plan.net_spec = _net_spec.build(stem, blocks, last, head, FUSE_EXPAND_MIN_BYTES)
+    sources = tuple({id(t): t for t in fold.sources}.values())
+    picked = bytearray(b"".join(bytes(state[24 * slot[id(t)]:24 * slot[id(t)] + 24]) for t in sources))
+    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns)
+    plan.net = net
+    plan.net_weights, plan.net_spec = _records.encode(net)
     subs = [m for m in model.modules() if m is not model]
     plan.hooks = (_GLOBAL_HOOKS + tuple(m._forward_hooks for m in subs)
                   + tuple(m._forward_pre_hooks for m in subs))
     plan.ok = True
+    if plan.untracked:
+        warnings.warn("mbv3_fast: some parameters are inference tensors (made under "
+                      "torch.inference_mode), whose in-place edits cannot be detected, so every "
+                      "forward refolds the weights (slow).  Create or load the model outside "
+                      "inference_mode to get the cached fused path.", stacklevel=3)
     return plan
 
 
@@ -369,7 +366,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
 
     def _fused_plan(self) -> _Plan:
         plan = self._plan
-        if plan is None or _tensor_state(plan.sources, plan.state) & 1:
+        if plan is None or plan.stale():
             plan = self._plan = _build_plan(self)
         return plan
 
@@ -405,29 +402,35 @@ class FastMobileNetV3(_tv.MobileNetV3):
             return self._forward_traced(x)
         if _is_fx_tracing():
             return super().forward(x)
+        if not isinstance(x, Tensor):
+            return super().forward(x)  # torchvision's own error (TypeError from conv2d)
         plan = self._plan
         if plan is None:
             plan = self._plan = _build_plan(self)
         flags = _tensor_state(plan.sources, plan.state)  # 1: stale, 2: a source requires grad
-        if flags & 1:
+        if flags & 1 or plan.untracked or any(bn.eps != eps for bn, eps in plan.bns):
             plan = self._plan = _build_plan(self)
             flags = _tensor_state(plan.sources, plan.state)
-        if not plan.ok or x.device != plan.device or x.dtype != plan.dtype or x.dim() != 4:
+        if not self._fusable(x, plan):
             return super().forward(x)
         if (flags & 2 or x.requires_grad) and torch.is_grad_enabled():
             return super().forward(x)
-        if (any(map(_training, plan.train_mods)) or any(plan.hooks)
-                or torch.is_autocast_enabled(plan.device.type)):
+        if any(map(_training, plan.train_mods)) or any(plan.hooks):
             return super().forward(x)
         return self._forward_fused(x, plan)
+
+    @staticmethod
+    def _fusable(x: Tensor, plan: _Plan) -> bool:
+        # A wrong channel count goes to torchvision's forward too, for torchvision's exception.
+        return (plan.ok and x.device == plan.device and x.dtype == plan.dtype and x.dim() == 4
+                and x.shape[1] == plan.net.stem.weight.shape[1]
+                and not torch.is_autocast_enabled(plan.device.type))
 
     def _forward_traced(self, x: Tensor) -> Tensor:
         """forward under torch.compile / torch.export: same rules, no cache check."""
         plan = self._plan
-        if (plan is None or not plan.ok or x.device != plan.device or x.dtype != plan.dtype
-                or x.dim() != 4 or any(m.training for m in plan.train_mods)
-                or any(len(h) for h in plan.hooks)
-                or torch.is_autocast_enabled(plan.device.type)):
+        if (plan is None or not self._fusable(x, plan) or any(m.training for m in plan.train_mods)
+                or any(len(h) for h in plan.hooks)):
             return super().forward(x)
         if (not torch.compiler.is_exporting() and torch.is_grad_enabled()
                 and (x.requires_grad or any(t.requires_grad for t in plan.sources))):
@@ -435,86 +438,35 @@ class FastMobileNetV3(_tv.MobileNetV3):
         # The graph keeps one node per fused op (readable exports; no per-call Python there).
         return self._forward_fused(x, plan, one_call=False)
 
-    def _forward_fused(self, x: Tensor, plan: _Plan, one_call: bool = True) -> Tensor:
-        # Channels_last throughout; a bneck is three op calls: expand (1x1 GEMM + BN + act),
-        # depthwise + BN + act (+ the SE scale, computed from its output), and project
-        # (1x1 GEMM + BN, the SE scale applied to its input rows, + residual).  All of them
-        # run inside one mbv3::mobilenet_v3 call (on the CPU a C++ loop over the same ops:
-        # no Python or dispatcher work per layer); the profiler's labels need the Python loop.
-        if one_call and not _PROFILE_LABELS:
+    def _forward_fused(self, x: Tensor, plan: _Plan, one_call: bool = True,
+                       label: Optional[_records.Label] = None) -> Tensor:
+        """Channels_last throughout.  On the CPU, one mbv3::mobilenet_v3 call (a C++ loop over
+        the same ops: no Python or dispatcher work per layer); else (traced graphs, or a
+        profiler ``label`` callback) mbv3_fast.plan.run, one op call per layer."""
+        if one_call and label is None:
             y = _mobilenet_v3(x, plan.net_weights, plan.net_spec)
-            return y if plan.head is not None else self.classifier(y.mean((2, 3)))
-        x = fused_stem_forward(plan, x)
-        for i, block in enumerate(plan.blocks):
-            x = fused_block_forward(block, x, i)
-        return fused_head_forward(plan, x, self.classifier)
+        else:
+            y = _records.run(plan.net, x, label or _records._no_label)
+        return y if plan.net.head is not None else self.classifier(y.mean((2, 3)))
 
 
 def fused_stem_forward(plan: _Plan, x: Tensor) -> Tensor:
-    """The fused path's stem: dense 3x3 conv (BN folded) + activation as one op, reading the
-    input in whatever layout it comes (NCHW images: no copy), writing channels_last."""
-    w, b, stride, pad, act = plan.stem
-    return _conv_bn_act(x, w, b, stride, pad, act)
+    """The fused path's stem (dense 3x3 conv, BN folded, + activation), reading the input in
+    whatever layout it comes (NCHW images: no copy), writing channels_last."""
+    return _records.run_stem(plan.net, x)
 
 
 def fused_head_forward(plan: _Plan, x: Tensor, classifier: nn.Module) -> Tensor:
     """The fused path after the last block: last 1x1 conv + BN + act, then global mean +
-    classifier as one op (``classifier`` is called, on the mean, only when the plan has no
-    folded head)."""
-    w, b, act, c = plan.last
-    x = _pwconv_bn_act(x, w, b, act, None, None)
-    if plan.head is None:
-        return classifier(x.mean((2, 3)))
-    w1, b1, w2, b2 = plan.head
-    return _classifier_head(x, w1, b1, w2, b2, "hardswish")
+    classifier as one op (``classifier`` is called, on the mean, when the plan has no head)."""
+    y = _records.run_tail(plan.net, x)
+    return y if plan.net.head is not None else classifier(y.mean((2, 3)))
 
 
-# Set by mbv3_fast.profile: fused_block_forward then wraps each op call in a
-# torch.profiler.record_function("mbv3.block{i}.expand|depthwise|se|project") label.  The
-# normal path only reads this flag once per block.
-_PROFILE_LABELS = False
-
-
-def fused_block_forward(block: tuple, x: Tensor, index: int = 0) -> Tensor:
+def fused_block_forward(block: Block, x: Tensor, index: int = 0) -> Tensor:
     """One inverted residual block on the fused path: ``block`` is an entry of
-    ``model._plan.blocks`` (see :class:`_Plan`), ``x`` the channels_last block input (same
-    device/dtype as the plan).  Expand (1x1 GEMM + BN + act) -> depthwise + BN + act ->
-    SE scale -> project (1x1 GEMM + BN, SE scale applied to its input rows, + residual).
-    ``index`` only names the profiler labels."""
-    if _PROFILE_LABELS:
-        return _fused_block_forward_labelled(block, x, index)
-    ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
-    if ew is None:
-        y = _dwconv_bn_act(x, dw, db, st, pd, dl, dact)
-    elif _fuse_expand(x, ce):
-        y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
-    else:
-        y = _dwconv_bn_act(_pwconv_bn_act(x, ew, eb, eact, None, None), dw, db, st, pd, dl, dact)
-    scale = None if se is None else _se_scale(y, se[0], se[1], se[2], se[3])
-    return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
-
-
-def _fused_block_forward_labelled(block: tuple, x: Tensor, index: int) -> Tensor:
-    """fused_block_forward with a record_function label around each op call (profiling)."""
-    from torch.profiler import record_function
-    ew, eb, eact, ce, dw, db, st, pd, dl, dact, se, pw, pb, co, res = block
-    name = f"mbv3.block{index}."
-    if ew is not None and _fuse_expand(x, ce):
-        with record_function(name + "expand+depthwise"):
-            y = _expand_dwconv_bn_act(x, ew, eb, eact, dw, db, st, pd, dl, dact)
-    else:
-        y = x
-        if ew is not None:
-            with record_function(name + "expand"):
-                y = _pwconv_bn_act(x, ew, eb, eact, None, None)
-        with record_function(name + "depthwise"):
-            y = _dwconv_bn_act(y, dw, db, st, pd, dl, dact)
-    scale = None
-    if se is not None:
-        with record_function(name + "se"):
-            scale = _se_scale(y, se[0], se[1], se[2], se[3])
-    with record_function(name + "project"):
-        return _pwconv_bn_act(y, pw, pb, "none", x if res else None, scale)
+    ``model._plan.net.blocks`` (mbv3_fast.plan.Block), ``x`` the channels_last block input."""
+    return _records.run_block(block, x, f"block{index}")
 
 
 class MobileNetV3Large(FastMobileNetV3):

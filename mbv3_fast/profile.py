@@ -101,13 +101,13 @@ class Pair:
         with torch.no_grad():
             h = _model.fused_stem_forward(self.plan, self.x)
             self.block_inputs = []
-            for i, blk in enumerate(self.plan.blocks):
+            for i, blk in enumerate(self.plan.net.blocks):
                 self.block_inputs.append(h)
                 h = _model.fused_block_forward(blk, h, i)
             self.head_input = h
 
     def fused_block(self, i: int):
-        blk, x = self.plan.blocks[i], self.block_inputs[i]
+        blk, x = self.plan.net.blocks[i], self.block_inputs[i]
         return lambda: _model.fused_block_forward(blk, x, i)
 
     def unfused_block(self, i: int):
@@ -165,17 +165,18 @@ def profile_split(pair: Pair, iters: int, device, trace: Optional[str] = None) -
     acts = [ProfilerActivity.CPU]
     if torch.device(device).type == "cuda":
         acts.append(ProfilerActivity.CUDA)
-    _model._PROFILE_LABELS = True
-    try:
-        with torch.no_grad():
-            pair.fused(pair.x)  # warm up with the labels on
+    from torch.profiler import record_function
+
+    def forward():  # the fused forward, one op call per layer, each inside an "mbv3.<layer>" label
+        return pair.fused._forward_fused(pair.x, pair.plan, label=lambda name: record_function("mbv3." + name))
+
+    with torch.no_grad():
+        forward()  # warm up with the labels on
+        _sync(device)
+        with profile(activities=acts) as prof:
+            for _ in range(max(1, iters)):
+                forward()
             _sync(device)
-            with profile(activities=acts) as prof:
-                for _ in range(max(1, iters)):
-                    pair.fused(pair.x)
-                _sync(device)
-    finally:
-        _model._PROFILE_LABELS = False
     split: Dict[int, dict] = {}
     fused_expand = set()
     for ev in prof.key_averages():

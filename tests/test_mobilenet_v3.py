@@ -78,7 +78,7 @@ def test_without_folded_head_returns_features():
     model.classifier = nn.Sequential(nn.Linear(576, 10))  # not torchvision's head: called as a module
     model.invalidate_fused_cache()  # (replacing a submodule is not detected)
     plan = model._fused_plan()
-    assert plan.ok and plan.head is None and plan.net_spec[-5] == -1
+    assert plan.ok and plan.net.head is None and plan.net_spec[-5] == -1
     x = torch.randn(2, 3, 40, 40)
     feats = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
     assert feats.shape == (2, 576, 2, 2) and feats.is_contiguous(memory_format=torch.channels_last)
@@ -121,8 +121,8 @@ def _broken_specs(spec, n):
     yield "negative index", spec[:3] + [-1] + spec[4:], "weights\\[-1\\]"
     yield "activation", spec[:7] + [7] + spec[8:], "activation code"
     yield "block count", spec[:2] + [-1] + spec[3:], "block count"
-    yield "head b1 missing", spec[:head_at + 1] + [-1] + spec[head_at + 2:], "weights\\[-1\\] as head b1"
-    yield "head w1 only missing", spec[:head_at] + [-1] + spec[head_at + 1:], "only some of the head tensors"
+    yield "head b1 missing", spec[:head_at + 1] + [-1] + spec[head_at + 2:], "only some of the head fields"
+    yield "head w1 only missing", spec[:head_at] + [-1] + spec[head_at + 1:], "only some of the head fields"
 
 
 @pytest.mark.parametrize("device", ["cpu", "meta"])

@@ -2,18 +2,19 @@
 // residual blocks, last 1x1 conv, classifier head) as one op call.
 //
 // Why: a Large forward is ~50 op calls, each with Python, dispatcher and argument handling
-// when called from Python.  Here the same CPU entry points (cpu_ops.h) are called directly, so
-// every value is computed exactly as by the per-op path (the tests check bit equality).  The
-// saving is small: 0.04-0.15 ms of a 3-5 ms batch-1 forward (bench_model.py, fused vs
-// fused_per_op; profiler gaps had suggested ~0.4 ms, mostly the profiler's own cost).
+// when called from Python.  Here the same CPU entry points (common/cpu_ops.h) are called
+// directly, so every value is computed exactly as by the per-op path (the tests check bit
+// equality).
 //
-// No kernel of its own.  The network is `weights` (the folded tensors) plus `spec`, a flat list
-// of ints naming them by index; mbv3_fast/ops/mobilenet_v3.py builds it, documents the layout
-// and walks it for the fake and CUDA kernels.  Every index is bounds-checked here and every
-// layer's shapes by the op it calls, so a bad spec raises, never reads out of bounds.
+// No kernel of its own.  The network is `weights` (the folded tensors) plus `spec`, the
+// mechanical encoding of mbv3_fast/plan.py's records: the structs below mirror those classes
+// field for field, in declaration order (tensors as indices into weights; an absent record has
+// -1 in every field).  Every index is bounds-checked here and every layer's shapes by the op it
+// calls, so a bad spec raises, never reads out of bounds.
 #include <torch/library.h>
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "common/cpu_ops.h"
@@ -21,43 +22,78 @@
 namespace mbv3 {
 namespace {
 
-constexpr int64_t kSpecVersion = 1;
+constexpr int64_t kSpecVersion = 2;   // mbv3_fast.plan.SPEC_VERSION
+constexpr int64_t kFloat32Code = 0;   // mbv3_fast.plan.DTYPE_CODES[torch.float32]
 
 const char* act_name(int64_t code) {
   static const char* const kNames[] = {"none", "relu", "hardswish"};  // mbv3::Act codes
-  TORCH_CHECK_VALUE(code >= 0 && code <= 2, "mobilenet_v3: activation code must be 0 (none), 1 (relu) or "
-                    "2 (hardswish), got ", code);
   return kNames[code];
 }
 
-// Reads `spec` front to back, checking that it does not end early and that tensor indices are
-// in range.
+// plan.Conv, plan.Pointwise, plan.Depthwise, plan.SE, plan.Block, plan.Head.
+struct ConvSpec { int64_t weight, bias, stride, padding, act; };
+struct PointwiseSpec { int64_t weight, bias, act; };
+struct DepthwiseSpec { int64_t weight, bias, stride, padding, dilation, act; };
+struct SESpec { int64_t w1, b1, w2, b2; };
+struct BlockSpec {
+  std::optional<PointwiseSpec> expand;
+  DepthwiseSpec depthwise;
+  std::optional<SESpec> se;
+  PointwiseSpec project;
+  int64_t residual, fuse_min_pixels;
+};
+struct HeadSpec { int64_t w1, b1, w2, b2, act; };
+struct NetSpec {
+  ConvSpec stem;
+  std::vector<BlockSpec> blocks;
+  PointwiseSpec last;
+  std::optional<HeadSpec> head;
+};
+
+// Field kinds, as plan._layout reads them from the record classes.
+enum class Kind { Tensor, Act, Int };
+
+// Reads one record after another, with the checks (and messages) of mbv3_fast.plan.decode.
 class SpecReader {
  public:
   SpecReader(at::IntArrayRef spec, at::TensorList weights) : spec_(spec), weights_(weights) {}
 
-  int64_t next(const char* what) {
+  int64_t next(const std::string& what) {
     TORCH_CHECK_VALUE(pos_ < spec_.size(), "mobilenet_v3: spec ends early (", spec_.size(),
                       " ints) where it should give ", what);
     return spec_[pos_++];
   }
-  // An index into weights; -1 (only where `optional`) means absent.
-  int64_t index(const char* what, bool optional = false) {
-    const int64_t i = next(what);
-    if (optional && i == -1) return -1;
-    TORCH_CHECK_VALUE(i >= 0 && i < int64_t(weights_.size()), "mobilenet_v3: spec gives weights[", i,
-                      "] as ", what, ", but weights holds ", weights_.size(), " tensors");
-    return i;
+  // The fields of one record named `what` (kinds in `kinds`), or nothing for an absent optional
+  // record (every field -1).
+  std::optional<std::vector<int64_t>> record(const std::string& what,
+                                             std::initializer_list<std::pair<const char*, Kind>> kinds,
+                                             bool optional = false) {
+    const size_t start = pos_;
+    std::vector<int64_t> out;
+    int absent = 0, n = 0;
+    for (const auto& [name, kind] : kinds) {
+      const std::string sub = what + " " + name;
+      const int64_t v = next(sub);
+      absent += v == -1;
+      ++n;
+      if (kind == Kind::Tensor && !(optional && v == -1)) {
+        TORCH_CHECK_VALUE(v >= 0 && v < int64_t(weights_.size()), "mobilenet_v3: spec gives weights[", v, "] as ",
+                          sub, ", but weights holds ", weights_.size(), " tensors");
+      } else if (kind == Kind::Act && !(optional && v == -1)) {
+        TORCH_CHECK_VALUE(v >= 0 && v <= 2, "mobilenet_v3: activation code must be 0 (none), 1 (relu) or "
+                          "2 (hardswish), got ", v, " for ", sub);
+      }
+      out.push_back(v);
+    }
+    if (optional && absent > 0) {
+      TORCH_CHECK_VALUE(absent == n, "mobilenet_v3: spec gives only some of the ", what, " fields (ints ", start,
+                        "..", pos_ - 1, ")");
+      return std::nullopt;
+    }
+    return out;
   }
-  int64_t act(const char* what) {
-    const int64_t code = next(what);
-    act_name(code);  // checks the code
-    return code;
-  }
-  void expect_end() const {
-    TORCH_CHECK_VALUE(pos_ == spec_.size(), "mobilenet_v3: spec has ", spec_.size() - pos_,
-                      " ints past its end");
-  }
+  size_t pos() const { return pos_; }
+  size_t size() const { return spec_.size(); }
 
  private:
   at::IntArrayRef spec_;
@@ -65,102 +101,83 @@ class SpecReader {
   size_t pos_ = 0;
 };
 
-// One entry of the spec's block list; tensor indices, -1 where absent.
-struct Block {
-  int64_t ew, eb, eact, dw, db, stride, pad, dil, dact, se_w1, se_b1, se_w2, se_b2, pw, pb, residual;
-};
+constexpr auto T = Kind::Tensor;
+constexpr auto A = Kind::Act;
+constexpr auto I = Kind::Int;
 
-struct Net {
-  int64_t fuse_min_bytes;
-  int64_t stem_w, stem_b, stem_stride, stem_pad, stem_act;
-  std::vector<Block> blocks;
-  int64_t last_w, last_b, last_act;
-  int64_t head_w1, head_b1, head_w2, head_b2, head_act;  // head_w1 = -1: no folded head
-};
+std::optional<PointwiseSpec> read_pointwise(SpecReader& r, const std::string& what, bool optional = false) {
+  const auto v = r.record(what, {{"weight", T}, {"bias", T}, {"act", A}}, optional);
+  if (!v) return std::nullopt;
+  return PointwiseSpec{(*v)[0], (*v)[1], (*v)[2]};
+}
 
 // The whole spec, checked before any layer runs.
-Net parse(at::IntArrayRef spec, at::TensorList weights) {
-  SpecReader s(spec, weights);
-  const int64_t version = s.next("the version");
+NetSpec parse(at::IntArrayRef spec, at::TensorList weights) {
+  SpecReader r(spec, weights);
+  const int64_t version = r.next("the version");
   TORCH_CHECK_VALUE(version == kSpecVersion, "mobilenet_v3: spec version ", version, ", this build reads ",
                     kSpecVersion);
-  Net n{};
-  n.fuse_min_bytes = s.next("the expand fusion threshold");
-  const int64_t n_blocks = s.next("the block count");
+  const int64_t dtype = r.next("the dtype code");
+  TORCH_CHECK_VALUE(dtype == kFloat32Code, "mobilenet_v3: the CPU op runs float32 networks (dtype code 0), "
+                    "got dtype code ", dtype);
+  const int64_t n_blocks = r.next("the block count");
   TORCH_CHECK_VALUE(n_blocks >= 0 && n_blocks <= int64_t(spec.size()), "mobilenet_v3: bad block count ", n_blocks);
-  n.stem_w = s.index("stem weight");
-  n.stem_b = s.index("stem bias");
-  n.stem_stride = s.next("stem stride");
-  n.stem_pad = s.next("stem padding");
-  n.stem_act = s.act("stem activation");
+  NetSpec n{};
+  const auto s = *r.record("stem", {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I}, {"act", A}});
+  n.stem = ConvSpec{s[0], s[1], s[2], s[3], s[4]};
   for (int64_t i = 0; i < n_blocks; ++i) {
-    Block b{};
-    b.ew = s.index("expand weight", true);
-    b.eb = s.index("expand bias", b.ew < 0);
-    b.eact = s.act("expand activation");
-    b.dw = s.index("depthwise weight");
-    b.db = s.index("depthwise bias");
-    b.stride = s.next("depthwise stride");
-    b.pad = s.next("depthwise padding");
-    b.dil = s.next("depthwise dilation");
-    b.dact = s.act("depthwise activation");
-    b.se_w1 = s.index("SE w1", true);
-    b.se_b1 = s.index("SE b1", b.se_w1 < 0);
-    b.se_w2 = s.index("SE w2", b.se_w1 < 0);
-    b.se_b2 = s.index("SE b2", b.se_w1 < 0);
-    b.pw = s.index("project weight");
-    b.pb = s.index("project bias");
-    b.residual = s.next("residual flag");
-    TORCH_CHECK_VALUE((b.ew < 0) == (b.eb < 0), "mobilenet_v3: block ", i, " gives only one of expand weight/bias");
-    TORCH_CHECK_VALUE((b.se_w1 < 0) == (b.se_b1 < 0) && (b.se_w1 < 0) == (b.se_w2 < 0) &&
-                          (b.se_w1 < 0) == (b.se_b2 < 0),
-                      "mobilenet_v3: block ", i, " gives only some of the SE tensors");
-    n.blocks.push_back(b);
+    const std::string b = "block " + std::to_string(i);
+    BlockSpec blk{};
+    blk.expand = read_pointwise(r, b + " expand", true);
+    const auto d = *r.record(b + " depthwise", {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I},
+                                                {"dilation", I}, {"act", A}});
+    blk.depthwise = DepthwiseSpec{d[0], d[1], d[2], d[3], d[4], d[5]};
+    if (const auto e = r.record(b + " se", {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}}, true))
+      blk.se = SESpec{(*e)[0], (*e)[1], (*e)[2], (*e)[3]};
+    blk.project = *read_pointwise(r, b + " project");
+    blk.residual = r.next(b + " residual");
+    blk.fuse_min_pixels = r.next(b + " fuse_min_pixels");
+    n.blocks.push_back(blk);
   }
-  n.last_w = s.index("last conv weight");
-  n.last_b = s.index("last conv bias");
-  n.last_act = s.act("last conv activation");
-  n.head_w1 = s.index("head w1", true);
-  n.head_b1 = s.index("head b1", n.head_w1 < 0);
-  n.head_w2 = s.index("head w2", n.head_w1 < 0);
-  n.head_b2 = s.index("head b2", n.head_w1 < 0);
-  n.head_act = s.act("head activation");
-  TORCH_CHECK_VALUE((n.head_w1 < 0) == (n.head_b1 < 0) && (n.head_w1 < 0) == (n.head_w2 < 0) &&
-                        (n.head_w1 < 0) == (n.head_b2 < 0),
-                    "mobilenet_v3: spec gives only some of the head tensors");
-  s.expect_end();
+  n.last = *read_pointwise(r, "last conv");
+  if (const auto h = r.record("head", {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}, {"act", A}}, true))
+    n.head = HeadSpec{(*h)[0], (*h)[1], (*h)[2], (*h)[3], (*h)[4]};
+  TORCH_CHECK_VALUE(r.pos() == r.size(), "mobilenet_v3: spec has ", r.size() - r.pos(), " ints past its end");
   return n;
 }
 
+at::Tensor pointwise(const at::Tensor& x, at::TensorList w, const PointwiseSpec& p,
+                     const std::optional<at::Tensor>& residual = std::nullopt,
+                     const std::optional<at::Tensor>& scale = std::nullopt) {
+  return pwconv_bn_act_cpu(x, w[p.weight], w[p.bias], act_name(p.act), residual, scale);
+}
+
+// The walk of mbv3_fast.plan.run, in C++.
 at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
-  const Net n = parse(spec, w);
-  at::Tensor y = conv_bn_act_cpu(x, w[n.stem_w], w[n.stem_b], n.stem_stride, n.stem_pad, act_name(n.stem_act));
-  for (const Block& b : n.blocks) {
+  const NetSpec n = parse(spec, w);
+  const ConvSpec& s = n.stem;
+  at::Tensor y = conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_name(s.act));
+  for (const BlockSpec& b : n.blocks) {
     const at::Tensor in = y;
-    const char* dact = act_name(b.dact);
+    const DepthwiseSpec& d = b.depthwise;
+    const char* dact = act_name(d.act);
     at::Tensor h;
-    if (b.ew < 0) {
-      h = dwconv_bn_act_cpu(in, w[b.dw], w[b.db], b.stride, b.pad, b.dil, dact);
+    if (b.expand && b.fuse_min_pixels >= 0 && in.size(2) * in.size(3) >= b.fuse_min_pixels) {
+      const PointwiseSpec& e = *b.expand;
+      h = expand_dwconv_bn_act_cpu(in, w[e.weight], w[e.bias], act_name(e.act), w[d.weight], w[d.bias], d.stride,
+                                   d.padding, d.dilation, dact);
     } else {
-      const at::Tensor& e = w[b.ew];
-      const int64_t ce = e.dim() >= 1 ? e.size(0) : 0;
-      // The rule of mbv3_fast.model._fuse_expand: large expanded maps never leave L2.
-      if (in.size(2) * in.size(3) * ce * int64_t(sizeof(float)) >= n.fuse_min_bytes) {
-        h = expand_dwconv_bn_act_cpu(in, e, w[b.eb], act_name(b.eact), w[b.dw], w[b.db], b.stride, b.pad, b.dil,
-                                     dact);
-      } else {
-        h = dwconv_bn_act_cpu(pwconv_bn_act_cpu(in, e, w[b.eb], act_name(b.eact), std::nullopt, std::nullopt),
-                              w[b.dw], w[b.db], b.stride, b.pad, b.dil, dact);
-      }
+      h = b.expand ? pointwise(in, w, *b.expand) : in;
+      h = dwconv_bn_act_cpu(h, w[d.weight], w[d.bias], d.stride, d.padding, d.dilation, dact);
     }
     std::optional<at::Tensor> scale;
-    if (b.se_w1 >= 0) scale = se_scale_cpu(h, w[b.se_w1], w[b.se_b1], w[b.se_w2], w[b.se_b2]);
-    y = pwconv_bn_act_cpu(h, w[b.pw], w[b.pb], "none", b.residual ? std::optional<at::Tensor>(in) : std::nullopt,
-                          scale);
+    if (b.se) scale = se_scale_cpu(h, w[b.se->w1], w[b.se->b1], w[b.se->w2], w[b.se->b2]);
+    y = pointwise(h, w, b.project, b.residual ? std::optional<at::Tensor>(in) : std::nullopt, scale);
   }
-  y = pwconv_bn_act_cpu(y, w[n.last_w], w[n.last_b], act_name(n.last_act), std::nullopt, std::nullopt);
-  if (n.head_w1 < 0) return y;  // no folded head: the caller runs its classifier on these features
-  return classifier_head_cpu(y, w[n.head_w1], w[n.head_b1], w[n.head_w2], w[n.head_b2], act_name(n.head_act));
+  y = pointwise(y, w, n.last);
+  if (!n.head) return y;  // no folded head: the caller runs its classifier on these features
+  const HeadSpec& hd = *n.head;
+  return classifier_head_cpu(y, w[hd.w1], w[hd.b1], w[hd.w2], w[hd.b2], act_name(hd.act));
 }
 
 }  // namespace
