@@ -32,10 +32,10 @@ import triton.language as tl
 
 from mbv3_fast.ops.se import check_inputs
 
-from .dwconv_bn_act import (
-    _check_launchable, _device_ctx, _kernel_is_interpreted,
-    _cdiv, _next_pow2, _wrap, channel_block, needs_bf16_rne, num_sms, round_to_bf16_rne,
-    vec_width, wants_channels_last, _INT32_MAX,
+from ._utils import (
+    _INT32_MAX, _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2,
+    channel_block, hardsigmoid, launch, needs_bf16_rne, num_sms, round_to_bf16_rne, vec_width,
+    wants_channels_last,
 )
 
 __all__ = ["se", "se_scale"]
@@ -138,7 +138,7 @@ def _se_fc2_kernel(
                           mask=mask_co[:, None] & ms[None, :], other=0.0).to(tl.float32)
             z += tl.sum(w2t * h[None, :], axis=1)
         z = z + b2
-        scale = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) / 6.0
+        scale = hardsigmoid(z)
         if BF16_RNE:
             scale = round_to_bf16_rne(scale)
         tl.store(s_ptr + n * ss_n + offs_co * ss_c, scale.to(s_ptr.dtype.element_ty),
@@ -283,26 +283,26 @@ def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
     hpart = torch.empty((N, parts, S), device=dev, dtype=torch.float32)
     scale = out if scale_only else torch.empty((N, C), device=dev, dtype=torch.float32)
     with _device_ctx(x):
-        _wrap(_se_pool_fc1_kernel, _INTERPRETED)[pool["grid"]](
-            x, w1, hpart,
-            N, C // vec, S, HW, pool["hw_chunk"], pool["n_hs"], parts, pool["nb"],
-            sx[0] // vec, sx[1], sx_hw // vec, w1.stride(0), w1.stride(1),
-            1.0 / HW,
-            **pool["meta"],
-        )
-        _wrap(_se_fc2_kernel, _INTERPRETED)[fc2["grid"]](
-            hpart, b1, w2, b2, scale,
-            N, C, S, parts, fc2["nb"],
-            b1.stride(0), w2.stride(0), w2.stride(1), b2.stride(0), C, 1,
-            BF16_RNE=needs_bf16_rne(scale.dtype, _INTERPRETED), **fc2["meta"],
-        )
+        launch(_se_pool_fc1_kernel, pool["grid"],
+               (x, w1, hpart,
+                N, C // vec, S, HW, pool["hw_chunk"], pool["n_hs"], parts, pool["nb"],
+                sx[0] // vec, sx[1], sx_hw // vec, w1.stride(0), w1.stride(1),
+                1.0 / HW),
+               pool["meta"], _INTERPRETED)
+        launch(_se_fc2_kernel, fc2["grid"],
+               (hpart, b1, w2, b2, scale,
+                N, C, S, parts, fc2["nb"],
+                b1.stride(0), w2.stride(0), w2.stride(1), b2.stride(0), C, 1),
+               dict(BF16_RNE=needs_bf16_rne(scale.dtype, _INTERPRETED), **fc2["meta"]),
+               _INTERPRETED)
         if not scale_only:
-            _wrap(_se_mul_kernel, _INTERPRETED)[mul["grid"]](
-                x, scale, out,
-                C // vec, HW, mul["tiles"],
-                sx[0] // vec, sx[1], sx_hw // vec, C // vec, 1, sx[0] // vec, sx[1], sx_hw // vec,
-                BF16_RNE=needs_bf16_rne(dtype, _INTERPRETED), **mul["meta"],
-            )
+            launch(_se_mul_kernel, mul["grid"],
+                   (x, scale, out,
+                    C // vec, HW, mul["tiles"],
+                    sx[0] // vec, sx[1], sx_hw // vec, C // vec, 1, sx[0] // vec, sx[1],
+                    sx_hw // vec),
+                   dict(BF16_RNE=needs_bf16_rne(dtype, _INTERPRETED), **mul["meta"]),
+                   _INTERPRETED)
     return out
 
 
