@@ -86,8 +86,10 @@ _INTERPRETED = _kernel_is_interpreted(_head_pool_kernel)
 def _linear(inp, w, b, out, act: int):
     n, k = inp.shape
     o = w.shape[0]
-    block_n = min(16, _next_pow2(n))
-    block_o, block_k = (16, 32) if _INTERPRETED else (32, 64)
+    # the [BLOCK_N, BLOCK_O, BLOCK_K] product lives in registers: <= 4096 fp32 (32 per thread at
+    # 4 warps); 16 x 32 x 64 took 255 registers and spilled in the sm_90 compile check
+    block_n = min(8, _next_pow2(n))
+    block_o, block_k = (16, 32) if _INTERPRETED else (32, 16)
     grid = (_cdiv(o, block_o), _cdiv(n, block_n))
     launch(_head_linear_kernel, grid,
            (inp, w, b, out, n, k, o, w.stride(0), w.stride(1), b.stride(0)),

@@ -20,7 +20,7 @@ masked loads; the k*k weights of the channel block are loaded once per program (
 tap), bias + activation run in the epilogue, and the store converts to x's dtype.
 GPU blocks (no autotune): channels_last BLOCK_C in {16, 32, 64} (least tail waste), BLOCK_P =
 1024 / BLOCK_C; NCHW BLOCK_P = next_pow2(OH*OW) clamped to [32, 256], BLOCK_C = 1024 / BLOCK_P;
-4 warps; tiles shrink only when the grid would have fewer programs than SMs.
+8 warps (4 accumulators per thread); tiles shrink only when the grid would have fewer programs than SMs.
 Under TRITON_INTERPRET=1 (CPU tensors) bigger tiles are used, and bf16 results are rounded to
 nearest-even explicitly because the interpreter's fp32->bf16 cast truncates.
 """
@@ -89,7 +89,9 @@ def _dwconv_bn_act_kernel(
     n64 = n.to(tl.int64)
     x_nc = x_ptr + n64 * sx_n + c * sx_c
     w_c = w_ptr + c * sw_c
-    for kh in tl.static_range(K):
+    # kh is a run-time loop: unrolling all K*K taps let the compiler hoist every load and ran
+    # into 255 registers and spills (sm_90 compile check); K taps per iteration stay < 128.
+    for kh in range(K):
         ih = ih0 + kh * DIL
         row_ok = mask_p & (ih >= 0) & (ih < H)
         x_row = x_nc + ih * sx_h
@@ -113,7 +115,7 @@ _INTERPRETED = _kernel_is_interpreted(_dwconv_bn_act_kernel)
 @functools.lru_cache(maxsize=4096)
 def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
     """(BLOCK_P, BLOCK_C, num_warps).  Interpreter: big tiles (numpy cost is per op, not per
-    element).  GPU: ~1024-element tiles (8 fp32 accumulators/thread at 4 warps), fixed per layer
+    element).  GPU: ~1024-element tiles (4 fp32 accumulators/thread at 8 warps), fixed per layer
     shape so that few variants get compiled; shrunk only when the grid would not even give
     every SM one program (batch-1 layers with few pixels)."""
     if interpreted:
@@ -135,7 +137,7 @@ def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
         bc = max(1, min(1024 // bp, _next_pow2(C)))
         while bc > 1 and N * _cdiv(P, bp) * _cdiv(C, bc) < sms:
             bc //= 2
-    return bp, bc, 4
+    return bp, bc, 8
 
 
 def dwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,
