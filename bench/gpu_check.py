@@ -2,6 +2,10 @@
 """One-shot GPU check of the Triton kernels (mbv3_fast.kernels) on one NVIDIA GPU.
 
     python bench/gpu_check.py [--no-build] [--skip-tests] [--out PATH] [--quick]
+    python bench/gpu_check.py --compile-only [--archs 90,80] [--variants ...] [--batches ...]
+        no GPU needed: compiles every Triton kernel of the CUDA path for sm_90 and sm_80 through
+        the real wrappers and checks registers / spills / vectorisation (see "--compile-only"
+        below); exit 0 when all pass.  On a GPU run, a sm_90 subset of it runs first.
 
 1. build: ``pip install --no-build-isolation -e .`` when ``mbv3_fast.kernels`` is not importable
    (skip with --no-build);
@@ -37,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_triton_dwconv_bn_act.py", "tests/test_triton_se.py",
          "tests/test_triton_pwconv_bn_act.py", "tests/test_triton_conv_bn_act.py",
          "tests/test_triton_classifier_head.py", "tests/test_triton_expand_dwconv_bn_act.py",
-         "tests/test_model.py::test_eval_parity_cuda"]
+         "tests/test_model.py::test_eval_parity_cuda", "tests/test_cuda_graph.py"]
 
 
 def log(msg):
@@ -379,6 +383,15 @@ def main(argv=None):
         write(args.out, result)
         return 1
     K = importlib.import_module("mbv3_fast.kernels")
+
+    # phase 0: the compile check (sm_90, Large, batch 1/256, fp16: ~1-2 min), before any launch
+    t_c = time.time()
+    c_ok, c_res = compile_check(archs={90: ARCHS[90]}, variants=("large",), batches=(1, 256),
+                                dtypes={"fp16": torch.float16})
+    result["compile_check"] = dict(ok=c_ok, seconds=round(time.time() - t_c, 1),
+                                   summary=c_res["summary"], failures=c_res["failures"][:20])
+    log(fmt_compile_table(c_res))
+    write(args.out, result)
 
     if not args.skip_tests:
         result["tests"] = run_tests()
