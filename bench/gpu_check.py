@@ -2,6 +2,10 @@
 """One-shot GPU check of the Triton kernels (mbv3_fast.kernels) on one NVIDIA GPU.
 
     python bench/gpu_check.py [--no-build] [--skip-tests] [--out PATH] [--quick]
+    python bench/gpu_check.py --compile-only [--archs 90,80] [--variants ...] [--batches ...]
+        no GPU needed: compiles every Triton kernel of the CUDA path for sm_90 and sm_80 through
+        the real wrappers and checks registers / spills / vectorisation (see "--compile-only"
+        below); exit 0 when all pass.  On a GPU run, a sm_90 subset of it runs first.
 
 1. build: ``pip install --no-build-isolation -e .`` when ``mbv3_fast.kernels`` is not importable
    (skip with --no-build);
@@ -37,7 +41,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = ["tests/test_triton_dwconv_bn_act.py", "tests/test_triton_se.py",
          "tests/test_triton_pwconv_bn_act.py", "tests/test_triton_conv_bn_act.py",
          "tests/test_triton_classifier_head.py", "tests/test_triton_expand_dwconv_bn_act.py",
-         "tests/test_model.py::test_eval_parity_cuda"]
+         "tests/test_model.py::test_eval_parity_cuda", "tests/test_cuda_graph.py"]
 
 
 def log(msg):
@@ -328,10 +332,22 @@ def main(argv=None):
     ap.add_argument("--dry-run", action="store_true",
                     help="exercise this script without a GPU: CPU tensors, TRITON_INTERPRET=1 "
                          "(set it yourself), tiny shapes, no build/tests, fake timings")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="compile every kernel for sm_90 and sm_80 without a GPU and check "
+                         "registers / spills / vectorisation (exit 0 when all pass)")
+    ap.add_argument("--compile-out", default=os.path.join(REPO, "bench", "results", "gpu_compile.json"))
+    ap.add_argument("--archs", default="90,80", help="--compile-only targets")
+    ap.add_argument("--variants", default="large,small", help="--compile-only models")
+    ap.add_argument("--batches", default="1,32,256", help="--compile-only batch sizes")
+    ap.add_argument("--dtypes", default="fp32,fp16,bf16", help="--compile-only dtypes")
+    ap.add_argument("--layouts", default="channels_last,nchw", help="--compile-only layouts")
+    ap.add_argument("--verbose", action="store_true", help="--compile-only: log each new kernel")
     args = ap.parse_args(argv)
     t_start = time.time()
 
     import torch
+    if args.compile_only:
+        return 0 if compile_only_main(args) else 1
     if args.dry_run:
         return dry_run(args)
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
@@ -367,6 +383,15 @@ def main(argv=None):
         write(args.out, result)
         return 1
     K = importlib.import_module("mbv3_fast.kernels")
+
+    # phase 0: the compile check (sm_90, Large, batch 1/256, fp16: ~1-2 min), before any launch
+    t_c = time.time()
+    c_ok, c_res = compile_check(archs={90: ARCHS[90]}, variants=("large",), batches=(1, 256),
+                                dtypes={"fp16": torch.float16})
+    result["compile_check"] = dict(ok=c_ok, seconds=round(time.time() - t_c, 1),
+                                   summary=c_res["summary"], failures=c_res["failures"][:20])
+    log(fmt_compile_table(c_res))
+    write(args.out, result)
 
     if not args.skip_tests:
         result["tests"] = run_tests()
@@ -476,6 +501,242 @@ def dry_run(args):
     write(args.out, result)
     log(f"[done] dry run; JSON -> {args.out}")
     return 0
+
+
+
+# ----------------------------------------------------------------------------------------------
+# --compile-only: every Triton kernel of the CUDA path compiled for sm_90 / sm_80 without a GPU
+# ----------------------------------------------------------------------------------------------
+#
+# How: a stand-in Triton driver (a CudaDriver subclass that reports a fixed GPUTarget and never
+# touches libcuda) and the kernels' JIT run(..., warmup=True), which compiles and does not
+# launch.  The wrappers in mbv3_fast/kernels/*.py run unchanged on *meta* tensors (shapes and
+# strides, no storage) inside mbv3_fast.kernels._utils.compile_only(hook, sms): their one launch
+# seam, _utils.launch(), hands the exact (kernel, grid, args, meta) to the hook, which swaps each
+# tensor for a tensor-like stand-in (dtype, shape, stride, a 16-byte-aligned data_ptr, as a
+# caching allocator gives) and compiles.  Triton's own kernel cache (per specialisation key)
+# de-duplicates layers that give the same compiled kernel; TRITON_CACHE_DIR is a fresh temporary
+# directory, so nothing is reused between runs.  Registers / stack / local / shared memory come
+# from cuobjdump --dump-resource-usage of the cubin (a stack frame or local memory counts
+# as a spill: these kernels have no local arrays or calls),
+# vectorisation from the PTX (ld.global.v2/v4, st.global.v2/v4).
+
+ARCHS = {90: 132, 80: 108}  # compute capability -> SM count of the target (H100/H200, A100)
+REG_BUDGET = 128  # memory-bound kernels: depthwise, SE, pooling / head
+MEMORY_BOUND = {"_dwconv_bn_act_kernel", "_se_pool_fc1_kernel", "_se_fc2_kernel",
+                "_se_mul_kernel", "_head_pool_kernel", "_head_linear_kernel"}
+# kernel name -> measured reason it may exceed REG_BUDGET (none today).
+REG_EXCEPTIONS = {}
+
+
+def _stand_in_driver(arch_holder):
+    from triton.backends.compiler import GPUTarget
+    from triton.backends.nvidia.driver import CudaDriver
+
+    class StandInDriver(CudaDriver):
+        def __init__(self):  # no CudaUtils: it needs libcuda, and nothing is launched
+            self.utils = None
+            self.launcher_cls = None
+            # the device index is the arch, so Triton keeps one kernel cache per target
+            self.get_current_device = lambda: arch_holder[0]
+            self.get_current_stream = lambda device=None: 0
+            self.get_device_capability = lambda device=None: divmod(arch_holder[0], 10)
+            self.set_current_device = lambda device: None
+
+        def get_current_target(self):
+            return GPUTarget("cuda", arch_holder[0], 32)
+
+        def get_active_torch_device(self):
+            import torch
+            return torch.device("meta")
+
+    return StandInDriver()
+
+
+class _TensorStandIn:
+    """What Triton's binder reads of a CUDA tensor: dtype, shape, stride(), data_ptr()."""
+
+    def __init__(self, t):
+        self.dtype, self.shape, self._stride = t.dtype, tuple(t.shape), t.stride()
+
+    def data_ptr(self):
+        return 1 << 24  # aligned like a caching-allocator block
+
+    def stride(self, *dim):
+        return self._stride[dim[0]] if dim else self._stride
+
+
+def compile_configs(variants=("large", "small"), batches=(1, 32, 256), dtypes=None,
+                    layouts=("channels_last", "nchw")):
+    """Yield (label, fn) for every layer call of the model's CUDA path (and the ops' other
+    kernels: the full se op) over the configuration grid; fn(device='meta') calls the real
+    wrapper."""
+    import torch
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    import mbv3_shapes as S
+    from mbv3_fast.kernels.classifier_head import classifier_head
+    from mbv3_fast.kernels.conv_bn_act import conv_bn_act
+    from mbv3_fast.kernels.dwconv_bn_act import dwconv_bn_act
+    from mbv3_fast.kernels.pwconv_bn_act import pwconv_bn_act
+    from mbv3_fast.kernels.se import se, se_scale
+    dtypes = dtypes or {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    m = "meta"
+
+    def t(*shape, dt, cl=False):
+        x = torch.empty(shape, device=m, dtype=dt)
+        return x.to(memory_format=torch.channels_last) if cl and len(shape) == 4 else x
+
+    for v in variants:
+        ses = {(C, H): Sq for C, Sq, H, W in S.se_layers(v)}
+        for N in batches:
+            for dn, dt in dtypes.items():
+                for lay in layouts:
+                    cl = lay == "channels_last"
+                    tag = f"{v} N={N} {dn} {lay}"
+                    for Cin, Cout, H, W, k, s, p, act in S.stem_layers(v):
+                        yield (f"{tag} stem {Cin}->{Cout}@{H}", lambda Cin=Cin, Cout=Cout, H=H, W=W, k=k, s=s, p=p, act=act, dt=dt, cl=cl:
+                               conv_bn_act(t(N, Cin, H, W, dt=dt, cl=cl), t(Cout, Cin, k, k, dt=dt),
+                                           t(Cout, dt=dt), s, p, act))
+                    for C, H, W, k, s, p, d, act in S.depthwise_layers(v):
+                        yield (f"{tag} dw {C}@{H} k{k}s{s}", lambda C=C, H=H, W=W, k=k, s=s, p=p, d=d, act=act, dt=dt, cl=cl:
+                               dwconv_bn_act(t(N, C, H, W, dt=dt, cl=cl), t(C, 1, k, k, dt=dt),
+                                             t(C, dt=dt), s, p, d, act))
+                    for Cin, Cout, H, W, act, res in S.pointwise_layers(v):
+                        sq = act == "none" and (Cin, H) in ses  # project conv after an SE
+                        yield (f"{tag} pw {Cin}->{Cout}@{H}{' res' if res else ''}{' se' if sq else ''}",
+                               lambda Cin=Cin, Cout=Cout, H=H, W=W, act=act, res=res, sq=sq, dt=dt, cl=cl:
+                               pwconv_bn_act(t(N, Cin, H, W, dt=dt, cl=cl), t(Cout, Cin, 1, 1, dt=dt),
+                                             t(Cout, dt=dt), act,
+                                             t(N, Cout, H, W, dt=dt, cl=cl) if res else None,
+                                             t(N, Cin, dt=dt) if sq else None))
+                    for C, Sq, H, W in S.se_layers(v):
+                        for op in (se_scale, se):
+                            yield (f"{tag} {op.__name__} {C}/{Sq}@{H}", lambda C=C, Sq=Sq, H=H, W=W, op=op, dt=dt, cl=cl:
+                                   op(t(N, C, H, W, dt=dt, cl=cl), t(Sq, C, 1, 1, dt=dt), t(Sq, dt=dt),
+                                      t(C, Sq, 1, 1, dt=dt), t(C, dt=dt)))
+                    for C, H, W, hid, cls, act in S.head_layers(v):
+                        yield (f"{tag} head {C}@{H}", lambda C=C, H=H, W=W, hid=hid, cls=cls, act=act, dt=dt, cl=cl:
+                               classifier_head(t(N, C, H, W, dt=dt, cl=cl), t(hid, C, dt=dt),
+                                               t(hid, dt=dt), t(cls, hid, dt=dt), t(cls, dt=dt), act))
+
+
+def _resources(compiled, arch, tmp):
+    """-> dict(regs, stack, local, shared, spill_bytes, ld_v, st_v) of one compiled kernel."""
+    import re
+    import triton
+    bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
+    cubin = os.path.join(tmp, f"k{id(compiled)}.cubin")
+    with open(cubin, "wb") as f:
+        f.write(compiled.asm["cubin"])
+    out = subprocess.run([os.path.join(bindir, "cuobjdump"), "--dump-resource-usage", cubin],
+                         capture_output=True, text=True, check=True).stdout
+    m = re.search(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)", out)
+    regs, stack, shared, local = map(int, m.groups())
+    ptx = compiled.asm["ptx"]
+    return dict(regs=regs, stack=stack, local=local,
+                shared=max(shared, compiled.metadata.shared),
+                spill_bytes=stack + local,  # ptxas -v agrees: stack frame = spill stores here
+                ld_v4=ptx.count("ld.global.v4") + ptx.count("ld.global.nc.v4"),
+                ld_v2=len(re.findall(r"ld\.global(\.\w+)*\.v2", ptx)),
+                ld_scalar=len(re.findall(r"ld\.global(\.(?!v[24])\w+)*\s", ptx)),
+                st_v4=ptx.count("st.global.v4"),
+                st_v2=len(re.findall(r"st\.global(\.\w+)*\.v2", ptx)),
+                st_scalar=len(re.findall(r"st\.global(\.(?!v[24])\w+)*\s", ptx)))
+
+
+def compile_check(archs=ARCHS, out=None, verbose=False, **grid_kw):
+    """Compile every configuration; -> (ok, result dict).  Fails on a compile error, a spill,
+    or a memory-bound kernel above REG_BUDGET (unless in REG_EXCEPTIONS)."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="mbv3_gpu_compile_")
+    os.environ["TRITON_CACHE_DIR"] = os.path.join(tmp, "triton_cache")  # fresh: no stale kernels
+    import triton
+    if REPO not in sys.path:
+        sys.path.insert(0, REPO)  # this checkout's package, not another install
+    from mbv3_fast.kernels import _utils
+    arch_holder = [90]
+    prev_driver = triton.runtime.driver._active  # None without a GPU (no driver is active)
+    triton.runtime.driver.set_active(_stand_in_driver(arch_holder))
+    kernels, configs, errors = {}, [], []
+    t0 = time.time()
+    current = {}
+
+    def hook(kernel, grid, args, meta):
+        a = [_TensorStandIn(x) if hasattr(x, "data_ptr") and hasattr(x, "dtype") else x for x in args]
+        ck = kernel.run(*a, grid=grid, warmup=True, **meta)
+        key = (arch_holder[0], kernel.fn.__name__, ck.hash)
+        if key not in kernels:
+            if verbose:
+                log(f"[compile] {time.time() - t0:6.1f} s sm_{key[0]} {key[1]} {current['label']}")
+            kernels[key] = dict(arch=arch_holder[0], kernel=kernel.fn.__name__,
+                                meta={k: v for k, v in meta.items()}, grid=list(grid),
+                                **_resources(ck, arch_holder[0], tmp))
+        configs.append(dict(arch=arch_holder[0], config=current["label"],
+                            kernel=kernel.fn.__name__, hash=ck.hash))
+
+    try:
+        for arch, sms in archs.items():
+            arch_holder[0] = arch
+            with _utils.compile_only(hook, sms):
+                for label, fn in compile_configs(**grid_kw):
+                    current["label"] = label
+                    try:
+                        fn()
+                    except Exception as e:  # a compile error: record, keep going
+                        errors.append(dict(arch=arch, config=label, error=f"{type(e).__name__}: {e}"[:2000]))
+    finally:
+        triton.runtime.driver.set_active(prev_driver)
+    failures = list(errors)
+    for k in kernels.values():
+        if k["spill_bytes"]:
+            failures.append(dict(k, error=f"spills: stack {k['stack']} B, local {k['local']} B"))
+        if k["kernel"] in MEMORY_BOUND and k["regs"] > REG_BUDGET and k["kernel"] not in REG_EXCEPTIONS:
+            failures.append(dict(k, error=f"{k['regs']} registers > budget {REG_BUDGET}"))
+    summary = {}
+    for k in kernels.values():
+        s = summary.setdefault((k["arch"], k["kernel"]), dict(variants=0, max_regs=0, max_spill=0,
+                                                              max_shared=0, vec_ld=0, vec_st=0))
+        s["variants"] += 1
+        s["max_regs"] = max(s["max_regs"], k["regs"])
+        s["max_spill"] = max(s["max_spill"], k["spill_bytes"])
+        s["max_shared"] = max(s["max_shared"], k["shared"])
+        s["vec_ld"] += (k["ld_v4"] + k["ld_v2"]) > 0
+        s["vec_st"] += (k["st_v4"] + k["st_v2"]) > 0
+    result = dict(seconds=round(time.time() - t0, 1), configs=len(configs),
+                  unique_kernels=len(kernels), kernels=list(kernels.values()),
+                  config_map=configs, errors=errors, failures=failures,
+                  summary=[dict(arch=a, kernel=n, **s) for (a, n), s in sorted(summary.items())])
+    if out:
+        write(out, result)
+    return not failures, result
+
+
+def fmt_compile_table(result):
+    lines = ["| kernel | arch | compiled variants | worst registers | spills (B) | max shared (B) "
+             "| variants with vector loads / stores |",
+             "|---|---|---|---|---|---|---|"]
+    for s in result["summary"]:
+        lines.append(f"| {s['kernel']} | sm_{s['arch']} | {s['variants']} | {s['max_regs']} | "
+                     f"{s['max_spill']} | {s['max_shared']} | {s['vec_ld']} / {s['vec_st']} |")
+    return "\n".join(lines)
+
+
+def compile_only_main(args):
+    log(f"[compile] sm_{', sm_'.join(map(str, ARCHS))}: every layer of Large/Small, batch 1/32/256, "
+        "fp32/fp16/bf16, channels_last/NCHW")
+    import torch
+    dts = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+    ok, res = compile_check(
+        archs={a: ARCHS[a] for a in map(int, args.archs.split(","))}, out=args.compile_out,
+        verbose=args.verbose, variants=args.variants.split(","),
+        batches=tuple(map(int, args.batches.split(","))),
+        dtypes={d: dts[d] for d in args.dtypes.split(",")}, layouts=args.layouts.split(","))
+    log(fmt_compile_table(res))
+    log(f"[compile] {res['configs']} launches, {res['unique_kernels']} distinct compiled kernels, "
+        f"{res['seconds']} s; JSON -> {args.compile_out}")
+    for f in res["failures"][:40]:
+        log(f"[compile] FAIL {f.get('kernel', '')} sm_{f['arch']} {f.get('config', f.get('meta', ''))}: {f['error']}")
+    return ok
 
 
 def write(path, result):

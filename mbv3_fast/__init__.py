@@ -6,6 +6,7 @@ import torch  # noqa: F401  (loads libtorch before our extension)
 
 from mbv3_fast import _C  # noqa: F401  (registers torch.ops.mbv3.*)
 from mbv3_fast import ops
+from mbv3_fast import cuda_graph  # noqa: F401  (capture(model, example_input): CUDA-graph replay)
 from mbv3_fast.isa import available_cpu_isas, get_cpu_isa, set_cpu_isa
 from mbv3_fast.model import (MobileNetV3Large, MobileNetV3Small, from_torchvision,
                              mobilenet_v3_large, mobilenet_v3_small)

@@ -22,9 +22,9 @@ import triton.language as tl
 from mbv3_fast.ops._checks import ACTIVATIONS
 from mbv3_fast.ops.classifier_head import check_inputs
 
-from .dwconv_bn_act import (
-    _check_launchable, _device_ctx, _kernel_is_interpreted, _cdiv, _next_pow2, _wrap,
-    needs_bf16_rne, round_to_bf16_rne, wants_channels_last,
+from ._utils import (
+    _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2, apply_act,
+    launch, needs_bf16_rne, round_to_bf16_rne, wants_channels_last,
 )
 
 __all__ = ["classifier_head"]
@@ -72,10 +72,7 @@ def _head_linear_kernel(in_ptr, w_ptr, b_ptr, out_ptr, N, K, OUT, sw_o, sw_k, sb
                     mask=(offs_o[:, None] < OUT) & (offs_k[None, :] < K), other=0.0).to(tl.float32)
         acc += tl.sum(a[:, None, :] * w[None, :, :], axis=2)
     acc += tl.load(b_ptr + offs_o * sb, mask=offs_o < OUT, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = acc * tl.minimum(tl.maximum(acc + 3.0, 0.0), 6.0) / 6.0
+    acc = apply_act(acc, ACT)
     if BF16_RNE:
         acc = round_to_bf16_rne(acc)
     m = (offs_n[:, None] < N) & (offs_o[None, :] < OUT)
@@ -89,13 +86,15 @@ _INTERPRETED = _kernel_is_interpreted(_head_pool_kernel)
 def _linear(inp, w, b, out, act: int):
     n, k = inp.shape
     o = w.shape[0]
-    block_n = min(16, _next_pow2(n))
-    block_o, block_k = (16, 32) if _INTERPRETED else (32, 64)
+    # the [BLOCK_N, BLOCK_O, BLOCK_K] product lives in registers: <= 4096 fp32 (32 per thread at
+    # 4 warps); 16 x 32 x 64 took 255 registers and spilled in the sm_90 compile check
+    block_n = min(8, _next_pow2(n))
+    block_o, block_k = (16, 32) if _INTERPRETED else (32, 16)
     grid = (_cdiv(o, block_o), _cdiv(n, block_n))
-    _wrap(_head_linear_kernel, _INTERPRETED)[grid](
-        inp, w, b, out, n, k, o, w.stride(0), w.stride(1), b.stride(0),
-        ACT=act, BF16_RNE=needs_bf16_rne(out.dtype, _INTERPRETED),
-        BLOCK_N=block_n, BLOCK_O=block_o, BLOCK_K=block_k)
+    launch(_head_linear_kernel, grid,
+           (inp, w, b, out, n, k, o, w.stride(0), w.stride(1), b.stride(0)),
+           dict(ACT=act, BF16_RNE=needs_bf16_rne(out.dtype, _INTERPRETED),
+                BLOCK_N=block_n, BLOCK_O=block_o, BLOCK_K=block_k), _INTERPRETED)
 
 
 def classifier_head(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor,
@@ -115,9 +114,9 @@ def classifier_head(x: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: tor
     block_c = min(_next_pow2(c), 64 if cl else 16)
     block_hw = min(_next_pow2(hw), 16 if cl else 64)
     with _device_ctx(x):
-        _wrap(_head_pool_kernel, _INTERPRETED)[(n, _cdiv(c, block_c))](
-            x, pooled, c, hw, x.stride(0), x.stride(1), sx_hw, 1.0 / hw,
-            CL=cl, BLOCK_C=block_c, BLOCK_HW=block_hw)
+        launch(_head_pool_kernel, (n, _cdiv(c, block_c)),
+               (x, pooled, c, hw, x.stride(0), x.stride(1), sx_hw, 1.0 / hw),
+               dict(CL=cl, BLOCK_C=block_c, BLOCK_HW=block_hw), _INTERPRETED)
         _linear(pooled, w1, b1, hid, ACTIVATIONS[activation])
         _linear(hid, w2, b2, out, 0)
     return out

@@ -25,9 +25,9 @@ import triton.language as tl
 
 from mbv3_fast.ops.conv_bn_act import check_inputs
 
-from .dwconv_bn_act import (
-    _check_launchable, _device_ctx, _kernel_is_interpreted, _cdiv, _next_pow2, _wrap,
-    needs_bf16_rne, num_sms, round_to_bf16_rne, span_fits_int32, _INT32_MAX,
+from ._utils import (
+    _INT32_MAX, _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2,
+    apply_act, launch, needs_bf16_rne, num_sms, round_to_bf16_rne, span_fits_int32,
 )
 
 __all__ = ["conv_bn_act"]
@@ -75,10 +75,7 @@ def _conv_bn_act_kernel(
                 wv = tl.load(w_ci + (kh * sw_h + kw * sw_w), mask=mask_c, other=0.0).to(tl.float32)
                 acc += xv[:, None] * wv[None, :]
     acc += tl.load(b_ptr + offs_c * s_b, mask=mask_c, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = acc * tl.minimum(tl.maximum(acc + 3.0, 0.0), 6.0) / 6.0
+    acc = apply_act(acc, ACT)
     if BF16_RNE:
         acc = round_to_bf16_rne(acc)
     y = y_ptr + n64 * sy_n + offs_c[None, :] * sy_c + (oh * sy_h + ow * sy_w)[:, None]
@@ -123,16 +120,14 @@ def conv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, strid
     tiles_p = _cdiv(P, bp)
     sx, sw, sy = x.stride(), weight.stride(), y.stride()
     grid = (N * tiles_p, _cdiv(Cout, bc))
-    with _device_ctx(x):
-        _wrap(_conv_bn_act_kernel, _INTERPRETED)[grid](
-            x, weight, bias, y,
+    args = (x, weight, bias, y,
             Cin, Cout, H, W, OH, OW, tiles_p,
             sx[0], sx[1], sx[2], sx[3],
             sw[0], sw[1], sw[2], sw[3], bias.stride(0),
             sy[0], sy[1], sy[2], sy[3],
-            padding,
-            K=k, STRIDE=stride, ACT=act,
-            BLOCK_P=bp, BLOCK_C=bc, BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED),
-            num_warps=warps,
-        )
+            padding)
+    meta = dict(K=k, STRIDE=stride, ACT=act, BLOCK_P=bp, BLOCK_C=bc,
+                BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED), num_warps=warps)
+    with _device_ctx(x):
+        launch(_conv_bn_act_kernel, grid, args, meta, _INTERPRETED)
     return y

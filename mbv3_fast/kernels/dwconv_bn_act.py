@@ -20,13 +20,11 @@ masked loads; the k*k weights of the channel block are loaded once per program (
 tap), bias + activation run in the epilogue, and the store converts to x's dtype.
 GPU blocks (no autotune): channels_last BLOCK_C in {16, 32, 64} (least tail waste), BLOCK_P =
 1024 / BLOCK_C; NCHW BLOCK_P = next_pow2(OH*OW) clamped to [32, 256], BLOCK_C = 1024 / BLOCK_P;
-4 warps; tiles shrink only when the grid would have fewer programs than SMs.
+8 warps (4 accumulators per thread); tiles shrink only when the grid would have fewer programs than SMs.
 Under TRITON_INTERPRET=1 (CPU tensors) bigger tiles are used, and bf16 results are rounded to
 nearest-even explicitly because the interpreter's fp32->bf16 cast truncates.
 """
-import contextlib
 import functools
-import math
 
 import torch
 import triton
@@ -34,125 +32,13 @@ import triton.language as tl
 
 from mbv3_fast.ops.dwconv_bn_act import check_inputs
 
-__all__ = ["dwconv_bn_act"]
+from ._utils import (
+    _INT32_MAX, _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2,
+    apply_act, channel_block, launch, needs_bf16_rne, num_sms, round_to_bf16_rne,
+    span_fits_int32, vec_width, wants_channels_last,
+)
 
-_INT32_MAX = 2**31 - 1
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers shared with se.py
-# ----------------------------------------------------------------------------------------------
-
-def _cdiv(a: int, b: int) -> int:
-    """Ceil division (triton.cdiv is a jit function: ~10 us per call from Python)."""
-    return -(-a // b)
-
-
-def _next_pow2(v: int) -> int:
-    return 1 if v <= 1 else 1 << (v - 1).bit_length()
-
-
-def wants_channels_last(x: torch.Tensor) -> bool:
-    """The project's output layout rule (same as mbv3_fast/ops/_layout.py, which the fake and
-    C++ kernels use): channels_last when x is channels_last-dense and not also NCHW-dense;
-    everything else (NCHW, ambiguous C == 1 / H == W == 1 tensors, non-contiguous views) gets a
-    contiguous NCHW output."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
-def _kernel_is_interpreted(kernel) -> bool:
-    try:
-        from triton.runtime.interpreter import InterpretedFunction
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(kernel, InterpretedFunction)
-
-
-def _check_launchable(op: str, x: torch.Tensor, interpreted: bool) -> None:
-    if x.device.type == "cuda":
-        return
-    if x.device.type == "cpu" and interpreted:
-        return
-    if x.device.type == "cpu":
-        raise RuntimeError(f"{op}: the Triton kernel needs CUDA tensors; CPU tensors only work "
-                           "when TRITON_INTERPRET=1 is set before triton is imported")
-    raise RuntimeError(f"{op}: unsupported device {x.device} (Triton kernel needs CUDA)")
-
-
-def needs_bf16_rne(dtype: torch.dtype, interpreted: bool) -> bool:
-    return interpreted and dtype == torch.bfloat16
-
-
-def _wrap(kernel, interpreted: bool):
-    """torch.library.wrap_triton (traceable by torch.compile); older torch versions refuse
-    interpreter-mode kernels, which only ever run eagerly anyway."""
-    if interpreted:
-        try:
-            return torch.library.wrap_triton(kernel)
-        except (RuntimeError, TypeError):
-            return kernel
-    return torch.library.wrap_triton(kernel)
-
-
-def _device_ctx(x: torch.Tensor):
-    if x.device.type == "cuda" and x.device.index is not None \
-            and x.device.index != torch.cuda.current_device():
-        return torch.cuda.device(x.device)
-    return contextlib.nullcontext()
-
-
-@functools.lru_cache(maxsize=None)
-def _num_sms(device_index: int) -> int:
-    return torch.cuda.get_device_properties(device_index).multi_processor_count
-
-
-def num_sms(x: torch.Tensor) -> int:
-    if x.device.type != "cuda":
-        return 1
-    idx = x.device.index if x.device.index is not None else torch.cuda.current_device()
-    return _num_sms(idx)
-
-
-def channel_block(C: int, cap: int = 64) -> int:
-    """Power-of-two channel block in [16, cap] wasting at most C/8 lanes in the tail block
-    (falls back to the smallest), or next_pow2(C) when C < 16."""
-    if C < 16:
-        return _next_pow2(C)
-    b = cap
-    while b > 16:
-        if _cdiv(C, b) * b - C <= C // 8:
-            return b
-        b //= 2
-    return 16
-
-
-def vec_width(dtype: torch.dtype, *values: int) -> int:
-    """Largest power of two <= 16 bytes / itemsize dividing every value (C and strides)."""
-    g = math.gcd(*values)
-    v = 16 // dtype.itemsize
-    while v > 1 and g % v:
-        v //= 2
-    return v
-
-
-def span_fits_int32(t: torch.Tensor) -> bool:
-    """Largest in-sample element offset (dims 1..) fits int32; the sample offset is int64."""
-    return sum((s - 1) * abs(st) for s, st in zip(t.shape[1:], t.stride()[1:])) <= _INT32_MAX
-
-
-# ----------------------------------------------------------------------------------------------
-# Kernel
-# ----------------------------------------------------------------------------------------------
-
-@triton.jit
-def round_to_bf16_rne(v):
-    """fp32 -> the nearest-even bfloat16 value, still as fp32 (so a later .to(bf16) is exact).
-    Only used under TRITON_INTERPRET=1, whose fp32->bf16 cast truncates; on the GPU the native
-    conversion already rounds to nearest even."""
-    bits = v.to(tl.uint32, bitcast=True)
-    bits = bits + 0x7FFF + ((bits >> 16) & 1)
-    bits = (bits >> 16) << 16
-    return bits.to(tl.float32, bitcast=True)
+__all__ = ["dwconv_bn_act", "wants_channels_last"]
 
 
 # Shape ints and weight strides are not specialised (value 1 / multiple of 16) by Triton: that
@@ -203,7 +89,9 @@ def _dwconv_bn_act_kernel(
     n64 = n.to(tl.int64)
     x_nc = x_ptr + n64 * sx_n + c * sx_c
     w_c = w_ptr + c * sw_c
-    for kh in tl.static_range(K):
+    # kh is a run-time loop: unrolling all K*K taps let the compiler hoist every load and ran
+    # into 255 registers and spills (sm_90 compile check); K taps per iteration stay < 128.
+    for kh in range(K):
         ih = ih0 + kh * DIL
         row_ok = mask_p & (ih >= 0) & (ih < H)
         x_row = x_nc + ih * sx_h
@@ -214,10 +102,7 @@ def _dwconv_bn_act_kernel(
             wv = tl.load(w_c + (kh * sw_h + kw * sw_w), mask=mask_c, other=0.0).to(tl.float32)
             acc += xv * wv
     acc += tl.load(b_ptr + c * s_b, mask=mask_c, other=0.0).to(tl.float32)
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = acc * tl.minimum(tl.maximum(acc + 3.0, 0.0), 6.0) / 6.0
+    acc = apply_act(acc, ACT)
     if BF16_RNE:
         acc = round_to_bf16_rne(acc)
     y = y_ptr + n64 * sy_n + c * sy_c + oh * sy_h + ow * sy_w
@@ -230,7 +115,7 @@ _INTERPRETED = _kernel_is_interpreted(_dwconv_bn_act_kernel)
 @functools.lru_cache(maxsize=4096)
 def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
     """(BLOCK_P, BLOCK_C, num_warps).  Interpreter: big tiles (numpy cost is per op, not per
-    element).  GPU: ~1024-element tiles (8 fp32 accumulators/thread at 4 warps), fixed per layer
+    element).  GPU: ~1024-element tiles (4 fp32 accumulators/thread at 8 warps), fixed per layer
     shape so that few variants get compiled; shrunk only when the grid would not even give
     every SM one program (batch-1 layers with few pixels)."""
     if interpreted:
@@ -252,7 +137,7 @@ def _dw_blocks(N: int, C: int, P: int, cl: bool, sms: int, interpreted: bool):
         bc = max(1, min(1024 // bp, _next_pow2(C)))
         while bc > 1 and N * _cdiv(P, bp) * _cdiv(C, bc) < sms:
             bc //= 2
-    return bp, bc, 4
+    return bp, bc, 8
 
 
 def dwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,
@@ -279,16 +164,14 @@ def dwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, str
     vec = vec_width(x.dtype, C, sx[0], sx[2], sx[3], sy[0], sy[2], sy[3]) \
         if cl and sx[1] == 1 and sy[1] == 1 else 1
     grid = (N * tiles_p, _cdiv(C, bc))
-    with _device_ctx(x):
-        _wrap(_dwconv_bn_act_kernel, _INTERPRETED)[grid](
-            x, weight, bias, y,
+    args = (x, weight, bias, y,
             C // vec, H, W, OH, OW, tiles_p,
             sx[0] // vec, sx[1], sx[2] // vec, sx[3] // vec,
             weight.stride(0), weight.stride(2), weight.stride(3), bias.stride(0),
             sy[0] // vec, sy[1], sy[2] // vec, sy[3] // vec,
-            padding,
-            K=k, STRIDE=stride, DIL=dilation, ACT=act, CL=cl,
-            BLOCK_P=bp, BLOCK_C=bc, VEC=vec, BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED),
-            num_warps=warps,
-        )
+            padding)
+    meta = dict(K=k, STRIDE=stride, DIL=dilation, ACT=act, CL=cl, BLOCK_P=bp, BLOCK_C=bc, VEC=vec,
+                BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED), num_warps=warps)
+    with _device_ctx(x):
+        launch(_dwconv_bn_act_kernel, grid, args, meta, _INTERPRETED)
     return y

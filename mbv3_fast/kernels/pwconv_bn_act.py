@@ -28,9 +28,10 @@ import triton.language as tl
 
 from mbv3_fast.ops.pwconv_bn_act import check_inputs
 
-from .dwconv_bn_act import (
-    _check_launchable, _device_ctx, _kernel_is_interpreted, _cdiv, _next_pow2, _wrap,
-    needs_bf16_rne, num_sms, round_to_bf16_rne, span_fits_int32, wants_channels_last, _INT32_MAX,
+from ._utils import (
+    _INT32_MAX, _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2,
+    apply_act, launch, needs_bf16_rne, num_sms, round_to_bf16_rne, span_fits_int32,
+    wants_channels_last,
 )
 
 __all__ = ["pwconv_bn_act"]
@@ -78,10 +79,7 @@ def _pwconv_bn_act_kernel(
         else:
             acc = tl.dot(a.to(x_ptr.dtype.element_ty), b.to(x_ptr.dtype.element_ty), acc)
     acc += tl.load(b_ptr + offs_n * s_b, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if ACT == 1:
-        acc = tl.maximum(acc, 0.0)
-    elif ACT == 2:
-        acc = acc * tl.minimum(tl.maximum(acc + 3.0, 0.0), 6.0) / 6.0
+    acc = apply_act(acc, ACT)
     mask = mask_m[:, None] & mask_n[None, :]
     if HAS_RES:
         r = tl.load(r_ptr + n64 * sr_n + (h * sr_h + w * sr_w)[:, None] + offs_n[None, :] * sr_c,
@@ -138,18 +136,17 @@ def pwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, act
     sr = residual.stride() if has_res else (0, 0, 0, 0)
     ss = in_scale.stride() if has_scale else (0, 0)
     grid = (N * tiles_m, _cdiv(Cout, bn))
-    with _device_ctx(x):
-        _wrap(_pwconv_bn_act_kernel, _INTERPRETED)[grid](
-            x, weight, bias, residual if has_res else y, in_scale if has_scale else bias, y,
+    args = (x, weight, bias, residual if has_res else y, in_scale if has_scale else bias, y,
             K, Cout, HW, W, tiles_m,
             sx[0], sx[1], sx[2], sx[3],
             sw_n, sw_k, bias.stride(0),
             sr[0], sr[1], sr[2], sr[3],
             ss[0], ss[1],
-            sy[0], sy[1], sy[2], sy[3],
-            ACT=act, HAS_RES=has_res, HAS_SCALE=has_scale,
-            DOT_F32=(x.dtype == torch.float32 or _INTERPRETED),
-            BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED),
-            num_warps=warps,
-        )
+            sy[0], sy[1], sy[2], sy[3])
+    meta = dict(ACT=act, HAS_RES=has_res, HAS_SCALE=has_scale,
+                DOT_F32=(x.dtype == torch.float32 or _INTERPRETED),
+                BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, BF16_RNE=needs_bf16_rne(y.dtype, _INTERPRETED),
+                num_warps=warps)
+    with _device_ctx(x):
+        launch(_pwconv_bn_act_kernel, grid, args, meta, _INTERPRETED)
     return y

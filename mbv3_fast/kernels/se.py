@@ -32,10 +32,10 @@ import triton.language as tl
 
 from mbv3_fast.ops.se import check_inputs
 
-from .dwconv_bn_act import (
-    _check_launchable, _device_ctx, _kernel_is_interpreted,
-    _cdiv, _next_pow2, _wrap, channel_block, needs_bf16_rne, num_sms, round_to_bf16_rne,
-    vec_width, wants_channels_last, _INT32_MAX,
+from ._utils import (
+    _INT32_MAX, _cdiv, _check_launchable, _device_ctx, _kernel_is_interpreted, _next_pow2,
+    channel_block, hardsigmoid, launch, needs_bf16_rne, num_sms, round_to_bf16_rne, vec_width,
+    wants_channels_last,
 )
 
 __all__ = ["se", "se_scale"]
@@ -138,7 +138,7 @@ def _se_fc2_kernel(
                           mask=mask_co[:, None] & ms[None, :], other=0.0).to(tl.float32)
             z += tl.sum(w2t * h[None, :], axis=1)
         z = z + b2
-        scale = tl.minimum(tl.maximum(z + 3.0, 0.0), 6.0) / 6.0
+        scale = hardsigmoid(z)
         if BF16_RNE:
             scale = round_to_bf16_rne(scale)
         tl.store(s_ptr + n * ss_n + offs_co * ss_c, scale.to(s_ptr.dtype.element_ty),
@@ -205,7 +205,7 @@ def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted:
         bhw = max(1, min(2048 // bc, _next_pow2(HW)))
     else:
         bhw = max(1, min(256, _next_pow2(HW)))
-        bc = max(1, min(2048 // bhw, _next_pow2(C)))
+        bc = max(1, min(1024 // bhw, _next_pow2(C)))  # 2048: 148 registers (sm_90 check)
     n_cb = _cdiv(C, bc)
     tiles = _cdiv(HW, bhw)
     if N * n_cb < target:
@@ -214,12 +214,14 @@ def _se_config(N: int, C: int, S: int, HW: int, cl: bool, sms: int, interpreted:
     else:
         n_hs = 1
         nb = max(1, min(16, (N * n_cb) // target))
-    bs1 = max(1, min(_next_pow2(S), 4096 // bc))
+    # w1 / w2 tiles of <= 2048 fp32 (16 per thread): 4096-element tiles took 142 / 237
+    # registers in the sm_90 compile check (budget 128 for these memory-bound kernels)
+    bs1 = max(1, min(_next_pow2(S), 2048 // bc))
     bco = min(_next_pow2(C), 64)
-    bs2 = min(_next_pow2(S), 64)
+    bs2 = min(_next_pow2(S), 32)
     n_co = _cdiv(C, bco)
     nb2 = 1 if N * n_co < target else max(1, min(16, (N * n_co) // target))
-    return dict(BC=bc, BHW=bhw, n_hs=n_hs, NB=nb, BS1=bs1, BCO=bco, BS2=bs2, BPART=16,
+    return dict(BC=bc, BHW=bhw, n_hs=n_hs, NB=nb, BS1=bs1, BCO=bco, BS2=bs2, BPART=8,
                 NB2=nb2, MBC=bc, MBHW=bhw, warps=4)
 
 
@@ -283,26 +285,26 @@ def _se_impl(x, w1, b1, w2, b2, op: str, scale_only: bool) -> torch.Tensor:
     hpart = torch.empty((N, parts, S), device=dev, dtype=torch.float32)
     scale = out if scale_only else torch.empty((N, C), device=dev, dtype=torch.float32)
     with _device_ctx(x):
-        _wrap(_se_pool_fc1_kernel, _INTERPRETED)[pool["grid"]](
-            x, w1, hpart,
-            N, C // vec, S, HW, pool["hw_chunk"], pool["n_hs"], parts, pool["nb"],
-            sx[0] // vec, sx[1], sx_hw // vec, w1.stride(0), w1.stride(1),
-            1.0 / HW,
-            **pool["meta"],
-        )
-        _wrap(_se_fc2_kernel, _INTERPRETED)[fc2["grid"]](
-            hpart, b1, w2, b2, scale,
-            N, C, S, parts, fc2["nb"],
-            b1.stride(0), w2.stride(0), w2.stride(1), b2.stride(0), C, 1,
-            BF16_RNE=needs_bf16_rne(scale.dtype, _INTERPRETED), **fc2["meta"],
-        )
+        launch(_se_pool_fc1_kernel, pool["grid"],
+               (x, w1, hpart,
+                N, C // vec, S, HW, pool["hw_chunk"], pool["n_hs"], parts, pool["nb"],
+                sx[0] // vec, sx[1], sx_hw // vec, w1.stride(0), w1.stride(1),
+                1.0 / HW),
+               pool["meta"], _INTERPRETED)
+        launch(_se_fc2_kernel, fc2["grid"],
+               (hpart, b1, w2, b2, scale,
+                N, C, S, parts, fc2["nb"],
+                b1.stride(0), w2.stride(0), w2.stride(1), b2.stride(0), C, 1),
+               dict(BF16_RNE=needs_bf16_rne(scale.dtype, _INTERPRETED), **fc2["meta"]),
+               _INTERPRETED)
         if not scale_only:
-            _wrap(_se_mul_kernel, _INTERPRETED)[mul["grid"]](
-                x, scale, out,
-                C // vec, HW, mul["tiles"],
-                sx[0] // vec, sx[1], sx_hw // vec, C // vec, 1, sx[0] // vec, sx[1], sx_hw // vec,
-                BF16_RNE=needs_bf16_rne(dtype, _INTERPRETED), **mul["meta"],
-            )
+            launch(_se_mul_kernel, mul["grid"],
+                   (x, scale, out,
+                    C // vec, HW, mul["tiles"],
+                    sx[0] // vec, sx[1], sx_hw // vec, C // vec, 1, sx[0] // vec, sx[1],
+                    sx_hw // vec),
+                   dict(BF16_RNE=needs_bf16_rne(dtype, _INTERPRETED), **mul["meta"]),
+                   _INTERPRETED)
     return out
 
 
