@@ -4,7 +4,7 @@
 PY ?= python3
 PIP = $(PY) -m pip install -q --disable-pip-version-check
 # Pinned: the versions this project is tested with (pip's local cap allows no newer).
-PY_DEPS = torch==2.14.1 torchvision==0.29.1 "setuptools>=77" pytest pytest-benchmark hypothesis matplotlib
+PY_DEPS = torch==2.14.1 torchvision==0.29.1 "setuptools>=77" ninja pytest pytest-benchmark hypothesis matplotlib
 BUILT = mbv3_fast/.built
 
 .PHONY: deps build test bench clean
