@@ -14,22 +14,7 @@ from torchvision.models import mobilenetv3 as tvm
 
 import mbv3_fast
 from mbv3_fast import model as fm
-
-
-def _realistic(tv: nn.Module) -> nn.Module:
-    """Random BN statistics and affine parameters (folding matters), FC weights that keep the
-    logits O(1)."""
-    with torch.no_grad():
-        for m in tv.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.05)
-                m.bias.normal_(0, 0.1)
-    return tv.eval().requires_grad_(False)
+from test_mobilenet_v3 import _random_bn as _realistic  # random BN statistics, O(1) logits
 
 
 def _pair(arch="small", **kw):
