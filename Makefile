@@ -7,7 +7,7 @@ PIP = $(PY) -m pip install -q --disable-pip-version-check
 PY_DEPS = torch==2.14.1 torchvision==0.29.1 "setuptools>=77" ninja pytest pytest-benchmark hypothesis matplotlib
 BUILT = mbv3_fast/.built
 
-.PHONY: deps build test bench clean
+.PHONY: deps build test test-asan bench clean
 deps:
 	$(PIP) $(PY_DEPS)
 	@# NEON is tested by cross-compiling and running under qemu; install the tools when root.
@@ -28,6 +28,24 @@ build: deps $(BUILT)
 
 test: build
 	$(PY) -m pytest tests -q -ra
+
+# The C++ ops under AddressSanitizer + UndefinedBehaviorSanitizer: a copy of the sources under
+# build/asan/tree is built there with MBV3_FAST_SANITIZE=1 (setup.py), so the normal in-place
+# extension is never overwritten, and the op tests (odd shapes, non-finite values, thread
+# splits, the fuzzers) run against it.  Python is not instrumented, hence LD_PRELOAD.  Any
+# report fails the run (-fno-sanitize-recover, halt_on_error).  Incremental: tar keeps mtimes.
+ASAN_TREE = build/asan/tree
+ASAN_TESTS = tests/test_dwconv_bn_act.py tests/test_pwconv_bn_act.py tests/test_expand_dwconv_bn_act.py \
+  tests/test_se.py tests/test_conv_bn_act.py tests/test_classifier_head.py tests/test_mobilenet_v3.py \
+  tests/test_nonfinite.py tests/test_threads.py tests/test_fuzz.py
+ASAN_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+  ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+test-asan: deps
+	mkdir -p $(ASAN_TREE)
+	tar -cf - --exclude='*.so' --exclude=tests/neon/build --exclude=__pycache__ --exclude=mbv3_fast/.built \
+	  setup.py csrc mbv3_fast tests | tar -xf - -C $(ASAN_TREE)
+	cd $(ASAN_TREE) && MBV3_FAST_SANITIZE=1 $(PY) setup.py -q build_ext --inplace
+	cd $(ASAN_TREE) && $(ASAN_ENV) $(PY) -m pytest $(ASAN_TESTS) -q -p no:cacheprovider -k "not neon and not triton"
 
 # The latency report: end to end (vs torchvision eager/compile and ONNX Runtime), per block, per
 # op; fused vs unfused in the same run.  JSON under bench/results/, Markdown + PNG charts.

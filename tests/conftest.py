@@ -43,3 +43,18 @@ def _fresh_seed(request):
     # (crc32, not hash(), which Python salts per process).  The tolerance rule compares
     # maximum errors, so a marginal case must fail every time, not one CI run in three.
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()))
+
+
+# Property-based fuzzing (tests/test_fuzz.py): a modest default for CI, a deep run on request
+# (`pytest tests/test_fuzz.py --hypothesis-profile=long`).  The examples are derived from a
+# fixed seed in CI (derandomize), so a failure reproduces on every run.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                        HealthCheck.function_scoped_fixture])
+    settings.register_profile("ci", max_examples=100, derandomize=True, print_blob=True, **_common)
+    settings.register_profile("long", max_examples=3000, print_blob=True, **_common)
+    settings.load_profile(os.environ.get("MBV3_HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # hypothesis is a test dependency (Makefile); test_fuzz.py skips without it
+    pass

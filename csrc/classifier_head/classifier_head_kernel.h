@@ -27,27 +27,14 @@ void head_pool(const HeadPoolParams& p, int64_t n_begin, int64_t n_end, float* p
   }
 }
 
+static_assert(kHeadSamples == kFcMaxSamples, "fc_layer takes up to kHeadSamples samples");
+
 void head_linear(const FcMatrix& w, const float* b, Act act, int64_t nb, const float* in, int64_t nin,
                  int64_t o_begin, int64_t o_end, float* out, int64_t out_ld) {
-  auto run = [&](auto nb_c) {
-    constexpr int NB = decltype(nb_c)::value;
-    matmul<NB>(w, in, nin, nin, o_begin, o_end, out, out_ld);
-    for (int j = 0; j < NB; ++j) {
-      float* o = out + j * out_ld;
-      switch (act) {
-        case Act::Hardswish: bias_act(o, b, o_begin, o_end, [](Vec v) { return hardswish(v); }); break;
-        case Act::Relu: bias_act(o, b, o_begin, o_end, [](Vec v) { return relu(v); }); break;
-        default: bias_act(o, b, o_begin, o_end, [](Vec v) { return v; }); break;
-      }
-    }
-  };
-  static_assert(kHeadSamples == 4, "cases below");
-  switch (nb) {
-    case 1: run(Int<1>{}); break;
-    case 2: run(Int<2>{}); break;
-    case 3: run(Int<3>{}); break;
-    default: run(Int<4>{}); break;
-  }
+  with_act(act, [&](auto a) {
+    constexpr Act A = decltype(a)::value;
+    fc_layer(w, b, nb, in, nin, nin, o_begin, o_end, out, out_ld, [](Vec v) { return activate<A>(v); });
+  });
 }
 
 }  // namespace MBV3_ISA_NS

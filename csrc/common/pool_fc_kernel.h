@@ -21,15 +21,15 @@ constexpr int kPlaneAcc = 4;
 template <int V>
 using Int = std::integral_constant<int, V>;
 
-// V full vectors and, when TAIL, one more holding `tail` (< Vec::N) lanes.
+// V full vectors and, when TAIL, one more holding `tail` (< Vec::N) lanes (simd.h's Lanes).
 template <int V, bool TAIL>
 struct Block {
   static constexpr int K = V + (TAIL ? 1 : 0);
   static inline Vec load(const float* p, int k, int tail) {
-    return (TAIL && k == V) ? Vec::load_tail(p + k * Vec::N, tail) : Vec::load(p + k * Vec::N);
+    return (TAIL && k == V) ? Lanes<Vec, true>{tail}.load(p + k * Vec::N) : Vec::load(p + k * Vec::N);
   }
   static inline void store(float* p, int k, int tail, Vec v) {
-    if (TAIL && k == V) v.store_tail(p + k * Vec::N, tail);
+    if (TAIL && k == V) Lanes<Vec, true>{tail}.store(p + k * Vec::N, v);
     else v.store(p + k * Vec::N);
   }
 };
@@ -62,11 +62,7 @@ inline void for_blocks(int64_t begin, int64_t end, Body&& body) {
   }
 }
 
-inline Vec load_any(const float* p, int64_t n) { return n >= Vec::N ? Vec::load(p) : Vec::load_tail(p, int(n)); }
-inline void store_any(float* p, int64_t n, Vec v) {
-  if (n >= Vec::N) v.store(p);
-  else v.store_tail(p, int(n));
-}
+// load_any / store_any (one vector's first n lanes): simd.h.
 
 // Lane-wise sum of n contiguous floats, pairwise: halves (at vector boundaries) down to leaves
 // of at most kLeafVecs vectors, each summed by kPlaneAcc accumulators.  Every chain of
@@ -245,6 +241,26 @@ inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Ac
   for (int64_t o = begin; o < end; o += Vec::N) {
     const int64_t n = end - o;
     store_any(v + o, n, act(add(load_any(v + o, n), load_any(bias + o, n))));
+  }
+}
+
+// One FC layer for nb (1..4) samples, the SE's and the head's:
+//   out[j * out_ld + o] = act(sum_i W(o, i) in[j * in_ld + i] + bias[o]),  o in [o_begin, o_end)
+// (each weight loaded once for the nb samples).
+constexpr int64_t kFcMaxSamples = 4;
+template <class ActF>
+inline void fc_layer(const FcMatrix& m, const float* bias, int64_t nb, const float* in, int64_t in_ld,
+                     int64_t nin, int64_t o_begin, int64_t o_end, float* out, int64_t out_ld, ActF act) {
+  auto run = [&](auto nb_c) {
+    constexpr int NB = decltype(nb_c)::value;
+    matmul<NB>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
+    for (int j = 0; j < NB; ++j) bias_act(out + j * out_ld, bias, o_begin, o_end, act);
+  };
+  switch (nb) {
+    case 1: return run(Int<1>{});
+    case 2: return run(Int<2>{});
+    case 3: return run(Int<3>{});
+    default: return run(Int<4>{});
   }
 }
 

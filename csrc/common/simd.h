@@ -17,6 +17,8 @@
 #include <utility>
 #include <vector>
 
+#include "activation.h"
+
 #if defined(MBV3_ISA_AVX512) || defined(MBV3_ISA_AVX2)
 #include <immintrin.h>
 #if !defined(__GNUC__) || defined(__clang__)
@@ -63,6 +65,29 @@ static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
                                   _mm256_hadd_ps(fold_halves(c.v), fold_halves(d.v)));
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
+// An 8-lane (256-bit, AVX-512VL) vector with the same interface as Vec, for channel tails of
+// at most 8 (72 = 64 + 8, ...): a masked 16-lane op on an 8-channel tail costs twice the
+// 256-bit one on cores that split 512-bit ops.
+struct Half {
+  static constexpr int N = 8;
+  __m256 v;
+  static inline Half zero() { return {_mm256_setzero_ps()}; }
+  static inline Half set1(float f) { return {_mm256_set1_ps(f)}; }
+  static inline Half load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static inline Half load_tail(const float* p, int n) {
+    return {_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << n) - 1u), p)};
+  }
+  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
+  inline void store_tail(float* p, int n) const {
+    _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << n) - 1u), v);
+  }
+};
+static inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+static inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
+static inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
+static inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
+static inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
+constexpr bool kHasHalf = true;
 }}  // namespace mbv3::avx512
 
 #elif defined(MBV3_ISA_AVX2)
@@ -99,6 +124,8 @@ static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
   const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a.v, b.v), _mm256_hadd_ps(c.v, d.v));
   _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1)));
 }
+struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
+constexpr bool kHasHalf = false;
 }}  // namespace mbv3::avx2
 
 #elif defined(MBV3_ISA_NEON)
@@ -135,6 +162,8 @@ static inline float reduce_add(Vec a) { return vaddvq_f32(a.v); }
 static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
   vst1q_f32(out, vpaddq_f32(vpaddq_f32(a.v, b.v), vpaddq_f32(c.v, d.v)));
 }
+struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
+constexpr bool kHasHalf = false;
 }}  // namespace mbv3::neon
 
 #elif defined(MBV3_ISA_SCALAR)
@@ -156,13 +185,15 @@ struct Vec {
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {std::fma(a.v, b.v, c.v)}; }
 static inline Vec add(Vec a, Vec b) { return {a.v + b.v}; }
 static inline Vec mul(Vec a, Vec b) { return {a.v * b.v}; }
-// NaN-propagating like PyTorch's max/min is not needed: inputs are finite by contract.
+// x86 semantics (see max/min below): b unless a is strictly beyond it, so a NaN operand yields b.
 static inline Vec max(Vec a, Vec b) { return {a.v > b.v ? a.v : b.v}; }
 static inline Vec min(Vec a, Vec b) { return {a.v < b.v ? a.v : b.v}; }
 static inline float reduce_add(Vec a) { return a.v; }
 static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
   out[0] = a.v; out[1] = b.v; out[2] = c.v; out[3] = d.v;
 }
+struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
+constexpr bool kHasHalf = false;
 }}  // namespace mbv3::scalar
 
 #else
@@ -170,14 +201,81 @@ static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
 #endif
 
 namespace mbv3 { namespace MBV3_ISA_NS {
+// max(a, b) / min(a, b) follow x86's maxps/minps on every ISA but NEON: when either operand is
+// NaN the result is b.  So an activation puts its constant first and the value second, and a
+// NaN (or inf) input comes out as PyTorch's does: relu(NaN) = NaN, hardsigmoid(NaN) = NaN.
+// (NEON's vmaxq/vminq return NaN for either operand, which gives the same result here.)
+
 // Activations shared by every fused epilogue; same formulas as PyTorch's:
 // hardswish(v) = v * relu6(v + 3) / 6,  hardsigmoid(v) = relu6(v + 3) / 6.
-static inline Vec relu(Vec a) { return max(a, Vec::zero()); }
-static inline Vec relu6_plus3(Vec a) {
-  return min(max(add(a, Vec::set1(3.f)), Vec::zero()), Vec::set1(6.f));
+// V is Vec or Half.
+template <class V>
+static inline V relu(V a) { return max(V::zero(), a); }
+template <class V>
+static inline V relu6_plus3(V a) {
+  return min(V::set1(6.f), max(V::zero(), add(a, V::set1(3.f))));
 }
 // Multiplying by 1/6 instead of dividing: 6 * float(1/6) rounds to exactly 1, so both are exact
 // in saturation (hardswish(v >= 3) == v), and within an ulp of PyTorch's division in between.
-static inline Vec hardsigmoid(Vec a) { return mul(relu6_plus3(a), Vec::set1(1.f / 6.f)); }
-static inline Vec hardswish(Vec a) { return mul(a, hardsigmoid(a)); }
+template <class V>
+static inline V hardsigmoid(V a) { return mul(relu6_plus3(a), V::set1(1.f / 6.f)); }
+template <class V>
+static inline V hardswish(V a) { return mul(a, hardsigmoid(a)); }
+
+// The one activation helper of the fused epilogues: compile-time (activate<A>(v)) and the
+// dispatch from the run-time code (with_act(act, f) calls f(ActC<A>{}) with A a constant).
+template <Act A>
+using ActC = std::integral_constant<Act, A>;
+template <Act A, class V>
+static inline V activate(V v) {
+  if constexpr (A == Act::Relu) return relu(v);
+  else if constexpr (A == Act::Hardswish) return hardswish(v);
+  else return v;
+}
+template <class F>
+static inline decltype(auto) with_act(Act act, F&& f) {
+  switch (act) {
+    case Act::Relu: return f(ActC<Act::Relu>{});
+    case Act::Hardswish: return f(ActC<Act::Hardswish>{});
+    default: return f(ActC<Act::None>{});
+  }
+}
+
+// Run-time activation, for epilogues not specialised by activation (the stem conv).
+template <class V>
+static inline V activate(V v, Act act) {
+  return with_act(act, [v](auto a) { return activate<decltype(a)::value>(v); });
+}
+
+// The one masked-tail type: a full vector V (TAIL false) or its first n lanes (TAIL true:
+// masked loads read zeros beyond n, masked stores leave memory beyond n untouched).  V is Vec,
+// or Half for tails of at most Half::N.
+template <class V_, bool TAIL>
+struct Lanes {
+  using V = V_;
+  int n;
+  inline V load(const float* p) const { return TAIL ? V::load_tail(p, n) : V::load(p); }
+  inline void store(float* p, V v) const {
+    if (TAIL) v.store_tail(p, n);
+    else v.store(p);
+  }
+};
+// The first n lanes of one Vec at run time (n >= Vec::N: all of them).
+static inline Vec load_any(const float* p, int64_t n) {
+  return n >= Vec::N ? Vec::load(p) : Vec::load_tail(p, int(n));
+}
+static inline void store_any(float* p, int64_t n, Vec v) {
+  if (n >= Vec::N) v.store(p);
+  else v.store_tail(p, int(n));
+}
+// Runs f(lanes) for a channel tail of n (1..Vec::N-1) lanes with the narrowest lanes that
+// cover it.
+template <class F>
+static inline void with_tail_lanes(int n, F&& f) {
+  if constexpr (kHasHalf) {
+    if (n == Half::N) return f(Lanes<Half, false>{n});
+    if (n < Half::N) return f(Lanes<Half, true>{n});
+  }
+  f(Lanes<Vec, true>{n});
+}
 }}  // namespace mbv3::MBV3_ISA_NS

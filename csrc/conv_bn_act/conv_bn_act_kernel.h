@@ -52,13 +52,7 @@ inline Vec fmadd_bcast(const float* x, Vec w, Vec acc) {
 #endif
 }
 
-inline Vec activate(Vec v, Act act) {
-  switch (act) {
-    case Act::Relu: return relu(v);
-    case Act::Hardswish: return hardswish(v);
-    default: return v;
-  }
-}
+// activate(v, act): common/simd.h.
 
 // Geometry of the interior path.  UNIT_W: x's W stride is 1 (NCHW, the stem): with a
 // compile-time stride S every broadcast is base + constant offset.  S = 0: run-time stride and

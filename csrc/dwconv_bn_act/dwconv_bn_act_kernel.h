@@ -23,47 +23,6 @@ namespace {
 
 constexpr int kMaxK = 7;
 
-#if defined(MBV3_ISA_AVX512)
-// An 8-lane (256-bit, AVX-512VL) vector for channel tails of at most 8: 72 = 64 + 8,
-// 120 = 112 + 8, 184 = 176 + 8.  Zen 4 executes a 512-bit op as two 256-bit halves, so a masked
-// 16-lane op on an 8-channel tail costs twice the 256-bit one.
-struct Half {
-  static constexpr int N = 8;
-  __m256 v;
-  static inline Half zero() { return {_mm256_setzero_ps()}; }
-  static inline Half set1(float f) { return {_mm256_set1_ps(f)}; }
-  static inline Half load(const float* p) { return {_mm256_loadu_ps(p)}; }
-  static inline Half load_tail(const float* p, int n) {
-    return {_mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << n) - 1u), p)};
-  }
-  inline void store(float* p) const { _mm256_storeu_ps(p, v); }
-  inline void store_tail(float* p, int n) const {
-    _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << n) - 1u), v);
-  }
-};
-inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
-inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
-inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
-inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
-inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
-// Same formulas as simd.h's relu / hardswish.
-inline Half relu(Half a) { return max(a, Half::zero()); }
-inline Half hardswish(Half a) {
-  return mul(a, mul(min(max(add(a, Half::set1(3.f)), Half::zero()), Half::set1(6.f)), Half::set1(1.f / 6.f)));
-}
-constexpr bool kHasHalf = true;
-#else
-struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
-constexpr bool kHasHalf = false;
-#endif
-
-template <Act A, class V>
-inline V activate(V v) {
-  if constexpr (A == Act::Relu) return relu(v);
-  else if constexpr (A == Act::Hardswish) return hardswish(v);
-  else return v;
-}
-
 // Compile-time geometry of the specialised paths; 0 = read it from the params at run time.
 template <int K, int S, int D>
 struct Geometry {
@@ -73,35 +32,14 @@ struct Geometry {
       : k(K > 0 ? K : p.k), s(S > 0 ? S : p.stride), d(D > 0 ? D : p.dil) {}
 };
 
-// A full vector of channels, or the first `n` (masked) for the channel tail; V is Vec, or Half
-// for tails of at most Half::N channels.
-template <class V_, bool TAIL>
-struct Lanes {
-  using V = V_;
-  int n;
-  V load(const float* ptr) const { return TAIL ? V::load_tail(ptr, n) : V::load(ptr); }
-  void store(float* ptr, V v) const {
-    if (TAIL) v.store_tail(ptr, n);
-    else v.store(ptr);
-  }
-};
-
-// Runs f(lanes) for the channel tail of n (1..Vec::N-1) channels with the narrowest lanes that
-// cover it.
-template <class F>
-inline void with_tail_lanes(int n, F&& f) {
-  if constexpr (kHasHalf) {
-    if (n == Half::N) return f(Lanes<Half, false>{n});
-    if (n < Half::N) return f(Lanes<Half, true>{n});
-  }
-  f(Lanes<Vec, true>{n});
-}
+// Channel tails use common/simd.h's Lanes (Vec, or Half for tails of at most Half::N lanes).
 
 // kBlock adjacent output columns [ow, ow + kBlock) of one channel tile, specialised geometry.
 // With compile-time stride and dilation the shared input columns are loaded once (stride 1,
 // k = 3: 6 loads feed 12 FMAs) and the independent accumulator chains hide the FMA latency.
-// CHECKED blocks touch the padding or run past the row's end: out-of-range input columns read
-// as zero and only real outputs are stored, so small maps (7x7) keep this schedule too.
+// CHECKED blocks touch the padding or run past the row's end: out-of-range taps are skipped
+// (as PyTorch does: multiplying a zero by a NaN or inf weight would give NaN) and only real
+// outputs are stored, so small maps (7x7) keep this schedule too.
 constexpr int kBlock = 4;
 
 //
@@ -137,7 +75,10 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
 #pragma GCC unroll 8
     for (int kw = 0; kw < K; ++kw) {
       const V wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
-      for (int j = 0; j < NB; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
+      for (int j = 0; j < NB; ++j) {
+        const int i = j * S + kw * D;
+        if (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) acc[kh & 1][j] = fmadd(in[i], wt, acc[kh & 1][j]);
+      }
     }
   }
   for (int j = 0; j < NB; ++j)
@@ -263,11 +204,7 @@ using RowsFn = void (*)(const DwConvParams&, int64_t, int64_t, int64_t, int64_t)
 
 template <int K, int S, int D>
 RowsFn pick_act(Act act) {
-  switch (act) {
-    case Act::Relu: return rows_kernel<K, S, D, Act::Relu>;
-    case Act::Hardswish: return rows_kernel<K, S, D, Act::Hardswish>;
-    default: return rows_kernel<K, S, D, Act::None>;
-  }
+  return with_act(act, [](auto a) { return RowsFn(rows_kernel<K, S, D, decltype(a)::value>); });
 }
 
 // MobileNetV3's depthwise layers are 3x3 / 5x5, stride 1 / 2, dilation 1: fully specialised.

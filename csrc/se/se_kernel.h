@@ -79,36 +79,14 @@ void se_mean(const SeParams& p, const float* part_n, float* mean) {
   }
 }
 
-namespace {
-// nb samples at once (a compile-time count), so each weight is loaded once for all of them.
-template <class Body>
-inline void by_samples(int64_t nb, Body&& body) {
-  static_assert(kSeFcSamples == 4, "cases below");
-  switch (nb) {
-    case 1: return body(Int<1>{});
-    case 2: return body(Int<2>{});
-    case 3: return body(Int<3>{});
-    default: return body(Int<4>{});
-  }
-}
-}  // namespace
+static_assert(kSeFcSamples == kFcMaxSamples, "fc_layer takes up to kSeFcSamples samples");
 
 void se_fc1(const SeParams& p, int64_t nb, const float* mean, float* h, int64_t s_begin, int64_t s_end) {
-  by_samples(nb, [&](auto nb_c) {
-    constexpr int NB = decltype(nb_c)::value;
-    matmul<NB>(p.w1, mean, p.C, p.C, s_begin, s_end, h, p.S);
-    for (int j = 0; j < NB; ++j)
-      bias_act(h + j * p.S, p.b1, s_begin, s_end, [](Vec v) { return relu(v); });
-  });
+  fc_layer(p.w1, p.b1, nb, mean, p.C, p.C, s_begin, s_end, h, p.S, [](Vec v) { return relu(v); });
 }
 
 void se_fc2(const SeParams& p, int64_t nb, const float* h, float* scale, int64_t c_begin, int64_t c_end) {
-  by_samples(nb, [&](auto nb_c) {
-    constexpr int NB = decltype(nb_c)::value;
-    matmul<NB>(p.w2, h, p.S, p.S, c_begin, c_end, scale, p.C);
-    for (int j = 0; j < NB; ++j)
-      bias_act(scale + j * p.C, p.b2, c_begin, c_end, [](Vec v) { return hardsigmoid(v); });
-  });
+  fc_layer(p.w2, p.b2, nb, h, p.S, p.S, c_begin, c_end, scale, p.C, [](Vec v) { return hardsigmoid(v); });
 }
 
 void se_apply(const SeParams& p, const float* scale, int64_t u_begin, int64_t u_end) {

@@ -1,0 +1,66 @@
+"""Thread-count determinism: every CPU op gives bit-identical results with 1 and 2 threads, and
+the same input twice gives the same bits.  Shapes are chosen so that the thread split differs:
+2 threads cut the rows (and, for small maps, the columns) differently from 1.
+
+Why this holds: each output element's sum runs over its terms in a fixed order (fixed K blocks
+in the 1x1 GEMM, fixed pixel chunks and sample blocks in the pools and FCs) that depends on the
+shape only, never on how the rows or columns are dealt out.  The one former exception, the SE
+input scale of pwconv_bn_act ((x*s)*w or x*(w*s), picked per thread chunk), is now picked per
+layer shape.
+"""
+import pytest
+import torch
+
+from test_nonfinite import OPS, channels_last
+
+# (op, shape): per-op shapes where 1 and 2 threads split the work differently.
+CASES = [
+    ("dwconv_bn_act", (3, 72, 28, 28, 3, 1, 1, 1)), ("dwconv_bn_act", (1, 120, 14, 14, 5, 2, 2, 1)),
+    ("dwconv_bn_act", (2, 33, 17, 9, 7, 3, 3, 1)),
+    ("pwconv_bn_act", (3, 40, 120, 28, 28)), ("pwconv_bn_act", (1, 96, 576, 7, 7)),
+    ("pwconv_bn_act+residual", (2, 40, 40, 14, 14)),
+    # HW = 196 > Cout = 120, but half the rows (2 threads) <= 120: the old per-chunk choice flipped.
+    ("pwconv_bn_act+in_scale", (1, 480, 120, 14, 14)), ("pwconv_bn_act+in_scale", (3, 120, 40, 28, 28)),
+    ("pwconv_bn_act+in_scale", (4, 576, 96, 7, 7)), ("pwconv_bn_act+in_scale", (2, 72, 24, 20, 20)),
+    ("expand_dwconv_bn_act", (2, 24, 72, 28, 28, 3, 1, 1, 1)), ("expand_dwconv_bn_act", (1, 40, 240, 14, 14, 5, 2, 2, 1)),
+    ("se", (3, 72, 24, 28, 28)), ("se", (8, 576, 144, 7, 7)),
+    ("se_scale", (5, 960, 240, 7, 7)),
+    ("conv_bn_act", (3, 3, 16, 64, 64, 3, 2, 1)), ("conv_bn_act", (1, 3, 16, 224, 224, 3, 2, 1)),
+    ("classifier_head", (5, 960, 1280, 1000, 7, 7)), ("classifier_head", (1, 576, 1024, 1000, 1, 1)),
+]
+
+
+def _run(fn, arg, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return fn(arg)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("op_name,shape", CASES, ids=[f"{n}-{s}" for n, s in CASES])
+def test_one_vs_two_threads_bitwise(cpu_isa, op_name, shape):
+    op = OPS[op_name]
+    a = "hardswish"
+    d = op.make(shape, a)
+    for layout, dd in (("nchw", d), ("channels_last", channels_last(d))):
+        one = _run(op.ours, dd, 1)
+        two = _run(op.ours, dd, 2)
+        again = _run(op.ours, dd, 2)
+        assert torch.equal(two, again), f"{cpu_isa} {op_name} {shape} {layout}: same input, different bits"
+        diff = (one - two).abs().max().item() if one.numel() else 0.0
+        assert torch.equal(one, two), f"{cpu_isa} {op_name} {shape} {layout}: 1 vs 2 threads differ by {diff:.3e}"
+
+
+def test_model_one_vs_two_threads_bitwise(cpu_isa):
+    tv = pytest.importorskip("torchvision")
+    import mbv3_fast
+    torch.manual_seed(0)
+    model = mbv3_fast.from_torchvision(tv.models.mobilenet_v3_small().eval())
+    for n in (1, 3):
+        x = torch.randn(n, 3, 96, 96)
+        with torch.no_grad():
+            one = _run(model, x, 1)
+            two = _run(model, x, 2)
+        assert torch.equal(one, two), f"{cpu_isa} batch {n}: 1 vs 2 threads differ by {(one - two).abs().max():.3e}"
