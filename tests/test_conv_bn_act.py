@@ -291,3 +291,31 @@ def test_neon_under_qemu(cpu):
         offset += size
         assert_within_rule(got, ref32, ref64, f"neon {cpu} {what}")
     assert offset == flat.numel()
+
+
+# -- int arguments: range-checked (2**33 used to truncate to 0 in the binding: SIGFPE) ----------------
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("name,value,match", [
+    ("stride", 0, "stride must be >= 1, got 0"),
+    ("stride", -3, "stride must be >= 1, got -3"),
+    ("stride", 2**33, f"stride must be <= 65536, got {2**33}"),
+    ("stride", 2**62, "stride must be <= 65536"),
+    ("padding", -1, "padding must be >= 0"),
+    ("padding", -2**33, "padding must be >= 0"),
+    ("padding", 2**33, "padding must be <= 65536"),
+    ("padding", 65537, "padding must be <= 65536"),
+])
+def test_int_arguments_out_of_range(device, name, value, match):
+    args = dict(zip(["x", "weight", "bias", "stride", "padding", "activation"], _args()))
+    args[name] = value
+    args = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args.values()]
+    with pytest.raises(ValueError, match=match):
+        torch.ops.mbv3.conv_bn_act(*args)
+
+
+def test_large_in_range_int_arguments_compute(cpu_isa):
+    x, w, b = torch.randn(2, 3, 7, 6), torch.randn(8, 3, 3, 3), torch.randn(8)
+    for stride, padding in ((65536, 1), (4, 3), (1, 0)):
+        got = torch.ops.mbv3.conv_bn_act(x, w, b, stride, padding, "none")
+        ref = F.conv2d(x.double(), w.double(), b.double(), stride, padding)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)

@@ -172,3 +172,32 @@ def _args(**over):
 def test_bad_inputs_raise_clear_errors(over, exc, match):
     with pytest.raises(exc, match=match):
         OP(*_args(**over))
+
+
+# -- int arguments: range-checked (2**33 used to truncate to 0 in the binding: SIGFPE) ----------------
+@pytest.mark.parametrize("device", ["cpu", "meta"])
+@pytest.mark.parametrize("name,value,match", [
+    ("stride", 0, "stride must be >= 1, got 0"),
+    ("stride", -1, "stride must be >= 1"),
+    ("stride", 2**33, f"stride must be <= 65536, got {2**33}"),
+    ("dilation", 0, "dilation must be >= 1"),
+    ("dilation", 2**33, "dilation must be <= 65536"),
+    ("padding", -1, "padding must be >= 0"),
+    ("padding", 2**33, "padding must be <= 65536"),
+    ("padding", -2**33, "padding must be >= 0"),
+])
+def test_int_arguments_out_of_range(device, name, value, match):
+    args = dict(zip(["x", "ew", "eb", "eact", "w", "b", "stride", "padding", "dilation", "act"], _args()))
+    args[name] = value
+    args = [a.to(device) if isinstance(a, torch.Tensor) else a for a in args.values()]
+    with pytest.raises(ValueError, match=match):
+        OP(*args)
+
+
+def test_large_in_range_stride_computes(cpu_isa):
+    x, ew, eb, w, b = (torch.randn(1, 4, 6, 6), torch.randn(8, 4, 1, 1), torch.randn(8),
+                       torch.randn(8, 1, 3, 3), torch.randn(8))
+    got = OP(x, ew, eb, "relu", w, b, 65536, 1, 1, "none")
+    e = torch.relu(F.conv2d(x.double(), ew.double(), eb.double()))
+    ref = F.conv2d(e, w.double(), b.double(), 65536, 1, 1, 8)
+    torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "classifier_head.h"
 #include "common/isa_dispatch.h"
@@ -28,7 +29,7 @@ void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* 
   const int64_t slices = std::max<int64_t>(1, std::min(aligned, want));
   auto slice_begin = [&](int64_t k) { return std::min(nout, k * aligned / slices * kSliceAlign); };
   const int64_t unit_macs = nb * nin * (nout / slices + 1);
-  const int64_t grain = std::max<int64_t>(1, kMinTaskMacs / unit_macs);
+  const int64_t grain = parallel_grain(unit_macs, kMinTaskMacs);
   at::parallel_for(0, blocks * slices, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t blk = u / slices, k = u % slices, n0 = blk * nb;
@@ -38,19 +39,22 @@ void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* 
   });
 }
 
-}  // namespace
+struct HeadShape {
+  int64_t N, C, hidden, classes;
+};
 
-at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-                               const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_classifier_head).
+HeadShape check_head(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                     const at::Tensor& b2) {
   constexpr const char* op = "classifier_head";
-  check_float_cpu(x_in, "x");
-  TORCH_CHECK_VALUE(x_in.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x_in.dim(), "-D");
-  const int64_t N = x_in.size(0), C = x_in.size(1), H = x_in.size(2), W = x_in.size(3);
-  TORCH_CHECK_VALUE(C >= 1 && H >= 1 && W >= 1, op, ": x must have C, H, W >= 1, got ", x_in.sizes());
-  check_float_cpu(w1, "w1");
-  check_float_cpu(b1, "b1");
-  check_float_cpu(w2, "w2");
-  check_float_cpu(b2, "b2");
+  check_x(x, op, "N, C, H, W");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK_VALUE(C >= 1 && H >= 1 && W >= 1, op, ": x must have C, H, W >= 1, got ", x.sizes());
+  check_param(x, w1, "w1");
+  check_param(x, b1, "b1");
+  check_param(x, w2, "w2");
+  check_param(x, b2, "b2");
   TORCH_CHECK_VALUE(w1.dim() == 2 && w1.size(1) == C && w1.size(0) >= 1, op,
                     ": w1 must be [hidden, C] with C = ", C, " (x's channels), got ", w1.sizes());
   const int64_t hidden = w1.size(0);
@@ -61,17 +65,34 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
   const int64_t classes = w2.size(0);
   TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == classes, op, ": b2 must be [classes] with classes = ",
                     classes, " (w2's rows), got ", b2.sizes());
-  const Act act = parse_activation(activation, op);
-  check_same_device(x_in, w1, "w1");
-  check_same_device(x_in, b1, "b1");
-  check_same_device(x_in, w2, "w2");
-  check_same_device(x_in, b2, "b2");
+  return {N, C, hidden, classes};
+}
+
+// [N, C, hidden, classes]
+std::vector<int64_t> check_head_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                                   const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {
+  const HeadShape g = check_head(x, w1, b1, w2, b2);
+  parse_activation(activation, "classifier_head");
+  return {g.N, g.C, g.hidden, g.classes};
+}
+
+}  // namespace
+
+at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {
+  return classifier_head_cpu(x_in, w1, b1, w2, b2, parse_activation(activation, "classifier_head"));
+}
+
+at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
+                               const at::Tensor& w2, const at::Tensor& b2, Act act) {
+  const HeadShape g = check_head(x_in, w1, b1, w2, b2);
+  const int64_t N = g.N, C = g.C, H = x_in.size(2), W = x_in.size(3), hidden = g.hidden, classes = g.classes;
 
   at::Tensor out = at::empty({N, classes}, x_in.options());
   if (debug_poison_outputs()) out.fill_(std::numeric_limits<float>::quiet_NaN());
   if (N == 0) return out;
   // Dense NHWC or NCHW is read in place; anything else becomes NCHW.
-  const bool nhwc = x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool nhwc = wants_channels_last(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
   at::Tensor h1, h2, hb1, hb2;
   const FcMatrix m1 = fc_matrix(w1, h1), m2 = fc_matrix(w2, h2);
@@ -83,7 +104,7 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
   float* hid = pooled + N * C;
   const HeadPoolParams pp{x.data_ptr<float>(), C, H * W, nhwc};
   auto* pool = MBV3_ISA_SELECT(head_pool, current_isa());
-  at::parallel_for(0, N, std::max<int64_t>(1, kMinTaskMacs / (C * H * W)),
+  at::parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
                    [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
   linear(m1, bias1, act, N, pooled, C, hidden, hid);
   linear(m2, bias2, Act::None, N, hid, hidden, classes, out.data_ptr<float>());
@@ -94,6 +115,14 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("classifier_head(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str activation) -> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [N, C, hidden, classes].
+  m.def("_check_classifier_head(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, str activation) "
+        "-> int[]",
+        &mbv3::check_head_op);
 }
 
-TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("classifier_head", &mbv3::classifier_head_cpu); }
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+                            const at::Tensor&, c10::string_view);
+  m.impl("classifier_head", static_cast<Fn>(&mbv3::classifier_head_cpu));
+}

@@ -2,6 +2,7 @@
 #pragma once
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -14,14 +15,56 @@ namespace mbv3 {
 // the kernel runs, so a test can prove each element is written.
 bool debug_poison_outputs();
 
-inline void check_float_cpu(const at::Tensor& t, const char* name) {
-  TORCH_CHECK_VALUE(t.scalar_type() == at::kFloat, "mbv3: ", name,
-                    " must be float32 on the CPU, got ", t.scalar_type());
+// dtypes: the CPU kernels take float32 only; elsewhere (CUDA / Triton, meta) x may be float32,
+// float16 or bfloat16 and every parameter float32 or x's dtype.  One rule for every device, so
+// the fake (meta) kernels and the CUDA path check through the same functions as the CPU op.
+inline const char* dtype_name(at::ScalarType t) {
+  switch (t) {
+    case at::kFloat: return "float32";
+    case at::kHalf: return "float16";
+    case at::kBFloat16: return "bfloat16";
+    default: return c10::toString(t);
+  }
+}
+
+inline void check_x_dtype(const at::Tensor& x) {
+  const at::ScalarType t = x.scalar_type();
+  if (x.device().is_cpu()) {
+    TORCH_CHECK_VALUE(t == at::kFloat, "mbv3: x must be float32 on the CPU, got ", t);
+  } else {
+    TORCH_CHECK_VALUE(t == at::kFloat || t == at::kHalf || t == at::kBFloat16,
+                      "mbv3: x must be float32 or float16 or bfloat16, got ", t);
+  }
+}
+
+// A parameter next to x (x's dtype already checked).
+inline void check_param_dtype(const at::Tensor& x, const at::Tensor& t, const char* name) {
+  const at::ScalarType d = t.scalar_type(), xd = x.scalar_type();
+  if (x.device().is_cpu()) {
+    TORCH_CHECK_VALUE(d == at::kFloat, "mbv3: ", name, " must be float32 on the CPU, got ", d);
+  } else if (xd == at::kFloat) {
+    TORCH_CHECK_VALUE(d == at::kFloat, "mbv3: ", name, " must be float32, got ", d);
+  } else {
+    TORCH_CHECK_VALUE(d == at::kFloat || d == xd, "mbv3: ", name, " must be float32 or ", dtype_name(xd),
+                      ", got ", d);
+  }
 }
 
 inline void check_same_device(const at::Tensor& x, const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device() == x.device(), "mbv3: ", name, " is on ", t.device(), " but x is on ",
               x.device(), "; all tensors must be on the same device");
+}
+
+// A parameter's dtype and device.
+inline void check_param(const at::Tensor& x, const at::Tensor& t, const char* name) {
+  check_param_dtype(x, t, name);
+  check_same_device(x, t, name);
+}
+
+// x's dtype and rank; `dims` names the 4 dims in messages ("N, C, H, W").
+inline void check_x(const at::Tensor& x, const char* op, const char* dims) {
+  check_x_dtype(x);
+  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [", dims, "], got ", x.dim(), "-D");
 }
 
 inline Act parse_activation(c10::string_view a, const char* op) {
@@ -33,6 +76,28 @@ inline Act parse_activation(c10::string_view a, const char* op) {
   return Act::None;  // unreachable
 }
 
+// Conv int arguments (stride, padding, dilation) are bounded so that every index computed from
+// them fits the kernels' int fields and no division sees 0 (an unchecked 2**33 truncated to 0).
+constexpr int64_t kMaxConvArg = int64_t(1) << 16;
+
+inline void check_int_arg(const char* op, const char* name, int64_t v, int64_t lo) {
+  TORCH_CHECK_VALUE(v >= lo, op, ": ", name, " must be >= ", lo, ", got ", v);
+  TORCH_CHECK_VALUE(v <= kMaxConvArg, op, ": ", name, " must be <= ", kMaxConvArg, ", got ", v);
+}
+
+// [rows, cols] of a [rows, cols] or [rows, cols, 1, 1] weight; false for any other shape.
+inline bool matrix_shape(const at::Tensor& w, int64_t& rows, int64_t& cols) {
+  if (w.dim() != 2 && !(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1)) return false;
+  rows = w.size(0);
+  cols = w.size(1);
+  return true;
+}
+
+// A conv's output size along one dim (arguments checked).
+inline int64_t conv_out_size(int64_t in, int64_t padding, int64_t span, int64_t stride) {
+  return (in + 2 * padding - span) / stride + 1;
+}
+
 // A depthwise conv's own arguments, checked (dwconv_bn_act and expand_dwconv_bn_act):
 // weight [C, 1, k, k] with odd k <= 7, bias [C], stride / dilation >= 1, padding >= 0, an
 // H x W input no smaller than the dilated kernel.  `c_name` / `origin` say in messages what
@@ -40,9 +105,12 @@ inline Act parse_activation(c10::string_view a, const char* op) {
 struct DwShape {
   int64_t k, OH, OW;
 };
-inline DwShape check_depthwise(const char* op, const char* c_name, const char* origin, int64_t C,
-                               int64_t H, int64_t W, const at::Tensor& weight, const at::Tensor& bias,
-                               int64_t stride, int64_t padding, int64_t dilation) {
+inline DwShape check_depthwise(const char* op, const char* c_name, const char* origin, const at::Tensor& x,
+                               int64_t C, const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
+                               int64_t padding, int64_t dilation) {
+  const int64_t H = x.size(2), W = x.size(3);
+  check_param(x, weight, "weight");
+  check_param(x, bias, "bias");
   TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
                         weight.size(2) == weight.size(3),
                     op, ": weight must be [", c_name, ", 1, k, k] with ", c_name, " = ", C, " (", origin,
@@ -51,24 +119,35 @@ inline DwShape check_depthwise(const char* op, const char* c_name, const char* o
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, op, ": kernel size must be odd and <= 7, got ", k);
   TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == C, op, ": bias must be [", c_name, "] with ", c_name,
                     " = ", C, ", got ", bias.sizes());
-  TORCH_CHECK_VALUE(stride >= 1, op, ": stride must be >= 1, got ", stride);
-  TORCH_CHECK_VALUE(dilation >= 1, op, ": dilation must be >= 1, got ", dilation);
-  TORCH_CHECK_VALUE(padding >= 0, op, ": padding must be >= 0, got ", padding);
+  check_int_arg(op, "stride", stride, 1);
+  check_int_arg(op, "dilation", dilation, 1);
+  check_int_arg(op, "padding", padding, 0);
   TORCH_CHECK_VALUE(H >= 1 && W >= 1, op, ": H and W must be >= 1, got ", H, "x", W);
   const int64_t span = dilation * (k - 1) + 1;
   TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, op, ": input ", H, "x", W,
                     " with padding ", padding, " is smaller than the dilated kernel ", span);
-  return {k, (H + 2 * padding - span) / stride + 1, (W + 2 * padding - span) / stride + 1};
+  return {k, conv_out_size(H, padding, span, stride), conv_out_size(W, padding, span, stride)};
 }
 
-// The op's output keeps the input's layout: channels_last when x is channels_last-dense (and
-// not also NCHW-dense), NCHW otherwise.  Kernels always write NHWC; an NCHW result is filled
-// from an NHWC scratch by one copy.
+// Threads: split a loop of units so that each thread's task is at least `min_task` units of
+// work (MACs or elements): waking a pool thread costs µs, so tiny loops stay on the caller.
+inline int64_t parallel_grain(int64_t work_per_unit, int64_t min_task) {
+  return std::max<int64_t>(1, min_task / std::max<int64_t>(1, work_per_unit));
+}
+
+// The output-layout rule of every op but conv_bn_act (mbv3_fast/ops/_layout.py is its Python
+// copy for the fake kernels): channels_last when x is channels_last-dense and not also
+// NCHW-dense, NCHW otherwise.  Ops that read x in place read it NHWC exactly then.
+inline bool wants_channels_last(const at::Tensor& x) {
+  return x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+}
+
+// The op's output in x's layout (wants_channels_last).  Kernels always write NHWC; an NCHW
+// result is filled from an NHWC scratch by one copy.
 class NhwcOutput {
  public:
   NhwcOutput(const at::Tensor& x, at::IntArrayRef shape) {
-    const bool cl = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
-    result_ = at::empty(shape, x.options().memory_format(cl ? at::MemoryFormat::ChannelsLast
+    result_ = at::empty(shape, x.options().memory_format(wants_channels_last(x) ? at::MemoryFormat::ChannelsLast
                                                             : at::MemoryFormat::Contiguous));
     work_ = result_.is_contiguous(at::MemoryFormat::ChannelsLast)
                 ? result_

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 #include "conv_bn_act.h"
 #include "common/isa_dispatch.h"
@@ -25,15 +26,18 @@ const float* taps_cin_cout(const at::Tensor& w, at::Tensor& storage) {
   return storage.data_ptr<float>();
 }
 
-}  // namespace
+struct ConvShape {
+  int64_t Cout, k, OH, OW;
+};
 
-at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                           int64_t stride, int64_t padding, c10::string_view activation) {
-  check_float_cpu(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 4, "conv_bn_act: x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D");
-  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
-  check_float_cpu(weight, "weight");
-  check_float_cpu(bias, "bias");
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_conv_bn_act).
+ConvShape check_conv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
+                     int64_t padding) {
+  check_x(x, "conv_bn_act", "N, Cin, H, W");
+  const int64_t Cin = x.size(1), H = x.size(2), W = x.size(3);
+  check_param(x, weight, "weight");
+  check_param(x, bias, "bias");
   TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(1) == Cin && weight.size(2) == weight.size(3),
                     "conv_bn_act: weight must be [Cout, Cin, k, k] with Cin = ", Cin,
                     " (x's channels), got ", weight.sizes());
@@ -41,16 +45,33 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, "conv_bn_act: kernel size must be odd and <= 7, got ", k);
   TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == Cout, "conv_bn_act: bias must be [Cout] with Cout = ",
                     Cout, ", got ", bias.sizes());
-  TORCH_CHECK_VALUE(stride >= 1, "conv_bn_act: stride must be >= 1, got ", stride);
-  TORCH_CHECK_VALUE(padding >= 0, "conv_bn_act: padding must be >= 0, got ", padding);
-  const Act act = parse_activation(activation, "conv_bn_act");
-  check_same_device(x, weight, "weight");
-  check_same_device(x, bias, "bias");
+  check_int_arg("conv_bn_act", "stride", stride, 1);
+  check_int_arg("conv_bn_act", "padding", padding, 0);
   TORCH_CHECK_VALUE(H >= 1 && W >= 1, "conv_bn_act: H and W must be >= 1, got ", H, "x", W);
   TORCH_CHECK_VALUE(H + 2 * padding >= k && W + 2 * padding >= k, "conv_bn_act: input ", H, "x", W,
                     " with padding ", padding, " is smaller than the kernel ", k);
-  const int64_t OH = (H + 2 * padding - k) / stride + 1;
-  const int64_t OW = (W + 2 * padding - k) / stride + 1;
+  return {Cout, k, conv_out_size(H, padding, k, stride), conv_out_size(W, padding, k, stride)};
+}
+
+// [Cout, k, OH, OW, activation code]
+std::vector<int64_t> check_conv_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                   int64_t stride, int64_t padding, c10::string_view activation) {
+  const ConvShape g = check_conv(x, weight, bias, stride, padding);
+  return {g.Cout, g.k, g.OH, g.OW, int64_t(parse_activation(activation, "conv_bn_act"))};
+}
+
+}  // namespace
+
+at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           int64_t stride, int64_t padding, c10::string_view activation) {
+  return conv_bn_act_cpu(x, weight, bias, stride, padding, parse_activation(activation, "conv_bn_act"));
+}
+
+at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                           int64_t stride, int64_t padding, Act act) {
+  const ConvShape g = check_conv(x, weight, bias, stride, padding);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Cout = g.Cout, k = g.k, OH = g.OH, OW = g.OW;
 
   // Always channels_last (the stem feeds NHWC ops), whatever x's layout.
   at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
@@ -67,7 +88,7 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   // (a wake-up costs µs); each output is computed the same way whatever the split.
   const int64_t rows = N * OH;
   const int64_t row_macs = OW * Cout * Cin * k * k;
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, row_macs));
+  const int64_t grain = parallel_grain(row_macs, 32768);
   at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
   return y;
 }
@@ -77,6 +98,14 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("conv_bn_act(Tensor x, Tensor weight, Tensor bias, int stride, int padding, str activation) "
         "-> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [Cout, k, OH, OW, activation code].
+  m.def("_check_conv_bn_act(Tensor x, Tensor weight, Tensor bias, int stride, int padding, str activation) "
+        "-> int[]",
+        &mbv3::check_conv_op);
 }
 
-TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("conv_bn_act", &mbv3::conv_bn_act_cpu); }
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+                            c10::string_view);
+  m.impl("conv_bn_act", static_cast<Fn>(&mbv3::conv_bn_act_cpu));
+}

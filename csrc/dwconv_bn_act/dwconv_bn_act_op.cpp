@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "dwconv_bn_act.h"
 #include "common/isa_dispatch.h"
@@ -10,20 +11,39 @@
 #include "common/op_utils.h"
 
 namespace mbv3 {
+namespace {
+
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_dwconv_bn_act).
+DwShape check_dwconv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
+                     int64_t padding, int64_t dilation) {
+  check_x(x, "dwconv_bn_act", "N, C, H, W");
+  return check_depthwise("dwconv_bn_act", "C", "x's channels", x, x.size(1), weight, bias, stride, padding,
+                         dilation);
+}
+
+// [k, OH, OW, activation code]
+std::vector<int64_t> check_dwconv_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                     int64_t stride, int64_t padding, int64_t dilation,
+                                     c10::string_view activation) {
+  const DwShape g = check_dwconv(x, weight, bias, stride, padding, dilation);
+  return {g.k, g.OH, g.OW, int64_t(parse_activation(activation, "dwconv_bn_act"))};
+}
+
+}  // namespace
+
 at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              int64_t stride, int64_t padding, int64_t dilation,
                              c10::string_view activation) {
-  check_float_cpu(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 4, "dwconv_bn_act: x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
+  return dwconv_bn_act_cpu(x, weight, bias, stride, padding, dilation,
+                           parse_activation(activation, "dwconv_bn_act"));
+}
+
+at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             int64_t stride, int64_t padding, int64_t dilation, Act act) {
+  const DwShape g = check_dwconv(x, weight, bias, stride, padding, dilation);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  check_float_cpu(weight, "weight");
-  check_float_cpu(bias, "bias");
-  const DwShape g = check_depthwise("dwconv_bn_act", "C", "x's channels", C, H, W, weight, bias, stride,
-                                    padding, dilation);
   const int64_t k = g.k, OH = g.OH, OW = g.OW;
-  const Act act = parse_activation(activation, "dwconv_bn_act");
-  check_same_device(x, weight, "weight");
-  check_same_device(x, bias, "bias");
 
   NhwcOutput out(x, {N, C, OH, OW});
   if (N == 0 || C == 0) return out.result();
@@ -43,7 +63,7 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
   const int64_t cblocks = (C + cblock - 1) / cblock, units = rows * cblocks;
   const int64_t unit_macs = OW * std::min(C, cblock) * k * k;
-  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(1, unit_macs));
+  const int64_t grain = parallel_grain(unit_macs, 16384);
   at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     if (cblocks == 1) return kernel(p, begin, end, 0, C);
     for (int64_t u = begin; u < end; ++u) {
@@ -59,6 +79,14 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("dwconv_bn_act(Tensor x, Tensor weight, Tensor bias, int stride, int padding, int dilation, "
         "str activation) -> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [k, OH, OW, activation code].
+  m.def("_check_dwconv_bn_act(Tensor x, Tensor weight, Tensor bias, int stride, int padding, int dilation, "
+        "str activation) -> int[]",
+        &mbv3::check_dwconv_op);
 }
 
-TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("dwconv_bn_act", &mbv3::dwconv_bn_act_cpu); }
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t,
+                            c10::string_view);
+  m.impl("dwconv_bn_act", static_cast<Fn>(&mbv3::dwconv_bn_act_cpu));
+}

@@ -29,36 +29,57 @@ namespace {
 
 constexpr int64_t kWindowBytes = 192 * 1024;  // expanded rows held per thread (L2: 1 MB on Zen 4)
 
+struct ExpandShape {
+  int64_t Ce;
+  DwShape dw;
+};
+
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_expand_dwconv_bn_act).
+ExpandShape check_expand(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, const at::Tensor& dw,
+                         const at::Tensor& db, int64_t stride, int64_t padding, int64_t dilation) {
+  constexpr const char* op = "expand_dwconv_bn_act";
+  check_x(x, op, "N, Cin, H, W");
+  const int64_t Cin = x.size(1);
+  check_param(x, ew, "expand_weight");
+  check_param(x, eb, "expand_bias");
+  int64_t Ce = 0, ecin = 0;
+  TORCH_CHECK_VALUE(matrix_shape(ew, Ce, ecin) && ecin == Cin && Ce >= 1,
+                    op, ": expand_weight must be [Ce, Cin, 1, 1] or [Ce, Cin] with Cin = ", Cin,
+                    " (x's channels), got ", ew.sizes());
+  TORCH_CHECK_VALUE(eb.dim() == 1 && eb.size(0) == Ce, op, ": expand_bias must be [Ce] with Ce = ", Ce,
+                    ", got ", eb.sizes());
+  return {Ce, check_depthwise(op, "Ce", "expand_weight's rows", x, Ce, dw, db, stride, padding, dilation)};
+}
+
+// [Ce, OH, OW]
+std::vector<int64_t> check_expand_op(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
+                                     c10::string_view expand_activation, const at::Tensor& dw,
+                                     const at::Tensor& db, int64_t stride, int64_t padding, int64_t dilation,
+                                     c10::string_view activation) {
+  const ExpandShape g = check_expand(x, ew, eb, dw, db, stride, padding, dilation);
+  parse_activation(expand_activation, "expand_dwconv_bn_act");
+  parse_activation(activation, "expand_dwconv_bn_act");
+  return {g.Ce, g.dw.OH, g.dw.OW};
+}
+
 }  // namespace
 
 at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
                                     c10::string_view expand_activation, const at::Tensor& dw,
                                     const at::Tensor& db, int64_t stride, int64_t padding,
                                     int64_t dilation, c10::string_view activation) {
-  constexpr const char* op = "expand_dwconv_bn_act";
-  check_float_cpu(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D");
-  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
-  check_float_cpu(ew, "expand_weight");
-  check_float_cpu(eb, "expand_bias");
-  check_float_cpu(dw, "weight");
-  check_float_cpu(db, "bias");
-  TORCH_CHECK_VALUE((ew.dim() == 2 || (ew.dim() == 4 && ew.size(2) == 1 && ew.size(3) == 1)) &&
-                        ew.size(1) == Cin && ew.size(0) >= 1,
-                    op, ": expand_weight must be [Ce, Cin, 1, 1] or [Ce, Cin] with Cin = ", Cin,
-                    " (x's channels), got ", ew.sizes());
-  const int64_t Ce = ew.size(0);
-  TORCH_CHECK_VALUE(eb.dim() == 1 && eb.size(0) == Ce, op, ": expand_bias must be [Ce] with Ce = ", Ce,
-                    ", got ", eb.sizes());
-  const DwShape g = check_depthwise(op, "Ce", "expand_weight's rows", Ce, H, W, dw, db, stride, padding,
-                                    dilation);
-  const int64_t k = g.k, OH = g.OH, OW = g.OW, span = dilation * (k - 1) + 1;
-  const Act eact = parse_activation(expand_activation, op);
-  const Act act = parse_activation(activation, op);
-  check_same_device(x, ew, "expand_weight");
-  check_same_device(x, eb, "expand_bias");
-  check_same_device(x, dw, "weight");
-  check_same_device(x, db, "bias");
+  return expand_dwconv_bn_act_cpu(x, ew, eb, parse_activation(expand_activation, "expand_dwconv_bn_act"), dw,
+                                  db, stride, padding, dilation,
+                                  parse_activation(activation, "expand_dwconv_bn_act"));
+}
+
+at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, Act eact,
+                                    const at::Tensor& dw, const at::Tensor& db, int64_t stride,
+                                    int64_t padding, int64_t dilation, Act act) {
+  const ExpandShape g = check_expand(x, ew, eb, dw, db, stride, padding, dilation);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Ce = g.Ce;
+  const int64_t k = g.dw.k, OH = g.dw.OH, OW = g.dw.OW, span = dilation * (k - 1) + 1;
 
   NhwcOutput out(x, {N, Ce, OH, OW});
   if (N == 0) return out.result();
@@ -122,6 +143,15 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("expand_dwconv_bn_act(Tensor x, Tensor expand_weight, Tensor expand_bias, str expand_activation, "
         "Tensor weight, Tensor bias, int stride, int padding, int dilation, str activation) -> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [Ce, OH, OW].
+  m.def("_check_expand_dwconv_bn_act(Tensor x, Tensor expand_weight, Tensor expand_bias, "
+        "str expand_activation, Tensor weight, Tensor bias, int stride, int padding, int dilation, "
+        "str activation) -> int[]",
+        &mbv3::check_expand_op);
 }
 
-TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("expand_dwconv_bn_act", &mbv3::expand_dwconv_bn_act_cpu); }
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
+                            const at::Tensor&, const at::Tensor&, int64_t, int64_t, int64_t, c10::string_view);
+  m.impl("expand_dwconv_bn_act", static_cast<Fn>(&mbv3::expand_dwconv_bn_act_cpu));
+}

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <vector>
 
 #include "common/isa_dispatch.h"
 #include "common/cpu_ops.h"
@@ -11,39 +12,59 @@
 #include "pwconv_bn_act.h"
 
 namespace mbv3 {
-at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
-                             c10::string_view activation, const std::optional<at::Tensor>& residual,
-                             const std::optional<at::Tensor>& in_scale) {
-  check_float_cpu(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 4, "pwconv_bn_act: x must be 4-D [N, Cin, H, W], got ", x.dim(), "-D");
+namespace {
+
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_pwconv_bn_act).  Returns Cout.
+int64_t check_pwconv(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                     const std::optional<at::Tensor>& residual, const std::optional<at::Tensor>& in_scale) {
+  check_x(x, "pwconv_bn_act", "N, Cin, H, W");
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
-  check_float_cpu(weight, "weight");
-  check_float_cpu(bias, "bias");
-  TORCH_CHECK_VALUE((weight.dim() == 2 || (weight.dim() == 4 && weight.size(2) == 1 && weight.size(3) == 1)) &&
-                        weight.size(1) == Cin,
+  check_param(x, weight, "weight");
+  check_param(x, bias, "bias");
+  int64_t Cout = 0, wcin = 0;
+  TORCH_CHECK_VALUE(matrix_shape(weight, Cout, wcin) && wcin == Cin,
                     "pwconv_bn_act: weight must be [Cout, Cin, 1, 1] or [Cout, Cin] with Cin = ", Cin,
                     " (x's channels), got ", weight.sizes());
-  const int64_t Cout = weight.size(0);
   TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == Cout, "pwconv_bn_act: bias must be [Cout] with Cout = ",
                     Cout, ", got ", bias.sizes());
-  const Act act = parse_activation(activation, "pwconv_bn_act");
-  check_same_device(x, weight, "weight");
-  check_same_device(x, bias, "bias");
   if (residual) {
-    check_float_cpu(*residual, "residual");
+    check_param(x, *residual, "residual");
     TORCH_CHECK_VALUE(residual->dim() == 4 && residual->size(0) == N && residual->size(1) == Cout &&
                           residual->size(2) == H && residual->size(3) == W,
                       "pwconv_bn_act: residual must be [N, Cout, H, W] = [", N, ", ", Cout, ", ", H, ", ", W,
                       "], got ", residual->sizes());
-    check_same_device(x, *residual, "residual");
   }
   if (in_scale) {
-    check_float_cpu(*in_scale, "in_scale");
+    check_param(x, *in_scale, "in_scale");
     TORCH_CHECK_VALUE(in_scale->dim() == 2 && in_scale->size(0) == N && in_scale->size(1) == Cin,
                       "pwconv_bn_act: in_scale must be [N, Cin] = [", N, ", ", Cin, "], got ",
                       in_scale->sizes());
-    check_same_device(x, *in_scale, "in_scale");
   }
+  return Cout;
+}
+
+// [Cout, activation code]
+std::vector<int64_t> check_pwconv_op(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                                     c10::string_view activation, const std::optional<at::Tensor>& residual,
+                                     const std::optional<at::Tensor>& in_scale) {
+  const int64_t Cout = check_pwconv(x, weight, bias, residual, in_scale);
+  return {Cout, int64_t(parse_activation(activation, "pwconv_bn_act"))};
+}
+
+}  // namespace
+
+at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
+                             c10::string_view activation, const std::optional<at::Tensor>& residual,
+                             const std::optional<at::Tensor>& in_scale) {
+  return pwconv_bn_act_cpu(x, weight, bias, parse_activation(activation, "pwconv_bn_act"), residual, in_scale);
+}
+
+at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, Act act,
+                             const std::optional<at::Tensor>& residual,
+                             const std::optional<at::Tensor>& in_scale) {
+  const int64_t Cout = check_pwconv(x, weight, bias, residual, in_scale);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
 
   NhwcOutput out(x, {N, Cout, H, W});
   const int64_t M = N * H * W;
@@ -88,7 +109,7 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   }
   const int64_t units = m_chunks * n_chunks;
   const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
-  const int64_t grain = std::max<int64_t>(1, 65536 / std::max<int64_t>(1, unit_macs));
+  const int64_t grain = parallel_grain(unit_macs, 65536);
   // Chunk i of `total` split in `parts`: [i * total / parts, (i + 1) * total / parts).
   auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
   at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
@@ -108,6 +129,14 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("pwconv_bn_act(Tensor x, Tensor weight, Tensor bias, str activation, Tensor? residual=None, "
         "Tensor? in_scale=None) -> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [Cout, activation code].
+  m.def("_check_pwconv_bn_act(Tensor x, Tensor weight, Tensor bias, str activation, Tensor? residual=None, "
+        "Tensor? in_scale=None) -> int[]",
+        &mbv3::check_pwconv_op);
 }
 
-TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("pwconv_bn_act", &mbv3::pwconv_bn_act_cpu); }
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) {
+  using Fn = at::Tensor (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, c10::string_view,
+                            const std::optional<at::Tensor>&, const std::optional<at::Tensor>&);
+  m.impl("pwconv_bn_act", static_cast<Fn>(&mbv3::pwconv_bn_act_cpu));
+}

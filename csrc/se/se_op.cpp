@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <vector>
 
 #include "common/isa_dispatch.h"
 #include "common/cpu_ops.h"
@@ -28,50 +29,41 @@ constexpr int64_t kFcPartMacs = 32768;
 constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
 constexpr int64_t kFcMaxParts = 8;
 
-int64_t grain(int64_t min_task, int64_t per_unit) {
-  return std::max<int64_t>(1, min_task / std::max<int64_t>(1, per_unit));
-}
-
-// The [rows, cols] sizes and strides of a [rows, cols] or [rows, cols, 1, 1] weight (for the
-// shape checks; no ATen view on the hot path).
-struct MatView {
-  int64_t rows, cols, s_row, s_col;
-};
-
-bool as_matrix(const at::Tensor& w, MatView& m) {
-  if (w.dim() != 2 && !(w.dim() == 4 && w.size(2) == 1 && w.size(3) == 1)) return false;
-  m = {w.size(0), w.size(1), w.stride(0), w.stride(1)};
-  return true;
-}
-
 struct Checked {
   int64_t N, C, H, W, S;
-  MatView w1, w2;
 };
 
+// The op's argument checks (metadata only), for every device: the CPU op, its fake kernel and the
+// CUDA path (through mbv3::_check_se).
 Checked check_inputs(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                      const at::Tensor& w2, const at::Tensor& b2, const char* op) {
-  check_float_cpu(x, "x");
-  TORCH_CHECK_VALUE(x.dim() == 4, op, ": x must be 4-D [N, C, H, W], got ", x.dim(), "-D");
-  Checked k{x.size(0), x.size(1), x.size(2), x.size(3), 0, {}, {}};
+  check_x(x, op, "N, C, H, W");
+  Checked k{x.size(0), x.size(1), x.size(2), x.size(3), 0};
   TORCH_CHECK_VALUE(k.C >= 1 && k.H >= 1 && k.W >= 1, op, ": x must have C, H, W >= 1, got ",
                     x.sizes());
-  check_float_cpu(w1, "w1");
-  check_float_cpu(b1, "b1");
-  check_float_cpu(w2, "w2");
-  check_float_cpu(b2, "b2");
-  TORCH_CHECK_VALUE(as_matrix(w1, k.w1) && k.w1.cols == k.C && k.w1.rows >= 1, op,
+  check_param(x, w1, "w1");
+  check_param(x, b1, "b1");
+  check_param(x, w2, "w2");
+  check_param(x, b2, "b2");
+  int64_t c1 = 0, r2 = 0, c2 = 0;
+  TORCH_CHECK_VALUE(matrix_shape(w1, k.S, c1) && c1 == k.C && k.S >= 1, op,
                     ": w1 must be [S, C] or [S, C, 1, 1] with C = ", k.C,
                     " (x's channels) and S >= 1, got ", w1.sizes());
-  k.S = k.w1.rows;
   TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) == k.S, op, ": b1 must be [S] with S = ", k.S,
                     " (w1's rows), got ", b1.sizes());
-  TORCH_CHECK_VALUE(as_matrix(w2, k.w2) && k.w2.rows == k.C && k.w2.cols == k.S, op,
+  TORCH_CHECK_VALUE(matrix_shape(w2, r2, c2) && r2 == k.C && c2 == k.S, op,
                     ": w2 must be [C, S] or [C, S, 1, 1] with C = ", k.C, ", S = ", k.S,
                     ", got ", w2.sizes());
   TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == k.C, op, ": b2 must be [C] with C = ", k.C,
                     ", got ", b2.sizes());
   return k;
+}
+
+// [N, C, H, W, S]; `scale_only` names se_scale in messages.
+std::vector<int64_t> check_se_op(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                                 const at::Tensor& w2, const at::Tensor& b2, bool scale_only) {
+  const Checked k = check_inputs(x, w1, b1, w2, b2, scale_only ? "se_scale" : "se");
+  return {k.N, k.C, k.H, k.W, k.S};
 }
 
 // Pool -> means -> FC1 -> FC2 into scale [N][C]; then (when p.y) y = x * scale.
@@ -92,15 +84,15 @@ void run_se(SeParams& p, float* scale) {
   float* hid = mean + N * C;
 
   if (p.nhwc) {
-    at::parallel_for(0, N * chunks, grain(kMinTaskElems, p.chunk * C), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, N * chunks, parallel_grain(p.chunk * C, kMinTaskElems), [&](int64_t b, int64_t e) {
       pool(p, b, e, part);
     });
   } else {
-    at::parallel_for(0, N * C, grain(kMinTaskElems, HW), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, N * C, parallel_grain(HW, kMinTaskElems), [&](int64_t b, int64_t e) {
       pool(p, b, e, part);
     });
   }
-  at::parallel_for(0, N, grain(kMinTaskElems, chunks * C), [&](int64_t b, int64_t e) {
+  at::parallel_for(0, N, parallel_grain(chunks * C, kMinTaskElems), [&](int64_t b, int64_t e) {
     for (int64_t n = b; n < e; ++n) mean_fn(p, part + n * chunks * C, mean + n * C);
   });
 
@@ -117,7 +109,7 @@ void run_se(SeParams& p, float* scale) {
            outs * ins * nb / (parts * 2) >= kFcPartMacs)
       parts *= 2;
     auto begin = [&](int64_t k) { return std::min(outs, k * aligned / parts * kFcSliceAlign); };
-    at::parallel_for(0, blocks * parts, grain(kMinTaskMacs, outs * ins * nb / parts), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, blocks * parts, parallel_grain(outs * ins * nb / parts, kMinTaskMacs), [&](int64_t b, int64_t e) {
       for (int64_t u = b; u < e; ++u) {
         const int64_t n0 = u / parts * nb, k = u % parts;
         body(n0, std::min(nb, N - n0), begin(k), begin(k + 1));
@@ -130,7 +122,7 @@ void run_se(SeParams& p, float* scale) {
   if (p.y) {
     auto* apply = MBV3_ISA_SELECT(se_apply, isa);
     const int64_t units = p.nhwc ? N * HW : N * C, per_unit = p.nhwc ? C : HW;
-    at::parallel_for(0, units, grain(kMinTaskElems, per_unit), [&](int64_t b, int64_t e) {
+    at::parallel_for(0, units, parallel_grain(per_unit, kMinTaskElems), [&](int64_t b, int64_t e) {
       apply(p, scale, b, e);
     });
   }
@@ -141,7 +133,7 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
   const char* op = scale_only ? "se_scale" : "se";
   const Checked k = check_inputs(x_in, w1, b1, w2, b2, op);
   // Dense NHWC or NCHW is read in place; anything else becomes NCHW (its output is NCHW).
-  const bool nhwc = x_in.is_contiguous(at::MemoryFormat::ChannelsLast) && !x_in.is_contiguous();
+  const bool nhwc = wants_channels_last(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
   at::Tensor out = scale_only
                        ? at::empty({k.N, k.C}, x.options())
@@ -190,6 +182,9 @@ at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Ten
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("se(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2) -> Tensor");
   m.def("se_scale(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2) -> Tensor");
+  // The argument checks alone, on any device (fake and CUDA paths): [N, C, H, W, S].
+  m.def("_check_se(Tensor x, Tensor w1, Tensor b1, Tensor w2, Tensor b2, bool scale_only=False) -> int[]",
+        &mbv3::check_se_op);
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) {

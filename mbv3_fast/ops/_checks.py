@@ -1,50 +1,22 @@
-"""Argument checks shared by every op's fake (meta) and CUDA (Triton) paths.
+"""What every op's fake (meta) kernel and CUDA (Triton) path share.
 
-Messages follow the C++ kernels' (csrc/common/op_utils.h), so an error reads the same on every device.
+The argument checks themselves live in C++, once per op (csrc/<op>/<op>_op.cpp, helpers in
+csrc/common/op_utils.h): the CPU kernel runs them, and ``torch.ops.mbv3._check_<op>`` (same
+arguments as the op, returns a few ints) runs them on any device for the fake kernels and the
+Triton path, so an error reads the same everywhere.  The fake kernels here are shape functions
+that call it when sizes are concrete; under torch.compile's symbolic sizes the C++ check cannot
+read sizes, and the fake kernel computes the output shape only (the kernel checks at run time).
 """
 import torch
-
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
-
-
-def check_float(t, name: str, op: str, x_dtype=None) -> None:
-    """x: float32/float16/bfloat16; parameters (x_dtype given): float32 or x's dtype."""
-    if not isinstance(t, torch.Tensor):
-        raise ValueError(f"{op}: {name} must be a torch.Tensor, got {type(t).__name__}")
-    allowed = FLOAT_DTYPES if x_dtype is None else tuple(dict.fromkeys((torch.float32, x_dtype)))
-    if t.dtype not in allowed:
-        names = " or ".join(str(d).replace("torch.", "") for d in allowed)
-        raise ValueError(f"mbv3: {name} must be {names}, got {t.dtype}")
-
-
-def check_same_device(x, **others) -> None:
-    for name, t in others.items():
-        if t.device != x.device:
-            raise RuntimeError(f"mbv3: {name} is on {t.device} but x is on {x.device}; "
-                               "all tensors must be on the same device")
-
-
-def check_cpu_dtype(x) -> None:
-    """The C++ CPU kernels are float32 only; the fake kernels say so for CPU tensors too."""
-    if x.device.type == "cpu" and x.dtype != torch.float32:
-        raise ValueError(f"mbv3: x must be float32 on the CPU, got {x.dtype}")
-
 
 ACTIVATIONS = {"none": 0, "relu": 1, "hardswish": 2}  # codes shared with the kernels (mbv3::Act)
 
 
-def check_activation(activation, op: str) -> int:
-    """The kernels' code for an activation name."""
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(f"{op}: unknown activation {activation!r}, "
-                         "expected 'hardswish', 'relu' or 'none'")
-    return ACTIVATIONS[activation]
+def sizes_known(*tensors) -> bool:
+    """True when no tensor (None skipped) has a symbolic size."""
+    return all(t is None or all(isinstance(s, int) for s in t.shape) for t in tensors)
 
 
-def check_int_args(op: str, **args) -> None:
-    """check_int_args(op, stride=(stride, 1), padding=(padding, 0)): ints at least their bound."""
-    for name, (v, lo) in args.items():
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ValueError(f"{op}: {name} must be an int, got {type(v).__name__}")
-        if v < lo:
-            raise ValueError(f"{op}: {name} must be >= {lo}, got {v}")
+def conv_out_size(size, k, stride, padding, dilation=1):
+    """A conv's output size along one dim (the C++ conv_out_size); works on symbolic sizes."""
+    return (size + 2 * padding - dilation * (k - 1) - 1) // stride + 1

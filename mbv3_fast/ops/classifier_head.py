@@ -10,7 +10,7 @@ products over 10 MB of weights (Large): the CPU kernel splits the weight rows ov
 each streams its own, and pools NHWC or NCHW maps in place.
 
 Schema and CPU kernel: csrc/classifier_head/classifier_head_op.cpp.  CUDA kernel: mbv3_fast/kernels/classifier_head.py
-(Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
+(Triton).  Here: the fake kernel (a shape function; the checks are the C++ op's), the CUDA
 registration and the Python wrapper taking torchvision's classifier module.
 """
 from typing import Tuple
@@ -18,44 +18,21 @@ from typing import Tuple
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_activation, check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import sizes_known
+
 
 def check_inputs(x, w1, b1, w2, b2, activation) -> Tuple[int, int, int, int]:
-    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
-    kernel's messages.  Returns (N, C, hidden, classes)."""
-    op = "classifier_head"
-    check_float(x, "x", op)
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D [N, C, H, W], got {x.dim()}-D")
-    n, c, h, w = x.shape
-    if c < 1 or h < 1 or w < 1:
-        raise ValueError(f"{op}: x must have C, H, W >= 1, got {list(x.shape)}")
-    for name, t in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2)):
-        check_float(t, name, op, x.dtype)
-    if w1.dim() != 2 or w1.shape[1] != c or w1.shape[0] < 1:
-        raise ValueError(f"{op}: w1 must be [hidden, C] with C = {c} (x's channels), "
-                         f"got {list(w1.shape)}")
-    hidden = w1.shape[0]
-    if b1.dim() != 1 or b1.shape[0] != hidden:
-        raise ValueError(f"{op}: b1 must be [hidden] with hidden = {hidden} (w1's rows), "
-                         f"got {list(b1.shape)}")
-    if w2.dim() != 2 or w2.shape[1] != hidden or w2.shape[0] < 1:
-        raise ValueError(f"{op}: w2 must be [classes, hidden] with hidden = {hidden}, "
-                         f"got {list(w2.shape)}")
-    classes = w2.shape[0]
-    if b2.dim() != 1 or b2.shape[0] != classes:
-        raise ValueError(f"{op}: b2 must be [classes] with classes = {classes} (w2's rows), "
-                         f"got {list(b2.shape)}")
-    check_activation(activation, op)
-    check_same_device(x, w1=w1, b1=b1, w2=w2, b2=b2)
+    """The C++ op's argument checks (mbv3::_check_classifier_head), for the fake and CUDA paths.
+    Returns (N, C, hidden, classes)."""
+    n, c, hidden, classes = torch.ops.mbv3._check_classifier_head(x, w1, b1, w2, b2, activation)
     return n, c, hidden, classes
 
 
 @torch.library.register_fake("mbv3::classifier_head")
 def _fake(x, w1, b1, w2, b2, activation):
-    check_cpu_dtype(x)
-    n, _, _, classes = check_inputs(x, w1, b1, w2, b2, activation)
-    return x.new_empty((n, classes))
+    if sizes_known(x, w1, b1, w2, b2):
+        check_inputs(x, w1, b1, w2, b2, activation)
+    return x.new_empty((x.shape[0], w2.shape[0]))
 
 
 @torch.library.register_kernel("mbv3::classifier_head", "cuda")

@@ -4,7 +4,7 @@ input channels (MobileNetV3's stem: 3 -> 16 channels, 3x3, stride 2, hardswish).
     y = act(conv2d(x, weight, stride=stride, padding=padding) + bias)
 
 Schema and CPU kernel: csrc/conv_bn_act/conv_bn_act_op.cpp.  CUDA kernel: mbv3_fast/kernels/conv_bn_act.py (Triton).
-Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA registration,
+Here: the fake kernel (a shape function; the checks are the C++ op's), the CUDA registration,
 ``pack_weight`` and the Python wrapper.
 
 Layout: x may have any strides (NCHW images, channels_last, views) and is read in place.  The
@@ -20,49 +20,28 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import (check_activation, check_cpu_dtype, check_float, check_int_args,
-                                    check_same_device)
+from mbv3_fast.ops._checks import conv_out_size, sizes_known
 from mbv3_fast.ops.fold_bn import fold_bn
 
+
 def check_inputs(x, weight, bias, stride, padding, activation):
-    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
-    kernel's messages.  Returns (Cout, k, OH, OW, activation code).  ValueError for bad dtypes,
-    shapes and values; RuntimeError for tensors on different devices."""
-    op = "conv_bn_act"
-    check_float(x, "x", op)
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D [N, Cin, H, W], got {x.dim()}-D")
-    n, cin, h, w = x.shape
-    check_float(weight, "weight", op, x.dtype)
-    check_float(bias, "bias", op, x.dtype)
-    if weight.dim() != 4 or weight.shape[1] != cin or weight.shape[2] != weight.shape[3]:
-        raise ValueError(f"{op}: weight must be [Cout, Cin, k, k] with Cin = {cin} (x's channels), "
-                         f"got {list(weight.shape)}")
-    cout, k = weight.shape[0], weight.shape[2]
-    if k % 2 != 1 or k > 7:
-        raise ValueError(f"{op}: kernel size must be odd and <= 7, got {k}")
-    if bias.dim() != 1 or bias.shape[0] != cout:
-        raise ValueError(f"{op}: bias must be [Cout] with Cout = {cout}, got {list(bias.shape)}")
-    check_int_args(op, stride=(stride, 1), padding=(padding, 0))
-    act = check_activation(activation, op)
-    check_same_device(x, weight=weight, bias=bias)
-    if h < 1 or w < 1:
-        raise ValueError(f"{op}: H and W must be >= 1, got {h}x{w}")
-    if h + 2 * padding < k or w + 2 * padding < k:
-        raise ValueError(f"{op}: input {h}x{w} with padding {padding} is smaller than the kernel {k}")
-    oh = (h + 2 * padding - k) // stride + 1
-    ow = (w + 2 * padding - k) // stride + 1
+    """The C++ op's argument checks (mbv3::_check_conv_bn_act), for the fake and CUDA paths.
+    Returns (Cout, k, OH, OW, activation code).  ValueError for bad dtypes, shapes and values;
+    RuntimeError for tensors on different devices."""
+    cout, k, oh, ow, act = torch.ops.mbv3._check_conv_bn_act(x, weight, bias, stride, padding, activation)
     return cout, k, oh, ow, act
 
 
 @torch.library.register_fake("mbv3::conv_bn_act")
 def _fake(x, weight, bias, stride, padding, activation):
-    check_cpu_dtype(x)
-    cout, _, oh, ow, _ = check_inputs(x, weight, bias, stride, padding, activation)
+    if sizes_known(x, weight, bias):
+        check_inputs(x, weight, bias, stride, padding, activation)
+    k = weight.shape[-1]
+    shape = (x.shape[0], weight.shape[0], conv_out_size(x.shape[2], k, stride, padding),
+             conv_out_size(x.shape[3], k, stride, padding))
     # torch.empty(memory_format=...) gives channels_last strides even for ambiguous shapes
     # (Cout == 1, 1x1 maps), as the C++ op's at::empty does; .contiguous() would not.
-    return torch.empty((x.shape[0], cout, oh, ow), dtype=x.dtype, device=x.device,
-                       memory_format=torch.channels_last)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
 
 
 @torch.library.register_kernel("mbv3::conv_bn_act", "cuda")

@@ -4,7 +4,7 @@ scale) in one pass.
     y = act(conv1x1(x * in_scale[:, :, None, None], weight) + bias) + residual
 
 Schema and CPU kernel: csrc/pwconv_bn_act/pwconv_bn_act_op.cpp.  CUDA kernel: mbv3_fast/kernels/pwconv_bn_act.py
-(Triton).  Here: input checks shared by the fake and CUDA paths, the fake kernel, the CUDA
+(Triton).  Here: the fake kernel (a shape function; the checks are the C++ op's), the CUDA
 registration and the Python wrapper.
 
 Weight layout: any [Cout, Cin, 1, 1] or [Cout, Cin] tensor works.  The CPU kernel reads the
@@ -16,51 +16,24 @@ from typing import Optional
 import torch
 from torch import nn
 
-from mbv3_fast.ops._checks import check_activation, check_cpu_dtype, check_float, check_same_device
+from mbv3_fast.ops._checks import sizes_known
 from mbv3_fast.ops._layout import output_memory_format
 from mbv3_fast.ops.fold_bn import fold_bn
 
+
 def check_inputs(x, weight, bias, activation, residual=None, in_scale=None):
-    """Validate the op's arguments for the fake (meta) and CUDA (Triton) paths, with the C++
-    kernel's messages.  Returns (Cout, activation code).  ValueError for bad dtypes, shapes and
-    values; RuntimeError for tensors on different devices."""
-    op = "pwconv_bn_act"
-    check_float(x, "x", op)
-    if x.dim() != 4:
-        raise ValueError(f"{op}: x must be 4-D [N, Cin, H, W], got {x.dim()}-D")
-    n, cin, h, w = x.shape
-    check_float(weight, "weight", op, x.dtype)
-    check_float(bias, "bias", op, x.dtype)
-    if not (weight.dim() == 2 or (weight.dim() == 4 and weight.shape[2] == 1 and weight.shape[3] == 1)) \
-            or weight.shape[1] != cin:
-        raise ValueError(f"{op}: weight must be [Cout, Cin, 1, 1] or [Cout, Cin] with Cin = {cin} "
-                         f"(x's channels), got {list(weight.shape)}")
-    cout = weight.shape[0]
-    if bias.dim() != 1 or bias.shape[0] != cout:
-        raise ValueError(f"{op}: bias must be [Cout] with Cout = {cout}, got {list(bias.shape)}")
-    act = check_activation(activation, op)
-    others = dict(weight=weight, bias=bias)
-    if residual is not None:
-        check_float(residual, "residual", op, x.dtype)
-        if list(residual.shape) != [n, cout, h, w]:
-            raise ValueError(f"{op}: residual must be [N, Cout, H, W] = [{n}, {cout}, {h}, {w}], "
-                             f"got {list(residual.shape)}")
-        others["residual"] = residual
-    if in_scale is not None:
-        check_float(in_scale, "in_scale", op, x.dtype)
-        if list(in_scale.shape) != [n, cin]:
-            raise ValueError(f"{op}: in_scale must be [N, Cin] = [{n}, {cin}], "
-                             f"got {list(in_scale.shape)}")
-        others["in_scale"] = in_scale
-    check_same_device(x, **others)
+    """The C++ op's argument checks (mbv3::_check_pwconv_bn_act), for the fake and CUDA paths.
+    Returns (Cout, activation code).  ValueError for bad dtypes, shapes and values; RuntimeError
+    for tensors on different devices."""
+    cout, act = torch.ops.mbv3._check_pwconv_bn_act(x, weight, bias, activation, residual, in_scale)
     return cout, act
 
 
 @torch.library.register_fake("mbv3::pwconv_bn_act")
 def _fake(x, weight, bias, activation, residual=None, in_scale=None):
-    check_cpu_dtype(x)
-    cout, _ = check_inputs(x, weight, bias, activation, residual, in_scale)
-    return x.new_empty((x.shape[0], cout, x.shape[2], x.shape[3])).contiguous(
+    if sizes_known(x, weight, bias, residual, in_scale):
+        check_inputs(x, weight, bias, activation, residual, in_scale)
+    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3])).contiguous(
         memory_format=output_memory_format(x))
 
 
