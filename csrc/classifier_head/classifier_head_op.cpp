@@ -85,6 +85,7 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
 
 at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
                                const at::Tensor& w2, const at::Tensor& b2, Act act) {
+  check_cpu_x_dtype(x_in);
   const HeadShape g = check_head(x_in, w1, b1, w2, b2);
   const int64_t N = g.N, C = g.C, H = x_in.size(2), W = x_in.size(3), hidden = g.hidden, classes = g.classes;
 

@@ -15,9 +15,10 @@ namespace mbv3 {
 // the kernel runs, so a test can prove each element is written.
 bool debug_poison_outputs();
 
-// dtypes: the CPU kernels take float32 only; elsewhere (CUDA / Triton, meta) x may be float32,
-// float16 or bfloat16 and every parameter float32 or x's dtype.  One rule for every device, so
-// the fake (meta) kernels and the CUDA path check through the same functions as the CPU op.
+// dtypes, one rule for every device (the fake kernels, the Triton kernels and the CPU op check
+// through the same functions): x is float32, float16 or bfloat16, every parameter float32 or
+// x's dtype.  The CPU kernels take float32 x only (check_cpu_x_dtype, in their entry points), and
+// so float32 parameters; the Triton interpreter runs the half types on CPU tensors.
 inline const char* dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return "float32";
@@ -29,20 +30,19 @@ inline const char* dtype_name(at::ScalarType t) {
 
 inline void check_x_dtype(const at::Tensor& x) {
   const at::ScalarType t = x.scalar_type();
-  if (x.device().is_cpu()) {
-    TORCH_CHECK_VALUE(t == at::kFloat, "mbv3: x must be float32 on the CPU, got ", t);
-  } else {
-    TORCH_CHECK_VALUE(t == at::kFloat || t == at::kHalf || t == at::kBFloat16,
-                      "mbv3: x must be float32 or float16 or bfloat16, got ", t);
-  }
+  TORCH_CHECK_VALUE(t == at::kFloat || t == at::kHalf || t == at::kBFloat16,
+                    "mbv3: x must be float32 or float16 or bfloat16, got ", t);
+}
+
+// What the CPU kernels take, checked first by each CPU entry point.
+inline void check_cpu_x_dtype(const at::Tensor& x) {
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat, "mbv3: x must be float32 on the CPU, got ", x.scalar_type());
 }
 
 // A parameter next to x (x's dtype already checked).
 inline void check_param_dtype(const at::Tensor& x, const at::Tensor& t, const char* name) {
   const at::ScalarType d = t.scalar_type(), xd = x.scalar_type();
-  if (x.device().is_cpu()) {
-    TORCH_CHECK_VALUE(d == at::kFloat, "mbv3: ", name, " must be float32 on the CPU, got ", d);
-  } else if (xd == at::kFloat) {
+  if (xd == at::kFloat) {
     TORCH_CHECK_VALUE(d == at::kFloat, "mbv3: ", name, " must be float32, got ", d);
   } else {
     TORCH_CHECK_VALUE(d == at::kFloat || d == xd, "mbv3: ", name, " must be float32 or ", dtype_name(xd),

@@ -69,6 +69,7 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
 
 at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                            int64_t stride, int64_t padding, Act act) {
+  check_cpu_x_dtype(x);
   const ConvShape g = check_conv(x, weight, bias, stride, padding);
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Cout = g.Cout, k = g.k, OH = g.OH, OW = g.OW;

@@ -41,6 +41,7 @@ at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
 
 at::Tensor dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              int64_t stride, int64_t padding, int64_t dilation, Act act) {
+  check_cpu_x_dtype(x);
   const DwShape g = check_dwconv(x, weight, bias, stride, padding, dilation);
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t k = g.k, OH = g.OH, OW = g.OW;

@@ -77,6 +77,7 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
 at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, Act eact,
                                     const at::Tensor& dw, const at::Tensor& db, int64_t stride,
                                     int64_t padding, int64_t dilation, Act act) {
+  check_cpu_x_dtype(x);
   const ExpandShape g = check_expand(x, ew, eb, dw, db, stride, padding, dilation);
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Ce = g.Ce;
   const int64_t k = g.dw.k, OH = g.dw.OH, OW = g.dw.OW, span = dilation * (k - 1) + 1;

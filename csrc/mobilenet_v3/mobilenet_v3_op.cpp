@@ -25,10 +25,8 @@ namespace {
 constexpr int64_t kSpecVersion = 2;   // mbv3_fast.plan.SPEC_VERSION
 constexpr int64_t kFloat32Code = 0;   // mbv3_fast.plan.DTYPE_CODES[torch.float32]
 
-const char* act_name(int64_t code) {
-  static const char* const kNames[] = {"none", "relu", "hardswish"};  // mbv3::Act codes
-  return kNames[code];
-}
+// An activation code the parser has range-checked, as the enum the entry points take.
+Act act_of(int64_t code) { return static_cast<Act>(code); }
 
 // plan.Conv, plan.Pointwise, plan.Depthwise, plan.SE, plan.Block, plan.Head.
 struct ConvSpec { int64_t weight, bias, stride, padding, act; };
@@ -149,22 +147,22 @@ NetSpec parse(at::IntArrayRef spec, at::TensorList weights) {
 at::Tensor pointwise(const at::Tensor& x, at::TensorList w, const PointwiseSpec& p,
                      const std::optional<at::Tensor>& residual = std::nullopt,
                      const std::optional<at::Tensor>& scale = std::nullopt) {
-  return pwconv_bn_act_cpu(x, w[p.weight], w[p.bias], act_name(p.act), residual, scale);
+  return pwconv_bn_act_cpu(x, w[p.weight], w[p.bias], act_of(p.act), residual, scale);
 }
 
 // The walk of mbv3_fast.plan.run, in C++.
 at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
   const NetSpec n = parse(spec, w);
   const ConvSpec& s = n.stem;
-  at::Tensor y = conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_name(s.act));
+  at::Tensor y = conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_of(s.act));
   for (const BlockSpec& b : n.blocks) {
     const at::Tensor in = y;
     const DepthwiseSpec& d = b.depthwise;
-    const char* dact = act_name(d.act);
+    const Act dact = act_of(d.act);
     at::Tensor h;
     if (b.expand && b.fuse_min_pixels >= 0 && in.size(2) * in.size(3) >= b.fuse_min_pixels) {
       const PointwiseSpec& e = *b.expand;
-      h = expand_dwconv_bn_act_cpu(in, w[e.weight], w[e.bias], act_name(e.act), w[d.weight], w[d.bias], d.stride,
+      h = expand_dwconv_bn_act_cpu(in, w[e.weight], w[e.bias], act_of(e.act), w[d.weight], w[d.bias], d.stride,
                                    d.padding, d.dilation, dact);
     } else {
       h = b.expand ? pointwise(in, w, *b.expand) : in;
@@ -177,7 +175,7 @@ at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayR
   y = pointwise(y, w, n.last);
   if (!n.head) return y;  // no folded head: the caller runs its classifier on these features
   const HeadSpec& hd = *n.head;
-  return classifier_head_cpu(y, w[hd.w1], w[hd.b1], w[hd.w2], w[hd.b2], act_name(hd.act));
+  return classifier_head_cpu(y, w[hd.w1], w[hd.b1], w[hd.w2], w[hd.b2], act_of(hd.act));
 }
 
 }  // namespace

@@ -63,6 +63,7 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
 at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, Act act,
                              const std::optional<at::Tensor>& residual,
                              const std::optional<at::Tensor>& in_scale) {
+  check_cpu_x_dtype(x);
   const int64_t Cout = check_pwconv(x, weight, bias, residual, in_scale);
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
 

@@ -131,6 +131,7 @@ void run_se(SeParams& p, float* scale) {
 at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
                    const at::Tensor& w2, const at::Tensor& b2, bool scale_only) {
   const char* op = scale_only ? "se_scale" : "se";
+  check_cpu_x_dtype(x_in);
   const Checked k = check_inputs(x_in, w1, b1, w2, b2, op);
   // Dense NHWC or NCHW is read in place; anything else becomes NCHW (its output is NCHW).
   const bool nhwc = wants_channels_last(x_in);
