@@ -9,7 +9,8 @@
 // loads fewer values per FMA than 12 x 2 (16 -> 64 layer: 3% faster).
 // The row tail uses a smaller-MR instantiation, the column tail masked stores (and masked
 // loads only where a full-width load could leave the weight buffer, see tile()).
-// Accumulators start from the bias; epilogue on the way to the store: activation, + residual.
+// Accumulators start from the bias (short sums) or take it last; epilogue on the way to the store:
+// activation, + residual.
 //
 // Weight layout (design choice, measured): the weight is read in place, K-major (row k = the
 // Cout weights of input channel k, contiguous; any row stride), so a tile's weights are V
@@ -104,6 +105,14 @@ template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
   }
 }
 
+constexpr int64_t kBiasFirstMaxK = 24;
+
+// Vector v of the bias of the tile at column n.
+template <int V, bool TAIL>
+[[gnu::always_inline]] inline Vec bias_vec(const PwConvParams& p, int64_t n, int v, int tail) {
+  return (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail) : Vec::load(p.b + n + v * Vec::N);
+}
+
 // One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
 // b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
 // loads (the extra lanes read the next weight row: in bounds, never stored); only the last
@@ -113,15 +122,16 @@ template <int ROWS, int V, bool TAIL>
 [[gnu::always_inline]] inline void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb,
                                         int64_t k_full, int64_t m, int64_t n, int tail) {
   const int64_t K = p.K;
-  // Accumulators start from the bias (one add less per output in the epilogue, which the
-  // K = 16 and 24 layers feel).
+  // Short sums start from the bias (one add less per output, which the K = 16 and 24 layers
+  // feel); longer ones add it last, because an O(1) bias carried through the chain makes every
+  // partial sum larger and so its roundings (K = 56: up to 2.5x further off).
+  const bool bias_first = K <= kBiasFirstMaxK;
   Vec acc[ROWS][V];
 #pragma GCC unroll 8
   for (int v = 0; v < V; ++v) {
-    const Vec bias = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail)
-                                          : Vec::load(p.b + n + v * Vec::N);
+    const Vec init = !bias_first ? Vec::zero() : bias_vec<V, TAIL>(p, n, v, tail);
 #pragma GCC unroll 16
-    for (int r = 0; r < ROWS; ++r) acc[r][v] = bias;
+    for (int r = 0; r < ROWS; ++r) acc[r][v] = init;
   }
   // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
   // in an L1 buffer (see KC).
@@ -139,6 +149,14 @@ template <int ROWS, int V, bool TAIL>
           acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
           if (k0 + KC < K) acc[r][v].store(total[r][v]);
         }
+    }
+  }
+  if (!bias_first) {
+#pragma GCC unroll 8
+    for (int v = 0; v < V; ++v) {
+      const Vec bias = bias_vec<V, TAIL>(p, n, v, tail);
+#pragma GCC unroll 16
+      for (int r = 0; r < ROWS; ++r) acc[r][v] = add(acc[r][v], bias);
     }
   }
   const bool res = p.residual != nullptr;
