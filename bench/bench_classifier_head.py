@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mbv3_shapes import head_layers
+from mbv3_fast.testing import head_layers
 
 C, H, W, HIDDEN, CLASSES, ACT = head_layers("large")[0]
 _flush = None

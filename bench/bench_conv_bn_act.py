@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn, pack_conv_weight
-from mbv3_shapes import stem_layers
+from mbv3_fast.testing import stem_layers
 
 LAYERS = stem_layers("large")
 ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn
-from mbv3_shapes import depthwise_layers
+from mbv3_fast.testing import depthwise_layers
 
 LAYERS = depthwise_layers("large")
 ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}

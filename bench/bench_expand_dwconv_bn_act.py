@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mbv3_fast.ops import fold_bn, pack_pw_weight
-from mbv3_shapes import expand_depthwise_layers
+from mbv3_fast.testing import expand_depthwise_layers
 
 LAYERS = expand_depthwise_layers("large")
 ACT = {"hardswish": nn.Hardswish, "relu": nn.ReLU}

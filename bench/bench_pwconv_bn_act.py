@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn, pack_pw_weight
-from mbv3_shapes import pointwise_layers
+from mbv3_fast.testing import pointwise_layers
 
 LAYERS = pointwise_layers("large")
 ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}

@@ -22,10 +22,8 @@ import torch
 from torch import nn
 from torchvision.ops import SqueezeExcitation
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
-
 import mbv3_fast  # noqa: E402
-from mbv3_shapes import se_layers  # noqa: E402
+from mbv3_fast.testing import se_layers  # noqa: E402
 
 LAYERS = se_layers("large")
 FORMATS = {"channels_last": torch.channels_last, "nchw": torch.contiguous_format}

@@ -7,8 +7,6 @@ import sys
 import pytest
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))  # mbv3_shapes
-
 import mbv3_fast  # noqa: E402
 
 

@@ -54,11 +54,10 @@ def log(msg):
 
 def mbv3_large_layers():
     """-> (depthwise, se, pointwise) lists, one entry per layer of the network (repeats
-    included), from tests/mbv3_shapes.py (torchvision forward hooks).  depthwise: dict(name, C,
+    included), from mbv3_fast/testing.py (torchvision forward hooks).  depthwise: dict(name, C,
     H, k, stride, dilation, pad, act); se: dict(name, C, S, H); pointwise: dict(name, Cin, Cout,
     H, act, res)."""
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from mbv3_shapes import depthwise_layers, pointwise_layers, se_layers
+    from mbv3_fast.testing import depthwise_layers, pointwise_layers, se_layers
     dws = [dict(name=f"dw{i:02d} {C}@{H} k{k}s{s} {'HS' if act == 'hardswish' else 'RE'}",
                 C=C, H=H, k=k, stride=s, dilation=d, pad=p, act=act)
            for i, (C, H, W, k, s, p, d, act) in enumerate(depthwise_layers("large"))]
@@ -251,10 +250,9 @@ def bench_model(timer, arch, N, dtype, dev):
     import torch
     import torchvision
     import mbv3_fast
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from test_model import _realistic  # O(1) logits (torchvision's init gives ~1e-9), real BN stats
+    from mbv3_fast.testing import realistic
     torch.manual_seed(0)
-    tv = _realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
+    tv = realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
     ours = mbv3_fast.from_torchvision(copy.deepcopy(tv)).eval().to(dev, dtype)
     tv = tv.to(dev, dtype)
     x = torch.randn(N, 3, 224, 224, device=dev, dtype=dtype)
@@ -572,8 +570,7 @@ def compile_configs(variants=("large", "small"), batches=(1, 32, 256), dtypes=No
     kernels: the full se op) over the configuration grid; fn(device='meta') calls the real
     wrapper."""
     import torch
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    import mbv3_shapes as S
+    import mbv3_fast.testing as S
     from mbv3_fast.kernels.classifier_head import classifier_head
     from mbv3_fast.kernels.conv_bn_act import conv_bn_act
     from mbv3_fast.kernels.dwconv_bn_act import dwconv_bn_act

@@ -10,7 +10,7 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-sys.path.insert(0, os.path.dirname(__file__))  # tolerance.py, mbv3_shapes.py, neon_harness.py
+sys.path.insert(0, os.path.dirname(__file__))  # tolerance.py, layers.py, neon_harness.py
 
 import mbv3_fast  # noqa: E402
 

@@ -3,6 +3,7 @@ main, run it under qemu-aarch64, and hand the results back to the test as tensor
 
 One binary per op, rebuilt only when its sources change; one qemu run per batch of cases.
 """
+import functools
 import hashlib
 import os
 import shutil
@@ -25,18 +26,24 @@ requires_toolchain = pytest.mark.skipif(
 QEMU_CPUS = ("cortex-a53", "cortex-a76")
 
 
+@functools.lru_cache(maxsize=None)
 def build(op: str) -> Path:
     main = ROOT / "tests" / "neon" / f"{op}_main.cpp"
     srcs = [main, ROOT / "csrc" / op / f"{op}_neon.cpp"]
-    deps = srcs + sorted((ROOT / "csrc").glob("**/*.h")) + [ROOT / "tests" / "neon" / "case_io.h"]
-    digest = hashlib.sha1(b"".join(p.read_bytes() for p in deps)).hexdigest()[:12]
+    flags = ["-O3", "-std=c++17", "-fno-math-errno", "-ffp-contract=off", f"-I{ROOT / 'csrc'}"]
+    # The binary's key: the flags and every file the preprocessor reads (`-MM`), so an edit to a
+    # torch-side header rebuilds nothing here.
+    mm = subprocess.run([CXX, *flags, "-MM", *map(str, srcs)], check=True, capture_output=True, text=True)
+    deps = sorted({Path(d) for d in mm.stdout.replace("\\\n", " ").split() if not d.endswith(":")})
+    digest = hashlib.sha1(" ".join(flags).encode() + b"".join(p.read_bytes() for p in deps)).hexdigest()[:12]
     exe = ROOT / "tests" / "neon" / "build" / f"{op}-{digest}"
     if not exe.exists():
         exe.parent.mkdir(parents=True, exist_ok=True)
         # -O3 as setup.py builds it; -static so qemu needs no ARM sysroot.
-        cmd = [CXX, "-O3", "-std=c++17", "-static", "-fno-math-errno", "-ffp-contract=off",
-               f"-I{ROOT / 'csrc'}", *map(str, srcs), "-o", str(exe)]
-        subprocess.run(cmd, check=True, capture_output=True, text=True)
+        tmp = exe.with_suffix(".tmp")
+        subprocess.run([CXX, *flags, "-static", *map(str, srcs), "-o", str(tmp)], check=True,
+                       capture_output=True, text=True)
+        tmp.replace(exe)  # atomic: a killed build leaves no half-written binary under the key
     return exe
 
 

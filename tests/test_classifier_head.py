@@ -13,7 +13,7 @@ from torch import nn
 
 import mbv3_fast
 import neon_harness
-from mbv3_shapes import VARIANTS, head_layers
+from mbv3_fast.testing import VARIANTS, head_layers
 from tolerance import assert_within_rule
 
 ACT_MODULES = {"hardswish": nn.Hardswish, "relu": nn.ReLU}

@@ -8,7 +8,7 @@ from torch import nn
 
 import neon_harness
 from mbv3_fast.ops import conv_bn_act, fold_bn, pack_conv_weight
-from mbv3_shapes import VARIANTS, stem_layers
+from mbv3_fast.testing import VARIANTS, stem_layers
 from layers import ACT_CODE, ACT_FN, random_bn
 from tolerance import assert_within_rule
 

@@ -13,7 +13,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 import mbv3_fast
 import neon_harness
 from mbv3_fast.ops import dwconv_bn_act, fold_bn
-from mbv3_shapes import VARIANTS, depthwise_layers
+from mbv3_fast.testing import VARIANTS, depthwise_layers
 from layers import ACT_CODE, ACT_FN, random_bn
 from tolerance import assert_within_rule
 

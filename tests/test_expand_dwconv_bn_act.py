@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn, pack_pw_weight
-from mbv3_shapes import expand_depthwise_layers
+from mbv3_fast.testing import expand_depthwise_layers
 from layers import ACT_FN, random_bn
 from tolerance import assert_within_rule
 

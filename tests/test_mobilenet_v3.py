@@ -7,6 +7,7 @@ from torchvision.models import mobilenetv3 as tvm
 
 from mbv3_fast import MobileNetV3Large, MobileNetV3Small
 from mbv3_fast.ops import mobilenet_v3 as net_op
+from mbv3_fast.testing import realistic
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -16,23 +17,8 @@ CONFIGS = {"default": {}, "dilated_reduced": {"dilated": True, "reduced_tail": T
            "w075_cls10": {"width_mult": 0.75, "num_classes": 10}}
 
 
-def _random_bn(model: nn.Module) -> nn.Module:
-    """Random BN statistics and affine parameters (folding must matter), larger FC weights."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.normal_(0, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.2)
-            elif isinstance(m, nn.Linear):
-                m.weight.normal_(0, 0.05)
-                m.bias.normal_(0, 0.1)
-    return model.eval().requires_grad_(False)
-
-
 def _model(arch="small", cfg="default"):
-    return _random_bn(ARCHS[arch][0](**CONFIGS[cfg]))
+    return realistic(ARCHS[arch][0](**CONFIGS[cfg]), seed=int(torch.randint(1000, ())))
 
 
 def _layouts(x):

@@ -16,6 +16,7 @@ import mbv3_fast
 from mbv3_fast import (MobileNetV3Large, MobileNetV3Small, from_torchvision, mobilenet_v3_large,
                        mobilenet_v3_small)
 from mbv3_fast.model import FastMobileNetV3
+from mbv3_fast.testing import realistic
 from tolerance import max_abs_err
 
 ARCHS = {"large": (tvm.mobilenet_v3_large, MobileNetV3Large, mobilenet_v3_large),
@@ -40,34 +41,9 @@ def _one_thread():
     torch.set_num_threads(before)
 
 
-def _realistic(model: nn.Module, seed: int) -> nn.Module:
-    """Random weights, random BN affine params and BN running stats from real batch statistics."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
-                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
-                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
-            elif isinstance(m, nn.Linear):  # torchvision's N(0, 0.01) gives ~1e-4 logits
-                m.weight.normal_(0, 0.05, generator=g)
-                m.bias.normal_(0, 0.1, generator=g)
-        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-        momenta = [m.momentum for m in bns]
-        for m in bns:
-            m.momentum = None  # cumulative average: the running stats become the batches' stats
-        model.train()
-        for _ in range(3):
-            model(torch.randn(4, 3, 64, 64, generator=g) * 1.5 + 0.3)
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-    for m in bns:
-        assert m.running_mean.abs().max() > 1e-3 and (m.running_var - 1).abs().max() > 1e-2
-    return model.eval()
-
-
 @functools.lru_cache(maxsize=None)
 def _tv_state(arch: str, cfg: str):
-    tv = _realistic(ARCHS[arch][0](**CONFIGS[cfg]), seed=zlib.crc32(f"{arch}-{cfg}".encode()) % 1000)
+    tv = realistic(ARCHS[arch][0](**CONFIGS[cfg]), seed=zlib.crc32(f"{arch}-{cfg}".encode()) % 1000)
     return {k: v.clone() for k, v in tv.state_dict().items()}
 
 

@@ -14,11 +14,11 @@ from torchvision.models import mobilenetv3 as tvm
 
 import mbv3_fast
 from mbv3_fast import model as fm
-from test_mobilenet_v3 import _random_bn as _realistic  # random BN statistics, O(1) logits
+from mbv3_fast.testing import realistic
 
 
 def _pair(arch="small", **kw):
-    tv = _realistic(getattr(tvm, f"mobilenet_v3_{arch}")(**kw))
+    tv = realistic(getattr(tvm, f"mobilenet_v3_{arch}")(**kw), seed=0)
     ours = mbv3_fast.from_torchvision(copy.deepcopy(tv)).eval()
     assert ours.fused_status == "fused"
     return tv, ours
@@ -59,7 +59,7 @@ def test_write_during_folding_is_seen(monkeypatch):
 
 def test_inference_tensors_edited_in_place():
     with torch.inference_mode():
-        tv = _realistic(tvm.mobilenet_v3_small())
+        tv = realistic(tvm.mobilenet_v3_small(), seed=1)
         ours = mbv3_fast.from_torchvision(copy.deepcopy(tv)).eval()
         x = torch.randn(1, 3, 48, 48)
         with warnings.catch_warnings(record=True) as w:

@@ -9,7 +9,7 @@ from torch import nn
 import mbv3_fast
 import neon_harness
 from mbv3_fast.ops import fold_bn, pack_pw_weight, pwconv_bn_act
-from mbv3_shapes import pointwise_layers
+from mbv3_fast.testing import pointwise_layers
 from layers import ACT_CODE, ACT_FN, random_bn
 from tolerance import assert_within_rule
 

@@ -16,7 +16,7 @@ from torchvision.ops import SqueezeExcitation
 
 import mbv3_fast
 import neon_harness
-from mbv3_shapes import VARIANTS, se_layers
+from mbv3_fast.testing import VARIANTS, se_layers
 from tolerance import assert_within_rule
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from tolerance import assert_within_rule
 
-from mbv3_shapes import head_layers
+from mbv3_fast.testing import head_layers
 
 head_mod = importlib.import_module("mbv3_fast.kernels.classifier_head")
 

@@ -138,7 +138,7 @@ def test_bad_inputs(mutate, match):
 @pytest.mark.parametrize("dt", list(DTYPES))
 @pytest.mark.parametrize("fmt", ["nchw", "cl"])
 def test_mbv3_stem_cuda(dt, fmt):
-    from mbv3_shapes import stem_layers
+    from mbv3_fast.testing import stem_layers
     for cin, cout, h, w, k, s, p, act in stem_layers("large"):
         run_case(4, cin, cout, h, w, k, s, p, act, dt, fmt, seed=11)
 

@@ -265,9 +265,9 @@ def test_cpu_cuda_mix():
 
 def mbv3_dw_layers(variant):
     """Unique (C, H, W, k, stride, padding, dilation, act) of a MobileNetV3 variant's depthwise
-    layers, enumerated from torchvision by tests/mbv3_shapes.py."""
+    layers, enumerated from torchvision by mbv3_fast/testing.py."""
     pytest.importorskip("torchvision")
-    from mbv3_shapes import depthwise_layers
+    from mbv3_fast.testing import depthwise_layers
     return list(dict.fromkeys(depthwise_layers(variant)))
 
 

@@ -10,7 +10,7 @@ import importlib
 import pytest
 import torch
 import torch.nn.functional as F
-from mbv3_shapes import pointwise_layers
+from mbv3_fast.testing import pointwise_layers
 from tolerance import assert_within_rule
 
 

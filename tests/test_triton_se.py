@@ -213,9 +213,9 @@ def test_cpu_cuda_mix():
 
 def mbv3_se_layers(variant):
     """Unique (C, S, H, W) of a MobileNetV3 variant's SE layers, enumerated from torchvision by
-    tests/mbv3_shapes.py."""
+    mbv3_fast/testing.py."""
     pytest.importorskip("torchvision")
-    from mbv3_shapes import se_layers
+    from mbv3_fast.testing import se_layers
     return list(dict.fromkeys(se_layers(variant)))
 
 

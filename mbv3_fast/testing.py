@@ -1,10 +1,19 @@
-"""MobileNetV3 layer configurations, enumerated from torchvision itself (never hand-copied)."""
+"""Test and benchmark helpers shared by tests/ and bench/ (and usable in a user's own tests):
+
+- MobileNetV3's layer configurations, enumerated from torchvision itself (never hand-copied):
+  ``stem_layers``, ``depthwise_layers``, ``pointwise_layers``, ``expand_depthwise_layers``,
+  ``se_layers``, ``head_layers``;
+- ``realistic``: random weights with BatchNorm statistics taken from real batches, so that BN
+  folding matters and logits are O(1) (torchvision's init gives ~1e-9).
+
+Imports torchvision; ``import mbv3_fast`` does not import this module.
+"""
 from functools import lru_cache
 
 import torch
 from torch import nn
 from torchvision.models import mobilenet_v3_large, mobilenet_v3_small
-from torchvision.ops.misc import Conv2dNormActivation, SqueezeExcitation
+from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, SqueezeExcitation
 
 VARIANTS = {
     "large": lambda: mobilenet_v3_large(),
@@ -114,3 +123,29 @@ def stem_layers(variant: str, size: int = 224):
         out.append((conv.in_channels, conv.out_channels, shape[2], shape[3], conv.kernel_size[0],
                     conv.stride[0], conv.padding[0], act))
     return out
+
+
+def realistic(model: nn.Module, seed: int) -> nn.Module:
+    """``model`` in eval mode with random weights, random BN affine parameters and BN running
+    statistics from three random batches (never the default mean 0 / var 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (nn.BatchNorm2d, FrozenBatchNorm2d)):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.2)
+            elif isinstance(m, nn.Linear):  # torchvision's N(0, 0.01) gives ~1e-4 logits
+                m.weight.normal_(0, 0.05, generator=g)
+                m.bias.normal_(0, 0.1, generator=g)
+        bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [m.momentum for m in bns]
+        for m in bns:
+            m.momentum = None  # cumulative average: the running stats become the batches' stats
+        model.train()
+        for _ in range(3):
+            model(torch.randn(4, 3, 64, 64, generator=g) * 1.5 + 0.3)
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+    for m in bns:
+        assert m.running_mean.abs().max() > 1e-3 and (m.running_var - 1).abs().max() > 1e-2
+    return model.eval()
