@@ -124,7 +124,7 @@ def _good():
     (lambda x, w, b: (x, w, b[:3], 1, 1, "relu"), "bias"),
     (lambda x, w, b: (x, w, b, 0, 1, "relu"), "stride"),
     (lambda x, w, b: (x, w, b, 1, -1, "relu"), "padding"),
-    (lambda x, w, b: (x, w, b, 1.0, 1, "relu"), "stride must be an int"),
+    (lambda x, w, b: (x, w, b, 1.0, 1, "relu"), "type 'int' for argument 'stride'"),
     (lambda x, w, b: (x, w, b, 1, 1, "gelu"), "activation"),
     (lambda x, w, b: (x[:, :, :1, :1], w, b, 1, 0, "relu"), "smaller than the kernel"),
     (lambda x, w, b: (x, w.to("meta"), b, 1, 1, "relu"), "same device"),

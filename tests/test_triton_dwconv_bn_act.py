@@ -241,7 +241,7 @@ def _good(C=4, k=3):
     (lambda x, w, b: (x, w, b, 0, 1, 1, "relu"), "stride"),
     (lambda x, w, b: (x, w, b, 1, 1, 0, "relu"), "dilation"),
     (lambda x, w, b: (x, w, b, 1, -1, 1, "relu"), "padding"),
-    (lambda x, w, b: (x, w, b, 1.0, 1, 1, "relu"), "stride must be an int"),
+    (lambda x, w, b: (x, w, b, 1.0, 1, 1, "relu"), "type 'int' for argument 'stride'"),
     (lambda x, w, b: (x, w, b, 1, 1, 1, "gelu"), "activation"),
     (lambda x, w, b: (x, w, b, 1, 1, 1, None), "activation"),
     (lambda x, w, b: (x[:, :, :1, :1], w, b, 1, 0, 1, "relu"), "smaller than the dilated kernel"),
