@@ -14,29 +14,18 @@ namespace mbv3 {
 namespace {
 
 constexpr int64_t kMinTaskMacs = 65536;  // below this a thread's wake-up costs more than it saves
-constexpr int64_t kSliceAlign = 16;      // output slices start at multiples of one AVX-512 vector
+constexpr int64_t kSliceMacs = 32768;    // a slice of the outputs keeps at least this much work
+constexpr int64_t kMaxSlices = 16;
 
-// out[n, :] = act(W . in[n, :] + b) for all N samples: blocks of up to kHeadSamples samples
-// (each weight row read once per block) x slices of the outputs, as many as keep every thread
-// streaming its own contiguous rows.  Each output is one unit's dot product, so the result
-// does not depend on the thread count.
+// out[n, :] = act(W . in[n, :] + b) for all N samples, split by parallel_fc (each thread
+// streams its own contiguous weight rows).
 void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
             int64_t nout, float* out) {
   auto* fn = MBV3_ISA_SELECT(head_linear, current_isa());
-  const int64_t nb = std::min(N, kHeadSamples), blocks = (N + nb - 1) / nb;
-  const int64_t aligned = (nout + kSliceAlign - 1) / kSliceAlign;
-  const int64_t want = (2 * at::get_num_threads() + blocks - 1) / blocks;
-  const int64_t slices = std::max<int64_t>(1, std::min(aligned, want));
-  auto slice_begin = [&](int64_t k) { return std::min(nout, k * aligned / slices * kSliceAlign); };
-  const int64_t unit_macs = nb * nin * (nout / slices + 1);
-  const int64_t grain = parallel_grain(unit_macs, kMinTaskMacs);
-  at::parallel_for(0, blocks * slices, grain, [&](int64_t begin, int64_t end) {
-    for (int64_t u = begin; u < end; ++u) {
-      const int64_t blk = u / slices, k = u % slices, n0 = blk * nb;
-      fn(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, slice_begin(k), slice_begin(k + 1),
-         out + n0 * nout, nout);
-    }
-  });
+  parallel_fc(N, std::min(N, kHeadSamples), nout, nin, kSliceMacs, kMaxSlices, kMinTaskMacs,
+              [&](int64_t n0, int64_t cnt, int64_t o0, int64_t o1) {
+                fn(w, b, act, cnt, in + n0 * nin, nin, o0, o1, out + n0 * nout, nout);
+              });
 }
 
 struct HeadShape {

@@ -1,6 +1,7 @@
 // Helpers every torch binding shares: argument checks and the NHWC output buffer.
 #pragma once
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <limits>
@@ -133,6 +134,34 @@ inline DwShape check_depthwise(const char* op, const char* c_name, const char* o
 // work (MACs or elements): waking a pool thread costs µs, so tiny loops stay on the caller.
 inline int64_t parallel_grain(int64_t work_per_unit, int64_t min_task) {
   return std::max<int64_t>(1, min_task / std::max<int64_t>(1, work_per_unit));
+}
+
+// The one FC work split (SE's two FCs, the head's two): units are blocks of up to `nb` samples
+// (each weight row read once per block) x slices of the `outs` outputs, i.e. of the [outs, ins]
+// weight's rows, so a unit streams one contiguous run of weights.  Slices (a power of two, at
+// most `max_slices`, starting at multiples of 16 = one AVX-512 vector) are added while there
+// are fewer units than 2 x threads and each keeps at least `min_slice_macs` multiply-adds.
+// Every output is one unit's whole dot product, so the result never depends on the split.
+// body(n0, count, o_begin, o_end).
+template <class F>
+void parallel_fc(int64_t N, int64_t nb, int64_t outs, int64_t ins, int64_t min_slice_macs, int64_t max_slices,
+                 int64_t min_task_macs, F&& body) {
+  constexpr int64_t kAlign = 16;
+  if (N <= 0 || nb <= 0) return;
+  const int64_t blocks = (N + nb - 1) / nb, aligned = (outs + kAlign - 1) / kAlign;
+  const int64_t threads = at::get_num_threads();
+  int64_t slices = 1;
+  while (blocks * slices < 2 * threads && slices * 2 <= std::min(max_slices, aligned) &&
+         outs * ins * nb / (slices * 2) >= min_slice_macs)
+    slices *= 2;
+  auto begin = [&](int64_t k) { return std::min(outs, k * aligned / slices * kAlign); };
+  at::parallel_for(0, blocks * slices, parallel_grain(outs * ins * nb / slices, min_task_macs),
+                   [&](int64_t b, int64_t e) {
+                     for (int64_t u = b; u < e; ++u) {
+                       const int64_t n0 = u / slices * nb, k = u % slices;
+                       body(n0, std::min(nb, N - n0), begin(k), begin(k + 1));
+                     }
+                   });
 }
 
 // The output-layout rule of every op but conv_bn_act (mbv3_fast/ops/_layout.py is its Python

@@ -166,10 +166,8 @@ inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t ni
     return;
   }
   if constexpr (NB == 1) {
-    // One row at a time, so the weights stream from memory in order: reading 4 rows at once
-    // (4 interleaved streams) ran at 14 vs 20 GB/s from DRAM on Zen 4, and these weights are
-    // cold at batch 1 (Large's SE and head weights, 12 MB, are read once per forward).
-    // (Grouping four rows' horizontal sums into one reduce_add4 measured 2x slower.)
+    // One row at a time, so the weights stream from memory in order (4 interleaved rows
+    // measured slower: README, "Design notes"); at batch 1 these weights are cold.
     int64_t o = o_begin;
     for (; o < o_end; ++o) out[o] = reduce_add(dot_lanes(m.w + o * m.ld, in, nin));
     return;

@@ -28,7 +28,6 @@ namespace {
 // Channel vectors per register tile: enough to cover Cout = 16 (the stem) in one pass.
 constexpr int kMaxNV = Vec::N >= 8 ? 2 : 4;
 // Pixels per tile: NV * P accumulators + NV weights + 1 broadcast within the register file.
-// Measured on Zen 4 (stem, AVX-512): 14 pixels ~5% faster than 8, 16 no better.
 constexpr int kMaxP = 14;
 // Accuracy: each output sums its taps in segments of kSegment (in (ci, kh, kw) order), each
 // segment one FMA chain, the segments added up at the end; a single chain of 27+ taps measured
@@ -37,7 +36,7 @@ constexpr int kSegment = 9;
 constexpr int pixels(int NV) { return std::min(kMaxP, (Vec::kRegs - NV - 1) / NV); }
 
 // acc + broadcast(*x) * w.  AVX-512: one FMA with an embedded {1to16} memory broadcast -- a
-// separate vbroadcastss costs an FP-pipe slot on Zen 4 (measured: 2.7 vs 3.6 FMA/ns), and GCC
+// separate vbroadcastss costs an FP-pipe slot on some cores (README, "Design notes"), and GCC
 // does not fold the broadcast itself here (it shares loads between overlapping taps).  The
 // address goes in as a register, not an "m" operand: with "m" GCC kept the accumulators in
 // memory (store motion blocked) and ran 2x slower.  The asm reads x without telling the

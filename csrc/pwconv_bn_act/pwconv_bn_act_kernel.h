@@ -15,10 +15,8 @@
 // Weight layout (design choice, measured): the weight is read in place, K-major (row k = the
 // Cout weights of input channel k, contiguous; any row stride), so a tile's weights are V
 // contiguous vectors per k and no panel packing happens.  With K <= 960 a panel (K x 48
-// floats, <= 180 KB) stays in L2 while the row tiles pass, and this reaches PyTorch's addmm
-// (MKL) on the same matrices: 88 vs 90 GFLOP/s summed over MobileNetV3-Large's 30 pointwise
-// layers at batch 1, 1 thread (Zen 4, AVX-512; 157 vs 147 at 2 threads), so packed panels
-// were not needed.  The model keeps its folded 1x1 weights as a [Cin, Cout] buffer viewed as
+// floats, <= 180 KB) stays in L2 while the row tiles pass, and this reached PyTorch's addmm
+// (MKL) on the same matrices (README, "Design notes"), so packed panels were not needed.  The model keeps its folded 1x1 weights as a [Cin, Cout] buffer viewed as
 // [Cout, Cin, 1, 1] (mbv3_fast.ops.pack_pw_weight); a plain [Cout, Cin] weight is transposed
 // on every call by the binding (+37% time summed over the layers).
 //
@@ -116,8 +114,7 @@ template <int V, bool TAIL>
 // One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
 // b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
 // loads (the extra lanes read the next weight row: in bounds, never stored); only the last
-// rows use masked loads, which are several times slower on some cores (Zen 4: 33 vs 77
-// GFLOP/s on the 64 -> 24 layer).
+// rows use masked loads, which are several times slower on some cores (README, "Design notes").
 template <int ROWS, int V, bool TAIL>
 [[gnu::always_inline]] inline void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb,
                                         int64_t k_full, int64_t m, int64_t n, int tail) {

@@ -19,15 +19,14 @@ namespace {
 // (waking a pool thread costs µs) and the larger ones split evenly.  The NHWC pool reads x in
 // pixel chunks of about kChunkElems elements (at most kChunkMaxPixels pixels), each chunk
 // writing one row of partial sums; the FCs run on blocks of samples, cut into slices of their
-// outputs when there are few blocks.  Pool chunks depend on the shape only and every FC output
+// outputs when there are few blocks (parallel_fc).  Pool chunks depend on the shape only and every FC output
 // is one unit's whole dot product, so the result is the same for every thread count.
 constexpr int64_t kMinTaskElems = 32768;
 constexpr int64_t kMinTaskMacs = 32768;
 constexpr int64_t kChunkElems = 16384;
 constexpr int64_t kChunkMaxPixels = 256;  // bounds each partial sum's chain of additions
-constexpr int64_t kFcPartMacs = 32768;
-constexpr int64_t kFcSliceAlign = 16;  // S slices start at multiples of one AVX-512 vector
-constexpr int64_t kFcMaxParts = 8;
+constexpr int64_t kFcSliceMacs = 32768;
+constexpr int64_t kFcMaxSlices = 8;
 
 struct Checked {
   int64_t N, C, H, W, S;
@@ -96,25 +95,10 @@ void run_se(SeParams& p, float* scale) {
     for (int64_t n = b; n < e; ++n) mean_fn(p, part + n * chunks * C, mean + n * C);
   });
 
-  // Each FC: work units are blocks of up to kSeFcSamples samples (each weight read once per
-  // block) x slices of the outputs, i.e. of the [out, in] weight's rows, so a unit streams
-  // one contiguous run of weights.  Slices are added (a power of two) while there are fewer
-  // units than threads x 2 and each keeps about kFcPartMacs multiply-adds.
-  const int64_t nb = std::min(N, kSeFcSamples), blocks = (N + nb - 1) / nb;
-  const int64_t threads = at::get_num_threads();
+  // The FCs: see parallel_fc.
+  const int64_t nb = std::min(N, kSeFcSamples);
   auto fc = [&](int64_t outs, int64_t ins, auto&& body) {
-    const int64_t aligned = (outs + kFcSliceAlign - 1) / kFcSliceAlign;
-    int64_t parts = 1;
-    while (blocks * parts < 2 * threads && parts * 2 <= std::min(kFcMaxParts, aligned) &&
-           outs * ins * nb / (parts * 2) >= kFcPartMacs)
-      parts *= 2;
-    auto begin = [&](int64_t k) { return std::min(outs, k * aligned / parts * kFcSliceAlign); };
-    at::parallel_for(0, blocks * parts, parallel_grain(outs * ins * nb / parts, kMinTaskMacs), [&](int64_t b, int64_t e) {
-      for (int64_t u = b; u < e; ++u) {
-        const int64_t n0 = u / parts * nb, k = u % parts;
-        body(n0, std::min(nb, N - n0), begin(k), begin(k + 1));
-      }
-    });
+    parallel_fc(N, nb, outs, ins, kFcSliceMacs, kFcMaxSlices, kMinTaskMacs, body);
   };
   fc(S, C, [&](int64_t n0, int64_t cnt, int64_t s0, int64_t s1) { fc1(p, cnt, mean + n0 * C, hid + n0 * S, s0, s1); });
   fc(C, S, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
