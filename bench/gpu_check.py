@@ -2,28 +2,34 @@
 """One-shot GPU check of the Triton kernels (mbv3_fast.kernels) on one NVIDIA GPU.
 
     python bench/gpu_check.py [--no-build] [--skip-tests] [--out PATH] [--quick]
+                              [--budget-s 450] [--phase-s tests=120,models=120,layers=90]
     python bench/gpu_check.py --compile-only [--archs 90,80] [--variants ...] [--batches ...]
+                              [--jobs N]
         no GPU needed: compiles every Triton kernel of the CUDA path for sm_90 and sm_80 through
         the real wrappers and checks registers / spills / vectorisation (see "--compile-only"
-        below); exit 0 when all pass.  On a GPU run, a sm_90 subset of it runs first.
+        below); exit 0 when all pass.
+    TRITON_INTERPRET=1 python bench/gpu_check.py --dry-run
+        no GPU needed: the timing phases on the CPU (interpreter, tiny layers, fake timings)
 
+Phases of a GPU run, each with its own time budget (--phase-s), none past --budget-s since the
+start, the JSON (--out, default bench/results/gpu_check.json) rewritten as rows come in:
 1. build: ``pip install --no-build-isolation -e .`` when ``mbv3_fast.kernels`` is not importable
    (skip with --no-build);
-2. correctness: ``pytest tests/test_triton_*.py -q`` (every Triton kernel, see TESTS)
-   (CUDA cases incl. every MobileNetV3-Large layer; skip with --skip-tests);
-3. timing, CUDA events after warm-up (triton.testing.do_bench, median; L2 flushed between
-   reps), first end to end: mbv3_fast's MobileNetV3-Large/Small eval forward (one
-   mbv3::mobilenet_v3 call) vs torchvision's eager model, batch 1/32, fp32/fp16, NCHW image in;
-   then fused Triton vs PyTorch unfused for every depthwise layer (cuDNN conv groups=C +
-   F.batch_norm eval + activation), SE layer (torchvision SqueezeExcitation, hardsigmoid, eval)
-   and 1x1 layer (cuDNN 1x1 conv + F.batch_norm + activation (+ residual add)) of
-   MobileNetV3-Large, batch 1/32/256, fp32/fp16, channels_last.  The kernels have a
-   native NCHW path (no layout conversion), timed too at batch 32 (skip with --no-nchw).
-   "loop" columns = wall time per call of 100 back-to-back eager calls (includes Python /
-   launch overhead, which dominates at batch 1).
-Prints one table and writes everything (plus device name, torch/triton versions) as JSON to
---out (default bench/results/gpu_check.json).  Designed to finish in < 5 minutes on H100/H200;
-a deadline stops the timing early (recorded in the JSON) if it would not.
+2. compile check: the full sm_90 grid of --compile-only on every CPU, before any launch (the
+   compiled kernels stay in TRITON_CACHE_DIR for the timing phases);
+3. tests: ``pytest`` of every Triton kernel, the CUDA model parity and the CUDA-graph /
+   torch.compile(mode="reduce-overhead") parity (TESTS; skip with --skip-tests);
+4. models: MobileNetV3-Large/Small eval forward, channels_last, batch 1/32/256, fp16/fp32/bf16:
+   ours (one mbv3::mobilenet_v3 call), ours replayed from a CUDA graph
+   (mbv3_fast.cuda_graph.capture), torchvision eager, torch.compile(torchvision) default and
+   mode="reduce-overhead" (the compile rows last: tens of seconds each);
+5. layers: every depthwise, SE and 1x1 layer of MobileNetV3-Large, fused Triton vs cuDNN +
+   unfused PyTorch ops (conv + F.batch_norm eval + activation (+ residual); torchvision
+   SqueezeExcitation), channels_last at batch 1/32/256, NCHW at batch 32 (--no-nchw skips).
+Timing: triton.testing.do_bench median (CUDA events, L2 flushed); "loop" = wall ms per call of
+100 back-to-back eager calls, batch 1 (launch overhead included).  Ends with one Markdown table
+(model rows and summed layer rows) that README takes as it is.  Sized for < 8 min on an H200,
+build included.
 """
 import argparse
 import copy
@@ -281,6 +287,9 @@ def _model_fn(mode, tv, ours, x):
         return lambda: run(x)
     if mode == "tv":
         return lambda: tv(x)
+    # a fresh dynamo cache per row: past its recompile limit (8) dynamo would silently run the
+    # shared torchvision forward eagerly, and the row would time eager under a compile label
+    torch._dynamo.reset()
     cm = torch.compile(tv, mode="reduce-overhead" if mode == "tv_compile_ro" else None)
     for _ in range(3):  # compile, then (reduce-overhead) record the graph
         cm(x)
