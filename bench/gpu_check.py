@@ -23,7 +23,7 @@ start, the JSON (--out, default bench/results/gpu_check.json) rewritten as rows 
    ours (one mbv3::mobilenet_v3 call), ours replayed from a CUDA graph
    (mbv3_fast.cuda_graph.capture), torchvision eager, torch.compile(torchvision) default and
    mode="reduce-overhead" (the compile rows last: tens of seconds each);
-5. layers: every depthwise, SE and 1x1 layer of MobileNetV3-Large, fused Triton vs cuDNN +
+5. layers: every layer of MobileNetV3-Large (stem, depthwise, SE, 1x1, head), fused Triton vs cuDNN +
    unfused PyTorch ops (conv + F.batch_norm eval + activation (+ residual); torchvision
    SqueezeExcitation), channels_last at batch 1/32/256, NCHW at batch 32 (--no-nchw skips).
 Timing: triton.testing.do_bench median (CUDA events, L2 flushed); "loop" = wall ms per call of
@@ -59,11 +59,16 @@ def log(msg):
 # ----------------------------------------------------------------------------------------------
 
 def mbv3_large_layers():
-    """-> (depthwise, se, pointwise) lists, one entry per layer of the network (repeats
-    included), from mbv3_fast/testing.py (torchvision forward hooks).  depthwise: dict(name, C,
-    H, k, stride, dilation, pad, act); se: dict(name, C, S, H); pointwise: dict(name, Cin, Cout,
-    H, act, res)."""
-    from mbv3_fast.testing import depthwise_layers, pointwise_layers, se_layers
+    """-> {kind: layers}, one entry per layer of the network (repeats included), from
+    mbv3_fast/testing.py (torchvision forward hooks).  stem: dict(name, Cin, Cout, H, k, stride,
+    pad, act); dw: dict(name, C, H, k, stride, dilation, pad, act); se: dict(name, C, S, H); pw:
+    dict(name, Cin, Cout, H, act, res); head: dict(name, C, H, hidden, classes, act)."""
+    from mbv3_fast.testing import (depthwise_layers, head_layers, pointwise_layers, se_layers,
+                                   stem_layers)
+    stems = [dict(name=f"stem {ci}->{co}@{H}", Cin=ci, Cout=co, H=H, k=k, stride=s, pad=p, act=act)
+             for ci, co, H, W, k, s, p, act in stem_layers("large")]
+    heads = [dict(name=f"head {C}@{H}->{hid}->{cls}", C=C, H=H, hidden=hid, classes=cls, act=act)
+             for C, H, W, hid, cls, act in head_layers("large")]
     dws = [dict(name=f"dw{i:02d} {C}@{H} k{k}s{s} {'HS' if act == 'hardswish' else 'RE'}",
                 C=C, H=H, k=k, stride=s, dilation=d, pad=p, act=act)
            for i, (C, H, W, k, s, p, d, act) in enumerate(depthwise_layers("large"))]
@@ -72,7 +77,7 @@ def mbv3_large_layers():
     pws = [dict(name=f"pw{i:02d} {ci}->{co}@{H}{' +res' if res else ''}", Cin=ci, Cout=co, H=H,
                 act=act, res=res)
            for i, (ci, co, H, W, act, res) in enumerate(pointwise_layers("large"))]
-    return dws, ses, pws
+    return dict(stem=stems, dw=dws, se=ses, pw=pws, head=heads)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,6 +193,46 @@ def _time_pair(timer, torch_fn, fused_fn, N, mf):
         if N == 1:
             res.update(torch_loop_ms=timer.loop_ms(torch_fn), fused_loop_ms=timer.loop_ms(fused_fn))
     return res
+
+
+def bench_stem(timer, K, layer, N, dtype, fmt, dev):
+    import torch
+    import torch.nn.functional as F
+    ci, co, H, k = layer["Cin"], layer["Cout"], layer["H"], layer["k"]
+    mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(N, ci, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf)
+    wf, bf, w_t, bn, eps = _conv_bn(torch.randn(co, ci, k, k, generator=g, device=dev) / k, g, dev, dtype, mf)
+
+    def torch_fn():
+        return F.hardswish(F.batch_norm(F.conv2d(x, w_t, None, layer["stride"], layer["pad"]),
+                                        *bn, False, 0.0, eps))
+
+    def fused_fn():
+        return K.conv_bn_act(x, wf, bf, layer["stride"], layer["pad"], layer["act"])
+
+    # the stem's output is channels_last whatever the input's layout
+    return _time_pair(timer, torch_fn, fused_fn, N, torch.channels_last)
+
+
+def bench_head(timer, K, layer, N, dtype, fmt, dev):
+    import torch
+    import torch.nn.functional as F
+    from mbv3_fast.kernels.classifier_head import classifier_head
+    C, H, hid, cls = layer["C"], layer["H"], layer["hidden"], layer["classes"]
+    mf = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+    g = torch.Generator(device=dev).manual_seed(0)
+    x = torch.randn(N, C, H, H, generator=g, device=dev, dtype=dtype).contiguous(memory_format=mf)
+    w1, b1 = (torch.randn(hid, C, generator=g, device=dev) / C ** 0.5).to(dtype), torch.zeros(hid, device=dev, dtype=dtype)
+    w2, b2 = (torch.randn(cls, hid, generator=g, device=dev) / hid ** 0.5).to(dtype), torch.zeros(cls, device=dev, dtype=dtype)
+
+    def torch_fn():  # torchvision's avgpool + flatten + Linear + Hardswish + (Dropout) + Linear
+        return F.linear(F.hardswish(F.linear(F.adaptive_avg_pool2d(x, 1).flatten(1), w1, b1)), w2, b2)
+
+    def fused_fn():
+        return classifier_head(x, w1, b1, w2, b2, layer["act"])
+
+    return _time_pair(timer, torch_fn, fused_fn, N, torch.contiguous_format)
 
 
 def bench_dw(timer, K, layer, N, dtype, fmt, dev):
@@ -536,13 +581,15 @@ def bench_models(args, result, dev, timer, archs, batches, dtypes, modes=MODEL_M
     cache.clear()
 
 
+LAYER_BENCHES = dict(stem=bench_stem, dw=bench_dw, se=bench_se, pw=bench_pw, head=bench_head)
+
+
 def bench_layers(args, result, K, dev, timer, layers, batches, nchw_batches, dtypes):
     """Every fused layer of MobileNetV3-Large vs cuDNN + unfused PyTorch ops, channels_last at
     every batch, NCHW at ``nchw_batches``; a repeated identical layer reuses its numbers."""
     import torch
-    dws, ses, pws = layers
     dts = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    kinds = (("dw", dws, bench_dw), ("se", ses, bench_se), ("pw", pws, bench_pw))
+    kinds = [(kind, layers[kind], fn) for kind, fn in LAYER_BENCHES.items()]
     plan = [(kind, fn, layer, N, dt, "channels_last")
             for N in batches for dt in dtypes for kind, ls, fn in kinds for layer in ls]
     plan += [(kind, fn, layer, N, dt, "nchw") for N in nchw_batches for dt in dtypes
@@ -597,17 +644,19 @@ def dry_run(args):
     if REPO not in sys.path:
         sys.path.insert(0, REPO)  # this checkout's package (nothing is built or installed here)
     K = importlib.import_module("mbv3_fast.kernels")
-    dws, ses, pws = mbv3_large_layers()
+    L = mbv3_large_layers()
     # one layer of each kind, tiny; the depthwise one twice (the repeated-layer path)
-    dws = [dict(dws[-1], C=24, H=8)] * 2
-    ses = [dict(ses[0], C=24, S=8, H=7)]
-    pws = [dict(pws[1], Cin=16, Cout=24, H=8), dict([p for p in pws if p["res"]][0], Cin=24, Cout=24, H=8)]
+    pw_res = [p for p in L["pw"] if p["res"]][0]
+    layers = dict(stem=[dict(L["stem"][0], H=16)], dw=[dict(L["dw"][-1], C=24, H=8)] * 2,
+                  se=[dict(L["se"][0], C=24, S=8, H=7)],
+                  pw=[dict(L["pw"][1], Cin=16, Cout=24, H=8), dict(pw_res, Cin=24, Cout=24, H=8)],
+                  head=[dict(L["head"][0], C=24, H=3, hidden=32, classes=10)])
     cpu = torch.device("cpu")
     result = dict(device="dry-run (CPU, Triton interpreter)", dry_run=True,
                   torch=torch.__version__, routing=check_torch_ops_routing(K, cpu))
     # the model rows run on the CPU (C++ ops, float32); the CUDA-only modes are recorded skipped
     bench_models(args, result, cpu, _FakeTimer(), ("small",), [1], ("fp32",))
-    bench_layers(args, result, K, cpu, _FakeTimer(), (dws, ses, pws), [1],
+    bench_layers(args, result, K, cpu, _FakeTimer(), layers, [1],
                  [] if args.no_nchw else [2], ("fp32", "bf16"))
     write(args.out, result)
     log("\n" + fmt_markdown(result))

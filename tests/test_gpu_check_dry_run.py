@@ -39,7 +39,8 @@ def test_dry_run_json_and_table(tmp_path):
     rows = res["rows"]
     assert all("error" not in r for r in rows), [r for r in rows if "error" in r]
     assert {(r["kind"], r["dtype"], r["fmt"]) for r in rows} == {
-        (k, d, f) for k in ("dw", "se", "pw") for d in ("fp32", "bf16") for f in ("channels_last", "nchw")}
+        (k, d, f) for k in gpu_check.LAYER_BENCHES for d in ("fp32", "bf16")
+        for f in ("channels_last", "nchw")}
     for r in rows:
         assert r["torch_ms"] > 0 and r["fused_ms"] > 0 and r["output_format_ok"], r
     assert any(r.get("repeat_of_previous") for r in rows)
