@@ -786,7 +786,7 @@ def _resources(compiled, arch, tmp):
     import re
     import triton
     bindir = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin")
-    cubin = os.path.join(tmp, f"k{id(compiled)}.cubin")
+    cubin = os.path.join(tmp, f"k{os.getpid()}_{id(compiled)}.cubin")  # unique across workers
     with open(cubin, "wb") as f:
         f.write(compiled.asm["cubin"])
     out = subprocess.run([os.path.join(bindir, "cuobjdump"), "--dump-resource-usage", cubin],
