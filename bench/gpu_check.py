@@ -886,6 +886,8 @@ def compile_check(archs=ARCHS, out=None, verbose=False, jobs=1, **grid_kw):
             compiled = [_compile_one(i) for i in range(len(_UNIQUE))]
     finally:
         triton.runtime.driver.set_active(prev_driver)
+    for c in configs:  # each launch -> the hash of the kernel it runs (None: compile error)
+        c["hash"] = compiled[c.pop("unique")].get("hash")
     errors += [c for c in compiled if "error" in c]
     kernels = [c for c in compiled if "error" not in c]
     if verbose:
