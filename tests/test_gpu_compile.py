@@ -10,7 +10,7 @@ earlier can hide a failure.
   both targets, ~80 s on 2 cores.
 * ``test_compile_full_grid`` (MBV3_GPU_COMPILE_FULL=1, CI's compile step): Large and Small,
   batch 1/32/256, fp32/fp16/bf16, both layouts, both targets: 6156 launches, 549 distinct
-  kernels; 382 s of CPU (2026-12-02, Zen 3), about 4 min on 2 idle cores with --jobs 2.
+  kernels; 382 s of CPU (2026-12-02, Zen 3): about 3.5 min on 2 idle cores with --jobs 2.
 """
 import itertools
 import json
@@ -98,7 +98,7 @@ def test_compile_subset(tmp_path):
 
 
 @needs_ptxas
-@pytest.mark.skipif(not FULL, reason="the full grid (~4 min on 2 cores) runs in CI's compile "
+@pytest.mark.skipif(not FULL, reason="the full grid (~3.5 min on 2 idle cores) runs in CI's compile "
                                      "step: MBV3_GPU_COMPILE_FULL=1")
 def test_compile_full_grid(tmp_path):
     res, known = _compile_and_check(tmp_path, dict(
