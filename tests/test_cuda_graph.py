@@ -50,12 +50,16 @@ def test_graph_replay_matches_eager(arch, dtype):
 
 @cuda_only
 @pytest.mark.parametrize("arch", ["large", "small"])
-def test_compile_reduce_overhead_matches_eager(arch):
-    m = _model(arch, torch.float32)
-    x = torch.randn(1, 3, 224, 224, device="cuda")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_compile_reduce_overhead_matches_eager(arch, dtype):
+    m = _model(arch, dtype).to(memory_format=torch.channels_last)
+    x, x2 = (torch.randn(1, 3, 224, 224, device="cuda", dtype=dtype) for _ in range(2))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
     with torch.no_grad():
-        ref = m(x)
+        ref, ref2 = m(x), m(x2)
         cm = torch.compile(m, mode="reduce-overhead")
         for _ in range(3):  # warm-up runs, then the graph replays
             out = cm(x).clone()
-    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+        out2 = cm(x2).clone()  # a replay reads the new input, not the recorded one
+    torch.testing.assert_close(out, ref, **tol)
+    torch.testing.assert_close(out2, ref2, **tol)

@@ -81,7 +81,10 @@ def _se_pool_fc1_kernel(
     for i in range(NB):
         n = nb * NB + i
         n_ok = n < N
-        x_n = x_ptr + n.to(tl.int64) * sx_n + c2 * sx_c
+        # the channel offset goes into each load's offset, not into this hoisted base: with
+        # x_ptr + c * sx_c hoisted out of the NB loop, ptxas (12.9, sm_80) kept half of that
+        # pointer on the stack at 40 registers (8-byte frame, 4 B spill store/load, C=16 S=8)
+        x_n = x_ptr + n.to(tl.int64) * sx_n
         if CL:
             acc = tl.zeros((BLOCK_HW, BLOCK_C), dtype=tl.float32)
         else:
@@ -89,7 +92,7 @@ def _se_pool_fc1_kernel(
         for t in range(0, hw_chunk, BLOCK_HW):
             hw = hw_lo + t + hw2
             m = (hw < hw_hi) & mask_c2 & n_ok
-            acc += tl.load(x_n + hw * sx_hw, mask=m, other=0.0).to(tl.float32)
+            acc += tl.load(x_n + (c2 * sx_c + hw * sx_hw), mask=m, other=0.0).to(tl.float32)
         if CL:
             pooled = tl.sum(acc, axis=0) * inv_hw
         else:
