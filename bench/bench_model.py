@@ -33,11 +33,11 @@ import warnings
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 import mbv3_fast
 import peers
 from mbv3_fast import from_torchvision
+from mbv3_fast.testing import realistic
 
 ARCHS = [a for a in os.environ.get("MBV3_BENCH_ARCHS", "large").split(",") if a]
 BATCHES = [1, 8]
@@ -59,18 +59,11 @@ _ort = {}
 
 
 def _torchvision_model(arch):
-    """torchvision model with non-trivial BN statistics (as a trained model has)."""
+    """torchvision model with non-trivial BN statistics and logits of order 10 (as a trained
+    model has: the agreement checks compare outputs of that size), shared by all providers."""
     if arch not in _models:
         torch.manual_seed(0)
-        tv = getattr(torchvision.models, f"mobilenet_v3_{arch}")()
-        with torch.no_grad():
-            for m in tv.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.normal_(0, 0.2)
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.2)
-        _models[arch] = tv.eval()
+        _models[arch] = realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
     return _models[arch]
 
 
