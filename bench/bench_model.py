@@ -1,9 +1,12 @@
-"""End-to-end MobileNetV3 eval latency, fp32: mbv3_fast (one op call per forward, and the
+"""End-to-end MobileNetV3 eval latency: mbv3_fast fp32 (one op call per forward, and the
 same ops called per layer from Python) vs torchvision eager (NCHW and
 channels_last), torch.compile of torchvision (inductor) and ONNX Runtime (when importable),
-batch 1 and 8, 1 and 2 threads, all in the same run.
+and the peers in peers.py (OpenVINO fp32/bf16, ExecuTorch + XNNPACK fp32/int8, torchvision
+bf16 eager autocast / torch.compile), batch 1 and 8, 1 and 2 threads, all in the same run.
+A provider that cannot run here (package missing, CPU without native bf16) is skipped with
+its reason (test_latency: a pytest skip; test_interleaved: a printed line).
 
-Two kinds of tests:
+Three kinds of tests:
   test_latency      one pytest-benchmark result per (arch, batch, threads, provider), grouped
                     per (arch, batch, threads); bench/summarize.py prints ratios (suite "model").
   test_interleaved  per (arch, batch, threads): rounds in which every provider runs a block of
@@ -12,8 +15,12 @@ Two kinds of tests:
                     machine: they compare providers under the same background load).  Printed (run with -s)
                     and written to bench/results/model_interleaved.json.
 
+  test_agreement    each provider's output on one input vs torchvision fp32 (fp32: within
+                    1e-3 of the largest logit; bf16/int8: finite and cosine > 0.9).
+
 MBV3_BENCH_ARCHS=large,small picks the models (default large); MBV3_BENCH_ROUNDS the rounds
-of the interleaved test (default 7).
+of the interleaved test (default 7); MBV3_BENCH_PROVIDERS=fused,openvino_fp32,... the
+providers (default all; fused, the ratios' base, always runs).
 """
 import copy
 import json
@@ -26,17 +33,23 @@ import warnings
 import pytest
 import torch
 import torchvision
-from torch import nn
 
 import mbv3_fast
+import peers
 from mbv3_fast import from_torchvision
+from mbv3_fast.testing import realistic
 
 ARCHS = [a for a in os.environ.get("MBV3_BENCH_ARCHS", "large").split(",") if a]
 BATCHES = [1, 8]
 THREADS = [1, 2]
 # fused_per_op: the same fused ops called layer by layer from Python (the model's per-op path,
 # which torch.compile graphs and the profiler use) instead of one mbv3::mobilenet_v3 call.
-PROVIDERS = ["fused", "fused_per_op", "torchvision_nchw", "torchvision_cl", "torchvision_compile", "onnxruntime"]
+PROVIDERS = ["fused", "fused_per_op", "torchvision_nchw", "torchvision_cl", "torchvision_compile",
+             "onnxruntime", *peers.PEERS]
+_picked = [p for p in os.environ.get("MBV3_BENCH_PROVIDERS", "").split(",") if p]
+if _picked:
+    assert set(_picked) <= set(PROVIDERS), f"unknown providers {set(_picked) - set(PROVIDERS)}"
+    PROVIDERS = [p for p in PROVIDERS if p == "fused" or p in _picked]
 ROUNDS = int(os.environ.get("MBV3_BENCH_ROUNDS", "7"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "model_interleaved.json")
 
@@ -46,18 +59,11 @@ _ort = {}
 
 
 def _torchvision_model(arch):
-    """torchvision model with non-trivial BN statistics (as a trained model has)."""
+    """torchvision model with non-trivial BN statistics and logits of order 10 (as a trained
+    model has: the agreement checks compare outputs of that size), shared by all providers."""
     if arch not in _models:
         torch.manual_seed(0)
-        tv = getattr(torchvision.models, f"mobilenet_v3_{arch}")()
-        with torch.no_grad():
-            for m in tv.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.running_mean.normal_(0, 0.2)
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.2)
-        _models[arch] = tv.eval()
+        _models[arch] = realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
     return _models[arch]
 
 
@@ -88,10 +94,13 @@ def _ort_session(arch, batch, threads):
     return _ort[key]
 
 
-def make_provider(provider, arch, batch, threads):
-    """A no-argument callable running one batch through `provider` (inputs prepared)."""
+def make_provider(provider, arch, batch, threads, x=None):
+    """A no-argument callable running one batch (`x`, random by default) through `provider`."""
     tv = _torchvision_model(arch)
-    x = torch.randn(batch, 3, 224, 224)
+    if x is None:
+        x = torch.randn(batch, 3, 224, 224)
+    if provider in peers.PEERS:
+        return peers.PEERS[provider][0](tv, arch, batch, threads, x)
     if provider == "fused":
         model = from_torchvision(copy.deepcopy(tv)).eval()
         assert model.fused_status == "fused", model.fused_status
@@ -119,6 +128,33 @@ def make_provider(provider, arch, batch, threads):
     raise ValueError(provider)
 
 
+def _agreement(provider, out, ref):
+    """(ok, line): `out` of `provider` against torchvision fp32's `ref`."""
+    out = peers.as_tensor(out)
+    if out.shape != ref.shape or not torch.isfinite(out).all():
+        return False, f"{provider}: shape {tuple(out.shape)} or non-finite values"
+    diff = (out - ref).abs().max().item()
+    rel = diff / ref.abs().max().item()
+    cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item()
+    top1 = (out.argmax(1) == ref.argmax(1)).float().mean().item()
+    precision = peers.PEERS.get(provider, (None, "fp32"))[1]
+    ok = rel < 1e-3 if precision == "fp32" else cos > 0.9
+    return ok, (f"{provider} ({precision}): max abs diff {diff:.2e} ({rel:.1e} of max |logit|), "
+                f"cosine {cos:.5f}, top-1 agreement {top1:.2f}")
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
+@pytest.mark.parametrize("arch", ARCHS)
+def test_agreement(arch, threads, provider):
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = _torchvision_model(arch)(x)
+        ok, line = _agreement(provider, make_provider(provider, arch, 1, threads, x)(), ref)
+    print(line)
+    assert ok, line
+
+
 @pytest.mark.parametrize("provider", PROVIDERS)
 @pytest.mark.parametrize("threads", THREADS, indirect=True, ids=lambda t: f"t{t}")
 @pytest.mark.parametrize("batch", BATCHES, ids=lambda b: f"b{b}")
@@ -139,12 +175,19 @@ def test_latency(benchmark, record, arch, batch, threads, provider):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_interleaved(arch, batch, threads):
     fns = {}
+    x = torch.randn(batch, 3, 224, 224)
     with torch.no_grad():
+        ref = _torchvision_model(arch)(x)
         for p in PROVIDERS:
             try:
-                fns[p] = make_provider(p, arch, batch, threads)
+                fns[p] = make_provider(p, arch, batch, threads, x)
             except pytest.skip.Exception as e:
                 print(f"[{arch} b{batch} t{threads}] {p} skipped: {e}")
+                continue
+            ok, line = _agreement(p, fns[p](), ref)  # a wrong answer is not worth timing
+            print(f"[{arch} b{batch} t{threads}] {line}{'' if ok else '  -> dropped'}")
+            if not ok:
+                del fns[p]
         for fn in fns.values():
             for _ in range(3):
                 fn()
@@ -178,7 +221,7 @@ def test_interleaved(arch, batch, threads):
              f"turns (median of round medians, ms; round-median range; x = provider / fused"
              f"{'; thread CPU ms, x' if cpu_med else ''})"]
     for p in names:
-        line = (f"  {p:20s} {med[p]:8.2f}  [{spread[p][0]:.2f}-{spread[p][1]:.2f}]  "
+        line = (f"  {p:25s} {med[p]:8.2f}  [{spread[p][0]:.2f}-{spread[p][1]:.2f}]  "
                 f"x{med[p] / med['fused']:.2f}")
         if cpu_med:
             line += f"   cpu {cpu_med[p]:7.2f}  x{cpu_med[p] / cpu_med['fused']:.2f}"
