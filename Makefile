@@ -7,7 +7,7 @@ PIP = $(PY) -m pip install -q --disable-pip-version-check
 PY_DEPS = torch==2.14.1 torchvision==0.29.1 "setuptools>=77" ninja pytest pytest-benchmark hypothesis matplotlib
 BUILT = mbv3_fast/.built
 
-.PHONY: deps build test test-asan bench clean
+.PHONY: deps build test test-asan test-gpu-compile bench clean
 deps:
 	$(PIP) $(PY_DEPS)
 	@# NEON is tested by cross-compiling and running under qemu; install the tools when root.
@@ -29,6 +29,11 @@ build: deps $(BUILT)
 test: build
 	$(PY) -m pytest tests -q -ra
 
+# Every Triton kernel of the CUDA path compiled for sm_90 and sm_80 over the whole grid (Large and
+# Small, batch 1/32/256, fp32/fp16/bf16, both layouts): no GPU needed (make test runs a subset).
+test-gpu-compile: build
+	MBV3_GPU_COMPILE_FULL=1 $(PY) -m pytest tests/test_gpu_compile.py -q -rs -k full_grid
+
 # The C++ ops under AddressSanitizer + UndefinedBehaviorSanitizer: a copy of the sources under
 # build/asan/tree is built there with MBV3_FAST_SANITIZE=1 (setup.py), so the normal in-place
 # extension is never overwritten, and the op tests (odd shapes, non-finite values, thread
@@ -49,7 +54,8 @@ test-asan: deps
 
 # The latency report: end to end (vs torchvision eager/compile and ONNX Runtime), per block, per
 # op; fused vs unfused in the same run.  JSON under bench/results/, Markdown + PNG charts.
-BENCH_DEPS = onnxruntime onnx
+# Peer engines (executorch runs on the installed torch; it does not replace it).
+BENCH_DEPS = onnxruntime onnx openvino executorch
 BENCH_FLAGS = -q -p no:cacheprovider --benchmark-max-time=0.2 --benchmark-min-rounds=5 \
   --benchmark-columns=median,iqr,rounds --benchmark-group-by=group --benchmark-sort=name
 bench: build
