@@ -8,7 +8,8 @@ pieces.  No file gets special flags: each ISA unit switches its instruction set 
 library loads on any x86-64 (or AArch64) CPU, picking the widest path it has at run time
 (csrc/common/cpu_isa.cpp).
 
-MBV3_FAST_SANITIZE=1 builds with -fsanitize=address,undefined (see the Makefile's test-asan).
+MBV3_FAST_SANITIZE=1 builds with -fsanitize=address,undefined (see the Makefile's test-asan); on an
+x86 CPU without AVX-512 it leaves the AVX-512 units out.
 """
 import glob
 import os
@@ -25,10 +26,26 @@ sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True) if not s.
 # -g0: Python's own CFLAGS carry -g, and debug info is ~40% of the unrolled kernels' compile time.
 cxx_flags = ["-O3", "-g0", "-fopenmp", "-fno-math-errno", "-ffp-contract=off"]
 link_flags = ["-fopenmp"] if os.name != "nt" else []  # at::parallel_for uses OpenMP
+
+
+def _cpu_runs_avx512():
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        return True
+    return all(f in flags for f in ("avx512f", "avx512bw", "avx512dq", "avx512vl"))
+
+
 if SANITIZE:
     san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined"]
-    cxx_flags = ["-O1", "-g", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", *san]
+    # -g1: line tables for the reports, without full debug info's compile time.
+    cxx_flags = ["-O1", "-g1", "-fopenmp", "-fno-math-errno", "-ffp-contract=off", *san]
     link_flags += san
+    if X86 and not _cpu_runs_avx512():
+        # A sanitized build exists to run the tests here: units this CPU cannot run are left out
+        # (instrumented, they are the slowest to compile) and the dispatch knows (isa_dispatch.h).
+        sources = [s for s in sources if not s.endswith("_avx512.cpp")]
+        cxx_flags.append("-DMBV3_NO_AVX512")
 
 setup(
     name="mbv3_fast",

@@ -14,9 +14,11 @@ bool cpu_has(Isa isa) {
 #if defined(__x86_64__) || defined(_M_X64)
     case Isa::Avx2:
       return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#if !defined(MBV3_NO_AVX512)  // see isa_dispatch.h
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+#endif
 #endif
 #if defined(__aarch64__)
     case Isa::Neon:

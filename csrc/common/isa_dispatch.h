@@ -14,10 +14,16 @@
 #define MBV3_BUILD_NEON 0
 #endif
 
-#if MBV3_BUILD_X86
+// MBV3_NO_AVX512: the AVX-512 units are left out of this build (setup.py does so for a
+// sanitized build on a CPU that cannot run them).
+#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
 #define MBV3_X86_CASES(fn)             \
   case ::mbv3::Isa::Avx512:            \
     return ::mbv3::avx512::fn;         \
+  case ::mbv3::Isa::Avx2:              \
+    return ::mbv3::avx2::fn;
+#elif MBV3_BUILD_X86
+#define MBV3_X86_CASES(fn)             \
   case ::mbv3::Isa::Avx2:              \
     return ::mbv3::avx2::fn;
 #else
