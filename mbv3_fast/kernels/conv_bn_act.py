@@ -89,14 +89,19 @@ _INTERPRETED = _kernel_is_interpreted(_conv_bn_act_kernel)
 def _conv_blocks(N: int, Cout: int, P: int, sms: int, interpreted: bool):
     """(BLOCK_P, BLOCK_C, num_warps).  Interpreter: big tiles (numpy cost is per op, not per
     element).  GPU: the whole Cout (<= 64) in one block, ~2048-element tiles, shrunk only when
-    the grid would not give every SM a program."""
+    the grid would not give every SM a program; num_warps keeps 16 outputs per thread (at most
+    4 warps).  Why: with 8 outputs per thread ptxas spills the fp32 stem on sm_90 (64x16 tile,
+    4 warps: 255 registers, 64 B stack; 32x16 / 2 warps and 16x16 / 1 warp alike), while at 16
+    per thread it needs 76-93 (64x16 / 2 warps: 76 on sm_90, 92 on sm_80).  8 warps spill on
+    sm_80 (256x16: 8 B stack), hence the cap."""
     bc = min(_next_pow2(Cout), 64)
     if interpreted:
         return max(1, min(8192 // bc, _next_pow2(P))), bc, 4
-    bp = max(16, min(2048 // bc, _next_pow2(P)))
-    while bp > 16 and N * _cdiv(P, bp) * _cdiv(Cout, bc) < sms:
+    bp_min = max(16, 512 // bc)  # >= 16 outputs per thread with 1 warp
+    bp = max(bp_min, min(2048 // bc, _next_pow2(P)))
+    while bp > bp_min and N * _cdiv(P, bp) * _cdiv(Cout, bc) < sms:
         bp //= 2
-    return bp, bc, 4
+    return bp, bc, max(1, min(4, bp * bc // 512))
 
 
 def conv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, stride: int,

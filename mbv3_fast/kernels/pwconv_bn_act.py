@@ -16,9 +16,10 @@ NCHW, channels_last and strided views are read in place) times B [BLOCK_K, BLOCK
 with fp32 accumulation; fp32 uses IEEE precision (no TF32), fp16/bf16 feed the tensor cores in
 their own dtype.  Epilogue: + bias, activation, + residual, cast, masked store.
 GPU blocks (no autotune): BLOCK_N = next_pow2(Cout) in [16, 64], BLOCK_M = 64 (32 when the grid
-would leave SMs idle), BLOCK_K = 32; 4 warps.  Under TRITON_INTERPRET=1 (CPU tensors) bigger
-blocks (numpy cost is per op) and fp32 dots; bf16 results are rounded to nearest-even
-explicitly because the interpreter's fp32->bf16 cast truncates.
+would leave SMs idle), BLOCK_K = 32 (16 for fp32 with the SE scale: see _pw_blocks); 4 warps.
+Under TRITON_INTERPRET=1 (CPU tensors) bigger blocks (numpy cost is per op) and fp32 dots; bf16
+results are rounded to nearest-even explicitly because the interpreter's fp32->bf16 cast
+truncates.
 """
 import functools
 
@@ -95,8 +96,11 @@ _INTERPRETED = _kernel_is_interpreted(_pwconv_bn_act_kernel)
 
 
 @functools.lru_cache(maxsize=4096)
-def _pw_blocks(N: int, K: int, Cout: int, HW: int, sms: int, interpreted: bool):
-    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps)."""
+def _pw_blocks(N: int, K: int, Cout: int, HW: int, sms: int, interpreted: bool,
+               f32_scale: bool = False):
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps).  ``f32_scale``: fp32 input with the SE scale,
+    BLOCK_K 16: at 32 the 64x64 tile spills on sm_80 (255 registers, 24 B stack; 188 on sm_90),
+    at 16 it needs 140 (sm_80) / 128 (sm_90)."""
     if interpreted:
         return (max(16, min(_next_pow2(HW), 256)), max(16, min(_next_pow2(Cout), 256)),
                 max(16, min(_next_pow2(K), 128)), 4)
@@ -104,7 +108,7 @@ def _pw_blocks(N: int, K: int, Cout: int, HW: int, sms: int, interpreted: bool):
     bm = 64
     if N * _cdiv(HW, bm) * _cdiv(Cout, bn) < sms:
         bm = 32
-    return bm, bn, 32, 4
+    return bm, bn, 16 if f32_scale else 32, 4
 
 
 def _w_strides(weight: torch.Tensor):
@@ -128,7 +132,8 @@ def pwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, act
     if y.numel() > _INT32_MAX and not span_fits_int32(y):
         raise RuntimeError("pwconv_bn_act: one sample of the output exceeds 2**31 elements")
     HW = H * W
-    bm, bn, bk, warps = _pw_blocks(N, K, Cout, HW, num_sms(x), _INTERPRETED)
+    bm, bn, bk, warps = _pw_blocks(N, K, Cout, HW, num_sms(x), _INTERPRETED,
+                                   x.dtype == torch.float32 and in_scale is not None)
     tiles_m = _cdiv(HW, bm)
     sx, sy = x.stride(), y.stride()
     sw_n, sw_k = _w_strides(weight)
