@@ -12,6 +12,8 @@
 // tests/tolerance.py demands.
 #pragma once
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #include "dwconv_bn_act.h"
@@ -37,9 +39,10 @@ struct Geometry {
 // kBlock adjacent output columns [ow, ow + kBlock) of one channel tile, specialised geometry.
 // With compile-time stride and dilation the shared input columns are loaded once (stride 1,
 // k = 3: 6 loads feed 12 FMAs) and the independent accumulator chains hide the FMA latency.
-// CHECKED blocks touch the padding or run past the row's end: out-of-range taps are skipped
-// (as PyTorch does: multiplying a zero by a NaN or inf weight would give NaN) and only real
-// outputs are stored, so small maps (7x7) keep this schedule too.
+// CHECKED blocks touch the padding or run past the row's end: out-of-range input columns read
+// as zero and only real outputs are stored, so small maps (7x7) keep this schedule too.  (With
+// an inf or NaN weight, 0 * w would be NaN where PyTorch adds no term: such weights take the
+// generic loop, see dwconv_bn_act below.)
 constexpr int kBlock = 4;
 
 //
@@ -75,10 +78,7 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
 #pragma GCC unroll 8
     for (int kw = 0; kw < K; ++kw) {
       const V wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
-      for (int j = 0; j < NB; ++j) {
-        const int i = j * S + kw * D;
-        if (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) acc[kh & 1][j] = fmadd(in[i], wt, acc[kh & 1][j]);
-      }
+      for (int j = 0; j < NB; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
     }
   }
   for (int j = 0; j < NB; ++j)
@@ -216,12 +216,25 @@ RowsFn pick_geometry(const DwConvParams& p) {
   return pick_act<0, 0, 0>(p.act);
 }
 
+// No inf or NaN among the n weights (a branch-free scan the compiler vectorises).
+inline bool all_finite(const float* w, int64_t n) {
+  uint32_t bad = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, w + i, sizeof u);
+    bad |= (u & 0x7f800000u) == 0x7f800000u;
+  }
+  return bad == 0;
+}
+
 }  // namespace
 
 void dwconv_bn_act(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
                    int64_t c_end) {
-  // 3x3 and 5x5 are MobileNetV3's; everything else (odd k <= 7) takes the generic loop.
-  const RowsFn fn = p.k == 3 ? pick_geometry<3>(p) : p.k == 5 ? pick_geometry<5>(p) : pick_act<0, 0, 0>(p.act);
+  // 3x3 and 5x5 are MobileNetV3's; everything else (odd k <= 7) takes the generic loop, and so
+  // do non-finite weights: the generic loop skips padded taps, as PyTorch's reference does.
+  const bool special = (p.k == 3 || p.k == 5) && all_finite(p.w, int64_t(p.k) * p.k * p.C);
+  const RowsFn fn = !special ? pick_act<0, 0, 0>(p.act) : p.k == 3 ? pick_geometry<3>(p) : pick_geometry<5>(p);
   fn(p, row_begin, row_end, c_begin, c_end);
 }
 

@@ -20,6 +20,9 @@ struct PwConvParams {
   float* y;
   int64_t M, K, Cout, HW, ldw;
   Act act;
+  // With in_scale: scale copies of the rows (true) or of the weight columns.  The caller picks
+  // it from the layer's shape, so the result does not depend on how the rows are split.
+  bool scale_rows = true;
 };
 
 // Register tile of each ISA: rows of the widest tile, most columns of a tile, vector width.

@@ -231,22 +231,18 @@ void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_
   const int64_t K = p.K, cols = n_end - n_begin;
   const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
   if (!p.in_scale) return run(p, p.x + m_begin * K, p.w + n_begin, p.ldw, w_extent, m_begin, m_end, n_begin, n_end);
-  // SE scale, per sample segment of the rows: scale whichever operand is smaller for the
-  // whole layer -- a copy of the rows (x'[m][k] = x[m][k] * s[k], HW x K multiplies per
-  // sample: the 7x7 and 14x14 layers, whose pixels are fewer than their columns) or of the
-  // weight columns (w'[k][n] = w[k][n] * s[k], K x Cout: the 28x28 and larger maps).  Either
-  // is a small fraction of the FMAs, and the hot loop is unchanged.  (x*s)*w and x*(w*s) round
-  // differently, so the choice depends on the layer's shape only, never on how the caller split
-  // the rows and columns between threads: 1 and 2 threads give bit-identical results.  The
-  // weight copy's rows are padded to whole vectors (+ one spare vector) so every read of it is
-  // a full-width load.
+  // SE scale, per sample segment of the rows: a scaled copy of the rows (x'[m][k] = x[m][k] *
+  // s[k]) or of the weight columns (w'[k][n] = w[k][n] * s[k]), as p.scale_rows says (the
+  // caller's choice by layer shape: (x*s)*w and x*(w*s) round differently, and 1 and 2 threads
+  // must give the same bits).  Either is a small fraction of the FMAs, and the hot loop is
+  // unchanged.  The weight copy's rows are padded to whole vectors (+ one spare vector) so
+  // every read of it is a full-width load.
   const int64_t ld = (cols + Vec::N - 1) / Vec::N * Vec::N;
   thread_local std::vector<float> scratch;
-  const bool scale_rows = p.HW <= p.Cout;
   for (int64_t m = m_begin; m < m_end;) {
     const int64_t s = m / p.HW, seg_end = std::min(m_end, (s + 1) * p.HW), rows = seg_end - m;
     const float* sc = p.in_scale + s * K;
-    if (scale_rows) {
+    if (p.scale_rows) {
       if (scratch.size() < size_t(rows * K)) scratch.resize(size_t(rows * K));
       float* xs = scratch.data();
       for (int64_t r = 0; r < rows; ++r) {

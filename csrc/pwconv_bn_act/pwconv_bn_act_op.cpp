@@ -84,8 +84,8 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
     s_storage = in_scale->contiguous();
     s = s_storage.data_ptr<float>();
   }
-  const PwConvParams p{xn.data_ptr<float>(), w, dense_1d(bias, b_storage), s, r, out.data(),
-                       M, Cin, Cout, H * W, ldw, act};
+  PwConvParams p{xn.data_ptr<float>(), w, dense_1d(bias, b_storage), s, r, out.data(),
+                 M, Cin, Cout, H * W, ldw, act};
   const Isa isa = current_isa();
   auto* kernel = MBV3_ISA_SELECT(pwconv_bn_act, isa);
   const PwTile tile = MBV3_ISA_SELECT(pwconv_tile, isa)();
@@ -108,6 +108,9 @@ at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, cons
   } else if (threads > 1) {
     m_chunks = (m_chunks + threads - 1) / threads * threads;  // whole rounds: 7 chunks ran 4:3 on 2 threads
   }
+  // SE scale: the rows' copy costs (rows of a chunk) x Cin per chunk, the weights' Cin x Cout;
+  // decided from the chunk size at one thread (rows_cap: shape only), never the actual split.
+  p.scale_rows = std::min(H * W, rows_cap) <= Cout;
   const int64_t units = m_chunks * n_chunks;
   const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
   const int64_t grain = parallel_grain(unit_macs, 65536);
