@@ -44,8 +44,12 @@ BATCHES = [1, 8]
 THREADS = [1, 2]
 # fused_per_op: the same fused ops called layer by layer from Python (the model's per-op path,
 # which torch.compile graphs and the profiler use) instead of one mbv3::mobilenet_v3 call.
-PROVIDERS = ["fused", "fused_per_op", "torchvision_nchw", "torchvision_cl", "torchvision_compile",
-             "onnxruntime", *peers.PEERS]
+# fused_bf16: model.bfloat16() with a bf16 input; fused_autocast_bf16: the float32 model under
+# torch.autocast("cpu", dtype=torch.bfloat16).  Both run everywhere (CPUs without native bf16
+# widen to float32 in the kernels), so they are never skipped.
+PROVIDERS = ["fused", "fused_per_op", "fused_bf16", "fused_autocast_bf16", "torchvision_nchw", "torchvision_cl",
+             "torchvision_compile", "onnxruntime", *peers.PEERS]
+OURS_PRECISION = {"fused_bf16": "bf16", "fused_autocast_bf16": "bf16"}
 _picked = [p for p in os.environ.get("MBV3_BENCH_PROVIDERS", "").split(",") if p]
 if _picked:
     assert set(_picked) <= set(PROVIDERS), f"unknown providers {set(_picked) - set(PROVIDERS)}"
@@ -105,6 +109,18 @@ def make_provider(provider, arch, batch, threads, x=None):
         model = from_torchvision(copy.deepcopy(tv)).eval()
         assert model.fused_status == "fused", model.fused_status
         return lambda: model(x)
+    if provider == "fused_bf16":
+        model = from_torchvision(copy.deepcopy(tv)).eval().bfloat16()
+        assert model.fused_status == "fused", model.fused_status
+        xb = x.to(torch.bfloat16)
+        return lambda: model(xb)
+    if provider == "fused_autocast_bf16":
+        model = from_torchvision(copy.deepcopy(tv)).eval()
+
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return model(x)
+        return run
     if provider == "fused_per_op":
         model = from_torchvision(copy.deepcopy(tv)).eval()
         plan = model._fused_plan()
@@ -137,7 +153,7 @@ def _agreement(provider, out, ref):
     rel = diff / ref.abs().max().item()
     cos = torch.nn.functional.cosine_similarity(out.flatten(), ref.flatten(), dim=0).item()
     top1 = (out.argmax(1) == ref.argmax(1)).float().mean().item()
-    precision = peers.PEERS.get(provider, (None, "fp32"))[1]
+    precision = OURS_PRECISION.get(provider) or peers.PEERS.get(provider, (None, "fp32"))[1]
     ok = rel < 1e-3 if precision == "fp32" else cos > 0.9
     return ok, (f"{provider} ({precision}): max abs diff {diff:.2e} ({rel:.1e} of max |logit|), "
                 f"cosine {cos:.5f}, top-1 agreement {top1:.2f}")

@@ -41,7 +41,7 @@ class Act(enum.IntEnum):
         return self.name.lower()
 
 
-# Net.dtype <-> its code in the spec (the C++ loop runs float32 only for now).
+# Net.dtype <-> its code in the spec (the C++ loop runs float32 and bfloat16).
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
 # Blocks whose expanded activation (per sample) is at least this large run expand + depthwise as
@@ -69,7 +69,8 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class Pointwise:
-    """1x1 conv + folded BN + activation, weight K-major for mbv3::pwconv_bn_act."""
+    """1x1 conv + folded BN + activation, weight K-major (or bf16 in K pairs: Cout is the
+    bias's length) for mbv3::pwconv_bn_act."""
     weight: Tensor
     bias: Tensor
     act: Act

@@ -64,13 +64,15 @@ class CaseFile:
         return struct.pack("<q", self.count) + b"".join(self.parts)
 
 
-def run(op: str, cases: CaseFile, cpu: str) -> torch.Tensor:
-    """Run all cases; returns every output float concatenated (split by the caller)."""
+def run(op: str, cases: CaseFile, cpu: str, bf16: bool = False) -> torch.Tensor:
+    """Run all cases; returns every output float concatenated (split by the caller).  bf16: the
+    op's bf16 kernel runs instead (the inputs sent must already be bf16 values; the outputs
+    come back widened, exactly)."""
     exe = build(op)
     with tempfile.TemporaryDirectory() as tmp:
         cin, cout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
         Path(cin).write_bytes(cases.bytes())
-        subprocess.run([QEMU, "-cpu", cpu, str(exe), cin, cout], check=True, timeout=600,
+        subprocess.run([QEMU, "-cpu", cpu, str(exe), cin, cout] + (["bf16"] if bf16 else []), check=True, timeout=600,
                        capture_output=True, text=True)
         data = Path(cout).read_bytes()
     return torch.frombuffer(bytearray(data), dtype=torch.float32)

@@ -1,4 +1,5 @@
-"""mbv3::conv_bn_act on the CPU: every path (ISA), layout and shape against float64."""
+"""mbv3::conv_bn_act on the CPU: every path (ISA), layout and shape against float64; float32 and
+bfloat16 (x and the folded weight bf16, bias float32 or bf16, the output bf16)."""
 import itertools
 
 import pytest
@@ -10,19 +11,20 @@ import neon_harness
 from mbv3_fast.ops import conv_bn_act, fold_bn, pack_conv_weight
 from mbv3_fast.testing import VARIANTS, stem_layers
 from layers import ACT_CODE, ACT_FN, random_bn
-from tolerance import assert_within_rule
+from tolerance import assert_within_rule, bf16_values
 
 
-def make_case(n, cin, cout, h, w, k, layout="nchw"):
-    """layout: nchw (contiguous), nhwc (channels_last), or a non-contiguous view of either."""
+def make_case(n, cin, cout, h, w, k, layout="nchw", dtype=torch.float32):
+    """layout: nchw (contiguous), nhwc (channels_last), or a non-contiguous view of either.
+    dtype: x's (a bf16 view is a view of a bf16 buffer); the conv weight and BN stay float32."""
     if layout == "nchw":
-        x = torch.randn(n, cin, h, w)
+        x = torch.randn(n, cin, h, w, dtype=dtype)
     elif layout == "nhwc":
-        x = torch.randn(n, cin, h, w).contiguous(memory_format=torch.channels_last)
+        x = torch.randn(n, cin, h, w, dtype=dtype).contiguous(memory_format=torch.channels_last)
     elif layout == "nchw_view":  # every dim strided: a crop of a bigger NCHW tensor, every 2nd column
-        x = torch.randn(n, cin + 2, h + 3, 2 * w + 1)[:, 1:cin + 1, 2:h + 2, 1::2]
+        x = torch.randn(n, cin + 2, h + 3, 2 * w + 1, dtype=dtype)[:, 1:cin + 1, 2:h + 2, 1::2]
     elif layout == "nhwc_view":  # channel slice of a channels_last tensor
-        x = torch.randn(n, h, w, cin + 3).permute(0, 3, 1, 2)[:, 2:cin + 2]
+        x = torch.randn(n, h, w, cin + 3, dtype=dtype).permute(0, 3, 1, 2)[:, 2:cin + 2]
     else:
         raise AssertionError(layout)
     return x, torch.randn(cout, cin, k, k) * (1.5 / (k * cin ** 0.5)), random_bn(cout)
@@ -319,3 +321,260 @@ def test_large_in_range_int_arguments_compute(cpu_isa):
         got = torch.ops.mbv3.conv_bn_act(x, w, b, stride, padding, "none")
         ref = F.conv2d(x.double(), w.double(), b.double(), stride, padding)
         torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+# == bfloat16 ========================================================================================
+# x and the folded weight (fold_bn in float32, then rounded) are bf16, the bias float32 (or bf16):
+# the kernel widens on load, sums in float32 and rounds once on store.  The tolerance rule's
+# torch_same_dtype is PyTorch's unfused bf16 computation (bf16 conv, bf16 BatchNorm, bf16
+# activation); ref64 the float64 one on the same bf16 input values with the float32 parameters.
+BF16 = torch.bfloat16
+
+
+def same_bits(a, b):
+    """Bitwise equal bf16 tensors, NaNs compared by position only: the kernel stores every NaN as
+    0x7FC0 (c10::BFloat16's scalar rounding), while PyTorch's tensor .to(bfloat16) stores 0xFFFF."""
+    nan = torch.isnan(a)
+    if not torch.equal(nan, torch.isnan(b)):
+        return False
+    bits = lambda t: t.contiguous().view(torch.int16)  # noqa: E731
+    return torch.equal(bits(a)[~nan.contiguous()], bits(b)[~nan.contiguous()])
+
+
+def check_bf16(x, conv_w, bn, stride, padding, act, what, bias_bf16=False, own_params=False):
+    """own_params: the rule with the op's own bf16 parameters (see test_bf16_odd_shapes) instead
+    of the float32 conv weight and BatchNorm."""
+    assert x.dtype == BF16
+    w, b = fold_bn(conv_w, bn)
+    wb, bb = w.to(BF16), (b.to(BF16) if bias_bf16 else b)
+    ours = torch.ops.mbv3.conv_bn_act(x, wb, bb, stride, padding, act)
+    assert ours.dtype == BF16, f"{what}: dtype {ours.dtype}"
+    assert ours.stride() == nhwc_strides(*ours.shape), f"{what}: strides {ours.stride()}"
+    if not own_params:
+        ref64 = reference(bf16_values(x), conv_w, bn, stride, padding, act)
+        torch_bf16 = reference(x, conv_w, bn, stride, padding, act, BF16)
+    else:
+        ref64 = ACT_FN[act](F.conv2d(x.double(), wb.double(), bb.double(), stride, padding))
+        torch_bf16 = ACT_FN[act](F.conv2d(x, wb, bb.to(BF16), stride, padding))
+    assert_within_rule(ours, torch_bf16, ref64, what)
+    # The strongest check: the same float32 sums as the float32 kernel on the same values, one
+    # rounding -- bit for bit the float32 op's result rounded to bf16.
+    f32 = torch.ops.mbv3.conv_bn_act(x.float(), wb.float(), bb.float(), stride, padding, act)
+    assert same_bits(ours, f32.to(BF16)), f"{what}: not the float32 result rounded"
+    return ours
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "Cin{}_Cout{}_{}x{}_k{}s{}p{}_{}".format(*c))
+def test_bf16_mobilenet_v3_stem(cfg, n, layout, cpu_isa):
+    cin, cout, h, w, k, s, p, act = cfg
+    x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+    check_bf16(x, conv_w, bn, s, p, act, f"bf16 {cpu_isa} N{n} {layout} {cfg}")
+
+
+@pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 5), (13, 11)], ids=lambda v: f"{v[0]}x{v[1]}")
+@pytest.mark.parametrize("cout", [1, 7, 17, 33])
+@pytest.mark.parametrize("cin", [1, 3, 7])
+def test_bf16_odd_shapes(cin, cout, hw, cpu_isa):
+    # The rule here takes the op's own bf16 parameters (PyTorch's bf16 conv with the same folded
+    # bf16 weight and bias; float64 on them): with few taps and few outputs (Cout 1, 1x1 and 2x3
+    # maps) the maximum error against the float32 conv + BatchNorm is decided by how the folded
+    # weight happens to round, and PyTorch's separately rounded conv weight and BN parameters
+    # were up to 50x closer by chance (7 of 96 cases failed, the kernel's outputs each the
+    # nearest bf16 of the exact result on its parameters).  The bitwise check is unchanged.
+    h, w = hw
+    i = 0
+    for k, s in itertools.product((1, 3, 5, 7), (1, 2, 3)):
+        p = (k // 2 + i) % 4  # padding 0..3, cycled
+        if not valid(h, w, k, p):
+            p = k // 2 + (i % 2)
+        n, layout, act = (0, 1, 3)[i % 3], LAYOUTS[i % 4], ("hardswish", "relu", "none")[i % 3]
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+        check_bf16(x, conv_w, bn, s, p, act,
+                   f"bf16 {cpu_isa} N{n} Cin{cin} Cout{cout} {h}x{w} k{k}s{s}p{p} {layout} {act}", own_params=True)
+        i += 1
+
+
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bf16_every_activation_and_layout(act, layout, cpu_isa):
+    # Wide rows (several interior tiles, the moved-back last tile, both borders), stride 1 and 2
+    # (compile-time column offsets for NCHW) and 3 (run-time), channel tails.
+    for (cin, cout), (k, s, p) in itertools.product(((3, 16), (4, 33), (1, 7)), ((3, 2, 1), (3, 1, 1), (5, 3, 2))):
+        x, conv_w, bn = make_case(2, cin, cout, 9, 61, k, layout, BF16)
+        check_bf16(x, conv_w, bn, s, p, act, f"bf16 {cpu_isa} Cin{cin} Cout{cout} k{k}s{s}p{p} {layout} {act}")
+
+
+@pytest.mark.parametrize("cout", [8, 24, 32, 40, 48, 64, 65])
+def test_bf16_channel_tiles(cout, cpu_isa):
+    x, conv_w, bn = make_case(1, 3, cout, 11, 37, 3, dtype=BF16)
+    check_bf16(x, conv_w, bn, 2, 1, "hardswish", f"bf16 {cpu_isa} Cout{cout}")
+
+
+def test_bf16_non_contiguous_inputs(cpu_isa):
+    base = torch.randn(2, 6, 30, 34, dtype=BF16)
+    cl = base.contiguous(memory_format=torch.channels_last)
+    for x in (base[:, 1:4, 1:-2, ::2], cl[:, 2:5], cl[..., 3:], base[:, :3].transpose(2, 3),
+              torch.randn(1, 3, 1, 1, dtype=BF16).expand(2, 3, 20, 31)):
+        assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        cin = x.shape[1]
+        conv_w, bn = torch.randn(16, cin, 3, 3) * 0.3, random_bn(16)
+        check_bf16(x, conv_w, bn, 2, 1, "hardswish", f"bf16 {cpu_isa} strided {tuple(x.stride())}")
+    # Weight (a view of pack_weight's layout, and a strided slice) and bias as views too.
+    x, conv_w, bn = make_case(1, 3, 16, 19, 23, 5, dtype=BF16)
+    w, b = fold_bn(conv_w, bn)
+    wb = w.to(BF16)
+    expected = torch.ops.mbv3.conv_bn_act(x, wb, b, 2, 2, "relu")
+    w_strided = torch.randn(16, 6, 5, 5, dtype=BF16)[:, ::2].copy_(wb)
+    b_strided = torch.randn(32)[::2].copy_(b)
+    for weight, bias in ((w_strided, b_strided), (pack_conv_weight(wb), b)):
+        assert torch.equal(torch.ops.mbv3.conv_bn_act(x, weight, bias, 2, 2, "relu"), expected)
+
+
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_bf16_bias(layout, cpu_isa):
+    """A bf16 bias is read as float32 (widened exactly)."""
+    for cin, cout, h, w, k, s, p in ((3, 16, 33, 40, 3, 2, 1), (4, 17, 7, 9, 5, 1, 2)):
+        x, conv_w, bn = make_case(2, cin, cout, h, w, k, layout, BF16)
+        check_bf16(x, conv_w, bn, s, p, "hardswish", f"bf16 bias {cpu_isa} {layout} Cin{cin} Cout{cout}",
+                   bias_bf16=True)
+
+
+def test_bf16_is_the_float32_result_rounded(cpu_isa):
+    """Bitwise: bf16 in, bf16 out == the float32 op on the same values, then .to(bfloat16) --
+    over magnitudes from tiny to large (rounding ties, subnormal-range and saturated outputs)."""
+    for scale in (1e-30, 1e-3, 1.0, 1e3, 1e30):
+        for layout, act in zip(LAYOUTS, ("hardswish", "relu", "none", "hardswish")):
+            x = make_case(2, 3, 17, 15, 47, 3, layout, BF16)[0] * scale
+            w = (torch.randn(17, 3, 3, 3) * 0.3).to(BF16)
+            b = torch.randn(17) * scale
+            for s, p in ((2, 1), (1, 1), (3, 0)):
+                ours = torch.ops.mbv3.conv_bn_act(x, w, b, s, p, act)
+                f32 = torch.ops.mbv3.conv_bn_act(x.float(), w.float(), b, s, p, act)
+                assert same_bits(ours, f32.to(BF16)), f"{cpu_isa} scale {scale} {layout} s{s}"
+
+
+def test_bf16_threads_do_not_change_the_result():
+    x, conv_w, bn = make_case(3, 3, 16, 64, 58, 3, dtype=BF16)
+    w, b = fold_bn(conv_w, bn)
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2, 3):
+            torch.set_num_threads(t)
+            outs.append(torch.ops.mbv3.conv_bn_act(x, w.to(BF16), b, 2, 1, "hardswish"))
+    finally:
+        torch.set_num_threads(before)
+    for o in outs[1:]:
+        assert torch.equal(o, outs[0])
+
+
+def test_bf16_every_output_element_written(cpu_isa):
+    torch.ops.mbv3._debug_poison_outputs(True)
+    try:
+        for cin, cout, (h, w), k, s, p in [(3, 16, (7, 5), 3, 2, 1), (1, 17, (1, 1), 5, 1, 2),
+                                           (4, 33, (13, 45), 3, 1, 1), (3, 7, (21, 50), 7, 3, 3)]:
+            for layout in LAYOUTS:
+                x, conv_w, bn = make_case(2, cin, cout, h, w, k, layout, BF16)
+                check_bf16(x, conv_w, bn, s, p, "relu", f"bf16 poisoned Cin{cin} Cout{cout} {h}x{w} {layout}")
+    finally:
+        torch.ops.mbv3._debug_poison_outputs(False)
+
+
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "posinf", "neginf"])
+def test_bf16_nonfinite_like_reference(value, act, cpu_isa):
+    """A NaN / +inf / -inf in x gives NaN / +-inf exactly where PyTorch's float32 computation
+    (on the same bf16 values and the same bf16 weight) does, and bitwise the float32 op's
+    result rounded (NaN as 0x7FC0)."""
+    gen = torch.Generator().manual_seed(7)
+    for n, cin, cout, h, w, k, s, p in ((1, 3, 16, 13, 29, 3, 2, 1), (2, 4, 17, 9, 20, 5, 1, 2),
+                                         (1, 1, 7, 6, 5, 3, 3, 1)):
+        for layout in ("nchw", "nhwc", "nchw_view"):
+            x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+            x = x.clone(memory_format=torch.preserve_format) if layout != "nchw_view" else x
+            flat_idx = torch.randint(0, x.numel(), (2,), generator=gen).tolist()
+            for i in flat_idx:
+                x[tuple(int(v) for v in torch.unravel_index(torch.tensor(i), x.shape))] = value
+            x[0, 0, 0, 0] = value  # the corner: read next to the padding
+            wf, b = fold_bn(conv_w, bn)
+            wb = wf.to(BF16)
+            ours = torch.ops.mbv3.conv_bn_act(x, wb, b, s, p, act)
+            ref = ACT_FN[act](F.conv2d(x.float(), wb.float(), b, s, p))
+            what = f"bf16 {cpu_isa} x={value} {act} {layout} Cin{cin} Cout{cout} k{k}s{s}p{p}"
+            for f in (torch.isnan, torch.isposinf, torch.isneginf):
+                bad = f(ours) != f(ref)
+                assert not bad.any(), f"{what}: {f.__name__} differs at {int(bad.sum())} elements"
+            assert not torch.isfinite(ref).all(), f"{what}: the case reaches no output"
+            f32 = torch.ops.mbv3.conv_bn_act(x.float(), wb.float(), b, s, p, act)
+            assert same_bits(ours, f32.to(BF16)), what
+
+
+@pytest.mark.parametrize("over,match", [
+    (dict(x=torch.randn(1, 3, 6, 6, dtype=BF16)), r"on the CPU, weight must have x's dtype \(bfloat16\), got float32"),
+    (dict(x=torch.randn(1, 3, 6, 6, dtype=BF16), weight=torch.randn(8, 3, 3, 3).half()),
+     "weight must be float32 or bfloat16"),
+    (dict(x=torch.randn(1, 3, 6, 6).half(), weight=torch.randn(8, 3, 3, 3).half()),
+     "x must be float32 or bfloat16 on the CPU, got Half"),
+    (dict(x=torch.randn(1, 3, 6, 6).half()), "x must be float32 or bfloat16 on the CPU"),
+    (dict(weight=torch.randn(8, 3, 3, 3, dtype=BF16)), "weight must be float32"),
+    (dict(bias=torch.randn(8, dtype=BF16)), "bias must be float32"),
+    (dict(x=torch.randn(1, 3, 6, 6, dtype=BF16), weight=torch.randn(8, 3, 3, 3, dtype=BF16),
+          bias=torch.randn(8).half()), "bias must be float32 or bfloat16"),
+])
+def test_bf16_bad_inputs_raise_clear_errors(over, match):
+    with pytest.raises(ValueError, match=match):
+        torch.ops.mbv3.conv_bn_act(*_args(**over))
+
+
+def test_bf16_opcheck():
+    for n, cin, cout, h, w, k, s, layout, bias_bf16 in [(2, 3, 16, 9, 7, 3, 2, "nchw", False),
+                                                        (1, 4, 8, 5, 5, 5, 1, "nhwc", True),
+                                                        (0, 3, 4, 3, 3, 3, 1, "nchw", False),
+                                                        (2, 3, 1, 5, 4, 3, 1, "nchw_view", False)]:
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+        wt, b = fold_bn(conv_w, bn)
+        torch.library.opcheck(torch.ops.mbv3.conv_bn_act.default,
+                              (x, wt.to(BF16), b.to(BF16) if bias_bf16 else b, s, k // 2, "hardswish"))
+
+
+def test_bf16_fake_kernel_dtype():
+    args = (torch.randn(1, 3, 8, 8, dtype=BF16), torch.randn(4, 3, 3, 3, dtype=BF16), torch.randn(4), 2, 1, "relu")
+    real = torch.ops.mbv3.conv_bn_act(*args)
+    fake = torch.ops.mbv3.conv_bn_act(*[a.to("meta") if isinstance(a, torch.Tensor) else a for a in args])
+    assert real.dtype == fake.dtype == BF16 and fake.stride() == real.stride()
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu_bf16(cpu):
+    """The NEON bf16 kernel: within the rule, and bitwise the NEON float32 kernel's result on the
+    same (bf16-valued) inputs, rounded."""
+    cases, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, h, w, k, s, p, act, layout in NEON_CASES:
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+        wf, bf = fold_bn(conv_w, bn)
+        wb = wf.to(BF16)
+        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+        # x's whole bf16 storage goes over (as float32 values, exact), read through x's strides.
+        base = x.as_strided((x.untyped_storage().nbytes() // 2,), (1,), 0)
+        cases.i64(n, cin, h, w, cout, oh, ow, k, s, p, ACT_CODE[act], *x.stride(),
+                  base.numel() - x.storage_offset())
+        cases.floats(base[x.storage_offset():].float())
+        cases.floats(wb.float().permute(2, 3, 1, 0))
+        cases.floats(bf)
+        cases.count += 1
+        expected.append(((n, oh, ow, cout), reference(bf16_values(x), conv_w, bn, s, p, act),
+                         reference(x, conv_w, bn, s, p, act, BF16), (n, cin, cout, h, w, k, s, act, layout)))
+    flat_bf16 = neon_harness.run("conv_bn_act", cases, cpu, bf16=True)
+    flat_f32 = neon_harness.run("conv_bn_act", cases, cpu)
+    assert same_bits(flat_bf16.to(BF16), flat_f32.to(BF16)), f"neon {cpu}: not the float32 result rounded"
+    assert torch.equal(flat_bf16.to(BF16).float(), flat_bf16), "bf16 outputs widen exactly"
+    offset = 0
+    for shape, ref64, ref_bf16, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat_bf16[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
+        offset += size
+        assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
+    assert offset == flat_bf16.numel()

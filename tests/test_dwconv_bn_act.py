@@ -15,7 +15,7 @@ import neon_harness
 from mbv3_fast.ops import dwconv_bn_act, fold_bn
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 from layers import ACT_CODE, ACT_FN, random_bn
-from tolerance import assert_within_rule
+from tolerance import assert_within_rule, bf16_values
 
 
 
@@ -246,7 +246,7 @@ def test_isa_control():
     assert isas[0] == "scalar" and mbv3_fast.get_cpu_isa() in isas
     with pytest.raises(ValueError, match="unknown CPU ISA 'sse9'"):
         mbv3_fast.set_cpu_isa("sse9")
-    missing = [i for i in ("avx2", "avx512", "neon") if i not in isas]
+    missing = [i for i in ("avx2", "avx512", "avx512_bf16", "neon") if i not in isas]
     for name in missing:
         with pytest.raises(ValueError, match="not available"):
             mbv3_fast.set_cpu_isa(name)
@@ -331,3 +331,126 @@ def test_large_in_range_int_arguments_compute(cpu_isa):
         got = torch.ops.mbv3.dwconv_bn_act(x, w, b, stride, padding, dilation, "none")
         ref = F.conv2d(x.double(), w.double(), b.double(), stride, padding, dilation, 8)
         torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+# -- bfloat16 ------------------------------------------------------------------------------------
+BF16 = torch.bfloat16
+
+
+def check_bf16(x, conv_w, bn, stride, padding, dilation, act, what, bias_dtype=torch.float32):
+    """bf16 x and folded weight (bias float32 or bf16): the tolerance rule against PyTorch's own
+    bf16 computation, and bit equality with the float32 kernel on the same values rounded once
+    (the bf16 kernels widen, sum in float32 exactly as the float32 ones, and round on store)."""
+    w, b = fold_bn(conv_w, bn)
+    xb, wb, bb = x.to(BF16), w.to(BF16), b.to(bias_dtype)
+    ours = torch.ops.mbv3.dwconv_bn_act(xb, wb, bb, stride, padding, dilation, act)
+    assert ours.dtype == BF16
+    ref64 = reference(bf16_values(x), conv_w, bn, stride, padding, dilation, act)
+    ref_bf16 = reference(x, conv_w, bn, stride, padding, dilation, act, BF16)
+    assert_within_rule(ours, ref_bf16, ref64, what)
+    f32 = torch.ops.mbv3.dwconv_bn_act(xb.float(), wb.float(), bb.float(), stride, padding, dilation, act)
+    assert torch.equal(ours, f32.to(BF16)), what
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "C{}_{}x{}_k{}s{}p{}d{}_{}".format(*c))
+def test_bf16_mobilenet_v3_layers(cfg, cpu_isa):
+    c, h, w, k, s, p, d, act = cfg
+    x, conv_w, bn = make_case(1, c, h, w, k, channels_last=True)
+    check_bf16(x, conv_w, bn, s, p, d, act, f"bf16 {cpu_isa} {cfg}")
+
+
+@pytest.mark.parametrize("c,hw,n", ODD[::2], ids=lambda v: str(v))
+def test_bf16_odd_shapes(c, hw, n, cpu_isa):
+    h, w = hw
+    for i, (k, s, d) in enumerate(GEOMS + [(7, 1, 1), (1, 2, 1)]):
+        act = ("hardswish", "relu", "none")[(i + c) % 3]
+        p = d * (k - 1) // 2
+        for channels_last in (False, True):
+            x, conv_w, bn = make_case(n, c, h, w, k, channels_last)
+            check_bf16(x, conv_w, bn, s, p, d, act, f"bf16 {cpu_isa} N{n} C{c} {h}x{w} k{k}s{s}d{d} {act}",
+                       bias_dtype=(torch.float32, BF16)[i % 2])
+
+
+def test_bf16_non_contiguous_input(cpu_isa):
+    x, conv_w, bn = make_case(3, 34, 11, 9, 3)
+    check_bf16(x[:, ::2], conv_w[::2], _sub_bn(bn, slice(None, None, 2)), 2, 1, 1, "hardswish", "bf16 strided")
+
+
+def _sub_bn(bn, idx):
+    sub = nn.BatchNorm2d(bn.num_features // 2, eps=bn.eps).eval()
+    with torch.no_grad():
+        for name in ("running_mean", "running_var", "weight", "bias"):
+            getattr(sub, name).copy_(getattr(bn, name)[idx])
+    return sub
+
+
+def test_bf16_rounding_is_round_to_nearest_even(cpu_isa):
+    # k = 1, weight 1: y = round_bf16(x + b) computed in float32, every element, against
+    # PyTorch's own float32 -> bfloat16 conversion, bit for bit (ties, tiny values, overflow to
+    # inf; NaN stays NaN).  Channel counts cover every vector tail.
+    for c in (1, 7, 8, 16, 17, 33, 64):
+        x = (torch.randn(2, c, 5, 3) * torch.logspace(-40, 38, 30)[torch.randint(0, 30, (2, c, 5, 3))]).to(BF16)
+        b = torch.randn(c) * 10.0 ** torch.randint(-38, 39, (c,)).float()
+        b[0] = float("nan") if c > 1 else b[0]
+        w = torch.ones(c, 1, 1, 1, dtype=BF16)
+        got = torch.ops.mbv3.dwconv_bn_act(x, w, b, 1, 0, 1, "none")
+        want = (x.float() + b[None, :, None, None]).to(BF16)
+        # NaN: any NaN (PyTorch's own scalar and vectorised conversions store different bits).
+        nan = want.isnan()
+        assert torch.equal(got.isnan(), nan), c
+        assert torch.equal(got.view(torch.int16)[~nan], want.view(torch.int16)[~nan]), c
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+def test_bf16_non_finite_input(value, act, cpu_isa):
+    x, conv_w, bn = make_case(1, 19, 7, 6, 3)
+    x[0, 3, 2, 4] = value
+    x[0, 18, 0, 0] = value
+    w, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w.to(BF16), b, 1, 1, 1, act).double()
+    ref = ACT_FN[act](F.conv2d(bf16_values(x).double(), w.to(BF16).double(), b.double(), 1, 1, 1, 19))
+    assert torch.equal(ours.isnan(), ref.isnan())
+    assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
+
+
+def test_bf16_bad_dtypes_raise_clear_errors():
+    x, w, b = torch.randn(1, 8, 5, 5, dtype=BF16), torch.randn(8, 1, 3, 3), torch.randn(8)
+    with pytest.raises(ValueError, match=r"weight must have x's dtype \(bfloat16\), got float32"):
+        torch.ops.mbv3.dwconv_bn_act(x, w, b, 1, 1, 1, "relu")
+    with pytest.raises(ValueError, match="float32 or bfloat16 on the CPU, got Half"):
+        torch.ops.mbv3.dwconv_bn_act(x.half(), w.half(), b, 1, 1, 1, "relu")
+
+
+def test_bf16_opcheck():
+    x, conv_w, bn = make_case(2, 9, 6, 5, 3, channels_last=True)
+    w, b = fold_bn(conv_w, bn)
+    torch.library.opcheck(torch.ops.mbv3.dwconv_bn_act.default, (x.to(BF16), w.to(BF16), b, 2, 1, 1, "hardswish"))
+
+
+@neon_harness.requires_toolchain
+def test_bf16_neon_under_qemu():
+    cpu = neon_harness.QEMU_CPUS[-1]
+    cases, expected = neon_harness.CaseFile(), []
+    for n, c, h, w, k, s, p, d, act in NEON_CASES:
+        x, conv_w, bn = make_case(n, c, h, w, k)
+        wf, bf = fold_bn(conv_w, bn)
+        xv, wv = bf16_values(x), bf16_values(wf)
+        oh, ow = (h + 2 * p - d * (k - 1) - 1) // s + 1, (w + 2 * p - d * (k - 1) - 1) // s + 1
+        cases.i64(n, c, h, w, oh, ow, k, s, p, d, ACT_CODE[act])
+        cases.floats(xv.permute(0, 2, 3, 1))
+        cases.floats(wv.reshape(c, k * k).t())
+        cases.floats(bf)
+        cases.count += 1
+        expected.append(((n, oh, ow, c), reference(xv, conv_w, bn, s, p, d, act),
+                         reference(x, conv_w, bn, s, p, d, act, BF16), (n, c, h, w, k, s, act)))
+    flat = neon_harness.run("dwconv_bn_act", cases, cpu, bf16=True)
+    offset = 0
+    for shape, ref64, ref_bf16, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
+        offset += size
+        assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
+    assert offset == flat.numel()

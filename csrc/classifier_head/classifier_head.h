@@ -8,16 +8,21 @@
 #include <cstdint>
 
 #include "common/activation.h"
+#include "common/bf16.h"
 #include "common/fc_matrix.h"
 
 namespace mbv3 {
 
-// x is dense float32, NHWC ([N][HW][C]) when nhwc, else NCHW ([N][C][HW]).
-struct HeadPoolParams {
-  const float* x;
+// x is dense T (float32 or bf16, widened on load), NHWC ([N][HW][C]) when nhwc, else NCHW
+// ([N][C][HW]); the pooled means are float32 either way.
+template <class T>
+struct HeadPoolArgs {
+  const T* x;
   int64_t C, HW;
   bool nhwc;
 };
+using HeadPoolParams = HeadPoolArgs<float>;
+using HeadPoolParamsBf16 = HeadPoolArgs<bf16>;
 
 constexpr int64_t kHeadSamples = 4;  // samples per head_linear call, at most
 
@@ -25,17 +30,30 @@ constexpr int64_t kHeadSamples = 4;  // samples per head_linear call, at most
 //  head_pool:   pooled[n * C + c] = mean over the HW pixels of sample n, n in [n_begin, n_end).
 //  head_linear: for nb (1..kHeadSamples) samples j and outputs o in [o_begin, o_end):
 //               out[j * out_ld + o] = act(b[o] + sum_i W(o, i) in[j * nin + i]), each weight
-//               read once for the nb samples.
-#define MBV3_DECLARE_HEAD(ns)                                                                   \
-  namespace ns {                                                                                \
-  void head_pool(const HeadPoolParams& p, int64_t n_begin, int64_t n_end, float* pooled);       \
-  void head_linear(const FcMatrix& w, const float* b, Act act, int64_t nb, const float* in,     \
-                   int64_t nin, int64_t o_begin, int64_t o_end, float* out, int64_t out_ld);    \
+//               read once for the nb samples.  W is float32 or bf16 (widened on load); b, in
+//               and out are float32.
+//  Both are overloaded for float32 and bf16 (HeadPoolParamsBf16, FcMatrixT<bf16>).
+#define MBV3_DECLARE_HEAD_T(P, M)                                                                \
+  void head_pool(const P& p, int64_t n_begin, int64_t n_end, float* pooled);                     \
+  void head_linear(const M& w, const float* b, Act act, int64_t nb, const float* in, int64_t nin, \
+                   int64_t o_begin, int64_t o_end, float* out, int64_t out_ld);
+#define MBV3_DECLARE_HEAD(ns)                                   \
+  namespace ns {                                                \
+  MBV3_DECLARE_HEAD_T(HeadPoolParams, FcMatrix)                 \
+  MBV3_DECLARE_HEAD_T(HeadPoolParamsBf16, FcMatrixT<bf16>)      \
   }
 MBV3_DECLARE_HEAD(scalar)
 MBV3_DECLARE_HEAD(avx2)
 MBV3_DECLARE_HEAD(avx512)
 MBV3_DECLARE_HEAD(neon)
 #undef MBV3_DECLARE_HEAD
+#undef MBV3_DECLARE_HEAD_T
+
+// The entry points' types, for MBV3_ISA_SELECT_AS (isa_dispatch.h).
+template <class T>
+using HeadPoolFn = void(const HeadPoolArgs<T>&, int64_t, int64_t, float*);
+template <class T>
+using HeadLinearFn = void(const FcMatrixT<T>&, const float*, Act, int64_t, const float*, int64_t, int64_t,
+                          int64_t, float*, int64_t);
 
 }  // namespace mbv3

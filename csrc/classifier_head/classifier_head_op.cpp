@@ -3,6 +3,8 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "classifier_head.h"
@@ -18,10 +20,11 @@ constexpr int64_t kSliceMacs = 32768;    // a slice of the outputs keeps at leas
 constexpr int64_t kMaxSlices = 16;
 
 // out[n, :] = act(W . in[n, :] + b) for all N samples, split by parallel_fc (each thread
-// streams its own contiguous weight rows).
-void linear(const FcMatrix& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
+// streams its own contiguous weight rows).  W: float32 or bf16; in, out: float32.
+template <class T>
+void linear(const FcMatrixT<T>& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
             int64_t nout, float* out) {
-  auto* fn = MBV3_ISA_SELECT(head_linear, current_isa());
+  auto* fn = MBV3_ISA_SELECT_AS(HeadLinearFn<T>, head_linear, current_isa());
   parallel_fc(N, std::min(N, kHeadSamples), nout, nin, kSliceMacs, kMaxSlices, kMinTaskMacs,
               [&](int64_t n0, int64_t cnt, int64_t o0, int64_t o1) {
                 fn(w, b, act, cnt, in + n0 * nin, nin, o0, o1, out + n0 * nout, nout);
@@ -78,26 +81,39 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
   const HeadShape g = check_head(x_in, w1, b1, w2, b2);
   const int64_t N = g.N, C = g.C, H = x_in.size(2), W = x_in.size(3), hidden = g.hidden, classes = g.classes;
 
+  // bf16 x: the weights are streamed as bf16 too; the biases may be either (read as float32).
+  check_cpu_streamed(x_in, w1, "w1");
+  check_cpu_streamed(x_in, w2, "w2");
+
   at::Tensor out = at::empty({N, classes}, x_in.options());
   if (debug_poison_outputs()) out.fill_(std::numeric_limits<float>::quiet_NaN());
   if (N == 0) return out;
   // Dense NHWC or NCHW is read in place; anything else becomes NCHW.
   const bool nhwc = wants_channels_last(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
-  at::Tensor h1, h2, hb1, hb2;
-  const FcMatrix m1 = fc_matrix(w1, h1), m2 = fc_matrix(w2, h2);
-  const float* bias1 = dense_1d(b1, hb1);
-  const float* bias2 = dense_1d(b2, hb2);
+  with_cpu_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    constexpr bool kIsFloat = std::is_same_v<T, float>;
+    at::Tensor h1, h2, hb1, hb2;
+    const FcMatrixT<T> m1 = fc_matrix<T>(w1, h1), m2 = fc_matrix<T>(w2, h2);
+    const float* bias1 = dense_1d(b1, hb1);
+    const float* bias2 = dense_1d(b2, hb2);
 
-  at::Tensor scratch = at::empty({N * (C + hidden)}, x.options());
-  float* pooled = scratch.data_ptr<float>();
-  float* hid = pooled + N * C;
-  const HeadPoolParams pp{x.data_ptr<float>(), C, H * W, nhwc};
-  auto* pool = MBV3_ISA_SELECT(head_pool, current_isa());
-  at::parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
-                   [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
-  linear(m1, bias1, act, N, pooled, C, hidden, hid);
-  linear(m2, bias2, Act::None, N, hid, hidden, classes, out.data_ptr<float>());
+    // float32 scratch: pooled [N][C], hidden [N][hidden] and, for bf16, the float32 logits
+    // [N][classes] (rounded once into out at the end).
+    at::Tensor scratch = at::empty({N * (C + hidden + (kIsFloat ? 0 : classes))}, x.options().dtype(at::kFloat));
+    float* pooled = scratch.data_ptr<float>();
+    float* hid = pooled + N * C;
+    float* logits = hid + N * hidden;
+    if constexpr (kIsFloat) logits = out.data_ptr<float>();
+    const HeadPoolArgs<T> pp{data_as<T>(x), C, H * W, nhwc};
+    auto* pool = MBV3_ISA_SELECT_AS(HeadPoolFn<T>, head_pool, current_isa());
+    at::parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
+                     [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
+    linear(m1, bias1, act, N, pooled, C, hidden, hid);
+    linear(m2, bias2, Act::None, N, hid, hidden, classes, logits);
+    if constexpr (!kIsFloat) out.copy_(scratch.narrow(0, N * (C + hidden), N * classes).view({N, classes}));
+  });
   return out;
 }
 

@@ -9,10 +9,13 @@ namespace mbv3 {
 // broadcast per input).  The bindings pick whichever the caller's strides already are, so
 // torchvision's [out, in] (or [out, in, 1, 1]) weights and a transposed view of a pre-packed
 // [in, out] buffer both cost nothing.
-struct FcMatrix {
-  const float* w;
+// T: float or bf16 (common/bf16.h).
+template <class T>
+struct FcMatrixT {
+  const T* w;
   int64_t ld;
   bool by_output;
 };
+using FcMatrix = FcMatrixT<float>;
 
 }  // namespace mbv3

@@ -3,7 +3,10 @@
 // ISA's namespace): register blocks over a channel range, pairwise / two-level sums (global
 // average pooling of NHWC and NCHW maps) and the small-batch matrix-vector product `matmul`
 // of the FC layers.  Channels (or FC outputs) sit in SIMD lanes; a block of up to kBlockVecs
-// vectors (+ one masked tail) is held in registers while its loop streams past.
+// vectors (+ one masked tail) is held in registers while its loop streams past.  The blocks that
+// read x or FC weights are templates over the element type they read (float or bf16, widened on
+// load: simd.h); sums, FC inputs and outputs are float32, and the float32 instantiations are the
+// float32 kernels' code as it was before bf16.
 #pragma once
 #include <algorithm>
 #include <type_traits>
@@ -25,10 +28,13 @@ using Int = std::integral_constant<int, V>;
 template <int V, bool TAIL>
 struct Block {
   static constexpr int K = V + (TAIL ? 1 : 0);
-  static inline Vec load(const float* p, int k, int tail) {
+  // T: float or bf16 (widened on load, rounded on store).
+  template <class T>
+  static inline Vec load(const T* p, int k, int tail) {
     return (TAIL && k == V) ? Lanes<Vec, true>{tail}.load(p + k * Vec::N) : Vec::load(p + k * Vec::N);
   }
-  static inline void store(float* p, int k, int tail, Vec v) {
+  template <class T>
+  static inline void store(T* p, int k, int tail, Vec v) {
     if (TAIL && k == V) Lanes<Vec, true>{tail}.store(p + k * Vec::N, v);
     else v.store(p + k * Vec::N);
   }
@@ -64,11 +70,12 @@ inline void for_blocks(int64_t begin, int64_t end, Body&& body) {
 
 // load_any / store_any (one vector's first n lanes): simd.h.
 
-// Lane-wise sum of n contiguous floats, pairwise: halves (at vector boundaries) down to leaves
+// Lane-wise sum of n contiguous elements (T: float or bf16, widened), pairwise: halves (at vector boundaries) down to leaves
 // of at most kLeafVecs vectors, each summed by kPlaneAcc accumulators.  Every chain of
 // additions stays short (rounding error grows with log n, as in PyTorch's cascade sum).
 constexpr int64_t kLeafVecs = 16;
-inline Vec sum_leaf(const float* x, int64_t n) {
+template <class T>
+inline Vec sum_leaf(const T* x, int64_t n) {
   static_assert(kPlaneAcc == 4, "four accumulators below");
   Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
   int64_t i = 0;
@@ -84,21 +91,25 @@ inline Vec sum_leaf(const float* x, int64_t n) {
   if (i < n) a3 = add(a3, Vec::load_tail(x + i, int(n - i)));
   return add(add(a0, a1), add(a2, a3));
 }
-Vec sum_halves(const float* x, int64_t n) {
+template <class T>
+Vec sum_halves(const T* x, int64_t n) {
   if (n <= kLeafVecs * Vec::N) return sum_leaf(x, n);
   const int64_t half = (n / Vec::N) / 2 * Vec::N;
   return add(sum_halves(x, half), sum_halves(x + half, n - half));
 }
 // Small planes (up to 14x14 on AVX-512) stay inline: one leaf.
-inline Vec sum_lanes(const float* x, int64_t n) {
+template <class T>
+inline Vec sum_lanes(const T* x, int64_t n) {
   return n <= kLeafVecs * Vec::N ? sum_leaf(x, n) : sum_halves(x, n);
 }
 
 constexpr int64_t kRun = 64;  // FC steps summed from zero before joining the total
 
-// Lane-wise partial sums of the dot product w . x over n floats: four accumulators (FMA
-// latency), runs of kRun vectors summed from zero before joining the total.
-inline Vec dot_lanes(const float* w, const float* x, int64_t n) {
+// Lane-wise partial sums of the dot product w . x over n elements: four accumulators (FMA
+// latency), runs of kRun vectors summed from zero before joining the total.  TW, TX: float or
+// bf16 (widened on load; the SE and head weights may be bf16, their inputs are float32).
+template <class TW, class TX>
+inline Vec dot_lanes(const TW* w, const TX* x, int64_t n) {
   Vec total = Vec::zero();
   int64_t i = 0;
   while (i < n) {
@@ -121,9 +132,9 @@ inline Vec dot_lanes(const float* w, const float* x, int64_t n) {
 
 // For NB samples j at once (each weight loaded once for all of them):
 //   out[j * out_ld + o] = sum_i W(o, i) in[j * in_ld + i],  o in [o_begin, o_end)
-// (no bias, no activation).
-template <int NB>
-inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
+// (no bias, no activation).  TW: the weights' element type (float or bf16, widened on load).
+template <int NB, class TW>
+inline void matmul(const FcMatrixT<TW>& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
                    int64_t o_end, float* out, int64_t out_ld) {
   if (m.by_output) {
     // Block of outputs x NB samples of accumulators: 8, 4, 2, 2 vectors wide for NB = 1..4.
@@ -135,7 +146,7 @@ inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t ni
       for (int j = 0; j < NB; ++j)
 #pragma GCC unroll 16
         for (int k = 0; k < B::K; ++k) acc[j][k] = Vec::zero();
-      const float* w = m.w + o0;
+      const TW* w = m.w + o0;
       for (int64_t i0 = 0; i0 < nin; i0 += kRun) {  // two levels, as in the pool
         Vec run[NB][B::K];
 #pragma GCC unroll 16
@@ -177,7 +188,7 @@ inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t ni
   constexpr int R = 2;
   auto rows = [&](auto r_c, int64_t o) {
     constexpr int RR = decltype(r_c)::value;
-    const float* w[RR];
+    const TW* w[RR];
     for (int r = 0; r < RR; ++r) w[r] = m.w + (o + r) * m.ld;
     Vec acc[RR][NB];
 #pragma GCC unroll 16
@@ -210,12 +221,12 @@ inline void matmul(const FcMatrix& m, const float* in, int64_t in_ld, int64_t ni
     int64_t i = 0;
     while (i + Vec::N <= nin) {
       for (int64_t i1 = std::min(nin - Vec::N + 1, i + kRun * Vec::N); i < i1; i += Vec::N)
-        step(i, [](const float* q) { return Vec::load(q); });
+        step(i, [](const auto* q) { return Vec::load(q); });
       flush();
     }
     if (i < nin) {
       const int t = int(nin - i);
-      step(i, [t](const float* q) { return Vec::load_tail(q, t); });
+      step(i, [t](const auto* q) { return Vec::load_tail(q, t); });
       flush();
     }
     float sums[RR][NB > 4 ? NB : 4];
@@ -246,8 +257,8 @@ inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Ac
 //   out[j * out_ld + o] = act(sum_i W(o, i) in[j * in_ld + i] + bias[o]),  o in [o_begin, o_end)
 // (each weight loaded once for the nb samples).
 constexpr int64_t kFcMaxSamples = 4;
-template <class ActF>
-inline void fc_layer(const FcMatrix& m, const float* bias, int64_t nb, const float* in, int64_t in_ld,
+template <class TW, class ActF>
+inline void fc_layer(const FcMatrixT<TW>& m, const float* bias, int64_t nb, const float* in, int64_t in_ld,
                      int64_t nin, int64_t o_begin, int64_t o_end, float* out, int64_t out_ld, ActF act) {
   auto run = [&](auto nb_c) {
     constexpr int NB = decltype(nb_c)::value;
@@ -262,17 +273,18 @@ inline void fc_layer(const FcMatrix& m, const float* bias, int64_t nb, const flo
   }
 }
 
-// Sums of 4 consecutive planes of n floats each, the four horizontal sums done together.
+// Sums of 4 consecutive planes of n elements each (T: float or bf16, widened), the four horizontal sums done together.
 // Small planes (7x7 = 3 vectors + 1 is MobileNetV3's common case) take one accumulator each:
 // four independent chains, none longer than kLeafVecs.
-inline void sum_planes4(const float* x, int64_t n, float* out) {
+template <class T>
+inline void sum_planes4(const T* x, int64_t n, float* out) {
   if (n > kLeafVecs * Vec::N) {
     reduce_add4(sum_halves(x, n), sum_halves(x + n, n), sum_halves(x + 2 * n, n),
                 sum_halves(x + 3 * n, n), out);
     return;
   }
   Vec a0 = Vec::zero(), a1 = Vec::zero(), a2 = Vec::zero(), a3 = Vec::zero();
-  const float *x1 = x + n, *x2 = x1 + n, *x3 = x2 + n;
+  const T *x1 = x + n, *x2 = x1 + n, *x3 = x2 + n;
   int64_t i = 0;
   for (; i + Vec::N <= n; i += Vec::N) {
     a0 = add(a0, Vec::load(x + i));
@@ -291,8 +303,9 @@ inline void sum_planes4(const float* x, int64_t n, float* out) {
 }
 
 // NHWC: the pixels [hw0, hw1) of sample row base `x` (already offset to pixel hw0), all
-// channels, summed per channel into `sum`.
-inline void pool_nhwc_chunk(const float* x, int64_t C, int64_t npix, float* sum) {
+// channels, summed per channel into float32 `sum` (T: float or bf16, widened).
+template <class T>
+inline void pool_nhwc_chunk(const T* x, int64_t C, int64_t npix, float* sum) {
   for_blocks(0, C, [&](auto blk, int64_t c0, int tail) {
     using B = decltype(blk);
     // Two levels: runs of kSubPixels pixels are summed from zero, then added to the total, so
@@ -303,7 +316,7 @@ inline void pool_nhwc_chunk(const float* x, int64_t C, int64_t npix, float* sum)
     Vec acc[B::K];
 #pragma GCC unroll 16
     for (int k = 0; k < B::K; ++k) acc[k] = Vec::zero();
-    const float* px = x + c0;
+    const T* px = x + c0;
     for (int64_t i0 = 0; i0 < npix; i0 += kSubPixels) {
       const int64_t m = std::min(kSubPixels, npix - i0);
       Vec run[A][B::K];

@@ -14,6 +14,10 @@
 //
 // Accuracy: one serial chain per output over the k*k*Cin taps (27 for the stem), then + bias:
 // the same order as a direct convolution, within tests/tolerance.py's rule.
+//
+// Element type T (float or bf16) for x, w and y: bf16 x and w are widened on load (exactly),
+// the sums, bias and activation stay float32, and y is rounded once on store (round-to-nearest-
+// even), so a bf16 result is bitwise the float32 kernel's result on the same values, rounded.
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -50,6 +54,12 @@ inline Vec fmadd_bcast(const float* x, Vec w, Vec acc) {
   return fmadd(Vec::set1(*x), w, acc);
 #endif
 }
+// bf16 x: widened to float, then broadcast (no embedded-broadcast form for 16-bit elements).
+inline Vec fmadd_bcast(const bf16* x, Vec w, Vec acc) { return fmadd(Vec::set1(bf16_to_float(*x)), w, acc); }
+
+// One input element, broadcast (bf16 widened exactly).
+inline Vec bcast(const float* x) { return Vec::set1(*x); }
+inline Vec bcast(const bf16* x) { return Vec::set1(bf16_to_float(*x)); }
 
 // activate(v, act): common/simd.h.
 
@@ -76,13 +86,13 @@ struct Taps {
 
 // NV channel vectors [c, c + NV*N) x P output pixels [ow, ow + P) of one output row, all input
 // columns inside x (no checks).  TAIL: the last vector holds `tail` channels.
-template <int NV, bool TAIL, int S, bool UNIT_W>
-inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps, float* yrow, int64_t c,
+template <int NV, bool TAIL, int S, bool UNIT_W, class T>
+inline void tile_interior(const ConvArgs<T>& p, const T* xn, const Taps& taps, T* yrow, int64_t c,
                           int tail, int64_t ow, Cols<S, UNIT_W> cols) {
   constexpr int P = pixels(NV);
   const int64_t Cout = p.Cout, step = cols.step();
-  const float* x0 = xn + cols.at(ow * step - p.pad);
-  const float* w0 = p.w + c;
+  const T* x0 = xn + cols.at(ow * step - p.pad);
+  const T* w0 = p.w + c;
   // The segments' partial sums (see kSegment): in registers when they fit beside the
   // accumulators (AVX-512 / NEON with one vector of channels), else in an L1 buffer, so that the
   // compiler does not spill accumulators instead (measured: AVX2 lost 30% that way).
@@ -100,8 +110,8 @@ inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps
     for (int v = 0; v < NV; ++v)
       for (int j = 0; j < P; ++j) acc[v][j] = Vec::zero();
     for (int64_t t = t0; t < t1; ++t) {
-      const float* px = x0 + taps.x_off[t];
-      const float* pw = w0 + taps.w_off[t];
+      const T* px = x0 + taps.x_off[t];
+      const T* pw = w0 + taps.w_off[t];
       Vec wv[NV];
       for (int v = 0; v < NV; ++v)
         wv[v] = (TAIL && v == NV - 1) ? Vec::load_tail(pw + v * Vec::N, tail) : Vec::load(pw + v * Vec::N);
@@ -109,7 +119,7 @@ inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps
         if constexpr (NV == 1) {
           acc[0][j] = fmadd_bcast(px + cols.at(j * step), wv[0], acc[0][j]);
         } else {
-          const Vec xb = Vec::set1(px[cols.at(j * step)]);
+          const Vec xb = bcast(px + cols.at(j * step));
           for (int v = 0; v < NV; ++v) acc[v][j] = fmadd(xb, wv[v], acc[v][j]);
         }
       }
@@ -131,7 +141,7 @@ inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps
   for (int v = 0; v < NV; ++v)
     bias[v] = (TAIL && v == NV - 1) ? Vec::load_tail(p.b + c + v * Vec::N, tail) : Vec::load(p.b + c + v * Vec::N);
   for (int j = 0; j < P; ++j) {
-    float* py = yrow + (ow + j) * Cout + c;
+    T* py = yrow + (ow + j) * Cout + c;
     for (int v = 0; v < NV; ++v) {
       const Vec out = activate(add(sum[v][j], bias[v]), p.act);
       if (TAIL && v == NV - 1) out.store_tail(py + v * Vec::N, tail);
@@ -142,8 +152,8 @@ inline void tile_interior(const ConvParams& p, const float* xn, const Taps& taps
 
 // One output pixel that may touch the padding: every column is tested (border pixels and
 // rows too narrow for an interior tile).
-template <int NV, bool TAIL>
-inline void pixel_checked(const ConvParams& p, const float* xn, int64_t ih0, float* yrow, int64_t c,
+template <int NV, bool TAIL, class T>
+inline void pixel_checked(const ConvArgs<T>& p, const T* xn, int64_t ih0, T* yrow, int64_t c,
                           int tail, int64_t ow) {
   const int k = p.k;
   const int64_t Cout = p.Cout, iw0 = ow * p.stride - p.pad;
@@ -154,12 +164,12 @@ inline void pixel_checked(const ConvParams& p, const float* xn, int64_t ih0, flo
     for (int kh = 0; kh < k; ++kh) {
       const int64_t ih = ih0 + kh;
       if (ih < 0 || ih >= p.H) continue;
-      const float* px = xn + ci * p.sx_c + ih * p.sx_h;
-      const float* pw = p.w + ((int64_t(kh) * k) * p.Cin + ci) * Cout + c;
+      const T* px = xn + ci * p.sx_c + ih * p.sx_h;
+      const T* pw = p.w + ((int64_t(kh) * k) * p.Cin + ci) * Cout + c;
       for (int kw = 0; kw < k; ++kw, pw += p.Cin * Cout) {
         const int64_t iw = iw0 + kw;
         if (iw >= 0 && iw < p.W) {
-          const Vec xb = Vec::set1(px[iw * p.sx_w]);
+          const Vec xb = bcast(px + iw * p.sx_w);
           for (int v = 0; v < NV; ++v) {
             const Vec wv = (TAIL && v == NV - 1) ? Vec::load_tail(pw + v * Vec::N, tail) : Vec::load(pw + v * Vec::N);
             acc[v] = fmadd(xb, wv, acc[v]);
@@ -175,7 +185,7 @@ inline void pixel_checked(const ConvParams& p, const float* xn, int64_t ih0, flo
     }
   }
   for (int v = 0; v < NV; ++v) sum[v] = add(sum[v], acc[v]);
-  float* py = yrow + ow * Cout + c;
+  T* py = yrow + ow * Cout + c;
   for (int v = 0; v < NV; ++v) {
     const float* pb = p.b + c + v * Vec::N;
     const Vec bias = (TAIL && v == NV - 1) ? Vec::load_tail(pb, tail) : Vec::load(pb);
@@ -186,8 +196,8 @@ inline void pixel_checked(const ConvParams& p, const float* xn, int64_t ih0, flo
 }
 
 // One output row, channel vectors [c, c + NV*N): border blocks checked, interior blocks not.
-template <int NV, bool TAIL, int S, bool UNIT_W>
-void row_tiles(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t c,
+template <int NV, bool TAIL, int S, bool UNIT_W, class T>
+void row_tiles(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t c,
                int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
   constexpr int P = pixels(NV);
   auto checked = [&](int64_t from, int64_t to) {
@@ -206,8 +216,8 @@ void row_tiles(const ConvParams& p, const float* xn, int64_t ih0, const Taps& ta
 
 // Channel vectors [v*N, (v + NV)*N) of one output row; the last one is the masked tail when
 // it is Cout's last vector and Cout is not a multiple of N.
-template <int NV, int S, bool UNIT_W>
-void chunk(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t v,
+template <int NV, int S, bool UNIT_W, class T>
+void chunk(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t v,
            int64_t groups, int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
   if (tail > 0 && v + NV == groups)
     row_tiles<NV, true>(p, xn, ih0, taps, yrow, v * Vec::N, tail, ow_lo, ow_hi, cols);
@@ -216,8 +226,8 @@ void chunk(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, 
 }
 
 // All channels of one output row: tiles of kMaxNV vectors, then 2 (NEON, scalar) and 1.
-template <int S, bool UNIT_W>
-void row(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, float* yrow, int64_t ow_lo,
+template <int S, bool UNIT_W, class T>
+void row(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t ow_lo,
          int64_t ow_hi, Cols<S, UNIT_W> cols) {
   const int tail = int(p.Cout % Vec::N);
   const int64_t groups = p.Cout / Vec::N + (tail > 0);
@@ -233,8 +243,8 @@ void row(const ConvParams& p, const float* xn, int64_t ih0, const Taps& taps, fl
   if (groups - v == 1) chunk<1>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
 }
 
-template <int S, bool UNIT_W>
-void rows_kernel(const ConvParams& p, int64_t row_begin, int64_t row_end) {
+template <int S, bool UNIT_W, class T>
+void rows_kernel(const ConvArgs<T>& p, int64_t row_begin, int64_t row_end) {
   const int64_t s = p.stride, pad = p.pad, k = p.k;
   // Interior columns [ow_lo, ow_hi): every tap inside the input row.
   const int64_t ow_lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
@@ -260,9 +270,20 @@ void rows_kernel(const ConvParams& p, int64_t row_begin, int64_t row_end) {
   }
 }
 
+// The unit's element type.  One per translation unit: conv_bn_act_<isa>.cpp builds the float32
+// entry point, conv_bn_act_bf16_<isa>.cpp (MBV3_CONV_BF16_UNIT) the bf16 one.  Kept apart so that
+// the bf16 instantiations do not shift GCC's unit-wide inlining decisions: the float32 unit
+// compiles to the same code as before bf16 existed (in one unit GCC stopped inlining some
+// border blocks of the float32 path).
+#ifndef MBV3_CONV_BF16_UNIT
+using Elem = float;
+#else
+using Elem = bf16;
+#endif
+
 }  // namespace
 
-void conv_bn_act(const ConvParams& p, int64_t row_begin, int64_t row_end) {
+void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
   // NCHW-like inputs (W stride 1) at stride 1 or 2 get compile-time column offsets; anything
   // else (channels_last, views, stride 3+) the run-time ones.
   if (p.sx_w == 1 && p.stride == 2) return rows_kernel<2, true>(p, row_begin, row_end);

@@ -16,14 +16,15 @@ namespace {
 
 // [Cout, Cin, k, k] weight as [k][k][Cin][Cout] (output channels contiguous).  Free when the
 // weight already is a view of such a buffer (mbv3_fast.ops.conv_bn_act.pack_weight, which the
-// model keeps); otherwise packed into `storage` on every call.
-const float* taps_cin_cout(const at::Tensor& w, at::Tensor& storage) {
+// model keeps); otherwise packed into `storage` on every call.  T: the weight's element type.
+template <class T>
+const T* taps_cin_cout(const at::Tensor& w, at::Tensor& storage) {
   const int64_t Cout = w.size(0), Cin = w.size(1), k = w.size(2);
   const bool packed = (Cout == 1 || w.stride(0) == 1) && (Cin == 1 || w.stride(1) == Cout) &&
                       (k == 1 || (w.stride(3) == Cin * Cout && w.stride(2) == k * Cin * Cout));
-  if (packed) return w.data_ptr<float>();
+  if (packed) return data_as<T>(w);
   storage = w.permute({2, 3, 1, 0}).contiguous();
-  return storage.data_ptr<float>();
+  return data_as<T>(storage);
 }
 
 struct ConvShape {
@@ -73,24 +74,28 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   const ConvShape g = check_conv(x, weight, bias, stride, padding);
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
   const int64_t Cout = g.Cout, k = g.k, OH = g.OH, OW = g.OW;
+  // The kernel streams the weight in x's element type; the bias is read as float32 either way.
+  check_cpu_streamed(x, weight, "weight");
 
   // Always channels_last (the stem feeds NHWC ops), whatever x's layout.
   at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (debug_poison_outputs()) y.fill_(std::numeric_limits<float>::quiet_NaN());
   if (N == 0 || Cout == 0) return y;
-  at::Tensor w_storage, b_storage;
-  // x is read in place through its strides: no layout copy.
-  ConvParams p{x.data_ptr<float>(), taps_cin_cout(weight, w_storage), dense_1d(bias, b_storage),
-               y.data_ptr<float>(), N, Cin, H, W, x.stride(0), x.stride(1), x.stride(2), x.stride(3),
-               Cout, OH, OW, int(k), int(stride), int(padding), act};
-  auto* kernel = MBV3_ISA_SELECT(conv_bn_act, current_isa());
-
   // Work unit: one output row (all channels).  The grain keeps tiny problems on one thread
   // (a wake-up costs µs); each output is computed the same way whatever the split.
   const int64_t rows = N * OH;
   const int64_t row_macs = OW * Cout * Cin * k * k;
   const int64_t grain = parallel_grain(row_macs, 32768);
-  at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
+  with_cpu_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    at::Tensor w_storage, b_storage;
+    // x is read in place through its strides: no layout copy.
+    const ConvArgs<T> p{data_as<T>(x), taps_cin_cout<T>(weight, w_storage), dense_1d(bias, b_storage),
+                        data_as<T>(y), N, Cin, H, W, x.stride(0), x.stride(1), x.stride(2), x.stride(3),
+                        Cout, OH, OW, int(k), int(stride), int(padding), act};
+    auto* kernel = MBV3_ISA_SELECT_AS(ConvFn<T>, conv_bn_act, current_isa());
+    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
+  });
   return y;
 }
 

@@ -1,5 +1,6 @@
-// Fused depthwise conv + bias + activation over NHWC float32, written once against `Vec` and
-// compiled once per ISA (dwconv_bn_act_<isa>.cpp).  XNNPACK-style: channels in SIMD lanes,
+// Fused depthwise conv + bias + activation over NHWC float32 or bf16 (widened on load, float32
+// sums, rounded on store), written once against `Vec` and compiled once per ISA
+// (dwconv_bn_act_<isa>.cpp).  XNNPACK-style: channels in SIMD lanes,
 // masked channel tails, bias folded into the epilogue, padding handled by skipping taps
 // (never by a padded copy), activation applied on the way to the store.
 //
@@ -30,7 +31,8 @@ template <int K, int S, int D>
 struct Geometry {
   static_assert(K > 0 || (S == 0 && D == 0), "the generic kernel size has generic stride/dilation");
   const int k, s, d;
-  explicit Geometry(const DwConvParams& p)
+  template <class T>
+  explicit Geometry(const DwConvArgs<T>& p)
       : k(K > 0 ? K : p.k), s(S > 0 ? S : p.stride), d(D > 0 ? D : p.dil) {}
 };
 
@@ -57,8 +59,9 @@ template <int K, int S, int D>
 constexpr int kHoistRows = hoist_rows(K, S, D);
 
 // NB < kBlock: the row's last, partial block, which computes only the NB columns it stores.
-template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, class LanesT, class V = typename LanesT::V>
-inline void block(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, class T, class LanesT,
+          class V = typename LanesT::V>
+inline void block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c,
                   LanesT lanes, int64_t ow, const V* w, V bias) {
   constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1;  // input columns a block reads
   const int64_t C = p.C, iw0 = ow * S - p.pad;
@@ -70,7 +73,7 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
 #pragma GCC unroll 8
   for (int kh = 0; kh < K; ++kh) {
     if (!rows[kh]) continue;  // padding row: the same for the whole output row, predicted
-    const float* px = rows[kh] + iw0 * C + c;
+    const T* px = rows[kh] + iw0 * C + c;
     V in[kCols];
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i)
@@ -87,8 +90,8 @@ inline void block(const DwConvParams& p, const float* const* rows, float* yrow, 
 
 // The whole output row of one channel tile: the tile's first HOIST
 // kernel rows of weights are loaded once here and stay in registers.
-template <int K, int S, int D, Act A, int HOIST, class LanesT>
-__attribute__((always_inline)) inline void tile_columns(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+template <int K, int S, int D, Act A, int HOIST, class T, class LanesT>
+__attribute__((always_inline)) inline void tile_columns(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c,
                          LanesT lanes, int64_t ow_lo, int64_t ow_hi) {
   using V = typename LanesT::V;
   V w[HOIST > 0 ? HOIST * K : 1];
@@ -118,8 +121,8 @@ __attribute__((always_inline)) inline void tile_columns(const DwConvParams& p, c
 // (A columns-outer order -- every tile of a column block before the next block, XNNPACK's --
 // kept the block's input in L1 for the wide 3x3 rows of 72x56 / 64x112, but once the blocks
 // were fully unrolled it lost on every layer: sum 590 vs 509 us; L02 62 vs 52, L01 102 vs 105.)
-template <int K, int S, int D, Act A, int HOIST>
-void row_specialised(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c_begin,
+template <int K, int S, int D, Act A, int HOIST, class T>
+void row_specialised(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c_begin,
                      int64_t c_end, int64_t ow_lo, int64_t ow_hi) {
   const int64_t c_full = c_begin + (c_end - c_begin) / Vec::N * Vec::N;
   const int n_tail = int(c_end - c_full);
@@ -133,8 +136,8 @@ void row_specialised(const DwConvParams& p, const float* const* rows, float* yro
 
 // Generic geometry (any odd k <= 7, stride, dilation): column by column, each tap checked
 // only in the border columns.
-template <Act A, bool TAIL>
-void tile_generic(const DwConvParams& p, const float* const* rows, float* yrow, int64_t c,
+template <Act A, bool TAIL, class T>
+void tile_generic(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c,
                   Lanes<Vec, TAIL> lanes, int64_t ow_lo, int64_t ow_hi) {
   const int k = p.k;
   const int64_t C = p.C, W = p.W, s = p.stride, dil = p.dil, pad = p.pad;
@@ -164,8 +167,8 @@ void tile_generic(const DwConvParams& p, const float* const* rows, float* yrow, 
   for (int64_t ow = std::max(ow_hi, ow_lo); ow < p.OW; ++ow) column(ow, true);
 }
 
-template <int K, int S, int D, Act A>
-void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
+template <class T, int K, int S, int D, Act A>
+void rows_kernel(const DwConvArgs<T>& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
                  int64_t c_end) {
   const Geometry<K, S, D> g(p);
   const int k = g.k;
@@ -180,17 +183,17 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
   const bool hoist = kHoistRows<K, S, D> == K || p.OW >= 4 * kBlock;
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / p.OH, oh = r % p.OH;
-    const float* rows[kMaxK];
+    const T* rows[kMaxK];
     for (int kh = 0; kh < k; ++kh) {
       const int64_t ih = oh * s - pad + kh * dil;
       rows[kh] = (ih >= 0 && ih < p.H) ? p.x + (n * p.H + ih) * p.W * p.C : nullptr;
     }
-    float* yrow = p.y + r * p.OW * p.C;
+    T* yrow = p.y + r * p.OW * p.C;
     if constexpr (K > 0) {
       if (hoist)
-        row_specialised<K, S, D, A, kHoistRows<K, S, D>>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, kHoistRows<K, S, D>, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
       else
-        row_specialised<K, S, D, A, 0>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, 0, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
     } else {
       int64_t c = c_begin;
       for (; c + Vec::N <= c_end; c += Vec::N)
@@ -200,42 +203,39 @@ void rows_kernel(const DwConvParams& p, int64_t row_begin, int64_t row_end, int6
   }
 }
 
-using RowsFn = void (*)(const DwConvParams&, int64_t, int64_t, int64_t, int64_t);
+template <class T>
+using RowsFn = void (*)(const DwConvArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 
-template <int K, int S, int D>
-RowsFn pick_act(Act act) {
-  return with_act(act, [](auto a) { return RowsFn(rows_kernel<K, S, D, decltype(a)::value>); });
+template <class T, int K, int S, int D>
+RowsFn<T> pick_act(Act act) {
+  return with_act(act, [](auto a) { return RowsFn<T>(rows_kernel<T, K, S, D, decltype(a)::value>); });
 }
 
 // MobileNetV3's depthwise layers are 3x3 / 5x5, stride 1 / 2, dilation 1: fully specialised.
 // Every other geometry (dilation 2, stride 3+, k = 1 or 7) takes the generic loop.
-template <int K>
-RowsFn pick_geometry(const DwConvParams& p) {
-  if (p.dil == 1 && p.stride == 1) return pick_act<K, 1, 1>(p.act);
-  if (p.dil == 1 && p.stride == 2) return pick_act<K, 2, 1>(p.act);
-  return pick_act<0, 0, 0>(p.act);
+template <class T, int K>
+RowsFn<T> pick_geometry(const DwConvArgs<T>& p) {
+  if (p.dil == 1 && p.stride == 1) return pick_act<T, K, 1, 1>(p.act);
+  if (p.dil == 1 && p.stride == 2) return pick_act<T, K, 2, 1>(p.act);
+  return pick_act<T, 0, 0, 0>(p.act);
 }
 
-// No inf or NaN among the n weights (a branch-free scan the compiler vectorises).
-inline bool all_finite(const float* w, int64_t n) {
-  uint32_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, w + i, sizeof u);
-    bad |= (u & 0x7f800000u) == 0x7f800000u;
-  }
-  return bad == 0;
+template <class T>
+void run(const DwConvArgs<T>& p, int64_t row_begin, int64_t row_end, int64_t c_begin, int64_t c_end) {
+  // 3x3 and 5x5 are MobileNetV3's; everything else (odd k <= 7) takes the generic loop, and so
+  // do non-finite weights: the generic loop skips padded taps, as PyTorch's reference does.
+  const bool special = (p.k == 3 || p.k == 5) && p.weights_finite;
+  const RowsFn<T> fn = !special ? pick_act<T, 0, 0, 0>(p.act) : p.k == 3 ? pick_geometry<T, 3>(p) : pick_geometry<T, 5>(p);
+  fn(p, row_begin, row_end, c_begin, c_end);
 }
 
 }  // namespace
 
-void dwconv_bn_act(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin,
-                   int64_t c_end) {
-  // 3x3 and 5x5 are MobileNetV3's; everything else (odd k <= 7) takes the generic loop, and so
-  // do non-finite weights: the generic loop skips padded taps, as PyTorch's reference does.
-  const bool special = (p.k == 3 || p.k == 5) && all_finite(p.w, int64_t(p.k) * p.k * p.C);
-  const RowsFn fn = !special ? pick_act<0, 0, 0>(p.act) : p.k == 3 ? pick_geometry<3>(p) : pick_geometry<5>(p);
-  fn(p, row_begin, row_end, c_begin, c_end);
+void dwconv_bn_act(const DwConvParams& p, int64_t row_begin, int64_t row_end, int64_t c_begin, int64_t c_end) {
+  run(p, row_begin, row_end, c_begin, c_end);
+}
+void dwconv_bn_act(const DwConvParamsBf16& p, int64_t row_begin, int64_t row_end, int64_t c_begin, int64_t c_end) {
+  run(p, row_begin, row_end, c_begin, c_end);
 }
 
 }  // namespace MBV3_ISA_NS

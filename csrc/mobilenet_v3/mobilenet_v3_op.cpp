@@ -18,12 +18,14 @@
 #include <vector>
 
 #include "common/cpu_ops.h"
+#include "common/op_utils.h"
 
 namespace mbv3 {
 namespace {
 
 constexpr int64_t kSpecVersion = 2;   // mbv3_fast.plan.SPEC_VERSION
 constexpr int64_t kFloat32Code = 0;   // mbv3_fast.plan.DTYPE_CODES[torch.float32]
+constexpr int64_t kBFloat16Code = 2;  // mbv3_fast.plan.DTYPE_CODES[torch.bfloat16]
 
 // An activation code the parser has range-checked, as the enum the entry points take.
 Act act_of(int64_t code) { return static_cast<Act>(code); }
@@ -42,6 +44,7 @@ struct BlockSpec {
 };
 struct HeadSpec { int64_t w1, b1, w2, b2, act; };
 struct NetSpec {
+  at::ScalarType dtype;
   ConvSpec stem;
   std::vector<BlockSpec> blocks;
   PointwiseSpec last;
@@ -116,11 +119,12 @@ NetSpec parse(at::IntArrayRef spec, at::TensorList weights) {
   TORCH_CHECK_VALUE(version == kSpecVersion, "mobilenet_v3: spec version ", version, ", this build reads ",
                     kSpecVersion);
   const int64_t dtype = r.next("the dtype code");
-  TORCH_CHECK_VALUE(dtype == kFloat32Code, "mobilenet_v3: the CPU op runs float32 networks (dtype code 0), "
-                    "got dtype code ", dtype);
+  TORCH_CHECK_VALUE(dtype == kFloat32Code || dtype == kBFloat16Code, "mobilenet_v3: the CPU op runs float32 "
+                    "(dtype code 0) and bfloat16 (code 2) networks, got dtype code ", dtype);
   const int64_t n_blocks = r.next("the block count");
   TORCH_CHECK_VALUE(n_blocks >= 0 && n_blocks <= int64_t(spec.size()), "mobilenet_v3: bad block count ", n_blocks);
   NetSpec n{};
+  n.dtype = dtype == kBFloat16Code ? at::kBFloat16 : at::kFloat;
   const auto s = *r.record("stem", {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I}, {"act", A}});
   n.stem = ConvSpec{s[0], s[1], s[2], s[3], s[4]};
   for (int64_t i = 0; i < n_blocks; ++i) {
@@ -153,6 +157,8 @@ at::Tensor pointwise(const at::Tensor& x, at::TensorList w, const PointwiseSpec&
 // The walk of mbv3_fast.plan.run, in C++.
 at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
   const NetSpec n = parse(spec, w);
+  TORCH_CHECK_VALUE(x.scalar_type() == n.dtype, "mobilenet_v3: x is ", dtype_name(x.scalar_type()),
+                    " but the network is ", dtype_name(n.dtype));
   const ConvSpec& s = n.stem;
   at::Tensor y = conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_of(s.act));
   for (const BlockSpec& b : n.blocks) {

@@ -1,5 +1,6 @@
-// Fused 1x1 conv + bias + activation (+ residual, + SE input scale) over NHWC float32, written
-// once against `Vec` and compiled once per ISA (pwconv_bn_act_<isa>.cpp).
+// Fused 1x1 conv + bias + activation (+ residual, + SE input scale) over NHWC float32 or bf16
+// (see the bf16 entry point at the end), written once against `Vec` and compiled once per ISA
+// (pwconv_bn_act_<isa>.cpp).
 //
 // It is a GEMM y[M, Cout] = x[M, K] * w[K, Cout] with a fused epilogue.  Register tile: MR rows
 // x up to NV vectors of output columns (4 with 32 registers, else 3); per k, the tile's vectors
@@ -52,11 +53,11 @@ constexpr int64_t KC = 64;
 // K steps [k0, k1) of one tile: acc[r] += a[r][k] * b[k] (MASKED: the last vector's weight
 // loads masked).  Plain inline functions, not lambdas: GCC 12 kept lambda-captured
 // accumulators on the stack (48 extra moves per tile, a third of the K = 16 layers' time).
-template <int ROWS, int V, bool MASKED>
-[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+template <int ROWS, int V, bool MASKED, class TW>
+[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
                                            int64_t ldb, int64_t k0, int64_t k1, int tail) {
   for (int64_t k = k0; k < k1; ++k) {
-    const float* bk = b + k * ldb;
+    const TW* bk = b + k * ldb;
     Vec bv[V];
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v)
@@ -71,8 +72,8 @@ template <int ROWS, int V, bool MASKED>
 }
 
 // Steps [k0, k1); with a column tail, rows from k_full on use masked loads (see tile()).
-template <int ROWS, int V, bool TAIL>
-[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const float* b,
+template <int ROWS, int V, bool TAIL, class TW>
+[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
                                            int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail) {
   const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
   k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail);
@@ -80,14 +81,14 @@ template <int ROWS, int V, bool TAIL>
 }
 
 // The epilogue on the way to the store, specialised by activation and residual.
-template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
-[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvParams& p, int64_t m,
+template <int ROWS, int V, bool TAIL, Act ACT, bool RES, class T>
+[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvArgs<T>& p, int64_t m,
                                               int64_t n, int tail) {
   const int64_t C = p.Cout;
 #pragma GCC unroll 16
   for (int r = 0; r < ROWS; ++r) {
-    float* y = p.y + (m + r) * C + n;
-    const float* res = p.residual + (m + r) * C + n;
+    T* y = p.y + (m + r) * C + n;
+    const T* res = p.residual + (m + r) * C + n;
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v) {
       Vec o = acc[r][v];
@@ -106,8 +107,8 @@ template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
 constexpr int64_t kBiasFirstMaxK = 24;
 
 // Vector v of the bias of the tile at column n.
-template <int V, bool TAIL>
-[[gnu::always_inline]] inline Vec bias_vec(const PwConvParams& p, int64_t n, int v, int tail) {
+template <int V, bool TAIL, class T>
+[[gnu::always_inline]] inline Vec bias_vec(const PwConvArgs<T>& p, int64_t n, int v, int tail) {
   return (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail) : Vec::load(p.b + n + v * Vec::N);
 }
 
@@ -115,8 +116,8 @@ template <int V, bool TAIL>
 // b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
 // loads (the extra lanes read the next weight row: in bounds, never stored); only the last
 // rows use masked loads, which are several times slower on some cores (README, "Design notes").
-template <int ROWS, int V, bool TAIL>
-[[gnu::always_inline]] inline void tile(const PwConvParams& p, const float* a, const float* b, int64_t ldb,
+template <int ROWS, int V, bool TAIL, class T>
+[[gnu::always_inline]] inline void tile(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb,
                                         int64_t k_full, int64_t m, int64_t n, int tail) {
   const int64_t K = p.K;
   // Short sums start from the bias (one add less per output, which the K = 16 and 24 layers
@@ -166,30 +167,32 @@ template <int ROWS, int V, bool TAIL>
 
 // Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a pointing at row m: one call per
 // panel, so a tile costs no call, register saves or parameter loads.
-template <int ROWS, int V, bool TAIL>
-void tiles(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t k_full,
+template <int ROWS, int V, bool TAIL, class T>
+void tiles(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t k_full,
            int64_t m, int64_t m_end, int64_t n, int tail) {
   for (; m < m_end; m += ROWS, a += ROWS * p.K) tile<ROWS, V, TAIL>(p, a, b, ldb, k_full, m, n, tail);
 }
 
-using TileFn = void (*)(const PwConvParams&, const float*, const float*, int64_t, int64_t, int64_t,
+template <class T>
+using TileFn = void (*)(const PwConvArgs<T>&, const float*, const T*, int64_t, int64_t, int64_t,
                         int64_t, int64_t, int);
 
-template <int V, bool TAIL, std::size_t... I>
-constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
-  return {{&tiles<int(I) + 1, V, TAIL>...}};
+template <class T, int V, bool TAIL, std::size_t... I>
+constexpr std::array<TileFn<T>, sizeof...(I)> by_rows(std::index_sequence<I...>) {
+  return {{&tiles<int(I) + 1, V, TAIL, T>...}};
 }
-template <int V, bool TAIL>
-constexpr auto kByRows = by_rows<V, TAIL>(std::make_index_sequence<mr_for(V)>{});
+template <class T, int V, bool TAIL>
+constexpr auto kByRows = by_rows<T, V, TAIL>(std::make_index_sequence<mr_for(V)>{});
 
 static_assert(NV == 3 || NV == 4, "select() lists up to 4 vectors");
-inline TileFn select(int rows, int v, bool tail) {
+template <class T>
+inline TileFn<T> select(int rows, int v, bool tail) {
   if constexpr (NV == 4)
-    if (v == 4) return tail ? kByRows<4, true>[rows - 1] : kByRows<4, false>[rows - 1];
+    if (v == 4) return tail ? kByRows<T, 4, true>[rows - 1] : kByRows<T, 4, false>[rows - 1];
   switch (v) {
-    case 1: return tail ? kByRows<1, true>[rows - 1] : kByRows<1, false>[rows - 1];
-    case 2: return tail ? kByRows<2, true>[rows - 1] : kByRows<2, false>[rows - 1];
-    default: return tail ? kByRows<3, true>[rows - 1] : kByRows<3, false>[rows - 1];
+    case 1: return tail ? kByRows<T, 1, true>[rows - 1] : kByRows<T, 1, false>[rows - 1];
+    case 2: return tail ? kByRows<T, 2, true>[rows - 1] : kByRows<T, 2, false>[rows - 1];
+    default: return tail ? kByRows<T, 3, true>[rows - 1] : kByRows<T, 3, false>[rows - 1];
   }
 }
 
@@ -198,7 +201,8 @@ inline TileFn select(int rows, int v, bool tail) {
 // vector tail going to the last panel.
 // a points at row m_begin of x (row stride K); b at the weight of column n_begin, row stride
 // ldb; `extent` floats from b are readable.
-void run(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int64_t extent,
+template <class T>
+void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t extent,
          int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
   int64_t n = n_begin;
@@ -211,12 +215,12 @@ void run(const PwConvParams& p, const float* a, const float* b, int64_t ldb, int
     const int64_t room = extent - (n - n_begin) - int64_t(v) * Vec::N;
     const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
     const int mr = mr_for(v);
-    const TileFn full = select(mr, v, is_tail);
-    const float* bp = b + (n - n_begin);
+    const TileFn<T> full = select<T>(mr, v, is_tail);
+    const T* bp = b + (n - n_begin);
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
     if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail);
     if (m_full < m_end)
-      select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end, n, tail);
+      select<T>(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end, n, tail);
     n += cols;
   }
 }
@@ -272,6 +276,36 @@ void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_
       run(p, p.x + m * K, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
     }
     m = seg_end;
+  }
+}
+
+// bf16: the rows are widened (and SE-scaled: x' = x * s in float32) into a float32 copy, block
+// by block, so the hot loop broadcasts float32 as for float; the weights are widened as they
+// are loaded, the output rounded once on store.  Every output is one tile's sum whatever the
+// blocking, so the blocks change nothing but the scratch size.
+void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                   int64_t n_end) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
+  const int64_t K = p.K, cols = n_end - n_begin;
+  const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
+  const int64_t block = std::max<int64_t>(MR, 32768 / std::max<int64_t>(K, 1));
+  thread_local std::vector<float> scratch;
+  if (scratch.size() < size_t(block * K)) scratch.resize(size_t(block * K));
+  float* xs = scratch.data();
+  for (int64_t m = m_begin; m < m_end;) {
+    const int64_t s = m / p.HW;
+    const int64_t end = std::min({m_end, m + block, p.in_scale ? (s + 1) * p.HW : m_end});
+    const float* sc = p.in_scale ? p.in_scale + s * K : nullptr;
+    for (int64_t r = 0; r < end - m; ++r) {
+      const bf16* src = p.x + (m + r) * K;
+      float* dst = xs + r * K;
+      for (int64_t k = 0; k < K; k += Vec::N) {
+        const Vec v = load_any(src + k, K - k);
+        store_any(dst + k, K - k, sc ? mul(v, load_any(sc + k, K - k)) : v);
+      }
+    }
+    run(p, xs, p.w + n_begin, p.ldw, w_extent, m, end, n_begin, n_end);
+    m = end;
   }
 }
 

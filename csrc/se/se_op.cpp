@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "common/isa_dispatch.h"
@@ -65,13 +66,14 @@ std::vector<int64_t> check_se_op(const at::Tensor& x, const at::Tensor& w1, cons
   return {k.N, k.C, k.H, k.W, k.S};
 }
 
-// Pool -> means -> FC1 -> FC2 into scale [N][C]; then (when p.y) y = x * scale.
-void run_se(SeParams& p, float* scale) {
+// Pool -> means -> FC1 -> FC2 into float32 scale [N][C]; then (when p.y) y = x * scale.
+template <class T>
+void run_se(SeArgs<T>& p, float* scale) {
   const Isa isa = current_isa();
-  auto* pool = MBV3_ISA_SELECT(se_pool, isa);
-  auto* mean_fn = MBV3_ISA_SELECT(se_mean, isa);
-  auto* fc1 = MBV3_ISA_SELECT(se_fc1, isa);
-  auto* fc2 = MBV3_ISA_SELECT(se_fc2, isa);
+  auto* pool = MBV3_ISA_SELECT_AS(SePoolFn<T>, se_pool, isa);
+  auto* mean_fn = MBV3_ISA_SELECT_AS(SeMeanFn<T>, se_mean, isa);
+  auto* fc1 = MBV3_ISA_SELECT_AS(SeFcFn<T>, se_fc1, isa);
+  auto* fc2 = MBV3_ISA_SELECT_AS(SeFcFn<T>, se_fc2, isa);
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
   p.chunk = p.nhwc ? std::min({HW, kChunkMaxPixels, std::max<int64_t>(1, kChunkElems / C)}) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
@@ -104,7 +106,7 @@ void run_se(SeParams& p, float* scale) {
   fc(C, S, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
 
   if (p.y) {
-    auto* apply = MBV3_ISA_SELECT(se_apply, isa);
+    auto* apply = MBV3_ISA_SELECT_AS(SeApplyFn<T>, se_apply, isa);
     const int64_t units = p.nhwc ? N * HW : N * C, per_unit = p.nhwc ? C : HW;
     at::parallel_for(0, units, parallel_grain(per_unit, kMinTaskElems), [&](int64_t b, int64_t e) {
       apply(p, scale, b, e);
@@ -117,6 +119,9 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
   const char* op = scale_only ? "se_scale" : "se";
   check_cpu_x_dtype(x_in);
   const Checked k = check_inputs(x_in, w1, b1, w2, b2, op);
+  // bf16 x: the weights are streamed as bf16 too; the biases may be either (read as float32).
+  check_cpu_streamed(x_in, w1, "w1");
+  check_cpu_streamed(x_in, w2, "w2");
   // Dense NHWC or NCHW is read in place; anything else becomes NCHW (its output is NCHW).
   const bool nhwc = wants_channels_last(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
@@ -127,26 +132,33 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
                                                                   : at::MemoryFormat::Contiguous));
   if (k.N == 0) return out;
 
-  at::Tensor w1_hold, w2_hold;
-  const at::Tensor b1c = b1.contiguous(), b2c = b2.contiguous();
-  SeParams p{};
-  p.x = x.data_ptr<float>();
-  p.N = k.N;
-  p.C = k.C;
-  p.S = k.S;
-  p.HW = k.H * k.W;
-  p.nhwc = nhwc;
-  p.w1 = fc_matrix(w1, w1_hold);
-  p.b1 = b1c.data_ptr<float>();
-  p.w2 = fc_matrix(w2, w2_hold);
-  p.b2 = b2c.data_ptr<float>();
-  if (scale_only) {
-    run_se(p, out.data_ptr<float>());
-  } else {
-    std::unique_ptr<float[]> scale(new float[k.N * k.C]);
-    p.y = out.data_ptr<float>();
-    run_se(p, scale.get());
-  }
+  with_cpu_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    at::Tensor w1_hold, w2_hold, b1_hold, b2_hold;
+    SeArgs<T> p{};
+    p.x = data_as<T>(x);
+    p.N = k.N;
+    p.C = k.C;
+    p.S = k.S;
+    p.HW = k.H * k.W;
+    p.nhwc = nhwc;
+    p.w1 = fc_matrix<T>(w1, w1_hold);
+    p.b1 = dense_1d(b1, b1_hold);
+    p.w2 = fc_matrix<T>(w2, w2_hold);
+    p.b2 = dense_1d(b2, b2_hold);
+    if (!scale_only) {
+      std::unique_ptr<float[]> scale(new float[k.N * k.C]);
+      p.y = data_as<T>(out);
+      run_se(p, scale.get());
+    } else if constexpr (std::is_same_v<T, float>) {
+      run_se(p, out.data_ptr<float>());
+    } else {
+      // The float32 scale, rounded once to x's dtype (round to nearest even, as PyTorch).
+      const at::Tensor scale = at::empty({k.N, k.C}, x.options().dtype(at::kFloat));
+      run_se(p, scale.data_ptr<float>());
+      out.copy_(scale);
+    }
+  });
   return out;
 }
 

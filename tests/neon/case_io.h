@@ -4,7 +4,30 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
+
+#include "common/bf16.h"
+
+// The element type a harness runs: float32, or bf16 when run with a third argument "bf16".  The
+// case file stays float32 either way: the test sends values already rounded to bf16 (converted
+// exactly here) and gets the bf16 outputs back widened to float32 (exactly).
+inline bool bf16_requested(int argc, char** argv) { return argc == 4 && std::strcmp(argv[3], "bf16") == 0; }
+inline bool usage_ok(int argc, char** argv) {
+  if (argc == 3 || (argc == 4 && bf16_requested(argc, argv))) return true;
+  std::fprintf(stderr, "usage: %s cases.bin out.bin [bf16]\n", argv[0]);
+  return false;
+}
+inline std::vector<mbv3::bf16> to_bf16(const std::vector<float>& v) {
+  std::vector<mbv3::bf16> h(v.size());
+  for (size_t i = 0; i < v.size(); ++i) h[i] = mbv3::float_to_bf16(v[i]);
+  return h;
+}
+inline std::vector<float> to_float(const std::vector<mbv3::bf16>& h) {
+  std::vector<float> v(h.size());
+  for (size_t i = 0; i < h.size(); ++i) v[i] = mbv3::bf16_to_float(h[i]);
+  return v;
+}
 
 struct CaseReader {
   FILE* f;

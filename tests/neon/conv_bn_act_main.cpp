@@ -1,11 +1,33 @@
 // Runs csrc/conv_bn_act/conv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N Cin H W Cout OH OW k stride pad act sx_n sx_c sx_h sx_w x_numel, then x (its
 // buffer, read through the strides), w [k,k,Cin,Cout], b [Cout].  Output: y [N,OH,OW,Cout].
+// With "bf16" (case_io.h) x and w are converted to bf16 and the bf16 kernel runs.
+//
+// The bf16 entry point lives in its own unit (conv_bn_act_bf16_neon.cpp, also shipped by the ARM
+// build); the harness compiles only <op>_neon.cpp beside this main, so the unit comes in here.
+#include "conv_bn_act/conv_bn_act_bf16_neon.cpp"
+
 #include "conv_bn_act/conv_bn_act.h"
 #include "case_io.h"
 
+template <class T>
+std::vector<float> run(mbv3::ConvArgs<T> p, const std::vector<T>& x, const std::vector<T>& w,
+                       const std::vector<float>& b) {
+  std::vector<T> y(static_cast<size_t>(p.N * p.OH * p.OW * p.Cout));
+  const float poison = -12345.f;
+  for (auto& v : y) std::memcpy(&v, &poison, sizeof(T));  // (bf16: its low bytes)
+  p.x = x.data(); p.w = w.data(); p.b = b.data(); p.y = y.data();
+  // Two row ranges, as the threaded binding splits them.
+  const int64_t rows = p.N * p.OH, split = rows / 2;
+  mbv3::neon::conv_bn_act(p, 0, split);
+  mbv3::neon::conv_bn_act(p, split, rows);
+  if constexpr (std::is_same_v<T, float>) return y;
+  else return to_float(y);
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) { std::fprintf(stderr, "usage: %s cases.bin out.bin\n", argv[0]); return 2; }
+  if (!usage_ok(argc, argv)) return 2;
+  const bool bf = bf16_requested(argc, argv);
   CaseReader in(argv[1]);
   CaseWriter out(argv[2]);
   for (int64_t n_cases = in.i64(); n_cases > 0; --n_cases) {
@@ -16,13 +38,16 @@ int main(int argc, char** argv) {
     p.act = static_cast<mbv3::Act>(in.i64());
     p.sx_n = in.i64(); p.sx_c = in.i64(); p.sx_h = in.i64(); p.sx_w = in.i64();
     auto x = in.floats(in.i64()), w = in.floats(int64_t(p.k) * p.k * p.Cin * p.Cout), b = in.floats(p.Cout);
-    std::vector<float> y(static_cast<size_t>(p.N * p.OH * p.OW * p.Cout), -12345.f);
-    p.x = x.data(); p.w = w.data(); p.b = b.data(); p.y = y.data();
-    // Two row ranges, as the threaded binding splits them.
-    const int64_t rows = p.N * p.OH, split = rows / 2;
-    mbv3::neon::conv_bn_act(p, 0, split);
-    mbv3::neon::conv_bn_act(p, split, rows);
-    out.floats(y);
+    if (!bf) {
+      out.floats(run(p, x, w, b));
+    } else {
+      mbv3::ConvParamsBf16 q{};
+      q.N = p.N; q.Cin = p.Cin; q.H = p.H; q.W = p.W;
+      q.sx_n = p.sx_n; q.sx_c = p.sx_c; q.sx_h = p.sx_h; q.sx_w = p.sx_w;
+      q.Cout = p.Cout; q.OH = p.OH; q.OW = p.OW;
+      q.k = p.k; q.stride = p.stride; q.pad = p.pad; q.act = p.act;
+      out.floats(run(q, to_bf16(x), to_bf16(w), b));
+    }
   }
   return 0;
 }

@@ -1,34 +1,49 @@
 // Runs csrc/pwconv_bn_act/pwconv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N Cin Cout HW act has_residual has_scale, then x [N*HW, Cin], w [Cin, Cout],
 // b [Cout], residual [N*HW, Cout] if any, in_scale [N, Cin] if any.
+// With "bf16" (case_io.h) x, w and the residual are converted to bf16 and the bf16 kernel runs.
 #include "pwconv_bn_act/pwconv_bn_act.h"
 #include "case_io.h"
 
+template <class T>
+std::vector<float> run(mbv3::PwConvArgs<T> p, const std::vector<T>& x, const std::vector<T>& w,
+                       const std::vector<float>& b, const std::vector<T>& r, const std::vector<float>& s) {
+  std::vector<T> y(static_cast<size_t>(p.M * p.Cout));
+  const float poison = -12345.f;
+  for (auto& v : y) std::memcpy(&v, &poison, sizeof(T));
+  p.x = x.data(); p.w = w.data(); p.b = b.data(); p.y = y.data();
+  p.residual = r.empty() ? nullptr : r.data();
+  p.in_scale = s.empty() ? nullptr : s.data();
+  // Four blocks, as the threaded binding splits them: rows at an odd row, columns at a tile.
+  const int64_t nr = mbv3::neon::pwconv_tile().nr;
+  const int64_t msplit = p.M / 2 + (p.M > 2 ? 1 : 0), nsplit = p.Cout > nr ? nr : p.Cout;
+  mbv3::neon::pwconv_bn_act(p, 0, msplit, 0, nsplit);
+  mbv3::neon::pwconv_bn_act(p, msplit, p.M, 0, nsplit);
+  mbv3::neon::pwconv_bn_act(p, 0, msplit, nsplit, p.Cout);
+  mbv3::neon::pwconv_bn_act(p, msplit, p.M, nsplit, p.Cout);
+  if constexpr (std::is_same_v<T, float>) return y;
+  else return to_float(y);
+}
+
 int main(int argc, char** argv) {
-  if (argc != 3) { std::fprintf(stderr, "usage: %s cases.bin out.bin\n", argv[0]); return 2; }
+  if (!usage_ok(argc, argv)) return 2;
+  const bool bf = bf16_requested(argc, argv);
   CaseReader in(argv[1]);
   CaseWriter out(argv[2]);
   for (int64_t n_cases = in.i64(); n_cases > 0; --n_cases) {
-    mbv3::PwConvParams p{};
-    const int64_t N = in.i64();
-    p.K = in.i64(); p.Cout = in.i64(); p.HW = in.i64();
-    p.act = static_cast<mbv3::Act>(in.i64());
+    const int64_t N = in.i64(), K = in.i64(), Cout = in.i64(), HW = in.i64();
+    const auto act = static_cast<mbv3::Act>(in.i64());
     const bool has_res = in.i64() != 0, has_scale = in.i64() != 0;
-    p.M = N * p.HW; p.ldw = p.Cout;
-    auto x = in.floats(p.M * p.K), w = in.floats(p.K * p.Cout), b = in.floats(p.Cout);
-    auto r = in.floats(has_res ? p.M * p.Cout : 0), s = in.floats(has_scale ? N * p.K : 0);
-    std::vector<float> y(static_cast<size_t>(p.M * p.Cout), -12345.f);
-    p.x = x.data(); p.w = w.data(); p.b = b.data(); p.y = y.data();
-    p.residual = has_res ? r.data() : nullptr;
-    p.in_scale = has_scale ? s.data() : nullptr;
-    // Four blocks, as the threaded binding splits them: rows at an odd row, columns at a tile.
-    const int64_t nr = mbv3::neon::pwconv_tile().nr;
-    const int64_t msplit = p.M / 2 + (p.M > 2 ? 1 : 0), nsplit = p.Cout > nr ? nr : p.Cout;
-    mbv3::neon::pwconv_bn_act(p, 0, msplit, 0, nsplit);
-    mbv3::neon::pwconv_bn_act(p, msplit, p.M, 0, nsplit);
-    mbv3::neon::pwconv_bn_act(p, 0, msplit, nsplit, p.Cout);
-    mbv3::neon::pwconv_bn_act(p, msplit, p.M, nsplit, p.Cout);
-    out.floats(y);
+    const int64_t M = N * HW;
+    auto x = in.floats(M * K), w = in.floats(K * Cout), b = in.floats(Cout);
+    auto r = in.floats(has_res ? M * Cout : 0), s = in.floats(has_scale ? N * K : 0);
+    if (!bf) {
+      mbv3::PwConvParams p{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, K, Cout, HW, Cout, act};
+      out.floats(run(p, x, w, b, r, s));
+    } else {
+      mbv3::PwConvParamsBf16 p{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, K, Cout, HW, Cout, act};
+      out.floats(run(p, to_bf16(x), to_bf16(w), b, to_bf16(r), s));
+    }
   }
   return 0;
 }

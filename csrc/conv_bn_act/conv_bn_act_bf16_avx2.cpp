@@ -1,0 +1,4 @@
+// The avx2 build of the dense conv kernel for bf16 x / w / y (its target: common/simd.h).
+#define MBV3_ISA_AVX2
+#define MBV3_CONV_BF16_UNIT
+#include "conv_bn_act_kernel.h"
