@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "activation.h"
+#include "bf16.h"
 
 #if defined(MBV3_ISA_AVX512) || defined(MBV3_ISA_AVX2)
 #include <immintrin.h>
@@ -25,7 +26,9 @@
 #error "the x86 ISA units are switched on with #pragma GCC target: build them with GCC"
 #endif
 #endif
-#if defined(MBV3_ISA_AVX512)
+#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)  // the AVX512_BF16 units (vdpbf16ps)
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")
+#elif defined(MBV3_ISA_AVX512)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
 #elif defined(MBV3_ISA_AVX2)
 #pragma GCC target("avx2,fma")
@@ -47,6 +50,23 @@ struct Vec {
   inline void store(float* p) const { _mm512_storeu_ps(p, v); }
   inline void store_tail(float* p, int n) const {
     _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+  }
+  // bf16 storage (bf16.h): widened on load, rounded to nearest even on store (NaN -> 0x7FC0).
+  static inline Vec load(const bf16* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static inline Vec load_tail(const bf16* p, int n) {
+    return widen(_mm256_maskz_loadu_epi16(static_cast<__mmask16>((1u << n) - 1u), p));
+  }
+  inline void store(bf16* p) const { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), narrow()); }
+  inline void store_tail(bf16* p, int n) const {
+    _mm256_mask_storeu_epi16(p, static_cast<__mmask16>((1u << n) - 1u), narrow());
+  }
+  static inline Vec widen(__m256i h) { return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))}; }
+  inline __m256i narrow() const {
+    const __m512i u = _mm512_castps_si512(v);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(kBf16QuietNaN));
+    return _mm512_cvtepi32_epi16(r);
   }
 };
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
@@ -81,6 +101,22 @@ struct Half {
   inline void store_tail(float* p, int n) const {
     _mm256_mask_storeu_ps(p, static_cast<__mmask8>((1u << n) - 1u), v);
   }
+  static inline Half load(const bf16* p) { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static inline Half load_tail(const bf16* p, int n) {
+    return widen(_mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << n) - 1u), p));
+  }
+  inline void store(bf16* p) const { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow()); }
+  inline void store_tail(bf16* p, int n) const {
+    _mm_mask_storeu_epi16(p, static_cast<__mmask8>((1u << n) - 1u), narrow());
+  }
+  static inline Half widen(__m128i h) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))}; }
+  inline __m128i narrow() const {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    r = _mm256_mask_mov_epi32(r, _mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm256_set1_epi32(kBf16QuietNaN));
+    return _mm256_cvtepi32_epi16(r);
+  }
 };
 static inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 static inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
@@ -107,6 +143,29 @@ struct Vec {
   static inline Vec load_tail(const float* p, int n) { return {_mm256_maskload_ps(p, tail_mask8(n))}; }
   inline void store(float* p) const { _mm256_storeu_ps(p, v); }
   inline void store_tail(float* p, int n) const { _mm256_maskstore_ps(p, tail_mask8(n), v); }
+  // bf16 storage (bf16.h): widened on load, rounded to nearest even on store (NaN -> 0x7FC0).
+  // AVX2 has no 16-bit masked memory ops: tails go through a stack buffer.
+  static inline Vec load(const bf16* p) { return widen(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+  static inline Vec load_tail(const bf16* p, int n) {
+    alignas(16) uint16_t b[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    std::memcpy(b, p, sizeof(bf16) * n);
+    return widen(_mm_load_si128(reinterpret_cast<const __m128i*>(b)));
+  }
+  inline void store(bf16* p) const { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), narrow()); }
+  inline void store_tail(bf16* p, int n) const {
+    alignas(16) uint16_t b[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(b), narrow());
+    std::memcpy(p, b, sizeof(bf16) * n);
+  }
+  static inline Vec widen(__m128i h) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))}; }
+  inline __m128i narrow() const {
+    const __m256i u = _mm256_castps_si256(v);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+    r = _mm256_blendv_epi8(r, _mm256_set1_epi32(kBf16QuietNaN), _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+    // packus works per 128-bit lane: [r0..3 r0..3 | r4..7 r4..7]; qwords 0 and 2 are r0..7.
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+  }
 };
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 static inline Vec add(Vec a, Vec b) { return {_mm256_add_ps(a.v, b.v)}; }
@@ -151,6 +210,26 @@ struct Vec {
     vst1q_f32(b, v);
     std::memcpy(p, b, sizeof(float) * n);
   }
+  // bf16 storage (bf16.h): widened on load, rounded to nearest even on store (NaN -> 0x7FC0).
+  static inline Vec load(const bf16* p) { return widen(vld1_u16(reinterpret_cast<const uint16_t*>(p))); }
+  static inline Vec load_tail(const bf16* p, int n) {
+    uint16_t b[4] = {0, 0, 0, 0};
+    std::memcpy(b, p, sizeof(bf16) * n);
+    return widen(vld1_u16(b));
+  }
+  inline void store(bf16* p) const { vst1_u16(reinterpret_cast<uint16_t*>(p), narrow()); }
+  inline void store_tail(bf16* p, int n) const {
+    uint16_t b[4];
+    vst1_u16(b, narrow());
+    std::memcpy(p, b, sizeof(bf16) * n);
+  }
+  static inline Vec widen(uint16x4_t h) { return {vreinterpretq_f32_u32(vshll_n_u16(h, 16))}; }
+  inline uint16x4_t narrow() const {
+    const uint32x4_t u = vreinterpretq_u32_f32(v);
+    const uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+    const uint32x4_t r = vaddq_u32(u, vaddq_u32(lsb, vdupq_n_u32(0x7fff)));
+    return vshrn_n_u32(vbslq_u32(vceqq_f32(v, v), r, vdupq_n_u32(uint32_t(kBf16QuietNaN) << 16)), 16);
+  }
 };
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {vfmaq_f32(c.v, a.v, b.v)}; }
 static inline Vec add(Vec a, Vec b) { return {vaddq_f32(a.v, b.v)}; }
@@ -181,6 +260,10 @@ struct Vec {
   static inline Vec load_tail(const float* p, int) { return {*p}; }
   inline void store(float* p) const { *p = v; }
   inline void store_tail(float* p, int) const { *p = v; }
+  static inline Vec load(const bf16* p) { return {bf16_to_float(*p)}; }
+  static inline Vec load_tail(const bf16* p, int) { return {bf16_to_float(*p)}; }
+  inline void store(bf16* p) const { *p = float_to_bf16(v); }
+  inline void store_tail(bf16* p, int) const { *p = float_to_bf16(v); }
 };
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {std::fma(a.v, b.v, c.v)}; }
 static inline Vec add(Vec a, Vec b) { return {a.v + b.v}; }
@@ -254,17 +337,22 @@ template <class V_, bool TAIL>
 struct Lanes {
   using V = V_;
   int n;
-  inline V load(const float* p) const { return TAIL ? V::load_tail(p, n) : V::load(p); }
-  inline void store(float* p, V v) const {
+  // T: float or bf16 (widened on load, rounded on store).
+  template <class T>
+  inline V load(const T* p) const { return TAIL ? V::load_tail(p, n) : V::load(p); }
+  template <class T>
+  inline void store(T* p, V v) const {
     if (TAIL) v.store_tail(p, n);
     else v.store(p);
   }
 };
-// The first n lanes of one Vec at run time (n >= Vec::N: all of them).
-static inline Vec load_any(const float* p, int64_t n) {
+// The first n lanes of one Vec at run time (n >= Vec::N: all of them); T: float or bf16.
+template <class T>
+static inline Vec load_any(const T* p, int64_t n) {
   return n >= Vec::N ? Vec::load(p) : Vec::load_tail(p, int(n));
 }
-static inline void store_any(float* p, int64_t n, Vec v) {
+template <class T>
+static inline void store_any(T* p, int64_t n, Vec v) {
   if (n >= Vec::N) v.store(p);
   else v.store_tail(p, int(n));
 }
