@@ -1,7 +1,8 @@
 """Which CPU code path the C++ kernels use.
 
-At import the path comes from MBV3_FAST_CPU_ISA (auto|scalar|avx2|avx512|neon; default auto =
-the widest this CPU supports).  These functions read and change it for the whole process.
+At import the path comes from MBV3_FAST_CPU_ISA (auto|scalar|avx2|avx512|avx512_bf16|neon;
+default auto = the widest this CPU supports).  avx512_bf16 is avx512 plus the AVX512_BF16 dot
+products (vdpbf16ps) for bfloat16 1x1 convs.  These functions read and change it for the whole process.
 """
 from typing import List
 
@@ -21,3 +22,9 @@ def set_cpu_isa(name: str) -> None:
 def available_cpu_isas() -> List[str]:
     """Paths this build and CPU can run, narrowest first (always includes 'scalar')."""
     return list(torch.ops.mbv3.available_cpu_isas())
+
+
+def cpu_isa_reads_k_pairs() -> bool:
+    """Whether the path in force has the bf16 dot-product 1x1 kernel, which reads weights
+    packed in K pairs (``mbv3_fast.ops.pack_weight_k_pairs``)."""
+    return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())

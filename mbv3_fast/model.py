@@ -18,8 +18,12 @@ Modes
     torch.compile / torch.export the graph holds one node per fused op instead.
   The fused path applies when all of these hold, and otherwise eval falls back to torchvision's
   forward over the plain modules (still correct, just unfused):
-    - parameters and input on CPU (float32) or CUDA (float32/float16/bfloat16), input dtype and
-      device equal to the parameters', no autocast active for that device;
+    - parameters and input on CPU (float32/bfloat16) or CUDA (float32/float16/bfloat16), input
+      dtype and device equal to the parameters', no autocast active for that device -- except
+      ``torch.autocast("cpu", dtype=torch.bfloat16)`` around a float32 model: then the model is
+      folded a second time in bfloat16 (its own cache, refreshed like the first), the input
+      (float32 or bfloat16) is cast to bfloat16 and the logits are bfloat16, as torchvision's
+      under the same autocast;
     - no autograd needed: ``torch.is_grad_enabled()`` is False (``torch.no_grad()`` /
       ``torch.inference_mode()``), or neither the input nor any parameter requires grad.  The
       fused ops have no backward, so an eval forward that autograd would record (the default
@@ -31,7 +35,9 @@ Modes
       calls no submodule, so hooks would not fire (feature extraction by hooks stays correct);
     - not under torch.fx symbolic tracing (torchvision's ``create_feature_extractor``): the
       tracer sees torchvision's forward.
-  float64 models therefore run unfused (the CPU kernels are float32 only).
+  float64 and CPU float16 models therefore run unfused (the CPU kernels are float32 and bfloat16).
+  bfloat16 (``model.bfloat16()`` or autocast): weights folded in float64, rounded to bfloat16
+  once (round-to-nearest-even); activations bfloat16 between ops; every sum in float32.
 
 Folded-weight cache
 -------------------
@@ -56,6 +62,7 @@ run one eager eval forward or ``model.invalidate_fused_cache()`` + ``model.eval(
 recompile.  ``torch.export`` of an eval model always exports the fused (inference-only) graph,
 whatever the grad mode; ``torch.compile`` applies the same rule as eager.
 """
+import contextlib
 import warnings
 from operator import attrgetter
 from typing import Any, Callable, List, Optional
@@ -70,7 +77,7 @@ from torch.fx import _symbolic_trace as _fx_trace
 
 from mbv3_fast._C import _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
-from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight
+from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pack_weight_k_pairs
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
 from mbv3_fast import plan as _records
 from mbv3_fast.plan import Act, Block, Conv, Depthwise, Head, Net, Pointwise, SE
@@ -87,7 +94,10 @@ __all__ = [
     "fused_head_forward",
 ]
 
-_FUSED_DTYPES = {"cpu": (torch.float32,), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
+_FUSED_DTYPES = {"cpu": (torch.float32, torch.bfloat16), "cuda": (torch.float32, torch.float16, torch.bfloat16)}
+# Autocast dtypes the fused path runs for float32 models, per device: the model is folded a
+# second time in that dtype (its own cached plan) and the input cast to it.
+_AUTOCAST_DTYPES = {"cpu": (torch.bfloat16,)}
 _ACTS = {nn.Hardswish: Act.HARDSWISH, nn.ReLU: Act.RELU}
 _training = attrgetter("training")
 # True under torch.fx symbolic tracing (we test is_compiling() first, so also the older
@@ -118,6 +128,8 @@ class _Plan:
     train_mods -- BatchNorm/Dropout submodules whose train flag would change eval semantics
     hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
                path runs no submodule, so any registered hook sends the forward unfused
+    k_pairs -- CPU bf16 plans: 1x1 weights packed in K pairs, for the ISA in force when folded
+               (None otherwise); a change of ISA that reads the other layout refolds
     """
 
     def __init__(self, device, dtype, sources, state, train_mods, bns=()):
@@ -133,11 +145,20 @@ class _Plan:
         self.reason = ""
         self.net: Optional[Net] = None
         self.net_weights, self.net_spec = (), []
+        self.k_pairs = _k_pairs_now() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
 
     def stale(self) -> bool:
         """Has a source changed since folding (needs no Python per tensor: one C call)?"""
         return (bool(_tensor_state(self.sources, self.state) & 1) or self.untracked
-                or any(bn.eps != eps for bn, eps in self.bns))
+                or any(bn.eps != eps for bn, eps in self.bns) or self.layout_stale())
+
+    def layout_stale(self) -> bool:
+        """Was the plan packed for an ISA that read the other 1x1 layout (CPU bf16 only)?"""
+        return self.k_pairs is not None and self.k_pairs != _k_pairs_now()
+
+
+def _k_pairs_now() -> bool:
+    return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,8 +209,9 @@ class _Fold:
     """The fold-and-pack pass: module tree -> mbv3_fast.plan records, collecting what the
     records were derived from (sources, norm layers, train-flag modules) on the way."""
 
-    def __init__(self, dtype):
+    def __init__(self, dtype, k_pairs=False):
         self.dtype = dtype
+        self.k_pairs = k_pairs  # 1x1 weights packed in K pairs (bf16 dot-product kernels)
         self.sources: List[Tensor] = []
         self.train_mods: List[nn.Module] = []
         self.bns: List[tuple] = []
@@ -215,12 +237,13 @@ class _Fold:
 
     def pointwise(self, m: nn.Module, what: str) -> Pointwise:
         """1x1 conv; weight kept K-major (a [Cin, Cout] buffer viewed as [Cout, Cin, 1, 1]), the
-        layout the GEMM reads without packing per call."""
+        layout the GEMM reads without packing per call, or in K pairs for the bf16 dot-product
+        kernel."""
         conv, w, b, act = self._conv_bn(m)
         if (conv.groups != 1 or tuple(conv.kernel_size) != (1, 1) or tuple(conv.stride) != (1, 1)
                 or tuple(conv.padding) != (0, 0)):
             raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
-        return Pointwise(pack_pw_weight(w), b, act)
+        return Pointwise(pack_weight_k_pairs(w) if self.k_pairs else pack_pw_weight(w), b, act)
 
     def depthwise(self, m: nn.Module) -> Depthwise:
         conv = _split_cna(m)[0]
@@ -265,7 +288,7 @@ class _Fold:
         project = self.pointwise(layers[0], "project")
         if project.act != Act.NONE:
             raise _Unfusable("project conv with an activation")
-        fuse = -1 if expand is None else _records.fuse_expand_min_pixels(expand.weight.shape[0], self.dtype)
+        fuse = -1 if expand is None else _records.fuse_expand_min_pixels(expand.bias.shape[0], self.dtype)
         return Block(expand, dw, se, project, bool(blk.use_res_connect), fuse)
 
     def head(self, classifier: nn.Module) -> Optional[Head]:
@@ -275,7 +298,9 @@ class _Fold:
                 and c[0].bias is not None and c[3].bias is not None):
             self.sources += [c[0].weight, c[0].bias, c[3].weight, c[3].bias]
             self.train_mods.append(c[2])
-            return Head(c[0].weight, c[0].bias, c[3].weight, c[3].bias, Act.HARDSWISH)
+            # .to: the live parameters themselves in their own dtype; a copy for an autocast plan.
+            d = self.dtype
+            return Head(c[0].weight.to(d), c[0].bias.to(d), c[3].weight.to(d), c[3].bias.to(d), Act.HARDSWISH)
         # Anything else: called as a module (its parameters are used live, not cached).
         self.train_mods += list(c.modules())
         self.sources += list(c.parameters())
@@ -291,24 +316,29 @@ class _Fold:
                    self.pointwise(feats[-1], "last"), self.head(model.classifier))
 
 
-def _build_plan(model: "FastMobileNetV3") -> _Plan:
-    """Fold every BN of ``model`` (a torchvision-layout MobileNetV3) into a _Plan."""
+def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -> _Plan:
+    """Fold every BN of ``model`` (a torchvision-layout MobileNetV3) into a _Plan, in the
+    parameters' dtype or in ``dtype`` (autocast: the float32 parameters folded, then rounded)."""
     p0 = next(model.features.parameters(), None)
     device = p0.device if p0 is not None else torch.device("cpu")
-    dtype = p0.dtype if p0 is not None else torch.float32
+    param_dtype = p0.dtype if p0 is not None else torch.float32
+    dtype = dtype or param_dtype
     # Every tensor's state is recorded before anything is read: a write that lands while we fold
     # then shows as stale at the next forward instead of being taken as folded.
     everything = tuple(model.parameters()) + tuple(model.buffers())
     state = bytearray(24 * len(everything))
     _tensor_state(everything, state)
     slot = {id(t): i for i, t in enumerate(everything)}
-    fold = _Fold(dtype)
-    with torch.inference_mode(False), torch.no_grad():
+    fold = _Fold(dtype, (device.type, dtype) == ("cpu", torch.bfloat16) and _k_pairs_now())
+    # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
+    no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
+                   else contextlib.nullcontext())
+    with torch.inference_mode(False), torch.no_grad(), no_autocast:
         try:
             if dtype not in _FUSED_DTYPES.get(device.type, ()):
                 raise _Unfusable(f"no fused kernels for {dtype} on {device.type}")
             net = fold.net(model)
-            if any(t.device != device or (t.dtype != dtype and t.is_floating_point())
+            if any(t.device != device or (t.dtype != param_dtype and t.is_floating_point())
                    for t in fold.sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
@@ -357,12 +387,14 @@ class FastMobileNetV3(_tv.MobileNetV3):
 
     def _init_fused(self) -> None:
         self._plan: Optional[_Plan] = None
+        self._autocast_plans = {}  # autocast dtype -> _Plan (folded on first use under autocast)
         self.register_load_state_dict_post_hook(_after_load_state_dict)
 
     # -- cache management ----------------------------------------------------------------------
     def invalidate_fused_cache(self) -> None:
         """Drop the folded weights; the next eval forward refolds."""
         self._plan = None
+        self._autocast_plans = {}
 
     def _fused_plan(self) -> _Plan:
         plan = self._plan
@@ -384,6 +416,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
 
     def _apply(self, fn, recurse=True):
         self._plan = None
+        self._autocast_plans = {}
         out = super()._apply(fn, recurse)
         if not self.training:
             self._fused_plan()
@@ -392,6 +425,7 @@ class FastMobileNetV3(_tv.MobileNetV3):
     def __getstate__(self):
         state = self.__dict__.copy()
         state["_plan"] = None  # derived data: not pickled, rebuilt on demand
+        state["_autocast_plans"] = {}
         return state
 
     # -- forward -------------------------------------------------------------------------------
@@ -408,10 +442,14 @@ class FastMobileNetV3(_tv.MobileNetV3):
         if plan is None:
             plan = self._plan = _build_plan(self)
         flags = _tensor_state(plan.sources, plan.state)  # 1: stale, 2: a source requires grad
-        if flags & 1 or plan.untracked or any(bn.eps != eps for bn, eps in plan.bns):
+        if flags & 1 or plan.untracked or any(bn.eps != eps for bn, eps in plan.bns) or plan.layout_stale():
             plan = self._plan = _build_plan(self)
             flags = _tensor_state(plan.sources, plan.state)
-        if not self._fusable(x, plan):
+        if plan.ok and torch.is_autocast_enabled(plan.device.type):
+            plan, x = self._autocast_plan(plan, x)
+            if plan is None:
+                return super().forward(x)
+        elif not self._fusable(x, plan):
             return super().forward(x)
         if (flags & 2 or x.requires_grad) and torch.is_grad_enabled():
             return super().forward(x)
@@ -420,11 +458,29 @@ class FastMobileNetV3(_tv.MobileNetV3):
         return self._forward_fused(x, plan)
 
     @staticmethod
-    def _fusable(x: Tensor, plan: _Plan) -> bool:
+    def _fusable(x: Tensor, plan: _Plan, autocast_ok: bool = False) -> bool:
         # A wrong channel count goes to torchvision's forward too, for torchvision's exception.
         return (plan.ok and x.device == plan.device and x.dtype == plan.dtype and x.dim() == 4
                 and x.shape[1] == plan.net.stem.weight.shape[1]
-                and not torch.is_autocast_enabled(plan.device.type))
+                and (autocast_ok or not torch.is_autocast_enabled(plan.device.type)))
+
+    def _autocast_plan(self, plan: _Plan, x: Tensor):
+        """Under autocast: (the plan folded in the autocast dtype, x cast to it), or (None, x)
+        when the fused path does not run it (not a float32 model, another autocast dtype or
+        device, an input autocast would not cast).  The result has the dtype torchvision's
+        forward returns under the same autocast (its convs and Linears run in that dtype)."""
+        device = plan.device.type
+        dtype = torch.get_autocast_dtype(device)
+        if (plan.dtype != torch.float32 or dtype not in _AUTOCAST_DTYPES.get(device, ())
+                or not isinstance(x, Tensor) or x.dtype not in (torch.float32, dtype)):
+            return None, x
+        low = self._autocast_plans.get(dtype)
+        if low is None or low.stale():
+            low = self._autocast_plans[dtype] = _build_plan(self, dtype)
+        xl = x.to(dtype)
+        if not self._fusable(xl, low, autocast_ok=True):
+            return None, x
+        return low, xl
 
     def _forward_traced(self, x: Tensor) -> Tensor:
         """forward under torch.compile / torch.export: same rules, no cache check."""

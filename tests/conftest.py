@@ -14,16 +14,27 @@ sys.path.insert(0, os.path.dirname(__file__))  # tolerance.py, layers.py, neon_h
 
 import mbv3_fast  # noqa: E402
 
-CPU_ISAS = mbv3_fast.available_cpu_isas()
+from layers import ALL_CPU_ISAS, CPU_ISAS  # noqa: E402
+
+
+def _forced(name):
+    before = mbv3_fast.get_cpu_isa()
+    mbv3_fast.set_cpu_isa(name)
+    yield name
+    mbv3_fast.set_cpu_isa(before)
 
 
 @pytest.fixture(params=CPU_ISAS)
 def cpu_isa(request):
-    """Run the test once per CPU path this machine has, forcing it, then restore."""
-    before = mbv3_fast.get_cpu_isa()
-    mbv3_fast.set_cpu_isa(request.param)
-    yield request.param
-    mbv3_fast.set_cpu_isa(before)
+    """Run the test once per CPU code path this machine has, forcing it, then restore."""
+    yield from _forced(request.param)
+
+
+@pytest.fixture(params=ALL_CPU_ISAS)
+def cpu_isa_bf16(request):
+    """cpu_isa plus avx512_bf16 where the CPU has it: for the ops whose bf16 path differs there
+    (pwconv_bn_act, expand_dwconv_bn_act, the model)."""
+    yield from _forced(request.param)
 
 
 @pytest.fixture

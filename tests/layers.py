@@ -4,8 +4,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import mbv3_fast
+
 ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
 ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}  # mbv3::Act, as the NEON harnesses take it
+
+ALL_CPU_ISAS = mbv3_fast.available_cpu_isas()
+# The distinct code paths of most ops: avx512_bf16 runs the avx512 code everywhere but in the
+# bf16 1x1 convs (the dot-product kernel on K-pair weights); conftest's cpu_isa_bf16 adds it.
+CPU_ISAS = [i for i in ALL_CPU_ISAS if i != "avx512_bf16"]
+BEST_ISA = CPU_ISAS[-1]  # full-size shapes run here; the other paths get smaller ones
 
 
 def random_bn(c, eps=1e-3):

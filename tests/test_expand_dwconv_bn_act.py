@@ -14,10 +14,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mbv3_fast.ops import fold_bn, pack_pw_weight
+from mbv3_fast.isa import cpu_isa_reads_k_pairs
+from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs
 from mbv3_fast.testing import expand_depthwise_layers
 from layers import ACT_FN, random_bn
-from tolerance import assert_within_rule
+from tolerance import assert_within_rule, bf16_values
 
 OP = torch.ops.mbv3.expand_dwconv_bn_act.default
 
@@ -201,3 +202,66 @@ def test_large_in_range_stride_computes(cpu_isa):
     e = torch.relu(F.conv2d(x.double(), ew.double(), eb.double()))
     ref = F.conv2d(e, w.double(), b.double(), 65536, 1, 1, 8)
     torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+# -- bfloat16: equal to the two bf16 ops (the window holds bf16 rows, as pwconv_bn_act writes them)
+BF16 = torch.bfloat16
+
+
+def model_layout(ew):
+    """The expand weight as the model keeps it on the path in force: K pairs where the path has
+    the dot-product kernel (avx512_bf16), else [Ce, Cin, 1, 1] bf16."""
+    return pack_weight_k_pairs(ew) if cpu_isa_reads_k_pairs() else ew.to(BF16)
+
+
+def check_bf16(case, what):
+    ew, eb, dw, db = case.folded()
+    eact, stride, pad, dil, act = case.args
+    xb, ewb, dwb = case.x.to(BF16), model_layout(ew), dw.to(BF16)
+    ours = OP(xb, ewb, eb, eact, dwb, db, stride, pad, dil, act)
+    assert ours.dtype == BF16
+    y = torch.ops.mbv3.pwconv_bn_act(xb, ewb, eb, eact, None, None)
+    assert torch.equal(ours, torch.ops.mbv3.dwconv_bn_act(y, dwb, db, stride, pad, dil, act)), what
+    x64 = case.x
+    case.x = bf16_values(x64)
+    ref64 = case.reference(torch.float64)
+    case.x = x64
+    assert_within_rule(ours, case.reference(BF16), ref64, what)
+
+
+@pytest.mark.parametrize("cfg", MBV3_BLOCKS, ids=lambda c: "Cin{}_Ce{}_{}x{}_{}_k{}s{}p{}d{}_{}".format(*c))
+def test_bf16_mobilenet_v3_blocks(cfg, cpu_isa_bf16):
+    cin, ce, h, w, eact, k, s, p, d, act = cfg
+    check_bf16(Case(1, cin, ce, h, w, eact, k, s, p, d, act), f"bf16 {cpu_isa_bf16} {cfg}")
+
+
+@pytest.mark.parametrize("cin,ce,hw,kspd", ODD[::3], ids=lambda v: str(v))
+def test_bf16_odd_shapes(cin, ce, hw, kspd, cpu_isa_bf16):
+    k, s, p, d = kspd
+    for n, cl in ((1, True), (3, False)):
+        check_bf16(Case(n, cin, ce, *hw, "relu", k, s, p, d, "hardswish", cl), f"bf16 {cpu_isa_bf16} {cin}->{ce} {hw}")
+
+
+def test_bf16_bands_and_threads(cpu_isa_bf16):
+    # Tall maps: several bands per thread and window moves; 1 and 2 threads bit-identical.
+    case = Case(2, 24, 72, 57, 13, "relu", 5, 2, 2, 1, "hardswish")
+    ew, eb, dw, db = case.folded()
+    args = (case.x.to(BF16), model_layout(ew), eb, "relu", dw.to(BF16), db, 2, 2, 1, "hardswish")
+    outs = []
+    for t in (1, 2):
+        torch.set_num_threads(t)
+        outs.append(OP(*args))
+    torch.set_num_threads(1)
+    assert torch.equal(outs[0], outs[1])
+    check_bf16(case, "bf16 bands")
+
+
+def test_bf16_opcheck_and_errors():
+    case = Case(2, 9, 20, 7, 6, "relu", 3, 2, 1, 1, "hardswish")
+    ew, eb, dw, db = case.folded()
+    for w in (ew.to(BF16), pack_weight_k_pairs(ew)):
+        torch.library.opcheck(OP, (case.x.to(BF16), w, eb, "relu", dw.to(BF16), db, 2, 1, 1, "hardswish"))
+    with pytest.raises(ValueError, match=r"expand_weight must have x's dtype \(bfloat16\), got float32"):
+        OP(case.x.to(BF16), ew, eb, "relu", dw.to(BF16), db, 2, 1, 1, "hardswish")
+    with pytest.raises(ValueError, match=r"weight must have x's dtype \(bfloat16\), got float32"):
+        OP(case.x.to(BF16), ew.to(BF16), eb, "relu", dw, db, 2, 1, 1, "hardswish")

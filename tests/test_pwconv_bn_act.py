@@ -8,10 +8,11 @@ from torch import nn
 
 import mbv3_fast
 import neon_harness
-from mbv3_fast.ops import fold_bn, pack_pw_weight, pwconv_bn_act
+from mbv3_fast.isa import cpu_isa_reads_k_pairs
+from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs, pwconv_bn_act
 from mbv3_fast.testing import pointwise_layers
-from layers import ACT_CODE, ACT_FN, random_bn
-from tolerance import assert_within_rule
+from layers import ACT_CODE, ACT_FN, BEST_ISA, random_bn
+from tolerance import assert_within_rule, bf16_values
 
 
 
@@ -67,7 +68,7 @@ def test_layer_enumeration():
 @pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
 def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
     cin, cout, h, w, act, res = cfg
-    if cpu_isa != mbv3_fast.available_cpu_isas()[-1]:
+    if cpu_isa not in (BEST_ISA, "avx512_bf16"):
         if not channels_last:
             pytest.skip("NCHW is converted before the kernel: tested on the best path only")
         h, w = min(h, 28), min(w, 28)  # full maps on the best path; the others get <= 28x28
@@ -278,4 +279,191 @@ def test_neon_under_qemu(cpu):
         got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2)
         offset += size
         assert_within_rule(got, ref32, ref64, f"neon {cpu} {what}")
+    assert offset == flat.numel()
+
+
+# -- bfloat16 ------------------------------------------------------------------------------------
+BF16 = torch.bfloat16
+
+
+LAYOUTS = ("plain", "kmajor", "pairs")  # [Cout, Cin, 1, 1]; pack_pw_weight; pack_weight_k_pairs
+
+
+def bf16_weight(w, layout):
+    wb = w.to(BF16)
+    return {"plain": wb, "kmajor": pack_pw_weight(wb), "pairs": pack_weight_k_pairs(w)}[layout]
+
+
+def check_bf16(x, conv_w, bn, act, residual, in_scale, what, layout="plain"):
+    """bf16 x, residual and folded weight (bias and in_scale float32): the tolerance rule against
+    PyTorch's own bf16 computation.  The widening kernels (every path but the dot-product
+    kernel, which reads K pairs under avx512_bf16): also bit equality with the float32 kernel
+    on the same values (rows scaled in float32 first, as they do) rounded once on store."""
+    w, b = fold_bn(conv_w, bn)
+    wb = w.to(BF16)
+    xb = x.to(BF16)
+    rb = None if residual is None else residual.to(BF16)
+    ours = torch.ops.mbv3.pwconv_bn_act(xb, bf16_weight(w, layout), b, act, rb, in_scale)
+    assert ours.dtype == BF16
+    sb = None if in_scale is None else in_scale.to(BF16)
+    ref64 = reference(bf16_values(x), conv_w, bn, act, residual if rb is None else rb.float(),
+                      in_scale)
+    ref_bf16 = reference(xb, conv_w, bn, act, rb, sb, BF16)
+    xs64 = bf16_values(x).double() * (1 if in_scale is None else in_scale.double()[:, :, None, None])
+    magnitude = F.conv2d(xs64.abs(), w.double().abs()) + b.double().abs()[:, None, None]
+    if rb is not None:
+        magnitude = magnitude + rb.double().abs()
+    assert_within_rule(ours, ref_bf16, ref64, f"{what} {layout}", magnitude)
+    if not (layout == "pairs" and cpu_isa_reads_k_pairs()):
+        xs = xb.float() if in_scale is None else xb.float() * in_scale[:, :, None, None]
+        f32 = torch.ops.mbv3.pwconv_bn_act(xs, wb.float(), b, act, None if rb is None else rb.float())
+        assert torch.equal(ours, f32.to(BF16)), what
+    cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
+def test_bf16_mobilenet_v3_layers(cfg, cpu_isa_bf16):
+    isa = cpu_isa_bf16
+    cin, cout, h, w, act, res = cfg
+    if isa not in (BEST_ISA, "avx512_bf16"):
+        h, w = min(h, 28), min(w, 28)  # full maps on the best paths
+    scale = act == "none" and cin > cout
+    x, conv_w, bn, r, s = make_case(1, cin, cout, h, w, True, res, scale)
+    # The layout the model keeps on this path.
+    check_bf16(x, conv_w, bn, act, r, s, f"bf16 {isa} {cfg}", "pairs" if cpu_isa_reads_k_pairs() else "kmajor")
+
+
+@pytest.mark.parametrize("cin,cout,n", ODD[::2], ids=lambda v: str(v))
+def test_bf16_odd_shapes(cin, cout, n, cpu_isa_bf16):
+    for i, (h, w) in enumerate(HW):
+        act = ("hardswish", "relu", "none")[(i + cin + cout) % 3]
+        combos = ((False, False, False), (True, True, False), (True, False, True), (False, True, True))
+        for j, (cl, res, scale) in enumerate(combos[i % 2::2]):
+            x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, res, scale)
+            check_bf16(x, conv_w, bn, act, r, s, f"bf16 {cpu_isa_bf16} N{n} {cin}->{cout} {h}x{w} {act} r{res} s{scale}",
+                       LAYOUTS[(i + j) % 3])
+
+
+def test_bf16_k_pairs_at_every_tile_edge(cpu_isa_bf16):
+    """The dot-product kernel's edges: odd and even K (the last pair half empty), column tails
+    of every width around the 16-lane vectors and 4-vector panels, row tails of every tile
+    height (rows 1..13, as M = H*W); with the other paths, the unpacking of K pairs."""
+    for cin in (1, 2, 3, 7, 16, 17, 33, 64, 65):
+        for cout in (1, 15, 16, 17, 33, 48, 63, 64, 65, 80, 97):
+            rows = 1 + (cin * 7 + cout) % 13
+            act = ("hardswish", "relu", "none")[(cin + cout) % 3]
+            res, scale = (cin + cout) % 2 == 0, cout % 3 == 0
+            x, conv_w, bn, r, s = make_case(1, cin, cout, 1, rows, True, res, scale)
+            check_bf16(x, conv_w, bn, act, r, s, f"bf16 {cpu_isa_bf16} {cin}->{cout} M{rows}", "pairs")
+
+
+def test_bf16_wide_deep_and_strided(cpu_isa_bf16):
+    for layout in LAYOUTS:
+        for cin, cout, n, hw in ((200, 100, 2, (9, 7)), (96, 49, 3, (5, 5)), (960, 160, 1, (7, 7))):
+            x, conv_w, bn, r, s = make_case(n, cin, cout, *hw, True, True, True)
+            check_bf16(x, conv_w, bn, "hardswish", r, s, f"bf16 {cpu_isa_bf16} {cin}->{cout}", layout)
+        base = torch.randn(2, 40, 12, 10)
+        x = base[:, 3:36, 1:-2, ::2]
+        _, conv_w, bn, _, _ = make_case(1, x.shape[1], 24, 1, 1)
+        check_bf16(x, conv_w, bn, "relu", torch.randn(2, 48, *x.shape[2:])[:, ::2], torch.rand(2, 66)[:, ::2],
+                   f"bf16 {cpu_isa_bf16} strided", layout)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_bf16_threads_do_not_change_the_result(cpu_isa_bf16, layout):
+    for n, cin, cout, hw in ((3, 72, 40, (29, 31)), (1, 960, 160, (7, 7)), (1, 33, 70, (9, 9))):
+        x, conv_w, bn, r, s = make_case(n, cin, cout, *hw, True, True, True)
+        w, b = fold_bn(conv_w, bn)
+        args = (x.to(BF16), bf16_weight(w, layout), b, "hardswish", r.to(BF16), s)
+        before = torch.get_num_threads()
+        try:
+            outs = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                outs.append(torch.ops.mbv3.pwconv_bn_act(*args))
+        finally:
+            torch.set_num_threads(before)
+        for o in outs[1:]:
+            assert torch.equal(o, outs[0])
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+@pytest.mark.parametrize("layout", ["kmajor", "pairs"])
+def test_bf16_non_finite_input(value, act, layout, cpu_isa_bf16):
+    x, conv_w, bn, r, s = make_case(2, 19, 21, 3, 4, True, True, True)
+    x[1, 4, 2, 1] = value
+    w, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.pwconv_bn_act(x.to(BF16), bf16_weight(w, layout), b, act, r.to(BF16), s).double()
+    xs = bf16_values(x).double() * s.double()[:, :, None, None]
+    ref = ACT_FN[act](F.conv2d(xs, w.to(BF16).double(), b.double())) + bf16_values(r).double()
+    assert torch.equal(ours.isnan(), ref.isnan())
+    assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
+
+
+def test_bf16_bad_dtypes_raise_clear_errors():
+    x, w, b = torch.randn(1, 8, 5, 5, dtype=BF16), torch.randn(4, 8), torch.randn(4)
+    with pytest.raises(ValueError, match=r"weight must have x's dtype \(bfloat16\), got float32"):
+        torch.ops.mbv3.pwconv_bn_act(x, w, b, "relu")
+    with pytest.raises(ValueError, match=r"residual must have x's dtype \(bfloat16\), got float32"):
+        torch.ops.mbv3.pwconv_bn_act(x, w.to(BF16), b, "relu", torch.randn(1, 4, 5, 5))
+    with pytest.raises(ValueError, match="float32 or bfloat16 on the CPU, got Half"):
+        torch.ops.mbv3.pwconv_bn_act(x.half(), w.half(), b, "relu")
+
+
+def test_k_pairs_bad_inputs_raise_clear_errors():
+    x, w, b = torch.randn(1, 9, 5, 5, dtype=BF16), torch.randn(20, 9), torch.randn(20)
+    wp = pack_weight_k_pairs(w)
+    assert wp.shape == (5, 32, 2) and wp.dtype == BF16
+    with pytest.raises(ValueError, match=r"\(3-D: packed in K pairs, which only bfloat16 on the CPU takes\)"):
+        torch.ops.mbv3.pwconv_bn_act(x.float(), wp.float(), b, "relu")
+    for bad in (wp[:4], wp[:, :16], wp.transpose(0, 1).contiguous().transpose(0, 1), torch.cat([wp, wp], 2)):
+        with pytest.raises(ValueError, match=r"must be a contiguous \[ceil\(Cin / 2\), Cout rounded up to 16, 2\]"):
+            torch.ops.mbv3.pwconv_bn_act(x, bad, b, "relu")
+    with pytest.raises(ValueError, match=r"packed in K pairs must be .* Cout = 33 from bias"):
+        torch.ops.mbv3.pwconv_bn_act(x, wp, torch.randn(33), "relu")  # 48 columns, not 32
+    with pytest.raises(ValueError, match=r"bias must be 1-D"):
+        torch.ops.mbv3.pwconv_bn_act(x, wp, b[None], "relu")
+
+
+@pytest.mark.parametrize("optional", ["none", "both"])
+def test_bf16_opcheck(optional):
+    for n, cin, cout, h, w, cl in [(2, 17, 9, 7, 3, True), (0, 4, 3, 3, 3, False)]:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, optional == "both", optional == "both")
+        wt, b = fold_bn(conv_w, bn)
+        for w in (wt.to(BF16), pack_weight_k_pairs(wt)):
+            args = (x.to(BF16), w, b, "hardswish", None if r is None else r.to(BF16), s)
+            torch.library.opcheck(torch.ops.mbv3.pwconv_bn_act.default, args)
+
+
+@neon_harness.requires_toolchain
+def test_bf16_neon_under_qemu():
+    cpu = neon_harness.QEMU_CPUS[-1]
+    cases, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, hw, act, res, scale in NEON_CASES:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, hw, 1, False, res, scale)
+        wf, bf = fold_bn(conv_w, bn)
+        xv, wv = bf16_values(x), bf16_values(wf)
+        rv = None if r is None else bf16_values(r)
+        cases.i64(n, cin, cout, hw, ACT_CODE[act], int(res), int(scale))
+        cases.floats(xv.permute(0, 2, 3, 1))
+        cases.floats(wv.reshape(cout, cin).t())
+        cases.floats(bf)
+        if res:
+            cases.floats(rv.permute(0, 2, 3, 1))
+        if scale:
+            cases.floats(s)
+        cases.count += 1
+        sb = None if s is None else s.to(BF16)
+        expected.append(((n, hw, 1, cout), reference(xv, conv_w, bn, act, rv, s),
+                         reference(x, conv_w, bn, act, None if r is None else r.to(BF16), sb, BF16),
+                         (n, cin, cout, hw, act)))
+    flat = neon_harness.run("pwconv_bn_act", cases, cpu, bf16=True)
+    offset = 0
+    for shape, ref64, ref_bf16, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
+        offset += size
+        assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
     assert offset == flat.numel()

@@ -18,6 +18,8 @@ bool cpu_has(Isa isa) {
     case Isa::Avx512:
       return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    case Isa::Avx512Bf16:
+      return cpu_has(Isa::Avx512) && __builtin_cpu_supports("avx512bf16");
 #endif
 #endif
 #if defined(__aarch64__)
@@ -34,8 +36,9 @@ Isa parse(const std::string& name) {
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
   if (name == "neon") return Isa::Neon;
+  if (name == "avx512_bf16") return Isa::Avx512Bf16;
   throw std::invalid_argument("unknown CPU ISA '" + name +
-                              "': expected one of auto, scalar, avx2, avx512, neon");
+                              "': expected one of auto, scalar, avx2, avx512, avx512_bf16, neon");
 }
 
 Isa resolve(const std::string& name) {
@@ -68,13 +71,14 @@ const char* isa_name(Isa isa) {
     case Isa::Avx2: return "avx2";
     case Isa::Avx512: return "avx512";
     case Isa::Neon: return "neon";
+    case Isa::Avx512Bf16: return "avx512_bf16";
   }
   return "?";
 }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512})
+  for (Isa isa : {Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
     if (cpu_has(isa)) out.push_back(isa);
   return out;
 }

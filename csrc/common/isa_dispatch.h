@@ -18,6 +18,7 @@
 // sanitized build on a CPU that cannot run them).
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
 #define MBV3_X86_CASES(fn)             \
+  case ::mbv3::Isa::Avx512Bf16:        \
   case ::mbv3::Isa::Avx512:            \
     return ::mbv3::avx512::fn;         \
   case ::mbv3::Isa::Avx2:              \
@@ -37,7 +38,18 @@
 #define MBV3_NEON_CASES(fn)
 #endif
 
-// Usage: auto* kernel = MBV3_ISA_SELECT(dwconv_bn_act, isa);
+// Usage: auto* kernel = MBV3_ISA_SELECT(pwconv_tile, isa);
+// Entry points overloaded by element type (float, bf16) name the one they want by its function
+// type: auto* kernel = MBV3_ISA_SELECT_AS(DwConvFn<T>, dwconv_bn_act, isa);
+#define MBV3_ISA_SELECT_AS(Sig, fn, isa) \
+  [&]() -> Sig* {                       \
+    switch (isa) {                      \
+      MBV3_X86_CASES(fn)                \
+      MBV3_NEON_CASES(fn)               \
+      default:                          \
+        return ::mbv3::scalar::fn;      \
+    }                                   \
+  }()
 #define MBV3_ISA_SELECT(fn, isa)        \
   [&] {                                 \
     switch (isa) {                      \

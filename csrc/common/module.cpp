@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "cpu_isa.h"
+#include "pwconv_bn_act/pwconv_bn_act.h"
 #include "tensor_state.h"
 
 extern "C" PyObject* PyInit__C(void) {
@@ -51,6 +52,8 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("get_cpu_isa() -> str", &get_cpu_isa);
   m.def("set_cpu_isa(str name) -> ()", &set_cpu_isa);
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
+  // Whether the path in force reads bf16 1x1 weights packed in K pairs (the model packs them so).
+  m.def("cpu_isa_reads_k_pairs() -> bool", [] { return mbv3::isa_has_k_pairs(mbv3::current_isa()); });
   m.def("_debug_poison_outputs(bool enable) -> ()",
         [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
 }

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <limits>
 #include <string>
+#include <type_traits>
 
 #include "activation.h"
+#include "bf16.h"
 #include "fc_matrix.h"
 
 namespace mbv3 {
@@ -18,8 +20,10 @@ bool debug_poison_outputs();
 
 // dtypes, one rule for every device (the fake kernels, the Triton kernels and the CPU op check
 // through the same functions): x is float32, float16 or bfloat16, every parameter float32 or
-// x's dtype.  The CPU kernels take float32 x only (check_cpu_x_dtype, in their entry points), and
-// so float32 parameters; the Triton interpreter runs the half types on CPU tensors.
+// x's dtype.  The CPU kernels take float32 or bfloat16 x (check_cpu_x_dtype, in their entry
+// points); with bfloat16 x the tensors they stream (weights, residual) must be bfloat16 too
+// (check_cpu_streamed), while biases and scales may be either (read as float32).  The Triton
+// interpreter runs float16 on CPU tensors.
 inline const char* dtype_name(at::ScalarType t) {
   switch (t) {
     case at::kFloat: return "float32";
@@ -37,7 +41,32 @@ inline void check_x_dtype(const at::Tensor& x) {
 
 // What the CPU kernels take, checked first by each CPU entry point.
 inline void check_cpu_x_dtype(const at::Tensor& x) {
-  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat, "mbv3: x must be float32 on the CPU, got ", x.scalar_type());
+  TORCH_CHECK_VALUE(x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16,
+                    "mbv3: x must be float32 or bfloat16 on the CPU, got ", x.scalar_type());
+}
+
+// A tensor a CPU kernel streams in x's element type (weights, residual): x's dtype exactly.
+inline void check_cpu_streamed(const at::Tensor& x, const at::Tensor& t, const char* name) {
+  TORCH_CHECK_VALUE(t.scalar_type() == x.scalar_type(), "mbv3: on the CPU, ", name, " must have x's dtype (",
+                    dtype_name(x.scalar_type()), "), got ", dtype_name(t.scalar_type()));
+}
+
+// Calls f(T{}) with T the kernels' element type for x: float or bf16 (check_cpu_x_dtype first).
+template <class F>
+decltype(auto) with_cpu_dtype(const at::Tensor& x, F&& f) {
+  if (x.scalar_type() == at::kBFloat16) return f(bf16{});
+  return f(float{});
+}
+
+// A tensor's data as the kernels' element type (float32 data as float, bfloat16 as bf16).
+template <class T>
+inline T* data_as(const at::Tensor& t) {
+  if constexpr (std::is_same_v<T, bf16>) {
+    static_assert(sizeof(at::BFloat16) == sizeof(bf16), "the same two bytes");
+    return reinterpret_cast<bf16*>(t.data_ptr<at::BFloat16>());
+  } else {
+    return t.data_ptr<float>();
+  }
 }
 
 // A parameter next to x (x's dtype already checked).
@@ -183,7 +212,8 @@ class NhwcOutput {
                 : at::empty(shape, x.options().memory_format(at::MemoryFormat::ChannelsLast));
     if (debug_poison_outputs()) work_.fill_(std::numeric_limits<float>::quiet_NaN());
   }
-  float* data() { return work_.data_ptr<float>(); }
+  template <class T = float>
+  T* data() { return data_as<T>(work_); }
   at::Tensor result() {
     if (!work_.is_same(result_)) result_.copy_(work_);
     return result_;
@@ -193,47 +223,102 @@ class NhwcOutput {
   at::Tensor result_, work_;
 };
 
+// A 1x1 conv's weight (pwconv_bn_act, expand_dwconv_bn_act): [Cout, Cin(, 1, 1)], or bf16
+// packed in K pairs ([ceil(Cin / 2), Cout rounded up to 16, 2], contiguous, CPU only; Cout is
+// then the bias's length: mbv3_fast.ops.pack_weight_k_pairs).  Checks the shape against x's
+// Cin and the bias; returns Cout.
+inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const char* op,
+                               const char* wname, const char* bname, const char* cname = "Cout") {
+  const int64_t Cin = x.size(1);
+  int64_t Cout = 0, wcin = 0;
+  const bool cpu_bf16 = x.is_cpu() && x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
+  if (w.dim() == 3 && cpu_bf16) {
+    TORCH_CHECK_VALUE(b.dim() == 1, op, ": ", bname, " must be 1-D [", cname, "], got ", b.sizes());
+    Cout = b.size(0);
+    const int64_t cols = (Cout + 15) / 16 * 16;
+    TORCH_CHECK_VALUE(w.size(0) == (Cin + 1) / 2 && w.size(1) == cols && w.size(2) == 2 && w.is_contiguous(),
+                      op, ": a ", wname, " packed in K pairs must be a contiguous [ceil(Cin / 2), Cout rounded "
+                      "up to 16, 2] = [", (Cin + 1) / 2, ", ", cols, ", 2] (Cin = ", Cin, ", ", cname, " = ", Cout,
+                      " from ", bname, "), got ", w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+    return Cout;
+  }
+  TORCH_CHECK_VALUE(matrix_shape(w, Cout, wcin) && wcin == Cin, op, ": ", wname,
+                    " must be [", cname, ", Cin, 1, 1] or [", cname, ", Cin] with Cin = ", Cin, " (x's channels), got ",
+                    w.sizes(), w.dim() == 3 ? " (3-D: packed in K pairs, which only bfloat16 on the CPU takes)" : "");
+  TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == Cout, op, ": ", bname, " must be [", cname, "] with ", cname, " = ", Cout,
+                    ", got ", b.sizes());
+  return Cout;
+}
+
 // [C, 1, k, k] depthwise weight as [k*k][C] (taps major, channels contiguous).  Free when the
 // weight already is a view of such a buffer (the model keeps its folded weights that way);
 // otherwise packed into `storage`.
-inline const float* taps_by_channel(const at::Tensor& w, at::Tensor& storage) {
+template <class T>
+inline const T* taps_by_channel(const at::Tensor& w, at::Tensor& storage) {
   const int64_t C = w.size(0), k = w.size(2);
   if ((C == 1 || w.stride(0) == 1) && (k == 1 || (w.stride(3) == C && w.stride(2) == k * C)))
-    return w.data_ptr<float>();
+    return data_as<T>(w);
   storage = w.permute({2, 3, 1, 0}).contiguous();
-  return storage.data_ptr<float>();
+  return data_as<T>(storage);
 }
 
 // A [Cout, Cin(, 1, 1)] 1x1-conv weight as K-major w[k * ldw + n] = weight[n, k] (the
 // pointwise GEMM's layout).  Free when the weight is a view of a [Cin, Cout] buffer
 // (stride(0) == 1: the layout the model keeps); packed into `storage` else.
-inline const float* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Cin,
-                                   at::Tensor& storage, int64_t& ldw) {
+template <class T>
+inline const T* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Cin, at::Tensor& storage,
+                               int64_t& ldw) {
   if (Cout == 1 || w.stride(0) == 1) {
     ldw = Cin == 1 ? Cout : w.stride(1);
-    return w.data_ptr<float>();
+    return data_as<T>(w);
   }
   storage = w.reshape({Cout, Cin}).t().contiguous();
   ldw = Cout;
-  return storage.data_ptr<float>();
+  return data_as<T>(storage);
+}
+
+// A 1x1 weight (checked by check_pw_weight) for the pointwise kernels: sets p.w, p.ldw and
+// p.k_pairs.  A K-pair weight is read in place when `k_pairs` (the ISA has the dot-product
+// kernel); otherwise it is unpacked to K-major into `storage` (a copy per call: the model packs
+// in K pairs only for an ISA that reads them).
+template <class P>
+inline void pw_weight_args(const at::Tensor& w, int64_t Cout, int64_t Cin, bool k_pairs, at::Tensor& storage,
+                           P& p) {
+  using T = std::remove_const_t<std::remove_pointer_t<decltype(p.w)>>;
+  p.k_pairs = false;
+  p.ldw = Cout;
+  if (w.dim() == 3 && k_pairs) {
+    p.w = data_as<T>(w);
+    p.ldw = w.size(1);
+    p.k_pairs = true;
+    return;
+  }
+  if (w.dim() == 3) {
+    storage = w.permute({0, 2, 1}).reshape({-1, w.size(1)}).narrow(0, 0, Cin).narrow(1, 0, Cout).contiguous();
+    p.w = data_as<T>(storage);
+    return;
+  }
+  p.w = weight_k_major<T>(w, Cout, Cin, storage, p.ldw);
 }
 
 // A [rows, cols] or [rows, cols, 1, 1] FC weight (SE, classifier head), read in place when
 // one of its two dims is unit-stride; otherwise packed row-major into `holder` (a strided
 // slice of a bigger buffer, say).
-inline FcMatrix fc_matrix(const at::Tensor& w, at::Tensor& holder) {
+template <class T = float>
+inline FcMatrixT<T> fc_matrix(const at::Tensor& w, at::Tensor& holder) {
   const int64_t rows = w.size(0), cols = w.size(1), s_row = w.stride(0), s_col = w.stride(1);
-  const float* base = w.data_ptr<float>();
+  const T* base = data_as<T>(w);
   if (s_col == 1 || cols == 1) return {base, s_row, false};
   if (s_row == 1 || rows == 1) return {base, s_col, true};
   holder = w.reshape({rows, cols}).contiguous();
-  return {holder.data_ptr<float>(), cols, false};
+  return {data_as<T>(holder), cols, false};
 }
 
-// A 1-D float tensor's data, copied only when it is strided.
+// A 1-D tensor's data as float32 (biases: float32 for every element type), copied only when it
+// is strided or not float32.
 inline const float* dense_1d(const at::Tensor& t, at::Tensor& storage) {
-  if (t.size(0) <= 1 || t.stride(0) == 1) return t.data_ptr<float>();
-  storage = t.contiguous();
+  if (t.scalar_type() == at::kFloat && (t.size(0) <= 1 || t.stride(0) == 1)) return t.data_ptr<float>();
+  storage = t.to(at::kFloat).contiguous();
   return storage.data_ptr<float>();
 }
 

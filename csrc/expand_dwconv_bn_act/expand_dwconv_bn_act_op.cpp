@@ -43,12 +43,8 @@ ExpandShape check_expand(const at::Tensor& x, const at::Tensor& ew, const at::Te
   const int64_t Cin = x.size(1);
   check_param(x, ew, "expand_weight");
   check_param(x, eb, "expand_bias");
-  int64_t Ce = 0, ecin = 0;
-  TORCH_CHECK_VALUE(matrix_shape(ew, Ce, ecin) && ecin == Cin && Ce >= 1,
-                    op, ": expand_weight must be [Ce, Cin, 1, 1] or [Ce, Cin] with Cin = ", Cin,
-                    " (x's channels), got ", ew.sizes());
-  TORCH_CHECK_VALUE(eb.dim() == 1 && eb.size(0) == Ce, op, ": expand_bias must be [Ce] with Ce = ", Ce,
-                    ", got ", eb.sizes());
+  const int64_t Ce = check_pw_weight(x, ew, eb, op, "expand_weight", "expand_bias", "Ce");
+  TORCH_CHECK_VALUE(Ce >= 1, op, ": expand_weight must have at least one output channel, got ", ew.sizes());
   return {Ce, check_depthwise(op, "Ce", "expand_weight's rows", x, Ce, dw, db, stride, padding, dilation)};
 }
 
@@ -61,6 +57,57 @@ std::vector<int64_t> check_expand_op(const at::Tensor& x, const at::Tensor& ew, 
   parse_activation(expand_activation, "expand_dwconv_bn_act");
   parse_activation(activation, "expand_dwconv_bn_act");
   return {g.Ce, g.dw.OH, g.dw.OW};
+}
+
+// The bands (see the file comment); pe / pd are the expand and depthwise arguments without
+// their per-band pointers.
+template <class T>
+void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T* xp, int64_t span) {
+  const Isa isa = current_isa();
+  auto* expand = pwconv_kernel(isa, pe);
+  auto* depthwise = MBV3_ISA_SELECT_AS(DwConvFn<T>, dwconv_bn_act, isa);
+  const int64_t N = pd.N, Cin = pe.K, H = pd.H, W = pd.W, Ce = pd.C, OH = pd.OH, stride = pd.stride,
+                padding = pd.pad;
+
+  // Band of output rows whose input window fits kWindowBytes (at least one row).
+  const int64_t row_bytes = W * Ce * int64_t(sizeof(T));
+  const int64_t band = std::max<int64_t>(1, (kWindowBytes / row_bytes - span) / stride + 1);
+  const int64_t window_rows = std::min(H, (band - 1) * stride + span);
+  // Threads take contiguous runs of output rows; a run shorter than a band would recompute
+  // more overlap than it saves.
+  const int64_t rows = N * OH;
+  const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, at::get_num_threads()) / 2);
+  at::parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
+    thread_local std::vector<T> window;
+    if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
+    T* win = window.data();
+    PwConvArgs<T> e = pe;  // per thread: its x / y / M change per band
+    int64_t win_n = -1, win_lo = 0, win_hi = 0;  // the window holds input rows [win_lo, win_hi) of sample win_n
+    for (int64_t r = begin; r < end;) {
+      const int64_t n = r / OH, oh0 = r % OH, oh1 = std::min(OH, oh0 + std::min(band, end - r));
+      // Input rows the band's taps touch (clipped to the image; the rest is padding).
+      const int64_t lo = std::min(H, std::max<int64_t>(0, oh0 * stride - padding));
+      const int64_t hi = std::max(lo, std::min(H, (oh1 - 1) * stride - padding + span));
+      int64_t have = lo;  // rows [lo, have) are at the window's front after the move below
+      if (n == win_n && lo >= win_lo && lo < win_hi) {
+        have = std::min(hi, win_hi);
+        std::memmove(win, win + (lo - win_lo) * W * Ce, size_t((have - lo) * W * Ce) * sizeof(T));
+      }
+      if (hi > have) {
+        e.x = xp + (n * H + have) * W * Cin;
+        e.y = win + (have - lo) * W * Ce;
+        e.M = (hi - have) * W;
+        expand(e, 0, e.M, 0, Ce);
+      }
+      win_n = n, win_lo = lo, win_hi = hi;
+      // The depthwise kernel addresses input row (n, ih) at x + ((n * H + ih) * W) * C; it
+      // reads only rows [lo, hi) for these output rows, which the window holds.
+      DwConvArgs<T> p = pd;
+      p.x = win - (n * H + lo) * W * Ce;
+      depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
+      r = n * OH + oh1;
+    }
+  });
 }
 
 }  // namespace
@@ -82,59 +129,21 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Ce = g.Ce;
   const int64_t k = g.dw.k, OH = g.dw.OH, OW = g.dw.OW, span = dilation * (k - 1) + 1;
 
+  check_cpu_streamed(x, ew, "expand_weight");
+  check_cpu_streamed(x, dw, "weight");
   NhwcOutput out(x, {N, Ce, OH, OW});
   if (N == 0) return out.result();
   const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  at::Tensor ew_storage, eb_storage, dw_storage, db_storage;
-  int64_t ldw = Ce;
-  const float* ewp = weight_k_major(ew, Ce, Cin, ew_storage, ldw);
-  const PwConvParams pe{nullptr, ewp, dense_1d(eb, eb_storage), nullptr, nullptr, nullptr,
-                  0, Cin, Ce, H * W, ldw, eact};
-  const DwConvParams pd{nullptr, taps_by_channel(dw, dw_storage), dense_1d(db, db_storage), out.data(),
-                  N, Ce, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act};
-  const Isa isa = current_isa();
-  auto* expand = MBV3_ISA_SELECT(pwconv_bn_act, isa);
-  auto* depthwise = MBV3_ISA_SELECT(dwconv_bn_act, isa);
-  const float* xp = xn.data_ptr<float>();
-
-  // Band of output rows whose input window fits kWindowBytes (at least one row).
-  const int64_t row_bytes = W * Ce * int64_t(sizeof(float));
-  const int64_t band = std::max<int64_t>(1, (kWindowBytes / row_bytes - span) / stride + 1);
-  const int64_t window_rows = std::min(H, (band - 1) * stride + span);
-  // Threads take contiguous runs of output rows; a run shorter than a band would recompute
-  // more overlap than it saves.
-  const int64_t rows = N * OH;
-  const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, at::get_num_threads()) / 2);
-  at::parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
-    thread_local std::vector<float> window;
-    if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
-    float* win = window.data();
-    PwConvParams e = pe;  // per thread: its x / y / M change per band
-    int64_t win_n = -1, win_lo = 0, win_hi = 0;  // the window holds input rows [win_lo, win_hi) of sample win_n
-    for (int64_t r = begin; r < end;) {
-      const int64_t n = r / OH, oh0 = r % OH, oh1 = std::min(OH, oh0 + std::min(band, end - r));
-      // Input rows the band's taps touch (clipped to the image; the rest is padding).
-      const int64_t lo = std::min(H, std::max<int64_t>(0, oh0 * stride - padding));
-      const int64_t hi = std::max(lo, std::min(H, (oh1 - 1) * stride - padding + span));
-      int64_t have = lo;  // rows [lo, have) are at the window's front after the move below
-      if (n == win_n && lo >= win_lo && lo < win_hi) {
-        have = std::min(hi, win_hi);
-        std::memmove(win, win + (lo - win_lo) * W * Ce, size_t((have - lo) * W * Ce) * sizeof(float));
-      }
-      if (hi > have) {
-        e.x = xp + (n * H + have) * W * Cin;
-        e.y = win + (have - lo) * W * Ce;
-        e.M = (hi - have) * W;
-        expand(e, 0, e.M, 0, Ce);
-      }
-      win_n = n, win_lo = lo, win_hi = hi;
-      // The depthwise kernel addresses input row (n, ih) at x + ((n * H + ih) * W) * C; it
-      // reads only rows [lo, hi) for these output rows, which the window holds.
-      DwConvParams p = pd;
-      p.x = win - (n * H + lo) * W * Ce;
-      depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
-      r = n * OH + oh1;
-    }
+  with_cpu_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    at::Tensor ew_storage, eb_storage, dw_storage, db_storage;
+    const T* dwp = taps_by_channel<T>(dw, dw_storage);
+    PwConvArgs<T> pe{nullptr, nullptr, dense_1d(eb, eb_storage), nullptr, nullptr, nullptr, 0, Cin, Ce, H * W, 0, eact};
+    pw_weight_args(ew, Ce, Cin, isa_has_k_pairs(current_isa()), ew_storage, pe);
+    const DwConvArgs<T> pd{nullptr, dwp, dense_1d(db, db_storage), out.data<T>(),
+                           N, Ce, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act,
+                           all_finite(dwp, k * k * Ce)};
+    run_expand_dwconv(pe, pd, data_as<T>(xn), span);
   });
   return out.result();
 }

@@ -4,26 +4,37 @@
 #include <cstdint>
 
 #include "common/activation.h"
+#include "common/bf16.h"
+#include "common/cpu_isa.h"
 
 namespace mbv3 {
 
-// A GEMM over NHWC float32: y[M, Cout] = act(x[M, K] * diag(in_scale[n]) * w[K, Cout] + b) + r.
+// A GEMM over NHWC T (float or bf16): y[M, Cout] = act(x[M, K] * diag(in_scale[n]) * w[K, Cout] + b) + r.
 //   x: [M, K] rows of K = Cin channels (M = N*H*W), row stride K.
-//   w: K-major [K][Cout] with row stride ldw (>= Cout): w[k * ldw + n] = weight[n, k].
+//   w: K-major [K][Cout] with row stride ldw (>= Cout): w[k * ldw + n] = weight[n, k];
+//      or, with k_pairs (bf16 only), packed in K pairs for dot products (vdpbf16ps, BFDOT):
+//      [ceil(K / 2)][ldw][2], w[(k / 2) * 2 * ldw + 2 * n + k % 2] = weight[n, k], ldw =
+//      Cout rounded up to 16, the padding (columns past Cout, the odd-K half) zero.
 //   in_scale: null or [N][K]; sample of row m is m / HW.  residual: null or [M][Cout].
-struct PwConvParams {
-  const float* x;
-  const float* w;
+//   b and in_scale are float32 for either T; sums are float32, y is rounded once on store.
+template <class T>
+struct PwConvArgs {
+  const T* x;
+  const T* w;
   const float* b;
   const float* in_scale;
-  const float* residual;
-  float* y;
+  const T* residual;
+  T* y;
   int64_t M, K, Cout, HW, ldw;
   Act act;
   // With in_scale: scale copies of the rows (true) or of the weight columns.  The caller picks
   // it from the layer's shape, so the result does not depend on how the rows are split.
+  // (bf16 always scales rows: they are widened into a float32 copy anyway.)
   bool scale_rows = true;
+  bool k_pairs = false;
 };
+using PwConvParams = PwConvArgs<float>;
+using PwConvParamsBf16 = PwConvArgs<bf16>;
 
 // Register tile of each ISA: rows of the widest tile, most columns of a tile, vector width.
 struct PwTile { int mr, nr, vec; };
@@ -34,6 +45,8 @@ struct PwTile { int mr, nr, vec; };
   namespace ns {                                                                                 \
   void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,     \
                      int64_t n_end);                                                             \
+  void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin, \
+                     int64_t n_end);                                                             \
   PwTile pwconv_tile();                                                                          \
   }
 MBV3_DECLARE_PWCONV(scalar)
@@ -41,5 +54,26 @@ MBV3_DECLARE_PWCONV(avx2)
 MBV3_DECLARE_PWCONV(avx512)
 MBV3_DECLARE_PWCONV(neon)
 #undef MBV3_DECLARE_PWCONV
+
+template <class T>
+using PwConvFn = void(const PwConvArgs<T>&, int64_t, int64_t, int64_t, int64_t);
+
+// Columns per K-pair row: Cout rounded up to whole 16-lane vectors.
+constexpr int64_t kPairCols = 16;
+inline int64_t k_pair_ldw(int64_t cout) { return (cout + kPairCols - 1) / kPairCols * kPairCols; }
+
+// AVX512_BF16: bf16 with weights in K pairs (p.k_pairs), vdpbf16ps; the row tile's vectors
+// cover [n_begin, n_end) rounded up to 16 columns, which the packing's zero padding allows.
+namespace avx512_bf16 {
+void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
+PwTile pwconv_tile();
+}
+
+// The kernel for `isa` and these arguments (k_pairs: the dot-product kernel, which only
+// isa_has_k_pairs(isa) has; the binding unpacks the weight for the others).
+bool isa_has_k_pairs(Isa isa);
+template <class T>
+PwConvFn<T>* pwconv_kernel(Isa isa, const PwConvArgs<T>& p);
+PwTile pwconv_tile_of(Isa isa, bool k_pairs);
 
 }  // namespace mbv3

@@ -31,7 +31,7 @@ def _fake(x, ew, eb, expand_activation, weight, bias, stride, padding, dilation,
         check_inputs(x, ew, eb, expand_activation, weight, bias, stride, padding, dilation, activation)
     n, _, h, w = x.shape
     k = weight.shape[-1]
-    return x.new_empty((n, ew.shape[0], conv_out_size(h, k, stride, padding, dilation),
+    return x.new_empty((n, eb.shape[0], conv_out_size(h, k, stride, padding, dilation),
                         conv_out_size(w, k, stride, padding, dilation))).contiguous(
         memory_format=output_memory_format(x))
 

@@ -9,7 +9,9 @@ registration and the Python wrapper.
 
 Weight layout: any [Cout, Cin, 1, 1] or [Cout, Cin] tensor works.  The CPU kernel reads the
 weight K-major (row k = input channel k's Cout weights); a view of a [Cin, Cout] buffer
-(``pack_weight``) is read in place, anything else is transposed on every call.
+(``pack_weight``) is read in place, anything else is transposed on every call.  bfloat16 on the
+CPU also takes the weight packed in K pairs (``pack_weight_k_pairs``), which the AVX512_BF16
+kernel (vdpbf16ps) reads in place; the other paths unpack it on every call.
 """
 from typing import Optional
 
@@ -33,7 +35,7 @@ def check_inputs(x, weight, bias, activation, residual=None, in_scale=None):
 def _fake(x, weight, bias, activation, residual=None, in_scale=None):
     if sizes_known(x, weight, bias, residual, in_scale):
         check_inputs(x, weight, bias, activation, residual, in_scale)
-    return x.new_empty((x.shape[0], weight.shape[0], x.shape[2], x.shape[3])).contiguous(
+    return x.new_empty((x.shape[0], bias.shape[0], x.shape[2], x.shape[3])).contiguous(
         memory_format=output_memory_format(x))
 
 
@@ -48,6 +50,18 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     [Cout, Cin, 1, 1] (stride(0) == 1), which the CPU kernel reads without any per-call packing."""
     w2 = weight.reshape(weight.shape[0], weight.shape[1])
     return w2.t().contiguous().t()[:, :, None, None]
+
+
+def pack_weight_k_pairs(weight: torch.Tensor) -> torch.Tensor:
+    """A (folded) 1x1 weight [Cout, Cin(, 1, 1)] rounded to bfloat16 (nearest even) and packed
+    for the bf16 dot-product kernels: [ceil(Cin / 2), Cout rounded up to 16, 2] with
+    packed[k // 2, n, k % 2] = weight[n, k], zero elsewhere.  Pass the bias alongside: it gives
+    Cout."""
+    cout, cin = weight.shape[0], weight.shape[1]
+    cols = (cout + 15) // 16 * 16
+    kmajor = weight.new_zeros((cin + cin % 2, cols), dtype=torch.bfloat16)
+    kmajor[:cin, :cout] = weight.reshape(cout, cin).t().to(torch.bfloat16)
+    return kmajor.view(-1, 2, cols).transpose(1, 2).contiguous()
 
 
 def pwconv_bn_act(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, *,
