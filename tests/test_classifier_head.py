@@ -307,7 +307,8 @@ def check_bf16(xb, m, act, what, weights=None):
 @pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("n", [1, 5])
 @pytest.mark.parametrize("cfg", MBV3_HEADS, ids=lambda c: "C{}_{}x{}_H{}_O{}".format(*c[:5]))
-def test_bf16_mobilenet_v3_heads(cfg, n, channels_last, cpu_isa):
+def test_bf16_mobilenet_v3_heads(cfg, n, channels_last, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     c, h, w, hidden, classes, act = cfg
     x, m = make_case(n, c, h, w, hidden, classes, act, channels_last)
     check_bf16(x.to(BF), m, act, f"{cpu_isa} N{n} C{c} {h}x{w} H{hidden} O{classes}")
@@ -333,20 +334,23 @@ def bf16_valued_weights(m):
 
 
 @pytest.mark.parametrize("c,hw,dims,n", BF16_ODD, ids=lambda v: str(v))
-def test_bf16_odd_shapes(c, hw, dims, n, cpu_isa):
+def test_bf16_odd_shapes(c, hw, dims, n, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     for channels_last, act in ((False, "hardswish"), (True, "relu"), (True, "none")):
         x, m = make_case(n, c, *hw, *dims, act, channels_last)
         bf16_valued_weights(m)
         check_bf16(x.to(BF), m, act, f"{cpu_isa} N{n} C{c} {hw} {dims} {act} cl={channels_last}")
 
 
-def test_bf16_large_maps_and_batches(cpu_isa):
+def test_bf16_large_maps_and_batches(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     for n, c, h, w, cl in [(2, 40, 57, 61, True), (9, 33, 20, 18, False)]:
         x, m = make_case(n, c, h, w, 67, 1001, "hardswish", cl)
         check_bf16(x.to(BF), m, "hardswish", f"{cpu_isa} N{n} C{c} {h}x{w}")
 
 
-def test_bf16_non_contiguous_inputs(cpu_isa):
+def test_bf16_non_contiguous_inputs(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     base = (torch.randn(2, 40, 12, 10) * 0.5 + torch.randn(2, 40, 1, 1) * 1.5).to(BF)
     cl = base.contiguous(memory_format=torch.channels_last)
     for xb in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
@@ -356,8 +360,9 @@ def test_bf16_non_contiguous_inputs(cpu_isa):
         check_bf16(xb, m, "hardswish", f"{cpu_isa} strided {tuple(xb.stride())}")
 
 
-def test_bf16_weight_layouts(cpu_isa):
+def test_bf16_weight_layouts(cpu_isa_bf16):
     """bf16 weights read by outputs (transposed views), packed strided slices, bf16 biases."""
+    cpu_isa = cpu_isa_bf16
     x, m = make_case(3, 37, 6, 5, 29, 45, channels_last=True)
     xb = x.to(BF)
     w1, b1, w2, b2 = bf16_args(m)
@@ -399,9 +404,10 @@ def test_bf16_threads_do_not_change_the_result():
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
-def test_bf16_nonfinite_x_like_reference(value, cpu_isa):
+def test_bf16_nonfinite_x_like_reference(value, cpu_isa_bf16):
     """Non-finite x: non-finite logits exactly where PyTorch's float computation (float64, on the
     same bf16 values of x and the weights) has them."""
+    cpu_isa = cpu_isa_bf16
     gen = torch.Generator().manual_seed(11)
     for n, c, h, w, hidden, classes, act in [(3, 17, 4, 3, 9, 7, "hardswish"), (2, 40, 7, 7, 33, 21, "relu"),
                                              (1, 1, 1, 1, 1, 1, "none")]:

@@ -367,7 +367,8 @@ def check_bf16(x, conv_w, bn, stride, padding, act, what, bias_bf16=False, own_p
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 @pytest.mark.parametrize("n", [1, 2])
 @pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "Cin{}_Cout{}_{}x{}_k{}s{}p{}_{}".format(*c))
-def test_bf16_mobilenet_v3_stem(cfg, n, layout, cpu_isa):
+def test_bf16_mobilenet_v3_stem(cfg, n, layout, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     cin, cout, h, w, k, s, p, act = cfg
     x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
     check_bf16(x, conv_w, bn, s, p, act, f"bf16 {cpu_isa} N{n} {layout} {cfg}")
@@ -376,7 +377,8 @@ def test_bf16_mobilenet_v3_stem(cfg, n, layout, cpu_isa):
 @pytest.mark.parametrize("hw", [(1, 1), (2, 3), (7, 5), (13, 11)], ids=lambda v: f"{v[0]}x{v[1]}")
 @pytest.mark.parametrize("cout", [1, 7, 17, 33])
 @pytest.mark.parametrize("cin", [1, 3, 7])
-def test_bf16_odd_shapes(cin, cout, hw, cpu_isa):
+def test_bf16_odd_shapes(cin, cout, hw, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     # The rule here takes the op's own bf16 parameters (PyTorch's bf16 conv with the same folded
     # bf16 weight and bias; float64 on them): with few taps and few outputs (Cout 1, 1x1 and 2x3
     # maps) the maximum error against the float32 conv + BatchNorm is decided by how the folded
@@ -398,7 +400,8 @@ def test_bf16_odd_shapes(cin, cout, hw, cpu_isa):
 
 @pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
 @pytest.mark.parametrize("layout", LAYOUTS)
-def test_bf16_every_activation_and_layout(act, layout, cpu_isa):
+def test_bf16_every_activation_and_layout(act, layout, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     # Wide rows (several interior tiles, the moved-back last tile, both borders), stride 1 and 2
     # (compile-time column offsets for NCHW) and 3 (run-time), channel tails.
     for (cin, cout), (k, s, p) in itertools.product(((3, 16), (4, 33), (1, 7)), ((3, 2, 1), (3, 1, 1), (5, 3, 2))):
@@ -407,12 +410,14 @@ def test_bf16_every_activation_and_layout(act, layout, cpu_isa):
 
 
 @pytest.mark.parametrize("cout", [8, 24, 32, 40, 48, 64, 65])
-def test_bf16_channel_tiles(cout, cpu_isa):
+def test_bf16_channel_tiles(cout, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     x, conv_w, bn = make_case(1, 3, cout, 11, 37, 3, dtype=BF16)
     check_bf16(x, conv_w, bn, 2, 1, "hardswish", f"bf16 {cpu_isa} Cout{cout}")
 
 
-def test_bf16_non_contiguous_inputs(cpu_isa):
+def test_bf16_non_contiguous_inputs(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     base = torch.randn(2, 6, 30, 34, dtype=BF16)
     cl = base.contiguous(memory_format=torch.channels_last)
     for x in (base[:, 1:4, 1:-2, ::2], cl[:, 2:5], cl[..., 3:], base[:, :3].transpose(2, 3),
@@ -433,17 +438,19 @@ def test_bf16_non_contiguous_inputs(cpu_isa):
 
 
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
-def test_bf16_bias(layout, cpu_isa):
+def test_bf16_bias(layout, cpu_isa_bf16):
     """A bf16 bias is read as float32 (widened exactly)."""
+    cpu_isa = cpu_isa_bf16
     for cin, cout, h, w, k, s, p in ((3, 16, 33, 40, 3, 2, 1), (4, 17, 7, 9, 5, 1, 2)):
         x, conv_w, bn = make_case(2, cin, cout, h, w, k, layout, BF16)
         check_bf16(x, conv_w, bn, s, p, "hardswish", f"bf16 bias {cpu_isa} {layout} Cin{cin} Cout{cout}",
                    bias_bf16=True)
 
 
-def test_bf16_is_the_float32_result_rounded(cpu_isa):
+def test_bf16_is_the_float32_result_rounded(cpu_isa_bf16):
     """Bitwise: bf16 in, bf16 out == the float32 op on the same values, then .to(bfloat16) --
     over magnitudes from tiny to large (rounding ties, subnormal-range and saturated outputs)."""
+    cpu_isa = cpu_isa_bf16
     for scale in (1e-30, 1e-3, 1.0, 1e3, 1e30):
         for layout, act in zip(LAYOUTS, ("hardswish", "relu", "none", "hardswish")):
             x = make_case(2, 3, 17, 15, 47, 3, layout, BF16)[0] * scale
@@ -470,7 +477,8 @@ def test_bf16_threads_do_not_change_the_result():
         assert torch.equal(o, outs[0])
 
 
-def test_bf16_every_output_element_written(cpu_isa):
+def test_bf16_every_output_element_written(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     torch.ops.mbv3._debug_poison_outputs(True)
     try:
         for cin, cout, (h, w), k, s, p in [(3, 16, (7, 5), 3, 2, 1), (1, 17, (1, 1), 5, 1, 2),
@@ -484,10 +492,11 @@ def test_bf16_every_output_element_written(cpu_isa):
 
 @pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "posinf", "neginf"])
-def test_bf16_nonfinite_like_reference(value, act, cpu_isa):
+def test_bf16_nonfinite_like_reference(value, act, cpu_isa_bf16):
     """A NaN / +inf / -inf in x gives NaN / +-inf exactly where PyTorch's float32 computation
     (on the same bf16 values and the same bf16 weight) does, and bitwise the float32 op's
     result rounded (NaN as 0x7FC0)."""
+    cpu_isa = cpu_isa_bf16
     gen = torch.Generator().manual_seed(7)
     for n, cin, cout, h, w, k, s, p in ((1, 3, 16, 13, 29, 3, 2, 1), (2, 4, 17, 9, 20, 5, 1, 2),
                                          (1, 1, 7, 6, 5, 3, 3, 1)):

@@ -356,13 +356,15 @@ def check_bf16(xb, m, what, weights=None):
 
 @pytest.mark.parametrize("channels_last", [True, False], ids=["nhwc", "nchw"])
 @pytest.mark.parametrize("cfg", MBV3_SE, ids=lambda c: "C{}_S{}_{}x{}".format(*c))
-def test_bf16_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
+def test_bf16_mobilenet_v3_layers(cfg, channels_last, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     c, s, h, w = cfg
     x, m = make_case(1, c, s, h, w, channels_last)
     check_bf16(x.to(BF), m, f"{cpu_isa} C{c} S{s} {h}x{w}")
 
 
-def test_bf16_mobilenet_v3_large_batch(cpu_isa):
+def test_bf16_mobilenet_v3_large_batch(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     for c, s, h, w in sorted(set(se_layers("large"))):
         for channels_last in (True, False):
             x, m = make_case(5, c, s, h, w, channels_last)  # sample blocks of 4 + 1
@@ -388,7 +390,8 @@ def bf16_valued_weights(m):
 
 
 @pytest.mark.parametrize("c,s,hw,n", BF16_ODD, ids=lambda v: str(v))
-def test_bf16_odd_shapes(c, s, hw, n, cpu_isa):
+def test_bf16_odd_shapes(c, s, hw, n, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     for channels_last in (False, True):
         x, m = make_case(n, c, s, *hw, channels_last)
         bf16_valued_weights(m)
@@ -397,14 +400,16 @@ def test_bf16_odd_shapes(c, s, hw, n, cpu_isa):
         check_bf16(xb, m, f"{cpu_isa} N{n} C{c} S{s} {hw} cl={channels_last}")
 
 
-def test_bf16_many_pool_chunks(cpu_isa):
+def test_bf16_many_pool_chunks(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     for c, s, h, w in [(3, 2, 97, 101), (40, 10, 33, 35)]:
         for channels_last in (True, False):
             x, m = make_case(2, c, s, h, w, channels_last)
             check_bf16(x.to(BF), m, f"{cpu_isa} C{c} {h}x{w}")
 
 
-def test_bf16_non_contiguous_inputs(cpu_isa):
+def test_bf16_non_contiguous_inputs(cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
     base = (torch.randn(2, 40, 12, 10) * 0.5 + torch.randn(2, 40, 1, 1) * 1.5).to(BF)
     cl = base.contiguous(memory_format=torch.channels_last)
     for xb in (base[:, 3:36, 1:-2, ::2], cl[:, 5:37], cl[..., 2:], base.transpose(2, 3)):
@@ -413,9 +418,10 @@ def test_bf16_non_contiguous_inputs(cpu_isa):
         check_bf16(xb, m, f"{cpu_isa} strided {tuple(xb.stride())}")
 
 
-def test_bf16_weight_layouts(cpu_isa):
+def test_bf16_weight_layouts(cpu_isa_bf16):
     """bf16 weights read by rows and by outputs (transposed views), packed strided slices, and
     bf16 biases (read as float32)."""
+    cpu_isa = cpu_isa_bf16
     x, m = make_case(2, 37, 11, 6, 5, channels_last=True)
     xb = x.to(BF)
     w1, b1, w2, b2 = bf16_args(m)
@@ -458,9 +464,10 @@ def _nonfinite_pattern_matches(got, ref, what):
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
-def test_bf16_nonfinite_x_like_reference(value, cpu_isa):
+def test_bf16_nonfinite_x_like_reference(value, cpu_isa_bf16):
     """Non-finite x: non-finite outputs exactly where PyTorch's float computation (float64, on the
     same bf16 values of x and the weights) has them."""
+    cpu_isa = cpu_isa_bf16
     gen = torch.Generator().manual_seed(7)
     for n, c, s, h, w in [(3, 17, 5, 4, 3), (2, 40, 10, 7, 7), (1, 1, 1, 1, 1)]:
         x, m = make_case(n, c, s, h, w)

@@ -45,6 +45,7 @@ constexpr int64_t kHeadSamples = 4;  // samples per head_linear call, at most
 MBV3_DECLARE_HEAD(scalar)
 MBV3_DECLARE_HEAD(avx2)
 MBV3_DECLARE_HEAD(avx512)
+MBV3_DECLARE_HEAD(avx512_bf16)
 MBV3_DECLARE_HEAD(neon)
 #undef MBV3_DECLARE_HEAD
 #undef MBV3_DECLARE_HEAD_T

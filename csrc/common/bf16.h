@@ -3,7 +3,9 @@
 // The kernels widen bf16 to float32 on load, compute and accumulate in float32, and round on
 // store.  Rounding is round-to-nearest-even with every NaN stored as 0x7FC0, the same bits as
 // c10::BFloat16 (so a kernel's store equals PyTorch's `.to(torch.bfloat16)` of the same float).
-// The per-ISA vector versions live in simd.h and follow these two functions bit for bit.
+// The per-ISA vector versions live in simd.h and follow these two functions bit for bit, but for
+// avx512_bf16, whose vcvtneps2bf16 keeps a NaN's sign and top payload bits (quieted) and flushes
+// float32 denormals to zero, as oneDNN's bf16 kernels do.
 #pragma once
 #include <cstdint>
 #include <cstring>

@@ -5,8 +5,9 @@
 
 namespace mbv3 {
 
-// Avx512Bf16 is Avx512 plus the AVX512_BF16 dot products (vdpbf16ps): every op runs its
-// AVX-512 code, and bf16 1x1 convs with weights packed in K pairs use the dot-product kernel.
+// Avx512Bf16 is Avx512 plus AVX512_BF16: every op's AVX-512 source compiled once more with it
+// (bf16 stores round with vcvtneps2bf16), and bf16 1x1 convs with weights packed in K pairs
+// take the dot-product kernel (vdpbf16ps).
 enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Bf16 = 4 };
 
 const char* isa_name(Isa isa);

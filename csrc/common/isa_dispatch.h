@@ -19,6 +19,7 @@
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
 #define MBV3_X86_CASES(fn)             \
   case ::mbv3::Isa::Avx512Bf16:        \
+    return ::mbv3::avx512_bf16::fn;    \
   case ::mbv3::Isa::Avx512:            \
     return ::mbv3::avx512::fn;         \
   case ::mbv3::Isa::Avx2:              \

@@ -35,8 +35,14 @@
 #endif
 
 #if defined(MBV3_ISA_AVX512)
+// The same AVX-512 code twice: avx512, and avx512_bf16 (MBV3_WITH_AVX512BF16), whose bf16 stores
+// round with one vcvtneps2bf16 and whose 1x1 convs may take the dot-product kernel.
+#if defined(MBV3_WITH_AVX512BF16)
+#define MBV3_ISA_NS avx512_bf16
+#else
 #define MBV3_ISA_NS avx512
-namespace mbv3 { namespace avx512 {
+#endif
+namespace mbv3 { namespace MBV3_ISA_NS {
 struct Vec {
   static constexpr int N = 16;
   static constexpr int kRegs = 32;  // architectural vector registers
@@ -61,6 +67,14 @@ struct Vec {
     _mm256_mask_storeu_epi16(p, static_cast<__mmask16>((1u << n) - 1u), narrow());
   }
   static inline Vec widen(__m256i h) { return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16))}; }
+#if defined(MBV3_WITH_AVX512BF16)
+  // vcvtneps2bf16: nearest even, as below, in one instruction; but a NaN keeps its sign and top
+  // payload bits (quieted) instead of becoming 0x7FC0, and float32 denormals flush to zero.
+  inline __m256i narrow() const {
+    const __m256bh h = _mm512_cvtneps_pbh(v);
+    return reinterpret_cast<const __m256i&>(h);
+  }
+#else
   inline __m256i narrow() const {
     const __m512i u = _mm512_castps_si512(v);
     const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
@@ -68,6 +82,7 @@ struct Vec {
     r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(kBf16QuietNaN));
     return _mm512_cvtepi32_epi16(r);
   }
+#endif
 };
 static inline Vec fmadd(Vec a, Vec b, Vec c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 static inline Vec add(Vec a, Vec b) { return {_mm512_add_ps(a.v, b.v)}; }
@@ -110,6 +125,12 @@ struct Half {
     _mm_mask_storeu_epi16(p, static_cast<__mmask8>((1u << n) - 1u), narrow());
   }
   static inline Half widen(__m128i h) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))}; }
+#if defined(MBV3_WITH_AVX512BF16)
+  inline __m128i narrow() const {
+    const __m128bh h = _mm256_cvtneps_pbh(v);
+    return reinterpret_cast<const __m128i&>(h);
+  }
+#else
   inline __m128i narrow() const {
     const __m256i u = _mm256_castps_si256(v);
     const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
@@ -117,6 +138,7 @@ struct Half {
     r = _mm256_mask_mov_epi32(r, _mm256_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm256_set1_epi32(kBf16QuietNaN));
     return _mm256_cvtepi32_epi16(r);
   }
+#endif
 };
 static inline Half fmadd(Half a, Half b, Half c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
 static inline Half add(Half a, Half b) { return {_mm256_add_ps(a.v, b.v)}; }
@@ -124,7 +146,7 @@ static inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
 static inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
 static inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
 constexpr bool kHasHalf = true;
-}}  // namespace mbv3::avx512
+}}  // namespace mbv3::avx512 / avx512_bf16
 
 #elif defined(MBV3_ISA_AVX2)
 #define MBV3_ISA_NS avx2

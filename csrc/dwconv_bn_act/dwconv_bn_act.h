@@ -56,6 +56,7 @@ inline bool all_finite(const bf16* w, int64_t n) {
 MBV3_DECLARE_DWCONV(scalar)
 MBV3_DECLARE_DWCONV(avx2)
 MBV3_DECLARE_DWCONV(avx512)
+MBV3_DECLARE_DWCONV(avx512_bf16)
 MBV3_DECLARE_DWCONV(neon)
 #undef MBV3_DECLARE_DWCONV
 

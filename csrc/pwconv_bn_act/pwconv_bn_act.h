@@ -52,6 +52,7 @@ struct PwTile { int mr, nr, vec; };
 MBV3_DECLARE_PWCONV(scalar)
 MBV3_DECLARE_PWCONV(avx2)
 MBV3_DECLARE_PWCONV(avx512)
+MBV3_DECLARE_PWCONV(avx512_bf16)
 MBV3_DECLARE_PWCONV(neon)
 #undef MBV3_DECLARE_PWCONV
 
@@ -65,8 +66,9 @@ inline int64_t k_pair_ldw(int64_t cout) { return (cout + kPairCols - 1) / kPairC
 // AVX512_BF16: bf16 with weights in K pairs (p.k_pairs), vdpbf16ps; the row tile's vectors
 // cover [n_begin, n_end) rounded up to 16 columns, which the packing's zero padding allows.
 namespace avx512_bf16 {
-void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end);
-PwTile pwconv_tile();
+void pwconv_bn_act_k_pairs(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                           int64_t n_end);
+PwTile pwconv_tile_k_pairs();
 }
 
 // The kernel for `isa` and these arguments (k_pairs: the dot-product kernel, which only

@@ -105,7 +105,7 @@ template <class T>
 PwConvFn<T>* pwconv_kernel(Isa isa, const PwConvArgs<T>& p) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
   if constexpr (std::is_same_v<T, bf16>)
-    if (p.k_pairs) return &avx512_bf16::pwconv_bn_act;
+    if (p.k_pairs) return &avx512_bf16::pwconv_bn_act_k_pairs;
 #endif
   TORCH_CHECK(!p.k_pairs, "pwconv_bn_act: no K-pair kernel on ", isa_name(isa));
   return MBV3_ISA_SELECT_AS(PwConvFn<T>, pwconv_bn_act, isa);
@@ -115,7 +115,7 @@ template PwConvFn<bf16>* pwconv_kernel(Isa, const PwConvArgs<bf16>&);
 
 PwTile pwconv_tile_of(Isa isa, bool k_pairs) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-  if (k_pairs) return avx512_bf16::pwconv_tile();
+  if (k_pairs) return avx512_bf16::pwconv_tile_k_pairs();
 #endif
   (void)k_pairs;
   return MBV3_ISA_SELECT(pwconv_tile, isa)();

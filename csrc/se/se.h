@@ -69,6 +69,7 @@ inline int64_t se_num_chunks(const SeArgs<T>& p) { return (p.HW + p.chunk - 1) /
 MBV3_DECLARE_SE(scalar)
 MBV3_DECLARE_SE(avx2)
 MBV3_DECLARE_SE(avx512)
+MBV3_DECLARE_SE(avx512_bf16)
 MBV3_DECLARE_SE(neon)
 #undef MBV3_DECLARE_SE
 #undef MBV3_DECLARE_SE_T
