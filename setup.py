@@ -19,7 +19,7 @@ from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
-OTHER_ARCH = ("_avx512.cpp", "_avx512_bf16.cpp", "_avx2.cpp") if not X86 else ("_neon.cpp",)
+OTHER_ARCH = ("_avx512.cpp", "_avx512_bf16.cpp", "_avx2.cpp") if not X86 else ("_neon.cpp", "_neon_bf16.cpp")
 SANITIZE = os.environ.get("MBV3_FAST_SANITIZE", "") not in ("", "0")
 
 sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True) if not s.endswith(OTHER_ARCH))

@@ -32,8 +32,8 @@ def cpu_isa(request):
 
 @pytest.fixture(params=ALL_CPU_ISAS)
 def cpu_isa_bf16(request):
-    """cpu_isa plus avx512_bf16 where the CPU has it: for the ops whose bf16 path differs there
-    (pwconv_bn_act, expand_dwconv_bn_act, the model)."""
+    """cpu_isa plus avx512_bf16 / neon_bf16 where the CPU has them: for the bf16 tests (those
+    paths differ from avx512 / neon in bf16 only)."""
     yield from _forced(request.param)
 
 

@@ -10,9 +10,10 @@ ACT_FN = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
 ACT_CODE = {"none": 0, "relu": 1, "hardswish": 2}  # mbv3::Act, as the NEON harnesses take it
 
 ALL_CPU_ISAS = mbv3_fast.available_cpu_isas()
-# The distinct code paths of most ops: avx512_bf16 runs the avx512 code everywhere but in the
-# bf16 1x1 convs (the dot-product kernel on K-pair weights); conftest's cpu_isa_bf16 adds it.
-CPU_ISAS = [i for i in ALL_CPU_ISAS if i != "avx512_bf16"]
+# The distinct code paths of the float32 ops: avx512_bf16 and neon_bf16 run the avx512 / neon
+# float32 code (they differ in bf16: rounding on store, the dot-product 1x1 kernel on K-pair
+# weights); conftest's cpu_isa_bf16 adds them.
+CPU_ISAS = [i for i in ALL_CPU_ISAS if i not in ("avx512_bf16", "neon_bf16")]
 BEST_ISA = CPU_ISAS[-1]  # full-size shapes run here; the other paths get smaller ones
 
 

@@ -24,12 +24,15 @@ requires_toolchain = pytest.mark.skipif(
                           "`make deps` as root installs g++-aarch64-linux-gnu and qemu-user")
 # a53: the baseline ARMv8.0 core; a76: a modern phone/server core.  Both run every case.
 QEMU_CPUS = ("cortex-a53", "cortex-a76")
+# FEAT_BF16 (BFDOT), which neither of those has: qemu's "max" CPU.
+QEMU_BF16_CPU = "max"
 
 
 @functools.lru_cache(maxsize=None)
 def build(op: str) -> Path:
     main = ROOT / "tests" / "neon" / f"{op}_main.cpp"
-    srcs = [main, ROOT / "csrc" / op / f"{op}_neon.cpp"]
+    # The op's NEON unit, and its FEAT_BF16 units where it has some (the BFDOT 1x1 kernel).
+    srcs = [main, ROOT / "csrc" / op / f"{op}_neon.cpp", *sorted((ROOT / "csrc" / op).glob(f"{op}*_neon_bf16.cpp"))]
     flags = ["-O3", "-std=c++17", "-fno-math-errno", "-ffp-contract=off", f"-I{ROOT / 'csrc'}"]
     # The binary's key: the flags and every file the preprocessor reads (`-MM`), so an edit to a
     # torch-side header rebuilds nothing here.
@@ -64,15 +67,16 @@ class CaseFile:
         return struct.pack("<q", self.count) + b"".join(self.parts)
 
 
-def run(op: str, cases: CaseFile, cpu: str, bf16: bool = False) -> torch.Tensor:
+def run(op: str, cases: CaseFile, cpu: str, bf16: bool = False, mode: str = "") -> torch.Tensor:
     """Run all cases; returns every output float concatenated (split by the caller).  bf16: the
     op's bf16 kernel runs instead (the inputs sent must already be bf16 values; the outputs
-    come back widened, exactly)."""
+    come back widened, exactly).  mode: another bf16 kernel the harness offers ("k_pairs")."""
     exe = build(op)
     with tempfile.TemporaryDirectory() as tmp:
         cin, cout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")
         Path(cin).write_bytes(cases.bytes())
-        subprocess.run([QEMU, "-cpu", cpu, str(exe), cin, cout] + (["bf16"] if bf16 else []), check=True, timeout=600,
+        extra = [mode] if mode else ["bf16"] if bf16 else []
+        subprocess.run([QEMU, "-cpu", cpu, str(exe), cin, cout] + extra, check=True, timeout=600,
                        capture_output=True, text=True)
         data = Path(cout).read_bytes()
     return torch.frombuffer(bytearray(data), dtype=torch.float32)

@@ -246,7 +246,7 @@ def test_isa_control():
     assert isas[0] == "scalar" and mbv3_fast.get_cpu_isa() in isas
     with pytest.raises(ValueError, match="unknown CPU ISA 'sse9'"):
         mbv3_fast.set_cpu_isa("sse9")
-    missing = [i for i in ("avx2", "avx512", "avx512_bf16", "neon") if i not in isas]
+    missing = [i for i in ("avx2", "avx512", "avx512_bf16", "neon", "neon_bf16") if i not in isas]
     for name in missing:
         with pytest.raises(ValueError, match="not available"):
             mbv3_fast.set_cpu_isa(name)

@@ -467,3 +467,43 @@ def test_bf16_neon_under_qemu():
         offset += size
         assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
     assert offset == flat.numel()
+
+
+@neon_harness.requires_toolchain
+def test_bf16_k_pairs_neon_bfdot_under_qemu():
+    """The BFDOT kernel (neon_bf16) on K-pair weights, under qemu's max CPU (FEAT_BF16): the
+    NEON cases plus odd K and column tails around the 4-lane vectors and 16-column panels."""
+    cpu = neon_harness.QEMU_BF16_CPU
+    extra = [(1, 3, 5, 7, "relu", False, False), (2, 17, 33, 3, "hardswish", True, True),
+             (1, 65, 80, 13, "none", True, False), (1, 33, 20, 9, "hardswish", False, True)]
+    cases, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, hw, act, res, scale in NEON_CASES + extra:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, hw, 1, False, res, scale)
+        wf, bf = fold_bn(conv_w, bn)
+        xv, wv = bf16_values(x), bf16_values(wf)
+        rv = None if r is None else bf16_values(r)
+        cases.i64(n, cin, cout, hw, ACT_CODE[act], int(res), int(scale))
+        cases.floats(xv.permute(0, 2, 3, 1))
+        cases.floats(wv.reshape(cout, cin).t())
+        cases.floats(bf)
+        if res:
+            cases.floats(rv.permute(0, 2, 3, 1))
+        if scale:
+            cases.floats(s)
+        cases.count += 1
+        sb = None if s is None else s.to(BF16)
+        xs64 = xv.double() * (1 if s is None else s.double()[:, :, None, None])
+        magnitude = F.conv2d(xs64.abs(), wf.double().abs()) + bf.double().abs()[:, None, None]
+        if rv is not None:
+            magnitude = magnitude + rv.double().abs()
+        expected.append(((n, hw, 1, cout), reference(xv, conv_w, bn, act, rv, s),
+                         reference(x, conv_w, bn, act, None if r is None else r.to(BF16), sb, BF16),
+                         magnitude, (n, cin, cout, hw, act)))
+    flat = neon_harness.run("pwconv_bn_act", cases, cpu, mode="k_pairs")
+    offset = 0
+    for shape, ref64, ref_bf16, magnitude, what in expected:
+        size = shape[0] * shape[1] * shape[2] * shape[3]
+        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
+        offset += size
+        assert_within_rule(got, ref_bf16, ref64, f"neon k_pairs {cpu} {what}", magnitude)
+    assert offset == flat.numel()

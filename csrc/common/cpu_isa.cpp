@@ -3,6 +3,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 namespace mbv3 {
 namespace {
@@ -25,6 +28,12 @@ bool cpu_has(Isa isa) {
 #if defined(__aarch64__)
     case Isa::Neon:
       return true;  // Advanced SIMD is mandatory on AArch64.
+    case Isa::NeonBf16:
+#if defined(__linux__)
+      return (getauxval(AT_HWCAP2) & (1UL << 14)) != 0;  // HWCAP2_BF16
+#else
+      return false;
+#endif
 #endif
     default:
       return false;
@@ -37,8 +46,9 @@ Isa parse(const std::string& name) {
   if (name == "avx512") return Isa::Avx512;
   if (name == "neon") return Isa::Neon;
   if (name == "avx512_bf16") return Isa::Avx512Bf16;
+  if (name == "neon_bf16") return Isa::NeonBf16;
   throw std::invalid_argument("unknown CPU ISA '" + name +
-                              "': expected one of auto, scalar, avx2, avx512, avx512_bf16, neon");
+                              "': expected one of auto, scalar, avx2, avx512, avx512_bf16, neon, neon_bf16");
 }
 
 Isa resolve(const std::string& name) {
@@ -72,13 +82,14 @@ const char* isa_name(Isa isa) {
     case Isa::Avx512: return "avx512";
     case Isa::Neon: return "neon";
     case Isa::Avx512Bf16: return "avx512_bf16";
+    case Isa::NeonBf16: return "neon_bf16";
   }
   return "?";
 }
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  for (Isa isa : {Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
+  for (Isa isa : {Isa::Scalar, Isa::Neon, Isa::NeonBf16, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
     if (cpu_has(isa)) out.push_back(isa);
   return out;
 }

@@ -8,7 +8,9 @@ namespace mbv3 {
 // Avx512Bf16 is Avx512 plus AVX512_BF16: every op's AVX-512 source compiled once more with it
 // (bf16 stores round with vcvtneps2bf16), and bf16 1x1 convs with weights packed in K pairs
 // take the dot-product kernel (vdpbf16ps).
-enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Bf16 = 4 };
+// NeonBf16 is Neon on a CPU with FEAT_BF16: every op runs its NEON code, and bf16 1x1 convs with
+// weights in K pairs take the BFDOT kernel.
+enum class Isa : int { Scalar = 0, Avx2 = 1, Avx512 = 2, Neon = 3, Avx512Bf16 = 4, NeonBf16 = 5 };
 
 const char* isa_name(Isa isa);
 // Paths both compiled into this build and supported by this CPU, best last.

@@ -32,8 +32,9 @@
 #define MBV3_X86_CASES(fn)
 #endif
 #if MBV3_BUILD_NEON
-#define MBV3_NEON_CASES(fn) \
-  case ::mbv3::Isa::Neon:   \
+#define MBV3_NEON_CASES(fn)   \
+  case ::mbv3::Isa::NeonBf16: \
+  case ::mbv3::Isa::Neon:     \
     return ::mbv3::neon::fn;
 #else
 #define MBV3_NEON_CASES(fn)

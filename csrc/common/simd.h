@@ -210,6 +210,9 @@ constexpr bool kHasHalf = false;
 }}  // namespace mbv3::avx2
 
 #elif defined(MBV3_ISA_NEON)
+#if defined(MBV3_WITH_NEON_BF16)  // the FEAT_BF16 units (BFDOT): Armv8.2 + bf16, e.g. Neoverse V1/N2
+#pragma GCC target("arch=armv8.2-a+bf16")
+#endif
 #include <arm_neon.h>
 #define MBV3_ISA_NS neon
 namespace mbv3 { namespace neon {

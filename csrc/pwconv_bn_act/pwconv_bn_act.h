@@ -63,13 +63,18 @@ using PwConvFn = void(const PwConvArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 constexpr int64_t kPairCols = 16;
 inline int64_t k_pair_ldw(int64_t cout) { return (cout + kPairCols - 1) / kPairCols * kPairCols; }
 
-// AVX512_BF16: bf16 with weights in K pairs (p.k_pairs), vdpbf16ps; the row tile's vectors
-// cover [n_begin, n_end) rounded up to 16 columns, which the packing's zero padding allows.
-namespace avx512_bf16 {
-void pwconv_bn_act_k_pairs(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
-                           int64_t n_end);
-PwTile pwconv_tile_k_pairs();
-}
+// bf16 with weights in K pairs (p.k_pairs), on dot products (pwconv_bn_act_k_pairs_kernel.h):
+// vdpbf16ps (AVX512_BF16) and BFDOT (NEON with FEAT_BF16).  The row tile's vectors cover
+// [n_begin, n_end) rounded up to whole vectors, which the packing's zero padding allows.
+#define MBV3_DECLARE_PWCONV_K_PAIRS(ns)                                                            \
+  namespace ns {                                                                                   \
+  void pwconv_bn_act_k_pairs(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin, \
+                             int64_t n_end);                                                       \
+  PwTile pwconv_tile_k_pairs();                                                                    \
+  }
+MBV3_DECLARE_PWCONV_K_PAIRS(avx512_bf16)
+MBV3_DECLARE_PWCONV_K_PAIRS(neon_bf16)
+#undef MBV3_DECLARE_PWCONV_K_PAIRS
 
 // The kernel for `isa` and these arguments (k_pairs: the dot-product kernel, which only
 // isa_has_k_pairs(isa) has; the binding unpacks the weight for the others).

@@ -95,6 +95,8 @@ void run_pwconv(PwConvArgs<T>& p, int64_t HW) {
 bool isa_has_k_pairs(Isa isa) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
   return isa == Isa::Avx512Bf16;
+#elif MBV3_BUILD_NEON
+  return isa == Isa::NeonBf16;
 #else
   (void)isa;
   return false;
@@ -103,10 +105,13 @@ bool isa_has_k_pairs(Isa isa) {
 
 template <class T>
 PwConvFn<T>* pwconv_kernel(Isa isa, const PwConvArgs<T>& p) {
+  if constexpr (std::is_same_v<T, bf16>) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-  if constexpr (std::is_same_v<T, bf16>)
     if (p.k_pairs) return &avx512_bf16::pwconv_bn_act_k_pairs;
+#elif MBV3_BUILD_NEON
+    if (p.k_pairs) return &neon_bf16::pwconv_bn_act_k_pairs;
 #endif
+  }
   TORCH_CHECK(!p.k_pairs, "pwconv_bn_act: no K-pair kernel on ", isa_name(isa));
   return MBV3_ISA_SELECT_AS(PwConvFn<T>, pwconv_bn_act, isa);
 }
@@ -116,6 +121,8 @@ template PwConvFn<bf16>* pwconv_kernel(Isa, const PwConvArgs<bf16>&);
 PwTile pwconv_tile_of(Isa isa, bool k_pairs) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
   if (k_pairs) return avx512_bf16::pwconv_tile_k_pairs();
+#elif MBV3_BUILD_NEON
+  if (k_pairs) return neon_bf16::pwconv_tile_k_pairs();
 #endif
   (void)k_pairs;
   return MBV3_ISA_SELECT(pwconv_tile, isa)();

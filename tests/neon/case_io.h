@@ -9,13 +9,15 @@
 
 #include "common/bf16.h"
 
-// The element type a harness runs: float32, or bf16 when run with a third argument "bf16".  The
-// case file stays float32 either way: the test sends values already rounded to bf16 (converted
-// exactly here) and gets the bf16 outputs back widened to float32 (exactly).
-inline bool bf16_requested(int argc, char** argv) { return argc == 4 && std::strcmp(argv[3], "bf16") == 0; }
+// The element type a harness runs: float32, or bf16 when run with a third argument "bf16" (or
+// "k_pairs": bf16 through the dot-product kernel, where the op has one).  The case file stays
+// float32 either way: the test sends values already rounded to bf16 (converted exactly here)
+// and gets the bf16 outputs back widened to float32 (exactly).
+inline bool mode_is(int argc, char** argv, const char* mode) { return argc == 4 && std::strcmp(argv[3], mode) == 0; }
+inline bool bf16_requested(int argc, char** argv) { return mode_is(argc, argv, "bf16") || mode_is(argc, argv, "k_pairs"); }
 inline bool usage_ok(int argc, char** argv) {
-  if (argc == 3 || (argc == 4 && bf16_requested(argc, argv))) return true;
-  std::fprintf(stderr, "usage: %s cases.bin out.bin [bf16]\n", argv[0]);
+  if (argc == 3 || bf16_requested(argc, argv)) return true;
+  std::fprintf(stderr, "usage: %s cases.bin out.bin [bf16|k_pairs]\n", argv[0]);
   return false;
 }
 inline std::vector<mbv3::bf16> to_bf16(const std::vector<float>& v) {

@@ -1,0 +1,189 @@
+// bf16 fused 1x1 conv on bf16 dot products: y = act(x * w + b) (+ residual), x and w bf16, sums
+// in float32 by a pair dot product per lane (acc += a0 * b0 + a1 * b1): vdpbf16ps on
+// AVX512_BF16 (16 lanes), BFDOT on NEON with FEAT_BF16 (4 lanes).  Written once against `Vec`
+// and the three primitives of pwconv_bn_act_k_pairs_<isa>.cpp (load_pairs, bcast_pair, dot),
+// compiled once per ISA that has them (the unit defines MBV3_K_PAIRS_NS, the namespace of the
+// entry points).
+//
+// Weights packed in K pairs (pwconv_bn_act.h): per pair row, one vector's columns (w[k][n],
+// w[k+1][n]) are one full-width load, and the x pair (x[m][k], x[m][k+1]) one 32-bit
+// broadcast.  Register tile: MR rows x V vectors (6 x 4, 8 x 3, 12 x 2, 12 x 1: accumulators +
+// V weights + the broadcast within 32 registers), panels of up to 4 vectors outer, row tiles
+// inner, as the float kernel (pwconv_bn_act_kernel.h).  Packed rows are padded to 16 columns,
+// so every weight load is full width.  K is never blocked: every output is one chain over all
+// pairs, so the result does not depend on the tiling or the thread split.
+//
+// Odd K: the last pair broadcasts x[m][K-1] with a zero high half (never the element past the
+// row: a NaN there would reach the sum as NaN * 0) and masks the weights' high half too.
+// Rounding: vdpbf16ps ignores MXCSR, rounds to nearest even and flushes denormal inputs and
+// outputs to zero; BFDOT (without FEAT_EBF16) also flushes denormals and may round its pair
+// sum once: products of bf16 values below 2^-126 vanish, far below bf16's resolution of an
+// O(1) sum.  Both are held to the tolerance rule, not to bit equality with float32.
+#pragma once
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "pwconv_bn_act.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int NV = 4;
+constexpr int mr_for(int v) { return v == 4 ? 6 : v == 3 ? 8 : 12; }
+constexpr int L = Vec::N;  // columns per vector
+
+static inline uint32_t pair_at(const bf16* p) {
+  uint32_t u;
+  std::memcpy(&u, p, sizeof u);
+  return u;
+}
+
+template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
+[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvParamsBf16& p, int64_t m,
+                                              int64_t n, int tail) {
+  const int64_t C = p.Cout;
+#pragma GCC unroll 16
+  for (int r = 0; r < ROWS; ++r) {
+    bf16* y = p.y + (m + r) * C + n;
+    const bf16* res = p.residual + (m + r) * C + n;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      Vec o = activate<ACT>(acc[r][v]);
+      if (TAIL && v == V - 1) {
+        if constexpr (RES) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
+        o.store_tail(y + v * Vec::N, tail);
+      } else {
+        if constexpr (RES) o = add(o, Vec::load(res + v * Vec::N));
+        o.store(y + v * Vec::N);
+      }
+    }
+  }
+}
+
+// One ROWS x V-vector tile at (m, n): a = x row m (row stride K), b = the pair row 0 of column n
+// (pair row stride 2 * ldw).  The last vector stores `tail` columns (1..L).
+template <int ROWS, int V, bool TAIL>
+[[gnu::always_inline]] inline void tile(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m,
+                                        int64_t n, int tail) {
+  const int64_t K = p.K, KP = K / 2, ldb = 2 * p.ldw;
+  Vec acc[ROWS][V];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    const Vec bias = (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + L * v, tail) : Vec::load(p.b + n + L * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) acc[r][v] = bias;
+  }
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    const bf16* bk = b + kp * ldb;
+    PairVec bv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) bv[v] = load_pairs(bk + 2 * L * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const PairVec av = bcast_pair(pair_at(a + r * K + 2 * kp));
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = dot(acc[r][v], av, bv[v]);
+    }
+  }
+  if (K & 1) {
+    const bf16* bk = b + KP * ldb;
+    PairVec bv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) bv[v] = low_halves(load_pairs(bk + 2 * L * v));
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) {
+      const PairVec av = bcast_pair(a[r * K + K - 1].bits);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = dot(acc[r][v], av, bv[v]);
+    }
+  }
+  const bool res = p.residual != nullptr;
+  with_act(p.act, [&](auto act) {
+    constexpr Act A = decltype(act)::value;
+    if (res) store_tile<ROWS, V, TAIL, A, true>(acc, p, m, n, tail);
+    else store_tile<ROWS, V, TAIL, A, false>(acc, p, m, n, tail);
+  });
+}
+
+// Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a at row m.
+template <int ROWS, int V, bool TAIL>
+void tiles(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m, int64_t m_end, int64_t n, int tail) {
+  for (; m < m_end; m += ROWS, a += ROWS * p.K) tile<ROWS, V, TAIL>(p, a, b, m, n, tail);
+}
+
+using TileFn = void (*)(const PwConvParamsBf16&, const bf16*, const bf16*, int64_t, int64_t, int64_t, int);
+template <int V, bool TAIL, std::size_t... I>
+constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
+  return {{&tiles<int(I) + 1, V, TAIL>...}};
+}
+template <int V, bool TAIL>
+constexpr auto kByRows = by_rows<V, TAIL>(std::make_index_sequence<mr_for(V)>{});
+
+inline TileFn select(int rows, int v, bool tail) {
+  switch (v) {
+    case 1: return tail ? kByRows<1, true>[rows - 1] : kByRows<1, false>[rows - 1];
+    case 2: return tail ? kByRows<2, true>[rows - 1] : kByRows<2, false>[rows - 1];
+    case 3: return tail ? kByRows<3, true>[rows - 1] : kByRows<3, false>[rows - 1];
+    default: return tail ? kByRows<4, true>[rows - 1] : kByRows<4, false>[rows - 1];
+  }
+}
+
+// Rows [m_begin, m_end) (a at row m_begin, row stride K) x columns [n_begin, n_end): the
+// columns spread evenly over the fewest panels of up to 4 vectors, row tiles inside a panel.
+void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  const int64_t nvec = (n_end - n_begin + L - 1) / L, panels = (nvec + NV - 1) / NV;
+  int64_t n = n_begin;
+  for (int64_t pi = 0; pi < panels; ++pi) {
+    const int v = int(nvec / panels + (pi < nvec % panels ? 1 : 0));
+    const int cols = int(std::min<int64_t>(int64_t(v) * L, n_end - n));
+    const int tail = cols - (v - 1) * L;
+    const bool is_tail = tail != L;
+    const bf16* b = p.w + 2 * n;
+    const int mr = mr_for(v);
+    const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
+    if (m_full > m_begin) select(mr, v, is_tail)(p, a, b, m_begin, m_full, n, tail);
+    if (m_full < m_end) select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail);
+    n += cols;
+  }
+}
+
+}  // namespace
+}  // namespace MBV3_ISA_NS
+
+// The entry points, in the namespace the unit names (MBV3_K_PAIRS_NS: avx512_bf16, neon_bf16).
+namespace MBV3_K_PAIRS_NS {
+using namespace ::mbv3::MBV3_ISA_NS;
+
+PwTile pwconv_tile_k_pairs() { return {mr_for(NV), L * NV, L}; }
+
+// With the SE scale the rows are scaled (x' = bf16(x * s), float32 product rounded once, as
+// PyTorch's bf16 x * s is) into a scratch copy, per sample segment, in blocks of ~64 KB.
+void pwconv_bn_act_k_pairs(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
+                           int64_t n_end) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
+  const int64_t K = p.K;
+  if (!p.in_scale) return run(p, p.x + m_begin * K, m_begin, m_end, n_begin, n_end);
+  const int64_t block = std::max<int64_t>(12, 32768 / std::max<int64_t>(K, 1));
+  thread_local std::vector<bf16> scratch;
+  if (scratch.size() < size_t(block * K)) scratch.resize(size_t(block * K));
+  bf16* xs = scratch.data();
+  for (int64_t m = m_begin; m < m_end;) {
+    const int64_t s = m / p.HW, end = std::min({m_end, m + block, (s + 1) * p.HW});
+    const float* sc = p.in_scale + s * K;
+    for (int64_t r = 0; r < end - m; ++r) {
+      const bf16* src = p.x + (m + r) * K;
+      bf16* dst = xs + r * K;
+      for (int64_t k = 0; k < K; k += Vec::N)
+        store_any(dst + k, K - k, mul(load_any(src + k, K - k), load_any(sc + k, K - k)));
+    }
+    run(p, xs, m, end, n_begin, n_end);
+    m = end;
+  }
+}
+
+}  // namespace MBV3_K_PAIRS_NS
+}  // namespace mbv3
