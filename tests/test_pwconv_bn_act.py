@@ -1,5 +1,6 @@
 """mbv3::pwconv_bn_act on the CPU: every path (ISA), layout and shape against float64."""
 import itertools
+import subprocess
 
 import pytest
 import torch
@@ -507,3 +508,11 @@ def test_bf16_k_pairs_neon_bfdot_under_qemu():
         offset += size
         assert_within_rule(got, ref_bf16, ref64, f"neon k_pairs {cpu} {what}", magnitude)
     assert offset == flat.numel()
+    # The kernel really is BFDOT: Cortex-A76 (no FEAT_BF16) faults on it.
+    one = neon_harness.CaseFile()
+    one.i64(1, 3, 5, 2, 0, 0, 0)
+    for t in (torch.randn(2, 3), torch.randn(3, 5), torch.randn(5)):
+        one.floats(bf16_values(t))
+    one.count += 1
+    with pytest.raises(subprocess.CalledProcessError):
+        neon_harness.run("pwconv_bn_act", one, "cortex-a76", mode="k_pairs")
