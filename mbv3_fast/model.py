@@ -132,7 +132,7 @@ class _Plan:
                (None otherwise); a change of ISA that reads the other layout refolds
     """
 
-    def __init__(self, device, dtype, sources, state, train_mods, bns=()):
+    def __init__(self, device, dtype, sources, state, train_mods, bns=(), k_pairs=None):
         self.device = device
         self.dtype = dtype
         self.sources = tuple(sources)
@@ -145,7 +145,7 @@ class _Plan:
         self.reason = ""
         self.net: Optional[Net] = None
         self.net_weights, self.net_spec = (), []
-        self.k_pairs = _k_pairs_now() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
+        self.k_pairs = k_pairs
 
     def stale(self) -> bool:
         """Has a source changed since folding (needs no Python per tensor: one C call)?"""
@@ -329,7 +329,9 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
     state = bytearray(24 * len(everything))
     _tensor_state(everything, state)
     slot = {id(t): i for i, t in enumerate(everything)}
-    fold = _Fold(dtype, (device.type, dtype) == ("cpu", torch.bfloat16) and _k_pairs_now())
+    # CPU bf16: the 1x1 layout of the path in force (None: no choice to make, never layout-stale).
+    k_pairs = _k_pairs_now() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
+    fold = _Fold(dtype, bool(k_pairs))
     # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
     no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
                    else contextlib.nullcontext())
@@ -342,12 +344,12 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
                    for t in fold.sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
-            plan = _Plan(device, dtype, everything, state, [])
+            plan = _Plan(device, dtype, everything, state, [], k_pairs=k_pairs)
             plan.reason = str(e)
             return plan
     sources = tuple({id(t): t for t in fold.sources}.values())
     picked = bytearray(b"".join(bytes(state[24 * slot[id(t)]:24 * slot[id(t)] + 24]) for t in sources))
-    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns)
+    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns, k_pairs)
     plan.net = net
     plan.net_weights, plan.net_spec = _records.encode(net)
     subs = [m for m in model.modules() if m is not model]

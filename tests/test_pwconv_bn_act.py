@@ -295,6 +295,14 @@ def bf16_weight(w, layout):
     return {"plain": wb, "kmajor": pack_pw_weight(wb), "pairs": pack_weight_k_pairs(w)}[layout]
 
 
+def terms_magnitude(x, w, b, in_scale=None, residual=None):
+    """Per output, the float64 sum of the absolute terms it is summed from (the bf16 floor of
+    tests/tolerance.py): |x * in_scale| . |w| + |b| (+ |residual|)."""
+    xs = x.double() * (1 if in_scale is None else in_scale.double()[:, :, None, None])
+    m = F.conv2d(xs.abs(), w.double().reshape(w.shape[0], -1, 1, 1).abs()) + b.double().abs()[:, None, None]
+    return m if residual is None else m + residual.double().abs()
+
+
 def check_bf16(x, conv_w, bn, act, residual, in_scale, what, layout="plain"):
     """bf16 x, residual and folded weight (bias and in_scale float32): the tolerance rule against
     PyTorch's own bf16 computation.  The widening kernels (every path but the dot-product
@@ -310,10 +318,7 @@ def check_bf16(x, conv_w, bn, act, residual, in_scale, what, layout="plain"):
     ref64 = reference(bf16_values(x), conv_w, bn, act, residual if rb is None else rb.float(),
                       in_scale)
     ref_bf16 = reference(xb, conv_w, bn, act, rb, sb, BF16)
-    xs64 = bf16_values(x).double() * (1 if in_scale is None else in_scale.double()[:, :, None, None])
-    magnitude = F.conv2d(xs64.abs(), w.double().abs()) + b.double().abs()[:, None, None]
-    if rb is not None:
-        magnitude = magnitude + rb.double().abs()
+    magnitude = terms_magnitude(bf16_values(x), w, b, in_scale, None if rb is None else rb.float())
     assert_within_rule(ours, ref_bf16, ref64, f"{what} {layout}", magnitude)
     if not (layout == "pairs" and cpu_isa_reads_k_pairs()):
         xs = xb.float() if in_scale is None else xb.float() * in_scale[:, :, None, None]
@@ -438,11 +443,11 @@ def test_bf16_opcheck(optional):
             torch.library.opcheck(torch.ops.mbv3.pwconv_bn_act.default, args)
 
 
-@neon_harness.requires_toolchain
-def test_bf16_neon_under_qemu():
-    cpu = neon_harness.QEMU_CPUS[-1]
+def check_neon_bf16(neon_cases, cpu, mode):
+    """neon_cases (NEON_CASES rows) through the NEON harness's bf16 kernel `mode` under qemu's
+    `cpu`, each output against the tolerance rule."""
     cases, expected = neon_harness.CaseFile(), []
-    for n, cin, cout, hw, act, res, scale in NEON_CASES:
+    for n, cin, cout, hw, act, res, scale in neon_cases:
         x, conv_w, bn, r, s = make_case(n, cin, cout, hw, 1, False, res, scale)
         wf, bf = fold_bn(conv_w, bn)
         xv, wv = bf16_values(x), bf16_values(wf)
@@ -459,55 +464,29 @@ def test_bf16_neon_under_qemu():
         sb = None if s is None else s.to(BF16)
         expected.append(((n, hw, 1, cout), reference(xv, conv_w, bn, act, rv, s),
                          reference(x, conv_w, bn, act, None if r is None else r.to(BF16), sb, BF16),
-                         (n, cin, cout, hw, act)))
-    flat = neon_harness.run("pwconv_bn_act", cases, cpu, bf16=True)
+                         terms_magnitude(xv, wf, bf, s, rv), (n, cin, cout, hw, act)))
+    flat = neon_harness.run("pwconv_bn_act", cases, cpu, mode=mode)
     offset = 0
-    for shape, ref64, ref_bf16, what in expected:
+    for shape, ref64, ref_bf16, magnitude, what in expected:
         size = shape[0] * shape[1] * shape[2] * shape[3]
         got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
         offset += size
-        assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
+        assert_within_rule(got, ref_bf16, ref64, f"neon {mode} {cpu} {what}", magnitude)
     assert offset == flat.numel()
+
+
+@neon_harness.requires_toolchain
+def test_bf16_neon_under_qemu():
+    check_neon_bf16(NEON_CASES, neon_harness.QEMU_CPUS[-1], "bf16")
 
 
 @neon_harness.requires_toolchain
 def test_bf16_k_pairs_neon_bfdot_under_qemu():
     """The BFDOT kernel (neon_bf16) on K-pair weights, under qemu's max CPU (FEAT_BF16): the
     NEON cases plus odd K and column tails around the 4-lane vectors and 16-column panels."""
-    cpu = neon_harness.QEMU_BF16_CPU
     extra = [(1, 3, 5, 7, "relu", False, False), (2, 17, 33, 3, "hardswish", True, True),
              (1, 65, 80, 13, "none", True, False), (1, 33, 20, 9, "hardswish", False, True)]
-    cases, expected = neon_harness.CaseFile(), []
-    for n, cin, cout, hw, act, res, scale in NEON_CASES + extra:
-        x, conv_w, bn, r, s = make_case(n, cin, cout, hw, 1, False, res, scale)
-        wf, bf = fold_bn(conv_w, bn)
-        xv, wv = bf16_values(x), bf16_values(wf)
-        rv = None if r is None else bf16_values(r)
-        cases.i64(n, cin, cout, hw, ACT_CODE[act], int(res), int(scale))
-        cases.floats(xv.permute(0, 2, 3, 1))
-        cases.floats(wv.reshape(cout, cin).t())
-        cases.floats(bf)
-        if res:
-            cases.floats(rv.permute(0, 2, 3, 1))
-        if scale:
-            cases.floats(s)
-        cases.count += 1
-        sb = None if s is None else s.to(BF16)
-        xs64 = xv.double() * (1 if s is None else s.double()[:, :, None, None])
-        magnitude = F.conv2d(xs64.abs(), wf.double().abs()) + bf.double().abs()[:, None, None]
-        if rv is not None:
-            magnitude = magnitude + rv.double().abs()
-        expected.append(((n, hw, 1, cout), reference(xv, conv_w, bn, act, rv, s),
-                         reference(x, conv_w, bn, act, None if r is None else r.to(BF16), sb, BF16),
-                         magnitude, (n, cin, cout, hw, act)))
-    flat = neon_harness.run("pwconv_bn_act", cases, cpu, mode="k_pairs")
-    offset = 0
-    for shape, ref64, ref_bf16, magnitude, what in expected:
-        size = shape[0] * shape[1] * shape[2] * shape[3]
-        got = flat[offset:offset + size].reshape(shape).permute(0, 3, 1, 2).to(BF16)
-        offset += size
-        assert_within_rule(got, ref_bf16, ref64, f"neon k_pairs {cpu} {what}", magnitude)
-    assert offset == flat.numel()
+    check_neon_bf16(NEON_CASES + extra, neon_harness.QEMU_BF16_CPU, "k_pairs")
     # The kernel really is BFDOT: Cortex-A76 (no FEAT_BF16) faults on it.
     one = neon_harness.CaseFile()
     one.i64(1, 3, 5, 2, 0, 0, 0)

@@ -52,12 +52,4 @@
         return ::mbv3::scalar::fn;      \
     }                                   \
   }()
-#define MBV3_ISA_SELECT(fn, isa)        \
-  [&] {                                 \
-    switch (isa) {                      \
-      MBV3_X86_CASES(fn)                \
-      MBV3_NEON_CASES(fn)               \
-      default:                          \
-        return ::mbv3::scalar::fn;      \
-    }                                   \
-  }()
+#define MBV3_ISA_SELECT(fn, isa) MBV3_ISA_SELECT_AS(decltype(::mbv3::scalar::fn), fn, isa)

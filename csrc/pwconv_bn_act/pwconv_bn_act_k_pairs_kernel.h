@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "pwconv_bn_act.h"
+#include "pwconv_bn_act_epilogue.h"
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -40,28 +41,6 @@ static inline uint32_t pair_at(const bf16* p) {
   uint32_t u;
   std::memcpy(&u, p, sizeof u);
   return u;
-}
-
-template <int ROWS, int V, bool TAIL, Act ACT, bool RES>
-[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvParamsBf16& p, int64_t m,
-                                              int64_t n, int tail) {
-  const int64_t C = p.Cout;
-#pragma GCC unroll 16
-  for (int r = 0; r < ROWS; ++r) {
-    bf16* y = p.y + (m + r) * C + n;
-    const bf16* res = p.residual + (m + r) * C + n;
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      Vec o = activate<ACT>(acc[r][v]);
-      if (TAIL && v == V - 1) {
-        if constexpr (RES) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
-        o.store_tail(y + v * Vec::N, tail);
-      } else {
-        if constexpr (RES) o = add(o, Vec::load(res + v * Vec::N));
-        o.store(y + v * Vec::N);
-      }
-    }
-  }
 }
 
 // One ROWS x V-vector tile at (m, n): a = x row m (row stride K), b = the pair row 0 of column n
@@ -101,12 +80,7 @@ template <int ROWS, int V, bool TAIL>
       for (int v = 0; v < V; ++v) acc[r][v] = dot(acc[r][v], av, bv[v]);
     }
   }
-  const bool res = p.residual != nullptr;
-  with_act(p.act, [&](auto act) {
-    constexpr Act A = decltype(act)::value;
-    if (res) store_tile<ROWS, V, TAIL, A, true>(acc, p, m, n, tail);
-    else store_tile<ROWS, V, TAIL, A, false>(acc, p, m, n, tail);
-  });
+  store_tile<ROWS, V, TAIL>(acc, p, m, n, tail);
 }
 
 // Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a at row m.

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "pwconv_bn_act.h"
-#include "common/simd.h"
+#include "pwconv_bn_act_epilogue.h"
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -78,30 +78,6 @@ template <int ROWS, int V, bool TAIL, class TW>
   const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
   k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail);
   if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail);
-}
-
-// The epilogue on the way to the store, specialised by activation and residual.
-template <int ROWS, int V, bool TAIL, Act ACT, bool RES, class T>
-[[gnu::always_inline]] inline void store_tile(const Vec (&acc)[ROWS][V], const PwConvArgs<T>& p, int64_t m,
-                                              int64_t n, int tail) {
-  const int64_t C = p.Cout;
-#pragma GCC unroll 16
-  for (int r = 0; r < ROWS; ++r) {
-    T* y = p.y + (m + r) * C + n;
-    const T* res = p.residual + (m + r) * C + n;
-#pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-      Vec o = acc[r][v];
-      o = activate<ACT>(o);
-      if (TAIL && v == V - 1) {
-        if constexpr (RES) o = add(o, Vec::load_tail(res + v * Vec::N, tail));
-        o.store_tail(y + v * Vec::N, tail);
-      } else {
-        if constexpr (RES) o = add(o, Vec::load(res + v * Vec::N));
-        o.store(y + v * Vec::N);
-      }
-    }
-  }
 }
 
 constexpr int64_t kBiasFirstMaxK = 24;
@@ -157,12 +133,7 @@ template <int ROWS, int V, bool TAIL, class T>
       for (int r = 0; r < ROWS; ++r) acc[r][v] = add(acc[r][v], bias);
     }
   }
-  const bool res = p.residual != nullptr;
-  with_act(p.act, [&](auto a) {
-    constexpr Act A = decltype(a)::value;
-    if (res) store_tile<ROWS, V, TAIL, A, true>(acc, p, m, n, tail);
-    else store_tile<ROWS, V, TAIL, A, false>(acc, p, m, n, tail);
-  });
+  store_tile<ROWS, V, TAIL>(acc, p, m, n, tail);
 }
 
 // Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a pointing at row m: one call per
