@@ -21,7 +21,7 @@ import torch
 
 import mbv3_fast
 
-from test_model import ALL, ARCHS, CONFIGS, FORMATS, _pair, _spy_fused
+from test_model import ALL, ARCHS, CONFIGS, FORMATS, _one_thread, _pair, _spy_fused  # noqa: F401 (_one_thread: autouse)
 from tolerance import max_abs_err
 
 BF16 = torch.bfloat16
@@ -29,14 +29,6 @@ BF16 = torch.bfloat16
 
 def rms_err(a, ref):
     return 0.0 if a.numel() == 0 else (a.double() - ref.double()).square().mean().sqrt().item()
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 DRAWS = 5  # independent inputs per case (see the module docstring)
