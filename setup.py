@@ -19,7 +19,7 @@ from setuptools import setup
 from torch.utils.cpp_extension import BuildExtension, CppExtension
 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
-OTHER_ARCH = ("_avx512.cpp", "_avx512_bf16.cpp", "_avx2.cpp") if not X86 else ("_neon.cpp", "_neon_bf16.cpp")
+OTHER_ARCH = ("_avx512.cpp", "_avx512_bf16.cpp", "_avx512_vnni.cpp", "_avx2.cpp") if not X86 else ("_neon.cpp", "_neon_bf16.cpp")
 SANITIZE = os.environ.get("MBV3_FAST_SANITIZE", "") not in ("", "0")
 
 sources = sorted(s for s in glob.glob("csrc/**/*.cpp", recursive=True) if not s.endswith(OTHER_ARCH))
@@ -44,14 +44,14 @@ if SANITIZE:
     if X86 and not _cpu_runs_avx512():
         # A sanitized build exists to run the tests here: units this CPU cannot run are left out
         # (instrumented, they are the slowest to compile) and the dispatch knows (isa_dispatch.h).
-        sources = [s for s in sources if not s.endswith(("_avx512.cpp", "_avx512_bf16.cpp"))]
+        sources = [s for s in sources if not s.endswith(("_avx512.cpp", "_avx512_bf16.cpp", "_avx512_vnni.cpp"))]
         cxx_flags.append("-DMBV3_NO_AVX512")
 
 setup(
     name="mbv3_fast",
     version="0.1.0",
     description="Fused MobileNetV3 kernels for PyTorch (CPU SIMD + Triton)",
-    packages=["mbv3_fast", "mbv3_fast.ops", "mbv3_fast.kernels"],
+    packages=["mbv3_fast", "mbv3_fast.ops", "mbv3_fast.kernels", "mbv3_fast.quantization"],
     ext_modules=[
         CppExtension(
             "mbv3_fast._C",

@@ -1,4 +1,5 @@
 #include "cpu_isa.h"
+#include "q8.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -98,6 +99,38 @@ Isa best_isa() { return available_isas().back(); }
 Isa current_isa() { return static_cast<Isa>(current().load(std::memory_order_relaxed)); }
 void set_current_isa(const std::string& name) {
   current().store(static_cast<int>(resolve(name)), std::memory_order_relaxed);
+}
+
+Q8Isa q8_isa(Isa isa) {
+  switch (isa) {
+#if MBV3_BUILD_X86
+    case Isa::Avx512Bf16:
+    case Isa::Avx512:
+#if !defined(MBV3_NO_AVX512)
+      if (__builtin_cpu_supports("avx512vnni")) return Q8Isa::Avx512Vnni;
+#endif
+      return Q8Isa::Avx2;
+    case Isa::Avx2:
+      return Q8Isa::Avx2;
+#endif
+#if MBV3_BUILD_NEON
+    case Isa::NeonBf16:
+    case Isa::Neon:
+      return Q8Isa::Neon;
+#endif
+    default:
+      return Q8Isa::Scalar;
+  }
+}
+
+const char* q8_isa_name(Q8Isa isa) {
+  switch (isa) {
+    case Q8Isa::Scalar: return "scalar";
+    case Q8Isa::Avx2: return "avx2";
+    case Q8Isa::Avx512Vnni: return "avx512_vnni";
+    case Q8Isa::Neon: return "neon";
+  }
+  return "?";
 }
 
 }  // namespace mbv3

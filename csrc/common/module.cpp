@@ -9,6 +9,7 @@
 
 #include "cpu_isa.h"
 #include "pwconv_bn_act/pwconv_bn_act.h"
+#include "q8.h"
 #include "tensor_state.h"
 
 extern "C" PyObject* PyInit__C(void) {
@@ -54,6 +55,8 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
   // Whether the path in force reads bf16 1x1 weights packed in K pairs (the model packs them so).
   m.def("cpu_isa_reads_k_pairs() -> bool", [] { return mbv3::isa_has_k_pairs(mbv3::current_isa()); });
+  // The int8 kernel family the path in force runs (q8.h): scalar, avx2, avx512_vnni or neon.
+  m.def("q8_cpu_isa() -> str", [] { return std::string(mbv3::q8_isa_name(mbv3::q8_isa(mbv3::current_isa()))); });
   m.def("_debug_poison_outputs(bool enable) -> ()",
         [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
 }

@@ -28,6 +28,8 @@
 #endif
 #if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)  // the AVX512_BF16 units (vdpbf16ps)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512bf16")
+#elif defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512VNNI)  // the int8 units (vpdpbusd)
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma,avx512vnni")
 #elif defined(MBV3_ISA_AVX512)
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,fma")
 #elif defined(MBV3_ISA_AVX2)
@@ -39,6 +41,8 @@
 // round with one vcvtneps2bf16 and whose 1x1 convs may take the dot-product kernel.
 #if defined(MBV3_WITH_AVX512BF16)
 #define MBV3_ISA_NS avx512_bf16
+#elif defined(MBV3_WITH_AVX512VNNI)
+#define MBV3_ISA_NS avx512_vnni
 #else
 #define MBV3_ISA_NS avx512
 #endif
@@ -146,7 +150,7 @@ static inline Half mul(Half a, Half b) { return {_mm256_mul_ps(a.v, b.v)}; }
 static inline Half max(Half a, Half b) { return {_mm256_max_ps(a.v, b.v)}; }
 static inline Half min(Half a, Half b) { return {_mm256_min_ps(a.v, b.v)}; }
 constexpr bool kHasHalf = true;
-}}  // namespace mbv3::avx512 / avx512_bf16
+}}  // namespace mbv3::avx512 / avx512_bf16 / avx512_vnni
 
 #elif defined(MBV3_ISA_AVX2)
 #define MBV3_ISA_NS avx2

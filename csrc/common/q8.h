@@ -1,0 +1,132 @@
+// int8 numerics, in one place: quint8 activations x qint8 weights, rounded exactly as PyTorch's
+// quantized CPU ops round (mbv3_fast/quantization/params.py builds these arguments from a
+// converted torchvision model).  Every q8 kernel's scalar code calls these functions; the SIMD
+// kernels do the same float operations in the same order, and the tests hold them bit-identical.
+//
+//   conv / linear   q = clamp(zp + rne(((float)(acc + bias_int) + bias_float) * multiplier))
+//                   acc = sum (x - x_zp) * w, exact in int32.  fbgemm / oneDNN (x86 engine) add
+//                   the float bias bias / (x_scale * w_scale) (bias_int = 0); QNNPACK adds it
+//                   rounded to int32 (bias_float = 0).  multiplier = float(x_scale * w_scale) /
+//                   y_scale, per output channel.  Clamping to [lo, hi] before rounding equals
+//                   clamping after (the bounds are integers) and keeps the conversion in range.
+//   hardswish,      a 256-entry table per layer, made by PyTorch's own quantized op on every
+//   hardsigmoid     input value (exact by construction).  ReLU is the clamp (lo = zp).
+//   add (residual)  fbgemm/x86: ATen's vectorized qadd: each side dequantized with one fma,
+//                   x * scale + (-zp * scale), summed in float, times 1 / y_scale, rne.
+//                   QNNPACK: its fixed-point add (22-bit multipliers, rounding right shift).
+//   mul (SE scale)  ATen's qmul: (a - a_zp) * (b - b_zp) in int32, times the float multiplier
+//                   a_scale * b_scale * (1 / y_scale), rne.
+//   average pool    rne of the float mean, see q8_mean.
+// rne: round to nearest even, the default rounding mode (std::nearbyint, cvtps2dq, fcvtns).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "cpu_isa.h"
+
+namespace mbv3 {
+
+// Requantization of a conv/linear layer's int32 sums, per output channel n, then the
+// activation table (null: none).  An op's arguments; the arrays hold Cout entries.
+struct Q8Requant {
+  const int32_t* bias_int;
+  const float* bias_float;
+  const float* multiplier;
+  int32_t zp, lo, hi;  // output zero point and clamp, 0 <= lo <= zp (ReLU: lo = zp), hi <= 255
+  const uint8_t* lut;  // null or 256 entries
+};
+
+inline uint8_t q8_requantize(int32_t acc, int64_t n, const Q8Requant& r) {
+  float v = (static_cast<float>(acc + r.bias_int[n]) + r.bias_float[n]) * r.multiplier[n];
+  v = std::min(std::max(v, static_cast<float>(r.lo - r.zp)), static_cast<float>(r.hi - r.zp));
+  const uint8_t q = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + r.zp);
+  return r.lut ? r.lut[q] : q;
+}
+
+// y = add(a, b): a the block's output, b the residual (the block's input).
+enum class Q8AddMode : int32_t { Float = 0, Qnnpack = 1 };
+struct Q8Add {
+  Q8AddMode mode;
+  // Float (fbgemm, x86, onednn engines)
+  float a_scale, a_offset, b_scale, b_offset, inv_scale;  // offset = float(-zp) * scale
+  // Qnnpack: acc = a * a_mult + b * b_mult + zp_product (int32, wrapping); rounding shift.
+  int32_t a_mult, b_mult, zp_product, shift;
+  int32_t zp;
+};
+
+inline uint8_t q8_add(uint8_t a, uint8_t b, const Q8Add& p) {
+  int32_t q;
+  if (p.mode == Q8AddMode::Float) {
+    const float da = std::fma(static_cast<float>(a), p.a_scale, p.a_offset);
+    const float db = std::fma(static_cast<float>(b), p.b_scale, p.b_offset);
+    float v = (da + db) * p.inv_scale;
+    v = std::min(std::max(v, static_cast<float>(-p.zp)), static_cast<float>(255 - p.zp));
+    q = static_cast<int32_t>(std::nearbyint(v)) + p.zp;
+  } else {
+    const int32_t acc = static_cast<int32_t>(static_cast<uint32_t>(a) * static_cast<uint32_t>(p.a_mult) +
+                                             static_cast<uint32_t>(b) * static_cast<uint32_t>(p.b_mult) +
+                                             static_cast<uint32_t>(p.zp_product));
+    const int32_t mask = static_cast<int32_t>((1u << p.shift) - 1u), threshold = mask >> 1;
+    const int32_t rem = (acc & mask) - static_cast<int32_t>(acc < 0);
+    q = (acc >> p.shift) + static_cast<int32_t>(rem > threshold) + p.zp;
+  }
+  return static_cast<uint8_t>(std::min(std::max(q, 0), 255));
+}
+
+// y = mul(a, b): a the activation, b the SE scale (hardsigmoid's output).
+struct Q8Mul {
+  int32_t a_zp, b_zp, zp;
+  float multiplier;
+};
+
+inline uint8_t q8_mul(uint8_t a, uint8_t b, const Q8Mul& p) {
+  const int32_t c = (static_cast<int32_t>(a) - p.a_zp) * (static_cast<int32_t>(b) - p.b_zp);
+  float v = static_cast<float>(c) * p.multiplier;
+  v = std::min(std::max(v, static_cast<float>(-p.zp)), static_cast<float>(255 - p.zp));
+  return static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + p.zp);
+}
+
+// The int8 kernel families: the fp32 path in force (cpu_isa.h) picks one.  avx512 and
+// avx512_bf16 run vpdpbusd where the CPU has AVX512_VNNI and the avx2 kernels (vpmaddwd on
+// widened values: exact, no vpmaddubsw saturation) where it does not; neon and neon_bf16 run
+// the NEON kernels.
+enum class Q8Isa : int { Scalar = 0, Avx2 = 1, Avx512Vnni = 2, Neon = 3 };
+Q8Isa q8_isa(Isa isa);
+const char* q8_isa_name(Q8Isa isa);
+
+}  // namespace mbv3
+
+#include "isa_dispatch.h"
+
+#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
+#define MBV3_Q8_X86_CASES(fn)        \
+  case ::mbv3::Q8Isa::Avx512Vnni:    \
+    return ::mbv3::avx512_vnni::fn;  \
+  case ::mbv3::Q8Isa::Avx2:          \
+    return ::mbv3::avx2::fn;
+#elif MBV3_BUILD_X86
+#define MBV3_Q8_X86_CASES(fn) \
+  case ::mbv3::Q8Isa::Avx2:   \
+    return ::mbv3::avx2::fn;
+#else
+#define MBV3_Q8_X86_CASES(fn)
+#endif
+#if MBV3_BUILD_NEON
+#define MBV3_Q8_NEON_CASES(fn) \
+  case ::mbv3::Q8Isa::Neon:    \
+    return ::mbv3::neon::fn;
+#else
+#define MBV3_Q8_NEON_CASES(fn)
+#endif
+
+// Usage: auto* kernel = MBV3_Q8_SELECT(q8_pwconv_act, q8_isa(current_isa()));
+#define MBV3_Q8_SELECT(fn, q8isa)                           \
+  [&]() -> decltype(&::mbv3::scalar::fn) {                  \
+    switch (q8isa) {                                        \
+      MBV3_Q8_X86_CASES(fn)                                 \
+      MBV3_Q8_NEON_CASES(fn)                                \
+      default:                                              \
+        return &::mbv3::scalar::fn;                         \
+    }                                                       \
+  }()

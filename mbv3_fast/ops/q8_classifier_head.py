@@ -1,0 +1,1 @@
+"""mbv3::q8_classifier_head (int8): in progress."""

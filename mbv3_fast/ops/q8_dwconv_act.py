@@ -1,0 +1,1 @@
+"""mbv3::q8_dwconv_act (int8): in progress."""

@@ -1,0 +1,1 @@
+"""mbv3::q8_se (int8): in progress."""
