@@ -47,9 +47,11 @@ THREADS = [1, 2]
 # fused_bf16: model.bfloat16() with a bf16 input; fused_autocast_bf16: the float32 model under
 # torch.autocast("cpu", dtype=torch.bfloat16).  Both run everywhere (CPUs without native bf16
 # widen to float32 in the kernels), so they are never skipped.
-PROVIDERS = ["fused", "fused_per_op", "fused_bf16", "fused_autocast_bf16", "torchvision_nchw", "torchvision_cl",
-             "torchvision_compile", "onnxruntime", *peers.PEERS]
-OURS_PRECISION = {"fused_bf16": "bf16", "fused_autocast_bf16": "bf16"}
+# fused_int8: mbv3_fast.quantization on torchvision's quantized model (x86 engine recipe, the
+# same converted model as torchvision_int8, which runs it eagerly).
+PROVIDERS = ["fused", "fused_per_op", "fused_bf16", "fused_autocast_bf16", "fused_int8", "torchvision_nchw",
+             "torchvision_cl", "torchvision_int8", "torchvision_compile", "onnxruntime", *peers.PEERS]
+OURS_PRECISION = {"fused_bf16": "bf16", "fused_autocast_bf16": "bf16", "fused_int8": "int8", "torchvision_int8": "int8"}
 _picked = [p for p in os.environ.get("MBV3_BENCH_PROVIDERS", "").split(",") if p]
 if _picked:
     assert set(_picked) <= set(PROVIDERS), f"unknown providers {set(_picked) - set(PROVIDERS)}"
@@ -58,6 +60,7 @@ ROUNDS = int(os.environ.get("MBV3_BENCH_ROUNDS", "7"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "model_interleaved.json")
 
 _models = {}
+_quantized = {}
 _compiled = {}
 _ort = {}
 
@@ -69,6 +72,18 @@ def _torchvision_model(arch):
         torch.manual_seed(0)
         _models[arch] = realistic(getattr(torchvision.models, f"mobilenet_v3_{arch}")(), seed=0)
     return _models[arch]
+
+
+def _torchvision_int8(arch):
+    """torchvision's eager int8 model of the shared float model: its own recipe (fuse_model,
+    the x86 engine's default qconfig, 4 random calibration batches, convert)."""
+    if arch not in _quantized:
+        import mbv3_fast.quantization as Q
+        g = torch.Generator().manual_seed(0)
+        batches = [torch.randn(2, 3, 224, 224, generator=g) for _ in range(4)]
+        _quantized[arch] = Q.quantize_torchvision(_torchvision_model(arch), batches, "x86")
+    torch.backends.quantized.engine = "x86"
+    return _quantized[arch]
 
 
 def _ort_session(arch, batch, threads):
@@ -121,6 +136,13 @@ def make_provider(provider, arch, batch, threads, x=None):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model(x)
         return run
+    if provider == "fused_int8":
+        import mbv3_fast.quantization as Q
+        model = Q.from_torchvision_quantized(_torchvision_int8(arch), "x86")
+        return lambda: model(x)
+    if provider == "torchvision_int8":
+        model = _torchvision_int8(arch)
+        return lambda: model(x)
     if provider == "fused_per_op":
         model = from_torchvision(copy.deepcopy(tv)).eval()
         plan = model._fused_plan()

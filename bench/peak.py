@@ -1,6 +1,6 @@
-"""Per-core arithmetic peak of this CPU (one thread): AVX-512 fp32 FMA and AVX512_BF16
-vdpbf16ps, 16 independent accumulators each (bench/peak/peak.c, built here with gcc).  The
-figures the README's GFLOP/s columns are measured against.
+"""Per-core arithmetic peak of this CPU (one thread): AVX-512 fp32 FMA, AVX512_BF16
+vdpbf16ps and AVX512_VNNI vpdpbusd (int8), 16 independent accumulators each (bench/peak/peak.c, built here with gcc).  The
+figures the README's GFLOP/s and GOP/s columns are measured against.
 
     python bench/peak.py
 """

@@ -1,6 +1,7 @@
 // Per-core arithmetic peak: 16 independent accumulator chains of one instruction, long enough
 // that the loop's overhead vanishes.  Prints GFLOP/s (a dot product counts 2 FLOP per pair
-// element: vdpbf16ps = 16 lanes x 2 products x 2 = 64 FLOP; vfmadd231ps zmm = 32 FLOP).
+// element: vdpbf16ps = 16 lanes x 2 products x 2 = 64 FLOP; vfmadd231ps zmm = 32 FLOP; vpdpbusd
+// = 16 lanes x 4 u8*s8 products x 2 = 128 OP).
 // Built and run by bench/peak.py.
 #include <immintrin.h>
 #include <stdio.h>
@@ -43,8 +44,24 @@ __attribute__((target("avx512f,avx512bf16"))) static double dp_bf16(void) {
   return ITERS * 16.0 * 64 / dt / 1e9;
 }
 
+__attribute__((target("avx512f,avx512vnni"))) static double dp_u8s8(void) {
+  __m512i a[16];
+  const __m512i x = _mm512_set1_epi8(3), y = _mm512_set1_epi8(-2);
+  for (int i = 0; i < 16; ++i) a[i] = _mm512_set1_epi32(i);
+  const double t0 = now();
+  for (long it = 0; it < ITERS; ++it)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) a[i] = _mm512_dpbusd_epi32(a[i], x, y);
+  const double dt = now() - t0;
+  int s = 0;
+  for (int i = 0; i < 16; ++i) s += _mm512_reduce_add_epi32(a[i]);
+  if (s == 12345) printf("!");
+  return ITERS * 16.0 * 128 / dt / 1e9;
+}
+
 int main(void) {
   printf("fp32_fma_gflops %.1f\n", fma_f32());
   if (__builtin_cpu_supports("avx512bf16")) printf("bf16_dot_gflops %.1f\n", dp_bf16());
+  if (__builtin_cpu_supports("avx512vnni")) printf("int8_dot_gops %.1f\n", dp_u8s8());
   return 0;
 }

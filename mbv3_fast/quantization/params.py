@@ -32,11 +32,15 @@ def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale
     cout = w.shape[0] if bias is None else bias.shape[0]
     w = np.broadcast_to(w, (cout,))
     x_times_w = (_f32(x_scale) * w).astype(_f32)
-    multiplier = (x_times_w / _f32(y_scale)).astype(_f32)
+    if engine == "qnnpack":  # generate_requantization_scales: (w_scale * x_scale) * (1 / y_scale)
+        multiplier = (x_times_w * (_f32(1.0) / _f32(y_scale))).astype(_f32)
+    else:  # fbgemm: (x_scale * w_scale) / y_scale
+        multiplier = (x_times_w / _f32(y_scale)).astype(_f32)
     b = np.zeros(cout, dtype=_f32) if bias is None else bias.detach().float().cpu().numpy()
     if engine == "qnnpack":
-        # QNNPACK quantizes the bias to int32 with scale x_scale * w_scale (quantize_per_channel).
-        bias_int = torch.quantize_per_channel(torch.from_numpy(b.copy()), torch.from_numpy(x_times_w.astype(np.float64)),
+        # QNNPACK quantizes the bias to int32 with scale x_scale * w_scale in double (quant_utils::QuantizeBias).
+        scales64 = np.broadcast_to(np.atleast_1d(torch.as_tensor(w_scales, dtype=torch.float64).numpy()), (cout,))
+        bias_int = torch.quantize_per_channel(torch.from_numpy(b.copy()), torch.from_numpy(scales64 * float(x_scale)),
                                               torch.zeros(cout, dtype=torch.long), 0, torch.qint32).int_repr()
         bias_float = torch.zeros(cout, dtype=torch.float32)
     else:

@@ -1,0 +1,88 @@
+"""The q8 ops written out in plain PyTorch from csrc/common/q8.h's formulas (float64 convolutions
+of the integer values, which are exact, then float32 requantization), with the ops' signatures.
+test_quantization.py runs the int8 model's plan on these to check the plan itself (which layer
+gets which qparams) against torchvision's quantized model, independently of the kernels."""
+import torch
+import torch.nn.functional as F
+
+
+def _rne_u8(v, zp, lo=0, hi=255):
+    v = v.clamp(float(lo - zp), float(hi - zp))
+    return (torch.round(v).to(torch.int64) + zp).to(torch.uint8)  # torch.round: half to even
+
+
+def requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, dim=1):
+    shape = [1] * acc.dim()
+    shape[dim] = -1
+    v = ((acc + bias_int.view(shape).long()).to(torch.float32) + bias_float.view(shape)) * multiplier.view(shape)
+    zp, lo, hi = out_qparams
+    q = _rne_u8(v, zp, lo, hi)
+    return lut.long()[q.long()] if lut is not None else q
+
+
+def mul(a, b, p):
+    a_zp, b_zp, zp, m = p
+    c = (a.long() - int(a_zp)) * (b.long() - int(b_zp))
+    return _rne_u8(c.to(torch.float32) * torch.tensor(m, dtype=torch.float32), int(zp))
+
+
+def add(a, b, p):
+    mode, sa, oa, sb, ob, inv, am, bm, zpp, shift, zp = p
+    if mode == 0:  # fma in float64 (exact product and one rounding of the sum to float32)
+        da = (a.double() * sa + oa).to(torch.float32)
+        db = (b.double() * sb + ob).to(torch.float32)
+        return _rne_u8((da + db) * torch.tensor(inv, dtype=torch.float32), int(zp))
+    acc = a.long() * int(am) + b.long() * int(bm) + int(zpp)
+    acc = (acc + 2 ** 31) % 2 ** 32 - 2 ** 31
+    shift = int(shift)
+    mask = (1 << shift) - 1
+    rem = (acc & mask) - (acc < 0).long()
+    q = (acc >> shift) + (rem > (mask >> 1)).long() + int(zp)
+    return q.clamp(0, 255).to(torch.uint8)
+
+
+def _conv(x, x_zp, w, stride, padding, dilation, groups):
+    return F.conv2d(x.double() - x_zp, w.double(), None, stride, padding, dilation, groups).round().long()
+
+
+def q8_conv_act(x, x_scale, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding):
+    if x.dtype == torch.float32:
+        x = torch.quantize_per_tensor(x, x_scale, x_zp, torch.quint8).int_repr()
+    acc = _conv(x, x_zp, w, stride, padding, 1, 1)
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+
+
+def q8_dwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1):
+    acc = _conv(x, x_zp, w, stride, padding, dilation, x.shape[1])
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+
+
+def q8_pwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None, residual=None, add_p=None,
+                  se_scale=None, mul_p=None):
+    if se_scale is not None:
+        x = mul(x, se_scale[:, :, None, None], mul_p)
+    acc = _conv(x, x_zp, w.reshape(w.shape[0], -1, 1, 1), 1, 0, 1, 1)
+    y = requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+    return add(y, residual, add_p) if residual is not None else y
+
+
+def pool(x):
+    """Quantized adaptive average pool to 1x1 with the input's qparams: rne of the mean."""
+    s = x.long().sum((2, 3)).double()
+    return torch.round(s / (x.shape[2] * x.shape[3])).to(torch.uint8)
+
+
+def linear(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None):
+    acc = (x.long() - x_zp) @ w.reshape(w.shape[0], -1).long().t()
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+
+
+def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut):
+    h = linear(pool(x), x_zp, w1, bi1, bf1, m1, o1)
+    return linear(h, o1[0], w2, bi2, bf2, m2, o2, lut)
+
+
+def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale):
+    h = linear(pool(x), x_zp, w1, bi1, bf1, m1, o1, lut1)
+    q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2)
+    return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)
