@@ -56,36 +56,49 @@ inline void plain_row(const Q8PwArgs& p, const uint8_t* x, uint8_t* out, int64_t
   std::memset(out + p.K, 0, K4 * 4 - p.K);
 }
 
+// The epilogue's constants, broadcast once per call (memory operands in the loop).
+struct Epi {
+  __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
+  __m128i shift;
+  bool float_add;
+};
+
+inline Epi make_epi(const Q8PwArgs& p) {
+  const Q8Add& a = p.add;
+  const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
+  return Epi{_mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+             _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
+             _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
+             _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_epi32(p.rq.zp), _mm512_set1_epi32(a.zp),
+             _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
+             _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
+             a.mode == Q8AddMode::Float};
+}
+
 // Requantize, table, add, store: 16 columns (cnt valid) of one row.
-inline void epilogue(const Q8PwArgs& p, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
+inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
   const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
   const __m512i s = _mm512_add_epi32(acc, _mm512_loadu_si512(p.fold + c));
   __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(p.rq.bias_float + c));
   f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + c));
-  f = _mm512_min_ps(_mm512_max_ps(f, _mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp))),
-                    _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)));
-  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), _mm512_set1_epi32(p.rq.zp));
+  f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
+  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp);
   if (p.lut32) q = _mm512_i32gather_epi32(q, p.lut32, 4);
   if (p.residual) {
     const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, p.residual + m * p.Cout + c));
-    const Q8Add& a = p.add;
-    if (a.mode == Q8AddMode::Float) {
-      const __m512 da = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset));
-      const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), _mm512_set1_ps(a.b_scale), _mm512_set1_ps(a.b_offset));
-      __m512 v = _mm512_mul_ps(_mm512_add_ps(da, db), _mm512_set1_ps(a.inv_scale));
-      v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(static_cast<float>(-a.zp))),
-                        _mm512_set1_ps(static_cast<float>(255 - a.zp)));
-      q = _mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(a.zp));
+    if (e.float_add) {
+      const __m512 da = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), e.a_scale, e.a_offset);
+      const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), e.b_scale, e.b_offset);
+      __m512 v = _mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale);
+      v = _mm512_min_ps(_mm512_max_ps(v, e.add_lo), e.add_hi);
+      q = _mm512_add_epi32(_mm512_cvtps_epi32(v), e.add_zp);
     } else {
       const __m512i t = _mm512_add_epi32(
-          _mm512_add_epi32(_mm512_mullo_epi32(q, _mm512_set1_epi32(a.a_mult)),
-                           _mm512_mullo_epi32(b, _mm512_set1_epi32(a.b_mult))),
-          _mm512_set1_epi32(a.zp_product));
-      const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
-      const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, _mm512_set1_epi32(mask)), _mm512_srai_epi32(t, 31));
-      q = _mm512_add_epi32(_mm512_sra_epi32(t, _mm_cvtsi32_si128(a.shift)), _mm512_set1_epi32(a.zp));
-      q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, _mm512_set1_epi32(mask >> 1)), q,
-                                _mm512_set1_epi32(1));
+          _mm512_add_epi32(_mm512_mullo_epi32(q, e.a_mult), _mm512_mullo_epi32(b, e.b_mult)), e.zp_product);
+      const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, e.rem_mask), _mm512_srai_epi32(t, 31));
+      q = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
+      q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, e.threshold), q, _mm512_set1_epi32(1));
     }
     q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
   }
@@ -94,7 +107,7 @@ inline void epilogue(const Q8PwArgs& p, __m512i acc, int64_t m, int64_t c, int64
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
 template <int MR, int NV>
-inline void tile(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+inline void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m512i acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
@@ -111,33 +124,34 @@ inline void tile(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m, in
     }
   }
   for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) epilogue(p, acc[r][v], m + r, n0 + 16 * v, std::min<int64_t>(16, nn - 16 * v));
+    for (int v = 0; v < NV; ++v) epilogue(p, e, acc[r][v], m + r, n0 + 16 * v, std::min<int64_t>(16, nn - 16 * v));
 }
 
 template <int NV>
-inline void rows(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
+inline void rows(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
   int64_t m = m0;
-  for (; m + kMR <= m1; m += kMR) tile<kMR, NV>(p, a + (m - m0) * lda, lda, m, n0, nn);
+  for (; m + kMR <= m1; m += kMR) tile<kMR, NV>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
   const uint8_t* at = a + (m - m0) * lda;
   switch (m1 - m) {
-    case 5: tile<5, NV>(p, at, lda, m, n0, nn); break;
-    case 4: tile<4, NV>(p, at, lda, m, n0, nn); break;
-    case 3: tile<3, NV>(p, at, lda, m, n0, nn); break;
-    case 2: tile<2, NV>(p, at, lda, m, n0, nn); break;
-    case 1: tile<1, NV>(p, at, lda, m, n0, nn); break;
+    case 5: tile<5, NV>(p, e, at, lda, m, n0, nn); break;
+    case 4: tile<4, NV>(p, e, at, lda, m, n0, nn); break;
+    case 3: tile<3, NV>(p, e, at, lda, m, n0, nn); break;
+    case 2: tile<2, NV>(p, e, at, lda, m, n0, nn); break;
+    case 1: tile<1, NV>(p, e, at, lda, m, n0, nn); break;
     default: break;
   }
 }
 
 inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
                  int64_t n_end) {
+  const Epi e = make_epi(p);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += 64) {
     const int64_t nn = std::min<int64_t>(64, n_end - n0);
     switch ((nn + 15) / 16) {
-      case 4: rows<4>(p, a, lda, m0, m1, n0, nn); break;
-      case 3: rows<3>(p, a, lda, m0, m1, n0, nn); break;
-      case 2: rows<2>(p, a, lda, m0, m1, n0, nn); break;
-      default: rows<1>(p, a, lda, m0, m1, n0, nn); break;
+      case 4: rows<4>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 3: rows<3>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 2: rows<2>(p, e, a, lda, m0, m1, n0, nn); break;
+      default: rows<1>(p, e, a, lda, m0, m1, n0, nn); break;
     }
   }
 }
@@ -175,37 +189,51 @@ inline void widen_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, int
   for (; k < K4 * 4; ++k) out[k] = 0;
 }
 
+// The epilogue's constants, broadcast once per call (memory operands in the loop).
+struct Epi {
+  __m256 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m256i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
+  __m128i shift;
+  bool float_add;
+};
+
+inline Epi make_epi(const Q8PwArgs& p) {
+  const Q8Add& a = p.add;
+  const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
+  return Epi{_mm256_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm256_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+             _mm256_set1_ps(a.a_scale), _mm256_set1_ps(a.a_offset), _mm256_set1_ps(a.b_scale),
+             _mm256_set1_ps(a.b_offset), _mm256_set1_ps(a.inv_scale), _mm256_set1_ps(static_cast<float>(-a.zp)),
+             _mm256_set1_ps(static_cast<float>(255 - a.zp)), _mm256_set1_epi32(p.rq.zp), _mm256_set1_epi32(a.zp),
+             _mm256_set1_epi32(a.a_mult), _mm256_set1_epi32(a.b_mult), _mm256_set1_epi32(a.zp_product),
+             _mm256_set1_epi32(mask), _mm256_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
+             a.mode == Q8AddMode::Float};
+}
+
 // Requantize, table, add, store: 8 columns (cnt valid) of one row.
-inline void epilogue(const Q8PwArgs& p, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
+inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
   const __m256i s = _mm256_add_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.fold + c)));
   __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.rq.bias_float + c));
   f = _mm256_mul_ps(f, _mm256_loadu_ps(p.rq.multiplier + c));
-  f = _mm256_min_ps(_mm256_max_ps(f, _mm256_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp))),
-                    _mm256_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)));
-  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), _mm256_set1_epi32(p.rq.zp));
+  f = _mm256_min_ps(_mm256_max_ps(f, e.lo), e.hi);
+  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), e.zp);
   if (p.lut32) q = _mm256_i32gather_epi32(p.lut32, q, 4);
   uint8_t* y = p.y + m * p.Cout + c;
   if (p.residual) {
     int64_t rb8 = 0;
     std::memcpy(&rb8, p.residual + m * p.Cout + c, cnt);
     const __m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(rb8));
-    const Q8Add& a = p.add;
-    if (a.mode == Q8AddMode::Float) {
-      const __m256 da = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), _mm256_set1_ps(a.a_scale), _mm256_set1_ps(a.a_offset));
-      const __m256 db = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), _mm256_set1_ps(a.b_scale), _mm256_set1_ps(a.b_offset));
-      __m256 v = _mm256_mul_ps(_mm256_add_ps(da, db), _mm256_set1_ps(a.inv_scale));
-      v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(static_cast<float>(-a.zp))),
-                        _mm256_set1_ps(static_cast<float>(255 - a.zp)));
-      q = _mm256_add_epi32(_mm256_cvtps_epi32(v), _mm256_set1_epi32(a.zp));
+    if (e.float_add) {
+      const __m256 da = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), e.a_scale, e.a_offset);
+      const __m256 db = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), e.b_scale, e.b_offset);
+      __m256 v = _mm256_mul_ps(_mm256_add_ps(da, db), e.inv_scale);
+      v = _mm256_min_ps(_mm256_max_ps(v, e.add_lo), e.add_hi);
+      q = _mm256_add_epi32(_mm256_cvtps_epi32(v), e.add_zp);
     } else {
       const __m256i t = _mm256_add_epi32(
-          _mm256_add_epi32(_mm256_mullo_epi32(q, _mm256_set1_epi32(a.a_mult)),
-                           _mm256_mullo_epi32(b, _mm256_set1_epi32(a.b_mult))),
-          _mm256_set1_epi32(a.zp_product));
-      const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
-      const __m256i rem = _mm256_add_epi32(_mm256_and_si256(t, _mm256_set1_epi32(mask)), _mm256_srai_epi32(t, 31));
-      q = _mm256_add_epi32(_mm256_sra_epi32(t, _mm_cvtsi32_si128(a.shift)), _mm256_set1_epi32(a.zp));
-      q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, _mm256_set1_epi32(mask >> 1)));  // true = -1
+          _mm256_add_epi32(_mm256_mullo_epi32(q, e.a_mult), _mm256_mullo_epi32(b, e.b_mult)), e.zp_product);
+      const __m256i rem = _mm256_add_epi32(_mm256_and_si256(t, e.rem_mask), _mm256_srai_epi32(t, 31));
+      q = _mm256_add_epi32(_mm256_sra_epi32(t, e.shift), e.add_zp);
+      q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, e.threshold));  // true = -1
     }
     q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(255));
   }
@@ -222,7 +250,7 @@ inline void epilogue(const Q8PwArgs& p, __m256i acc, int64_t m, int64_t c, int64
 // MR rows of widened A (row stride lda) x 8 columns from n0, nn valid.  vpmaddwd of a group
 // of 4 columns x 4 k gives pair sums (lane 2j: column j, k 0-1; 2j + 1: k 2-3), added at the end.
 template <int MR>
-inline void tile(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+inline void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m256i lo[MR], hi[MR];
   for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
   const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
@@ -241,23 +269,24 @@ inline void tile(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m, in
   for (int r = 0; r < MR; ++r) {
     // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] -> 64-bit chunks reordered 0, 2, 1, 3
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
-    epilogue(p, s, m + r, n0, nn);
+    epilogue(p, e, s, m + r, n0, nn);
   }
 }
 
 inline void gemm(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
                  int64_t n_end) {
+  const Epi e = make_epi(p);
   for (int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
     const int64_t nn = std::min<int64_t>(8, n_end - n0);
     int64_t m = m0;
-    for (; m + kMR <= m1; m += kMR) tile<kMR>(p, a + (m - m0) * lda, lda, m, n0, nn);
+    for (; m + kMR <= m1; m += kMR) tile<kMR>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
     const int16_t* at = a + (m - m0) * lda;
     switch (m1 - m) {
-      case 5: tile<5>(p, at, lda, m, n0, nn); break;
-      case 4: tile<4>(p, at, lda, m, n0, nn); break;
-      case 3: tile<3>(p, at, lda, m, n0, nn); break;
-      case 2: tile<2>(p, at, lda, m, n0, nn); break;
-      case 1: tile<1>(p, at, lda, m, n0, nn); break;
+      case 5: tile<5>(p, e, at, lda, m, n0, nn); break;
+      case 4: tile<4>(p, e, at, lda, m, n0, nn); break;
+      case 3: tile<3>(p, e, at, lda, m, n0, nn); break;
+      case 2: tile<2>(p, e, at, lda, m, n0, nn); break;
+      case 1: tile<1>(p, e, at, lda, m, n0, nn); break;
       default: break;
     }
   }
