@@ -17,6 +17,10 @@
 #include "common/simd.h"
 #include "q8_pwconv_act.h"
 
+// GCC's partial redundancy elimination keeps a stack copy of the accumulator array, stored on
+// every K step; without it the tile's sums stay in registers.
+#define MBV3_Q8_TILE_OPT __attribute__((optimize("no-tree-pre")))
+
 namespace mbv3 {
 namespace MBV3_ISA_NS {
 namespace {
@@ -77,7 +81,7 @@ inline Epi make_epi(const Q8PwArgs& p) {
 }
 
 // Requantize, table, add, store: 16 columns (cnt valid) of one row.
-inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
+[[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
   const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
   const __m512i s = _mm512_add_epi32(acc, _mm512_loadu_si512(p.fold + c));
   __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(p.rq.bias_float + c));
@@ -107,23 +111,30 @@ inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, in
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
 template <int MR, int NV>
-inline void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+[[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m512i acc[MR][NV];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
   const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
   const int8_t* w = p.w + 4 * n0;
   for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
     __m512i wv[NV];
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       int32_t av;
       std::memcpy(&av, a + r * lda + 4 * k4, 4);
       const __m512i b = _mm512_set1_epi32(av);
+#pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) epilogue(p, e, acc[r][v], m + r, n0 + 16 * v, std::min<int64_t>(16, nn - 16 * v));
 }
 
@@ -210,7 +221,7 @@ inline Epi make_epi(const Q8PwArgs& p) {
 }
 
 // Requantize, table, add, store: 8 columns (cnt valid) of one row.
-inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
+[[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
   const __m256i s = _mm256_add_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.fold + c)));
   __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.rq.bias_float + c));
   f = _mm256_mul_ps(f, _mm256_loadu_ps(p.rq.multiplier + c));
@@ -250,14 +261,16 @@ inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, in
 // MR rows of widened A (row stride lda) x 8 columns from n0, nn valid.  vpmaddwd of a group
 // of 4 columns x 4 k gives pair sums (lane 2j: column j, k 0-1; 2j + 1: k 2-3), added at the end.
 template <int MR>
-inline void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+[[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m256i lo[MR], hi[MR];
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
   const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
   const int8_t* w = p.w + 4 * n0;
   for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
     const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
     const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+#pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       long long av;
       std::memcpy(&av, a + r * lda + 4 * k4, 8);
@@ -266,6 +279,7 @@ inline void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda,
       hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(w1, b));
     }
   }
+#pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
     // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] -> 64-bit chunks reordered 0, 2, 1, 3
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
