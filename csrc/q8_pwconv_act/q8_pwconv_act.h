@@ -24,7 +24,7 @@ struct Q8PwArgs {
   const uint8_t* x;         // [M][K] NHWC rows
   const int8_t* w;          // packed, see above
   const int32_t* fold;      // [ldw] bias_int[n] - x_zp * colsum[n] (zero padded)
-  const int32_t* lut32;     // null or the 256-entry table widened to int32 (for gathers)
+  const int32_t* lut32;     // null or the 256-entry table widened to int32 (avx2 gathers)
   const uint8_t* residual;  // null or [M][Cout]
   const uint8_t* se;        // null or [N][K]
   uint8_t* y;               // [M][Cout]
