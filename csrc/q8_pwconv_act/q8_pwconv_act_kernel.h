@@ -1,0 +1,381 @@
+// The int8 1x1 conv kernel, compiled once per ISA (q8_pwconv_act_<isa>.cpp).
+//
+// GEMM y[M, Cout] = A[M, K] * W[K, Cout] over the packed weight (q8_pwconv_act.h), with
+// sum (A - x_zp) * w = sum A * w - x_zp * colsum exact in int32; the binding folds
+// bias_int - x_zp * colsum into one per-column term.  Epilogue in the float operations and order
+// of q8.h (requantize, table, add), then the store.
+//   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns;
+//   the table by vpermi2w.
+//   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
+//   scalar: q8.h's functions element by element (the reference path).
+// A is read in place when K % 4 == 0 and there is no SE scale; otherwise the call's rows are
+// copied (SE-scaled, zero padded to whole groups of 4) into a per-thread buffer first.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "common/simd.h"
+#include "q8_pwconv_act.h"
+
+// GCC's partial redundancy elimination keeps a stack copy of the accumulator array, stored on
+// every K step; without it the tile's sums stay in registers.
+#define MBV3_Q8_TILE_OPT __attribute__((optimize("no-tree-pre")))
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+inline int64_t sample_of(const Q8PwArgs& p, int64_t m) { return m / p.HW; }
+
+#if defined(MBV3_ISA_AVX512)
+constexpr int kMR = 6;
+
+// One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero).
+inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, uint8_t* out, int64_t K4) {
+  const __m512i azp = _mm512_set1_epi32(p.mul.a_zp), bzp = _mm512_set1_epi32(p.mul.b_zp);
+  const __m512i zp = _mm512_set1_epi32(p.mul.zp);
+  const __m512 mult = _mm512_set1_ps(p.mul.multiplier), lo = _mm512_set1_ps(static_cast<float>(-p.mul.zp)),
+               hi = _mm512_set1_ps(static_cast<float>(255 - p.mul.zp));
+  for (int64_t k = 0; k < K4 * 4; k += 16) {
+    const int64_t cnt = std::min<int64_t>(16, p.K - k);
+    if (cnt <= 0) {
+      std::memset(out + k, 0, K4 * 4 - k);
+      break;
+    }
+    const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
+    const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, x + k));
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, s + k));
+    const __m512i c = _mm512_mullo_epi32(_mm512_sub_epi32(a, azp), _mm512_sub_epi32(b, bzp));
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(c), mult);
+    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+    const int64_t span = std::min<int64_t>(16, K4 * 4 - k);  // the padding of the last group: 0
+    _mm_mask_storeu_epi8(out + k, static_cast<__mmask16>((1u << span) - 1u),
+                         _mm_maskz_mov_epi8(mk, _mm512_cvtepi32_epi8(q)));
+  }
+}
+
+inline void plain_row(const Q8PwArgs& p, const uint8_t* x, uint8_t* out, int64_t K4) {
+  std::memcpy(out, x, p.K);
+  std::memset(out + p.K, 0, K4 * 4 - p.K);
+}
+
+// The epilogue's constants, broadcast once per call (memory operands in the loop).
+struct Epi {
+  __m512i lut[8];  // the table as 256 uint16, 64 per register pair (vpermi2w)
+  __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
+  __m128i shift;
+  bool float_add;
+};
+
+inline Epi make_epi(const Q8PwArgs& p) {
+  const Q8Add& a = p.add;
+  const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
+  Epi e{{}, _mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+             _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
+             _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
+             _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_epi32(p.rq.zp), _mm512_set1_epi32(a.zp),
+             _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
+             _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
+             a.mode == Q8AddMode::Float};
+  if (p.rq.lut)
+    for (int i = 0; i < 8; ++i)
+      e.lut[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.rq.lut + 32 * i)));
+  return e;
+}
+
+// The table on 16 values in [0, 255]: 4 vpermi2w (64 entries each) picked by index bits 6 and 7,
+// instead of a gather (vpgatherdd: ~2x the whole epilogue's time).
+[[gnu::always_inline]] inline __m512i lookup(const Epi& e, __m512i q) {
+  const __m512i idx = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q));  // upper half: unused lanes
+  const __m512i r0 = _mm512_permutex2var_epi16(e.lut[0], idx, e.lut[1]);
+  const __m512i r1 = _mm512_permutex2var_epi16(e.lut[2], idx, e.lut[3]);
+  const __m512i r2 = _mm512_permutex2var_epi16(e.lut[4], idx, e.lut[5]);
+  const __m512i r3 = _mm512_permutex2var_epi16(e.lut[6], idx, e.lut[7]);
+  const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(64));
+  const __mmask32 b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(128));
+  const __m512i lo = _mm512_mask_blend_epi16(b6, r0, r1), hi = _mm512_mask_blend_epi16(b6, r2, r3);
+  return _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_mask_blend_epi16(b7, lo, hi)));
+}
+
+// Requantize, table, add, store: 16 columns (cnt valid) of one row.
+[[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
+  const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
+  const __m512i s = _mm512_add_epi32(acc, _mm512_loadu_si512(p.fold + c));
+  __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(p.rq.bias_float + c));
+  f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + c));
+  f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
+  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp);
+  if (p.lut32) q = lookup(e, q);
+  if (p.residual) {
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, p.residual + m * p.Cout + c));
+    if (e.float_add) {
+      const __m512 da = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), e.a_scale, e.a_offset);
+      const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), e.b_scale, e.b_offset);
+      __m512 v = _mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale);
+      v = _mm512_min_ps(_mm512_max_ps(v, e.add_lo), e.add_hi);
+      q = _mm512_add_epi32(_mm512_cvtps_epi32(v), e.add_zp);
+    } else {
+      const __m512i t = _mm512_add_epi32(
+          _mm512_add_epi32(_mm512_mullo_epi32(q, e.a_mult), _mm512_mullo_epi32(b, e.b_mult)), e.zp_product);
+      const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, e.rem_mask), _mm512_srai_epi32(t, 31));
+      q = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
+      q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, e.threshold), q, _mm512_set1_epi32(1));
+    }
+    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+  }
+  _mm_mask_storeu_epi8(p.y + m * p.Cout + c, mk, _mm512_cvtepi32_epi8(q));
+}
+
+// MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
+template <int MR, int NV>
+[[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+  __m512i acc[MR][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+  const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
+  const int8_t* w = p.w + 4 * n0;
+  for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
+    __m512i wv[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      int32_t av;
+      std::memcpy(&av, a + r * lda + 4 * k4, 4);
+      const __m512i b = _mm512_set1_epi32(av);
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) epilogue(p, e, acc[r][v], m + r, n0 + 16 * v, std::min<int64_t>(16, nn - 16 * v));
+}
+
+template <int NV>
+inline void rows(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
+  int64_t m = m0;
+  for (; m + kMR <= m1; m += kMR) tile<kMR, NV>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+  const uint8_t* at = a + (m - m0) * lda;
+  switch (m1 - m) {
+    case 5: tile<5, NV>(p, e, at, lda, m, n0, nn); break;
+    case 4: tile<4, NV>(p, e, at, lda, m, n0, nn); break;
+    case 3: tile<3, NV>(p, e, at, lda, m, n0, nn); break;
+    case 2: tile<2, NV>(p, e, at, lda, m, n0, nn); break;
+    case 1: tile<1, NV>(p, e, at, lda, m, n0, nn); break;
+    default: break;
+  }
+}
+
+inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
+                 int64_t n_end) {
+  const Epi e = make_epi(p);
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += 64) {
+    const int64_t nn = std::min<int64_t>(64, n_end - n0);
+    switch ((nn + 15) / 16) {
+      case 4: rows<4>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 3: rows<3>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 2: rows<2>(p, e, a, lda, m0, m1, n0, nn); break;
+      default: rows<1>(p, e, a, lda, m0, m1, n0, nn); break;
+    }
+  }
+}
+
+#elif defined(MBV3_ISA_AVX2)
+constexpr int kMR = 6;
+
+// One row of A (q8_mul(x, se) with se) widened to int16 into out (K4 * 4 values, padding zero).
+inline void widen_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, int16_t* out, int64_t K4) {
+  int64_t k = 0;
+  if (s) {
+    const __m256i azp = _mm256_set1_epi32(p.mul.a_zp), bzp = _mm256_set1_epi32(p.mul.b_zp);
+    const __m256i zp = _mm256_set1_epi32(p.mul.zp);
+    const __m256 mult = _mm256_set1_ps(p.mul.multiplier), lo = _mm256_set1_ps(static_cast<float>(-p.mul.zp)),
+                 hi = _mm256_set1_ps(static_cast<float>(255 - p.mul.zp));
+    for (; k + 8 <= p.K; k += 8) {
+      __m128i xa, sb;
+      xa = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(x + k));
+      sb = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(s + k));
+      const __m256i c = _mm256_mullo_epi32(_mm256_sub_epi32(_mm256_cvtepu8_epi32(xa), azp),
+                                           _mm256_sub_epi32(_mm256_cvtepu8_epi32(sb), bzp));
+      __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(c), mult);
+      v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+      const __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k),
+                       _mm_packs_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1)));
+    }
+    for (; k < p.K; ++k) out[k] = q8_mul(x[k], s[k], p.mul);
+  } else {
+    for (; k + 16 <= p.K; k += 16)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + k),
+                          _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + k))));
+    for (; k < p.K; ++k) out[k] = x[k];
+  }
+  for (; k < K4 * 4; ++k) out[k] = 0;
+}
+
+// The epilogue's constants, broadcast once per call (memory operands in the loop).
+struct Epi {
+  __m256 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m256i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
+  __m128i shift;
+  bool float_add;
+};
+
+inline Epi make_epi(const Q8PwArgs& p) {
+  const Q8Add& a = p.add;
+  const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
+  return Epi{_mm256_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm256_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+             _mm256_set1_ps(a.a_scale), _mm256_set1_ps(a.a_offset), _mm256_set1_ps(a.b_scale),
+             _mm256_set1_ps(a.b_offset), _mm256_set1_ps(a.inv_scale), _mm256_set1_ps(static_cast<float>(-a.zp)),
+             _mm256_set1_ps(static_cast<float>(255 - a.zp)), _mm256_set1_epi32(p.rq.zp), _mm256_set1_epi32(a.zp),
+             _mm256_set1_epi32(a.a_mult), _mm256_set1_epi32(a.b_mult), _mm256_set1_epi32(a.zp_product),
+             _mm256_set1_epi32(mask), _mm256_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
+             a.mode == Q8AddMode::Float};
+}
+
+// Requantize, table, add, store: 8 columns (cnt valid) of one row.
+[[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
+  const __m256i s = _mm256_add_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.fold + c)));
+  __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.rq.bias_float + c));
+  f = _mm256_mul_ps(f, _mm256_loadu_ps(p.rq.multiplier + c));
+  f = _mm256_min_ps(_mm256_max_ps(f, e.lo), e.hi);
+  __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), e.zp);
+  if (p.lut32) q = _mm256_i32gather_epi32(p.lut32, q, 4);
+  uint8_t* y = p.y + m * p.Cout + c;
+  if (p.residual) {
+    int64_t rb8 = 0;
+    std::memcpy(&rb8, p.residual + m * p.Cout + c, cnt);
+    const __m256i b = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(rb8));
+    if (e.float_add) {
+      const __m256 da = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q), e.a_scale, e.a_offset);
+      const __m256 db = _mm256_fmadd_ps(_mm256_cvtepi32_ps(b), e.b_scale, e.b_offset);
+      __m256 v = _mm256_mul_ps(_mm256_add_ps(da, db), e.inv_scale);
+      v = _mm256_min_ps(_mm256_max_ps(v, e.add_lo), e.add_hi);
+      q = _mm256_add_epi32(_mm256_cvtps_epi32(v), e.add_zp);
+    } else {
+      const __m256i t = _mm256_add_epi32(
+          _mm256_add_epi32(_mm256_mullo_epi32(q, e.a_mult), _mm256_mullo_epi32(b, e.b_mult)), e.zp_product);
+      const __m256i rem = _mm256_add_epi32(_mm256_and_si256(t, e.rem_mask), _mm256_srai_epi32(t, 31));
+      q = _mm256_add_epi32(_mm256_sra_epi32(t, e.shift), e.add_zp);
+      q = _mm256_sub_epi32(q, _mm256_cmpgt_epi32(rem, e.threshold));  // true = -1
+    }
+    q = _mm256_min_epi32(_mm256_max_epi32(q, _mm256_setzero_si256()), _mm256_set1_epi32(255));
+  }
+  const __m128i w16 = _mm_packus_epi32(_mm256_castsi256_si128(q), _mm256_extracti128_si256(q, 1));
+  const __m128i b8 = _mm_packus_epi16(w16, w16);
+  if (cnt == 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y), b8);
+  } else {
+    const int64_t v = _mm_cvtsi128_si64(b8);
+    std::memcpy(y, &v, cnt);
+  }
+}
+
+// MR rows of widened A (row stride lda) x 8 columns from n0, nn valid.  vpmaddwd of a group
+// of 4 columns x 4 k gives pair sums (lane 2j: column j, k 0-1; 2j + 1: k 2-3), added at the end.
+template <int MR>
+[[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+  __m256i lo[MR], hi[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) lo[r] = hi[r] = _mm256_setzero_si256();
+  const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
+  const int8_t* w = p.w + 4 * n0;
+  for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + 16)));
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      long long av;
+      std::memcpy(&av, a + r * lda + 4 * k4, 8);
+      const __m256i b = _mm256_set1_epi64x(av);
+      lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(w0, b));
+      hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(w1, b));
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] -> 64-bit chunks reordered 0, 2, 1, 3
+    const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
+    epilogue(p, e, s, m + r, n0, nn);
+  }
+}
+
+inline void gemm(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
+                 int64_t n_end) {
+  const Epi e = make_epi(p);
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
+    const int64_t nn = std::min<int64_t>(8, n_end - n0);
+    int64_t m = m0;
+    for (; m + kMR <= m1; m += kMR) tile<kMR>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+    const int16_t* at = a + (m - m0) * lda;
+    switch (m1 - m) {
+      case 5: tile<5>(p, e, at, lda, m, n0, nn); break;
+      case 4: tile<4>(p, e, at, lda, m, n0, nn); break;
+      case 3: tile<3>(p, e, at, lda, m, n0, nn); break;
+      case 2: tile<2>(p, e, at, lda, m, n0, nn); break;
+      case 1: tile<1>(p, e, at, lda, m, n0, nn); break;
+      default: break;
+    }
+  }
+}
+
+#else  // scalar
+constexpr int kMR = 1;
+#endif
+
+}  // namespace
+
+int q8_pwconv_mr() { return kMR; }
+
+void q8_pwconv_act(const Q8PwArgs& p, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
+  if (m_begin >= m_end || n_begin >= n_end) return;
+  const int64_t K4 = (p.K + 3) / 4;
+#if defined(MBV3_ISA_AVX512)
+  if (!p.se && p.K % 4 == 0) {
+    gemm(p, p.x + m_begin * p.K, p.K, m_begin, m_end, n_begin, n_end);
+    return;
+  }
+  thread_local std::vector<uint8_t> buf;
+  const int64_t lda = K4 * 4;
+  buf.resize(static_cast<size_t>((m_end - m_begin) * lda));
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    uint8_t* out = buf.data() + (m - m_begin) * lda;
+    if (p.se) scale_row(p, p.x + m * p.K, p.se + sample_of(p, m) * p.K, out, K4);
+    else plain_row(p, p.x + m * p.K, out, K4);
+  }
+  gemm(p, buf.data(), lda, m_begin, m_end, n_begin, n_end);
+#elif defined(MBV3_ISA_AVX2)
+  thread_local std::vector<int16_t> buf;
+  const int64_t lda = K4 * 4;
+  buf.resize(static_cast<size_t>((m_end - m_begin) * lda));
+  for (int64_t m = m_begin; m < m_end; ++m)
+    widen_row(p, p.x + m * p.K, p.se ? p.se + sample_of(p, m) * p.K : nullptr, buf.data() + (m - m_begin) * lda, K4);
+  gemm(p, buf.data(), lda, m_begin, m_end, n_begin, n_end);
+#else
+  (void)K4;
+  for (int64_t m = m_begin; m < m_end; ++m) {
+    const uint8_t* x = p.x + m * p.K;
+    const uint8_t* s = p.se ? p.se + sample_of(p, m) * p.K : nullptr;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      int32_t acc = 0;
+      for (int64_t k = 0; k < p.K; ++k) {
+        const int32_t a = s ? q8_mul(x[k], s[k], p.mul) : x[k];
+        acc += (a - p.x_zp) * static_cast<int32_t>(p.w[(k / 4) * 4 * p.ldw + 4 * n + k % 4]);
+      }
+      uint8_t q = q8_requantize(acc, n, p.rq);
+      if (p.residual) q = q8_add(q, p.residual[m * p.Cout + n], p.add);
+      p.y[m * p.Cout + n] = q;
+    }
+  }
+#endif
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

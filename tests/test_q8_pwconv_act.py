@@ -1,0 +1,275 @@
+"""mbv3::q8_pwconv_act on the CPU: every int8 path against PyTorch's quantized ops, bit for bit.
+
+References: torch.ao.nn.quantized.Conv2d / intrinsic ConvReLU2d (1x1) under the 'fbgemm'
+engine (per-channel symmetric weights: exact int32 sums, float bias) and 'qnnpack' (per-tensor
+weights, int32 bias); hardswish by torch.ao.nn.quantized.functional; residual by
+torch.ops.quantized.add and the SE scale by torch.ops.quantized.mul under the same engine.  The
+arguments come from mbv3_fast.quantization.params (engine 'x86': fbgemm's rounding).
+
+The 'x86' engine runs groups=1 convs on oneDNN, whose requantization rounds exact .5 ties in
+other float steps than fbgemm's: ~1e-5 of outputs differ by 1 from fbgemm (and from us);
+test_x86_engine_onednn_ties pins that bound.
+"""
+import itertools
+
+import pytest
+import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
+import torch.ao.nn.quantized.functional as qF
+
+import mbv3_fast
+from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
+from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
+from mbv3_fast.testing import pointwise_layers
+from layers import BEST_ISA
+
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+
+ENGINES = ("fbgemm", "qnnpack")
+Q8_FAMILY = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "neon"}
+
+
+def _qparams(t, lo_q=0, hi_q=255):
+    """(scale, zero_point) spanning t's range over [lo_q, hi_q] (t's range always holds 0)."""
+    lo, hi = min(float(t.min()), 0.0), max(float(t.max()), 0.0)
+    scale = max(hi - lo, 1e-3) / (hi_q - lo_q)
+    return scale, int(min(max(round(lo_q - lo / scale), 0), 255))
+
+
+def _quint8(t):
+    s, zp = _qparams(t)
+    return torch.quantize_per_tensor(t, s, zp, torch.quint8)
+
+
+class Case:
+    """One layer: random data, PyTorch's quantized result (ref, uint8) and our op's arguments."""
+
+    def __init__(self, engine, n, cin, cout, h, w, act="none", residual=False, se=False, channels_last=False,
+                 noncontig=False):
+        torch.backends.quantized.engine = engine
+        x_q = _quint8(torch.randn(n, cin, h, w) * 2 + 0.5)
+        a_q, se_u8, mul = x_q, None, None
+        if se:  # torchvision's SE: x * hardsigmoid(...) as quantized.mul with a quint8 scale (1/256, 0)
+            scale_q = torch.quantize_per_tensor(torch.rand(n, cin, 1, 1), 1.0 / 256, 0, torch.quint8)
+            ms, mzp = _qparams(x_q.dequantize() * scale_q.dequantize())
+            a_q = torch.ops.quantized.mul(x_q, scale_q, ms, mzp)
+            se_u8 = scale_q.int_repr().reshape(n, cin)
+            mul = mul_args(x_q.q_scale(), x_q.q_zero_point(), 1.0 / 256, 0, ms, mzp)
+        wf = torch.randn(cout, cin, 1, 1) / max(cin, 1) ** 0.5
+        if engine == "qnnpack":
+            qw = torch.quantize_per_tensor(wf, float(wf.abs().max()) / 127 + 1e-6, 0, torch.qint8)
+            w_scales = qw.q_scale()
+        else:
+            sc = (wf.reshape(cout, -1).abs().amax(1) / 127 + 1e-6).double()
+            self.qw_args = (wf, sc, torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+            qw = torch.quantize_per_channel(*self.qw_args)
+            w_scales = qw.q_per_channel_scales()
+        bias = torch.randn(cout) * 0.5
+        self.bias = bias
+        yf = torch.nn.functional.conv2d(a_q.dequantize(), qw.dequantize(), bias)
+        if act == "relu":
+            yf = yf.relu()
+        ys, yzp = _qparams(yf, 0, 255)
+        conv = (nniq.ConvReLU2d if act == "relu" else nnq.Conv2d)(cin, cout, 1)
+        conv.set_weight_bias(qw, bias)
+        conv.scale, conv.zero_point = ys, yzp
+        self.y_qparams = (ys, yzp)
+        y_q = conv(a_q)
+        lut = None
+        if act == "hardswish":
+            hs, hzp = _qparams(torch.nn.functional.hardswish(y_q.dequantize()))
+            lut = unary_lut(lambda t: qF.hardswish(t, hs, hzp), ys, yzp)
+            y_q = qF.hardswish(y_q, hs, hzp)
+        r_u8, add = None, None
+        if residual:
+            r_q = _quint8(torch.randn(n, cout, h, w))
+            os_, ozp = _qparams(y_q.dequantize() + r_q.dequantize())
+            add = add_args(y_q.q_scale(), y_q.q_zero_point(), r_q.q_scale(), r_q.q_zero_point(), os_, ozp, engine)
+            # The same layout on both sides, as in the model: mixed layouts take ATen's other,
+            # non-vectorized add, which rounds some ties differently.
+            fmt = torch.channels_last if y_q.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+            y_q = torch.ops.quantized.add(y_q, r_q.contiguous(memory_format=fmt), os_, ozp)
+            r_u8 = r_q.int_repr()
+        self.ref = y_q.int_repr()
+        bi, bf, m, oq, _ = requant_args(a_q.q_scale(), w_scales, bias, ys, yzp, engine, relu=act == "relu")
+        self.conv_in = a_q
+        x = x_q.int_repr()
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+            r_u8 = None if r_u8 is None else r_u8.contiguous(memory_format=torch.channels_last)
+        if noncontig:  # strided views: every other column of a wider map
+            x = torch.stack([x, x], -1)[..., 0]
+            r_u8 = None if r_u8 is None else torch.stack([r_u8, 255 - r_u8], -1)[..., 0]
+            assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
+        self.x, self.w = x, qw.int_repr()
+        self.args = dict(x_zero_point=a_q.q_zero_point(), bias_int=bi, bias_float=bf, multiplier=m,
+                         out_qparams=oq, lut=lut, residual=r_u8, add=add, se_scale=se_u8, mul=mul)
+
+    def run(self, packed=False, x=None):
+        w = pack_weight(self.w) if packed else self.w
+        return q8_pwconv_act(self.x if x is None else x, weight=w, **self.args)
+
+    def check(self, what, packed=False):
+        ours = self.run(packed)
+        assert ours.dtype == torch.uint8 and ours.shape == self.ref.shape, what
+        cl = self.x.is_contiguous(memory_format=torch.channels_last) and not self.x.is_contiguous()
+        assert ours.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format), what
+        if not torch.equal(ours, self.ref):
+            diff = (ours.int() - self.ref.int()).abs()
+            raise AssertionError(f"{what}: {int((diff > 0).sum())} of {diff.numel()} differ, max {int(diff.max())}")
+        return ours
+
+
+def test_q8_family(cpu_isa):
+    assert torch.ops.mbv3.q8_cpu_isa() == Q8_FAMILY[cpu_isa]
+
+
+# -- MobileNetV3's own 1x1 layers (Large and Small), best path, batch 1, both engines --------
+MBV3_LAYERS = sorted({cfg for v in ("large", "small") for cfg in pointwise_layers(v)})
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
+def test_mobilenet_v3_layers(cfg, engine):
+    cin, cout, h, w, act, res = cfg
+    mbv3_fast.set_cpu_isa(BEST_ISA)
+    se = act == "none" and cin > cout  # projections (SE blocks' among them) read a scaled input
+    Case(engine, 1, cin, cout, h, w, act, res, se, channels_last=True).check(f"{engine} {cfg}", packed=True)
+
+
+# -- odd shapes on every path -----------------------------------------------------------------
+ODD = [  # n, cin, cout, h, w, act, residual, se, channels_last, noncontig
+    (1, 1, 1, 1, 1, "none", False, False, False, False),
+    (3, 7, 17, 5, 3, "relu", True, False, True, False),
+    (1, 17, 33, 1, 1, "hardswish", False, True, False, False),
+    (3, 33, 7, 4, 9, "none", True, True, True, False),
+    (1, 33, 65, 7, 7, "hardswish", True, False, False, True),
+    (2, 40, 120, 6, 5, "relu", False, True, True, True),
+    (1, 72, 40, 9, 11, "none", True, True, False, False),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", ODD, ids=lambda c: "n{}_{}to{}_{}x{}_{}_r{:d}_se{:d}_cl{:d}_nc{:d}".format(*c))
+def test_odd_shapes(case, engine, cpu_isa):
+    n, cin, cout, h, w, act, res, se, cl, nc = case
+    c = Case(engine, n, cin, cout, h, w, act, res, se, channels_last=cl, noncontig=nc)
+    c.check(f"{cpu_isa} {engine} {case}")
+    c.check(f"{cpu_isa} {engine} {case} packed", packed=True)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
+def test_batch_0(packed, cpu_isa):
+    c = Case("fbgemm", 1, 16, 24, 5, 5, "relu", True, True)
+    a = dict(c.args, residual=c.args["residual"][:0], se_scale=c.args["se_scale"][:0])
+    for x in (c.x[:0], c.x[:0].contiguous(memory_format=torch.channels_last)):
+        y = q8_pwconv_act(x, weight=pack_weight(c.w) if packed else c.w, **a)
+        assert y.shape == (0, 24, 5, 5) and y.dtype == torch.uint8
+
+
+def test_tile_edges(cpu_isa):
+    """Column counts around the 8 / 16 / 64-column tiles, K around the groups of 4, row tails
+    (M = 13 rows: 2 tiles of 6 + 1)."""
+    for i, (cout, cin) in enumerate(itertools.product((1, 15, 16, 17, 31, 33, 64, 65), (1, 3, 4, 5, 7, 8, 9, 12, 13))):
+        engine = ENGINES[i % 2]
+        act, res, se = ("none", "relu", "hardswish")[i % 3], i % 4 == 1, i % 5 == 2
+        Case(engine, 1, cin, cout, 1, 13, act, res, se, channels_last=True).check(
+            f"{cpu_isa} {engine} Cin {cin} Cout {cout} {act} r{res:d} se{se:d}", packed=i % 2 == 0)
+
+
+def test_rows_around_tile(cpu_isa):
+    for m in range(1, 14):
+        Case("fbgemm", 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} M {m}")
+
+
+def test_pack_weight_layout():
+    w = torch.randint(-128, 128, (17, 9, 1, 1), dtype=torch.int8)
+    p = pack_weight(w)
+    cols, k4 = 32, 3
+    assert p.dtype == torch.int8 and p.dim() == 1 and p.numel() == (k4 * 4 + 4) * cols
+    groups = p[:k4 * 4 * cols].view(k4, cols, 4)
+    for n, k in itertools.product(range(17), range(9)):
+        assert groups[k // 4, n, k % 4] == w[n, k, 0, 0]
+    assert int(groups[:, 17:].abs().sum()) == 0 and int(groups[2, :, 1:].abs().sum()) == 0
+    sums = p[k4 * 4 * cols:].view(torch.int32)
+    assert torch.equal(sums[:17], w.reshape(17, 9).int().sum(1)) and int(sums[17:].abs().sum()) == 0
+
+
+def test_x86_engine_onednn_ties():
+    """Against the 'x86' engine (oneDNN for this conv): equal but for rare off-by-one ties."""
+    c = Case("fbgemm", 1, 16, 16, 112, 112, channels_last=True)
+    torch.backends.quantized.engine = "x86"
+    conv = nnq.Conv2d(16, 16, 1)
+    mbv3_fast.set_cpu_isa(BEST_ISA)
+    ours = c.run(packed=True)
+    conv.set_weight_bias(torch.quantize_per_channel(*c.qw_args), c.bias)
+    conv.scale, conv.zero_point = c.y_qparams
+    x86 = conv(c.conv_in).int_repr()
+    diff = (ours.int() - x86.int()).abs()
+    assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= 1e-3 * diff.numel()
+
+
+def test_threads_bitwise():
+    """Row and column splits (7x7 map at batch 1: columns split) give the same bits as one thread."""
+    mbv3_fast.set_cpu_isa(BEST_ISA)
+    before = torch.get_num_threads()
+    try:
+        for n, cin, cout, h, w in ((1, 160, 960, 7, 7), (3, 24, 72, 28, 28)):
+            c = Case("fbgemm", n, cin, cout, h, w, "hardswish", False, True, channels_last=True)
+            torch.set_num_threads(1)
+            one = c.run(packed=True)
+            torch.set_num_threads(2)
+            two = c.run(packed=True)
+            assert torch.equal(one, two) and torch.equal(one, c.ref)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
+def test_opcheck(packed):
+    for c in (Case("fbgemm", 2, 12, 20, 3, 5, "hardswish", True, True, channels_last=True),
+              Case("qnnpack", 1, 7, 9, 2, 3, "relu")):
+        a = c.args
+        w = pack_weight(c.w) if packed else c.w
+        torch.library.opcheck(torch.ops.mbv3.q8_pwconv_act,
+                              (c.x, a["x_zero_point"], w, a["bias_int"], a["bias_float"], a["multiplier"],
+                               a["out_qparams"], a["lut"], a["residual"], a["add"], a["se_scale"], a["mul"]))
+
+
+def test_bad_inputs():
+    c = Case("fbgemm", 1, 8, 16, 2, 2, "none", True, True)
+    good = dict(c.args, x=c.x, weight=c.w)
+
+    def call(**kw):
+        return q8_pwconv_act(**dict(good, **kw))
+
+    assert torch.equal(call(), c.ref)
+    bad = [
+        (ValueError, "x must be uint8", dict(x=c.x.to(torch.int8))),
+        (ValueError, "4-D", dict(x=c.x[0])),
+        (ValueError, "x_zero_point", dict(x_zero_point=256)),
+        (ValueError, "x_zero_point", dict(x_zero_point=-1)),
+        (ValueError, "weight must be int8", dict(weight=c.w.float())),
+        (ValueError, "Cin = 8", dict(weight=c.w[:, :4])),
+        (ValueError, "packed", dict(weight=pack_weight(c.w)[:-1])),
+        (ValueError, "bias_int", dict(bias_int=c.args["bias_int"][:3])),
+        (ValueError, "multiplier", dict(multiplier=c.args["multiplier"].double())),
+        (ValueError, "out_qparams", dict(out_qparams=[10, 20, 255])),
+        (ValueError, "out_qparams", dict(out_qparams=[10, 0])),
+        (ValueError, "lut", dict(lut=torch.zeros(255, dtype=torch.uint8))),
+        (ValueError, "come together", dict(add=None)),
+        (ValueError, "come together", dict(residual=None)),
+        (ValueError, "come together", dict(mul=None)),
+        (ValueError, "residual must be", dict(residual=c.args["residual"][:, :8])),
+        (ValueError, "residual must be uint8", dict(residual=c.args["residual"].float())),
+        (ValueError, "se_scale must be", dict(se_scale=c.args["se_scale"][:, :4])),
+        (ValueError, "add must hold", dict(add=c.args["add"][:5])),
+        (ValueError, "mul zero points", dict(mul=[300.0, 0.0, 0.0, 1.0])),
+    ]
+    for exc, msg, kw in bad:
+        with pytest.raises(exc, match=msg):
+            call(**kw)
+    if torch.cuda.is_available():
+        with pytest.raises(RuntimeError):
+            call(x=c.x.cuda())
