@@ -43,7 +43,7 @@ def special_values(n):
 @pytest.mark.parametrize("n", [1, 5, 7, 8, 15, 16, 17, 33, 100, 1000])
 def test_quantize_values(n, cpu_isa):
     v, s = special_values(n)
-    for zp in (0, 117, 255):
+    for zp in (0, 117, 127, 128, 200, 255):  # NaN / inf give 255 below zp 128, 0 from 128 (int32 wrap)
         x = v.reshape(1, 1, 1, -1)
         assert torch.equal(torch.ops.mbv3.q8_quantize(x, s, zp), quantize_ref(x, s, zp)), f"{cpu_isa} n{n} zp{zp}"
 
@@ -104,7 +104,7 @@ def make_case(n, cin, cout, h, w, k, stride, padding, act, engine, channels_last
         hs_scale, hs_zp = m.scale * 0.7, int(torch.randint(0, 128, ()))
         fn = lambda q: torch.ao.nn.quantized.functional.hardswish(q, hs_scale, hs_zp)  # noqa: E731
         lut = unary_lut(fn, m.scale, m.zero_point)
-        y = fn(y)
+        y = fn(y) if y.numel() else y  # PyTorch's quantized hardswish raises SIGFPE on empty tensors
     return x, x_scale, x_zp, m, lut, y.int_repr()
 
 
@@ -127,7 +127,7 @@ def check(n, cin, cout, h, w, k, s, p, act, engine, what, channels_last=False):
             raise AssertionError(f"{what} {xin.dtype}: {int((bad > 0).sum())} of {bad.numel()} differ")
 
 
-@pytest.mark.parametrize("engine", ["onednn", "qnnpack", "x86"])
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack"])
 @pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "{}to{}_{}x{}_k{}s{}p{}_{}".format(*c))
 def test_stem_layers(cfg, engine, cpu_isa):
     cin, cout, h, w, k, s, p, act = cfg

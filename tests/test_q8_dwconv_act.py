@@ -3,7 +3,13 @@
 References: the 'onednn' engine with per-channel weights (fbgemm rounding: float bias) and
 'qnnpack' with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm',
 and 'x86' above 100 groups) accumulate in int16 with saturation, so they are compared only with
-small weights (test_x86_engine_small_weights)."""
+small weights (test_x86_engine_small_weights).
+
+oneDNN's depthwise conv rounds a few near-tie values (|v - (n + 1/2)| ~ 1e-6) to the other side
+of q8.h's formula (the fbgemm rounding, which the x86 engine's fbgemm depthwise kernels and the
+other q8 ops follow): about 1 value in 50000.  So every case is checked bit for bit against that
+formula computed here independently (exact sums in float64, then its float32 steps), and against
+PyTorch: exactly for qnnpack and fbgemm, up to those few ties for onednn."""
 import itertools
 
 import pytest
@@ -11,7 +17,7 @@ import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
-from mbv3_fast.quantization.params import unary_lut
+from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 from layers import BEST_ISA
 
@@ -55,12 +61,11 @@ def make_case(n, c, h, w, k, stride, padding, dilation, act, engine, w_max=127, 
         hs_scale, hs_zp = m.scale * 0.7, int(torch.randint(0, 128, ()))
         fn = lambda q: torch.ao.nn.quantized.functional.hardswish(q, hs_scale, hs_zp)  # noqa: E731
         lut = unary_lut(fn, m.scale, m.zero_point)
-        y = fn(y)
+        y = fn(y) if y.numel() else y  # PyTorch's quantized hardswish raises SIGFPE on empty tensors
     return x, m, lut, y.int_repr()
 
 
 def run(x, m, lut, engine, xin=None):
-    from mbv3_fast.quantization.params import requant_args
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
     bi, bf, mult, oq, lut = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
@@ -70,9 +75,29 @@ def run(x, m, lut, engine, xin=None):
                                         m.padding[0], m.dilation[0])
 
 
+def formula_ref(x, m, lut, engine):
+    """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, _ = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                       relu=isinstance(m, nniq.ConvReLU2d))
+    acc = torch.nn.functional.conv2d(x.int_repr().double() - x.q_zero_point(), qw.int_repr().double(), None,
+                                     m.stride, m.padding, m.dilation, x.shape[1])
+    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
+    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    return lut[q.long()] if lut is not None else q
+
+
 def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
     x, m, lut, ref = make_case(n, c, h, w, k, s, p, d, act, engine, **kw)
     ours = run(x, m, lut, engine)
+    exact = formula_ref(x, m, lut, engine)
+    assert torch.equal(ours, exact), f"{what}: {int((ours != exact).sum())} of {ours.numel()} differ from q8.h"
+    if engine == "onednn":
+        ties = int((exact != ref).sum())
+        assert ties <= max(2, ref.numel() // 5000), f"{what}: oneDNN differs in {ties} of {ref.numel()}"
+        return x, m, lut, ours
     assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
     assert ours.shape == ref.shape, what
     if not torch.equal(ours, ref):
@@ -121,7 +146,7 @@ def test_every_kernel_size_and_padding(k, cpu_isa):
 
 
 def test_non_contiguous_inputs(cpu_isa):
-    x, m, lut, ref = make_case(2, 40, 12, 10, 3, 1, 1, 1, "hardswish", "onednn")
+    x, m, lut, ours = check(2, 40, 12, 10, 3, 1, 1, 1, "hardswish", "onednn", cpu_isa)
     base = x.int_repr()
     wide = torch.randint(0, 256, (2, 80, 12, 20), dtype=torch.uint8)
     wide[:, ::2, :, ::2] = base
@@ -129,7 +154,7 @@ def test_non_contiguous_inputs(cpu_isa):
              base.transpose(2, 3).contiguous().transpose(2, 3)]
     for v in views:
         assert torch.equal(v, base)
-        assert torch.equal(run(x, m, lut, "onednn", xin=v), ref), f"{cpu_isa} strides {v.stride()}"
+        assert torch.equal(run(x, m, lut, "onednn", xin=v), ours), f"{cpu_isa} strides {v.stride()}"
 
 
 def test_x86_engine_small_weights():
@@ -139,13 +164,13 @@ def test_x86_engine_small_weights():
 
 
 def test_threads_do_not_change_the_result():
-    x, m, lut, ref = make_case(2, 72, 28, 28, 3, 1, 1, 1, "hardswish", "onednn")
+    x, m, lut, ref = make_case(2, 72, 28, 28, 3, 1, 1, 1, "hardswish", "qnnpack")
     before = torch.get_num_threads()
     try:
         outs = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            outs.append(run(x, m, lut, "onednn"))
+            outs.append(run(x, m, lut, "qnnpack"))
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], ref)

@@ -1,5 +1,7 @@
 // Torch-free interface of the int8 stem conv (dense KxK) and of the float -> quint8 quantizer.
 #pragma once
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "common/q8.h"
@@ -19,12 +21,18 @@ struct Q8ConvArgs {
   Q8Requant r;
 };
 
-// torch.quantize_per_tensor(x, scale, zp, torch.quint8).int_repr() on this machine's ATen (fbgemm):
-// q = clamp(zp + rne(x * (1 / scale)), 0, 255) in float32, NaN -> 255.
+// torch.quantize_per_tensor(x, scale, zp, torch.quint8).int_repr() as ATen (fbgemm's quantizer)
+// computes it: t = min(x * (1 / scale), 2147483520) in float32 (vminps: NaN -> the bound), then
+// cvtps2dq (round to nearest even; below -2**31 -> INT32_MIN), + zp wrapping in int32, clamped to
+// [0, 255].  So NaN, inf and huge values give 255 for zp < 128 but 0 for zp >= 128 (the int32 sum
+// wraps), which the tests pin against PyTorch.
+constexpr float kQ8QuantizeMax = 2147483520.f;  // the largest float32 below 2**31
 inline uint8_t q8_quantize_value(float x, float inv_scale, int32_t zp) {
-  const float v = std::nearbyint(x * inv_scale) + static_cast<float>(zp);
-  if (v >= 0.f) return v <= 255.f ? static_cast<uint8_t>(static_cast<int32_t>(v)) : 255;
-  return v < 0.f ? 0 : 255;  // NaN: 255
+  float t = x * inv_scale;
+  t = t < kQ8QuantizeMax ? t : kQ8QuantizeMax;
+  const int32_t r = t >= -2147483648.f ? static_cast<int32_t>(std::nearbyint(t)) : INT32_MIN;
+  const int32_t q = static_cast<int32_t>(static_cast<uint32_t>(r) + static_cast<uint32_t>(zp));
+  return static_cast<uint8_t>(std::min(std::max(q, 0), 255));
 }
 
 #define MBV3_DECLARE_Q8_CONV(ns)                                                    \

@@ -57,25 +57,23 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
 
 void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t zp) {
   int64_t i = 0;
+  // q8_quantize_value's steps: vminps(t, bound) returns the bound for NaN (its second operand).
 #if defined(MBV3_ISA_AVX512)
-  // max(0, v) keeps a NaN (vmaxps returns its second operand), min(v, 255) turns it into 255.
-  const __m512 inv = _mm512_set1_ps(inv_scale), z = _mm512_set1_ps(static_cast<float>(zp));
-  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(255.f);
+  const __m512 inv = _mm512_set1_ps(inv_scale), top = _mm512_set1_ps(kQ8QuantizeMax);
+  const __m512i z = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv);
-    v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
-    v = _mm512_min_ps(_mm512_max_ps(zero, v), top);
-    _mm_mask_storeu_epi8(y + i, m, _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(v)));
+    const __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv), top);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), z);
+    _mm_mask_storeu_epi8(y + i, m, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi)));
   }
 #elif defined(MBV3_ISA_AVX2)
-  const __m256 inv = _mm256_set1_ps(inv_scale), z = _mm256_set1_ps(static_cast<float>(zp));
-  const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(255.f);
+  const __m256 inv = _mm256_set1_ps(inv_scale), top = _mm256_set1_ps(kQ8QuantizeMax);
+  const __m256i z = _mm256_set1_epi32(zp), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
   for (; i + 8 <= n; i += 8) {
-    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + i), inv);
-    v = _mm256_add_ps(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), z);
-    v = _mm256_min_ps(_mm256_max_ps(zero, v), top);
-    const __m256i q = _mm256_cvtps_epi32(v);
+    const __m256 t = _mm256_min_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv), top);
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), z);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
     const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q, q), q);  // lane bytes 0..3 = its 4 values
     const __m256i g = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
     _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm256_castsi256_si128(g));
