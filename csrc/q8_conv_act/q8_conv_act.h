@@ -8,14 +8,17 @@
 
 namespace mbv3 {
 
-// x NHWC uint8 [N, H, W, Cin]; w int32 [k*k*Cin][Cout] (tap, input channel, output channels
-// contiguous); y NHWC uint8.  r.bias_int holds bias_int - x_zp * (sum of the output channel's
-// weights): the kernels sum x * w and read padding as x_zp.
+// x uint8 [N, Cin, H, W] with element strides sn, sc, sh, sw (NCHW or NHWC, read in place);
+// w int32 [k*k*Cin][CoutPad] (tap, input channel, then output channels contiguous, zeros past
+// Cout, CoutPad a multiple of kQ8ConvCoutBlock); y NHWC uint8.  r.bias_int holds bias_int - x_zp *
+// (sum of the output channel's weights): the kernels sum x * w and read padding as x_zp.
+constexpr int64_t kQ8ConvCoutBlock = 16;
 struct Q8ConvArgs {
   const uint8_t* x;
   const int32_t* w;
   uint8_t* y;
-  int64_t N, Cin, H, W, Cout, OH, OW;
+  int64_t N, Cin, H, W, Cout, CoutPad, OH, OW;
+  int64_t sn, sc, sh, sw;
   int k, stride, pad;
   int32_t x_zp;
   Q8Requant r;

@@ -14,36 +14,38 @@ namespace mbv3 {
 namespace MBV3_ISA_NS {
 
 void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
-  constexpr int64_t kMaxCout = 64;  // output channels per pass (sums kept on the stack)
+  constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
   const int k = p.k;
-  const int64_t Cin = p.Cin, W = p.W;
   const float lo = static_cast<float>(p.r.lo - p.r.zp), hi = static_cast<float>(p.r.hi - p.r.zp);
-  alignas(64) int32_t acc[kMaxCout];
-  alignas(64) int32_t q[kMaxCout];
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t b = row / p.OH, oh = row % p.OH;
     for (int64_t ow = 0; ow < p.OW; ++ow) {
       uint8_t* py = p.y + (row * p.OW + ow) * p.Cout;
-      for (int64_t c0 = 0; c0 < p.Cout; c0 += kMaxCout) {
-        const int64_t nc = std::min(kMaxCout, p.Cout - c0);
-        for (int64_t j = 0; j < nc; ++j) acc[j] = 0;
+      for (int64_t c0 = 0; c0 < p.Cout; c0 += kB) {
+        alignas(64) int32_t acc[kB] = {};
         for (int kh = 0; kh < k; ++kh) {
           const int64_t ih = oh * p.stride - p.pad + kh;
           for (int kw = 0; kw < k; ++kw) {
             const int64_t iw = ow * p.stride - p.pad + kw;
-            const bool ok = ih >= 0 && ih < p.H && iw >= 0 && iw < W;
-            const uint8_t* px = p.x + ((b * p.H + ih) * W + iw) * Cin;
-            for (int64_t ci = 0; ci < Cin; ++ci) {
-              const int32_t xv = ok ? px[ci] : p.x_zp;
-              const int32_t* w = p.w + ((kh * k + kw) * Cin + ci) * p.Cout + c0;
-              for (int64_t j = 0; j < nc; ++j) acc[j] += xv * w[j];
+            const bool ok = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+            const uint8_t* px = p.x + (ok ? b * p.sn + ih * p.sh + iw * p.sw : 0);
+            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
+            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
+              const int32_t xv = ok ? px[ci * p.sc] : p.x_zp;
+              for (int64_t j = 0; j < kB; ++j) acc[j] += xv * w[j];
             }
           }
         }
-        const int32_t* bi = p.r.bias_int + c0;
-        const float* bf = p.r.bias_float + c0;
-        const float* m = p.r.multiplier + c0;
+        const int64_t nc = std::min(kB, p.Cout - c0);
+        alignas(64) int32_t q[kB];
+        alignas(64) float bf[kB] = {}, m[kB] = {};
+        alignas(64) int32_t bi[kB] = {};
         for (int64_t j = 0; j < nc; ++j) {
+          bi[j] = p.r.bias_int[c0 + j];
+          bf[j] = p.r.bias_float[c0 + j];
+          m[j] = p.r.multiplier[c0 + j];
+        }
+        for (int64_t j = 0; j < kB; ++j) {
           float v = (static_cast<float>(acc[j] + bi[j]) + bf[j]) * m[j];
           v = std::min(std::max(v, lo), hi);
           q[j] = static_cast<int32_t>(std::nearbyint(v)) + p.r.zp;

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "q8_conv_act.h"
 #include "common/op_utils.h"
@@ -98,23 +99,38 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
   at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
 
+  // x quantized (QuantStub) or taken as is, in its own dense layout; the kernel reads it by strides.
+  const auto fmt = wants_channels_last(x) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   at::Tensor xq;
   if (x.scalar_type() == at::kFloat) {
-    // QuantStub, elementwise, into the NHWC buffer the conv reads.
-    const at::Tensor xf = x.contiguous(at::MemoryFormat::ChannelsLast);
-    xq = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
+    const at::Tensor xf = x.contiguous(fmt);
+    xq = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(fmt));
     quantize_into(xf, xq, inv, static_cast<int32_t>(x_zero_point));
   } else {
-    xq = x.contiguous(at::MemoryFormat::ChannelsLast);
+    xq = x.contiguous(fmt);
   }
-  // [kh][kw][ci][co] int32 weights; the zero-point term folded into the bias.
-  const at::Tensor wi = weight.to(at::kInt);
-  const at::Tensor wp = wi.permute({2, 3, 1, 0}).contiguous();
-  const at::Tensor bias_eff =
-      storage[0] - wi.reshape({Cout, -1}).sum(1, false, at::kInt) * static_cast<int32_t>(x_zero_point);
-  r.bias_int = bias_eff.data_ptr<int32_t>();
-  const Q8ConvArgs p{xq.data_ptr<uint8_t>(), wp.data_ptr<int32_t>(), y.data_ptr<uint8_t>(), N, Cin, H, W, Cout,
-                     OH, OW, int(k), int(stride), int(padding), static_cast<int32_t>(x_zero_point), r};
+  // [kh][kw][ci][co] int32 weights, co padded to the block; the zero-point term folded into the bias.
+  const int64_t CoutPad = (Cout + kQ8ConvCoutBlock - 1) / kQ8ConvCoutBlock * kQ8ConvCoutBlock;
+  std::vector<int32_t> wp(static_cast<size_t>(k * k * Cin * CoutPad), 0);
+  std::vector<int32_t> bias_eff(static_cast<size_t>(Cout));
+  {
+    const auto wa = weight.accessor<int8_t, 4>();
+    for (int64_t co = 0; co < Cout; ++co) {
+      int32_t sum = 0;
+      for (int64_t kh = 0; kh < k; ++kh)
+        for (int64_t kw = 0; kw < k; ++kw)
+          for (int64_t ci = 0; ci < Cin; ++ci) {
+            const int8_t v = wa[co][ci][kh][kw];
+            wp[((kh * k + kw) * Cin + ci) * CoutPad + co] = v;
+            sum += v;
+          }
+      bias_eff[co] = r.bias_int[co] - sum * static_cast<int32_t>(x_zero_point);
+    }
+  }
+  r.bias_int = bias_eff.data();
+  const Q8ConvArgs p{xq.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, Cin, H, W, Cout, CoutPad, OH, OW,
+                     xq.stride(0), xq.stride(1), xq.stride(2), xq.stride(3),
+                     int(k), int(stride), int(padding), static_cast<int32_t>(x_zero_point), r};
   Q8ConvFn* kernel = MBV3_Q8_CONV_PICK(q8_conv_act);
   const int64_t grain = parallel_grain(OW * Cout * Cin * k * k, 16384);
   at::parallel_for(0, N * OH, grain, [&](int64_t b, int64_t e) { kernel(p, b, e); });

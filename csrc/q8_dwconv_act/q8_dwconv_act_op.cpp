@@ -3,6 +3,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "q8_dwconv_act.h"
 #include "common/op_utils.h"
@@ -56,16 +57,27 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
 
-  // Taps-major int16 weights, rows padded to kQ8DwChannelPad; the zero-point term folded into the bias.
-  const int64_t Cpad = (C + kQ8DwChannelPad - 1) / kQ8DwChannelPad * kQ8DwChannelPad;
-  const at::Tensor w2 = weight.reshape({C, k * k}).to(at::kShort);
-  at::Tensor wp = at::zeros({k * k, Cpad}, w2.options());
-  wp.narrow(1, 0, C).copy_(w2.t());
-  const at::Tensor bias_eff = storage[0] - w2.sum(1, false, at::kInt) * static_cast<int32_t>(x_zero_point);
-  r.bias_int = bias_eff.data_ptr<int32_t>();
+  // Taps-major int16 weights, rows padded to kQ8DwChannelPad; the zero-point term folded into the
+  // bias.  Plain loops: a handful of ATen ops here cost more than the 7x7 layers' kernels.
+  const int64_t Cpad = (C + kQ8DwChannelPad - 1) / kQ8DwChannelPad * kQ8DwChannelPad, taps = k * k;
+  std::vector<int16_t> wp(static_cast<size_t>(taps * Cpad), 0);
+  std::vector<int32_t> bias_eff(static_cast<size_t>(C));
+  {
+    const auto wa = weight.accessor<int8_t, 4>();
+    for (int64_t c = 0; c < C; ++c) {
+      int32_t sum = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int8_t v = wa[c][0][t / k][t % k];
+        wp[t * Cpad + c] = v;
+        sum += v;
+      }
+      bias_eff[c] = r.bias_int[c] - sum * static_cast<int32_t>(x_zero_point);
+    }
+  }
+  r.bias_int = bias_eff.data();
 
   const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const Q8DwArgs p{xn.data_ptr<uint8_t>(), wp.data_ptr<int16_t>(), y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
+  const Q8DwArgs p{xn.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
                    int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
   Q8DwFn* kernel = select_kernel();
   // Units: one output row x a block of 64 channels (whole rows when rows alone balance the threads).
