@@ -52,8 +52,26 @@ inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
   v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
 }
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t) {
-  _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(_mm512_packs_epi32(qlo, qhi)));
+// The activation table on 32 int16 lanes (values 0..255): vpermt2w looks up 64 entries at a
+// time from two registers; bits 6 and 7 of the value pick among the four results.
+struct Lut {
+  VI t[8];
+  explicit Lut(const int16_t* table) {
+    for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+  }
+  VI operator()(VI v) const {
+    const VI r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
+    const VI r2 = _mm512_permutex2var_epi16(t[4], v, t[5]), r3 = _mm512_permutex2var_epi16(t[6], v, t[7]);
+    const __mmask32 b6 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(64));
+    const __mmask32 b7 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(128));
+    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, r0, r1), _mm512_mask_blend_epi16(b6, r2, r3));
+  }
+};
+template <bool LUT>
+inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
+  VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
+  if (LUT) v = (*lut)(v);
+  _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
 #else  // AVX2
 constexpr int kTile = 16;
@@ -85,12 +103,17 @@ inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
   v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t) {
+struct Lut {
+  const uint8_t* t;
+};
+template <bool LUT>
+inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   const VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
   const __m128i b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(w16, w16), 0x08));
-  if (t.n == 16) return _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
   alignas(16) uint8_t tmp[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(tmp), b);
+  if (LUT)
+    for (int i = 0; i < 16; ++i) tmp[i] = lut->t[tmp[i]];
   std::memcpy(p, tmp, t.n);
 }
 #endif
@@ -100,8 +123,8 @@ constexpr int kHalf = kTile / 2;
 constexpr int lo_channel(int i) { return (i / 4) * 8 + i % 4; }
 
 // One channel tile [c, c + n) for output rows [r0, r1).  K > 0: compile-time kernel size.
-template <int K>
-void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n) {
+template <int K, bool LUT>
+void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
   const int k = K > 0 ? K : p.k, taps = k * k, pairs = (taps + 1) / 2;
   constexpr int kMaxPairs = ((K > 0 ? K * K : kQ8DwMaxK * kQ8DwMaxK) + 1) / 2;
   const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil;
@@ -163,17 +186,23 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n) {
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y(py, requant(alo, b0, f0, m0, lo, hi, zp_out), requant(ahi, b1, f1, m1, lo, hi, zp_out), tail);
-      if (p.r.lut)
-        for (int i = 0; i < n; ++i) py[i] = p.r.lut[py[i]];
+      store_y<LUT>(py, requant(alo, b0, f0, m0, lo, hi, zp_out), requant(ahi, b1, f1, m1, lo, hi, zp_out), tail,
+                   lut);
     }
   }
 }
 
+template <int K>
+void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  if (lut) tile<K, true>(p, r0, r1, c, n, lut);
+  else tile<K, false>(p, r0, r1, c, n, nullptr);
+}
+
 #else  // scalar
 
+struct Lut {};
 template <int K>
-void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int n) {
+void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int n, const Lut*) {
   const int k = p.k;
   const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil;
   for (int64_t row = r0; row < r1; ++row) {
@@ -199,11 +228,22 @@ constexpr int kTile = 32;
 }  // namespace
 
 void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_t c_begin, int64_t c_end) {
+  const Lut* lut = nullptr;
+#if defined(MBV3_ISA_AVX512)
+  alignas(64) int16_t table[256] = {};
+  if (p.r.lut)
+    for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
+  const Lut lut_v(table);
+  if (p.r.lut) lut = &lut_v;
+#elif defined(MBV3_ISA_AVX2)
+  const Lut lut_v{p.r.lut};
+  if (p.r.lut) lut = &lut_v;
+#endif
   for (int64_t c = c_begin; c < c_end; c += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, c_end - c));
-    if (p.k == 3) tile<3>(p, row_begin, row_end, c, n);
-    else if (p.k == 5) tile<5>(p, row_begin, row_end, c, n);
-    else tile<0>(p, row_begin, row_end, c, n);
+    if (p.k == 3) tile_lut<3>(p, row_begin, row_end, c, n, lut);
+    else if (p.k == 5) tile_lut<5>(p, row_begin, row_end, c, n, lut);
+    else tile_lut<0>(p, row_begin, row_end, c, n, lut);
   }
 }
 
