@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "q8_conv_act.h"
 #include "common/simd.h"
@@ -13,6 +14,65 @@
 namespace mbv3 {
 namespace MBV3_ISA_NS {
 
+#if defined(MBV3_ISA_AVX512)
+// 16 output channels in the lanes of one int32 vector: each input value broadcast times the
+// term's weight row (vpmulld, exact), kCols output columns at once so that their independent
+// chains overlap; then q8_requantize's float steps on the vector and the table by a gather.
+void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
+  constexpr int kCols = 4;
+  const int k = p.k;
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
+  const __m512i zp_out = _mm512_set1_epi32(p.r.zp), zp_in = _mm512_set1_epi32(p.x_zp);
+  alignas(64) int32_t table[256];
+  if (p.r.lut)
+    for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
+  for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
+    const int64_t nc = std::min<int64_t>(16, p.Cout - c0);
+    const __mmask16 m = static_cast<__mmask16>((1u << nc) - 1);
+    const __m512i bi = _mm512_maskz_loadu_epi32(m, p.r.bias_int + c0);
+    const __m512 bf = _mm512_maskz_loadu_ps(m, p.r.bias_float + c0), mul = _mm512_maskz_loadu_ps(m, p.r.multiplier + c0);
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      const int64_t b = row / p.OH, oh = row % p.OH;
+      auto columns = [&](int64_t ow0, auto ncols) {
+        constexpr int NB = decltype(ncols)::value;
+        __m512i acc[NB];
+        for (int j = 0; j < NB; ++j) acc[j] = _mm512_setzero_si512();
+        for (int kh = 0; kh < k; ++kh) {
+          const int64_t ih = oh * p.stride - p.pad + kh;
+          const bool row_ok = ih >= 0 && ih < p.H;
+          for (int kw = 0; kw < k; ++kw) {
+            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
+            const uint8_t* px[NB];
+            for (int j = 0; j < NB; ++j) {
+              const int64_t iw = (ow0 + j) * p.stride - p.pad + kw;
+              px[j] = row_ok && iw >= 0 && iw < p.W ? p.x + b * p.sn + ih * p.sh + iw * p.sw : nullptr;
+            }
+            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
+              const __m512i wv = _mm512_loadu_si512(w);
+              for (int j = 0; j < NB; ++j) {
+                const __m512i xv = px[j] ? _mm512_set1_epi32(px[j][ci * p.sc]) : zp_in;
+                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(xv, wv));
+              }
+            }
+          }
+        }
+        for (int j = 0; j < NB; ++j) {
+          __m512 v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi)), bf);
+          v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mul), lo), hi);
+          __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out);
+          if (p.r.lut) q = _mm512_i32gather_epi32(q, table, 4);
+          _mm_mask_storeu_epi8(p.y + (row * p.OW + ow0 + j) * p.Cout + c0, m, _mm512_cvtepi32_epi8(q));
+        }
+      };
+      int64_t ow = 0;
+      for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
+      for (; ow < p.OW; ++ow) columns(ow, std::integral_constant<int, 1>{});
+    }
+  }
+}
+#else
 void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
   const int k = p.k;
@@ -56,6 +116,8 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
     }
   }
 }
+
+#endif
 
 void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t zp) {
   int64_t i = 0;
