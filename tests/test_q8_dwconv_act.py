@@ -163,8 +163,10 @@ def test_x86_engine_small_weights():
         check(1, c, 14, 14, 5, 2, 2, 1, "relu", engine, f"{engine} C{c}", w_max=63)
 
 
-def test_threads_do_not_change_the_result():
-    x, m, lut, ref = make_case(2, 72, 28, 28, 3, 1, 1, 1, "hardswish", "qnnpack")
+@pytest.mark.parametrize("shape", [(2, 72, 28, 28), (1, 200, 7, 7)], ids=["rows", "channel_blocks"])
+def test_threads_do_not_change_the_result(shape, cpu_isa):
+    # Many rows: split by rows; few rows: split into 64-channel blocks.
+    x, m, lut, ref = make_case(*shape, 3, 1, 1, 1, "hardswish", "qnnpack")
     before = torch.get_num_threads()
     try:
         outs = []
