@@ -1,1 +1,34 @@
-"""mbv3::q8_dwconv_act (int8): in progress."""
+"""mbv3::q8_dwconv_act (int8, CPU): depthwise conv over quint8 values + requantization (+ an
+activation table), bit-identical to PyTorch's quantized depthwise conv (then hardswish).
+
+Schema and kernels: csrc/q8_dwconv_act/.  Here: the fake kernel and a wrapper taking a PyTorch
+quantized conv module."""
+from typing import Optional
+
+import torch
+
+from mbv3_fast.ops._checks import conv_out_size
+from mbv3_fast.quantization.params import requant_args
+
+
+@torch.library.register_fake("mbv3::q8_dwconv_act")
+def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1):
+    n, c, h, w = x.shape
+    k = weight.shape[-1]
+    return x.new_empty((n, c, conv_out_size(h, k, stride, padding, dilation),
+                        conv_out_size(w, k, stride, padding, dilation)), dtype=torch.uint8).contiguous(
+        memory_format=torch.channels_last)
+
+
+def q8_dwconv_act(x: torch.Tensor, conv, engine: str, lut: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """``conv``: a quantized depthwise ``torch.ao.nn.quantized.Conv2d`` (or ``ConvReLU2d``);
+    ``x``: a quint8 tensor.  Returns the uint8 output values (channels_last), requantized to
+    ``conv.scale`` / ``conv.zero_point``, then mapped through ``lut`` if given."""
+    qw = conv.weight()
+    relu = type(conv).__name__ == "ConvReLU2d"
+    w_scales = qw.q_per_channel_scales() if qw.qscheme() in (torch.per_channel_affine,
+                                                              torch.per_channel_symmetric) else qw.q_scale()
+    bias_int, bias_float, mult, out_qparams, lut = requant_args(x.q_scale(), w_scales, conv.bias(), conv.scale,
+                                                                conv.zero_point, engine, relu=relu, lut=lut)
+    return torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), qw.int_repr(), bias_int, bias_float, mult,
+                                        out_qparams, lut, conv.stride[0], conv.padding[0], conv.dilation[0])

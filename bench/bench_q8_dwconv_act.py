@@ -1,0 +1,58 @@
+"""int8 depthwise conv (+ requantization, + hardswish table) vs PyTorch's quantized depthwise
+conv (engines x86 and onednn; + quantized hardswish), per MobileNetV3-Large depthwise layer,
+batch 1, 1 thread, channels_last."""
+import pytest
+import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
+
+from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.testing import depthwise_layers
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+LAYERS = depthwise_layers("large")
+
+
+def make_layer(i, engine):
+    c, h, w, k, s, p, d, act = LAYERS[i]
+    torch.backends.quantized.engine = engine
+    x = torch.quantize_per_tensor(torch.randn(1, c, h, w), 0.03, 128, torch.quint8).contiguous(
+        memory_format=torch.channels_last)
+    wf = torch.randn(c, 1, k, k)
+    sc = wf.abs().amax((1, 2, 3)) / 127
+    qw = torch.quantize_per_channel(wf, sc.double(), torch.zeros(c, dtype=torch.long), 0, torch.qint8)
+    m = (nniq.ConvReLU2d if act == "relu" else nnq.Conv2d)(c, c, k, s, p, d, groups=c)
+    m.set_weight_bias(qw, torch.randn(c) * 0.1)
+    m.scale, m.zero_point = 0.05, 100
+    hs = (lambda q: torch.ao.nn.quantized.functional.hardswish(q, 0.04, 10)) if act == "hardswish" else None
+    bi, bf, mult, oq, lut = requant_args(0.03, sc, m.bias(), 0.05, 100, engine, relu=act == "relu",
+                                         lut=unary_lut(hs, 0.05, 100) if hs else None)
+    xi, wi = x.int_repr(), qw.int_repr()
+    op = torch.ops.mbv3.q8_dwconv_act.default
+
+    def torch_q8():
+        y = m(x)
+        return hs(y) if hs else y
+
+    def ours():
+        return op(xi, 128, wi, bi, bf, mult, oq, lut, s, p, d)
+
+    return {"torch": torch_q8, "ours": ours}
+
+
+@pytest.mark.parametrize("provider", ["torch", "ours"])
+@pytest.mark.parametrize("layer", range(len(LAYERS)), ids=lambda i: f"L{i:02d}")
+@pytest.mark.parametrize("engine", ["x86", "onednn"])
+@pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
+def test_q8_dwconv_act(benchmark, record, threads, engine, layer, provider):
+    c, h, w, k, s, p, d, act = LAYERS[layer]
+    benchmark.group = f"q8_dwconv {engine} t{threads} L{layer:02d} C{c} {h}x{w} k{k}s{s} {act}"
+    record(suite="q8_dwconv_act", config=f"{engine} t{threads} b1", provider=provider, layer=layer)
+    before = torch.backends.quantized.engine
+    try:
+        fn = make_layer(layer, engine)[provider]
+        with torch.no_grad():
+            benchmark(fn)
+        benchmark.extra_info["gops"] = 2 * c * k * k * (h // s) * (w // s) / benchmark.stats["mean"] / 1e9
+    finally:
+        torch.backends.quantized.engine = before

@@ -1,0 +1,150 @@
+// int8 dense KxK conv (the stem) + requantization, and the float -> quint8 quantizer, compiled
+// once per ISA (q8_conv_act_<isa>.cpp).  The conv's inner loops run over output channels
+// (contiguous int32 weights and sums), which the compiler vectorizes for the unit's ISA; the
+// requantization loop does q8_requantize's float steps in its order, also vectorized.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "q8_conv_act.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+
+#if defined(MBV3_ISA_AVX512)
+// 16 output channels in the lanes of one int32 vector: each input value broadcast times the
+// term's weight row (vpmulld, exact), kCols output columns at once so that their independent
+// chains overlap; then q8_requantize's float steps on the vector and the table by a gather.
+void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
+  constexpr int kCols = 4;
+  const int k = p.k;
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
+  const __m512i zp_out = _mm512_set1_epi32(p.r.zp), zp_in = _mm512_set1_epi32(p.x_zp);
+  alignas(64) int32_t table[256];
+  if (p.r.lut)
+    for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
+  for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
+    const int64_t nc = std::min<int64_t>(16, p.Cout - c0);
+    const __mmask16 m = static_cast<__mmask16>((1u << nc) - 1);
+    const __m512i bi = _mm512_maskz_loadu_epi32(m, p.r.bias_int + c0);
+    const __m512 bf = _mm512_maskz_loadu_ps(m, p.r.bias_float + c0), mul = _mm512_maskz_loadu_ps(m, p.r.multiplier + c0);
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      const int64_t b = row / p.OH, oh = row % p.OH;
+      auto columns = [&](int64_t ow0, auto ncols) {
+        constexpr int NB = decltype(ncols)::value;
+        __m512i acc[NB];
+        for (int j = 0; j < NB; ++j) acc[j] = _mm512_setzero_si512();
+        for (int kh = 0; kh < k; ++kh) {
+          const int64_t ih = oh * p.stride - p.pad + kh;
+          const bool row_ok = ih >= 0 && ih < p.H;
+          for (int kw = 0; kw < k; ++kw) {
+            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
+            const uint8_t* px[NB];
+            for (int j = 0; j < NB; ++j) {
+              const int64_t iw = (ow0 + j) * p.stride - p.pad + kw;
+              px[j] = row_ok && iw >= 0 && iw < p.W ? p.x + b * p.sn + ih * p.sh + iw * p.sw : nullptr;
+            }
+            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
+              const __m512i wv = _mm512_loadu_si512(w);
+              for (int j = 0; j < NB; ++j) {
+                const __m512i xv = px[j] ? _mm512_set1_epi32(px[j][ci * p.sc]) : zp_in;
+                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(xv, wv));
+              }
+            }
+          }
+        }
+        for (int j = 0; j < NB; ++j) {
+          __m512 v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi)), bf);
+          v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mul), lo), hi);
+          __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out);
+          if (p.r.lut) q = _mm512_i32gather_epi32(q, table, 4);
+          _mm_mask_storeu_epi8(p.y + (row * p.OW + ow0 + j) * p.Cout + c0, m, _mm512_cvtepi32_epi8(q));
+        }
+      };
+      int64_t ow = 0;
+      for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
+      for (; ow < p.OW; ++ow) columns(ow, std::integral_constant<int, 1>{});
+    }
+  }
+}
+#else
+void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
+  const int k = p.k;
+  const float lo = static_cast<float>(p.r.lo - p.r.zp), hi = static_cast<float>(p.r.hi - p.r.zp);
+  for (int64_t row = row_begin; row < row_end; ++row) {
+    const int64_t b = row / p.OH, oh = row % p.OH;
+    for (int64_t ow = 0; ow < p.OW; ++ow) {
+      uint8_t* py = p.y + (row * p.OW + ow) * p.Cout;
+      for (int64_t c0 = 0; c0 < p.Cout; c0 += kB) {
+        alignas(64) int32_t acc[kB] = {};
+        for (int kh = 0; kh < k; ++kh) {
+          const int64_t ih = oh * p.stride - p.pad + kh;
+          for (int kw = 0; kw < k; ++kw) {
+            const int64_t iw = ow * p.stride - p.pad + kw;
+            const bool ok = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
+            const uint8_t* px = p.x + (ok ? b * p.sn + ih * p.sh + iw * p.sw : 0);
+            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
+            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
+              const int32_t xv = ok ? px[ci * p.sc] : p.x_zp;
+              for (int64_t j = 0; j < kB; ++j) acc[j] += xv * w[j];
+            }
+          }
+        }
+        const int64_t nc = std::min(kB, p.Cout - c0);
+        alignas(64) int32_t q[kB];
+        alignas(64) float bf[kB] = {}, m[kB] = {};
+        alignas(64) int32_t bi[kB] = {};
+        for (int64_t j = 0; j < nc; ++j) {
+          bi[j] = p.r.bias_int[c0 + j];
+          bf[j] = p.r.bias_float[c0 + j];
+          m[j] = p.r.multiplier[c0 + j];
+        }
+        for (int64_t j = 0; j < kB; ++j) {
+          float v = (static_cast<float>(acc[j] + bi[j]) + bf[j]) * m[j];
+          v = std::min(std::max(v, lo), hi);
+          q[j] = static_cast<int32_t>(std::nearbyint(v)) + p.r.zp;
+        }
+        for (int64_t j = 0; j < nc; ++j)
+          py[c0 + j] = p.r.lut ? p.r.lut[q[j]] : static_cast<uint8_t>(q[j]);
+      }
+    }
+  }
+}
+
+#endif
+
+void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t zp) {
+  int64_t i = 0;
+  // q8_quantize_value's steps: vminps(t, bound) returns the bound for NaN (its second operand).
+#if defined(MBV3_ISA_AVX512)
+  const __m512 inv = _mm512_set1_ps(inv_scale), top = _mm512_set1_ps(kQ8QuantizeMax);
+  const __m512i z = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + i), inv), top);
+    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(t), z);
+    _mm_mask_storeu_epi8(y + i, m, _mm512_cvtepi32_epi8(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi)));
+  }
+#elif defined(MBV3_ISA_AVX2)
+  const __m256 inv = _mm256_set1_ps(inv_scale), top = _mm256_set1_ps(kQ8QuantizeMax);
+  const __m256i z = _mm256_set1_epi32(zp), lo = _mm256_setzero_si256(), hi = _mm256_set1_epi32(255);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 t = _mm256_min_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv), top);
+    __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(t), z);
+    q = _mm256_min_epi32(_mm256_max_epi32(q, lo), hi);
+    const __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(q, q), q);  // lane bytes 0..3 = its 4 values
+    const __m256i g = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 0, 0, 0, 0, 0, 0));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y + i), _mm256_castsi256_si128(g));
+  }
+#endif
+  for (; i < n; ++i) y[i] = q8_quantize_value(x[i], inv_scale, zp);
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3

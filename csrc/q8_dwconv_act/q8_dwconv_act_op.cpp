@@ -1,0 +1,105 @@
+// torch binding of mbv3::q8_dwconv_act: schema, checks, weight packing, threading, ISA choice.
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "q8_dwconv_act.h"
+#include "common/op_utils.h"
+#include "common/q8_args.h"
+
+namespace mbv3 {
+namespace {
+
+constexpr const char* kOp = "q8_dwconv_act";
+
+using Q8DwFn = void(const Q8DwArgs&, int64_t, int64_t, int64_t, int64_t);
+
+Q8DwFn* select_kernel() {
+  switch (q8_isa(current_isa())) {
+#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
+    case Q8Isa::Avx512Vnni: return &avx512_vnni::q8_dwconv_act;
+#endif
+#if MBV3_BUILD_X86
+    case Q8Isa::Avx2: return &avx2::q8_dwconv_act;
+#endif
+    default: return &scalar::q8_dwconv_act;  // also NEON: no NEON unit yet
+  }
+}
+
+}  // namespace
+
+at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& weight,
+                             const at::Tensor& bias_int, const at::Tensor& bias_float, const at::Tensor& multiplier,
+                             c10::IntArrayRef out_qparams, const std::optional<at::Tensor>& lut, int64_t stride,
+                             int64_t padding, int64_t dilation) {
+  check_q8_x(x, kOp);
+  check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, kOp, ": weight must be int8 (qweight.int_repr()), got ",
+                    weight.scalar_type());
+  TORCH_CHECK(weight.device().is_cpu(), kOp, ": weight must be on the CPU, got ", weight.device());
+  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 && weight.size(2) == weight.size(3),
+                    kOp, ": weight must be [C, 1, k, k] with C = ", C, " (x's channels), got ", weight.sizes());
+  const int64_t k = weight.size(2);
+  TORCH_CHECK_VALUE(k % 2 == 1 && k <= kQ8DwMaxK, kOp, ": kernel size must be odd and <= ", kQ8DwMaxK, ", got ", k);
+  check_int_arg(kOp, "stride", stride, 1);
+  check_int_arg(kOp, "dilation", dilation, 1);
+  check_int_arg(kOp, "padding", padding, 0);
+  TORCH_CHECK_VALUE(H >= 1 && W >= 1, kOp, ": H and W must be >= 1, got ", H, "x", W);
+  const int64_t span = dilation * (k - 1) + 1;
+  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, kOp, ": input ", H, "x", W,
+                    " with padding ", padding, " is smaller than the dilated kernel ", span);
+  at::Tensor storage[4];
+  Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, C, kOp, storage);
+  const int64_t OH = conv_out_size(H, padding, span, stride), OW = conv_out_size(W, padding, span, stride);
+  at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  if (y.numel() == 0) return y;
+
+  // Taps-major int16 weights, rows padded to kQ8DwChannelPad; the zero-point term folded into the
+  // bias.  Plain loops: a handful of ATen ops here cost more than the 7x7 layers' kernels.
+  const int64_t Cpad = (C + kQ8DwChannelPad - 1) / kQ8DwChannelPad * kQ8DwChannelPad, taps = k * k;
+  std::vector<int16_t> wp(static_cast<size_t>(taps * Cpad), 0);
+  std::vector<int32_t> bias_eff(static_cast<size_t>(C));
+  {
+    const auto wa = weight.accessor<int8_t, 4>();
+    for (int64_t c = 0; c < C; ++c) {
+      int32_t sum = 0;
+      for (int64_t t = 0; t < taps; ++t) {
+        const int8_t v = wa[c][0][t / k][t % k];
+        wp[t * Cpad + c] = v;
+        sum += v;
+      }
+      bias_eff[c] = r.bias_int[c] - sum * static_cast<int32_t>(x_zero_point);
+    }
+  }
+  r.bias_int = bias_eff.data();
+
+  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const Q8DwArgs p{xn.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
+                   int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
+  Q8DwFn* kernel = select_kernel();
+  // Units: one output row x a block of 64 channels (whole rows when rows alone balance the threads).
+  const int64_t rows = N * OH;
+  const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
+  const int64_t cblocks = (C + cblock - 1) / cblock;
+  const int64_t grain = parallel_grain(OW * std::min(C, cblock) * k * k, 16384);
+  at::parallel_for(0, rows * cblocks, grain, [&](int64_t begin, int64_t end) {
+    if (cblocks == 1) return kernel(p, begin, end, 0, C);
+    for (int64_t u = begin; u < end; ++u) {
+      const int64_t row = u / cblocks, c0 = (u % cblocks) * cblock;
+      kernel(p, row, row + 1, c0, std::min(C, c0 + cblock));
+    }
+  });
+  return y;
+}
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("q8_dwconv_act(Tensor x, int x_zero_point, Tensor weight, Tensor bias_int, Tensor bias_float, "
+        "Tensor multiplier, int[] out_qparams, Tensor? lut, int stride, int padding, int dilation=1) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_dwconv_act", &mbv3::q8_dwconv_act_cpu); }

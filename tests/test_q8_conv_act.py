@@ -1,0 +1,241 @@
+"""mbv3::q8_conv_act (the int8 stem) and mbv3::q8_quantize on every int8 path, against PyTorch's
+QuantStub (quantize_per_tensor), quantized Conv2d and quantized hardswish, bit for bit."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
+
+from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.testing import VARIANTS, stem_layers
+from layers import BEST_ISA
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+STEMS = sorted({cfg for v in VARIANTS for cfg in stem_layers(v)})
+
+
+@pytest.fixture(autouse=True)
+def _restore_engine():
+    before = torch.backends.quantized.engine
+    yield
+    torch.backends.quantized.engine = before
+
+
+def quantize_ref(x, scale, zp):
+    return torch.quantize_per_tensor(x, scale, zp, torch.quint8).int_repr()
+
+
+# -- q8_quantize ------------------------------------------------------------------------------
+def special_values(n):
+    """Half-way points of the scale, their float neighbours, and non-finite / huge values."""
+    s = 0.0173
+    half = (torch.randint(-300, 300, (n,)).float() + 0.5) * s
+    nudged = torch.nextafter(half, torch.where(torch.rand(n) < 0.5, torch.tensor(math.inf), torch.tensor(-math.inf)))
+    spec = torch.tensor([math.nan, -math.nan, math.inf, -math.inf, 1e30, -1e30, 3e9, -3e9, 1e38, -0.0, 0.0, 1e-40])
+    v = torch.cat([half, nudged, spec.repeat(n // 12 + 1)[:n]])
+    return v[torch.randperm(v.numel())], s
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 8, 15, 16, 17, 33, 100, 1000])
+def test_quantize_values(n, cpu_isa):
+    v, s = special_values(n)
+    for zp in (0, 117, 127, 128, 200, 255):  # NaN / inf give 255 below zp 128, 0 from 128 (int32 wrap)
+        x = v.reshape(1, 1, 1, -1)
+        assert torch.equal(torch.ops.mbv3.q8_quantize(x, s, zp), quantize_ref(x, s, zp)), f"{cpu_isa} n{n} zp{zp}"
+
+
+def test_quantize_scales_and_layouts(cpu_isa):
+    for i, scale in enumerate([0.1, 0.0186, 3.0 / 255, 0.0234567, 2.5, 1e-3]):
+        x = torch.randn(2, 3, 17, 9) * 4
+        zp = int(torch.randint(0, 256, ()))
+        for view in (x, x.contiguous(memory_format=torch.channels_last), x[:, :, ::2], x.transpose(2, 3)):
+            ours = torch.ops.mbv3.q8_quantize(view, scale, zp)
+            assert torch.equal(ours, quantize_ref(view, scale, zp)), f"{cpu_isa} scale {scale}"
+            cl = view.is_contiguous(memory_format=torch.channels_last) and not view.is_contiguous()
+            assert ours.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
+
+
+def test_quantize_random_scales():
+    # 1 / scale in float32 is what ATen multiplies by; random scales probe the rounding of that.
+    for _ in range(50):
+        scale = float(np.float32(10 ** float(torch.empty(()).uniform_(-3, 0))))
+        x = (torch.randint(-400, 400, (4096,)).float() + 0.5) * scale
+        x = x.reshape(1, 4, 32, 32)
+        assert torch.equal(torch.ops.mbv3.q8_quantize(x, scale, 128), quantize_ref(x, scale, 128)), scale
+
+
+def test_quantize_bad_inputs():
+    x = torch.randn(1, 3, 4, 4)
+    for args, err, match in [((x.double(), 0.1, 0), ValueError, "float32"), ((x[0], 0.1, 0), ValueError, "4-D"),
+                             ((x, 0.1, 256), ValueError, "zero_point"), ((x, 0.0, 0), ValueError, "scale"),
+                             ((x, -1.0, 0), ValueError, "scale"), ((x, math.inf, 0), ValueError, "scale")]:
+        with pytest.raises(err, match=match):
+            torch.ops.mbv3.q8_quantize(*args)
+
+
+# -- q8_conv_act --------------------------------------------------------------------------------
+def make_case(n, cin, cout, h, w, k, stride, padding, act, engine, channels_last=False):
+    """(float x, x_scale, x_zp, module, lut, reference int values of the whole stem)."""
+    torch.backends.quantized.engine = engine
+    x = torch.randn(n, cin, h, w) * 1.5
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x_scale, x_zp = float(torch.empty(()).uniform_(0.015, 0.04)), int(torch.randint(60, 200, ()))
+    wf = torch.randn(cout, cin, k, k)
+    if engine == "qnnpack":
+        qw = torch.quantize_per_tensor(wf, float(wf.abs().max()) / 127, 0, torch.qint8)
+    else:
+        s = wf.abs().amax((1, 2, 3)) / 127 + 1e-4
+        qw = torch.quantize_per_channel(wf, s.double(), torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+    bias = torch.randn(cout) * 0.3
+    m = (nniq.ConvReLU2d if act == "relu" else nnq.Conv2d)(cin, cout, k, stride, padding)
+    m.set_weight_bias(qw, bias)
+    xq = torch.quantize_per_tensor(x, x_scale, x_zp, torch.quint8)
+    yf = torch.nn.functional.conv2d(xq.dequantize(), qw.dequantize(), bias, stride, padding)
+    m.scale = float(yf.std().clamp_min(1e-3)) * 5 / 255 if yf.numel() > 1 else 0.05
+    m.zero_point = int(torch.randint(0, 256, ())) if act != "relu" else int(torch.randint(0, 64, ()))
+    y = m(xq)
+    lut = None
+    if act == "hardswish":
+        hs_scale, hs_zp = m.scale * 0.7, int(torch.randint(0, 128, ()))
+        fn = lambda q: torch.ao.nn.quantized.functional.hardswish(q, hs_scale, hs_zp)  # noqa: E731
+        lut = unary_lut(fn, m.scale, m.zero_point)
+        y = fn(y) if y.numel() else y  # PyTorch's quantized hardswish raises SIGFPE on empty tensors
+    return x, x_scale, x_zp, m, lut, y.int_repr()
+
+
+def run(x, x_scale, x_zp, m, lut, engine):
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
+                                      m.padding[0])
+
+
+def formula_ref(xq, x_zp, m, lut, engine, x_scale):
+    """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, _ = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
+                                       relu=isinstance(m, nniq.ConvReLU2d))
+    acc = torch.nn.functional.conv2d(xq.double() - x_zp, qw.int_repr().double(), None, m.stride, m.padding)
+    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
+    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    return lut[q.long()] if lut is not None else q
+
+
+def check(n, cin, cout, h, w, k, s, p, act, engine, what, channels_last=False):
+    """Bit for bit against q8.h's formula, and against PyTorch: exactly for qnnpack, up to rare
+    near-tie roundings for oneDNN (see tests/test_q8_dwconv_act.py) and the x86 engine."""
+    x, xs, xz, m, lut, ref = make_case(n, cin, cout, h, w, k, s, p, act, engine, channels_last)
+    exact = formula_ref(quantize_ref(x, xs, xz), xz, m, lut, engine, xs)
+    for xin in (x, quantize_ref(x, xs, xz)):  # float (QuantStub fused) and already-quantized input
+        ours = run(xin, xs, xz, m, lut, engine)
+        assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
+        assert torch.equal(ours, exact), f"{what} {xin.dtype}: {int((ours != exact).sum())} differ from q8.h"
+        if engine != "qnnpack":
+            ties = int((ours != ref).sum())
+            assert ties <= max(2, ref.numel() // 5000), f"{what}: {engine} differs in {ties} of {ref.numel()}"
+        elif not torch.equal(ours, ref):
+            bad = (ours.int() - ref.int()).abs()
+            raise AssertionError(f"{what} {xin.dtype}: {int((bad > 0).sum())} of {bad.numel()} differ")
+
+
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack", "x86"])
+@pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "{}to{}_{}x{}_k{}s{}p{}_{}".format(*c))
+def test_stem_layers(cfg, engine, cpu_isa):
+    cin, cout, h, w, k, s, p, act = cfg
+    if cpu_isa != BEST_ISA:
+        h, w = 37, 30
+    check(1, cin, cout, h, w, k, s, p, act, engine, f"{cpu_isa} {engine} {cfg}", channels_last=False)
+
+
+@pytest.mark.parametrize("cout", [1, 7, 16, 17, 33, 70])
+def test_odd_shapes(cout, cpu_isa):
+    for i, ((h, w), n, cin) in enumerate(itertools.product([(1, 1), (2, 3), (9, 6)], [0, 1, 3], [1, 3, 4])):
+        k, s = [(3, 2), (3, 1), (5, 2), (1, 1)][(i + cout) % 4]
+        p = [0, 1, 2][(i + cout) % 3] if k > 1 else 0
+        if min(h, w) + 2 * p < k:
+            p = k // 2
+        act = ("hardswish", "relu", "none")[(i + cout) % 3]
+        check(n, cin, cout, h, w, k, s, p, act, ("onednn", "qnnpack")[i % 2],
+              f"{cpu_isa} N{n} {cin}to{cout} {h}x{w} k{k}s{s}p{p} {act}", channels_last=i % 2 == 1)
+
+
+def test_non_finite_input_matches_quantstub(cpu_isa):
+    x, xs, xz, m, lut, _ = make_case(1, 3, 16, 11, 10, 3, 2, 1, "hardswish", "onednn")
+    x.view(-1)[torch.randperm(x.numel())[:40]] = torch.tensor([math.nan, math.inf, -math.inf, 1e30] * 10)
+    ours_f = run(x, xs, xz, m, lut, "onednn")
+    ours_q = run(quantize_ref(x, xs, xz), xs, xz, m, lut, "onednn")
+    assert torch.equal(ours_f, ours_q)
+
+
+def test_threads_do_not_change_the_result():
+    x, xs, xz, m, lut, ref = make_case(2, 3, 16, 64, 48, 3, 2, 1, "hardswish", "onednn")
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            outs.append(run(x, xs, xz, m, lut, "onednn"))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], ref)
+
+
+def _args(cin=3, cout=16, k=3, dtype=torch.float32):
+    x = torch.randn(1, cin, 8, 8) if dtype == torch.float32 else torch.randint(0, 256, (1, cin, 8, 8),
+                                                                             dtype=torch.uint8)
+    w = torch.randint(-128, 128, (cout, cin, k, k), dtype=torch.int8)
+    return [x, 0.02, 120, w, torch.zeros(cout, dtype=torch.int32), torch.zeros(cout), torch.full((cout,), 0.01),
+            [5, 0, 255], None, 2, k // 2]
+
+
+def test_opcheck():
+    for dtype, lut in [(torch.float32, None), (torch.uint8, torch.randint(0, 256, (256,), dtype=torch.uint8))]:
+        a = _args(dtype=dtype)
+        a[8] = lut
+        torch.library.opcheck(torch.ops.mbv3.q8_conv_act.default, tuple(a))
+    a = _args()
+    a[0] = a[0][:0]
+    torch.library.opcheck(torch.ops.mbv3.q8_conv_act.default, tuple(a))
+    for x in (torch.randn(2, 3, 5, 7), torch.randn(1, 4, 3, 3).contiguous(memory_format=torch.channels_last)):
+        torch.library.opcheck(torch.ops.mbv3.q8_quantize.default, (x, 0.05, 17))
+
+
+@pytest.mark.parametrize("i,value,match", [
+    (0, torch.zeros(1, 3, 8, 8, dtype=torch.float64), "float32"),
+    (0, torch.zeros(3, 8, 8), "4-D"),
+    (0, torch.zeros(1, 4, 8, 8), "weight must be"),
+    (1, 0.0, "scale"),
+    (1, math.nan, "scale"),
+    (2, 256, "x_zero_point"),
+    (3, torch.zeros(16, 3, 3, 3), "int8"),
+    (3, torch.zeros(16, 3, 4, 4, dtype=torch.int8), "odd"),
+    (4, torch.zeros(15, dtype=torch.int32), "bias_int"),
+    (5, torch.zeros(16, dtype=torch.int32), "bias_float"),
+    (6, torch.zeros(17), "multiplier"),
+    (7, [5, 0, 300], "out_qparams"),
+    (8, torch.zeros(256), "lut"),
+    (9, 0, "stride"),
+    (10, -1, "padding"),
+])
+def test_bad_inputs(i, value, match):
+    a = _args()
+    a[i] = value
+    with pytest.raises(ValueError, match=match):
+        torch.ops.mbv3.q8_conv_act(*a)
+
+
+def test_bad_kernel_vs_padding():
+    a = _args(k=7)
+    a[0] = a[0][:, :, :4, :4]
+    a[10] = 1
+    with pytest.raises(ValueError, match="smaller than"):
+        torch.ops.mbv3.q8_conv_act(*a)

@@ -1,0 +1,234 @@
+"""mbv3::q8_dwconv_act: every int8 path against PyTorch's quantized depthwise conv, bit for bit.
+
+References: the 'onednn' engine with per-channel weights (fbgemm rounding: float bias) and
+'qnnpack' with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm',
+and 'x86' above 100 groups) accumulate in int16 with saturation, so they are compared only with
+small weights (test_x86_engine_small_weights).
+
+oneDNN's depthwise conv rounds a few near-tie values (|v - (n + 1/2)| ~ 1e-6) to the other side
+of q8.h's formula (the fbgemm rounding, which the x86 engine's fbgemm depthwise kernels and the
+other q8 ops follow): about 1 value in 50000.  So every case is checked bit for bit against that
+formula computed here independently (exact sums in float64, then its float32 steps), and against
+PyTorch: exactly for qnnpack and fbgemm, up to those few ties for onednn."""
+import itertools
+
+import pytest
+import torch
+import torch.ao.nn.intrinsic.quantized as nniq
+import torch.ao.nn.quantized as nnq
+
+from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.testing import VARIANTS, depthwise_layers
+from layers import BEST_ISA
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+MBV3_LAYERS = sorted({cfg for v in VARIANTS for cfg in depthwise_layers(v)})
+
+
+@pytest.fixture(autouse=True)
+def _restore_engine():
+    before = torch.backends.quantized.engine
+    yield
+    torch.backends.quantized.engine = before
+
+
+def make_case(n, c, h, w, k, stride, padding, dilation, act, engine, w_max=127, channels_last=False):
+    """(quint8 x, reference module, hardswish table or None, y reference int values)."""
+    torch.backends.quantized.engine = engine
+    x_scale, x_zp = float(torch.empty(()).uniform_(0.01, 0.05)), int(torch.randint(0, 256, ()))
+    x = torch._make_per_tensor_quantized_tensor(torch.randint(0, 256, (n, c, h, w), dtype=torch.uint8), x_scale, x_zp)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    wf = torch.randn(c, 1, k, k)
+    if engine == "qnnpack":
+        s = float(wf.abs().max()) / w_max
+        qw = torch.quantize_per_tensor(wf, s, 0, torch.qint8)
+    else:
+        s = wf.abs().amax((1, 2, 3)) / w_max + 1e-4
+        qw = torch.quantize_per_channel(wf, s.double(), torch.zeros(c, dtype=torch.long), 0, torch.qint8)
+    bias = torch.randn(c) * 0.3
+    cls = nniq.ConvReLU2d if act == "relu" else nnq.Conv2d
+    m = cls(c, c, k, stride, padding, dilation, groups=c)
+    m.set_weight_bias(qw, bias)
+    # Output scale from the float result's spread: some values clamp, most do not.
+    yf = torch.nn.functional.conv2d(x.dequantize(), qw.dequantize(), bias, stride, padding, dilation, c)
+    m.scale = float(yf.std().clamp_min(1e-3)) * 5 / 255 if yf.numel() > 1 else 0.02
+    m.zero_point = int(torch.randint(0, 256, ())) if act != "relu" else int(torch.randint(0, 64, ()))
+    y = m(x)
+    lut = None
+    if act == "hardswish":
+        hs_scale, hs_zp = m.scale * 0.7, int(torch.randint(0, 128, ()))
+        fn = lambda q: torch.ao.nn.quantized.functional.hardswish(q, hs_scale, hs_zp)  # noqa: E731
+        lut = unary_lut(fn, m.scale, m.zero_point)
+        y = fn(y) if y.numel() else y  # PyTorch's quantized hardswish raises SIGFPE on empty tensors
+    return x, m, lut, y.int_repr()
+
+
+def run(x, m, lut, engine, xin=None):
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    xin = x.int_repr() if xin is None else xin
+    return torch.ops.mbv3.q8_dwconv_act(xin, x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
+                                        m.padding[0], m.dilation[0])
+
+
+def formula_ref(x, m, lut, engine):
+    """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, _ = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                       relu=isinstance(m, nniq.ConvReLU2d))
+    acc = torch.nn.functional.conv2d(x.int_repr().double() - x.q_zero_point(), qw.int_repr().double(), None,
+                                     m.stride, m.padding, m.dilation, x.shape[1])
+    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
+    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    return lut[q.long()] if lut is not None else q
+
+
+def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
+    x, m, lut, ref = make_case(n, c, h, w, k, s, p, d, act, engine, **kw)
+    ours = run(x, m, lut, engine)
+    exact = formula_ref(x, m, lut, engine)
+    assert torch.equal(ours, exact), f"{what}: {int((ours != exact).sum())} of {ours.numel()} differ from q8.h"
+    if engine == "onednn":
+        ties = int((exact != ref).sum())
+        assert ties <= max(2, ref.numel() // 5000), f"{what}: oneDNN differs in {ties} of {ref.numel()}"
+        return x, m, lut, ours
+    assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
+    assert ours.shape == ref.shape, what
+    if not torch.equal(ours, ref):
+        bad = (ours.int() - ref.int()).abs()
+        raise AssertionError(f"{what}: {int((bad > 0).sum())} of {bad.numel()} differ, max {int(bad.max())}")
+    return x, m, lut, ours
+
+
+def test_q8_path_is_the_one_forced(cpu_isa):
+    expect = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "neon"}[cpu_isa]
+    assert torch.ops.mbv3.q8_cpu_isa() in (expect, "avx2" if cpu_isa == "avx512" else expect)
+
+
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack"])
+@pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "C{}_{}x{}_k{}s{}p{}d{}_{}".format(*c))
+def test_mobilenet_v3_layers(cfg, engine, cpu_isa):
+    c, h, w, k, s, p, d, act = cfg
+    if cpu_isa != BEST_ISA:  # full size on the best path, a border-heavy crop on the others
+        h, w = min(h, 9), min(w, 10)
+    check(1, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} {engine} {cfg}", channels_last=True)
+
+
+TILE_EDGE_C = [1, 7, 8, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 72, 97]
+GEOMS = [(k, s, d) for k in (3, 5) for s in (1, 2) for d in (1, 2)]
+
+
+@pytest.mark.parametrize("c", TILE_EDGE_C)
+def test_odd_shapes(c, cpu_isa):
+    for i, ((h, w), n) in enumerate(itertools.product([(1, 1), (2, 3), (7, 5), (6, 13)], [0, 1, 3])):
+        k, s, d = GEOMS[(i + c) % len(GEOMS)]
+        act = ("hardswish", "relu", "none")[(i + c) % 3]
+        engine = ("onednn", "qnnpack")[i % 2]
+        p = d * (k - 1) // 2
+        check(n, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} N{n} C{c} {h}x{w} k{k}s{s}d{d} {act} {engine}",
+              channels_last=i % 3 == 0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_every_kernel_size_and_padding(k, cpu_isa):
+    # k 1 and 7 take the generic path; padding from none to wider than the kernel.
+    for i, (s, d, p) in enumerate(itertools.product((1, 2, 3), (1, 2), (0, 1, k // 2 + 2))):
+        if min(9, 8) + 2 * p < d * (k - 1) + 1:
+            continue
+        check(2, 19, 9, 8, k, s, p, d, ("none", "relu", "hardswish")[i % 3], ("onednn", "qnnpack")[i % 2],
+              f"{cpu_isa} k{k}s{s}d{d}p{p}")
+
+
+def test_non_contiguous_inputs(cpu_isa):
+    x, m, lut, ours = check(2, 40, 12, 10, 3, 1, 1, 1, "hardswish", "onednn", cpu_isa)
+    base = x.int_repr()
+    wide = torch.randint(0, 256, (2, 80, 12, 20), dtype=torch.uint8)
+    wide[:, ::2, :, ::2] = base
+    views = [wide[:, ::2, :, ::2], base.contiguous(memory_format=torch.channels_last),
+             base.transpose(2, 3).contiguous().transpose(2, 3)]
+    for v in views:
+        assert torch.equal(v, base)
+        assert torch.equal(run(x, m, lut, "onednn", xin=v), ours), f"{cpu_isa} strides {v.stride()}"
+
+
+def test_x86_engine_small_weights():
+    # fbgemm's depthwise kernels saturate int16 pair sums; with |w| <= 63 they are exact.
+    for c, engine in [(120, "x86"), (72, "x86"), (240, "fbgemm")]:
+        check(1, c, 14, 14, 5, 2, 2, 1, "relu", engine, f"{engine} C{c}", w_max=63)
+
+
+@pytest.mark.parametrize("shape", [(2, 72, 28, 28), (1, 200, 7, 7)], ids=["rows", "channel_blocks"])
+def test_threads_do_not_change_the_result(shape, cpu_isa):
+    # Many rows: split by rows; few rows: split into 64-channel blocks.
+    x, m, lut, ref = make_case(*shape, 3, 1, 1, 1, "hardswish", "qnnpack")
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            outs.append(run(x, m, lut, "qnnpack"))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], ref)
+
+
+def _args(c=8, k=3):
+    x = torch.randint(0, 256, (1, c, 6, 6), dtype=torch.uint8)
+    w = torch.randint(-128, 128, (c, 1, k, k), dtype=torch.int8)
+    return [x, 3, w, torch.zeros(c, dtype=torch.int32), torch.zeros(c), torch.full((c,), 0.01), [5, 0, 255],
+            None, 1, 1, 1]
+
+
+def test_opcheck():
+    for c, k, with_lut in [(8, 3, False), (33, 5, True)]:
+        a = _args(c, k)
+        a[9] = k // 2
+        if with_lut:
+            a[7] = torch.randint(0, 256, (256,), dtype=torch.uint8)
+        torch.library.opcheck(torch.ops.mbv3.q8_dwconv_act.default, tuple(a))
+    a = _args()
+    a[0] = a[0][:0]
+    torch.library.opcheck(torch.ops.mbv3.q8_dwconv_act.default, tuple(a))
+
+
+@pytest.mark.parametrize("i,value,match", [
+    (0, torch.zeros(1, 8, 6, 6), "uint8"),
+    (0, torch.zeros(8, 6, 6, dtype=torch.uint8), "4-D"),
+    (1, 256, "x_zero_point"),
+    (1, -1, "x_zero_point"),
+    (2, torch.zeros(8, 1, 3, 3), "int8"),
+    (2, torch.zeros(7, 1, 3, 3, dtype=torch.int8), "weight must be"),
+    (2, torch.zeros(8, 1, 4, 4, dtype=torch.int8), "odd"),
+    (2, torch.zeros(8, 1, 9, 9, dtype=torch.int8), "odd"),
+    (3, torch.zeros(8), "bias_int"),
+    (3, torch.zeros(7, dtype=torch.int32), "bias_int"),
+    (4, torch.zeros(8, dtype=torch.float64), "bias_float"),
+    (5, torch.zeros(9), "multiplier"),
+    (6, [5, 6, 255], "out_qparams"),
+    (6, [5, 0, 256], "out_qparams"),
+    (6, [5, 0], "out_qparams"),
+    (7, torch.zeros(255, dtype=torch.uint8), "lut"),
+    (8, 0, "stride"),
+    (9, -1, "padding"),
+    (10, 0, "dilation"),
+    (10, 4, "smaller than"),
+])
+def test_bad_inputs(i, value, match):
+    a = _args()
+    a[i] = value
+    with pytest.raises(ValueError, match=match):
+        torch.ops.mbv3.q8_dwconv_act(*a)
+
+
+def test_bad_kernel_vs_padding():
+    a = _args(k=5)
+    a[0] = a[0][:, :, :3, :3]
+    a[9] = 0
+    with pytest.raises(ValueError, match="smaller than"):
+        torch.ops.mbv3.q8_dwconv_act(*a)
