@@ -1,0 +1,130 @@
+// The int8 GEMV of q8_se / q8_classifier_head (q8_se.h), compiled once per ISA by
+// q8_se_<isa>.cpp.  Sums are exact int32 on every path: scalar; avx2 widens both sides to int16
+// (x - x_zp in [-255, 255]) and multiplies with vpmaddwd (no vpmaddubsw saturation);
+// avx512_vnni takes dot(x, w) with vpdpbusd (u8 x s8) and subtracts x_zp * sum(w), the row
+// sums taken by vpdpbusd on ones in the same pass.  Rows go 4 at a time so each x load serves
+// 4 weight rows; the weight rows stay in L1 while every sample passes over them.
+// q8_se.h comes first: its inline functions (q8.h's requantization) stay baseline code, which
+// the linker may share between the units.
+#include "q8_se.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+
+constexpr int kRows = 4;
+
+#if defined(MBV3_ISA_AVX512)
+inline int32_t hsum(__m512i v) { return _mm512_reduce_add_epi32(v); }
+
+// acc[r] = sum_k x[k] * w[r][k] (u8 x s8) and, with Sums, ws[r] = sum_k w[r][k].
+template <int R, bool Sums>
+inline void dots(const uint8_t* x, const int8_t* const* w, int64_t K, int32_t* acc, int32_t* ws) {
+  __m512i a[R], s[R];
+  for (int r = 0; r < R; ++r) a[r] = s[r] = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi8(1);
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    const __m512i xv = _mm512_loadu_si512(x + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512i wv = _mm512_loadu_si512(w[r] + k);
+      a[r] = _mm512_dpbusd_epi32(a[r], xv, wv);
+      if (Sums) s[r] = _mm512_dpbusd_epi32(s[r], ones, wv);
+    }
+  }
+  if (k < K) {
+    const __mmask64 m = ~0ull >> (64 - (K - k));
+    const __m512i xv = _mm512_maskz_loadu_epi8(m, x + k);
+    for (int r = 0; r < R; ++r) {
+      const __m512i wv = _mm512_maskz_loadu_epi8(m, w[r] + k);
+      a[r] = _mm512_dpbusd_epi32(a[r], xv, wv);
+      if (Sums) s[r] = _mm512_dpbusd_epi32(s[r], ones, wv);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    acc[r] = hsum(a[r]);
+    if (Sums) ws[r] = hsum(s[r]);
+  }
+}
+
+template <int R>
+inline void rows(const Q8Fc& p, int64_t n) {
+  const int8_t* w[R];
+  for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
+  int32_t ws[R], acc[R];
+  for (int64_t i = 0; i < p.N; ++i) {
+    if (i == 0)
+      dots<R, true>(p.x, w, p.K, acc, ws);
+    else
+      dots<R, false>(p.x + i * p.K, w, p.K, acc, ws);
+    for (int r = 0; r < R; ++r) q8_fc_store(p, i, n + r, acc[r] - p.x_zp * ws[r]);
+  }
+}
+
+#elif defined(MBV3_ISA_AVX2)
+inline int32_t hsum(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+// acc[r] = sum_k (x[k] - zp) * w[r][k], 16 k at a time in int16, pairs summed by vpmaddwd.
+template <int R>
+inline void dots(const uint8_t* x, int32_t zp, const int8_t* const* w, int64_t K, int32_t* acc) {
+  __m256i a[R];
+  for (int r = 0; r < R; ++r) a[r] = _mm256_setzero_si256();
+  const __m256i vzp = _mm256_set1_epi16(static_cast<int16_t>(zp));
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const __m256i xv =
+        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + k))), vzp);
+    for (int r = 0; r < R; ++r) {
+      const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[r] + k)));
+      a[r] = _mm256_add_epi32(a[r], _mm256_madd_epi16(xv, wv));
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    int32_t t = hsum(a[r]);
+    for (int64_t j = k; j < K; ++j) t += (static_cast<int32_t>(x[j]) - zp) * w[r][j];
+    acc[r] = t;
+  }
+}
+
+template <int R>
+inline void rows(const Q8Fc& p, int64_t n) {
+  const int8_t* w[R];
+  for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
+  int32_t acc[R];
+  for (int64_t i = 0; i < p.N; ++i) {
+    dots<R>(p.x + i * p.K, p.x_zp, w, p.K, acc);
+    for (int r = 0; r < R; ++r) q8_fc_store(p, i, n + r, acc[r]);
+  }
+}
+
+#else
+template <int R>
+inline void rows(const Q8Fc& p, int64_t n) {
+  for (int r = 0; r < R; ++r) {
+    const int8_t* w = p.w + (n + r) * p.K;
+    for (int64_t i = 0; i < p.N; ++i) {
+      const uint8_t* x = p.x + i * p.K;
+      int32_t acc = 0;
+      for (int64_t k = 0; k < p.K; ++k) acc += (static_cast<int32_t>(x[k]) - p.x_zp) * w[k];
+      q8_fc_store(p, i, n + r, acc);
+    }
+  }
+}
+#endif
+
+}  // namespace
+
+void q8_fc(const Q8Fc& p, int64_t n_begin, int64_t n_end) {
+  int64_t n = n_begin;
+  for (; n + kRows <= n_end; n += kRows) rows<kRows>(p, n);
+  for (; n < n_end; ++n) rows<1>(p, n);
+}
+
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3
