@@ -10,7 +10,7 @@ import mbv3_fast  # noqa: F401 (registers the ops)
 from layers import BEST_ISA
 from mbv3_fast.ops.q8_classifier_head import head_args
 from mbv3_fast.testing import head_layers
-from test_q8_se import ENGINES, engine, layout, make_x, qweight  # noqa: F401 (engine: fixture)
+from test_q8_se import ENGINES, engine, layout, make_x, pool_scale, qweight  # noqa: F401 (engine: fixture)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -33,7 +33,7 @@ def reference(xq, l1, hs, l2):
 
 
 def check(n, c, h, w, hd, k, engine, how="nchw", modules=None):
-    x_scale, x_zp = 0.02 + float(torch.rand(())) * 0.05, int(torch.randint(0, 256, ()))
+    x_scale, x_zp = pool_scale(engine), int(torch.randint(0, 256, ()))
     xi = layout(make_x(n, c, h, w), how)
     l1, hs, l2 = modules or make_modules(c, hd, k, engine)
     xq = torch._make_per_tensor_quantized_tensor(xi, x_scale, x_zp)

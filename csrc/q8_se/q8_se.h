@@ -15,7 +15,9 @@ namespace mbv3 {
 //   Nhwc     x channels-last contiguous: int32 acc = sum - zp * hw, fbgemm's Quantize with
 //            scale 1 / m, m = 1.0f / hw: zp + rne(acc * (1.0f / (1.0f / m))).
 //   Nchw     otherwise: rne(float(sum) * ((1.0f / H) / W)); zp-free.
-//   Qnnpack  the QNNPACK engine (H * W > 1): its avgpool, zp + rne(acc * (1.0f / hw)).
+//   Qnnpack  the QNNPACK engine (H * W > 1): its avgpool, zp + rne(acc * m), where QNNPACK's m is
+//            s / (s * hw) in float32 (s: x's scale, which the schema lacks): taken as 1.0f / hw,
+//            equal for power-of-two s; for other s, ties (even hw) may round differently.
 enum class Q8PoolRule : int32_t { Nhwc = 0, Nchw = 1, Qnnpack = 2 };
 struct Q8Pool {
   Q8PoolRule rule;
