@@ -18,47 +18,60 @@ constexpr int kRows = 4;
 #if defined(MBV3_ISA_AVX512)
 inline int32_t hsum(__m512i v) { return _mm512_reduce_add_epi32(v); }
 
-// acc[r] = sum_k x[k] * w[r][k] (u8 x s8) and, with Sums, ws[r] = sum_k w[r][k].
-template <int R, bool Sums>
-inline void dots(const uint8_t* x, const int8_t* const* w, int64_t K, int32_t* acc, int32_t* ws) {
-  __m512i a[R], s[R];
-  for (int r = 0; r < R; ++r) a[r] = s[r] = _mm512_setzero_si512();
-  const __m512i ones = _mm512_set1_epi8(1);
-  int64_t k = 0;
-  for (; k + 64 <= K; k += 64) {
-    const __m512i xv = _mm512_loadu_si512(x + k);
-    for (int r = 0; r < R; ++r) {
-      const __m512i wv = _mm512_loadu_si512(w[r] + k);
-      a[r] = _mm512_dpbusd_epi32(a[r], xv, wv);
-      if (Sums) s[r] = _mm512_dpbusd_epi32(s[r], ones, wv);
-    }
+// acc[j][r] = sum_k x[j][k] * w[r][k] (u8 x s8) for J samples and, with Sums,
+// ws[r] = sum_k w[r][k]: each weight load serves J samples, each x load R rows.
+template <int R, int J, bool Sums>
+inline void dots(const uint8_t* const* x, const int8_t* const* w, int64_t K, int32_t (*acc)[R], int32_t* ws) {
+  __m512i a[J][R], s[R];
+  for (int r = 0; r < R; ++r) {
+    s[r] = _mm512_setzero_si512();
+    for (int j = 0; j < J; ++j) a[j][r] = _mm512_setzero_si512();
   }
-  if (k < K) {
-    const __mmask64 m = ~0ull >> (64 - (K - k));
-    const __m512i xv = _mm512_maskz_loadu_epi8(m, x + k);
+  const __m512i ones = _mm512_set1_epi8(1);
+  auto step = [&](__mmask64 m, int64_t k) {
+    __m512i xv[J];
+    for (int j = 0; j < J; ++j) xv[j] = _mm512_maskz_loadu_epi8(m, x[j] + k);
     for (int r = 0; r < R; ++r) {
       const __m512i wv = _mm512_maskz_loadu_epi8(m, w[r] + k);
-      a[r] = _mm512_dpbusd_epi32(a[r], xv, wv);
+      for (int j = 0; j < J; ++j) a[j][r] = _mm512_dpbusd_epi32(a[j][r], xv[j], wv);
       if (Sums) s[r] = _mm512_dpbusd_epi32(s[r], ones, wv);
     }
-  }
+  };
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) step(~0ull, k);
+  if (k < K) step(~0ull >> (64 - (K - k)), k);
   for (int r = 0; r < R; ++r) {
-    acc[r] = hsum(a[r]);
+    for (int j = 0; j < J; ++j) acc[j][r] = hsum(a[j][r]);
     if (Sums) ws[r] = hsum(s[r]);
   }
 }
 
+// Samples in pairs; the weight row sums come with the first call.
 template <int R>
 inline void rows(const Q8Fc& p, int64_t n) {
   const int8_t* w[R];
   for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
-  int32_t ws[R], acc[R];
-  for (int64_t i = 0; i < p.N; ++i) {
+  int32_t ws[R], acc[2][R];
+  auto store = [&](int64_t i, int j) {
+    for (int r = 0; r < R; ++r) q8_fc_store(p, i, n + r, acc[j][r] - p.x_zp * ws[r]);
+  };
+  int64_t i = 0;
+  for (; i + 2 <= p.N; i += 2) {
+    const uint8_t* x[2] = {p.x + i * p.K, p.x + (i + 1) * p.K};
     if (i == 0)
-      dots<R, true>(p.x, w, p.K, acc, ws);
+      dots<R, 2, true>(x, w, p.K, acc, ws);
     else
-      dots<R, false>(p.x + i * p.K, w, p.K, acc, ws);
-    for (int r = 0; r < R; ++r) q8_fc_store(p, i, n + r, acc[r] - p.x_zp * ws[r]);
+      dots<R, 2, false>(x, w, p.K, acc, ws);
+    store(i, 0);
+    store(i + 1, 1);
+  }
+  if (i < p.N) {
+    const uint8_t* x[1] = {p.x + i * p.K};
+    if (i == 0)
+      dots<R, 1, true>(x, w, p.K, acc, ws);
+    else
+      dots<R, 1, false>(x, w, p.K, acc, ws);
+    store(i, 0);
   }
 }
 
