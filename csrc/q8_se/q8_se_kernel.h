@@ -51,7 +51,7 @@ template <int R>
 inline void rows(const Q8Fc& p, int64_t n) {
   const int8_t* w[R];
   for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
-  int32_t ws[R], acc[2][R];
+  int32_t ws[R] = {}, acc[2][R];
   auto store = [&](int64_t i, int j) {
     for (int r = 0; r < R; ++r) q8_fc_store(p, i, n + r, acc[j][r] - p.x_zp * ws[r]);
   };
