@@ -123,7 +123,8 @@ def test_network_shapes(cpu_isa, engine, variant):
 @pytest.mark.parametrize("c,s", [(1, 1), (7, 8), (17, 8), (33, 16), (64, 16), (65, 24), (129, 40)])
 def test_odd_channels(cpu_isa, engine, c, s):
     for n, (h, w), how in [(1, (1, 1), "nchw"), (3, (3, 5), "channels_last"), (2, (4, 6), "sliced"),
-                           (1, (2, 8), "sliced_cl"), (2, (7, 7), "nchw"), (1, (14, 14), "channels_last")]:
+                           (1, (2, 8), "sliced_cl"), (2, (7, 7), "nchw"), (1, (14, 14), "channels_last"),
+                           (1, (16, 17), "channels_last")]:  # > 257 pixels: more than one 16-bit run
         check(n, c, s, h, w, engine, how)
 
 

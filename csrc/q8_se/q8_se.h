@@ -71,10 +71,12 @@ inline void q8_fc_store(const Q8Fc& p, int64_t i, int64_t n, int32_t acc) {
     p.y[i * p.Cout + n] = q;
 }
 
-// Computes outputs [n_begin, n_end) of every sample.
-#define MBV3_DECLARE_Q8_FC(ns) \
-  namespace ns {               \
-  void q8_fc(const Q8Fc& p, int64_t n_begin, int64_t n_end); \
+// q8_fc: outputs [n_begin, n_end) of every sample.  q8_pool_sums: sums[c] = sum of channel c
+// over the HW pixels of one sample x, NHWC ([HW][C]) or NCHW ([C][HW]).
+#define MBV3_DECLARE_Q8_FC(ns)                                                            \
+  namespace ns {                                                                          \
+  void q8_fc(const Q8Fc& p, int64_t n_begin, int64_t n_end);                              \
+  void q8_pool_sums(const uint8_t* x, int64_t HW, int64_t C, bool nhwc, int32_t* sums);   \
   }
 MBV3_DECLARE_Q8_FC(scalar)
 MBV3_DECLARE_Q8_FC(avx2)
@@ -82,7 +84,9 @@ MBV3_DECLARE_Q8_FC(avx512_vnni)
 #undef MBV3_DECLARE_Q8_FC
 
 using Q8FcFn = void(const Q8Fc&, int64_t, int64_t);
-// The kernel of the int8 family in force (no NEON kernel yet: scalar there).
+using Q8PoolSumsFn = void(const uint8_t*, int64_t, int64_t, bool, int32_t*);
+// The kernels of the int8 family in force (no NEON kernels yet: scalar there).
 Q8FcFn* q8_fc_kernel(Q8Isa isa);
+Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa);
 
 }  // namespace mbv3

@@ -22,6 +22,18 @@ Q8FcFn* q8_fc_kernel(Q8Isa isa) {
   }
 }
 
+Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa) {
+  switch (isa) {
+#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
+    case Q8Isa::Avx512Vnni: return &avx512_vnni::q8_pool_sums;
+#endif
+#if MBV3_BUILD_X86
+    case Q8Isa::Avx2: return &avx2::q8_pool_sums;
+#endif
+    default: return &scalar::q8_pool_sums;
+  }
+}
+
 namespace {
 
 constexpr const char* kOp = "q8_se";

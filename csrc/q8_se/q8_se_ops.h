@@ -39,25 +39,11 @@ inline void q8_pool(const at::Tensor& xs, const Q8Pool& pool, int64_t n0, int64_
   const int64_t C = xs.size(1), HW = xs.size(2) * xs.size(3);
   const uint8_t* base = xs.data_ptr<uint8_t>();
   const bool nhwc = xs.is_contiguous(at::MemoryFormat::ChannelsLast);
-  std::vector<int32_t> acc(nhwc ? C : 0);
+  Q8PoolSumsFn* sums_of = q8_pool_sums_kernel(q8_isa(current_isa()));
+  std::vector<int32_t> sums(C);
   for (int64_t i = n0; i < n1; ++i) {
-    const uint8_t* xi = base + i * C * HW;
-    uint8_t* o = out + (i - n0) * C;
-    if (nhwc) {
-      std::fill(acc.begin(), acc.end(), 0);
-      for (int64_t s = 0; s < HW; ++s) {
-        const uint8_t* row = xi + s * C;
-        for (int64_t c = 0; c < C; ++c) acc[c] += row[c];
-      }
-      for (int64_t c = 0; c < C; ++c) o[c] = q8_pool_round(acc[c], pool);
-    } else {
-      for (int64_t c = 0; c < C; ++c) {
-        const uint8_t* plane = xi + c * HW;
-        int32_t sum = 0;
-        for (int64_t s = 0; s < HW; ++s) sum += plane[s];
-        o[c] = q8_pool_round(sum, pool);
-      }
-    }
+    sums_of(base + i * C * HW, HW, C, nhwc, sums.data());
+    for (int64_t c = 0; c < C; ++c) out[(i - n0) * C + c] = q8_pool_round(sums[c], pool);
   }
 }
 
