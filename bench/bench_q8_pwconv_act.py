@@ -1,7 +1,8 @@
 """int8 1x1 conv (mbv3::q8_pwconv_act, packed weight) vs PyTorch's quantized ops, per
 MobileNetV3-Large pointwise layer (expand, project, last conv), batch 1, channels_last.
 The torch provider runs what torchvision's quantized model runs for the layer under the 'x86'
-engine: Conv2d / ConvReLU2d (+ quantized hardswish, + quantized add).  GOP/s (2 * M * Cin * Cout
+engine: (quantized mul by the SE scale, on the projections after an SE block,) Conv2d /
+ConvReLU2d (+ quantized hardswish, + quantized add); ours fuses all of it.  GOP/s (2 * M * Cin * Cout
 per call, from the median) is stored in extra_info["gops"].
 
 test_interleaved_gops (run with -s): both providers in interleaved rounds, one table.
@@ -16,11 +17,12 @@ import torch.ao.nn.quantized as nnq
 import torch.ao.nn.quantized.functional as qF
 
 from mbv3_fast.ops.q8_pwconv_act import pack_weight
-from mbv3_fast.quantization.params import add_args, requant_args, unary_lut
-from mbv3_fast.testing import pointwise_layers
+from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
+from mbv3_fast.testing import pointwise_layers, se_layers
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 LAYERS = pointwise_layers("large")
+SE_INPUTS = {(c, h, w) for c, _, h, w in se_layers("large")}
 
 
 def gops(layer):
@@ -45,8 +47,11 @@ def make_layer(i, engine="x86"):
     r_q = torch.quantize_per_tensor(torch.randn(1, cout, h, w), 0.05, 128, torch.quint8).contiguous(
         memory_format=torch.channels_last) if res else None
 
+    se = act == "none" and (cin, h, w) in SE_INPUTS
+    s_q = torch.quantize_per_tensor(torch.rand(1, cin, 1, 1), 1 / 256, 0, torch.quint8) if se else None
+
     def torch_q():
-        y = conv(x_q)
+        y = conv(torch.ops.quantized.mul(x_q, s_q, 0.05, 128) if se else x_q)
         if act == "hardswish":
             y = qF.hardswish(y, hs, hzp)
         return torch.ops.quantized.add(y, r_q, 0.07, 128) if res else y
@@ -57,8 +62,11 @@ def make_layer(i, engine="x86"):
                    engine) if res else None
     xu, wp, ru = x_q.int_repr(), pack_weight(qw.int_repr()), None if r_q is None else r_q.int_repr()
 
+    su = s_q.int_repr().reshape(1, cin) if se else None
+    mul = mul_args(0.05, 128, 1 / 256, 0, 0.05, 128) if se else None
+
     def ours():
-        return torch.ops.mbv3.q8_pwconv_act(xu, 128, wp, bi, bf, m, oq, lut, ru, add, None, None)
+        return torch.ops.mbv3.q8_pwconv_act(xu, 128, wp, bi, bf, m, oq, lut, ru, add, su, mul)
 
     return {"torch": torch_q, "ours": ours}
 

@@ -21,7 +21,7 @@ import torch.ao.nn.quantized.functional as qF
 import mbv3_fast
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
 from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
-from mbv3_fast.testing import pointwise_layers
+from mbv3_fast.testing import pointwise_layers, se_layers
 from layers import BEST_ISA
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -127,6 +127,8 @@ def test_q8_family(cpu_isa):
 
 # -- MobileNetV3's own 1x1 layers (Large and Small), best path, batch 1, both engines --------
 MBV3_LAYERS = sorted({cfg for v in ("large", "small") for cfg in pointwise_layers(v)})
+# Projections that read an SE block's scaled output: (C, H, W) of every SE input.
+SE_INPUTS = {(c, h, w) for v in ("large", "small") for c, _, h, w in se_layers(v)}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -134,7 +136,7 @@ MBV3_LAYERS = sorted({cfg for v in ("large", "small") for cfg in pointwise_layer
 def test_mobilenet_v3_layers(cfg, engine):
     cin, cout, h, w, act, res = cfg
     mbv3_fast.set_cpu_isa(BEST_ISA)
-    se = act == "none" and cin > cout  # projections (SE blocks' among them) read a scaled input
+    se = act == "none" and (cin, h, w) in SE_INPUTS
     Case(engine, 1, cin, cout, h, w, act, res, se, channels_last=True).check(f"{engine} {cfg}", packed=True)
 
 

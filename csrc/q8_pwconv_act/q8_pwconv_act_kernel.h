@@ -31,28 +31,29 @@ inline int64_t sample_of(const Q8PwArgs& p, int64_t m) { return m / p.HW; }
 #if defined(MBV3_ISA_AVX512)
 constexpr int kMR = 6;
 
-// One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero).
-inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, uint8_t* out, int64_t K4) {
+// One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero).  The product
+// (x - a_zp) * (s - b_zp) is formed in float: exact (|c| < 2^24), so float(c) as q8_mul has it,
+// without vpmulld.  Whole 16-byte chunks unmasked, then the tail and the padding masked.
+[[gnu::always_inline]] inline __m128i mul16(const Q8PwArgs& p, __m128i x8, __m128i s8) {
   const __m512i azp = _mm512_set1_epi32(p.mul.a_zp), bzp = _mm512_set1_epi32(p.mul.b_zp);
-  const __m512i zp = _mm512_set1_epi32(p.mul.zp);
-  const __m512 mult = _mm512_set1_ps(p.mul.multiplier), lo = _mm512_set1_ps(static_cast<float>(-p.mul.zp)),
-               hi = _mm512_set1_ps(static_cast<float>(255 - p.mul.zp));
-  for (int64_t k = 0; k < K4 * 4; k += 16) {
-    const int64_t cnt = std::min<int64_t>(16, p.K - k);
-    if (cnt <= 0) {
-      std::memset(out + k, 0, K4 * 4 - k);
-      break;
-    }
-    const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
-    const __m512i a = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, x + k));
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, s + k));
-    const __m512i c = _mm512_mullo_epi32(_mm512_sub_epi32(a, azp), _mm512_sub_epi32(b, bzp));
-    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(c), mult);
-    v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-    const __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
-    const int64_t span = std::min<int64_t>(16, K4 * 4 - k);  // the padding of the last group: 0
-    _mm_mask_storeu_epi8(out + k, static_cast<__mmask16>((1u << span) - 1u),
-                         _mm_maskz_mov_epi8(mk, _mm512_cvtepi32_epi8(q)));
+  const __m512 a = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(x8), azp));
+  const __m512 b = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(s8), bzp));
+  __m512 v = _mm512_mul_ps(_mm512_mul_ps(a, b), _mm512_set1_ps(p.mul.multiplier));
+  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(static_cast<float>(-p.mul.zp))),
+                    _mm512_set1_ps(static_cast<float>(255 - p.mul.zp)));
+  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(p.mul.zp)));
+}
+
+inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, uint8_t* out, int64_t K4) {
+  int64_t k = 0;
+  for (; k + 16 <= p.K; k += 16)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k),
+                     mul16(p, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + k)),
+                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + k))));
+  if (k < K4 * 4) {  // the last < 16 values and the zero padding of the last group
+    const __mmask16 mk = static_cast<__mmask16>((1u << (p.K - k)) - 1u);
+    const __m128i q = mul16(p, _mm_maskz_loadu_epi8(mk, x + k), _mm_maskz_loadu_epi8(mk, s + k));
+    _mm_mask_storeu_epi8(out + k, static_cast<__mmask16>((1u << (K4 * 4 - k)) - 1u), _mm_maskz_mov_epi8(mk, q));
   }
 }
 
