@@ -8,9 +8,9 @@ import torch.ao.nn.quantized as nnq
 
 import mbv3_fast  # noqa: F401 (registers the ops)
 from layers import BEST_ISA
-from mbv3_fast.ops.q8_classifier_head import head_args
+from mbv3_fast.ops.q8_classifier_head import head_args, q8_classifier_head
 from mbv3_fast.testing import head_layers
-from test_q8_se import ENGINES, engine, layout, make_x, pool_scale, qweight  # noqa: F401 (engine: fixture)
+from test_q8_se import ENGINES, converted_model, engine, layout, make_x, pool_scale, qweight  # noqa: F401 (engine: fixture)
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore::UserWarning"),
@@ -119,3 +119,12 @@ def test_bad_inputs():
     bad("out_qparams", oq2=[300, 0, 255])
     bad("out_scale", scale=0.0)
     bad("out_scale", scale=float("nan"))
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_torchvision_model(cpu_isa, engine):
+    """The classifier of a converted torchvision model (test_q8_se.converted_model) on the
+    feature map it saw: the model's own float logits, bit for bit."""
+    m, _, x, logits = converted_model(engine)
+    l1, act, _, l2 = m.classifier
+    assert torch.equal(q8_classifier_head(x, l1, act, l2, engine), logits)

@@ -3,6 +3,7 @@ tensor, a quantized ConvReLU2d (fc1), Conv2d (fc2) and the functional hardsigmoi
 engine (per-channel weights, float bias) and qnnpack (per-tensor weights, int32 bias), on every
 int8 path (cpu_isa fixture).  x has channels whose mean is exactly k + 0.5 (even H * W), so the
 pool's tie rounding, which PyTorch picks by engine and layout, is pinned."""
+import functools
 import itertools
 
 import pytest
@@ -13,7 +14,7 @@ import torch.ao.nn.intrinsic.quantized as nniq
 
 import mbv3_fast  # noqa: F401 (registers the ops)
 from layers import BEST_ISA
-from mbv3_fast.ops.q8_se import se_args
+from mbv3_fast.ops.q8_se import q8_se, se_args
 from mbv3_fast.testing import se_layers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -184,3 +185,45 @@ def test_bad_inputs():
     bad("out_qparams", oq2=[3, 0])
     bad("lut", lut=a[11][:255])
     bad("C, H, W", x=x[:, :, :0])
+
+
+@functools.lru_cache(maxsize=None)
+def converted_model(engine):
+    """torchvision's quantizable MobileNetV3-Large (random weights), fused, calibrated on random
+    images and converted for `engine`, with the inputs its SE blocks and its avgpool saw on one
+    batch: (model, [(se module, quint8 input)], quint8 classifier feature map, float logits)."""
+    from torchvision.models.quantization import mobilenet_v3_large
+    from torchvision.models.quantization.mobilenetv3 import QuantizableSqueezeExcitation
+    before = torch.backends.quantized.engine
+    torch.backends.quantized.engine = engine
+    try:
+        g = torch.Generator().manual_seed(3)
+        m = mobilenet_v3_large().eval()
+        m.fuse_model(is_qat=False)
+        m.qconfig = torch.ao.quantization.get_default_qconfig(engine)
+        torch.ao.quantization.prepare(m, inplace=True)
+        with torch.no_grad():
+            m(torch.randn(2, 3, 128, 128, generator=g))
+        torch.ao.quantization.convert(m, inplace=True)
+        seen, feats = [], {}
+        for mod in m.modules():
+            if isinstance(mod, QuantizableSqueezeExcitation):
+                mod.register_forward_hook(lambda mod, inp, out: seen.append((mod, inp[0])))
+        m.avgpool.register_forward_hook(lambda mod, inp, out: feats.__setitem__("x", inp[0]))
+        with torch.no_grad():
+            logits = m(torch.randn(2, 3, 128, 128, generator=g))
+        return m, seen, feats["x"], logits
+    finally:
+        torch.backends.quantized.engine = before
+
+
+@pytest.mark.parametrize("engine", ENGINES, indirect=True)
+def test_torchvision_model(cpu_isa, engine):
+    """Every SE block of a converted torchvision model, on the activations it really saw."""
+    _, seen, _, _ = converted_model(engine)
+    assert len(seen) == 8
+    for mod, xq in seen:
+        for x in (xq, xq.contiguous(memory_format=torch.channels_last)):
+            ref = mod._scale(x).int_repr().flatten(1)
+            ours = q8_se(x, mod.fc1, mod.fc2, engine).int_repr()
+            assert torch.equal(ours, ref)
