@@ -13,7 +13,9 @@ from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
 from layers import BEST_ISA
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+# One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
+# tested on its own.
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 STEMS = sorted({cfg for v in VARIANTS for cfg in stem_layers(v)})
 

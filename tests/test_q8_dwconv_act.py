@@ -21,7 +21,9 @@ from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 from layers import BEST_ISA
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+# One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
+# tested on its own.
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 MBV3_LAYERS = sorted({cfg for v in VARIANTS for cfg in depthwise_layers(v)})
 

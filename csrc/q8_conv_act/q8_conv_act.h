@@ -8,7 +8,8 @@
 
 namespace mbv3 {
 
-// x uint8 [N, Cin, H, W] with element strides sn, sc, sh, sw (NCHW or NHWC, read in place);
+// x uint8 [N, Cin, H, W] with element strides sn, sc, sh, sw (the binding passes NHWC with Cin a
+// multiple of 4, the pad channels' weights 0: the AVX-512 kernel relies on that);
 // w int32 [k*k*Cin][CoutPad] (tap, input channel, then output channels contiguous, zeros past
 // Cout, CoutPad a multiple of kQ8ConvCoutBlock); y NHWC uint8.  r.bias_int holds bias_int - x_zp *
 // (sum of the output channel's weights): the kernels sum x * w and read padding as x_zp.

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "q8_conv_act.h"
 #include "common/simd.h"
@@ -15,20 +17,44 @@ namespace mbv3 {
 namespace MBV3_ISA_NS {
 
 #if defined(MBV3_ISA_AVX512)
-// 16 output channels in the lanes of one int32 vector: each input value broadcast times the
-// term's weight row (vpmulld, exact), kCols output columns at once so that their independent
-// chains overlap; then q8_requantize's float steps on the vector and the table by a gather.
+// 16 output channels in the lanes of one int32 vector.  x is NHWC with Cin a multiple of 4 (see
+// Q8ConvArgs): a pixel's 4 channels are one int32, broadcast against the int8 weights of those
+// channels interleaved per output channel, one vpdpbusd (u8 x s8, exact) per 4 terms.  kCols
+// output columns at once keep independent chains in flight; the activation table by vpermt2w.
+struct Lut {
+  __m512i t[8];
+  explicit Lut(const int16_t* table) {
+    for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+  }
+  __m512i operator()(__m512i v) const {  // int16 lanes, values 0..255
+    const __m512i r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
+    const __m512i r2 = _mm512_permutex2var_epi16(t[4], v, t[5]), r3 = _mm512_permutex2var_epi16(t[6], v, t[7]);
+    const __mmask32 b6 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(64));
+    const __mmask32 b7 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(128));
+    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, r0, r1), _mm512_mask_blend_epi16(b6, r2, r3));
+  }
+};
+
 void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
   constexpr int kCols = 4;
   const int k = p.k;
+  const int64_t groups = p.Cin / 4, nw = int64_t(k) * k * groups;  // weight vectors per block
   const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
-  const __m512i zp_out = _mm512_set1_epi32(p.r.zp), zp_in = _mm512_set1_epi32(p.x_zp);
-  alignas(64) int32_t table[256];
+  const __m512i zp_out = _mm512_set1_epi32(p.r.zp);
+  const __m512i zp_in = _mm512_set1_epi32(static_cast<int32_t>(0x01010101u * static_cast<uint32_t>(p.x_zp)));
+  alignas(64) int16_t table[256] = {};
   if (p.r.lut)
     for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
+  const Lut lut(table);
+  std::vector<int8_t> w4(static_cast<size_t>(nw * 64));
   for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
+    // [tap, channel group][16 output channels][4 channels] int8
+    for (int64_t g = 0; g < nw; ++g)
+      for (int co = 0; co < 16; ++co)
+        for (int i = 0; i < 4; ++i)
+          w4[(g * 16 + co) * 4 + i] = static_cast<int8_t>(p.w[(g * 4 + i) * p.CoutPad + c0 + co]);
     const int64_t nc = std::min<int64_t>(16, p.Cout - c0);
     const __mmask16 m = static_cast<__mmask16>((1u << nc) - 1);
     const __m512i bi = _mm512_maskz_loadu_epi32(m, p.r.bias_int + c0);
@@ -43,17 +69,19 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
           const int64_t ih = oh * p.stride - p.pad + kh;
           const bool row_ok = ih >= 0 && ih < p.H;
           for (int kw = 0; kw < k; ++kw) {
-            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
+            const int8_t* w = w4.data() + (kh * k + kw) * groups * 64;
             const uint8_t* px[NB];
             for (int j = 0; j < NB; ++j) {
               const int64_t iw = (ow0 + j) * p.stride - p.pad + kw;
               px[j] = row_ok && iw >= 0 && iw < p.W ? p.x + b * p.sn + ih * p.sh + iw * p.sw : nullptr;
             }
-            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
+            for (int64_t g = 0; g < groups; ++g, w += 64) {
               const __m512i wv = _mm512_loadu_si512(w);
               for (int j = 0; j < NB; ++j) {
-                const __m512i xv = px[j] ? _mm512_set1_epi32(px[j][ci * p.sc]) : zp_in;
-                acc[j] = _mm512_add_epi32(acc[j], _mm512_mullo_epi32(xv, wv));
+                int32_t v;
+                if (px[j]) std::memcpy(&v, px[j] + 4 * g, 4);
+                const __m512i xv = px[j] ? _mm512_set1_epi32(v) : zp_in;
+                acc[j] = _mm512_dpbusd_epi32(acc[j], xv, wv);
               }
             }
           }
@@ -61,8 +89,8 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
         for (int j = 0; j < NB; ++j) {
           __m512 v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi)), bf);
           v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mul), lo), hi);
-          __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out);
-          if (p.r.lut) q = _mm512_i32gather_epi32(q, table, 4);
+          __m512i q = _mm512_cvtepu16_epi32(_mm512_cvtepi32_epi16(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out)));
+          if (p.r.lut) q = lut(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
           _mm_mask_storeu_epi8(p.y + (row * p.OW + ow0 + j) * p.Cout + c0, m, _mm512_cvtepi32_epi8(q));
         }
       };

@@ -109,9 +109,30 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
   } else {
     xq = x.contiguous(fmt);
   }
+  // NHWC with the channels padded to a multiple of 4 (pad values 0, their weights 0): one int32
+  // per pixel and group of 4 channels, what vpdpbusd takes.  NCHW planes are interleaved here.
+  const int64_t Cin4 = (Cin + 3) / 4 * 4;
+  at::Tensor x4 = at::empty({N, H, W, Cin4}, xq.options().memory_format(at::MemoryFormat::Contiguous));
+  if (Cin4 == 4 && xq.is_contiguous()) {
+    const uint8_t* src = xq.data_ptr<uint8_t>();
+    uint32_t* dst = reinterpret_cast<uint32_t*>(x4.data_ptr<uint8_t>());
+    const int64_t hw = H * W;
+    at::parallel_for(0, N, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const uint8_t* plane = src + b * Cin * hw;
+        uint32_t* out = dst + b * hw;
+        for (int64_t i = 0; i < hw; ++i) out[i] = plane[i];
+        for (int64_t ci = 1; ci < Cin; ++ci)
+          for (int64_t i = 0; i < hw; ++i) out[i] |= static_cast<uint32_t>(plane[ci * hw + i]) << (8 * ci);
+      }
+    });
+  } else {
+    x4.narrow(3, Cin, Cin4 - Cin).zero_();
+    x4.narrow(3, 0, Cin).copy_(xq.permute({0, 2, 3, 1}));
+  }
   // [kh][kw][ci][co] int32 weights, co padded to the block; the zero-point term folded into the bias.
   const int64_t CoutPad = (Cout + kQ8ConvCoutBlock - 1) / kQ8ConvCoutBlock * kQ8ConvCoutBlock;
-  std::vector<int32_t> wp(static_cast<size_t>(k * k * Cin * CoutPad), 0);
+  std::vector<int32_t> wp(static_cast<size_t>(k * k * Cin4 * CoutPad), 0);
   std::vector<int32_t> bias_eff(static_cast<size_t>(Cout));
   {
     const auto wa = weight.accessor<int8_t, 4>();
@@ -121,15 +142,15 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
         for (int64_t kw = 0; kw < k; ++kw)
           for (int64_t ci = 0; ci < Cin; ++ci) {
             const int8_t v = wa[co][ci][kh][kw];
-            wp[((kh * k + kw) * Cin + ci) * CoutPad + co] = v;
+            wp[((kh * k + kw) * Cin4 + ci) * CoutPad + co] = v;
             sum += v;
           }
       bias_eff[co] = r.bias_int[co] - sum * static_cast<int32_t>(x_zero_point);
     }
   }
   r.bias_int = bias_eff.data();
-  const Q8ConvArgs p{xq.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, Cin, H, W, Cout, CoutPad, OH, OW,
-                     xq.stride(0), xq.stride(1), xq.stride(2), xq.stride(3),
+  const Q8ConvArgs p{x4.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, Cin4, H, W, Cout, CoutPad, OH, OW,
+                     x4.stride(0), 1, x4.stride(1), x4.stride(2),
                      int(k), int(stride), int(padding), static_cast<int32_t>(x_zero_point), r};
   Q8ConvFn* kernel = MBV3_Q8_CONV_PICK(q8_conv_act);
   const int64_t grain = parallel_grain(OW * Cout * Cin * k * k, 16384);

@@ -83,6 +83,7 @@ struct Tail {
 };
 inline VI load_x(const uint8_t* p, Tail t) {
   if (t.n == 16) return _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  if (t.n == 8) return _mm256_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));  // 72 = 4 * 16 + 8
   alignas(16) uint8_t b[16] = {};
   std::memcpy(b, p, t.n);
   return _mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(b)));
@@ -110,6 +111,8 @@ template <bool LUT>
 inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   const VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
   const __m128i b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(w16, w16), 0x08));
+  if (!LUT && t.n == 16) return _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
+  if (!LUT && t.n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
   alignas(16) uint8_t tmp[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(tmp), b);
   if (LUT)

@@ -16,10 +16,12 @@ constexpr const char* kOp = "q8_dwconv_act";
 
 using Q8DwFn = void(const Q8DwArgs&, int64_t, int64_t, int64_t, int64_t);
 
-Q8DwFn* select_kernel() {
+// C <= 16 on the AVX-512 path takes the AVX2 kernel: its 16-channel tiles are full, the 32-lane
+// ones would be half empty.
+Q8DwFn* select_kernel(int64_t C) {
   switch (q8_isa(current_isa())) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni: return &avx512_vnni::q8_dwconv_act;
+    case Q8Isa::Avx512Vnni: return C <= 16 ? &avx2::q8_dwconv_act : &avx512_vnni::q8_dwconv_act;
 #endif
 #if MBV3_BUILD_X86
     case Q8Isa::Avx2: return &avx2::q8_dwconv_act;
@@ -79,7 +81,7 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
   const Q8DwArgs p{xn.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
                    int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
-  Q8DwFn* kernel = select_kernel();
+  Q8DwFn* kernel = select_kernel(C);
   // Units: one output row x a block of 64 channels (whole rows when rows alone balance the threads).
   const int64_t rows = N * OH;
   const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
