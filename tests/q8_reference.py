@@ -66,10 +66,17 @@ def q8_pwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut
     return add(y, residual, add_p) if residual is not None else y
 
 
-def pool(x):
-    """Quantized adaptive average pool to 1x1 with the input's qparams: rne of the mean."""
-    s = x.long().sum((2, 3)).double()
-    return torch.round(s / (x.shape[2] * x.shape[3])).to(torch.uint8)
+def pool(x, x_zp, x_scale):
+    """Quantized adaptive average pool to 1x1 of a channels_last map, keeping its qparams, rounded
+    as PyTorch rounds under the engine in force (csrc/q8_se/q8_se.h)."""
+    hw = x.shape[2] * x.shape[3]
+    acc = (x.long().sum((2, 3)) - x_zp * hw).to(torch.float32)
+    if torch.backends.quantized.engine == "qnnpack" and hw > 1:
+        s = torch.tensor(x_scale, dtype=torch.float32)
+        m = s / (s * hw)
+    else:
+        m = 1.0 / (1.0 / torch.tensor(1.0 / hw, dtype=torch.float32))
+    return _rne_u8(acc * m.to(torch.float32), x_zp)
 
 
 def linear(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None):
@@ -77,12 +84,12 @@ def linear(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None):
     return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
 
 
-def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut):
-    h = linear(pool(x), x_zp, w1, bi1, bf1, m1, o1)
+def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut, x_scale):
+    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1)
     return linear(h, o1[0], w2, bi2, bf2, m2, o2, lut)
 
 
-def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale):
-    h = linear(pool(x), x_zp, w1, bi1, bf1, m1, o1, lut1)
+def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale, x_scale):
+    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1)
     q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2)
     return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)

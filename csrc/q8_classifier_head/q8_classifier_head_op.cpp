@@ -29,7 +29,8 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
                                   const at::Tensor& multiplier1, c10::IntArrayRef out_qparams1, const at::Tensor& lut1,
                                   int64_t hidden_zero_point, const at::Tensor& w2, const at::Tensor& bias_int2,
                                   const at::Tensor& bias_float2, const at::Tensor& multiplier2,
-                                  c10::IntArrayRef out_qparams2, double out_scale) {
+                                  c10::IntArrayRef out_qparams2, double out_scale,
+                                  std::optional<double> x_scale) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   check_q8_zero_point(hidden_zero_point, kOp, "hidden_zero_point");
@@ -49,7 +50,7 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
   at::Tensor out = at::empty({N, K}, x.options().dtype(at::kFloat));
   if (N == 0) return out;
   Q8Pool pool{Q8PoolRule::Nhwc, static_cast<int32_t>(x_zero_point), 0, 0.f};
-  const at::Tensor xs = q8_pool_input(x, pool);
+  const at::Tensor xs = q8_pool_input(x, pool, x_scale, kOp);
   std::vector<uint8_t> pooled(N * C), hidden(N * Hd);
   at::parallel_for(0, N, parallel_grain(C * H * W, 1 << 18), [&](int64_t n0, int64_t n1) {
     q8_pool(xs, pool, n0, n1, pooled.data() + n0 * C);
@@ -67,7 +68,7 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_classifier_head(Tensor x, int x_zero_point, Tensor w1, Tensor bias_int1, Tensor bias_float1, "
         "Tensor multiplier1, int[] out_qparams1, Tensor lut1, int hidden_zero_point, Tensor w2, Tensor bias_int2, "
-        "Tensor bias_float2, Tensor multiplier2, int[] out_qparams2, float out_scale) -> Tensor");
+        "Tensor bias_float2, Tensor multiplier2, int[] out_qparams2, float out_scale, float? x_scale=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_classifier_head", &mbv3::q8_classifier_head_cpu); }

@@ -16,8 +16,8 @@ namespace mbv3 {
 //            scale 1 / m, m = 1.0f / hw: zp + rne(acc * (1.0f / (1.0f / m))).
 //   Nchw     otherwise: rne(float(sum) * ((1.0f / H) / W)); zp-free.
 //   Qnnpack  the QNNPACK engine (H * W > 1): its avgpool, zp + rne(acc * m), where QNNPACK's m is
-//            s / (s * hw) in float32 (s: x's scale, which the schema lacks): taken as 1.0f / hw,
-//            equal for power-of-two s; for other s, ties (even hw) may round differently.
+//            s / (s * hw) in float32 (s: x's scale, the ops' optional x_scale; without it
+//            1.0f / hw, equal for power-of-two s, while for other s ties (even hw) may differ).
 enum class Q8PoolRule : int32_t { Nhwc = 0, Nchw = 1, Qnnpack = 2 };
 struct Q8Pool {
   Q8PoolRule rule;
@@ -26,9 +26,10 @@ struct Q8Pool {
   float mult;
 };
 
-inline Q8Pool q8_pool_params(Q8PoolRule rule, int32_t zp, int64_t H, int64_t W) {
+inline Q8Pool q8_pool_params(Q8PoolRule rule, int32_t zp, int64_t H, int64_t W, float x_scale = 0.f) {
   const float m = 1.0f / static_cast<float>(H * W);
   float mult = m;
+  if (rule == Q8PoolRule::Qnnpack && x_scale > 0.f) mult = x_scale / (x_scale * static_cast<float>(H * W));
   if (rule == Q8PoolRule::Nhwc) mult = 1.0f / (1.0f / m);
   if (rule == Q8PoolRule::Nchw) mult = (1.0f / static_cast<float>(H)) / static_cast<float>(W);
   return Q8Pool{rule, zp, H * W, mult};

@@ -42,7 +42,8 @@ constexpr const char* kOp = "q8_se";
 at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& w1, const at::Tensor& bias_int1,
                      const at::Tensor& bias_float1, const at::Tensor& multiplier1, c10::IntArrayRef out_qparams1,
                      const at::Tensor& w2, const at::Tensor& bias_int2, const at::Tensor& bias_float2,
-                     const at::Tensor& multiplier2, c10::IntArrayRef out_qparams2, const at::Tensor& lut) {
+                     const at::Tensor& multiplier2, c10::IntArrayRef out_qparams2, const at::Tensor& lut,
+                     std::optional<double> x_scale) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -58,7 +59,7 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
   at::Tensor out = at::empty({N, C}, x.options());
   if (N == 0) return out;
   Q8Pool pool{Q8PoolRule::Nhwc, static_cast<int32_t>(x_zero_point), 0, 0.f};
-  const at::Tensor xs = q8_pool_input(x, pool);
+  const at::Tensor xs = q8_pool_input(x, pool, x_scale, kOp);
   Q8FcFn* fc = q8_fc_kernel(q8_isa(current_isa()));
   const int8_t* w1p = w1c.data_ptr<int8_t>();
   const int8_t* w2p = w2c.data_ptr<int8_t>();
@@ -80,7 +81,7 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_se(Tensor x, int x_zero_point, Tensor w1, Tensor bias_int1, Tensor bias_float1, Tensor multiplier1, "
         "int[] out_qparams1, Tensor w2, Tensor bias_int2, Tensor bias_float2, Tensor multiplier2, "
-        "int[] out_qparams2, Tensor lut) -> Tensor");
+        "int[] out_qparams2, Tensor lut, float? x_scale=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_se", &mbv3::q8_se_cpu); }

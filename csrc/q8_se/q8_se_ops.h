@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <ATen/Context.h>
 
+#include <cmath>
+#include <optional>
 #include <vector>
 
 #include "common/q8_args.h"
@@ -23,14 +25,18 @@ inline at::Tensor q8_fc_weight(const at::Tensor& w, int64_t cin, const char* op,
 }
 
 // x in the layout PyTorch's quantized tensor of it would have (suggest_memory_format), and the
-// pool rule that PyTorch applies to it under the quantized engine in force.
-inline at::Tensor q8_pool_input(const at::Tensor& x, Q8Pool& pool) {
+// pool rule that PyTorch applies to it under the quantized engine in force (x_scale: x's scale,
+// which QNNPACK's rounding depends on; null: taken as a power of two).
+inline at::Tensor q8_pool_input(const at::Tensor& x, Q8Pool& pool, std::optional<double> x_scale, const char* op) {
+  if (x_scale) {
+    TORCH_CHECK_VALUE(std::isfinite(*x_scale) && *x_scale > 0, op, ": x_scale must be finite and > 0, got ", *x_scale);
+  }
   at::Tensor xs = x.contiguous(x.suggest_memory_format());
   const int64_t H = x.size(2), W = x.size(3);
   Q8PoolRule rule = xs.is_contiguous(at::MemoryFormat::ChannelsLast) ? Q8PoolRule::Nhwc : Q8PoolRule::Nchw;
   if (at::globalContext().qEngine() == at::QEngine::QNNPACK && H * W > 1) rule = Q8PoolRule::Qnnpack;
   pool.rule = rule;
-  pool = q8_pool_params(rule, pool.zp, H, W);
+  pool = q8_pool_params(rule, pool.zp, H, W, x_scale ? static_cast<float>(*x_scale) : 0.f);
   return xs;
 }
 

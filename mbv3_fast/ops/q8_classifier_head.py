@@ -17,7 +17,8 @@ from mbv3_fast.quantization import params
 
 @torch.library.register_fake("mbv3::q8_classifier_head")
 def _fake_q8_classifier_head(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qparams1, lut1,
-                             hidden_zero_point, w2, bias_int2, bias_float2, multiplier2, out_qparams2, out_scale):
+                             hidden_zero_point, w2, bias_int2, bias_float2, multiplier2, out_qparams2, out_scale,
+                             x_scale=None):
     torch._check(x.dim() == 4, lambda: f"q8_classifier_head: x must be 4-D [N, C, H, W], got {x.dim()}-D")
     torch._check(x.dtype == torch.uint8, lambda: f"q8_classifier_head: x must be uint8, got {x.dtype}")
     return x.new_empty((x.shape[0], w2.shape[0]), dtype=torch.float32)
@@ -30,7 +31,7 @@ def head_args(linear1, hardswish, linear2, x_scale: float, x_zero_point: int, en
     lut1 = params.unary_lut(hardswish, linear1.scale, linear1.zero_point)
     w2, bi2, bf2, m2, oq2 = layer_args(linear2, hardswish.scale, engine)
     return (int(x_zero_point), w1, bi1, bf1, m1, oq1, lut1, int(hardswish.zero_point), w2, bi2, bf2, m2, oq2,
-            float(linear2.scale))
+            float(linear2.scale), float(x_scale))
 
 
 def q8_classifier_head(x: torch.Tensor, linear1, hardswish, linear2, engine: str) -> torch.Tensor:

@@ -24,7 +24,7 @@ def _check_fake(x, w1, w2):
 
 @torch.library.register_fake("mbv3::q8_se")
 def _fake_q8_se(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qparams1, w2, bias_int2,
-                bias_float2, multiplier2, out_qparams2, lut):
+                bias_float2, multiplier2, out_qparams2, lut, x_scale=None):
     _check_fake(x, w1, w2)
     return x.new_empty((x.shape[0], x.shape[1]))
 
@@ -52,7 +52,7 @@ def se_args(fc1, fc2, x_scale: float, x_zero_point: int, engine: str):
     a1 = layer_args(fc1, x_scale, engine, relu=True)
     a2 = layer_args(fc2, fc1.scale, engine)
     lut = params.unary_lut(F.hardsigmoid, fc2.scale, fc2.zero_point)
-    return (int(x_zero_point),) + a1 + a2 + (lut,)
+    return (int(x_zero_point),) + a1 + a2 + (lut, float(x_scale))
 
 
 def q8_se(x: torch.Tensor, fc1, fc2, engine: str) -> torch.Tensor:

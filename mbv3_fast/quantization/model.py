@@ -141,7 +141,7 @@ def _block(blk, x_scale, x_zp, engine, packs):
         fc1 = _layer(se.fc1, dw.out_scale, dw.out_zp, engine, pack=packs["se"])
         fc2 = _layer(se.fc2, fc1.out_scale, fc1.out_zp, engine, pack=packs["se"])
         lut, s_scale, s_zp = _hardsigmoid_table(fc2.out_scale, fc2.out_zp)
-        b.se = (fc1.weight, *fc1.requant[:4], fc2.weight, *fc2.requant[:4], lut)
+        b.se = (fc1.weight, *fc1.requant[:4], fc2.weight, *fc2.requant[:4], lut, dw.out_scale)
         p_scale, p_zp = float(se.skip_mul.scale), int(se.skip_mul.zero_point)
         b.mul = mul_args(dw.out_scale, dw.out_zp, s_scale, s_zp, p_scale, p_zp)
         i += 1
@@ -181,7 +181,8 @@ def _plan(qmodel, engine, packs):
     # The pool keeps its input's qparams.
     l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"])
     l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"])
-    plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale)
+    plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale,
+                 plan.last.out_scale)
     return plan
 
 
@@ -199,6 +200,11 @@ class QuantizedMobileNetV3(nn.Module):
         self._plan = _plan(qmodel, engine, _packers(pack_weights))
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references
         self.eval()
+
+    @property
+    def logit_step(self) -> float:
+        """The logits' quantization step (the classifier's output scale)."""
+        return float(self._plan.head[-2])
 
     def train(self, mode: bool = True):
         if mode:
