@@ -42,7 +42,9 @@ test-gpu-compile: build
 ASAN_TREE = build/asan/tree
 ASAN_TESTS = tests/test_dwconv_bn_act.py tests/test_pwconv_bn_act.py tests/test_expand_dwconv_bn_act.py \
   tests/test_se.py tests/test_conv_bn_act.py tests/test_classifier_head.py tests/test_mobilenet_v3.py \
-  tests/test_nonfinite.py tests/test_threads.py tests/test_fuzz.py
+  tests/test_nonfinite.py tests/test_threads.py tests/test_fuzz.py \
+  tests/test_q8_pwconv_act.py tests/test_q8_dwconv_act.py tests/test_q8_conv_act.py tests/test_q8_se.py \
+  tests/test_q8_classifier_head.py
 ASAN_ENV = LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
   ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 test-asan: deps
