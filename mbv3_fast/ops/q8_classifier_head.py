@@ -11,7 +11,6 @@ kernel and ``head_args``, which builds the arguments from a converted model's mo
 """
 import torch
 
-from mbv3_fast.ops.q8_se import layer_args
 from mbv3_fast.quantization import params
 
 
@@ -27,9 +26,9 @@ def _fake_q8_classifier_head(x, x_zero_point, w1, bias_int1, bias_float1, multip
 def head_args(linear1, hardswish, linear2, x_scale: float, x_zero_point: int, engine: str):
     """The arguments of q8_classifier_head after x, from converted quantized modules: linear1 and
     linear2 torch.ao.nn.quantized.Linear, hardswish torch.ao.nn.quantized.Hardswish."""
-    w1, bi1, bf1, m1, oq1 = layer_args(linear1, x_scale, engine)
     lut1 = params.unary_lut(hardswish, linear1.scale, linear1.zero_point)
-    w2, bi2, bf2, m2, oq2 = layer_args(linear2, hardswish.scale, engine)
+    w1, bi1, bf1, m1, oq1, _ = params.module_args(linear1, x_scale, engine)
+    w2, bi2, bf2, m2, oq2, _ = params.module_args(linear2, hardswish.scale, engine)
     return (int(x_zero_point), w1, bi1, bf1, m1, oq1, lut1, int(hardswish.zero_point), w2, bi2, bf2, m2, oq2,
             float(linear2.scale), float(x_scale))
 

@@ -29,28 +29,11 @@ def _fake_q8_se(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qp
     return x.new_empty((x.shape[0], x.shape[1]))
 
 
-def weight_scales(qweight: torch.Tensor):
-    """The float scales of a quantized weight: one (per-tensor) or one per output channel."""
-    if qweight.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-        return qweight.q_per_channel_scales()
-    return qweight.q_scale()
-
-
-def layer_args(qmod, x_scale: float, engine: str, relu: bool = False, lut=None):
-    """(int8 weight [Cout, Cin], bias_int, bias_float, multiplier, out_qparams[, lut]) of a
-    converted quantized Conv2d 1x1 / Linear (or their ReLU fusions)."""
-    qw = qmod.weight()
-    w = qw.int_repr()
-    bi, bf, mul, oq, _ = params.requant_args(x_scale, weight_scales(qw), qmod.bias(), qmod.scale, qmod.zero_point,
-                                             engine, relu=relu)
-    return (w.reshape(w.shape[0], w.shape[1]).contiguous(), bi, bf, mul, oq)
-
-
 def se_args(fc1, fc2, x_scale: float, x_zero_point: int, engine: str):
     """The arguments of q8_se after x: fc1 a quantized ConvReLU2d, fc2 a quantized Conv2d, the
     hardsigmoid PyTorch's quantized one (output qparams 1/256, 0)."""
-    a1 = layer_args(fc1, x_scale, engine, relu=True)
-    a2 = layer_args(fc2, fc1.scale, engine)
+    a1 = params.module_args(fc1, x_scale, engine)[:5]
+    a2 = params.module_args(fc2, fc1.scale, engine)[:5]
     lut = params.unary_lut(F.hardsigmoid, fc2.scale, fc2.zero_point)
     return (int(x_zero_point),) + a1 + a2 + (lut, float(x_scale))
 

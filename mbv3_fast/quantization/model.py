@@ -17,10 +17,9 @@ from typing import List, Optional
 
 import torch
 from torch import nn
-import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
-from mbv3_fast.quantization.params import ENGINES, add_args, mul_args, requant_args, unary_lut
+from mbv3_fast.quantization.params import ENGINES, add_args, module_args, mul_args, unary_lut
 from mbv3_fast.ops import q8_conv_act as _conv_ops
 from mbv3_fast.ops import q8_pwconv_act as _pw_ops
 from mbv3_fast.ops import q8_dwconv_act as _dw_ops
@@ -73,37 +72,22 @@ def _packers(pack_weights: bool):
     return {k: getattr(m, "pack_weight", None) if pack_weights else None for k, m in mods.items()}
 
 
-def _weight(mod):
-    w = mod.weight()
-    if w.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
-        scales, zps = w.q_per_channel_scales(), w.q_per_channel_zero_points()
-    else:
-        scales, zps = torch.tensor([w.q_scale()], dtype=torch.float64), torch.tensor([w.q_zero_point()])
-    if (zps != 0).any():
-        raise ValueError(f"mbv3_fast.quantization: {type(mod).__name__} has asymmetric weights (zero points "
-                         f"{zps.unique().tolist()}); the q8 kernels take symmetric int8 weights, as torchvision's "
-                         "recipes (x86, fbgemm, qnnpack) produce")
-    return w.int_repr(), scales
-
-
 def _layer(conv, x_scale, x_zp, engine, act=None, pack=None):
     """A quantized Conv2d/ConvReLU2d/Linear with input qparams (x_scale, x_zp) and an optional
     quantized Hardswish after it."""
     if not isinstance(conv, (nnq.Conv2d, nnq.Linear)):
         raise TypeError(f"mbv3_fast.quantization: expected a converted quantized conv/linear, got {type(conv).__name__} "
                         "(pass a model after torch.ao.quantization.convert)")
-    w, scales = _weight(conv)
-    relu = isinstance(conv, (nniq.ConvReLU2d, nniq.LinearReLU))
     out_scale, out_zp = float(conv.scale), int(conv.zero_point)
     lut = None
     if act is not None:
         lut = unary_lut(act, out_scale, out_zp)
         out_scale, out_zp = float(act.scale), int(act.zero_point)
-    rq = requant_args(x_scale, scales, conv.bias(), conv.scale, conv.zero_point, engine, relu=relu, lut=lut)
+    w, *rq = module_args(conv, x_scale, engine, lut)
     kw = {}
     if isinstance(conv, nnq.Conv2d):
         kw = dict(stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0])
-    return _Layer(_pack(pack, w), rq, out_scale, out_zp, **kw)
+    return _Layer(_pack(pack, w), tuple(rq), out_scale, out_zp, **kw)
 
 
 def _conv_norm_act(seq):

@@ -51,6 +51,30 @@ def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale
     return bias_int.contiguous(), bias_float.contiguous(), torch.from_numpy(multiplier.copy()), out_qparams, lut
 
 
+def weight_int8(qmod):
+    """(int8 weight, scales) of a converted quantized conv/linear: one scale (per-tensor) or one
+    per output channel.  The q8 kernels take symmetric weights, as torchvision's recipes make."""
+    qw = qmod.weight()
+    if qw.qscheme() in (torch.per_channel_affine, torch.per_channel_symmetric):
+        scales, zps = qw.q_per_channel_scales(), qw.q_per_channel_zero_points()
+    else:
+        scales, zps = torch.tensor([qw.q_scale()], dtype=torch.float64), torch.tensor([qw.q_zero_point()])
+    if (zps != 0).any():
+        raise ValueError(f"mbv3_fast.quantization: {type(qmod).__name__} has asymmetric weights (zero points "
+                         f"{zps.unique().tolist()}); the q8 kernels take symmetric int8 weights, as torchvision's "
+                         "recipes (x86, fbgemm, qnnpack) produce")
+    return qw.int_repr(), scales
+
+
+def module_args(qmod, x_scale: float, engine: str, lut: Optional[torch.Tensor] = None):
+    """(weight, bias_int, bias_float, multiplier, out_qparams, lut) of a converted quantized
+    Conv2d / Linear, or their ReLU fusions (ReLU becomes the clamp), whose input has scale
+    ``x_scale``: the arguments every q8 conv/linear op takes after x and its zero point."""
+    w, scales = weight_int8(qmod)
+    relu = type(qmod).__name__ in ("ConvReLU2d", "LinearReLU")
+    return (w,) + requant_args(x_scale, scales, qmod.bias(), qmod.scale, qmod.zero_point, engine, relu=relu, lut=lut)
+
+
 def unary_lut(fn, x_scale: float, x_zero_point: int) -> torch.Tensor:
     """The 256-entry table of a quantized elementwise op (hardswish, hardsigmoid, ...): PyTorch's
     own op applied to every input value, so the table is exact by construction.  ``fn`` maps a
