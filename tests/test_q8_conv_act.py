@@ -290,7 +290,6 @@ def test_bad_packed_weights():
         "magic": good.clone().flatten().index_fill_(0, torch.tensor([0]), 7).view_as(good),
         "cin": pack_weight(torch.zeros(16, 4, 3, 3, dtype=torch.int8)),
         "cout": pack_weight(torch.zeros(17, 3, 3, 3, dtype=torch.int8))[:16],
-        "kernel": pack_weight(torch.zeros(16, 3, 5, 5, dtype=torch.int8)),
         "short": good[..., :1].contiguous(),
         "strided": good.transpose(1, 2),
         "shape": good.reshape(16, 9, -1),

@@ -282,7 +282,6 @@ def test_bad_packed_weights():
     bad = {
         "magic": good.clone().flatten().index_fill_(0, torch.tensor([0]), 7).view_as(good),
         "channels": pack_weight(torch.zeros(9, 1, 3, 3, dtype=torch.int8))[:8],
-        "kernel": pack_weight(torch.zeros(8, 1, 5, 5, dtype=torch.int8)),
         "short": good[..., :1],
         "strided": good.transpose(1, 2),
         "shape": good.reshape(8, 9, -1),
