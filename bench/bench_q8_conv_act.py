@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.ao.nn.quantized as nnq
 
+from mbv3_fast.ops.q8_conv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import stem_layers
 
@@ -34,10 +35,15 @@ def make(engine):
     def ours():
         return op(x, 0.02, 128, wi, bi, bf, mult, oq, lut, S, P)
 
-    return {"torch": torch_q8, "ours": ours}
+    wp = pack_weight(wi)
+
+    def ours_packed():
+        return op(x, 0.02, 128, wp, bi, bf, mult, oq, lut, S, P)
+
+    return {"torch": torch_q8, "ours": ours, "ours_packed": ours_packed}
 
 
-@pytest.mark.parametrize("provider", ["torch", "ours"])
+@pytest.mark.parametrize("provider", ["torch", "ours", "ours_packed"])
 @pytest.mark.parametrize("engine", ["x86", "onednn"])
 @pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
 def test_q8_conv_act(benchmark, record, threads, engine, provider):

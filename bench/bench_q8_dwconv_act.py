@@ -6,6 +6,7 @@ import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
+from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import depthwise_layers
 
@@ -37,10 +38,15 @@ def make_layer(i, engine):
     def ours():
         return op(xi, 128, wi, bi, bf, mult, oq, lut, s, p, d)
 
-    return {"torch": torch_q8, "ours": ours}
+    wp = pack_weight(wi)
+
+    def ours_packed():
+        return op(xi, 128, wp, bi, bf, mult, oq, lut, s, p, d)
+
+    return {"torch": torch_q8, "ours": ours, "ours_packed": ours_packed}
 
 
-@pytest.mark.parametrize("provider", ["torch", "ours"])
+@pytest.mark.parametrize("provider", ["torch", "ours", "ours_packed"])
 @pytest.mark.parametrize("layer", range(len(LAYERS)), ids=lambda i: f"L{i:02d}")
 @pytest.mark.parametrize("engine", ["x86", "onednn"])
 @pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")

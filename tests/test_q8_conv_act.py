@@ -9,6 +9,7 @@ import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
+from mbv3_fast.ops.q8_conv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
 from layers import BEST_ISA
@@ -241,3 +242,62 @@ def test_bad_kernel_vs_padding():
     a[10] = 1
     with pytest.raises(ValueError, match="smaller than"):
         torch.ops.mbv3.q8_conv_act(*a)
+
+
+def run_packed(x, x_scale, x_zp, m, lut, engine):
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, pack_weight(qw.int_repr()), bi, bf, mult, oq, lut,
+                                      m.stride[0], m.padding[0])
+
+
+# The packed weight (pack_weight) gives the plain weight's results bit for bit, on every path.
+@pytest.mark.parametrize("cfg", STEMS, ids=lambda c: "{}to{}_{}x{}_k{}s{}p{}_{}".format(*c))
+def test_packed_weight_matches_plain(cfg, cpu_isa):
+    cin, cout, h, w, k, s, p, act = cfg
+    if cpu_isa != BEST_ISA:
+        h, w = 37, 30
+    x, xs, xz, m, lut, ref = make_case(1, cin, cout, h, w, k, s, p, act, "qnnpack")
+    for xin in (x, quantize_ref(x, xs, xz), x.contiguous(memory_format=torch.channels_last)):
+        packed = run_packed(xin, xs, xz, m, lut, "qnnpack")
+        assert torch.equal(packed, run(xin, xs, xz, m, lut, "qnnpack")) and torch.equal(packed, ref)
+
+
+@pytest.mark.parametrize("cout", [1, 7, 17, 33])
+def test_packed_weight_odd_shapes(cout, cpu_isa):
+    for i, (cin, k, n) in enumerate(itertools.product([1, 3, 4, 5], [1, 3, 5], [0, 1, 2])):
+        s, p = 1 + i % 2, k // 2
+        x, xs, xz, m, lut, ref = make_case(n, cin, cout, 7, 6, k, s, p, ("relu", "none", "hardswish")[i % 3],
+                                           ("onednn", "qnnpack")[i % 2])
+        eng = ("onednn", "qnnpack")[i % 2]
+        assert torch.equal(run_packed(x, xs, xz, m, lut, eng), run(x, xs, xz, m, lut, eng)), (cin, k, n)
+
+
+def test_opcheck_packed():
+    for dtype in (torch.float32, torch.uint8):
+        a = _args(dtype=dtype)
+        a[3] = pack_weight(a[3])
+        assert a[3].dtype == torch.int32 and a[3].shape[:3] == (16, 3, 3)
+        torch.library.opcheck(torch.ops.mbv3.q8_conv_act.default, tuple(a))
+
+
+def test_bad_packed_weights():
+    a = _args()
+    good = pack_weight(a[3])
+    bad = {
+        "magic": good.clone().flatten().index_fill_(0, torch.tensor([0]), 7).view_as(good),
+        "cin": pack_weight(torch.zeros(16, 4, 3, 3, dtype=torch.int8)),
+        "cout": pack_weight(torch.zeros(17, 3, 3, 3, dtype=torch.int8))[:16],
+        "short": good[..., :1].contiguous(),
+        "strided": good.transpose(1, 2),
+        "shape": good.reshape(16, 9, -1),
+    }
+    for what, w in bad.items():
+        a[3] = w
+        with pytest.raises(ValueError, match="pack|weight"):
+            torch.ops.mbv3.q8_conv_act(*a)
+    for w in (torch.zeros(16, 3, 3, 3), torch.zeros(16, 3, 3, 1, dtype=torch.int8)):
+        with pytest.raises(ValueError, match="pack_weight"):
+            pack_weight(w)

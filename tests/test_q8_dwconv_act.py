@@ -17,6 +17,7 @@ import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
+from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 from layers import BEST_ISA
@@ -234,3 +235,61 @@ def test_bad_kernel_vs_padding():
     a[9] = 0
     with pytest.raises(ValueError, match="smaller than"):
         torch.ops.mbv3.q8_dwconv_act(*a)
+
+
+# The packed weight (pack_weight) gives the plain weight's results bit for bit, on every path.
+@pytest.mark.parametrize("cfg", MBV3_LAYERS[::2], ids=lambda c: "C{}_{}x{}_k{}s{}p{}d{}_{}".format(*c))
+def test_packed_weight_matches_plain(cfg, cpu_isa):
+    c, h, w, k, s, p, d, act = cfg
+    if cpu_isa != BEST_ISA:
+        h, w = min(h, 9), min(w, 10)
+    engine = "qnnpack" if c % 2 else "onednn"
+    x, m, lut, _ = check(1, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} {cfg}", channels_last=True)
+    plain = run(x, m, lut, engine)
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    packed = torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), pack_weight(qw.int_repr()), bi, bf, mult,
+                                          oq, lut2, s, p, d)
+    assert torch.equal(packed, plain)
+
+
+@pytest.mark.parametrize("c", [1, 17, 33, 65])
+def test_packed_weight_odd_channels_and_extreme_weights(c, cpu_isa):
+    for zp in (0, 255):
+        a = _args(c, 5)
+        a[1], a[9] = zp, 2
+        a[2] = torch.full((c, 1, 5, 5), -128, dtype=torch.int8) if zp else a[2]
+        a[3] = torch.randint(-1000, 1000, (c,), dtype=torch.int32)
+        plain = torch.ops.mbv3.q8_dwconv_act(*a)
+        a[2] = pack_weight(a[2])
+        assert a[2].dtype == torch.int16 and a[2].shape[:3] == (c, 5, 5)
+        assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), plain)
+
+
+def test_opcheck_packed():
+    for c, k in [(8, 3), (33, 5)]:
+        a = _args(c, k)
+        a[9] = k // 2
+        a[2] = pack_weight(a[2])
+        torch.library.opcheck(torch.ops.mbv3.q8_dwconv_act.default, tuple(a))
+
+
+def test_bad_packed_weights():
+    a = _args()
+    good = pack_weight(a[2])
+    bad = {
+        "magic": good.clone().flatten().index_fill_(0, torch.tensor([0]), 7).view_as(good),
+        "channels": pack_weight(torch.zeros(9, 1, 3, 3, dtype=torch.int8))[:8],
+        "short": good[..., :1],
+        "strided": good.transpose(1, 2),
+        "shape": good.reshape(8, 9, -1),
+    }
+    for what, w in bad.items():
+        a[2] = w
+        with pytest.raises(ValueError, match="pack|weight"):
+            torch.ops.mbv3.q8_dwconv_act(*a)
+    for w in (torch.zeros(8, 1, 3, 3), torch.zeros(8, 2, 3, 3, dtype=torch.int8)):
+        with pytest.raises(ValueError, match="pack_weight"):
+            pack_weight(w)

@@ -8,15 +8,19 @@
 
 namespace mbv3 {
 
-// x uint8 [N, Cin, H, W] with element strides sn, sc, sh, sw (the binding passes NHWC with Cin a
-// multiple of 4, the pad channels' weights 0: the AVX-512 kernel relies on that);
-// w int32 [k*k*Cin][CoutPad] (tap, input channel, then output channels contiguous, zeros past
-// Cout, CoutPad a multiple of kQ8ConvCoutBlock); y NHWC uint8.  r.bias_int holds bias_int - x_zp *
-// (sum of the output channel's weights): the kernels sum x * w and read padding as x_zp.
+// x uint8 NHWC, already spatially padded with x_zp (so H, W are the padded sizes and pad is 0),
+// Cin a multiple of 4 (pad channels' weights 0), element strides sn, sc (= 1), sh, sw (= Cin);
+// w int8 [CoutPad / 16][k*k*Cin/4][16 output channels][4 input channels] (zeros past Cout), what
+// one vpdpbusd takes per group of 4 input channels; y NHWC uint8.  r.bias_int holds bias_int -
+// x_zp * (sum of the output channel's weights): the kernels sum x * w.
 constexpr int64_t kQ8ConvCoutBlock = 16;
+// pack_weight's int32 [Cout, k, k, L] layout: a header {magic, Cout, Cin, k, 0...} of
+// kQ8ConvPackHeader values, the weight sums [CoutPad], then w as above (Cin rounded up to 4).
+constexpr int32_t kQ8ConvPackMagic = 0x51384356;
+constexpr int64_t kQ8ConvPackHeader = 16;
 struct Q8ConvArgs {
   const uint8_t* x;
-  const int32_t* w;
+  const int8_t* w;
   uint8_t* y;
   int64_t N, Cin, H, W, Cout, CoutPad, OH, OW;
   int64_t sn, sc, sh, sw;
@@ -43,6 +47,8 @@ inline uint8_t q8_quantize_value(float x, float inv_scale, int32_t zp) {
   namespace ns {                                                                    \
   void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end);        \
   void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t zp); \
+  void q8_quantize_pixels(const float* x, int64_t plane, int cin, uint32_t* y, int64_t n, float inv_scale, \
+                          int32_t zp); \
   }
 MBV3_DECLARE_Q8_CONV(scalar)
 MBV3_DECLARE_Q8_CONV(avx2)

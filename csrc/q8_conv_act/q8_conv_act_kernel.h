@@ -37,55 +37,43 @@ struct Lut {
 
 void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
-  constexpr int kCols = 4;
+  constexpr int kCols = 8;
   const int k = p.k;
   const int64_t groups = p.Cin / 4, nw = int64_t(k) * k * groups;  // weight vectors per block
   const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
   const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
   const __m512i zp_out = _mm512_set1_epi32(p.r.zp);
-  const __m512i zp_in = _mm512_set1_epi32(static_cast<int32_t>(0x01010101u * static_cast<uint32_t>(p.x_zp)));
   alignas(64) int16_t table[256] = {};
   if (p.r.lut)
     for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
   const Lut lut(table);
-  std::vector<int8_t> w4(static_cast<size_t>(nw * 64));
+  const int64_t xs = p.stride * p.sw;  // bytes between two output columns' pixels
   for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
-    // [tap, channel group][16 output channels][4 channels] int8
-    for (int64_t g = 0; g < nw; ++g)
-      for (int co = 0; co < 16; ++co)
-        for (int i = 0; i < 4; ++i)
-          w4[(g * 16 + co) * 4 + i] = static_cast<int8_t>(p.w[(g * 4 + i) * p.CoutPad + c0 + co]);
+    const int8_t* w4 = p.w + c0 / 16 * nw * 64;
     const int64_t nc = std::min<int64_t>(16, p.Cout - c0);
     const __mmask16 m = static_cast<__mmask16>((1u << nc) - 1);
     const __m512i bi = _mm512_maskz_loadu_epi32(m, p.r.bias_int + c0);
     const __m512 bf = _mm512_maskz_loadu_ps(m, p.r.bias_float + c0), mul = _mm512_maskz_loadu_ps(m, p.r.multiplier + c0);
     for (int64_t row = row_begin; row < row_end; ++row) {
       const int64_t b = row / p.OH, oh = row % p.OH;
+      const uint8_t* xrow = p.x + b * p.sn + oh * p.stride * p.sh;
       auto columns = [&](int64_t ow0, auto ncols) {
         constexpr int NB = decltype(ncols)::value;
         __m512i acc[NB];
         for (int j = 0; j < NB; ++j) acc[j] = _mm512_setzero_si512();
-        for (int kh = 0; kh < k; ++kh) {
-          const int64_t ih = oh * p.stride - p.pad + kh;
-          const bool row_ok = ih >= 0 && ih < p.H;
+        const int8_t* w = w4;
+        for (int kh = 0; kh < k; ++kh)
           for (int kw = 0; kw < k; ++kw) {
-            const int8_t* w = w4.data() + (kh * k + kw) * groups * 64;
-            const uint8_t* px[NB];
-            for (int j = 0; j < NB; ++j) {
-              const int64_t iw = (ow0 + j) * p.stride - p.pad + kw;
-              px[j] = row_ok && iw >= 0 && iw < p.W ? p.x + b * p.sn + ih * p.sh + iw * p.sw : nullptr;
-            }
+            const uint8_t* px = xrow + kh * p.sh + (ow0 * p.stride + kw) * p.sw;
             for (int64_t g = 0; g < groups; ++g, w += 64) {
               const __m512i wv = _mm512_loadu_si512(w);
               for (int j = 0; j < NB; ++j) {
                 int32_t v;
-                if (px[j]) std::memcpy(&v, px[j] + 4 * g, 4);
-                const __m512i xv = px[j] ? _mm512_set1_epi32(v) : zp_in;
-                acc[j] = _mm512_dpbusd_epi32(acc[j], xv, wv);
+                std::memcpy(&v, px + j * xs + 4 * g, 4);
+                acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(v), wv);
               }
             }
           }
-        }
         for (int j = 0; j < NB; ++j) {
           __m512 v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi)), bf);
           v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mul), lo), hi);
@@ -111,19 +99,16 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
       uint8_t* py = p.y + (row * p.OW + ow) * p.Cout;
       for (int64_t c0 = 0; c0 < p.Cout; c0 += kB) {
         alignas(64) int32_t acc[kB] = {};
-        for (int kh = 0; kh < k; ++kh) {
-          const int64_t ih = oh * p.stride - p.pad + kh;
+        const int8_t* w = p.w + c0 / kB * (k * k * p.Cin / 4) * 64;  // [tap, group][16][4]
+        for (int kh = 0; kh < k; ++kh)
           for (int kw = 0; kw < k; ++kw) {
-            const int64_t iw = ow * p.stride - p.pad + kw;
-            const bool ok = ih >= 0 && ih < p.H && iw >= 0 && iw < p.W;
-            const uint8_t* px = p.x + (ok ? b * p.sn + ih * p.sh + iw * p.sw : 0);
-            const int32_t* w = p.w + (kh * k + kw) * p.Cin * p.CoutPad + c0;
-            for (int64_t ci = 0; ci < p.Cin; ++ci, w += p.CoutPad) {
-              const int32_t xv = ok ? px[ci * p.sc] : p.x_zp;
-              for (int64_t j = 0; j < kB; ++j) acc[j] += xv * w[j];
-            }
+            const uint8_t* px = p.x + b * p.sn + (oh * p.stride + kh) * p.sh + (ow * p.stride + kw) * p.sw;
+            for (int64_t g = 0; g < p.Cin / 4; ++g, w += 64)
+              for (int i = 0; i < 4; ++i) {
+                const int32_t xv = px[(4 * g + i) * p.sc];
+                for (int64_t j = 0; j < kB; ++j) acc[j] += xv * w[j * 4 + i];
+              }
           }
-        }
         const int64_t nc = std::min(kB, p.Cout - c0);
         alignas(64) int32_t q[kB];
         alignas(64) float bf[kB] = {}, m[kB] = {};
@@ -172,6 +157,32 @@ void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t
   }
 #endif
   for (; i < n; ++i) y[i] = q8_quantize_value(x[i], inv_scale, zp);
+}
+
+// Pixels of NCHW float planes (element stride `plane` between channels, cin <= 4) quantized into
+// one uint32 each, channel i in byte i (bytes past cin 0).
+void q8_quantize_pixels(const float* x, int64_t plane, int cin, uint32_t* y, int64_t n, float inv_scale,
+                        int32_t zp) {
+  int64_t i = 0;
+#if defined(MBV3_ISA_AVX512)
+  const __m512 inv = _mm512_set1_ps(inv_scale), top = _mm512_set1_ps(kQ8QuantizeMax);
+  const __m512i z = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  for (; i < n; i += 16) {
+    const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    __m512i acc = _mm512_setzero_si512();
+    for (int c = 0; c < cin; ++c) {
+      const __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c * plane + i), inv), top);
+      const __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(t), z), lo), hi);
+      acc = _mm512_or_si512(acc, _mm512_slli_epi32(q, 8 * c));
+    }
+    _mm512_mask_storeu_epi32(y + i, m, acc);
+  }
+#endif
+  for (; i < n; ++i) {
+    uint32_t v = 0;
+    for (int c = 0; c < cin; ++c) v |= uint32_t(q8_quantize_value(x[c * plane + i], inv_scale, zp)) << (8 * c);
+    y[i] = v;
+  }
 }
 
 }  // namespace MBV3_ISA_NS

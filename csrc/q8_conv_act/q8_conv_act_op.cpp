@@ -15,6 +15,7 @@ namespace {
 
 using Q8ConvFn = void(const Q8ConvArgs&, int64_t, int64_t);
 using Q8QuantizeFn = void(const float*, uint8_t*, int64_t, float, int32_t);
+using Q8PixelsFn = void(const float*, int64_t, int, uint32_t*, int64_t, float, int32_t);
 
 template <class Fn>
 Fn* select(Fn* s, Fn* a2, Fn* a512) {
@@ -77,14 +78,21 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
   TORCH_CHECK(x.device().is_cpu(), op, ": the int8 ops run on the CPU, got x on ", x.device());
   check_q8_zero_point(x_zero_point, op, "x_zero_point");
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, op, ": weight must be int8 (qweight.int_repr()), got ",
-                    weight.scalar_type());
+  // Plain int8 [Cout, Cin, k, k], or pack_weight's int32 [Cout, k, k, L] (see kQ8ConvPackMagic).
+  const bool packed = weight.scalar_type() == at::kInt;
+  TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar || packed, op,
+                    ": weight must be int8 (qweight.int_repr()) or int32 (pack_weight), got ", weight.scalar_type());
   TORCH_CHECK(weight.device().is_cpu(), op, ": weight must be on the CPU, got ", weight.device());
-  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(1) == Cin && weight.size(2) == weight.size(3) &&
-                        weight.size(0) >= 1,
-                    op, ": weight must be [Cout, Cin, k, k] with Cin = ", Cin, " (x's channels), got ",
-                    weight.sizes());
-  const int64_t Cout = weight.size(0), k = weight.size(2);
+  if (packed) {
+    TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(1) == weight.size(2) && weight.size(0) >= 1, op,
+                      ": a packed weight must be [Cout, k, k, L] int32 from pack_weight, got ", weight.sizes());
+  } else {
+    TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(1) == Cin && weight.size(2) == weight.size(3) &&
+                          weight.size(0) >= 1,
+                      op, ": weight must be [Cout, Cin, k, k] with Cin = ", Cin, " (x's channels), got ",
+                      weight.sizes());
+  }
+  const int64_t Cout = weight.size(0), k = packed ? weight.size(1) : weight.size(2);
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, op, ": kernel size must be odd and <= 7, got ", k);
   check_int_arg(op, "stride", stride, 1);
   check_int_arg(op, "padding", padding, 0);
@@ -99,42 +107,24 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
   at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
 
-  // x quantized (QuantStub) or taken as is, in its own dense layout; the kernel reads it by strides.
-  const auto fmt = wants_channels_last(x) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
-  at::Tensor xq;
-  if (x.scalar_type() == at::kFloat) {
-    const at::Tensor xf = x.contiguous(fmt);
-    xq = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(fmt));
-    quantize_into(xf, xq, inv, static_cast<int32_t>(x_zero_point));
-  } else {
-    xq = x.contiguous(fmt);
-  }
-  // NHWC with the channels padded to a multiple of 4 (pad values 0, their weights 0): one int32
-  // per pixel and group of 4 channels, what vpdpbusd takes.  NCHW planes are interleaved here.
-  const int64_t Cin4 = (Cin + 3) / 4 * 4;
-  at::Tensor x4 = at::empty({N, H, W, Cin4}, xq.options().memory_format(at::MemoryFormat::Contiguous));
-  if (Cin4 == 4 && xq.is_contiguous()) {
-    const uint8_t* src = xq.data_ptr<uint8_t>();
-    uint32_t* dst = reinterpret_cast<uint32_t*>(x4.data_ptr<uint8_t>());
-    const int64_t hw = H * W;
-    at::parallel_for(0, N, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const uint8_t* plane = src + b * Cin * hw;
-        uint32_t* out = dst + b * hw;
-        for (int64_t i = 0; i < hw; ++i) out[i] = plane[i];
-        for (int64_t ci = 1; ci < Cin; ++ci)
-          for (int64_t i = 0; i < hw; ++i) out[i] |= static_cast<uint32_t>(plane[ci * hw + i]) << (8 * ci);
-      }
-    });
-  } else {
-    x4.narrow(3, Cin, Cin4 - Cin).zero_();
-    x4.narrow(3, 0, Cin).copy_(xq.permute({0, 2, 3, 1}));
-  }
-  // [kh][kw][ci][co] int32 weights, co padded to the block; the zero-point term folded into the bias.
+  const int64_t Cin4 = (Cin + 3) / 4 * 4, groups = Cin4 / 4;
   const int64_t CoutPad = (Cout + kQ8ConvCoutBlock - 1) / kQ8ConvCoutBlock * kQ8ConvCoutBlock;
-  std::vector<int32_t> wp(static_cast<size_t>(k * k * Cin4 * CoutPad), 0);
-  std::vector<int32_t> bias_eff(static_cast<size_t>(Cout));
-  {
+  const int64_t nw = CoutPad * k * k * groups;  // int32 words of w (4 int8 each)
+  const int32_t xzp = static_cast<int32_t>(x_zero_point);
+  std::vector<int32_t> bias_eff(static_cast<size_t>(Cout)), wbuf;
+  const int8_t* w4;
+  if (packed) {
+    TORCH_CHECK_VALUE(weight.is_contiguous() && weight.numel() >= kQ8ConvPackHeader + CoutPad + nw, op,
+                      ": packed weight is not from pack_weight (size ", weight.sizes(), ")");
+    const int32_t* h = weight.data_ptr<int32_t>();
+    TORCH_CHECK_VALUE(h[0] == kQ8ConvPackMagic && h[1] == Cout && h[2] == Cin && h[3] == k, op,
+                      ": packed weight is not pack_weight's for Cout = ", Cout, ", Cin = ", Cin, ", k = ", k);
+    const int32_t* sums = h + kQ8ConvPackHeader;
+    for (int64_t co = 0; co < Cout; ++co) bias_eff[co] = r.bias_int[co] - sums[co] * xzp;
+    w4 = reinterpret_cast<const int8_t*>(sums + CoutPad);
+  } else {
+    wbuf.assign(static_cast<size_t>(nw), 0);
+    int8_t* wb = reinterpret_cast<int8_t*>(wbuf.data());
     const auto wa = weight.accessor<int8_t, 4>();
     for (int64_t co = 0; co < Cout; ++co) {
       int32_t sum = 0;
@@ -142,16 +132,64 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
         for (int64_t kw = 0; kw < k; ++kw)
           for (int64_t ci = 0; ci < Cin; ++ci) {
             const int8_t v = wa[co][ci][kh][kw];
-            wp[((kh * k + kw) * Cin4 + ci) * CoutPad + co] = v;
+            wb[(((co / 16) * k * k + kh * k + kw) * groups + ci / 4) * 64 + (co % 16) * 4 + ci % 4] = v;
             sum += v;
           }
-      bias_eff[co] = r.bias_int[co] - sum * static_cast<int32_t>(x_zero_point);
+      bias_eff[co] = r.bias_int[co] - sum * xzp;
     }
+    w4 = wb;
   }
   r.bias_int = bias_eff.data();
-  const Q8ConvArgs p{x4.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, Cin4, H, W, Cout, CoutPad, OH, OW,
-                     x4.stride(0), 1, x4.stride(1), x4.stride(2),
-                     int(k), int(stride), int(padding), static_cast<int32_t>(x_zero_point), r};
+
+  // x quantized (QuantStub) or taken as is, into NHWC with the channels padded to a multiple of 4
+  // (one int32 per pixel and group, what vpdpbusd takes) and the border padded with x_zp, so the
+  // kernels read every tap without checks.  A per-thread buffer: no allocation per call.
+  const int64_t Hp = H + 2 * padding, Wp = W + 2 * padding;
+  const size_t bytes = static_cast<size_t>(N * Hp * Wp * Cin4);
+  thread_local std::vector<uint32_t> keep;
+  std::vector<uint32_t> once;
+  std::vector<uint32_t>& buf = bytes <= (size_t(8) << 20) ? keep : once;
+  if (buf.size() < bytes / 4) buf.resize(bytes / 4);
+  uint8_t* x4 = reinterpret_cast<uint8_t*>(buf.data());
+  const uint32_t zp4 = 0x01010101u * static_cast<uint32_t>(xzp);
+  const int64_t rowb = Wp * Cin4;  // bytes per padded row
+  const bool fast = x.scalar_type() == at::kFloat && Cin4 == 4 && x.is_contiguous();
+  at::Tensor xq;
+  if (!fast) {  // general layouts and uint8 input: ATen, then the padded copy below
+    const auto fmt = wants_channels_last(x) ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    if (x.scalar_type() == at::kFloat) {
+      const at::Tensor xf = x.contiguous(fmt);
+      xq = at::empty(x.sizes(), x.options().dtype(at::kByte).memory_format(fmt));
+      quantize_into(xf, xq, inv, xzp);
+    } else {
+      xq = x.contiguous(fmt);
+    }
+  }
+  Q8PixelsFn* pixels = MBV3_Q8_CONV_PICK(q8_quantize_pixels);
+  at::parallel_for(0, N * Hp, parallel_grain(Wp * Cin4 * 4, 16384), [&](int64_t r0, int64_t r1) {
+    for (int64_t rr = r0; rr < r1; ++rr) {
+      const int64_t b = rr / Hp, ih = rr % Hp - padding;
+      uint8_t* out = x4 + rr * rowb;
+      if (ih < 0 || ih >= H) {
+        std::fill_n(reinterpret_cast<uint32_t*>(out), rowb / 4, zp4);
+        continue;
+      }
+      std::fill_n(reinterpret_cast<uint32_t*>(out), padding * groups, zp4);
+      std::fill_n(reinterpret_cast<uint32_t*>(out + (padding + W) * Cin4), padding * groups, zp4);
+      uint8_t* o = out + padding * Cin4;
+      if (fast) {
+        pixels(x.data_ptr<float>() + (b * Cin * H + ih) * W, H * W, int(Cin), reinterpret_cast<uint32_t*>(o), W,
+               inv, xzp);
+        continue;
+      }
+      const uint8_t* src = xq.data_ptr<uint8_t>() + b * xq.stride(0) + ih * xq.stride(2);
+      const int64_t sc = xq.stride(1), sw = xq.stride(3);
+      for (int64_t iw = 0; iw < W; ++iw)
+        for (int64_t ci = 0; ci < Cin4; ++ci) o[iw * Cin4 + ci] = ci < Cin ? src[iw * sw + ci * sc] : 0;
+    }
+  });
+  const Q8ConvArgs p{x4, w4, y.data_ptr<uint8_t>(), N, Cin4, Hp, Wp, Cout, CoutPad, OH, OW,
+                     Hp * rowb, 1, rowb, Cin4, int(k), int(stride), 0, xzp, r};
   Q8ConvFn* kernel = MBV3_Q8_CONV_PICK(q8_conv_act);
   const int64_t grain = parallel_grain(OW * Cout * Cin * k * k, 16384);
   at::parallel_for(0, N * OH, grain, [&](int64_t b, int64_t e) { kernel(p, b, e); });

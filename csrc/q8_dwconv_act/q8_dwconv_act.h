@@ -8,6 +8,10 @@ namespace mbv3 {
 
 constexpr int kQ8DwMaxK = 7;
 constexpr int64_t kQ8DwChannelPad = 32;  // weight rows are padded to this (the widest tile)
+// pack_weight's int16 layout: a header of kQ8DwPackHeader values {magic, C, k, 0...} (64 bytes,
+// keeps the rows aligned), the taps-major rows [k*k][Cpad], then each channel's weight sum [Cpad].
+constexpr int16_t kQ8DwPackMagic = 0x5138;
+constexpr int64_t kQ8DwPackHeader = 32;
 
 // x NHWC uint8; w int16 [k*k][Cpad] (taps-major, zeros past C); y NHWC uint8.  r.bias_int holds
 // bias_int - x_zp * (sum of the channel's weights): the kernels sum x * w and read padding as

@@ -39,12 +39,21 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar, kOp, ": weight must be int8 (qweight.int_repr()), got ",
-                    weight.scalar_type());
+  // Plain int8 [C, 1, k, k], or pack_weight's int16 [C, k, k, L] (see kQ8DwPackMagic).
+  const bool packed = weight.scalar_type() == at::kShort;
+  TORCH_CHECK_VALUE(weight.scalar_type() == at::kChar || packed, kOp,
+                    ": weight must be int8 (qweight.int_repr()) or int16 (pack_weight), got ", weight.scalar_type());
   TORCH_CHECK(weight.device().is_cpu(), kOp, ": weight must be on the CPU, got ", weight.device());
-  TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 && weight.size(2) == weight.size(3),
-                    kOp, ": weight must be [C, 1, k, k] with C = ", C, " (x's channels), got ", weight.sizes());
-  const int64_t k = weight.size(2);
+  if (packed) {
+    TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == weight.size(2), kOp,
+                      ": a packed weight must be [C, k, k, L] int16 from pack_weight with C = ", C, ", got ",
+                      weight.sizes());
+  } else {
+    TORCH_CHECK_VALUE(weight.dim() == 4 && weight.size(0) == C && weight.size(1) == 1 &&
+                          weight.size(2) == weight.size(3),
+                      kOp, ": weight must be [C, 1, k, k] with C = ", C, " (x's channels), got ", weight.sizes());
+  }
+  const int64_t k = packed ? weight.size(1) : weight.size(2);
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= kQ8DwMaxK, kOp, ": kernel size must be odd and <= ", kQ8DwMaxK, ", got ", k);
   check_int_arg(kOp, "stride", stride, 1);
   check_int_arg(kOp, "dilation", dilation, 1);
@@ -60,11 +69,24 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   if (y.numel() == 0) return y;
 
   // Taps-major int16 weights, rows padded to kQ8DwChannelPad; the zero-point term folded into the
-  // bias.  Plain loops: a handful of ATen ops here cost more than the 7x7 layers' kernels.
+  // bias (per call: it depends on x_zero_point).  Plain loops: a handful of ATen ops here cost
+  // more than the 7x7 layers' kernels.
   const int64_t Cpad = (C + kQ8DwChannelPad - 1) / kQ8DwChannelPad * kQ8DwChannelPad, taps = k * k;
-  std::vector<int16_t> wp(static_cast<size_t>(taps * Cpad), 0);
+  std::vector<int16_t> wp;
   std::vector<int32_t> bias_eff(static_cast<size_t>(C));
-  {
+  const int16_t* w16;
+  const int32_t xzp = static_cast<int32_t>(x_zero_point);
+  if (packed) {
+    TORCH_CHECK_VALUE(weight.is_contiguous() && weight.numel() >= kQ8DwPackHeader + (taps + 1) * Cpad, kOp,
+                      ": packed weight is not from pack_weight (size ", weight.sizes(), ")");
+    const int16_t* h = weight.data_ptr<int16_t>();
+    TORCH_CHECK_VALUE(h[0] == kQ8DwPackMagic && h[1] == C && h[2] == k, kOp,
+                      ": packed weight is not pack_weight's for C = ", C, ", k = ", k);
+    w16 = h + kQ8DwPackHeader;
+    const int16_t* sums = w16 + taps * Cpad;
+    for (int64_t c = 0; c < C; ++c) bias_eff[c] = r.bias_int[c] - sums[c] * xzp;
+  } else {
+    wp.assign(static_cast<size_t>(taps * Cpad), 0);
     const auto wa = weight.accessor<int8_t, 4>();
     for (int64_t c = 0; c < C; ++c) {
       int32_t sum = 0;
@@ -73,13 +95,14 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
         wp[t * Cpad + c] = v;
         sum += v;
       }
-      bias_eff[c] = r.bias_int[c] - sum * static_cast<int32_t>(x_zero_point);
+      bias_eff[c] = r.bias_int[c] - sum * xzp;
     }
+    w16 = wp.data();
   }
   r.bias_int = bias_eff.data();
 
   const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const Q8DwArgs p{xn.data_ptr<uint8_t>(), wp.data(), y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
+  const Q8DwArgs p{xn.data_ptr<uint8_t>(), w16, y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
                    int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
   Q8DwFn* kernel = select_kernel(C);
   // Units: one output row x a block of 64 channels (whole rows when rows alone balance the threads).

@@ -11,10 +11,36 @@ from mbv3_fast.ops._checks import conv_out_size
 from mbv3_fast.quantization.params import requant_args
 
 
+_PACK_MAGIC, _PACK_HEADER, _CHANNEL_PAD = 0x5138, 32, 32  # csrc/q8_dwconv_act/q8_dwconv_act.h
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The int8 depthwise weight [C, 1, k, k] (qweight.int_repr()) in the kernels' layout, once:
+    an int16 [C, k, k, L] tensor (the shape carries C and k; the contents are a header, the
+    taps-major rows padded to 32 channels and each channel's weight sum).  Pass it in place of the
+    plain weight; results are identical."""
+    if weight.dtype != torch.int8 or weight.dim() != 4 or weight.shape[1] != 1 or weight.shape[2] != weight.shape[3]:
+        raise ValueError(f"q8_dwconv_act.pack_weight: weight must be int8 [C, 1, k, k], got {weight.dtype} "
+                         f"{tuple(weight.shape)}")
+    c, k = weight.shape[0], weight.shape[2]
+    cpad = (c + _CHANNEL_PAD - 1) // _CHANNEL_PAD * _CHANNEL_PAD
+    w = weight.detach().cpu().reshape(c, k * k).to(torch.int16)
+    body = torch.zeros(k * k + 1, cpad, dtype=torch.int16)
+    body[:k * k, :c] = w.t()
+    body[k * k, :c] = w.sum(1).to(torch.int16)  # |sum| <= 49 * 128 fits
+    head = torch.zeros(_PACK_HEADER, dtype=torch.int16)
+    head[:3] = torch.tensor([_PACK_MAGIC, c, k], dtype=torch.int16)
+    flat = torch.cat([head, body.flatten()])
+    per = c * k * k
+    out = torch.zeros((flat.numel() + per - 1) // per * per, dtype=torch.int16)
+    out[:flat.numel()] = flat
+    return out.reshape(c, k, k, -1)
+
+
 @torch.library.register_fake("mbv3::q8_dwconv_act")
 def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1):
     n, c, h, w = x.shape
-    k = weight.shape[-1]
+    k = weight.shape[1] if weight.dtype == torch.int16 else weight.shape[-1]
     return x.new_empty((n, c, conv_out_size(h, k, stride, padding, dilation),
                         conv_out_size(w, k, stride, padding, dilation)), dtype=torch.uint8).contiguous(
         memory_format=torch.channels_last)
