@@ -10,7 +10,7 @@ import torch
 
 from mbv3_fast.ops._checks import conv_out_size
 from mbv3_fast.ops._layout import output_memory_format
-from mbv3_fast.quantization.params import requant_args
+from mbv3_fast.quantization.params import module_args
 
 
 _PACK_MAGIC, _PACK_HEADER, _BLOCK = 0x51384356, 16, 16  # csrc/q8_conv_act/q8_conv_act.h
@@ -61,11 +61,5 @@ def q8_conv_act(x: torch.Tensor, x_scale: float, x_zero_point: int, conv, engine
     """``conv``: a quantized ``torch.ao.nn.quantized.Conv2d`` (or ``ConvReLU2d``); ``x``: float32
     (quantized here with x_scale / x_zero_point) or its uint8 values.  Returns the uint8 output
     values (channels_last), mapped through ``lut`` if given."""
-    qw = conv.weight()
-    relu = type(conv).__name__ == "ConvReLU2d"
-    w_scales = qw.q_per_channel_scales() if qw.qscheme() in (torch.per_channel_affine,
-                                                              torch.per_channel_symmetric) else qw.q_scale()
-    bias_int, bias_float, mult, out_qparams, lut = requant_args(x_scale, w_scales, conv.bias(), conv.scale,
-                                                                conv.zero_point, engine, relu=relu, lut=lut)
-    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zero_point, qw.int_repr(), bias_int, bias_float, mult,
-                                      out_qparams, lut, conv.stride[0], conv.padding[0])
+    args = module_args(conv, x_scale, engine, lut)
+    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zero_point, *args, conv.stride[0], conv.padding[0])

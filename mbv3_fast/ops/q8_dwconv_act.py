@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from mbv3_fast.ops._checks import conv_out_size
-from mbv3_fast.quantization.params import requant_args
+from mbv3_fast.quantization.params import module_args
 
 
 _PACK_MAGIC, _PACK_HEADER, _CHANNEL_PAD = 0x5138, 32, 32  # csrc/q8_dwconv_act/q8_dwconv_act.h
@@ -50,11 +50,6 @@ def q8_dwconv_act(x: torch.Tensor, conv, engine: str, lut: Optional[torch.Tensor
     """``conv``: a quantized depthwise ``torch.ao.nn.quantized.Conv2d`` (or ``ConvReLU2d``);
     ``x``: a quint8 tensor.  Returns the uint8 output values (channels_last), requantized to
     ``conv.scale`` / ``conv.zero_point``, then mapped through ``lut`` if given."""
-    qw = conv.weight()
-    relu = type(conv).__name__ == "ConvReLU2d"
-    w_scales = qw.q_per_channel_scales() if qw.qscheme() in (torch.per_channel_affine,
-                                                              torch.per_channel_symmetric) else qw.q_scale()
-    bias_int, bias_float, mult, out_qparams, lut = requant_args(x.q_scale(), w_scales, conv.bias(), conv.scale,
-                                                                conv.zero_point, engine, relu=relu, lut=lut)
-    return torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), qw.int_repr(), bias_int, bias_float, mult,
-                                        out_qparams, lut, conv.stride[0], conv.padding[0], conv.dilation[0])
+    args = module_args(conv, x.q_scale(), engine, lut)
+    return torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), *args, conv.stride[0], conv.padding[0],
+                                        conv.dilation[0])
