@@ -347,6 +347,20 @@ inline bool has_dotprod() {
 #endif
 }
 
+// q8_mul on 8 values: (x - a_zp) * (s - b_zp) exact in int32, then q8.h's float steps.
+inline uint8x8_t mul8(const Q8PwArgs& p, uint8x8_t x8, uint8x8_t s8) {
+  const int16x8_t a = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(x8)), vdupq_n_s16(static_cast<int16_t>(p.mul.a_zp)));
+  const int16x8_t b = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(s8)), vdupq_n_s16(static_cast<int16_t>(p.mul.b_zp)));
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(-p.mul.zp)), hi = vdupq_n_f32(static_cast<float>(255 - p.mul.zp));
+  const int32x4_t c[2] = {vmull_s16(vget_low_s16(a), vget_low_s16(b)), vmull_high_s16(a, b)};
+  int32x4_t q[2];
+  for (int h = 0; h < 2; ++h) {
+    const float32x4_t f = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(c[h]), vdupq_n_f32(p.mul.multiplier)), lo), hi);
+    q[h] = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(p.mul.zp));
+  }
+  return vqmovn_u16(vcombine_u16(vqmovun_s32(q[0]), vqmovun_s32(q[1])));
+}
+
 // One row of A (q8_mul(x, se) with se) into out (K4 * 4 values, padding zero): int16 for the
 // baseline kernel, or a - 128 as int8 for SDOT (the 128 * colsum correction restores it).
 template <class T>
@@ -357,7 +371,9 @@ inline void prepare_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, T
   const uint8_t* a = x;
   if (s) {
     tmp = p.K <= 256 ? local : new uint8_t[p.K];
-    for (int64_t k = 0; k < p.K; ++k) tmp[k] = q8_mul(x[k], s[k], p.mul);
+    int64_t k = 0;
+    for (; k + 8 <= p.K; k += 8) vst1_u8(tmp + k, mul8(p, vld1_u8(x + k), vld1_u8(s + k)));
+    for (; k < p.K; ++k) tmp[k] = q8_mul(x[k], s[k], p.mul);
     a = tmp;
   }
   int64_t k = 0;
