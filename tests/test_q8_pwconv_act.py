@@ -19,6 +19,7 @@ import torch.ao.nn.quantized as nnq
 import torch.ao.nn.quantized.functional as qF
 
 import mbv3_fast
+import neon_harness
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
 from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
@@ -275,3 +276,80 @@ def test_bad_inputs():
     if torch.cuda.is_available():
         with pytest.raises(RuntimeError):
             call(x=c.x.cuda())
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+NEON_ODD = [  # n, cin, cout, h, w, act, residual, se, engine: odd shapes, SE with Cin > 256
+    (1, 1, 1, 1, 1, "none", False, False, "fbgemm"),
+    (3, 7, 17, 5, 3, "relu", True, False, "qnnpack"),
+    (1, 17, 33, 1, 1, "hardswish", False, True, "fbgemm"),
+    (3, 33, 7, 4, 9, "none", True, True, "qnnpack"),
+    (1, 33, 65, 7, 7, "hardswish", True, False, "fbgemm"),
+    (2, 40, 120, 6, 5, "relu", False, True, "qnnpack"),
+    (1, 72, 40, 9, 11, "none", True, True, "fbgemm"),
+    (1, 576, 96, 7, 7, "none", True, True, "fbgemm"),
+    (1, 288, 48, 5, 5, "none", True, True, "qnnpack"),
+]
+# Tile edges: Cout around the 16-column tile, K around the groups of 4 and 16-byte rows, M around
+# the 4-row tile (the harness also splits rows at an odd row and columns at 16, as threads do).
+NEON_EDGES = [(1, cin, cout, 1, (1, 5, 9)[(i + i // 6) % 3], ("none", "relu", "hardswish")[i % 3], i % 4 == 1,
+               i % 5 == 2, ENGINES[i % 2])
+              for i, (cout, cin) in enumerate(itertools.product((1, 15, 16, 17, 33, 64), (1, 4, 5, 13, 16, 17)))]
+
+
+def _neon_case_file(cases):
+    """The cases for tests/neon/q8_pwconv_act_main.cpp and the op's scalar result for each
+    (checked against PyTorch's and with plain and packed weights)."""
+    f, expected = neon_harness.CaseFile(), []
+    before = mbv3_fast.get_cpu_isa()
+    mbv3_fast.set_cpu_isa("scalar")
+    try:
+        for n, cin, cout, h, w, act, res, se, engine in cases:
+            c = Case(engine, n, cin, cout, h, w, act, res, se)
+            what = f"{engine} {(n, cin, cout, h, w, act, res, se)}"
+            plain, packed = c.check(what), c.check(what + " packed", packed=True)
+            assert torch.equal(plain, packed), what
+            a = c.args
+            nhwc = lambda t: t.permute(0, 2, 3, 1).reshape(-1).tolist()  # noqa: E731
+            f.i64(n, cin, cout, h * w, a["x_zero_point"], *a["out_qparams"], a["lut"] is not None, res, se)
+            f.i64(*nhwc(c.x))
+            f.i64(*pack_weight(c.w).tolist())
+            f.i64(*a["bias_int"].tolist())
+            f.floats(a["bias_float"])
+            f.floats(a["multiplier"])
+            if a["lut"] is not None:
+                f.i64(*a["lut"].tolist())
+            if res:
+                ad = a["add"]
+                f.i64(*nhwc(a["residual"]))
+                f.i64(*(int(v) for v in (ad[0], ad[6], ad[7], ad[8], ad[9], ad[10])))
+                f.floats(torch.tensor(ad[1:6], dtype=torch.float64))
+            if se:
+                f.i64(*a["se_scale"].reshape(-1).tolist())
+                f.i64(*(int(v) for v in a["mul"][:3]))
+                f.floats(torch.tensor(a["mul"][3:], dtype=torch.float64))
+            f.count += 1
+            expected.append((plain, what))
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+    return f, expected
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", (*neon_harness.QEMU_CPUS, "max"))
+def test_neon_under_qemu(cpu):
+    """The NEON kernel under qemu, bit for bit against the op's scalar kernel (itself equal to
+    PyTorch's quantized ops): cortex-a53 runs the ARMv8.0 vmlal kernel, cortex-a76 and max SDOT."""
+    f, expected = _neon_case_file(NEON_ODD + NEON_EDGES)
+    flat = neon_harness.run("q8_pwconv_act", f, cpu)
+    assert flat[0] == (0.0 if cpu == "cortex-a53" else 1.0), f"{cpu}: unexpected FEAT_DotProd report {flat[0]}"
+    offset = 1
+    for ref, what in expected:
+        n, cout, h, w = ref.shape
+        got = flat[offset:offset + ref.numel()].reshape(n, h, w, cout).permute(0, 3, 1, 2).to(torch.uint8)
+        offset += ref.numel()
+        if not torch.equal(got, ref):
+            diff = (got.int() - ref.int()).abs()
+            raise AssertionError(f"neon {cpu} {what}: {int((diff > 0).sum())} of {diff.numel()} differ, "
+                                 f"max {int(diff.max())}")
+    assert offset == flat.numel()

@@ -44,6 +44,7 @@ struct Q8PwArgs {
 MBV3_DECLARE_Q8_PWCONV(scalar)
 MBV3_DECLARE_Q8_PWCONV(avx2)
 MBV3_DECLARE_Q8_PWCONV(avx512_vnni)
+MBV3_DECLARE_Q8_PWCONV(neon)
 #undef MBV3_DECLARE_Q8_PWCONV
 
 }  // namespace mbv3

@@ -7,13 +7,20 @@
 //   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns;
 //   the table by vpermi2w.
 //   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
+//   neon: rows widened to int16, vmlal_lane (ARMv8.0, exact); with FEAT_DotProd (run-time
+//   hwcap) SDOT on A - 128 plus 128 * colsum; tile 4 x 16.
 //   scalar: q8.h's functions element by element (the reference path).
 // A is read in place when K % 4 == 0 and there is no SE scale; otherwise the call's rows are
 // copied (SE-scaled, zero padded to whole groups of 4) into a per-thread buffer first.
 #pragma once
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 #include <vector>
+
+#if defined(MBV3_ISA_NEON) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "common/simd.h"
 #include "q8_pwconv_act.h"
@@ -327,6 +334,201 @@ inline void gemm(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m0, i
   }
 }
 
+#elif defined(MBV3_ISA_NEON)
+constexpr int kMR = 4;
+
+// FEAT_DotProd (SDOT), read once from the kernel's hwcap (Cortex-A76 and later; not A53).
+inline bool has_dotprod() {
+#if defined(__linux__)
+  static const bool v = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+  return v;
+#else
+  return false;
+#endif
+}
+
+// q8_mul on 8 values: (x - a_zp) * (s - b_zp) exact in int32, then q8.h's float steps.
+inline uint8x8_t mul8(const Q8PwArgs& p, uint8x8_t x8, uint8x8_t s8) {
+  const int16x8_t a = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(x8)), vdupq_n_s16(static_cast<int16_t>(p.mul.a_zp)));
+  const int16x8_t b = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(s8)), vdupq_n_s16(static_cast<int16_t>(p.mul.b_zp)));
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(-p.mul.zp)), hi = vdupq_n_f32(static_cast<float>(255 - p.mul.zp));
+  const int32x4_t c[2] = {vmull_s16(vget_low_s16(a), vget_low_s16(b)), vmull_high_s16(a, b)};
+  int32x4_t q[2];
+  for (int h = 0; h < 2; ++h) {
+    const float32x4_t f = vminq_f32(vmaxq_f32(vmulq_f32(vcvtq_f32_s32(c[h]), vdupq_n_f32(p.mul.multiplier)), lo), hi);
+    q[h] = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(p.mul.zp));
+  }
+  return vqmovn_u16(vcombine_u16(vqmovun_s32(q[0]), vqmovun_s32(q[1])));
+}
+
+// One row of A (q8_mul(x, se) with se) into out (K4 * 4 values, padding zero): int16 for the
+// baseline kernel, or a - 128 as int8 for SDOT (the 128 * colsum correction restores it).
+template <class T>
+inline void prepare_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, T* out, int64_t K4) {
+  constexpr bool kDot = sizeof(T) == 1;
+  uint8_t* tmp = nullptr;
+  uint8_t local[256];
+  const uint8_t* a = x;
+  if (s) {
+    tmp = p.K <= 256 ? local : new uint8_t[p.K];
+    int64_t k = 0;
+    for (; k + 8 <= p.K; k += 8) vst1_u8(tmp + k, mul8(p, vld1_u8(x + k), vld1_u8(s + k)));
+    for (; k < p.K; ++k) tmp[k] = q8_mul(x[k], s[k], p.mul);
+    a = tmp;
+  }
+  int64_t k = 0;
+  for (; k + 16 <= p.K; k += 16) {
+    const uint8x16_t v = vld1q_u8(a + k);
+    if constexpr (kDot) {
+      vst1q_s8(reinterpret_cast<int8_t*>(out + k), vreinterpretq_s8_u8(veorq_u8(v, vdupq_n_u8(0x80))));
+    } else {
+      vst1q_s16(reinterpret_cast<int16_t*>(out + k), vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(v))));
+      vst1q_s16(reinterpret_cast<int16_t*>(out + k + 8), vreinterpretq_s16_u16(vmovl_high_u8(v)));
+    }
+  }
+  for (; k < p.K; ++k) out[k] = kDot ? static_cast<T>(static_cast<int32_t>(a[k]) - 128) : static_cast<T>(a[k]);
+  for (; k < K4 * 4; ++k) out[k] = static_cast<T>(kDot ? -128 : 0);  // times zero weights
+  if (tmp && tmp != local) delete[] tmp;
+}
+
+// Requantize, table, add, store: 16 columns (cnt valid) of one row, acc[v] = columns 4v..4v+3.
+inline void epilogue(const Q8PwArgs& p, const int32x4_t* acc, int64_t m, int64_t c, int64_t cnt) {
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(p.rq.lo - p.rq.zp));
+  const float32x4_t hi = vdupq_n_f32(static_cast<float>(p.rq.hi - p.rq.zp));
+  int32x4_t q[4];
+  for (int v = 0; v < 4; ++v) {
+    const int32x4_t s = vaddq_s32(acc[v], vld1q_s32(p.fold + c + 4 * v));
+    float32x4_t f = vaddq_f32(vcvtq_f32_s32(s), vld1q_f32(p.rq.bias_float + c + 4 * v));
+    f = vmulq_f32(f, vld1q_f32(p.rq.multiplier + c + 4 * v));
+    f = vminq_f32(vmaxq_f32(f, lo), hi);
+    q[v] = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(p.rq.zp));
+  }
+  if (p.rq.lut) {
+    int32_t t[16];
+    for (int v = 0; v < 4; ++v) vst1q_s32(t + 4 * v, q[v]);
+    for (int i = 0; i < 16; ++i) t[i] = p.rq.lut[t[i]];
+    for (int v = 0; v < 4; ++v) q[v] = vld1q_s32(t + 4 * v);
+  }
+  if (p.residual) {
+    const Q8Add& a = p.add;
+    uint8_t rb[16] = {0};
+    std::memcpy(rb, p.residual + m * p.Cout + c, cnt);
+    const uint8x16_t r8 = vld1q_u8(rb);
+    const uint16x8_t r16[2] = {vmovl_u8(vget_low_u8(r8)), vmovl_high_u8(r8)};
+    for (int v = 0; v < 4; ++v) {
+      const uint16x8_t h = r16[v / 2];
+      const int32x4_t b = vreinterpretq_s32_u32(v % 2 ? vmovl_high_u16(h) : vmovl_u16(vget_low_u16(h)));
+      int32x4_t r;
+      if (a.mode == Q8AddMode::Float) {
+        const float32x4_t da = vfmaq_f32(vdupq_n_f32(a.a_offset), vcvtq_f32_s32(q[v]), vdupq_n_f32(a.a_scale));
+        const float32x4_t db = vfmaq_f32(vdupq_n_f32(a.b_offset), vcvtq_f32_s32(b), vdupq_n_f32(a.b_scale));
+        float32x4_t f = vmulq_f32(vaddq_f32(da, db), vdupq_n_f32(a.inv_scale));
+        f = vminq_f32(vmaxq_f32(f, vdupq_n_f32(static_cast<float>(-a.zp))), vdupq_n_f32(static_cast<float>(255 - a.zp)));
+        r = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(a.zp));
+      } else {
+        const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
+        const int32x4_t t = vmlaq_n_s32(vmlaq_n_s32(vdupq_n_s32(a.zp_product), q[v], a.a_mult), b, a.b_mult);
+        const int32x4_t rem = vaddq_s32(vandq_s32(t, vdupq_n_s32(mask)), vshrq_n_s32(t, 31));
+        r = vaddq_s32(vshlq_s32(t, vdupq_n_s32(-a.shift)), vdupq_n_s32(a.zp));
+        r = vsubq_s32(r, vreinterpretq_s32_u32(vcgtq_s32(rem, vdupq_n_s32(mask >> 1))));  // true = -1
+      }
+      q[v] = vminq_s32(vmaxq_s32(r, vdupq_n_s32(0)), vdupq_n_s32(255));
+    }
+  }
+  const uint16x8_t lo16 = vcombine_u16(vqmovun_s32(q[0]), vqmovun_s32(q[1]));
+  const uint16x8_t hi16 = vcombine_u16(vqmovun_s32(q[2]), vqmovun_s32(q[3]));
+  const uint8x16_t out = vcombine_u8(vqmovn_u16(lo16), vqmovn_u16(hi16));
+  uint8_t* y = p.y + m * p.Cout + c;
+  if (cnt == 16) {
+    vst1q_u8(y, out);
+  } else {
+    uint8_t b[16];
+    vst1q_u8(b, out);
+    std::memcpy(y, b, cnt);
+  }
+}
+
+// Baseline ARMv8.0: MR rows of int16 A x 16 columns.  vld4 splits a K-quad's 16 x 4 weights into
+// k = 0..3 vectors of 16 columns, widened to int16; vmlal_lane (int16 x int16 -> int32, exact).
+template <int MR>
+[[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+  int32x4_t acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = vdupq_n_s32(0);
+  const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
+  const int8_t* w = p.w + 4 * n0;
+  for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
+    const int8x16x4_t wv = vld4q_s8(w);
+    int16x8_t wl[4], wh[4];
+    for (int j = 0; j < 4; ++j) {
+      wl[j] = vmovl_s8(vget_low_s8(wv.val[j]));
+      wh[j] = vmovl_high_s8(wv.val[j]);
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const int16x4_t av = vld1_s16(a + r * lda + 4 * k4);
+#define MBV3_Q8_K(j)                                                         \
+  acc[r][0] = vmlal_lane_s16(acc[r][0], vget_low_s16(wl[j]), av, j);        \
+  acc[r][1] = vmlal_high_lane_s16(acc[r][1], wl[j], av, j);                 \
+  acc[r][2] = vmlal_lane_s16(acc[r][2], vget_low_s16(wh[j]), av, j);        \
+  acc[r][3] = vmlal_high_lane_s16(acc[r][3], wh[j], av, j);
+      MBV3_Q8_K(0) MBV3_Q8_K(1) MBV3_Q8_K(2) MBV3_Q8_K(3)
+#undef MBV3_Q8_K
+    }
+  }
+  for (int r = 0; r < MR; ++r) epilogue(p, acc[r], m + r, n0, nn);
+}
+
+// FEAT_DotProd: MR rows of A - 128 (int8) x 16 columns, SDOT on each K-quad (4 columns per vector),
+// then + 128 * colsum (the packed weight's tail) to undo the shift.
+template <int MR>
+[[gnu::noinline]] __attribute__((target("arch=armv8.2-a+dotprod"))) MBV3_Q8_TILE_OPT void tile_dot(
+    const Q8PwArgs& p, const int8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
+  int32x4_t acc[MR][4];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < 4; ++v) acc[r][v] = vdupq_n_s32(0);
+  const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
+  const int8_t* w = p.w + 4 * n0;
+  for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
+    int8x16_t wv[4];
+    for (int v = 0; v < 4; ++v) wv[v] = vld1q_s8(w + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      int32_t av;
+      std::memcpy(&av, a + r * lda + 4 * k4, 4);
+      const int8x16_t b = vreinterpretq_s8_s32(vdupq_n_s32(av));
+      for (int v = 0; v < 4; ++v) acc[r][v] = vdotq_s32(acc[r][v], wv[v], b);
+    }
+  }
+  const int8_t* colsum = p.w + K4 * step + 4 * n0;
+  for (int v = 0; v < 4; ++v) {
+    const int32x4_t corr = vshlq_n_s32(vreinterpretq_s32_s8(vld1q_s8(colsum + 16 * v)), 7);
+    for (int r = 0; r < MR; ++r) acc[r][v] = vaddq_s32(acc[r][v], corr);
+  }
+  for (int r = 0; r < MR; ++r) epilogue(p, acc[r], m + r, n0, nn);
+}
+
+template <class T>
+inline void gemm(const Q8PwArgs& p, const T* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin, int64_t n_end) {
+  auto run = [&](auto mr, const T* at, int64_t m, int64_t n0, int64_t nn) {
+    constexpr int R = decltype(mr)::value;
+    if constexpr (sizeof(T) == 1) tile_dot<R>(p, at, lda, m, n0, nn);
+    else tile<R>(p, at, lda, m, n0, nn);
+  };
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
+    const int64_t nn = std::min<int64_t>(16, n_end - n0);
+    int64_t m = m0;
+    for (; m + kMR <= m1; m += kMR) run(std::integral_constant<int, kMR>{}, a + (m - m0) * lda, m, n0, nn);
+    const T* at = a + (m - m0) * lda;
+    switch (m1 - m) {
+      case 3: run(std::integral_constant<int, 3>{}, at, m, n0, nn); break;
+      case 2: run(std::integral_constant<int, 2>{}, at, m, n0, nn); break;
+      case 1: run(std::integral_constant<int, 1>{}, at, m, n0, nn); break;
+      default: break;
+    }
+  }
+}
+
 #else  // scalar
 constexpr int kMR = 1;
 #endif
@@ -359,6 +561,18 @@ void q8_pwconv_act(const Q8PwArgs& p, int64_t m_begin, int64_t m_end, int64_t n_
   for (int64_t m = m_begin; m < m_end; ++m)
     widen_row(p, p.x + m * p.K, p.se ? p.se + sample_of(p, m) * p.K : nullptr, buf.data() + (m - m_begin) * lda, K4);
   gemm(p, buf.data(), lda, m_begin, m_end, n_begin, n_end);
+#elif defined(MBV3_ISA_NEON)
+  const int64_t lda = K4 * 4;
+  auto prepare_and_run = [&](auto* buf_ptr) {
+    using T = std::remove_pointer_t<decltype(buf_ptr)>;
+    thread_local std::vector<T> buf;
+    buf.resize(static_cast<size_t>((m_end - m_begin) * lda));
+    for (int64_t m = m_begin; m < m_end; ++m)
+      prepare_row(p, p.x + m * p.K, p.se ? p.se + sample_of(p, m) * p.K : nullptr, buf.data() + (m - m_begin) * lda, K4);
+    gemm(p, buf.data(), lda, m_begin, m_end, n_begin, n_end);
+  };
+  if (has_dotprod()) prepare_and_run(static_cast<int8_t*>(nullptr));
+  else prepare_and_run(static_cast<int16_t*>(nullptr));
 #else
   (void)K4;
   for (int64_t m = m_begin; m < m_end; ++m) {

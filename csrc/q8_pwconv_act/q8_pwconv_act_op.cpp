@@ -17,7 +17,7 @@ namespace {
 constexpr const char* kOp = "q8_pwconv_act";
 using Q8PwFn = void(const Q8PwArgs&, int64_t, int64_t, int64_t, int64_t);
 
-// The int8 kernel family in force (no NEON kernel yet: the neon family runs the scalar one).
+// The int8 kernel family in force.
 Q8PwFn* select_kernel(Q8Isa isa, int& mr) {
   switch (isa) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
@@ -29,6 +29,11 @@ Q8PwFn* select_kernel(Q8Isa isa, int& mr) {
     case Q8Isa::Avx2:
       mr = avx2::q8_pwconv_mr();
       return &avx2::q8_pwconv_act;
+#endif
+#if MBV3_BUILD_NEON
+    case Q8Isa::Neon:
+      mr = neon::q8_pwconv_mr();
+      return &neon::q8_pwconv_act;
 #endif
     default:
       mr = scalar::q8_pwconv_mr();
