@@ -135,6 +135,18 @@ inline int64_t conv_out_size(int64_t in, int64_t padding, int64_t span, int64_t 
 struct DwShape {
   int64_t k, OH, OW;
 };
+// The geometry alone (shared with the int8 q8_dwconv_act, whose weight and bias differ).
+inline DwShape check_depthwise_geometry(const char* op, int64_t H, int64_t W, int64_t k, int64_t stride,
+                                        int64_t padding, int64_t dilation) {
+  check_int_arg(op, "stride", stride, 1);
+  check_int_arg(op, "dilation", dilation, 1);
+  check_int_arg(op, "padding", padding, 0);
+  TORCH_CHECK_VALUE(H >= 1 && W >= 1, op, ": H and W must be >= 1, got ", H, "x", W);
+  const int64_t span = dilation * (k - 1) + 1;
+  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, op, ": input ", H, "x", W,
+                    " with padding ", padding, " is smaller than the dilated kernel ", span);
+  return {k, conv_out_size(H, padding, span, stride), conv_out_size(W, padding, span, stride)};
+}
 inline DwShape check_depthwise(const char* op, const char* c_name, const char* origin, const at::Tensor& x,
                                int64_t C, const at::Tensor& weight, const at::Tensor& bias, int64_t stride,
                                int64_t padding, int64_t dilation) {
@@ -149,14 +161,7 @@ inline DwShape check_depthwise(const char* op, const char* c_name, const char* o
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= 7, op, ": kernel size must be odd and <= 7, got ", k);
   TORCH_CHECK_VALUE(bias.dim() == 1 && bias.size(0) == C, op, ": bias must be [", c_name, "] with ", c_name,
                     " = ", C, ", got ", bias.sizes());
-  check_int_arg(op, "stride", stride, 1);
-  check_int_arg(op, "dilation", dilation, 1);
-  check_int_arg(op, "padding", padding, 0);
-  TORCH_CHECK_VALUE(H >= 1 && W >= 1, op, ": H and W must be >= 1, got ", H, "x", W);
-  const int64_t span = dilation * (k - 1) + 1;
-  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, op, ": input ", H, "x", W,
-                    " with padding ", padding, " is smaller than the dilated kernel ", span);
-  return {k, conv_out_size(H, padding, span, stride), conv_out_size(W, padding, span, stride)};
+  return check_depthwise_geometry(op, H, W, k, stride, padding, dilation);
 }
 
 // Threads: split a loop of units so that each thread's task is at least `min_task` units of

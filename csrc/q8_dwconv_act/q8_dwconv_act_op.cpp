@@ -55,16 +55,10 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   }
   const int64_t k = packed ? weight.size(1) : weight.size(2);
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= kQ8DwMaxK, kOp, ": kernel size must be odd and <= ", kQ8DwMaxK, ", got ", k);
-  check_int_arg(kOp, "stride", stride, 1);
-  check_int_arg(kOp, "dilation", dilation, 1);
-  check_int_arg(kOp, "padding", padding, 0);
-  TORCH_CHECK_VALUE(H >= 1 && W >= 1, kOp, ": H and W must be >= 1, got ", H, "x", W);
-  const int64_t span = dilation * (k - 1) + 1;
-  TORCH_CHECK_VALUE(H + 2 * padding >= span && W + 2 * padding >= span, kOp, ": input ", H, "x", W,
-                    " with padding ", padding, " is smaller than the dilated kernel ", span);
+  const DwShape shape = check_depthwise_geometry(kOp, H, W, k, stride, padding, dilation);
   at::Tensor storage[4];
   Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, C, kOp, storage);
-  const int64_t OH = conv_out_size(H, padding, span, stride), OW = conv_out_size(W, padding, span, stride);
+  const int64_t OH = shape.OH, OW = shape.OW;
   at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
 

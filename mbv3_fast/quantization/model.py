@@ -44,6 +44,7 @@ class _Layer:
 class _Block:
     x_zp: int
     expand: Optional[_Layer]
+    dw_x_zp: int  # the depthwise input's zero point: the expand's output, or the block's input
     dw: _Layer
     se: Optional[tuple] = None  # q8_se's arguments after x and x_zero_point
     mul: Optional[list] = None
@@ -58,8 +59,10 @@ class _Plan:
     x_zp: int
     stem: _Layer
     blocks: List[_Block] = field(default_factory=list)
+    last_x_zp: int = 0
     last: Optional[_Layer] = None
     head: Optional[tuple] = None
+    logit_step: float = 0.0  # the classifier's output scale
 
 
 def _pack(pack, weight):
@@ -117,7 +120,7 @@ def _block(blk, x_scale, x_zp, engine, packs):
     conv, act = _conv_norm_act(layers[i])
     src_scale, src_zp = (expand.out_scale, expand.out_zp) if expand else (x_scale, x_zp)
     dw = _layer(conv, src_scale, src_zp, engine, act, packs["dw"])
-    b = _Block(x_zp=x_zp, expand=expand, dw=dw)
+    b = _Block(x_zp=x_zp, expand=expand, dw_x_zp=src_zp, dw=dw)
     i += 1
     p_scale, p_zp = dw.out_scale, dw.out_zp
     if type(layers[i]).__name__ == "QuantizableSqueezeExcitation":
@@ -157,6 +160,7 @@ def _plan(qmodel, engine, packs):
         b, (scale, zp) = _block(blk, scale, zp, engine, packs)
         plan.blocks.append(b)
     conv, act = _conv_norm_act(feats[-1])
+    plan.last_x_zp = zp
     plan.last = _layer(conv, scale, zp, engine, act, packs["pw"])
     cls = list(qmodel.classifier)
     lin1, hs, lin2 = cls[0], cls[1], cls[3]
@@ -167,6 +171,7 @@ def _plan(qmodel, engine, packs):
     l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"])
     plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale,
                  plan.last.out_scale)
+    plan.logit_step = l2.out_scale
     return plan
 
 
@@ -188,7 +193,7 @@ class QuantizedMobileNetV3(nn.Module):
     @property
     def logit_step(self) -> float:
         """The logits' quantization step (the classifier's output scale)."""
-        return float(self._plan.head[-2])
+        return self._plan.logit_step
 
     def train(self, mode: bool = True):
         if mode:
@@ -207,24 +212,15 @@ class QuantizedMobileNetV3(nn.Module):
             inp = q
             if b.expand is not None:
                 q = ops.q8_pwconv_act(q, b.x_zp, b.expand.weight, *b.expand.requant)
-                dw_zp = b.expand.out_zp
-            else:
-                dw_zp = b.x_zp
             d = b.dw
-            q = ops.q8_dwconv_act(q, dw_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation)
+            q = ops.q8_dwconv_act(q, b.dw_x_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation)
             se = ops.q8_se(q, d.out_zp, *b.se) if b.se is not None else None
             pr = b.project
             q = ops.q8_pwconv_act(q, b.project_x_zp, pr.weight, *pr.requant,
                                   inp if b.add is not None else None, b.add, se, b.mul)
         last = p.last
-        q = ops.q8_pwconv_act(q, last_x_zp(p), last.weight, *last.requant)
+        q = ops.q8_pwconv_act(q, p.last_x_zp, last.weight, *last.requant)
         return ops.q8_classifier_head(q, last.out_zp, *p.head)
-
-
-def last_x_zp(plan: _Plan) -> int:
-    """The zero point of the last 1x1 conv's input: the last block's output."""
-    b = plan.blocks[-1]
-    return int(b.add[10]) if b.add is not None else b.project.out_zp
 
 
 def from_torchvision_quantized(qmodel: nn.Module, engine: Optional[str] = None) -> QuantizedMobileNetV3:
