@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/op_utils.h"
+#include "common/q8_cpu_ops.h"
 #include "q8_se/q8_se_ops.h"
 
 namespace mbv3 {
@@ -23,6 +24,8 @@ void run_fc(Q8FcFn* fc, const Q8Fc& p) {
     fc(p, b0 * 16, std::min(p.Cout, b1 * 16));
   });
 }
+
+}  // namespace
 
 at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& w1,
                                   const at::Tensor& bias_int1, const at::Tensor& bias_float1,
@@ -62,7 +65,6 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
   return out;
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

@@ -9,6 +9,7 @@
 #include "q8_conv_act.h"
 #include "common/op_utils.h"
 #include "common/q8_args.h"
+#include "common/q8_cpu_ops.h"
 
 namespace mbv3 {
 namespace {

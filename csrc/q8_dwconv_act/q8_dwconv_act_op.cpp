@@ -8,6 +8,7 @@
 #include "q8_dwconv_act.h"
 #include "common/op_utils.h"
 #include "common/q8_args.h"
+#include "common/q8_cpu_ops.h"
 
 namespace mbv3 {
 namespace {

@@ -9,6 +9,7 @@
 #include "common/isa_dispatch.h"
 #include "common/op_utils.h"
 #include "common/q8_args.h"
+#include "common/q8_cpu_ops.h"
 #include "q8_pwconv_act.h"
 
 namespace mbv3 {
@@ -58,6 +59,8 @@ at::Tensor pack(const at::Tensor& weight, int64_t cout, int64_t cin) {
   }
   return out;
 }
+
+}  // namespace
 
 at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& weight,
                              const at::Tensor& bias_int, const at::Tensor& bias_float, const at::Tensor& multiplier,
@@ -181,7 +184,6 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   return result;
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {

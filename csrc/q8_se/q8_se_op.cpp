@@ -7,6 +7,7 @@
 #include "common/isa_dispatch.h"
 #include "common/op_utils.h"
 #include "q8_se_ops.h"
+#include "common/q8_cpu_ops.h"
 
 namespace mbv3 {
 
@@ -37,6 +38,8 @@ Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa) {
 namespace {
 
 constexpr const char* kOp = "q8_se";
+
+}  // namespace
 
 // scale[n, c] = lut[fc2(relu(fc1(pool(x))))]: uint8 [N, C].
 at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& w1, const at::Tensor& bias_int1,
@@ -75,7 +78,6 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
   return out;
 }
 
-}  // namespace
 }  // namespace mbv3
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
