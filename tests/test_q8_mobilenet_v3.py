@@ -11,7 +11,9 @@ from mbv3_fast.quantization import spec as S
 
 from test_quantization import _BUILD, _models, _run
 
-pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
+# One thread (conftest): OpenMP regions stall on a busy 2-core machine; test_threads sets its own.
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning"),
+              pytest.mark.usefixtures("one_thread")]
 
 SIZE = 64  # calibration size of the shared models: the structure, not the size, is under test
 
@@ -35,12 +37,12 @@ def _check(model, x, engine):
     return one
 
 
-@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm", "x86"])
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
 @pytest.mark.parametrize("arch", list(_BUILD))
 def test_one_call_equals_per_op(arch, engine):
     """Every configuration (SE / no SE, residual / none, blocks without expand, dilation, the
     activation tables or none) and both roundings (int32 bias and fixed-point add for qnnpack,
-    float bias and float add for fbgemm / x86)."""
+    float bias and float add for fbgemm; x86 converts as fbgemm: test_large_real_size)."""
     _, _, ours = _models(arch, engine, SIZE)
     _check(ours, torch.randn(3, 3, 67, 58), engine)
 
