@@ -160,10 +160,11 @@ def test_bad_spec_raises(monkeypatch):
     weights, spec, fspec = ours._spec
     x = torch.randn(1, 3, 32, 32)
     for bad_spec, bad_fspec, msg in _bad_specs(list(weights), list(spec), list(fspec), monkeypatch):
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match=msg) as cpp:
             torch.ops.mbv3.q8_mobilenet_v3(x, weights, bad_spec, bad_fspec)
-        with pytest.raises(ValueError, match=msg):
+        with pytest.raises(ValueError, match=msg) as py:
             S.decode(weights, bad_spec, bad_fspec)
+        assert str(cpp.value) == str(py.value)
     with pytest.raises(ValueError, match="weights holds"):
         torch.ops.mbv3.q8_mobilenet_v3(x, weights[:-1], spec, fspec)
     stem = ours._plan.stem

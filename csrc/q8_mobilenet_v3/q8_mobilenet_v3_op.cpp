@@ -14,7 +14,7 @@
 #include <torch/library.h>
 
 #include <optional>
-#include <string>
+#include <ostream>
 #include <vector>
 
 #include "common/q8_cpu_ops.h"
@@ -72,47 +72,65 @@ struct Net {
 
 constexpr size_t kQParams = 3;  // out_qparams: (zero point, clamp min, clamp max)
 
+// A spec field's name for messages ("block 3 se w2"), put together only when a check fails.
+struct Name {
+  int64_t block;  // -1: not in a block
+  const char* record;
+  const char* field;
+  const char* suffix = "";
+};
+std::ostream& operator<<(std::ostream& o, const Name& n) {
+  if (n.block >= 0) o << "block " << n.block << (*n.record || *n.field ? " " : "");
+  o << n.record << (*n.record && *n.field ? " " : "") << n.field << n.suffix;
+  return o;
+}
+
 // Reads spec and fspec front to back, with the checks (and messages) of spec.py's decoder.
 class Reader {
  public:
   Reader(at::IntArrayRef spec, at::ArrayRef<double> fspec, size_t n_weights)
       : spec_(spec), fspec_(fspec), n_weights_(n_weights) {}
 
-  int64_t next(const std::string& what) {
+  // The record the next fields belong to (their names' prefix).
+  void in(int64_t block, const char* record) {
+    block_ = block;
+    record_ = record;
+  }
+  int64_t next(const char* field, const char* suffix = "") {
     TORCH_CHECK_VALUE(pos_ < spec_.size(), "q8_mobilenet_v3: spec ends early (", spec_.size(),
-                      " ints) where it should give ", what);
+                      " ints) where it should give ", name(field, suffix));
     return spec_[pos_++];
   }
-  int64_t tensor(const std::string& what, bool optional = false) {
-    const int64_t v = next(what);
+  int64_t tensor(const char* field, bool optional = false) {
+    const int64_t v = next(field);
     if (optional && v == -1) return v;
-    TORCH_CHECK_VALUE(v >= 0 && v < int64_t(n_weights_), "q8_mobilenet_v3: spec gives weights[", v, "] as ", what,
-                      ", but weights holds ", n_weights_, " tensors");
+    TORCH_CHECK_VALUE(v >= 0 && v < int64_t(n_weights_), "q8_mobilenet_v3: spec gives weights[", v, "] as ",
+                      name(field), ", but weights holds ", n_weights_, " tensors");
     return v;
   }
-  bool flag(const std::string& what) {
-    const int64_t v = next(what);
-    TORCH_CHECK_VALUE(v == 0 || v == 1, "q8_mobilenet_v3: ", what, " must be 0 or 1, got ", v);
+  bool flag(const char* field) {
+    const int64_t v = next(field);
+    TORCH_CHECK_VALUE(v == 0 || v == 1, "q8_mobilenet_v3: ", name(field), " must be 0 or 1, got ", v);
     return v == 1;
   }
-  at::IntArrayRef qparams(const std::string& what) {
+  at::IntArrayRef qparams(const char* field) {
     TORCH_CHECK_VALUE(spec_.size() - pos_ >= kQParams, "q8_mobilenet_v3: spec ends early (", spec_.size(),
-                      " ints) where it should give ", what);
+                      " ints) where it should give ", name(field));
     pos_ += kQParams;
     return spec_.slice(pos_ - kQParams, kQParams);
   }
-  double real(const std::string& what) {
+  double real(const char* field) {
     TORCH_CHECK_VALUE(fpos_ < fspec_.size(), "q8_mobilenet_v3: fspec ends early (", fspec_.size(),
-                      " floats) where it should give ", what);
+                      " floats) where it should give ", name(field));
     return fspec_[fpos_++];
   }
   // A float list or None: its length in spec (-1: None), its values in fspec.
-  std::optional<at::ArrayRef<double>> reals(const std::string& what) {
-    const int64_t n = next(what + " length");
+  std::optional<at::ArrayRef<double>> reals(const char* field) {
+    const int64_t n = next(field, " length");
     if (n == -1) return std::nullopt;
-    TORCH_CHECK_VALUE(n >= 0, "q8_mobilenet_v3: ", what, " length must be -1 (None) or >= 0, got ", n);
+    TORCH_CHECK_VALUE(n >= 0, "q8_mobilenet_v3: ", name(field), " length must be -1 (None) or >= 0, got ", n);
     TORCH_CHECK_VALUE(uint64_t(n) <= fspec_.size() - fpos_, "q8_mobilenet_v3: fspec ends early (", fspec_.size(),
-                      " floats) where it should give the ", n, " floats of ", what);
+                      " floats) where it should give the ", n, " floats of ", name(field));
     fpos_ += size_t(n);
     return fspec_.slice(fpos_ - size_t(n), size_t(n));
   }
@@ -124,61 +142,68 @@ class Reader {
   size_t size() const { return spec_.size(); }
 
  private:
+  Name name(const char* field, const char* suffix = "") const { return Name{block_, record_, field, suffix}; }
+
   at::IntArrayRef spec_;
   at::ArrayRef<double> fspec_;
   size_t n_weights_;
   size_t pos_ = 0, fpos_ = 0;
+  int64_t block_ = -1;
+  const char* record_ = "";
 };
 
-Layer read_layer(Reader& r, const std::string& w) {
+Layer read_layer(Reader& r, int64_t block, const char* record) {
+  r.in(block, record);
   Layer l{};
-  l.weight = r.tensor(w + " weight");
-  l.bias_int = r.tensor(w + " bias_int");
-  l.bias_float = r.tensor(w + " bias_float");
-  l.multiplier = r.tensor(w + " multiplier");
-  l.out_qparams = r.qparams(w + " out_qparams");
-  l.lut = r.tensor(w + " lut", /*optional=*/true);
-  l.stride = r.next(w + " stride");
-  l.padding = r.next(w + " padding");
-  l.dilation = r.next(w + " dilation");
-  l.out_zp = r.next(w + " out_zp");
-  l.out_scale = r.real(w + " out_scale");
+  l.weight = r.tensor("weight");
+  l.bias_int = r.tensor("bias_int");
+  l.bias_float = r.tensor("bias_float");
+  l.multiplier = r.tensor("multiplier");
+  l.out_qparams = r.qparams("out_qparams");
+  l.lut = r.tensor("lut", /*optional=*/true);
+  l.stride = r.next("stride");
+  l.padding = r.next("padding");
+  l.dilation = r.next("dilation");
+  l.out_zp = r.next("out_zp");
+  l.out_scale = r.real("out_scale");
   return l;
 }
 
-SE read_se(Reader& r, const std::string& w) {
+SE read_se(Reader& r, int64_t block) {
+  r.in(block, "se");
   SE s{};
-  s.w1 = r.tensor(w + " w1");
-  s.bias_int1 = r.tensor(w + " bias_int1");
-  s.bias_float1 = r.tensor(w + " bias_float1");
-  s.multiplier1 = r.tensor(w + " multiplier1");
-  s.out_qparams1 = r.qparams(w + " out_qparams1");
-  s.w2 = r.tensor(w + " w2");
-  s.bias_int2 = r.tensor(w + " bias_int2");
-  s.bias_float2 = r.tensor(w + " bias_float2");
-  s.multiplier2 = r.tensor(w + " multiplier2");
-  s.out_qparams2 = r.qparams(w + " out_qparams2");
-  s.lut = r.tensor(w + " lut");
-  s.x_scale = r.real(w + " x_scale");
+  s.w1 = r.tensor("w1");
+  s.bias_int1 = r.tensor("bias_int1");
+  s.bias_float1 = r.tensor("bias_float1");
+  s.multiplier1 = r.tensor("multiplier1");
+  s.out_qparams1 = r.qparams("out_qparams1");
+  s.w2 = r.tensor("w2");
+  s.bias_int2 = r.tensor("bias_int2");
+  s.bias_float2 = r.tensor("bias_float2");
+  s.multiplier2 = r.tensor("multiplier2");
+  s.out_qparams2 = r.qparams("out_qparams2");
+  s.lut = r.tensor("lut");
+  s.x_scale = r.real("x_scale");
   return s;
 }
 
 Head read_head(Reader& r) {
+  r.in(-1, "head");
   Head h{};
-  h.w1 = r.tensor("head w1");
-  h.bias_int1 = r.tensor("head bias_int1");
-  h.bias_float1 = r.tensor("head bias_float1");
-  h.multiplier1 = r.tensor("head multiplier1");
-  h.out_qparams1 = r.qparams("head out_qparams1");
-  h.lut1 = r.tensor("head lut1");
-  h.hidden_zp = r.next("head hidden_zero_point");
-  h.w2 = r.tensor("head w2");
-  h.bias_int2 = r.tensor("head bias_int2");
-  h.bias_float2 = r.tensor("head bias_float2");
-  h.multiplier2 = r.tensor("head multiplier2");
-  h.out_qparams2 = r.qparams("head out_qparams2");
-  h.out_scale = r.real("head out_scale");
-  h.x_scale = r.real("head x_scale");
+  h.w1 = r.tensor("w1");
+  h.bias_int1 = r.tensor("bias_int1");
+  h.bias_float1 = r.tensor("bias_float1");
+  h.multiplier1 = r.tensor("multiplier1");
+  h.out_qparams1 = r.qparams("out_qparams1");
+  h.lut1 = r.tensor("lut1");
+  h.hidden_zp = r.next("hidden_zero_point");
+  h.w2 = r.tensor("w2");
+  h.bias_int2 = r.tensor("bias_int2");
+  h.bias_float2 = r.tensor("bias_float2");
+  h.multiplier2 = r.tensor("multiplier2");
+  h.out_qparams2 = r.qparams("out_qparams2");
+  h.out_scale = r.real("out_scale");
+  h.x_scale = r.real("x_scale");
   return h;
 }
 
@@ -193,25 +218,32 @@ Net parse(at::IntArrayRef spec, at::ArrayRef<double> fspec, size_t n_weights) {
   Net n{};
   n.x_scale = r.real("x_scale");
   n.x_zp = r.next("x_zero_point");
-  n.stem = read_layer(r, "stem");
+  n.stem = read_layer(r, -1, "stem");
   n.blocks.reserve(size_t(n_blocks));
   for (int64_t i = 0; i < n_blocks; ++i) {
-    const std::string w = "block " + std::to_string(i);
     Block b{};
-    b.x_zp = r.next(w + " x_zero_point");
-    if (r.flag(w + " has_expand")) b.expand = read_layer(r, w + " expand");
-    b.dw_x_zp = r.next(w + " depthwise x_zero_point");
-    b.dw = read_layer(r, w + " depthwise");
-    if (r.flag(w + " has_se")) b.se = read_se(r, w + " se");
-    b.mul = r.reals(w + " mul");
-    b.project_x_zp = r.next(w + " project x_zero_point");
-    b.project = read_layer(r, w + " project");
-    b.add = r.reals(w + " add");
+    r.in(i, "");
+    b.x_zp = r.next("x_zero_point");
+    if (r.flag("has_expand")) b.expand = read_layer(r, i, "expand");
+    r.in(i, "depthwise");
+    b.dw_x_zp = r.next("x_zero_point");
+    b.dw = read_layer(r, i, "depthwise");
+    r.in(i, "");
+    if (r.flag("has_se")) b.se = read_se(r, i);
+    r.in(i, "");
+    b.mul = r.reals("mul");
+    r.in(i, "project");
+    b.project_x_zp = r.next("x_zero_point");
+    b.project = read_layer(r, i, "project");
+    r.in(i, "");
+    b.add = r.reals("add");
     n.blocks.push_back(b);
   }
-  n.last_x_zp = r.next("last x_zero_point");
-  n.last = read_layer(r, "last");
+  r.in(-1, "last");
+  n.last_x_zp = r.next("x_zero_point");
+  n.last = read_layer(r, -1, "last");
   n.head = read_head(r);
+  r.in(-1, "");
   n.logit_step = r.real("logit_step");
   r.done();
   return n;
