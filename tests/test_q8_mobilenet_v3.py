@@ -194,3 +194,14 @@ def test_bad_inputs():
             op(bad, *ours._spec)
         with pytest.raises(ValueError, match="float32 \\[N, 3, H, W\\]"):
             ours(bad)
+
+
+def test_export_is_one_node():
+    """torch.export keeps the forward as one q8_mobilenet_v3 node (through the fake kernel)."""
+    _, _, ours = _models("small", "qnnpack", SIZE)
+    x = torch.randn(2, 3, 48, 40)
+    ep = torch.export.export(ours, (x,))
+    calls = [n.target for n in ep.graph.nodes if n.op == "call_function"]
+    assert calls == [torch.ops.mbv3.q8_mobilenet_v3.default]
+    with torch.no_grad():
+        assert torch.equal(ep.module()(x), ours(x))
