@@ -48,10 +48,12 @@ THREADS = [1, 2]
 # torch.autocast("cpu", dtype=torch.bfloat16).  Both run everywhere (CPUs without native bf16
 # widen to float32 in the kernels), so they are never skipped.
 # fused_int8: mbv3_fast.quantization on torchvision's quantized model (x86 engine recipe, the
-# same converted model as torchvision_int8, which runs it eagerly).
-PROVIDERS = ["fused", "fused_per_op", "fused_bf16", "fused_autocast_bf16", "fused_int8", "torchvision_nchw",
-             "torchvision_cl", "torchvision_int8", "torchvision_compile", "onnxruntime", *peers.PEERS]
-OURS_PRECISION = {"fused_bf16": "bf16", "fused_autocast_bf16": "bf16", "fused_int8": "int8", "torchvision_int8": "int8"}
+# same converted model as torchvision_int8, which runs it eagerly), one mbv3::q8_mobilenet_v3 call;
+# fused_int8_per_op: the same model with one op call per layer from Python (one_call False).
+PROVIDERS = ["fused", "fused_per_op", "fused_bf16", "fused_autocast_bf16", "fused_int8", "fused_int8_per_op",
+             "torchvision_nchw", "torchvision_cl", "torchvision_int8", "torchvision_compile", "onnxruntime", *peers.PEERS]
+OURS_PRECISION = {"fused_bf16": "bf16", "fused_autocast_bf16": "bf16", "fused_int8": "int8", "fused_int8_per_op": "int8",
+                  "torchvision_int8": "int8"}
 _picked = [p for p in os.environ.get("MBV3_BENCH_PROVIDERS", "").split(",") if p]
 if _picked:
     assert set(_picked) <= set(PROVIDERS), f"unknown providers {set(_picked) - set(PROVIDERS)}"
@@ -136,9 +138,10 @@ def make_provider(provider, arch, batch, threads, x=None):
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 return model(x)
         return run
-    if provider == "fused_int8":
+    if provider in ("fused_int8", "fused_int8_per_op"):
         import mbv3_fast.quantization as Q
         model = Q.from_torchvision_quantized(_torchvision_int8(arch), "x86")
+        model.one_call = provider == "fused_int8"
         return lambda: model(x)
     if provider == "torchvision_int8":
         model = _torchvision_int8(arch)

@@ -9,6 +9,7 @@ from mbv3_fast.ops import expand_dwconv_bn_act as _expand_dwconv_bn_act  # noqa:
 from mbv3_fast.ops import mobilenet_v3 as _mobilenet_v3  # noqa: F401 (registers the fake/CUDA kernels)
 # int8 (CPU): fake kernels, weight packing, wrappers
 from mbv3_fast.ops import q8_conv_act, q8_dwconv_act, q8_pwconv_act, q8_se, q8_classifier_head  # noqa: F401
+from mbv3_fast.ops import q8_mobilenet_v3 as _q8_mobilenet_v3  # noqa: F401 (registers the fake kernel)
 
 __all__ = ["fold_bn", "dwconv_bn_act", "se", "pwconv_bn_act", "pack_pw_weight", "pack_weight_k_pairs", "conv_bn_act",
            "pack_conv_weight", "classifier_head"]

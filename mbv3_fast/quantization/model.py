@@ -10,7 +10,9 @@ model was converted for), weights packed for the kernels.  The forward then runs
     ->  last 1x1  ->  pool + classifier + DeQuantStub
 
 with int8 activations (NHWC) between the ops, and returns float32 logits like the torchvision
-model.  Eval only: the module holds no trainable parameters.
+model.  The forward is one ``mbv3::q8_mobilenet_v3`` call, which makes those op calls from C++
+(the plan encoded once by spec.py); ``model.one_call = False`` makes them from Python (``run``),
+with the same values.  Eval only: the module holds no trainable parameters.
 """
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -187,7 +189,12 @@ class QuantizedMobileNetV3(nn.Module):
             raise ValueError(f"mbv3_fast.quantization: engine must be one of {ENGINES}, got {engine!r}")
         self.engine = engine
         self._plan = _plan(qmodel, engine, _packers(pack_weights))
+        from mbv3_fast.quantization.spec import encode  # spec.py reads this module's records
+        self._spec = encode(self._plan)  # (weights, spec, fspec) of mbv3::q8_mobilenet_v3; the plan is fixed
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references
+        # True: the forward is one mbv3::q8_mobilenet_v3 call (the layer loop in C++); False: one
+        # op call per layer from Python (run below; the same values).  Ignored when _ops is set.
+        self.one_call = True
         self.eval()
 
     @property
@@ -204,23 +211,30 @@ class QuantizedMobileNetV3(nn.Module):
         if not isinstance(x, torch.Tensor) or x.dtype != torch.float32 or x.dim() != 4 or x.shape[1] != 3:
             got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"QuantizedMobileNetV3 expects a float32 [N, 3, H, W] input, got {got}")
-        p = self._plan
-        ops = self._ops or torch.ops.mbv3
-        s = p.stem
-        q = ops.q8_conv_act(x, p.x_scale, p.x_zp, s.weight, *s.requant, s.stride, s.padding)
-        for b in p.blocks:
-            inp = q
-            if b.expand is not None:
-                q = ops.q8_pwconv_act(q, b.x_zp, b.expand.weight, *b.expand.requant)
-            d = b.dw
-            q = ops.q8_dwconv_act(q, b.dw_x_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation)
-            se = ops.q8_se(q, d.out_zp, *b.se) if b.se is not None else None
-            pr = b.project
-            q = ops.q8_pwconv_act(q, b.project_x_zp, pr.weight, *pr.requant,
-                                  inp if b.add is not None else None, b.add, se, b.mul)
-        last = p.last
-        q = ops.q8_pwconv_act(q, p.last_x_zp, last.weight, *last.requant)
-        return ops.q8_classifier_head(q, last.out_zp, *p.head)
+        if self._ops is None and self.one_call:
+            return torch.ops.mbv3.q8_mobilenet_v3(x, *self._spec)
+        return run(self._plan, x, self._ops or torch.ops.mbv3)
+
+
+def run(p: _Plan, x: torch.Tensor, ops=None) -> torch.Tensor:
+    """The plan's forward, one op call per layer on ``ops`` (default torch.ops.mbv3): the
+    semantics of mbv3::q8_mobilenet_v3, which makes the same calls from C++."""
+    ops = ops or torch.ops.mbv3
+    s = p.stem
+    q = ops.q8_conv_act(x, p.x_scale, p.x_zp, s.weight, *s.requant, s.stride, s.padding)
+    for b in p.blocks:
+        inp = q
+        if b.expand is not None:
+            q = ops.q8_pwconv_act(q, b.x_zp, b.expand.weight, *b.expand.requant)
+        d = b.dw
+        q = ops.q8_dwconv_act(q, b.dw_x_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation)
+        se = ops.q8_se(q, d.out_zp, *b.se) if b.se is not None else None
+        pr = b.project
+        q = ops.q8_pwconv_act(q, b.project_x_zp, pr.weight, *pr.requant,
+                              inp if b.add is not None else None, b.add, se, b.mul)
+    last = p.last
+    q = ops.q8_pwconv_act(q, p.last_x_zp, last.weight, *last.requant)
+    return ops.q8_classifier_head(q, last.out_zp, *p.head)
 
 
 def from_torchvision_quantized(qmodel: nn.Module, engine: Optional[str] = None) -> QuantizedMobileNetV3:
