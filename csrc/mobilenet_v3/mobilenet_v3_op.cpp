@@ -14,7 +14,7 @@
 #include <torch/library.h>
 
 #include <optional>
-#include <string>
+#include <ostream>
 #include <vector>
 
 #include "common/cpu_ops.h"
@@ -54,26 +54,39 @@ struct NetSpec {
 // Field kinds, as plan._layout reads them from the record classes.
 enum class Kind { Tensor, Act, Int };
 
+// A spec field's name for messages ("block 3 expand weight"), put together only when a check
+// fails: no string work per call.
+struct Name {
+  int64_t block;  // -1: not in a block
+  const char* record;
+  const char* field = "";
+};
+std::ostream& operator<<(std::ostream& o, const Name& n) {
+  if (n.block >= 0) o << "block " << n.block << " ";
+  o << n.record << (*n.field ? " " : "") << n.field;
+  return o;
+}
+
 // Reads one record after another, with the checks (and messages) of mbv3_fast.plan.decode.
 class SpecReader {
  public:
   SpecReader(at::IntArrayRef spec, at::TensorList weights) : spec_(spec), weights_(weights) {}
 
-  int64_t next(const std::string& what) {
+  int64_t next(const Name& what) {
     TORCH_CHECK_VALUE(pos_ < spec_.size(), "mobilenet_v3: spec ends early (", spec_.size(),
                       " ints) where it should give ", what);
     return spec_[pos_++];
   }
   // The fields of one record named `what` (kinds in `kinds`), or nothing for an absent optional
   // record (every field -1).
-  std::optional<std::vector<int64_t>> record(const std::string& what,
+  std::optional<std::vector<int64_t>> record(const Name& what,
                                              std::initializer_list<std::pair<const char*, Kind>> kinds,
                                              bool optional = false) {
     const size_t start = pos_;
     std::vector<int64_t> out;
     int absent = 0, n = 0;
     for (const auto& [name, kind] : kinds) {
-      const std::string sub = what + " " + name;
+      const Name sub{what.block, what.record, name};
       const int64_t v = next(sub);
       absent += v == -1;
       ++n;
@@ -106,7 +119,7 @@ constexpr auto T = Kind::Tensor;
 constexpr auto A = Kind::Act;
 constexpr auto I = Kind::Int;
 
-std::optional<PointwiseSpec> read_pointwise(SpecReader& r, const std::string& what, bool optional = false) {
+std::optional<PointwiseSpec> read_pointwise(SpecReader& r, const Name& what, bool optional = false) {
   const auto v = r.record(what, {{"weight", T}, {"bias", T}, {"act", A}}, optional);
   if (!v) return std::nullopt;
   return PointwiseSpec{(*v)[0], (*v)[1], (*v)[2]};
@@ -115,34 +128,33 @@ std::optional<PointwiseSpec> read_pointwise(SpecReader& r, const std::string& wh
 // The whole spec, checked before any layer runs.
 NetSpec parse(at::IntArrayRef spec, at::TensorList weights) {
   SpecReader r(spec, weights);
-  const int64_t version = r.next("the version");
+  const int64_t version = r.next({-1, "the version"});
   TORCH_CHECK_VALUE(version == kSpecVersion, "mobilenet_v3: spec version ", version, ", this build reads ",
                     kSpecVersion);
-  const int64_t dtype = r.next("the dtype code");
+  const int64_t dtype = r.next({-1, "the dtype code"});
   TORCH_CHECK_VALUE(dtype == kFloat32Code || dtype == kBFloat16Code, "mobilenet_v3: the CPU op runs float32 "
                     "(dtype code 0) and bfloat16 (code 2) networks, got dtype code ", dtype);
-  const int64_t n_blocks = r.next("the block count");
+  const int64_t n_blocks = r.next({-1, "the block count"});
   TORCH_CHECK_VALUE(n_blocks >= 0 && n_blocks <= int64_t(spec.size()), "mobilenet_v3: bad block count ", n_blocks);
   NetSpec n{};
   n.dtype = dtype == kBFloat16Code ? at::kBFloat16 : at::kFloat;
-  const auto s = *r.record("stem", {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I}, {"act", A}});
+  const auto s = *r.record({-1, "stem"}, {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I}, {"act", A}});
   n.stem = ConvSpec{s[0], s[1], s[2], s[3], s[4]};
   for (int64_t i = 0; i < n_blocks; ++i) {
-    const std::string b = "block " + std::to_string(i);
     BlockSpec blk{};
-    blk.expand = read_pointwise(r, b + " expand", true);
-    const auto d = *r.record(b + " depthwise", {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I},
+    blk.expand = read_pointwise(r, {i, "expand"}, true);
+    const auto d = *r.record({i, "depthwise"}, {{"weight", T}, {"bias", T}, {"stride", I}, {"padding", I},
                                                 {"dilation", I}, {"act", A}});
     blk.depthwise = DepthwiseSpec{d[0], d[1], d[2], d[3], d[4], d[5]};
-    if (const auto e = r.record(b + " se", {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}}, true))
+    if (const auto e = r.record({i, "se"}, {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}}, true))
       blk.se = SESpec{(*e)[0], (*e)[1], (*e)[2], (*e)[3]};
-    blk.project = *read_pointwise(r, b + " project");
-    blk.residual = r.next(b + " residual");
-    blk.fuse_min_pixels = r.next(b + " fuse_min_pixels");
+    blk.project = *read_pointwise(r, {i, "project"});
+    blk.residual = r.next({i, "residual"});
+    blk.fuse_min_pixels = r.next({i, "fuse_min_pixels"});
     n.blocks.push_back(blk);
   }
-  n.last = *read_pointwise(r, "last conv");
-  if (const auto h = r.record("head", {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}, {"act", A}}, true))
+  n.last = *read_pointwise(r, {-1, "last conv"});
+  if (const auto h = r.record({-1, "head"}, {{"w1", T}, {"b1", T}, {"w2", T}, {"b2", T}, {"act", A}}, true))
     n.head = HeadSpec{(*h)[0], (*h)[1], (*h)[2], (*h)[3], (*h)[4]};
   TORCH_CHECK_VALUE(r.pos() == r.size(), "mobilenet_v3: spec has ", r.size() - r.pos(), " ints past its end");
   return n;
