@@ -13,6 +13,8 @@ import torch.ao.nn.quantized as nnq
 import torch.ao.nn.intrinsic.quantized as nniq
 
 import mbv3_fast  # noqa: F401 (registers the ops)
+import neon_harness
+import q8_reference
 from layers import BEST_ISA
 from mbv3_fast.ops.q8_se import q8_se, se_args
 from mbv3_fast.testing import se_layers
@@ -22,7 +24,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ENGINES = ["x86", "qnnpack"]
-EXPECTED_Q8 = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "scalar"}
+EXPECTED_Q8 = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "neon"}
 
 
 @pytest.fixture
@@ -225,3 +227,60 @@ def test_torchvision_model(cpu_isa, engine):
             ref = mod._scale(x).int_repr().flatten(1)
             ours = q8_se(x, mod.fc1, mod.fc2, engine).int_repr()
             assert torch.equal(ours, ref)
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+# The GEMV (q8_se's and q8_classifier_head's FC layers): N samples around the sample pairs, K
+# around the 16-byte steps, Cout around the 4-row groups and the 16-output split the harness makes
+# as threads do; the head's two layers full size.  Pool sums: both layouts, the 16/64-channel
+# blocks and the 257-pixel runs.
+NEON_FC = [(n, k, cout) for n, k, cout in itertools.product((1, 2, 3), (1, 15, 16, 17, 40), (1, 4, 5, 17, 33))
+           ] + [(1, 960, 1280), (1, 1280, 1000), (2, 576, 144)]
+NEON_POOL = [(hw, c, nhwc) for hw, c, nhwc in itertools.product((1, 49, 257, 300), (1, 16, 17, 65), (True, False))]
+
+
+def _neon_fc_case(f, n, k, cout, i):
+    x = torch.randint(0, 256, (n, k), dtype=torch.uint8)
+    w = torch.randint(-128, 128, (cout, k), dtype=torch.int8)
+    x_zp = int(torch.randint(0, 256, ()))
+    bias_int = torch.randint(-2000, 2000, (cout,), dtype=torch.int32) * (i % 2)  # qnnpack-like or fbgemm-like
+    bias_float = torch.randn(cout) * 300 * ((i + 1) % 2)
+    mult = (torch.rand(cout) + 0.5) * 60 / (128 * 128 * max(k, 1) ** 0.5)
+    zp = int(torch.randint(0, 256, ()))
+    lo, hi = (zp, 255) if i % 3 == 1 else (0, 255)
+    lut = torch.randperm(256).to(torch.uint8) if i % 4 == 2 else None
+    dequant, yf_zp, yf_scale = i % 5 == 3, int(torch.randint(0, 256, ())), float(torch.rand(()) * 0.1 + 0.01)
+    f.i64(0, n, k, cout, x_zp, zp, lo, hi, lut is not None, dequant, yf_zp)
+    f.floats(torch.tensor([yf_scale]))
+    f.i64(*x.flatten().tolist())
+    f.i64(*w.flatten().tolist())
+    f.i64(*bias_int.tolist())
+    f.floats(bias_float)
+    f.floats(mult)
+    if lut is not None:
+        f.i64(*lut.tolist())
+    f.count += 1
+    q = q8_reference.linear(x, x_zp, w, bias_int, bias_float, mult, (zp, lo, hi), lut)
+    return (q.float() - yf_zp) * torch.tensor(yf_scale) if dequant else q.float()
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    """The NEON GEMV and pool sums under qemu, bit for bit against q8_reference's formulas (the
+    ones the x86 paths above match PyTorch with)."""
+    f, expected = neon_harness.CaseFile(), []
+    for i, (n, k, cout) in enumerate(NEON_FC):
+        expected.append((_neon_fc_case(f, n, k, cout, i), f"fc {(n, k, cout)} case {i}"))
+    for hw, c, nhwc in NEON_POOL:
+        x = torch.randint(0, 256, (hw, c) if nhwc else (c, hw), dtype=torch.uint8)
+        f.i64(1, hw, c, nhwc, *x.flatten().tolist())
+        f.count += 1
+        expected.append((x.long().sum(0 if nhwc else 1).float(), f"pool {(hw, c, nhwc)}"))
+    flat = neon_harness.run("q8_se", f, cpu)
+    offset = 0
+    for ref, what in expected:
+        got = flat[offset:offset + ref.numel()].view(ref.shape)
+        offset += ref.numel()
+        assert torch.equal(got, ref), f"neon {cpu} {what}: {int((got != ref).sum())} of {ref.numel()} differ"
+    assert offset == flat.numel()

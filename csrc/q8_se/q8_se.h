@@ -82,11 +82,12 @@ inline void q8_fc_store(const Q8Fc& p, int64_t i, int64_t n, int32_t acc) {
 MBV3_DECLARE_Q8_FC(scalar)
 MBV3_DECLARE_Q8_FC(avx2)
 MBV3_DECLARE_Q8_FC(avx512_vnni)
+MBV3_DECLARE_Q8_FC(neon)
 #undef MBV3_DECLARE_Q8_FC
 
 using Q8FcFn = void(const Q8Fc&, int64_t, int64_t);
 using Q8PoolSumsFn = void(const uint8_t*, int64_t, int64_t, bool, int32_t*);
-// The kernels of the int8 family in force (no NEON kernels yet: scalar there).
+// The kernels of the int8 family in force.
 Q8FcFn* q8_fc_kernel(Q8Isa isa);
 Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa);
 

@@ -2,7 +2,8 @@
 // q8_se_<isa>.cpp.  Sums are exact int32 on every path: scalar; avx2 widens both sides to int16
 // (x - x_zp in [-255, 255]) and multiplies with vpmaddwd (no vpmaddubsw saturation);
 // avx512_vnni takes dot(x, w) with vpdpbusd (u8 x s8) and subtracts x_zp * sum(w), itself a
-// vpdpbusd of the bytes x_zp in the same pass (all exact: int32 wraps back into range).
+// vpdpbusd of the bytes x_zp in the same pass (all exact: int32 wraps back into range); neon
+// widens like avx2 and multiply-accumulates with vmlal_s16 (ARMv8.0, exact).
 // Rows go 4 at a time so each x load serves 4 weight rows; the weight rows stay in L1 while
 // every sample passes over them.
 // q8_se.h comes first: its inline functions (q8.h's requantization) stay baseline code, which
@@ -18,7 +19,7 @@ namespace {
 
 constexpr int kRows = 4;
 
-#if defined(MBV3_ISA_AVX512) || defined(MBV3_ISA_AVX2)
+#if !defined(MBV3_ISA_SCALAR)
 // At batch 1 the weights are read once per forward and arrive from L3 or DRAM (the head's
 // 2.5 MB), faster when requested well ahead than by the hardware prefetcher alone: every line of
 // the rows 16 KB further on, while these rows compute.
@@ -26,7 +27,7 @@ constexpr int64_t kPrefetchAhead = 16384;
 
 inline void prefetch_ahead(const Q8Fc& p, int64_t n, int rows) {
   const int64_t from = n * p.K + kPrefetchAhead, to = std::min(from + rows * p.K, p.Cout * p.K);
-  for (int64_t o = from; o < to; o += 64) _mm_prefetch(reinterpret_cast<const char*>(p.w + o), _MM_HINT_T0);
+  for (int64_t o = from; o < to; o += 64) __builtin_prefetch(p.w + o, 0, 3);
 }
 #endif
 
@@ -124,6 +125,36 @@ inline void dots(const uint8_t* x, int32_t zp, const int8_t* const* w, int64_t K
   }
 }
 
+#elif defined(MBV3_ISA_NEON)
+// acc[r] = sum_k (x[k] - zp) * w[r][k], 16 k at a time in int16, vmlal_s16 into int32.
+template <int R>
+inline void dots(const uint8_t* x, int32_t zp, const int8_t* const* w, int64_t K, int32_t* acc) {
+  int32x4_t a[R];
+  for (int r = 0; r < R; ++r) a[r] = vdupq_n_s32(0);
+  const int16x8_t vzp = vdupq_n_s16(static_cast<int16_t>(zp));
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    const uint8x16_t xb = vld1q_u8(x + k);
+    const int16x8_t x0 = vsubq_s16(vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(xb))), vzp);
+    const int16x8_t x1 = vsubq_s16(vreinterpretq_s16_u16(vmovl_high_u8(xb)), vzp);
+    for (int r = 0; r < R; ++r) {
+      const int8x16_t wb = vld1q_s8(w[r] + k);
+      const int16x8_t w0 = vmovl_s8(vget_low_s8(wb)), w1 = vmovl_high_s8(wb);
+      a[r] = vmlal_s16(a[r], vget_low_s16(x0), vget_low_s16(w0));
+      a[r] = vmlal_high_s16(a[r], x0, w0);
+      a[r] = vmlal_s16(a[r], vget_low_s16(x1), vget_low_s16(w1));
+      a[r] = vmlal_high_s16(a[r], x1, w1);
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    int32_t t = vaddvq_s32(a[r]);
+    for (int64_t j = k; j < K; ++j) t += (static_cast<int32_t>(x[j]) - zp) * w[r][j];
+    acc[r] = t;
+  }
+}
+#endif
+
+#if defined(MBV3_ISA_AVX2) || defined(MBV3_ISA_NEON)
 template <int R>
 inline void rows(const Q8Fc& p, int64_t n) {
   const int8_t* w[R];
@@ -136,7 +167,7 @@ inline void rows(const Q8Fc& p, int64_t n) {
   }
 }
 
-#else
+#elif defined(MBV3_ISA_SCALAR)
 template <int R>
 inline void rows(const Q8Fc& p, int64_t n) {
   for (int r = 0; r < R; ++r) {

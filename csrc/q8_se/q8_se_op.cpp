@@ -19,6 +19,9 @@ Q8FcFn* q8_fc_kernel(Q8Isa isa) {
 #if MBV3_BUILD_X86
     case Q8Isa::Avx2: return &avx2::q8_fc;
 #endif
+#if MBV3_BUILD_NEON
+    case Q8Isa::Neon: return &neon::q8_fc;
+#endif
     default: return &scalar::q8_fc;
   }
 }
@@ -30,6 +33,9 @@ Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa) {
 #endif
 #if MBV3_BUILD_X86
     case Q8Isa::Avx2: return &avx2::q8_pool_sums;
+#endif
+#if MBV3_BUILD_NEON
+    case Q8Isa::Neon: return &neon::q8_pool_sums;
 #endif
     default: return &scalar::q8_pool_sums;
   }

@@ -1,0 +1,3 @@
+// The neon build of the q8 GEMV and pool sums (vmlal_s16 on int16; its target: common/simd.h).
+#define MBV3_ISA_NEON
+#include "q8_se_kernel.h"
