@@ -9,6 +9,7 @@ import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
+import neon_harness
 from mbv3_fast.ops.q8_conv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
@@ -301,3 +302,56 @@ def test_bad_packed_weights():
     for w in (torch.zeros(16, 3, 3, 3), torch.zeros(16, 3, 3, 1, dtype=torch.int8)):
         with pytest.raises(ValueError, match="pack_weight"):
             pack_weight(w)
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+NEON_CONVS = [  # n, cin, cout, h, w, k, stride, pad, act, engine: the stem, odd shapes, Cout around 16
+    (1, 3, 16, 33, 30, 3, 2, 1, "hardswish", "x86"),
+    (2, 3, 16, 9, 7, 3, 2, 1, "hardswish", "qnnpack"),
+    (1, 1, 1, 1, 1, 1, 1, 0, "none", "x86"),
+    (3, 5, 17, 6, 9, 3, 1, 1, "relu", "qnnpack"),
+    (1, 4, 33, 7, 7, 5, 2, 2, "none", "onednn"),
+    (1, 7, 15, 5, 11, 3, 2, 0, "hardswish", "x86"),
+]
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    """The NEON stem conv and quantizer under qemu, bit for bit against q8.h's formula (the conv)
+    and PyTorch's quantize_per_tensor (NaN, inf, huge values and ties included)."""
+    f, expected = neon_harness.CaseFile(), []
+    for n, cin, cout, h, w, k, s, p, act, engine in NEON_CONVS:
+        x, xs, xz, m, lut, _ = make_case(n, cin, cout, h, w, k, s, p, act, engine)
+        xq = quantize_ref(x, xs, xz)
+        qw = m.weight()
+        ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+        bi, bf, mult, oq, lut = requant_args(xs, ws, m.bias(), m.scale, m.zero_point, engine,
+                                             relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+        f.i64(0, n, cin, cout, h, w, k, s, p, xz, *oq, lut is not None)
+        f.i64(*xq.flatten().tolist())
+        f.i64(*pack_weight(qw.int_repr()).flatten().tolist())
+        f.i64(*bi.tolist())
+        f.floats(bf)
+        f.floats(mult)
+        if lut is not None:
+            f.i64(*lut.tolist())
+        f.count += 1
+        ref = formula_ref(xq, xz, m, lut, engine, xs)
+        expected.append((ref.permute(0, 2, 3, 1).float(), f"conv {(n, cin, cout, h, w, k, s, p, act, engine)}"))
+    for n in (1, 17, 100):
+        v, s = special_values(n)
+        for zp in (0, 128, 255):
+            f.i64(1, v.numel(), zp)
+            f.floats(1.0 / torch.tensor([s], dtype=torch.float32))  # the op's float32 1 / scale
+            f.floats(v)
+            f.count += 1
+            q = quantize_ref(v, s, zp).float()
+            expected.append((torch.cat([q, q]), f"quantize n{n} zp{zp}"))
+    flat = neon_harness.run("q8_conv_act", f, cpu)
+    offset = 0
+    for ref, what in expected:
+        got = flat[offset:offset + ref.numel()].view(ref.shape)
+        offset += ref.numel()
+        assert torch.equal(got, ref), f"neon {cpu} {what}: {int((got != ref).sum())} of {ref.numel()} differ"
+    assert offset == flat.numel()

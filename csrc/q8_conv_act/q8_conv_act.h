@@ -53,6 +53,7 @@ inline uint8_t q8_quantize_value(float x, float inv_scale, int32_t zp) {
 MBV3_DECLARE_Q8_CONV(scalar)
 MBV3_DECLARE_Q8_CONV(avx2)
 MBV3_DECLARE_Q8_CONV(avx512_vnni)
+MBV3_DECLARE_Q8_CONV(neon)
 #undef MBV3_DECLARE_Q8_CONV
 
 }  // namespace mbv3

@@ -18,25 +18,8 @@ using Q8ConvFn = void(const Q8ConvArgs&, int64_t, int64_t);
 using Q8QuantizeFn = void(const float*, uint8_t*, int64_t, float, int32_t);
 using Q8PixelsFn = void(const float*, int64_t, int, uint32_t*, int64_t, float, int32_t);
 
-template <class Fn>
-Fn* select(Fn* s, Fn* a2, Fn* a512) {
-  switch (q8_isa(current_isa())) {
-#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni: return a512;
-#endif
-#if MBV3_BUILD_X86
-    case Q8Isa::Avx2: return a2;
-#endif
-    default: (void)a2; (void)a512; return s;  // also NEON: no NEON unit yet
-  }
-}
-#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-#define MBV3_Q8_CONV_PICK(fn) select(&scalar::fn, &avx2::fn, &avx512_vnni::fn)
-#elif MBV3_BUILD_X86
-#define MBV3_Q8_CONV_PICK(fn) select(&scalar::fn, &avx2::fn, &avx2::fn)
-#else
-#define MBV3_Q8_CONV_PICK(fn) select(&scalar::fn, &scalar::fn, &scalar::fn)
-#endif
+// Every function of the stem's int8 family in force (q8.h).
+#define MBV3_Q8_CONV_PICK(fn) MBV3_Q8_SELECT(fn, q8_isa(current_isa()))
 
 float checked_inv_scale(double scale, const char* op) {
   const float s = static_cast<float>(scale);

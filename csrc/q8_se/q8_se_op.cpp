@@ -11,35 +11,9 @@
 
 namespace mbv3 {
 
-Q8FcFn* q8_fc_kernel(Q8Isa isa) {
-  switch (isa) {
-#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni: return &avx512_vnni::q8_fc;
-#endif
-#if MBV3_BUILD_X86
-    case Q8Isa::Avx2: return &avx2::q8_fc;
-#endif
-#if MBV3_BUILD_NEON
-    case Q8Isa::Neon: return &neon::q8_fc;
-#endif
-    default: return &scalar::q8_fc;
-  }
-}
+Q8FcFn* q8_fc_kernel(Q8Isa isa) { return MBV3_Q8_SELECT(q8_fc, isa); }
 
-Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa) {
-  switch (isa) {
-#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni: return &avx512_vnni::q8_pool_sums;
-#endif
-#if MBV3_BUILD_X86
-    case Q8Isa::Avx2: return &avx2::q8_pool_sums;
-#endif
-#if MBV3_BUILD_NEON
-    case Q8Isa::Neon: return &neon::q8_pool_sums;
-#endif
-    default: return &scalar::q8_pool_sums;
-  }
-}
+Q8PoolSumsFn* q8_pool_sums_kernel(Q8Isa isa) { return MBV3_Q8_SELECT(q8_pool_sums, isa); }
 
 namespace {
 
