@@ -80,3 +80,14 @@ def run(op: str, cases: CaseFile, cpu: str, bf16: bool = False, mode: str = "") 
                        capture_output=True, text=True)
         data = Path(cout).read_bytes()
     return torch.frombuffer(bytearray(data), dtype=torch.float32)
+
+
+def expect_exact(flat: torch.Tensor, expected, label: str):
+    """flat: a harness's outputs; expected: (reference tensor, description) per output in order.
+    Each must match bit for bit, and nothing may be left over."""
+    offset = 0
+    for ref, what in expected:
+        got = flat[offset:offset + ref.numel()].view(ref.shape)
+        offset += ref.numel()
+        assert torch.equal(got, ref), f"{label} {what}: {int((got != ref).sum())} of {ref.numel()} differ"
+    assert offset == flat.numel(), f"{label}: {flat.numel() - offset} outputs past the expected ones"

@@ -42,6 +42,13 @@ struct CaseReader {
     if (std::fread(&v, sizeof v, 1, f) != 1) { std::fprintf(stderr, "short read\n"); std::exit(2); }
     return v;
   }
+  // n int64 values as T (the harnesses' integer tensors).
+  template <class T>
+  std::vector<T> ints(int64_t n) {
+    std::vector<T> v(static_cast<size_t>(n));
+    for (auto& e : v) e = static_cast<T>(i64());
+    return v;
+  }
   std::vector<float> floats(int64_t n) {
     std::vector<float> v(static_cast<size_t>(n));
     if (n && std::fread(v.data(), sizeof(float), v.size(), f) != v.size()) {

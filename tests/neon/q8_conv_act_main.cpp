@@ -8,13 +8,6 @@
 #include "q8_conv_act/q8_conv_act.h"
 #include "case_io.h"
 
-template <class T>
-std::vector<T> ints(CaseReader& in, int64_t n) {
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& e : v) e = static_cast<T>(in.i64());
-  return v;
-}
-
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
   CaseReader in(argv[1]);
@@ -42,15 +35,15 @@ int main(int argc, char** argv) {
     rq.lo = static_cast<int32_t>(in.i64());
     rq.hi = static_cast<int32_t>(in.i64());
     const bool has_lut = in.i64() != 0;
-    const auto x = ints<uint8_t>(in, N * Cin * H * W);
+    const auto x = in.ints<uint8_t>(N * Cin * H * W);
     const int64_t Cin4 = (Cin + 3) / 4 * 4, CoutPad = (Cout + 15) / 16 * 16;
     const int64_t words = mbv3::kQ8ConvPackHeader + CoutPad + CoutPad * k * k * Cin4 / 4;
     const int64_t per = Cout * k * k;
-    const auto packed = ints<int32_t>(in, (words + per - 1) / per * per);
-    auto bias_int = ints<int32_t>(in, Cout);
+    const auto packed = in.ints<int32_t>((words + per - 1) / per * per);
+    auto bias_int = in.ints<int32_t>(Cout);
     const auto bf = in.floats(Cout), mult = in.floats(Cout);
     std::vector<uint8_t> lut;
-    if (has_lut) lut = ints<uint8_t>(in, 256);
+    if (has_lut) lut = in.ints<uint8_t>(256);
     // The binding's preparation: weight sums folded into the bias, x in NHWC with Cin padded to 4
     // and the border padded with x_zp.
     const int32_t* sums = packed.data() + mbv3::kQ8ConvPackHeader;

@@ -7,13 +7,6 @@
 #include "q8_se/q8_se.h"
 #include "case_io.h"
 
-template <class T>
-std::vector<T> ints(CaseReader& in, int64_t n) {
-  std::vector<T> v(static_cast<size_t>(n));
-  for (auto& e : v) e = static_cast<T>(in.i64());
-  return v;
-}
-
 int main(int argc, char** argv) {
   if (argc != 3) return 2;
   CaseReader in(argv[1]);
@@ -22,7 +15,7 @@ int main(int argc, char** argv) {
     if (in.i64() == 1) {
       const int64_t HW = in.i64(), C = in.i64();
       const bool nhwc = in.i64() != 0;
-      const auto x = ints<uint8_t>(in, HW * C);
+      const auto x = in.ints<uint8_t>(HW * C);
       std::vector<int32_t> sums(static_cast<size_t>(C), -1);
       mbv3::neon::q8_pool_sums(x.data(), HW, C, nhwc, sums.data());
       out.floats(std::vector<float>(sums.begin(), sums.end()));
@@ -37,12 +30,12 @@ int main(int argc, char** argv) {
     const bool has_lut = in.i64() != 0, dequant = in.i64() != 0;
     const int32_t yf_zp = static_cast<int32_t>(in.i64());
     const float yf_scale = in.floats(1)[0];
-    const auto x = ints<uint8_t>(in, N * K);
-    const auto w = ints<int8_t>(in, Cout * K);
-    const auto bias_int = ints<int32_t>(in, Cout);
+    const auto x = in.ints<uint8_t>(N * K);
+    const auto w = in.ints<int8_t>(Cout * K);
+    const auto bias_int = in.ints<int32_t>(Cout);
     const auto bf = in.floats(Cout), mult = in.floats(Cout);
     std::vector<uint8_t> lut;
-    if (has_lut) lut = ints<uint8_t>(in, 256);
+    if (has_lut) lut = in.ints<uint8_t>(256);
     rq.bias_int = bias_int.data();
     rq.bias_float = bf.data();
     rq.multiplier = mult.data();
