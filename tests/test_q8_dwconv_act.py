@@ -293,3 +293,43 @@ def test_bad_packed_weights():
     for w in (torch.zeros(8, 1, 3, 3), torch.zeros(8, 2, 3, 3, dtype=torch.int8)):
         with pytest.raises(ValueError, match="pack_weight"):
             pack_weight(w)
+
+
+# avx512_vnni's vpdpbusd path (k 3/5, stride 1/2, dilation 1) works in bands of 1, 2 or 4 output
+# rows over 4-row groups: output heights that leave partial bands, batches (a band never crosses
+# an image), thread splits that start mid-image (rows) or split channels (few rows), 32-channel
+# tile tails, no padding and padding wider than the kernel.
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
+    for i, (h, w, c, p) in enumerate([(1, 1, 33, k // 2), (5, 3, 17, k // 2), (9, 7, 65, 0), (13, 11, 40, k // 2),
+                                      (6, 6, 96, k // 2 + 1), (11, 4, 31, 1)]):
+        if h + 2 * p < k or w + 2 * p < k:
+            continue
+        act, engine = ("relu", "hardswish", "none")[i % 3], ("onednn", "qnnpack")[i % 2]
+        x, m, lut, ours = check(2 if i % 2 else 1, c, h, w, k, s, p, 1, act, engine,
+                                f"{cpu_isa} C{c} {h}x{w} k{k}s{s}p{p}", channels_last=True)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            two = run(x, m, lut, engine)
+        finally:
+            torch.set_num_threads(before)
+        assert torch.equal(two, ours), f"{cpu_isa} C{c} {h}x{w} k{k}s{s}: 2 threads differ"
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_extreme_values(k, cpu_isa):
+    # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
+    for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
+        a = _args(40, k)
+        a[0] = torch.full((2, 40, 7, 6), xv, dtype=torch.uint8)
+        a[1], a[9] = zp, k // 2
+        a[2] = torch.full((40, 1, k, k), wv, dtype=torch.int8)
+        a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
+        a[5] = torch.full((40,), 1e-5)
+        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
+        v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1)).clamp(-5, 250)
+        ref = (torch.round(v).to(torch.int32) + 5).to(torch.uint8)
+        assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"x {xv} w {wv} zp {zp}"
+        a[2] = pack_weight(a[2])
+        assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"packed: x {xv} w {wv} zp {zp}"

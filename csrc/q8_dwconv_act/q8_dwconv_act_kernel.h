@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "q8_dwconv_act.h"
 #include "common/simd.h"
@@ -201,6 +202,160 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
   else tile<K, false>(p, r0, r1, c, n, nullptr);
 }
 
+
+#if defined(MBV3_WITH_AVX512VNNI)
+// The vpdpbusd path (see q8_dw_pack_dot): u8 inputs x s8 weights, 4 kernel rows per instruction.
+// A band of R output rows needs input rows ih0 .. ih0 + (R - 1) * S + K - 1: they are split into
+// G groups of 4 rows, each interleaved once per column into a scratch row (padding columns and
+// rows read as x_zp); output row j of the band takes group gi with the weights for kernel-row
+// offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
+template <int K, int S>
+struct DotBand {
+  static constexpr int R = K == 3 ? (S == 1 ? 2 : 1) : (S == 1 ? 4 : 2);
+  static constexpr int G = ((R - 1) * S + K + 3) / 4;
+};
+
+// 32 int16 (two 8-channel halves per 128-bit lane, as packs_epi32 leaves them) through the table.
+template <bool LUT>
+inline __m256i dot_lut(__m256i v01, __m256i v23, const Lut* lut) {
+  if (LUT) {
+    const __m512i z = (*lut)(_mm512_inserti64x4(_mm512_castsi256_si512(v01), v23, 1));
+    v01 = _mm512_castsi512_si256(z);
+    v23 = _mm512_extracti64x4_epi64(z, 1);
+  }
+  return _mm256_packus_epi16(v01, v23);  // channels 16L + 0..7, 16L + 8..15 per lane: in order
+}
+
+template <int K, int S, bool LUT>
+void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
+  constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
+  const int64_t C = p.C, H = p.H, W = p.W, OH = p.OH, OW = p.OW, WP = W + 2 * p.pad;
+  const __mmask32 m = n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+  const int8_t* wt = p.w8 + c / kQ8DwDotTile * (K * (K + 3) * 128);
+  // Per-channel parameters in the groups' lane order: lane 4L + j of group g is channel 16L + 4g + j.
+  alignas(32) int32_t bias[4][8];
+  alignas(32) float bf[4][8], mul[4][8];
+  for (int g = 0; g < 4; ++g)
+    for (int i = 0; i < 8; ++i) {
+      const int j = (i / 4) * 16 + 4 * g + i % 4;
+      const bool ok = j < n;
+      bias[g][i] = ok ? p.r.bias_int[c + j] : 0;
+      bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
+      mul[g][i] = ok ? p.r.multiplier[c + j] : 0.f;
+    }
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
+  const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(p.r.zp));
+  const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
+  const int64_t pad = p.pad;
+
+  for (int64_t row = r0; row < r1;) {
+    const int64_t b = row / OH, oh = row % OH;
+    const int nr = static_cast<int>(std::min<int64_t>({R, OH - oh, r1 - row}));
+    const int64_t ih0 = oh * S - pad;
+    // Interleave the band's input rows: scratch[(gi * WP + col) * 128 + 32 g].
+    for (int gi = 0; gi < G; ++gi) {
+      const uint8_t* src[4];
+      for (int q = 0; q < 4; ++q) {
+        const int64_t ih = ih0 + 4 * gi + q;
+        src[q] = ih >= 0 && ih < H ? p.x + (b * H + ih) * W * C + c : nullptr;
+      }
+      uint8_t* dst = scratch + gi * WP * 128;
+      for (int64_t col = 0; col < WP; ++col, dst += 128) {
+        const int64_t iw = col - pad;
+        __m256i v[4];
+        if (iw < 0 || iw >= W) {
+          v[0] = v[1] = v[2] = v[3] = zp_in;
+        } else {
+          __m256i x[4];
+          for (int q = 0; q < 4; ++q) x[q] = src[q] ? _mm256_maskz_loadu_epi8(m, src[q] + iw * C) : zp_in;
+          const __m256i a0 = _mm256_unpacklo_epi8(x[0], x[1]), a1 = _mm256_unpackhi_epi8(x[0], x[1]);
+          const __m256i b0 = _mm256_unpacklo_epi8(x[2], x[3]), b1 = _mm256_unpackhi_epi8(x[2], x[3]);
+          v[0] = _mm256_unpacklo_epi16(a0, b0);
+          v[1] = _mm256_unpackhi_epi16(a0, b0);
+          v[2] = _mm256_unpacklo_epi16(a1, b1);
+          v[3] = _mm256_unpackhi_epi16(a1, b1);
+        }
+        for (int g = 0; g < 4; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
+      }
+    }
+    uint8_t* yrow = p.y + (row * OW) * C + c;
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
+      // stack slot and reloads it before every vpdpbusd.
+      const int8_t* wb = wt;
+      asm("" : "+r"(wb));
+      __m256i acc[R][4];
+#pragma GCC unroll 4
+      for (int j = 0; j < R; ++j)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) acc[j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
+#pragma GCC unroll 5
+      for (int kw = 0; kw < K; ++kw) {
+#pragma GCC unroll 2
+        for (int gi = 0; gi < G; ++gi) {
+          const uint8_t* v = scratch + (gi * WP + ow * S + kw) * 128;
+          __m256i xv[4];
+#pragma GCC unroll 4
+          for (int g = 0; g < 4; ++g) xv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+#pragma GCC unroll 4
+          for (int j = 0; j < R; ++j) {
+            const int delta = 4 * gi - j * S;
+            if (delta <= -4 || delta >= K) continue;
+            const int8_t* w = wb + (kw * (K + 3) + delta + 3) * 128;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; ++g)
+              acc[j][g] = _mm256_dpbusd_epi32(acc[j][g], xv[g],
+                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g)));
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < R; ++j) {
+        if (j >= nr) break;
+        __m256i q[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
+          __m256 v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
+          v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+          q[g] = _mm256_cvtps_epi32(v);
+        }
+        const __m256i q01 = _mm256_add_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
+        const __m256i q23 = _mm256_add_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
+        _mm256_mask_storeu_epi8(yrow + (j * OW + ow) * C, m, dot_lut<LUT>(q01, q23, lut));
+      }
+    }
+    row += nr;
+  }
+}
+
+template <int K, int S>
+void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
+  constexpr int G = DotBand<K, S>::G;
+  const size_t bytes = static_cast<size_t>(G * (p.W + 2 * p.pad) * 128);
+  struct alignas(64) Block {
+    uint8_t b[64];
+  };
+  thread_local std::vector<Block> scratch;
+  if (scratch.size() * 64 < bytes) scratch.resize(bytes / 64 + 1);
+  uint8_t* s = reinterpret_cast<uint8_t*>(scratch.data());
+  for (int64_t c = c0; c < c1; c += kQ8DwDotTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
+    if (lut) dot_tile<K, S, true>(p, r0, r1, c, n, lut, s);
+    else dot_tile<K, S, false>(p, r0, r1, c, n, nullptr, s);
+  }
+}
+
+// True when the vpdpbusd path took the call.
+inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
+  if (!p.w8 || !q8_dw_dot_geometry(p.k, p.stride, p.dil)) return false;
+  if (p.k == 3) (p.stride == 1 ? dot_tiles<3, 1> : dot_tiles<3, 2>)(p, r0, r1, c0, c1, lut);
+  else (p.stride == 1 ? dot_tiles<5, 1> : dot_tiles<5, 2>)(p, r0, r1, c0, c1, lut);
+  return true;
+}
+#endif  // MBV3_WITH_AVX512VNNI
+
 #else  // scalar
 
 struct Lut {};
@@ -238,6 +393,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
     for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
   const Lut lut_v(table);
   if (p.r.lut) lut = &lut_v;
+#if defined(MBV3_WITH_AVX512VNNI)
+  if (dot_path(p, row_begin, row_end, c_begin, c_end, lut)) return;
+#endif
 #elif defined(MBV3_ISA_AVX2)
   const Lut lut_v{p.r.lut};
   if (p.r.lut) lut = &lut_v;
