@@ -318,15 +318,17 @@ def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
 
 
 @pytest.mark.parametrize("k", [3, 5])
-def test_extreme_values(k, cpu_isa):
+@pytest.mark.parametrize("mult", [1e-5, 1e4], ids=["small", "huge"])
+def test_extreme_values(k, mult, cpu_isa):
     # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
+    # Huge multipliers: values far past the int32 range before the clamp.
     for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
         a = _args(40, k)
         a[0] = torch.full((2, 40, 7, 6), xv, dtype=torch.uint8)
         a[1], a[9] = zp, k // 2
         a[2] = torch.full((40, 1, k, k), wv, dtype=torch.int8)
         a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
-        a[5] = torch.full((40,), 1e-5)
+        a[5] = torch.full((40,), mult)
         acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
         v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1)).clamp(-5, 250)
         ref = (torch.round(v).to(torch.int32) + 5).to(torch.uint8)

@@ -7,6 +7,7 @@
 // split order.  Padding reads as x_zp (see Q8DwArgs), so border taps need no special sums.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -211,19 +212,20 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
 template <int K, int S>
 struct DotBand {
-  static constexpr int R = K == 3 ? (S == 1 ? 2 : 1) : (S == 1 ? 4 : 2);
+  static constexpr int R = K == 3 && S == 1 ? 2 : 4 / S;
   static constexpr int G = ((R - 1) * S + K + 3) / 4;
 };
 
-// 32 int16 (two 8-channel halves per 128-bit lane, as packs_epi32 leaves them) through the table.
+// 32 requantized int16 values (two 8-channel halves per 128-bit lane, as packs_epi32 leaves them)
+// plus the output zero point, clamped to [lo, hi] (then through the table) -> 32 uint8 in order.
 template <bool LUT>
-inline __m256i dot_lut(__m256i v01, __m256i v23, const Lut* lut) {
-  if (LUT) {
-    const __m512i z = (*lut)(_mm512_inserti64x4(_mm512_castsi256_si512(v01), v23, 1));
-    v01 = _mm512_castsi512_si256(z);
-    v23 = _mm512_extracti64x4_epi64(z, 1);
-  }
-  return _mm256_packus_epi16(v01, v23);  // channels 16L + 0..7, 16L + 8..15 per lane: in order
+inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const Lut* lut) {
+  if (!LUT)  // packus: channels 16L + 0..7, 16L + 8..15 per lane, in order
+    return _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(v01, v23), lo), hi);
+  __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v01), v23, 1);
+  z = (*lut)(_mm512_min_epi16(_mm512_max_epi16(z, _mm512_broadcastw_epi16(_mm256_castsi256_si128(lo))),
+                              _mm512_broadcastw_epi16(_mm256_castsi256_si128(hi))));
+  return _mm256_packus_epi16(_mm512_castsi512_si256(z), _mm512_extracti64x4_epi64(z, 1));
 }
 
 template <int K, int S, bool LUT>
@@ -243,24 +245,51 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
       mul[g][i] = ok ? p.r.multiplier[c + j] : 0.f;
     }
+  // q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
+  // instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
+  // Else (huge multipliers) the float clamp stays.
+  bool fclamp = false;
+  for (int i = 0; i < n; ++i) {
+    const double bound = (std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0 +
+                          std::abs(double(p.r.bias_float[c + i]))) * std::abs(double(p.r.multiplier[c + i]));
+    fclamp |= !(bound < 1073741824.0);
+  }
   const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
   const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
   const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(p.r.zp));
+  const __m256i lo_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
+  const __m256i hi_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
   const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
   const int64_t pad = p.pad;
+  int64_t tag[G];  // which group (image, first input row) each scratch slot holds, -1: none
+  for (int t = 0; t < G; ++t) tag[t] = -1;
 
   for (int64_t row = r0; row < r1;) {
     const int64_t b = row / OH, oh = row % OH;
     const int nr = static_cast<int>(std::min<int64_t>({R, OH - oh, r1 - row}));
     const int64_t ih0 = oh * S - pad;
-    // Interleave the band's input rows: scratch[(gi * WP + col) * 128 + 32 g].
+    // The band's groups of 4 input rows, interleaved into scratch slots (slot * WP + col) * 128 + 32 g.
+    // Where R * S = 4 a band's first group is the previous band's last: that slot is kept.
+    int slot[G];
     for (int gi = 0; gi < G; ++gi) {
+      slot[gi] = -1;
+      for (int t = 0; t < G; ++t)
+        if (tag[t] == b * (H + 2 * pad + 16) + ih0 + 4 * gi + pad + 8) slot[gi] = t;
+    }
+    for (int gi = 0; gi < G; ++gi) {
+      if (slot[gi] >= 0) continue;
+      for (int t = 0; t < G && slot[gi] < 0; ++t) {
+        bool used = false;
+        for (int u = 0; u < G; ++u) used |= slot[u] == t;
+        if (!used) slot[gi] = t;
+      }
+      tag[slot[gi]] = b * (H + 2 * pad + 16) + ih0 + 4 * gi + pad + 8;
       const uint8_t* src[4];
       for (int q = 0; q < 4; ++q) {
         const int64_t ih = ih0 + 4 * gi + q;
         src[q] = ih >= 0 && ih < H ? p.x + (b * H + ih) * W * C + c : nullptr;
       }
-      uint8_t* dst = scratch + gi * WP * 128;
+      uint8_t* dst = scratch + slot[gi] * WP * 128;
       for (int64_t col = 0; col < WP; ++col, dst += 128) {
         const int64_t iw = col - pad;
         __m256i v[4];
@@ -268,7 +297,10 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
           v[0] = v[1] = v[2] = v[3] = zp_in;
         } else {
           __m256i x[4];
-          for (int q = 0; q < 4; ++q) x[q] = src[q] ? _mm256_maskz_loadu_epi8(m, src[q] + iw * C) : zp_in;
+          for (int q = 0; q < 4; ++q)
+            x[q] = !src[q]    ? zp_in
+                   : n == 32 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[q] + iw * C))
+                             : _mm256_maskz_loadu_epi8(m, src[q] + iw * C);
           const __m256i a0 = _mm256_unpacklo_epi8(x[0], x[1]), a1 = _mm256_unpackhi_epi8(x[0], x[1]);
           const __m256i b0 = _mm256_unpacklo_epi8(x[2], x[3]), b1 = _mm256_unpackhi_epi8(x[2], x[3]);
           v[0] = _mm256_unpacklo_epi16(a0, b0);
@@ -294,7 +326,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       for (int kw = 0; kw < K; ++kw) {
 #pragma GCC unroll 2
         for (int gi = 0; gi < G; ++gi) {
-          const uint8_t* v = scratch + (gi * WP + ow * S + kw) * 128;
+          const uint8_t* v = scratch + (slot[gi] * WP + ow * S + kw) * 128;
           __m256i xv[4];
 #pragma GCC unroll 4
           for (int g = 0; g < 4; ++g) xv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
@@ -318,12 +350,15 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
         for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
           __m256 v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
           v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
-          v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+          if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
           q[g] = _mm256_cvtps_epi32(v);
         }
-        const __m256i q01 = _mm256_add_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
-        const __m256i q23 = _mm256_add_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
-        _mm256_mask_storeu_epi8(yrow + (j * OW + ow) * C, m, dot_lut<LUT>(q01, q23, lut));
+        const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
+        const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
+        const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
+        uint8_t* py = yrow + (j * OW + ow) * C;
+        if (n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+        else _mm256_mask_storeu_epi8(py, m, out);
       }
     }
     row += nr;
