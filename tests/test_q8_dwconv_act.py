@@ -298,11 +298,13 @@ def test_bad_packed_weights():
 # avx512_vnni's vpdpbusd path (k 3/5, stride 1/2, dilation 1) works in bands of 1, 2 or 4 output
 # rows over 4-row groups: output heights that leave partial bands, batches (a band never crosses
 # an image), thread splits that start mid-image (rows) or split channels (few rows), 32-channel
-# tile tails, no padding and padding wider than the kernel.
+# tile tails, no padding and padding wider than the kernel; C = 16 at stride 1 pairs neighbouring
+# output pixels in one tile (odd widths leave a lone last pixel, width 1 a padded partner).
 @pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
     for i, (h, w, c, p) in enumerate([(1, 1, 33, k // 2), (5, 3, 17, k // 2), (9, 7, 65, 0), (13, 11, 40, k // 2),
-                                      (6, 6, 96, k // 2 + 1), (11, 4, 31, 1)]):
+                                      (6, 6, 96, k // 2 + 1), (11, 4, 31, 1), (7, 7, 16, k // 2), (5, 1, 16, k // 2),
+                                      (10, 6, 16, 0), (12, 9, 16, k // 2 + 1), (3, 2, 16, k // 2)]):
         if h + 2 * p < k or w + 2 * p < k:
             continue
         act, engine = ("relu", "hardswish", "none")[i % 3], ("onednn", "qnnpack")[i % 2]

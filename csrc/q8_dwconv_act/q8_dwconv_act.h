@@ -14,7 +14,8 @@ constexpr int64_t kQ8DwChannelPad = 32;  // weight rows are padded to this (the 
 constexpr int16_t kQ8DwPackMagic = 0x5139;
 constexpr int64_t kQ8DwPackHeader = 32;
 
-// The vpdpbusd path (avx512_vnni; k 3 or 5, stride 1 or 2, dilation 1) multiplies 4 vertically
+// The vpdpbusd path (avx512_vnni; dilation 1, k 3 stride 1, k 5 stride 1 or 2: k 3 stride 2 is
+// faster on the vpdpwssd kernel, which reads each input once per output) multiplies 4 vertically
 // consecutive input rows at once: a 32-channel tile of 4 rows is interleaved into 4 vectors
 // ("groups" g), byte 16L + 4j + q of group g = row q of channel 16L + 4g + j (L < 2, j < 4).
 // Its weights: per tile t, column kw, row offset delta in [-3, k) (the 4 rows start at kernel row
@@ -22,7 +23,7 @@ constexpr int64_t kQ8DwPackHeader = 32;
 // w[32t + 16L + 4g + j][delta + q][kw], 0 outside the kernel and past C.
 constexpr int64_t kQ8DwDotTile = 32;
 inline bool q8_dw_dot_geometry(int64_t k, int64_t stride, int64_t dilation) {
-  return (k == 3 || k == 5) && (stride == 1 || stride == 2) && dilation == 1;
+  return ((k == 3 && stride == 1) || (k == 5 && (stride == 1 || stride == 2))) && dilation == 1;
 }
 inline int64_t q8_dw_dot_bytes(int64_t Cpad, int64_t k) { return Cpad / kQ8DwDotTile * k * (k + 3) * 128; }
 // w(c, kh, kw): channel c < C's weight.  out: q8_dw_dot_bytes(Cpad, k) bytes.

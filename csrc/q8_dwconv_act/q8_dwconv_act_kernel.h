@@ -210,6 +210,8 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // G groups of 4 rows, each interleaved once per column into a scratch row (padding columns and
 // rows read as x_zp); output row j of the band takes group gi with the weights for kernel-row
 // offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
+// PAIR (C = 16, stride 1): a tile's 32 lanes are two neighbouring output pixels' 16 channels; a
+// scratch column holds input pixels iw and iw + 1, so output pixels ow, ow + 1 read it at tap kw.
 template <int K, int S>
 struct DotBand {
   static constexpr int R = K == 3 && S == 1 ? 2 : 4 / S;
@@ -228,18 +230,24 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
   return _mm256_packus_epi16(_mm512_castsi512_si256(z), _mm512_extracti64x4_epi64(z, 1));
 }
 
-template <int K, int S, bool LUT>
+template <int K, int S, bool LUT, bool PAIR>
 void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
+  static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
   constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
   const int64_t C = p.C, H = p.H, W = p.W, OH = p.OH, OW = p.OW, WP = W + 2 * p.pad;
   const __mmask32 m = n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
   const int8_t* wt = p.w8 + c / kQ8DwDotTile * (K * (K + 3) * 128);
+  alignas(32) int8_t wpair[PAIR ? K * (K + 3) * 128 : 1];
+  if (PAIR) {  // lanes 16..31 (the second pixel) take channels 0..15's weights
+    for (int i = 0; i < K * (K + 3) * 128; ++i) wpair[i] = wt[i & ~16];
+    wt = wpair;
+  }
   // Per-channel parameters in the groups' lane order: lane 4L + j of group g is channel 16L + 4g + j.
   alignas(32) int32_t bias[4][8];
   alignas(32) float bf[4][8], mul[4][8];
   for (int g = 0; g < 4; ++g)
     for (int i = 0; i < 8; ++i) {
-      const int j = (i / 4) * 16 + 4 * g + i % 4;
+      const int j = ((i / 4) * 16 + 4 * g + i % 4) % (PAIR ? 16 : 32);
       const bool ok = j < n;
       bias[g][i] = ok ? p.r.bias_int[c + j] : 0;
       bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
@@ -293,14 +301,17 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       for (int64_t col = 0; col < WP; ++col, dst += 128) {
         const int64_t iw = col - pad;
         __m256i v[4];
-        if (iw < 0 || iw >= W) {
+        if (iw < (PAIR ? -1 : 0) || iw >= W) {
           v[0] = v[1] = v[2] = v[3] = zp_in;
         } else {
           __m256i x[4];
           for (int q = 0; q < 4; ++q)
-            x[q] = !src[q]    ? zp_in
-                   : n == 32 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[q] + iw * C))
-                             : _mm256_maskz_loadu_epi8(m, src[q] + iw * C);
+            if (!src[q]) x[q] = zp_in;
+            else if (n == 32 || (PAIR && iw >= 0 && iw + 1 < W))
+              x[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[q] + iw * C));
+            else if (!PAIR) x[q] = _mm256_maskz_loadu_epi8(m, src[q] + iw * C);
+            else  // one pixel of the pair is padding
+              x[q] = _mm256_mask_loadu_epi8(zp_in, iw < 0 ? 0xFFFF0000u : 0x0000FFFFu, src[q] + iw * C);
           const __m256i a0 = _mm256_unpacklo_epi8(x[0], x[1]), a1 = _mm256_unpackhi_epi8(x[0], x[1]);
           const __m256i b0 = _mm256_unpacklo_epi8(x[2], x[3]), b1 = _mm256_unpackhi_epi8(x[2], x[3]);
           v[0] = _mm256_unpacklo_epi16(a0, b0);
@@ -312,7 +323,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       }
     }
     uint8_t* yrow = p.y + (row * OW) * C + c;
-    for (int64_t ow = 0; ow < OW; ++ow) {
+    for (int64_t ow = 0; ow < OW; ow += PAIR ? 2 : 1) {
       // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
       // stack slot and reloads it before every vpdpbusd.
       const int8_t* wb = wt;
@@ -357,8 +368,8 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
         const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
         const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
         uint8_t* py = yrow + (j * OW + ow) * C;
-        if (n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
-        else _mm256_mask_storeu_epi8(py, m, out);
+        if (PAIR ? ow + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+        else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
       }
     }
     row += nr;
@@ -377,15 +388,21 @@ void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1
   uint8_t* s = reinterpret_cast<uint8_t*>(scratch.data());
   for (int64_t c = c0; c < c1; c += kQ8DwDotTile) {
     const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
-    if (lut) dot_tile<K, S, true>(p, r0, r1, c, n, lut, s);
-    else dot_tile<K, S, false>(p, r0, r1, c, n, nullptr, s);
+    if constexpr (S == 1)
+      if (p.C == 16) {
+        if (lut) dot_tile<K, S, true, true>(p, r0, r1, c, n, lut, s);
+        else dot_tile<K, S, false, true>(p, r0, r1, c, n, nullptr, s);
+        continue;
+      }
+    if (lut) dot_tile<K, S, true, false>(p, r0, r1, c, n, lut, s);
+    else dot_tile<K, S, false, false>(p, r0, r1, c, n, nullptr, s);
   }
 }
 
 // True when the vpdpbusd path took the call.
 inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
   if (!p.w8 || !q8_dw_dot_geometry(p.k, p.stride, p.dil)) return false;
-  if (p.k == 3) (p.stride == 1 ? dot_tiles<3, 1> : dot_tiles<3, 2>)(p, r0, r1, c0, c1, lut);
+  if (p.k == 3) dot_tiles<3, 1>(p, r0, r1, c0, c1, lut);
   else (p.stride == 1 ? dot_tiles<5, 1> : dot_tiles<5, 2>)(p, r0, r1, c0, c1, lut);
   return true;
 }
