@@ -337,3 +337,20 @@ def test_extreme_values(k, mult, cpu_isa):
         assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"x {xv} w {wv} zp {zp}"
         a[2] = pack_weight(a[2])
         assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"packed: x {xv} w {wv} zp {zp}"
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 2)])
+def test_every_table_entry(k, s, cpu_isa):
+    # Zero weights: channel c's output is lut[c] (bias c - 128, multiplier 1, zero point 128), so
+    # all 256 entries go through every tile lane's lookup.
+    a = _args(256, k)
+    a[0] = torch.randint(0, 256, (1, 256, 9, 8), dtype=torch.uint8)
+    a[2] = torch.zeros(256, 1, k, k, dtype=torch.int8)
+    a[3] = torch.arange(256, dtype=torch.int32) - 128
+    a[5], a[6] = torch.ones(256), [128, 0, 255]
+    a[7] = torch.randint(0, 256, (256,), dtype=torch.uint8)
+    a[8], a[9] = s, k // 2
+    for w in (a[2], pack_weight(a[2])):
+        a[2] = w
+        y = torch.ops.mbv3.q8_dwconv_act(*a)
+        assert torch.equal(y, a[7].view(1, -1, 1, 1).expand_as(y)), cpu_isa

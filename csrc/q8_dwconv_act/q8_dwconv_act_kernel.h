@@ -58,8 +58,21 @@ inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
 // time from two registers; bits 6 and 7 of the value pick among the four results.
 struct Lut {
   VI t[8];
+  VI pk[4];  // the vpdpbusd path's: entries v and v + 64 in one int16 (low, high byte), v % 128 < 64
   explicit Lut(const int16_t* table) {
     for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+    alignas(64) int16_t packed[128];
+    for (int i = 0; i < 128; ++i) {
+      const int v = i % 64 + (i / 64) * 128;
+      packed[i] = static_cast<int16_t>(static_cast<uint16_t>(table[v] | table[v + 64] << 8));
+    }
+    for (int i = 0; i < 4; ++i) pk[i] = _mm512_load_si512(packed + 32 * i);
+  }
+  // The table on 32 int16 lanes (values 0..255), the result in each lane's low byte: 2 vpermt2w.
+  VI low_bytes(VI v) const {
+    const VI lo = _mm512_permutex2var_epi16(pk[0], v, pk[1]), hi = _mm512_permutex2var_epi16(pk[2], v, pk[3]);
+    const VI r = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(v, _mm512_set1_epi16(128)), lo, hi);
+    return _mm512_mask_srli_epi16(r, _mm512_test_epi16_mask(v, _mm512_set1_epi16(64)), r, 8);
   }
   VI operator()(VI v) const {
     const VI r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
@@ -225,9 +238,10 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
   if (!LUT)  // packus: channels 16L + 0..7, 16L + 8..15 per lane, in order
     return _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(v01, v23), lo), hi);
   __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v01), v23, 1);
-  z = (*lut)(_mm512_min_epi16(_mm512_max_epi16(z, _mm512_broadcastw_epi16(_mm256_castsi256_si128(lo))),
-                              _mm512_broadcastw_epi16(_mm256_castsi256_si128(hi))));
-  return _mm256_packus_epi16(_mm512_castsi512_si256(z), _mm512_extracti64x4_epi64(z, 1));
+  z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));  // channels 0..31 in order
+  z = lut->low_bytes(_mm512_min_epi16(_mm512_max_epi16(z, _mm512_broadcastw_epi16(_mm256_castsi256_si128(lo))),
+                                      _mm512_broadcastw_epi16(_mm256_castsi256_si128(hi))));
+  return _mm512_cvtepi16_epi8(z);  // truncates: the low bytes
 }
 
 template <int K, int S, bool LUT, bool PAIR>
