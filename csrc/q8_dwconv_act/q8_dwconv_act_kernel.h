@@ -47,9 +47,9 @@ inline VI load_i32(const int32_t* p) { return _mm512_loadu_si512(p); }
 inline VF load_f(const float* p) { return _mm512_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm512_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm512_set1_epi32(v); }
-// q8_requantize's float steps, on 16 int32 lanes.
-inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, b)), bf);
+// q8_requantize's float steps, on 16 int32 lanes of sums that already hold the bias.
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
+  VF v = _mm512_add_ps(_mm512_cvtepi32_ps(acc), bf);
   v = _mm512_mul_ps(v, m);
   v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
@@ -85,7 +85,7 @@ struct Lut {
 template <bool LUT>
 inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
-  if (LUT) v = (*lut)(v);
+  if (LUT) v = lut->low_bytes(v);  // vpmovwb below keeps the low bytes
   _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
 #else  // AVX2
@@ -113,8 +113,8 @@ inline VI load_i32(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cas
 inline VF load_f(const float* p) { return _mm256_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm256_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm256_set1_epi32(v); }
-inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, b)), bf);
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
+  VF v = _mm256_add_ps(_mm256_cvtepi32_ps(acc), bf);
   v = _mm256_mul_ps(v, m);
   v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
@@ -184,7 +184,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
     for (int64_t ow = 0; ow < p.OW; ++ow) {
       const int64_t iw0 = ow * s - p.pad;
       const bool inside = all_rows && iw0 >= 0 && iw0 + (k - 1) * d < W;
-      VI alo = zero_i(), ahi = zero_i();
+      VI alo = b0, ahi = b1;  // the bias, added in int32 as q8_requantize does
       // Interior columns: every tap is a plain load.  Border columns: checked, padding = x_zp.
       auto sum = [&](auto checked) {
         auto tap = [&](int t) -> VI {
@@ -204,7 +204,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y<LUT>(py, requant(alo, b0, f0, m0, lo, hi, zp_out), requant(ahi, b1, f1, m1, lo, hi, zp_out), tail,
+      store_y<LUT>(py, requant(alo, f0, m0, lo, hi, zp_out), requant(ahi, f1, m1, lo, hi, zp_out), tail,
                    lut);
     }
   }
