@@ -1,6 +1,12 @@
 """int8 depthwise conv (+ requantization, + hardswish table) vs PyTorch's quantized depthwise
 conv (engines x86 and onednn; + quantized hardswish), per MobileNetV3-Large depthwise layer,
-batch 1, 1 thread, channels_last."""
+batch 1, 1 thread, channels_last.
+
+test_interleaved (run with -s): torch (x86 engine) and ours (packed weight) in interleaved rounds,
+per layer and in total, one table."""
+import statistics
+import time
+
 import pytest
 import torch
 import torch.ao.nn.intrinsic.quantized as nniq
@@ -64,3 +70,37 @@ def test_q8_dwconv_act(benchmark, record, threads, engine, layer, provider):
             benchmark.extra_info["gops"] = 2 * c * k * k * oh * ow / benchmark.stats.stats.median / 1e9
     finally:
         torch.backends.quantized.engine = before
+
+
+@pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
+def test_interleaved(threads):
+    names, rounds, turns = ["torch", "ours_packed"], 5, 20
+    print(f"\nint8 depthwise layers of MobileNetV3-Large, batch 1, 1 thread, {rounds} rounds x {turns} calls, "
+          "median of round medians")
+    print("| layer | C | map | k s | act | torch x86 us | ours us | ours/torch |")
+    print("|---|---|---|---|---|---|---|---|")
+    totals = dict.fromkeys(names, 0.0)
+    before = torch.backends.quantized.engine
+    try:
+        for i, (c, h, w, k, s, p, d, act) in enumerate(LAYERS):
+            fns = make_layer(i, "x86")
+            samples = {n: [] for n in names}
+            with torch.no_grad():
+                for rnd in range(rounds):
+                    for n in names[rnd % 2:] + names[:rnd % 2]:
+                        fns[n]()
+                        ts = []
+                        for _ in range(turns):
+                            t0 = time.perf_counter()
+                            fns[n]()
+                            ts.append(time.perf_counter() - t0)
+                        samples[n].append(statistics.median(ts))
+            med = {n: statistics.median(v) for n, v in samples.items()}
+            for n in names:
+                totals[n] += med[n]
+            print(f"| L{i:02d} | {c} | {h}x{w} | {k} {s} | {act} | {med['torch'] * 1e6:.1f} | "
+                  f"{med['ours_packed'] * 1e6:.1f} | {med['ours_packed'] / med['torch']:.2f} |")
+    finally:
+        torch.backends.quantized.engine = before
+    print(f"| all | | | | | {totals['torch'] * 1e6:.1f} | {totals['ours_packed'] * 1e6:.1f} | "
+          f"{totals['ours_packed'] / totals['torch']:.2f} |")

@@ -293,3 +293,64 @@ def test_bad_packed_weights():
     for w in (torch.zeros(8, 1, 3, 3), torch.zeros(8, 2, 3, 3, dtype=torch.int8)):
         with pytest.raises(ValueError, match="pack_weight"):
             pack_weight(w)
+
+
+# avx512_vnni's vpdpbusd path (k 3/5, stride 1/2, dilation 1) works in bands of 1, 2 or 4 output
+# rows over 4-row groups: output heights that leave partial bands, batches (a band never crosses
+# an image), thread splits that start mid-image (rows) or split channels (few rows), 32-channel
+# tile tails, no padding and padding wider than the kernel; C = 16 at stride 1 pairs neighbouring
+# output pixels in one tile (odd widths leave a lone last pixel, width 1 a padded partner).
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
+    for i, (h, w, c, p) in enumerate([(1, 1, 33, k // 2), (5, 3, 17, k // 2), (9, 7, 65, 0), (13, 11, 40, k // 2),
+                                      (6, 6, 96, k // 2 + 1), (11, 4, 31, 1), (7, 7, 16, k // 2), (5, 1, 16, k // 2),
+                                      (10, 6, 16, 0), (12, 9, 16, k // 2 + 1), (3, 2, 16, k // 2)]):
+        if h + 2 * p < k or w + 2 * p < k:
+            continue
+        act, engine = ("relu", "hardswish", "none")[i % 3], ("onednn", "qnnpack")[i % 2]
+        x, m, lut, ours = check(2 if i % 2 else 1, c, h, w, k, s, p, 1, act, engine,
+                                f"{cpu_isa} C{c} {h}x{w} k{k}s{s}p{p}", channels_last=True)
+        before = torch.get_num_threads()
+        try:
+            torch.set_num_threads(2)
+            two = run(x, m, lut, engine)
+        finally:
+            torch.set_num_threads(before)
+        assert torch.equal(two, ours), f"{cpu_isa} C{c} {h}x{w} k{k}s{s}: 2 threads differ"
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("mult", [1e-5, 1e4], ids=["small", "huge"])
+def test_extreme_values(k, mult, cpu_isa):
+    # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
+    # Huge multipliers: values far past the int32 range before the clamp.
+    for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
+        a = _args(40, k)
+        a[0] = torch.full((2, 40, 7, 6), xv, dtype=torch.uint8)
+        a[1], a[9] = zp, k // 2
+        a[2] = torch.full((40, 1, k, k), wv, dtype=torch.int8)
+        a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
+        a[5] = torch.full((40,), mult)
+        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
+        v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1)).clamp(-5, 250)
+        ref = (torch.round(v).to(torch.int32) + 5).to(torch.uint8)
+        assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"x {xv} w {wv} zp {zp}"
+        a[2] = pack_weight(a[2])
+        assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"packed: x {xv} w {wv} zp {zp}"
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 2)])
+def test_every_table_entry(k, s, cpu_isa):
+    # Zero weights: channel c's output is lut[c] (bias c - 128, multiplier 1, zero point 128), so
+    # all 256 entries go through every tile lane's lookup.
+    a = _args(256, k)
+    a[0] = torch.randint(0, 256, (1, 256, 9, 8), dtype=torch.uint8)
+    a[2] = torch.zeros(256, 1, k, k, dtype=torch.int8)
+    a[3] = torch.arange(256, dtype=torch.int32) - 128
+    a[5], a[6] = torch.ones(256), [128, 0, 255]
+    a[7] = torch.randint(0, 256, (256,), dtype=torch.uint8)
+    a[8], a[9] = s, k // 2
+    for w in (a[2], pack_weight(a[2])):
+        a[2] = w
+        y = torch.ops.mbv3.q8_dwconv_act(*a)
+        assert torch.equal(y, a[7].view(1, -1, 1, 1).expand_as(y)), cpu_isa

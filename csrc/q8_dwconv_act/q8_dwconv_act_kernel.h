@@ -7,9 +7,11 @@
 // split order.  Padding reads as x_zp (see Q8DwArgs), so border taps need no special sums.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "q8_dwconv_act.h"
 #include "common/simd.h"
@@ -45,9 +47,9 @@ inline VI load_i32(const int32_t* p) { return _mm512_loadu_si512(p); }
 inline VF load_f(const float* p) { return _mm512_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm512_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm512_set1_epi32(v); }
-// q8_requantize's float steps, on 16 int32 lanes.
-inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc, b)), bf);
+// q8_requantize's float steps, on 16 int32 lanes of sums that already hold the bias.
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
+  VF v = _mm512_add_ps(_mm512_cvtepi32_ps(acc), bf);
   v = _mm512_mul_ps(v, m);
   v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
@@ -56,8 +58,21 @@ inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
 // time from two registers; bits 6 and 7 of the value pick among the four results.
 struct Lut {
   VI t[8];
+  VI pk[4];  // the vpdpbusd path's: entries v and v + 64 in one int16 (low, high byte), v % 128 < 64
   explicit Lut(const int16_t* table) {
     for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+    alignas(64) int16_t packed[128];
+    for (int i = 0; i < 128; ++i) {
+      const int v = i % 64 + (i / 64) * 128;
+      packed[i] = static_cast<int16_t>(static_cast<uint16_t>(table[v] | table[v + 64] << 8));
+    }
+    for (int i = 0; i < 4; ++i) pk[i] = _mm512_load_si512(packed + 32 * i);
+  }
+  // The table on 32 int16 lanes (values 0..255), the result in each lane's low byte: 2 vpermt2w.
+  VI low_bytes(VI v) const {
+    const VI lo = _mm512_permutex2var_epi16(pk[0], v, pk[1]), hi = _mm512_permutex2var_epi16(pk[2], v, pk[3]);
+    const VI r = _mm512_mask_blend_epi16(_mm512_test_epi16_mask(v, _mm512_set1_epi16(128)), lo, hi);
+    return _mm512_mask_srli_epi16(r, _mm512_test_epi16_mask(v, _mm512_set1_epi16(64)), r, 8);
   }
   VI operator()(VI v) const {
     const VI r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
@@ -70,7 +85,7 @@ struct Lut {
 template <bool LUT>
 inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
-  if (LUT) v = (*lut)(v);
+  if (LUT) v = lut->low_bytes(v);  // vpmovwb below keeps the low bytes
   _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
 #else  // AVX2
@@ -98,8 +113,8 @@ inline VI load_i32(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cas
 inline VF load_f(const float* p) { return _mm256_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm256_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm256_set1_epi32(v); }
-inline VI requant(VI acc, VI b, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(acc, b)), bf);
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
+  VF v = _mm256_add_ps(_mm256_cvtepi32_ps(acc), bf);
   v = _mm256_mul_ps(v, m);
   v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
@@ -169,7 +184,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
     for (int64_t ow = 0; ow < p.OW; ++ow) {
       const int64_t iw0 = ow * s - p.pad;
       const bool inside = all_rows && iw0 >= 0 && iw0 + (k - 1) * d < W;
-      VI alo = zero_i(), ahi = zero_i();
+      VI alo = b0, ahi = b1;  // the bias, added in int32 as q8_requantize does
       // Interior columns: every tap is a plain load.  Border columns: checked, padding = x_zp.
       auto sum = [&](auto checked) {
         auto tap = [&](int t) -> VI {
@@ -189,7 +204,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y<LUT>(py, requant(alo, b0, f0, m0, lo, hi, zp_out), requant(ahi, b1, f1, m1, lo, hi, zp_out), tail,
+      store_y<LUT>(py, requant(alo, f0, m0, lo, hi, zp_out), requant(ahi, f1, m1, lo, hi, zp_out), tail,
                    lut);
     }
   }
@@ -200,6 +215,212 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
   if (lut) tile<K, true>(p, r0, r1, c, n, lut);
   else tile<K, false>(p, r0, r1, c, n, nullptr);
 }
+
+
+#if defined(MBV3_WITH_AVX512VNNI)
+// The vpdpbusd path (see q8_dw_pack_dot): u8 inputs x s8 weights, 4 kernel rows per instruction.
+// A band of R output rows needs input rows ih0 .. ih0 + (R - 1) * S + K - 1: they are split into
+// G groups of 4 rows, each interleaved once per column into a scratch row (padding columns and
+// rows read as x_zp); output row j of the band takes group gi with the weights for kernel-row
+// offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
+// PAIR (C = 16, stride 1): a tile's 32 lanes are two neighbouring output pixels' 16 channels; a
+// scratch column holds input pixels iw and iw + 1, so output pixels ow, ow + 1 read it at tap kw.
+template <int K, int S>
+struct DotBand {
+  static constexpr int R = K == 3 && S == 1 ? 2 : 4 / S;
+  static constexpr int G = ((R - 1) * S + K + 3) / 4;
+};
+
+// 32 requantized int16 values (two 8-channel halves per 128-bit lane, as packs_epi32 leaves them)
+// plus the output zero point, clamped to [lo, hi] (then through the table) -> 32 uint8 in order.
+template <bool LUT>
+inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const Lut* lut) {
+  if (!LUT)  // packus: channels 16L + 0..7, 16L + 8..15 per lane, in order
+    return _mm256_min_epu8(_mm256_max_epu8(_mm256_packus_epi16(v01, v23), lo), hi);
+  __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(v01), v23, 1);
+  z = _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));  // channels 0..31 in order
+  z = lut->low_bytes(_mm512_min_epi16(_mm512_max_epi16(z, _mm512_broadcastw_epi16(_mm256_castsi256_si128(lo))),
+                                      _mm512_broadcastw_epi16(_mm256_castsi256_si128(hi))));
+  return _mm512_cvtepi16_epi8(z);  // truncates: the low bytes
+}
+
+template <int K, int S, bool LUT, bool PAIR>
+void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
+  static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
+  constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
+  const int64_t C = p.C, H = p.H, W = p.W, OH = p.OH, OW = p.OW, WP = W + 2 * p.pad;
+  const __mmask32 m = n >= 32 ? ~__mmask32(0) : (__mmask32(1) << n) - 1;
+  const int8_t* wt = p.w8 + c / kQ8DwDotTile * (K * (K + 3) * 128);
+  alignas(32) int8_t wpair[PAIR ? K * (K + 3) * 128 : 1];
+  if (PAIR) {  // lanes 16..31 (the second pixel) take channels 0..15's weights
+    for (int i = 0; i < K * (K + 3) * 128; ++i) wpair[i] = wt[i & ~16];
+    wt = wpair;
+  }
+  // Per-channel parameters in the groups' lane order: lane 4L + j of group g is channel 16L + 4g + j.
+  alignas(32) int32_t bias[4][8];
+  alignas(32) float bf[4][8], mul[4][8];
+  for (int g = 0; g < 4; ++g)
+    for (int i = 0; i < 8; ++i) {
+      const int j = ((i / 4) * 16 + 4 * g + i % 4) % (PAIR ? 16 : 32);
+      const bool ok = j < n;
+      bias[g][i] = ok ? p.r.bias_int[c + j] : 0;
+      bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
+      mul[g][i] = ok ? p.r.multiplier[c + j] : 0.f;
+    }
+  // q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
+  // instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
+  // Else (huge multipliers) the float clamp stays.
+  bool fclamp = false;
+  for (int i = 0; i < n; ++i) {
+    const double bound = (std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0 +
+                          std::abs(double(p.r.bias_float[c + i]))) * std::abs(double(p.r.multiplier[c + i]));
+    fclamp |= !(bound < 1073741824.0);
+  }
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
+  const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(p.r.zp));
+  const __m256i lo_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
+  const __m256i hi_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
+  const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
+  const int64_t pad = p.pad;
+  int64_t tag[G];  // which group (image, first input row) each scratch slot holds, -1: none
+  for (int t = 0; t < G; ++t) tag[t] = -1;
+
+  for (int64_t row = r0; row < r1;) {
+    const int64_t b = row / OH, oh = row % OH;
+    const int nr = static_cast<int>(std::min<int64_t>({R, OH - oh, r1 - row}));
+    const int64_t ih0 = oh * S - pad;
+    // The band's groups of 4 input rows, interleaved into scratch slots (slot * WP + col) * 128 + 32 g.
+    // Where R * S = 4 a band's first group is the previous band's last: that slot is kept.
+    int slot[G];
+    for (int gi = 0; gi < G; ++gi) {
+      slot[gi] = -1;
+      for (int t = 0; t < G; ++t)
+        if (tag[t] == b * (H + 2 * pad + 16) + ih0 + 4 * gi + pad + 8) slot[gi] = t;
+    }
+    for (int gi = 0; gi < G; ++gi) {
+      if (slot[gi] >= 0) continue;
+      for (int t = 0; t < G && slot[gi] < 0; ++t) {
+        bool used = false;
+        for (int u = 0; u < G; ++u) used |= slot[u] == t;
+        if (!used) slot[gi] = t;
+      }
+      tag[slot[gi]] = b * (H + 2 * pad + 16) + ih0 + 4 * gi + pad + 8;
+      const uint8_t* src[4];
+      for (int q = 0; q < 4; ++q) {
+        const int64_t ih = ih0 + 4 * gi + q;
+        src[q] = ih >= 0 && ih < H ? p.x + (b * H + ih) * W * C + c : nullptr;
+      }
+      uint8_t* dst = scratch + slot[gi] * WP * 128;
+      for (int64_t col = 0; col < WP; ++col, dst += 128) {
+        const int64_t iw = col - pad;
+        __m256i v[4];
+        if (iw < (PAIR ? -1 : 0) || iw >= W) {
+          v[0] = v[1] = v[2] = v[3] = zp_in;
+        } else {
+          __m256i x[4];
+          for (int q = 0; q < 4; ++q)
+            if (!src[q]) x[q] = zp_in;
+            else if (n == 32 || (PAIR && iw >= 0 && iw + 1 < W))
+              x[q] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[q] + iw * C));
+            else if (!PAIR) x[q] = _mm256_maskz_loadu_epi8(m, src[q] + iw * C);
+            else  // one pixel of the pair is padding
+              x[q] = _mm256_mask_loadu_epi8(zp_in, iw < 0 ? 0xFFFF0000u : 0x0000FFFFu, src[q] + iw * C);
+          const __m256i a0 = _mm256_unpacklo_epi8(x[0], x[1]), a1 = _mm256_unpackhi_epi8(x[0], x[1]);
+          const __m256i b0 = _mm256_unpacklo_epi8(x[2], x[3]), b1 = _mm256_unpackhi_epi8(x[2], x[3]);
+          v[0] = _mm256_unpacklo_epi16(a0, b0);
+          v[1] = _mm256_unpackhi_epi16(a0, b0);
+          v[2] = _mm256_unpacklo_epi16(a1, b1);
+          v[3] = _mm256_unpackhi_epi16(a1, b1);
+        }
+        for (int g = 0; g < 4; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
+      }
+    }
+    uint8_t* yrow = p.y + (row * OW) * C + c;
+    for (int64_t ow = 0; ow < OW; ow += PAIR ? 2 : 1) {
+      // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
+      // stack slot and reloads it before every vpdpbusd.
+      const int8_t* wb = wt;
+      asm("" : "+r"(wb));
+      __m256i acc[R][4];
+#pragma GCC unroll 4
+      for (int j = 0; j < R; ++j)
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) acc[j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
+#pragma GCC unroll 5
+      for (int kw = 0; kw < K; ++kw) {
+#pragma GCC unroll 2
+        for (int gi = 0; gi < G; ++gi) {
+          const uint8_t* v = scratch + (slot[gi] * WP + ow * S + kw) * 128;
+          __m256i xv[4];
+#pragma GCC unroll 4
+          for (int g = 0; g < 4; ++g) xv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+#pragma GCC unroll 4
+          for (int j = 0; j < R; ++j) {
+            const int delta = 4 * gi - j * S;
+            if (delta <= -4 || delta >= K) continue;
+            const int8_t* w = wb + (kw * (K + 3) + delta + 3) * 128;
+#pragma GCC unroll 4
+            for (int g = 0; g < 4; ++g)
+              acc[j][g] = _mm256_dpbusd_epi32(acc[j][g], xv[g],
+                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g)));
+          }
+        }
+      }
+#pragma GCC unroll 4
+      for (int j = 0; j < R; ++j) {
+        if (j >= nr) break;
+        __m256i q[4];
+#pragma GCC unroll 4
+        for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
+          __m256 v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
+          v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+          q[g] = _mm256_cvtps_epi32(v);
+        }
+        const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
+        const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
+        const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
+        uint8_t* py = yrow + (j * OW + ow) * C;
+        if (PAIR ? ow + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+        else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
+      }
+    }
+    row += nr;
+  }
+}
+
+template <int K, int S>
+void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
+  constexpr int G = DotBand<K, S>::G;
+  const size_t bytes = static_cast<size_t>(G * (p.W + 2 * p.pad) * 128);
+  struct alignas(64) Block {
+    uint8_t b[64];
+  };
+  thread_local std::vector<Block> scratch;
+  if (scratch.size() * 64 < bytes) scratch.resize(bytes / 64 + 1);
+  uint8_t* s = reinterpret_cast<uint8_t*>(scratch.data());
+  for (int64_t c = c0; c < c1; c += kQ8DwDotTile) {
+    const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
+    if constexpr (S == 1)
+      if (p.C == 16) {
+        if (lut) dot_tile<K, S, true, true>(p, r0, r1, c, n, lut, s);
+        else dot_tile<K, S, false, true>(p, r0, r1, c, n, nullptr, s);
+        continue;
+      }
+    if (lut) dot_tile<K, S, true, false>(p, r0, r1, c, n, lut, s);
+    else dot_tile<K, S, false, false>(p, r0, r1, c, n, nullptr, s);
+  }
+}
+
+// True when the vpdpbusd path took the call.
+inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
+  if (!p.w8 || !q8_dw_dot_geometry(p.k, p.stride, p.dil)) return false;
+  if (p.k == 3) dot_tiles<3, 1>(p, r0, r1, c0, c1, lut);
+  else (p.stride == 1 ? dot_tiles<5, 1> : dot_tiles<5, 2>)(p, r0, r1, c0, c1, lut);
+  return true;
+}
+#endif  // MBV3_WITH_AVX512VNNI
 
 #else  // scalar
 
@@ -238,6 +459,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
     for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
   const Lut lut_v(table);
   if (p.r.lut) lut = &lut_v;
+#if defined(MBV3_WITH_AVX512VNNI)
+  if (dot_path(p, row_begin, row_end, c_begin, c_end, lut)) return;
+#endif
 #elif defined(MBV3_ISA_AVX2)
   const Lut lut_v{p.r.lut};
   if (p.r.lut) lut = &lut_v;

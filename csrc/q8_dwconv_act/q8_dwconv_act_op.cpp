@@ -17,18 +17,28 @@ constexpr const char* kOp = "q8_dwconv_act";
 
 using Q8DwFn = void(const Q8DwArgs&, int64_t, int64_t, int64_t, int64_t);
 
-// C <= 16 on the AVX-512 path takes the AVX2 kernel: its 16-channel tiles are full, the 32-lane
-// ones would be half empty.
-Q8DwFn* select_kernel(int64_t C) {
+// C <= 16 on the AVX-512 path takes the AVX2 kernel (its 16-channel tiles are full, the 32-lane
+// ones would be half empty) unless the vpdpbusd path applies.
+Q8DwFn* select_kernel(int64_t C, int64_t k, int64_t stride, int64_t dilation) {
   switch (q8_isa(current_isa())) {
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni: return C <= 16 ? &avx2::q8_dwconv_act : &avx512_vnni::q8_dwconv_act;
+    case Q8Isa::Avx512Vnni:
+      return C <= 16 && !q8_dw_dot_geometry(k, stride, dilation) ? &avx2::q8_dwconv_act : &avx512_vnni::q8_dwconv_act;
 #endif
 #if MBV3_BUILD_X86
     case Q8Isa::Avx2: return &avx2::q8_dwconv_act;
 #endif
     default: return &scalar::q8_dwconv_act;  // also NEON: no NEON unit yet
   }
+}
+
+// The kernel that takes q8_dw_pack_dot's weights (null where it is not built).
+Q8DwFn* dot_kernel() {
+#if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
+  return &avx512_vnni::q8_dwconv_act;
+#else
+  return nullptr;
+#endif
 }
 
 }  // namespace
@@ -68,18 +78,24 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   // more than the 7x7 layers' kernels.
   const int64_t Cpad = (C + kQ8DwChannelPad - 1) / kQ8DwChannelPad * kQ8DwChannelPad, taps = k * k;
   std::vector<int16_t> wp;
+  std::vector<int8_t> wp8;
   std::vector<int32_t> bias_eff(static_cast<size_t>(C));
   const int16_t* w16;
+  const int8_t* w8 = nullptr;
+  Q8DwFn* kernel = select_kernel(C, k, stride, dilation);
+  const bool dot = kernel == dot_kernel() && q8_dw_dot_geometry(k, stride, dilation);
   const int32_t xzp = static_cast<int32_t>(x_zero_point);
   if (packed) {
-    TORCH_CHECK_VALUE(weight.is_contiguous() && weight.numel() >= kQ8DwPackHeader + (taps + 1) * Cpad, kOp,
-                      ": packed weight is not from pack_weight (size ", weight.sizes(), ")");
+    TORCH_CHECK_VALUE(weight.is_contiguous() &&
+                          weight.numel() >= kQ8DwPackHeader + (taps + 1) * Cpad + q8_dw_dot_bytes(Cpad, k) / 2,
+                      kOp, ": packed weight is not from pack_weight (size ", weight.sizes(), ")");
     const int16_t* h = weight.data_ptr<int16_t>();
     TORCH_CHECK_VALUE(h[0] == kQ8DwPackMagic && h[1] == C && h[2] == k, kOp,
                       ": packed weight is not pack_weight's for C = ", C, ", k = ", k);
     w16 = h + kQ8DwPackHeader;
     const int16_t* sums = w16 + taps * Cpad;
     for (int64_t c = 0; c < C; ++c) bias_eff[c] = r.bias_int[c] - sums[c] * xzp;
+    w8 = reinterpret_cast<const int8_t*>(sums + Cpad);
   } else {
     wp.assign(static_cast<size_t>(taps * Cpad), 0);
     const auto wa = weight.accessor<int8_t, 4>();
@@ -93,23 +109,31 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
       bias_eff[c] = r.bias_int[c] - sum * xzp;
     }
     w16 = wp.data();
+    if (dot) {
+      wp8.resize(static_cast<size_t>(q8_dw_dot_bytes(Cpad, k)));
+      q8_dw_pack_dot(wp8.data(), C, Cpad, k, [&](int64_t c, int64_t kh, int64_t kw) { return wa[c][0][kh][kw]; });
+      w8 = wp8.data();
+    }
   }
   r.bias_int = bias_eff.data();
 
   const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  const Q8DwArgs p{xn.data_ptr<uint8_t>(), w16, y.data_ptr<uint8_t>(), N, C, H, W, OH, OW, Cpad,
-                   int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
-  Q8DwFn* kernel = select_kernel(C);
-  // Units: one output row x a block of 64 channels (whole rows when rows alone balance the threads).
+  const Q8DwArgs p{xn.data_ptr<uint8_t>(), w16, dot ? w8 : nullptr, y.data_ptr<uint8_t>(), N, C, H, W, OH, OW,
+                   Cpad, int(k), int(stride), int(padding), int(dilation), static_cast<int32_t>(x_zero_point), r};
+  // Units: output rows (all channels) when rows alone balance the threads, else an image's rows x
+  // a block of 64 channels (the kernels work in bands of output rows).
   const int64_t rows = N * OH;
   const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
   const int64_t cblocks = (C + cblock - 1) / cblock;
-  const int64_t grain = parallel_grain(OW * std::min(C, cblock) * k * k, 16384);
-  at::parallel_for(0, rows * cblocks, grain, [&](int64_t begin, int64_t end) {
-    if (cblocks == 1) return kernel(p, begin, end, 0, C);
+  if (cblocks == 1) {
+    at::parallel_for(0, rows, parallel_grain(OW * C * k * k, 16384),
+                     [&](int64_t begin, int64_t end) { kernel(p, begin, end, 0, C); });
+    return y;
+  }
+  at::parallel_for(0, N * cblocks, parallel_grain(OH * OW * cblock * k * k, 16384), [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
-      const int64_t row = u / cblocks, c0 = (u % cblocks) * cblock;
-      kernel(p, row, row + 1, c0, std::min(C, c0 + cblock));
+      const int64_t n = u / cblocks, c0 = (u % cblocks) * cblock;
+      kernel(p, n * OH, (n + 1) * OH, c0, std::min(C, c0 + cblock));
     }
   });
   return y;
