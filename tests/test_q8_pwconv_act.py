@@ -11,6 +11,9 @@ other float steps than fbgemm's: ~1e-5 of outputs differ by 1 from fbgemm (and f
 test_x86_engine_onednn_ties pins that bound.
 """
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,7 +26,7 @@ import neon_harness
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
 from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
-from layers import BEST_ISA
+from layers import BEST_ISA, CPU_ISAS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -184,6 +187,18 @@ def test_tile_edges(cpu_isa):
 def test_rows_around_tile(cpu_isa):
     for m in range(1, 14):
         Case("fbgemm", 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} M {m}")
+
+
+@pytest.mark.skipif("avx512" not in CPU_ISAS, reason="no AVX-512 on this CPU: the avx512_vnni kernels cannot run")
+def test_avx512_without_vbmi():
+    """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
+    table by vpermi2w per 16 values instead of vpermi2b per 64.  MBV3_Q8_NO_VBMI is read once per
+    process, so the tile-edge, row and odd-shape tests run again in a fresh one."""
+    env = dict(os.environ, MBV3_Q8_NO_VBMI="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
+                        "avx512 and (tile_edges or rows_around_tile or odd_shapes)"],
+                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
 
 
 def test_pack_weight_layout():
