@@ -175,9 +175,11 @@ def test_batch_0(packed, cpu_isa):
 
 
 def test_tile_edges(cpu_isa):
-    """Column counts around the 8 / 16 / 64-column tiles, K around the groups of 4, row tails
-    (M = 13 rows: 2 tiles of 6 + 1)."""
-    for i, (cout, cin) in enumerate(itertools.product((1, 15, 16, 17, 31, 33, 64, 65), (1, 3, 4, 5, 7, 8, 9, 12, 13))):
+    """Column counts around the 8 / 16 / 64-column tiles (avx512: the last 16 columns of a tile
+    8 or fewer, or more: 8, 24, 56, 72), K around the groups of 4, row tails (M = 13 rows: 2 tiles
+    of 6 + 1)."""
+    for i, (cout, cin) in enumerate(itertools.product((1, 8, 15, 16, 17, 24, 31, 33, 56, 64, 65, 72),
+                                                      (1, 3, 4, 5, 7, 8, 9, 12, 13))):
         engine = ENGINES[i % 2]
         act, res, se = ("none", "relu", "hardswish")[i % 3], i % 4 == 1, i % 5 == 2
         Case(engine, 1, cin, cout, 1, 13, act, res, se, channels_last=True).check(

@@ -235,8 +235,10 @@ template <int NV>
 }
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
-// The sums start at fold (bias_int - x_zp * colsum).
-template <int MR, int NV, int KIND>
+// The sums start at fold (bias_int - x_zp * colsum).  HALF: the last vector holds 8 columns
+// (Cout = 24, 40, 72, ...): its products by ymm vpdpbusd, half the work where the CPU splits
+// 512-bit operations (Zen 4); the epilogue runs on the whole vector, its upper lanes unused.
+template <int MR, int NV, bool HALF, int KIND>
 [[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m512i acc[MR][NV];
 #pragma GCC unroll 8
@@ -250,14 +252,22 @@ template <int MR, int NV, int KIND>
   for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
     __m512i wv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
+    for (int v = 0; v < NV; ++v)
+      wv[v] = HALF && v == NV - 1 ? _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * v)))
+                                  : _mm512_loadu_si512(w + 64 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       int32_t av;
       std::memcpy(&av, a + r * lda + 4 * k4, 4);
       const __m512i b = _mm512_set1_epi32(av);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
+      for (int v = 0; v < NV; ++v) {
+        if (HALF && v == NV - 1)
+          acc[r][v] = _mm512_castsi256_si512(_mm256_dpbusd_epi32(
+              _mm512_castsi512_si256(acc[r][v]), _mm512_castsi512_si256(b), _mm512_castsi512_si256(wv[v])));
+        else
+          acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
+      }
     }
   }
 #pragma GCC unroll 8
@@ -267,19 +277,25 @@ template <int MR, int NV, int KIND>
   }
 }
 
-template <int NV, int KIND>
+template <int NV, bool HALF, int KIND>
 inline void rows(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
   int64_t m = m0;
-  for (; m + kMR <= m1; m += kMR) tile<kMR, NV, KIND>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+  for (; m + kMR <= m1; m += kMR) tile<kMR, NV, HALF, KIND>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
   const uint8_t* at = a + (m - m0) * lda;
   switch (m1 - m) {
-    case 5: tile<5, NV, KIND>(p, e, at, lda, m, n0, nn); break;
-    case 4: tile<4, NV, KIND>(p, e, at, lda, m, n0, nn); break;
-    case 3: tile<3, NV, KIND>(p, e, at, lda, m, n0, nn); break;
-    case 2: tile<2, NV, KIND>(p, e, at, lda, m, n0, nn); break;
-    case 1: tile<1, NV, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 5: tile<5, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 4: tile<4, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 3: tile<3, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 2: tile<2, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 1: tile<1, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
     default: break;
   }
+}
+
+template <int NV, int KIND>
+inline void rows_nv(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
+  if (nn - 16 * (NV - 1) <= 8) rows<NV, true, KIND>(p, e, a, lda, m0, m1, n0, nn);
+  else rows<NV, false, KIND>(p, e, a, lda, m0, m1, n0, nn);
 }
 
 template <int KIND>
@@ -288,10 +304,10 @@ inline void gemm_kind(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t
   for (int64_t n0 = n_begin; n0 < n_end; n0 += 64) {
     const int64_t nn = std::min<int64_t>(64, n_end - n0);
     switch ((nn + 15) / 16) {
-      case 4: rows<4, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
-      case 3: rows<3, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
-      case 2: rows<2, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
-      default: rows<1, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 4: rows_nv<4, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 3: rows_nv<3, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 2: rows_nv<2, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      default: rows_nv<1, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
     }
   }
 }
