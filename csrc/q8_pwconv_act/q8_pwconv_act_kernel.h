@@ -115,9 +115,11 @@ inline Epi make_epi(const Q8PwArgs& p) {
 // Four vectors of int32 to 64 bytes, + zpw (int16, saturating), saturated to [0, 255].  The packs
 // work per 128-bit lane: dword 4L + j of the result holds vector j's values 4L..4L+3; e.order
 // puts them back in column order (elementwise steps may come between).
+// NV <= 2: only vectors 0 and 1 are used (bytes 32-63 are left over).
+template <int NV = 4>
 [[gnu::always_inline]] inline __m512i pack_bytes(const __m512i* q, __m512i zpw) {
   const __m512i ab = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
-  const __m512i cd = _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
+  const __m512i cd = NV <= 2 ? ab : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
   return _mm512_packus_epi16(ab, cd);
 }
 
@@ -184,7 +186,7 @@ template <int NV, int KIND>
       q[v] = _mm512_setzero_si512();
     }
   }
-  __m512i b = _mm512_max_epu8(pack_bytes(q, e.zpw), e.lo8);
+  __m512i b = _mm512_max_epu8(pack_bytes<NV>(q, e.zpw), e.lo8);
   if constexpr (KIND == kLut8) b = lookup8(e, b);
   store_row(e, p.y + m * p.Cout + n0, b, nn);
 }
@@ -231,7 +233,7 @@ template <int NV>
   }
   // Float add: + its zp here; otherwise the values are final (the packs saturate to [0, 255]).
   const __m512i zpw = p.residual && e.float_add ? e.add_zpw : _mm512_setzero_si512();
-  store_row(e, p.y + m * p.Cout + n0, pack_bytes(q, zpw), nn);
+  store_row(e, p.y + m * p.Cout + n0, pack_bytes<NV>(q, zpw), nn);
 }
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
