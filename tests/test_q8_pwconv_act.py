@@ -191,6 +191,31 @@ def test_rows_around_tile(cpu_isa):
         Case("fbgemm", 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} M {m}")
 
 
+@pytest.mark.parametrize("lut", [False, True], ids=["plain", "lut"])
+@pytest.mark.parametrize("exp_range", [(-5, -1), (-5, 7)], ids=["small", "overflowing"])
+def test_wide_multipliers(lut, exp_range, cpu_isa):
+    """Multipliers from 1e-5 up to 0.1 (float values far under 2^30: avx512 skips the float
+    clamp) or up to 1e7 (values past int32: the clamp keeps the conversion in range), with
+    0 < lo and hi < 255: every path against the scalar kernel (q8.h's functions)."""
+    g = torch.Generator().manual_seed(1)
+    cin, cout = 40, 72
+    x = torch.randint(0, 256, (2, cin, 3, 5), dtype=torch.uint8, generator=g).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randint(-128, 128, (cout, cin), dtype=torch.int8, generator=g)
+    lo, hi = exp_range
+    args = dict(x_zero_point=100, weight=pack_weight(w),
+                bias_int=torch.randint(-5000, 5000, (cout,), dtype=torch.int32, generator=g),
+                bias_float=torch.randn(cout, generator=g) * 100,
+                multiplier=10 ** (lo + (hi - lo) * torch.rand(cout, generator=g)), out_qparams=[120, 90, 230],
+                lut=torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g) if lut else None)
+    ours = q8_pwconv_act(x, **args)
+    mbv3_fast.set_cpu_isa("scalar")
+    ref = q8_pwconv_act(x, **args)
+    assert torch.equal(ours, ref)
+    for bound in (90, 230):  # both clamps reached, not everywhere
+        assert 0 < int((ref == (args["lut"][bound] if lut else bound)).sum()) < ref.numel() // 2
+
+
 @pytest.mark.skipif("avx512" not in CPU_ISAS, reason="no AVX-512 on this CPU: the avx512_vnni kernels cannot run")
 def test_avx512_without_vbmi():
     """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the

@@ -59,7 +59,7 @@ struct Epi {
   __m512i lut8[4];  // the table as 256 bytes (vpermi2b)
   __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi, zpf;
   __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
-  __m512i zpw, add_zpw, lo8, order;
+  __m512i zpw, add_zpw, lo8, hi8, order;
   __m128i shift;
   bool float_add;
 };
@@ -75,7 +75,7 @@ inline Epi make_epi(const Q8PwArgs& p) {
         _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
         _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1),
         _mm512_set1_epi16(static_cast<int16_t>(p.rq.zp)), _mm512_set1_epi16(static_cast<int16_t>(a.zp)),
-        _mm512_set1_epi8(static_cast<char>(p.rq.lo)),
+        _mm512_set1_epi8(static_cast<char>(p.rq.lo)), _mm512_set1_epi8(static_cast<char>(p.rq.hi)),
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm_cvtsi32_si128(a.shift), a.mode == Q8AddMode::Float};
   if (p.rq.lut)
@@ -167,8 +167,24 @@ inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const float* sb, cons
 }
 
 // The epilogue kinds: no residual and no table; no residual and the table by vpermi2b; any other
-// (residual, or the table without VBMI).
-enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2 };
+// (residual, or the table without VBMI).  kInRange, with kPlain or kLut8: no float value can
+// reach 2^30 (sums_in_range), so cvtps2dq needs no clamp before it.
+enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2, kInRange = 4 };
+
+// Whether |(float(sum) + bias_float) * multiplier| < 2^30 for every sum the layer can make
+// (|sum| <= 255 * 128 * K + |bias_int|), with a wide margin for the float roundings.
+inline bool sums_in_range(const Q8PwArgs& p) {
+  const __m512 s = _mm512_set1_ps(255.0f * 128.0f * static_cast<float>(p.K)), limit = _mm512_set1_ps(0x1p30f);
+  __mmask16 out = 0;
+  for (int64_t n = 0; n < p.Cout; n += 16) {
+    const __mmask16 mk = static_cast<__mmask16>(p.Cout - n >= 16 ? 0xFFFFu : (1u << (p.Cout - n)) - 1u);
+    const __m512 bi = _mm512_cvtepi32_ps(_mm512_abs_epi32(_mm512_maskz_loadu_epi32(mk, p.rq.bias_int + n)));
+    const __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(s, bi), _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, p.rq.bias_float + n))),
+                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, p.rq.multiplier + n)));
+    out |= _mm512_mask_cmp_ps_mask(mk, v, limit, _CMP_NLT_UQ);  // also NaN / inf
+  }
+  return out == 0;
+}
 
 // kPlain / kLut8 on one row of NV vectors (acc holds fold already).  Only the upper clamp is
 // done in float: it keeps cvtps2dq in range; a value under lo - zp converts to an int32 that the
@@ -181,13 +197,14 @@ template <int NV, int KIND>
     if (v < NV) {
       __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(acc[v]), _mm512_loadu_ps(p.rq.bias_float + n0 + 16 * v));
       f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + n0 + 16 * v));
-      q[v] = _mm512_cvtps_epi32(_mm512_min_ps(f, e.hi));
+      q[v] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
     } else {
       q[v] = _mm512_setzero_si512();
     }
   }
   __m512i b = _mm512_max_epu8(pack_bytes<NV>(q, e.zpw), e.lo8);
-  if constexpr (KIND == kLut8) b = lookup8(e, b);
+  if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
+  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
   store_row(e, p.y + m * p.Cout + n0, b, nn);
 }
 
@@ -317,9 +334,18 @@ inline void gemm_kind(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t
 inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
                  int64_t n_end) {
   const Epi e = make_epi(p);
-  if (p.residual || (p.lut32 && !has_vbmi())) gemm_kind<kGeneral>(p, e, a, lda, m0, m1, n_begin, n_end);
-  else if (p.lut32) gemm_kind<kLut8>(p, e, a, lda, m0, m1, n_begin, n_end);
-  else gemm_kind<kPlain>(p, e, a, lda, m0, m1, n_begin, n_end);
+  if (p.residual || (p.lut32 && !has_vbmi())) {
+    gemm_kind<kGeneral>(p, e, a, lda, m0, m1, n_begin, n_end);
+    return;
+  }
+  const bool in_range = sums_in_range(p);
+  if (p.lut32) {
+    if (in_range) gemm_kind<kLut8 | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kLut8>(p, e, a, lda, m0, m1, n_begin, n_end);
+  } else {
+    if (in_range) gemm_kind<kPlain | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kPlain>(p, e, a, lda, m0, m1, n_begin, n_end);
+  }
 }
 
 #elif defined(MBV3_ISA_AVX2)
