@@ -4,10 +4,11 @@
 // sum (A - x_zp) * w = sum A * w - x_zp * colsum exact in int32; the binding folds
 // bias_int - x_zp * colsum into one per-column term.  Epilogue in the float operations and order
 // of q8.h (requantize, table, add), then the store.
-//   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns, the
-//   sums starting at the per-column term; each row's 64 results packed to bytes (saturating)
-//   and stored at once, the table on those 64 bytes by vpermi2b where the CPU has AVX512_VBMI,
-//   else by vpermi2w per 16.
+//   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns (a
+//   last 8 by ymm), the sums starting at the per-column term; each row's 64 results packed to
+//   bytes by saturating packs, which also do the clamps they can, and stored at once; the table
+//   on those 64 bytes by vpermi2b where the CPU has AVX512_VBMI, else by vpermi2w per 16.  SE
+//   scale: one exact fma per value from per-sample factors.
 //   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
 //   neon: rows widened to int16, vmlal_lane (ARMv8.0, exact); with FEAT_DotProd (run-time
 //   hwcap) SDOT on A - 128 plus 128 * colsum; tile 4 x 16.
