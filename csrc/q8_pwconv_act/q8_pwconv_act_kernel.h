@@ -124,10 +124,32 @@ template <int NV = 4>
   return _mm512_packus_epi16(ab, cd);
 }
 
+// The first nn bytes of b (in column order) to y: plain stores of 32 / 16 / 8 bytes, a masked one
+// only for the last nn % 8 (masked stores cost more).
 [[gnu::always_inline]] inline void store_row(const Epi& e, uint8_t* y, __m512i b, int64_t nn) {
   b = _mm512_permutexvar_epi32(e.order, b);
-  if (nn >= 64) _mm512_storeu_si512(y, b);
-  else _mm512_mask_storeu_epi8(y, _cvtu64_mask64((1ull << nn) - 1ull), b);
+  if (nn >= 64) {
+    _mm512_storeu_si512(y, b);
+    return;
+  }
+  __m256i h = _mm512_castsi512_si256(b);
+  if (nn >= 32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), h);
+    h = _mm512_extracti64x4_epi64(b, 1);
+    y += 32, nn -= 32;
+  }
+  __m128i x = _mm256_castsi256_si128(h);
+  if (nn >= 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), x);
+    x = _mm256_extracti128_si256(h, 1);
+    y += 16, nn -= 16;
+  }
+  if (nn >= 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y), x);
+    x = _mm_srli_si128(x, 8);
+    y += 8, nn -= 8;
+  }
+  if (nn > 0) _mm_mask_storeu_epi8(y, static_cast<__mmask16>((1u << nn) - 1u), x);
 }
 
 // q8_mul's product (x - a_zp) * (s - b_zp) as x * sb + nsb, one fma with sb = s - b_zp and
