@@ -11,6 +11,9 @@ other float steps than fbgemm's: ~1e-5 of outputs differ by 1 from fbgemm (and f
 test_x86_engine_onednn_ties pins that bound.
 """
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -23,7 +26,7 @@ import neon_harness
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
 from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
-from layers import BEST_ISA
+from layers import BEST_ISA, CPU_ISAS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -172,9 +175,11 @@ def test_batch_0(packed, cpu_isa):
 
 
 def test_tile_edges(cpu_isa):
-    """Column counts around the 8 / 16 / 64-column tiles, K around the groups of 4, row tails
-    (M = 13 rows: 2 tiles of 6 + 1)."""
-    for i, (cout, cin) in enumerate(itertools.product((1, 15, 16, 17, 31, 33, 64, 65), (1, 3, 4, 5, 7, 8, 9, 12, 13))):
+    """Column counts around the 8 / 16 / 64-column tiles (avx512: the last 16 columns of a tile
+    8 or fewer, or more: 8, 24, 56, 72), K around the groups of 4, row tails (M = 13 rows: 2 tiles
+    of 6 + 1)."""
+    for i, (cout, cin) in enumerate(itertools.product((1, 8, 15, 16, 17, 24, 31, 33, 56, 64, 65, 72),
+                                                      (1, 3, 4, 5, 7, 8, 9, 12, 13))):
         engine = ENGINES[i % 2]
         act, res, se = ("none", "relu", "hardswish")[i % 3], i % 4 == 1, i % 5 == 2
         Case(engine, 1, cin, cout, 1, 13, act, res, se, channels_last=True).check(
@@ -184,6 +189,43 @@ def test_tile_edges(cpu_isa):
 def test_rows_around_tile(cpu_isa):
     for m in range(1, 14):
         Case("fbgemm", 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} M {m}")
+
+
+@pytest.mark.parametrize("lut", [False, True], ids=["plain", "lut"])
+@pytest.mark.parametrize("exp_range", [(-5, -1), (-5, 7)], ids=["small", "overflowing"])
+def test_wide_multipliers(lut, exp_range, cpu_isa):
+    """Multipliers from 1e-5 up to 0.1 (float values far under 2^30: avx512 skips the float
+    clamp) or up to 1e7 (values past int32: the clamp keeps the conversion in range), with
+    0 < lo and hi < 255: every path against the scalar kernel (q8.h's functions)."""
+    g = torch.Generator().manual_seed(1)
+    cin, cout = 40, 72
+    x = torch.randint(0, 256, (2, cin, 3, 5), dtype=torch.uint8, generator=g).contiguous(
+        memory_format=torch.channels_last)
+    w = torch.randint(-128, 128, (cout, cin), dtype=torch.int8, generator=g)
+    lo, hi = exp_range
+    args = dict(x_zero_point=100, weight=pack_weight(w),
+                bias_int=torch.randint(-5000, 5000, (cout,), dtype=torch.int32, generator=g),
+                bias_float=torch.randn(cout, generator=g) * 100,
+                multiplier=10 ** (lo + (hi - lo) * torch.rand(cout, generator=g)), out_qparams=[120, 90, 230],
+                lut=torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g) if lut else None)
+    ours = q8_pwconv_act(x, **args)
+    mbv3_fast.set_cpu_isa("scalar")
+    ref = q8_pwconv_act(x, **args)
+    assert torch.equal(ours, ref)
+    for bound in (90, 230):  # both clamps reached, not everywhere
+        assert 0 < int((ref == (args["lut"][bound] if lut else bound)).sum()) < ref.numel() // 2
+
+
+@pytest.mark.skipif("avx512" not in CPU_ISAS, reason="no AVX-512 on this CPU: the avx512_vnni kernels cannot run")
+def test_avx512_without_vbmi():
+    """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
+    table by vpermi2w per 16 values instead of vpermi2b per 64.  MBV3_Q8_NO_VBMI is read once per
+    process, so the tile-edge, row and odd-shape tests run again in a fresh one."""
+    env = dict(os.environ, MBV3_Q8_NO_VBMI="1")
+    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
+                        "avx512 and (tile_edges or rows_around_tile or odd_shapes)"],
+                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
 
 
 def test_pack_weight_layout():

@@ -4,8 +4,11 @@
 // sum (A - x_zp) * w = sum A * w - x_zp * colsum exact in int32; the binding folds
 // bias_int - x_zp * colsum into one per-column term.  Epilogue in the float operations and order
 // of q8.h (requantize, table, add), then the store.
-//   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns;
-//   the table by vpermi2w.
+//   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns (a
+//   last 8 by ymm), the sums starting at the per-column term; each row's 64 results packed to
+//   bytes by saturating packs, which also do the clamps they can, and stored at once; the table
+//   on those 64 bytes by vpermi2b where the CPU has AVX512_VBMI, else by vpermi2w per 16.  SE
+//   scale: one exact fma per value from per-sample factors.
 //   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
 //   neon: rows widened to int16, vmlal_lane (ARMv8.0, exact); with FEAT_DotProd (run-time
 //   hwcap) SDOT on A - 128 plus 128 * colsum; tile 4 x 16.
@@ -14,6 +17,7 @@
 // copied (SE-scaled, zero padded to whole groups of 4) into a per-thread buffer first.
 #pragma once
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -38,42 +42,25 @@ inline int64_t sample_of(const Q8PwArgs& p, int64_t m) { return m / p.HW; }
 #if defined(MBV3_ISA_AVX512)
 constexpr int kMR = 6;
 
-// One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero).  The product
-// (x - a_zp) * (s - b_zp) is formed in float: exact (|c| < 2^24), so float(c) as q8_mul has it,
-// without vpmulld.  Whole 16-byte chunks unmasked, then the tail and the padding masked.
-[[gnu::always_inline]] inline __m128i mul16(const Q8PwArgs& p, __m128i x8, __m128i s8) {
-  const __m512i azp = _mm512_set1_epi32(p.mul.a_zp), bzp = _mm512_set1_epi32(p.mul.b_zp);
-  const __m512 a = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(x8), azp));
-  const __m512 b = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(s8), bzp));
-  __m512 v = _mm512_mul_ps(_mm512_mul_ps(a, b), _mm512_set1_ps(p.mul.multiplier));
-  v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(static_cast<float>(-p.mul.zp))),
-                    _mm512_set1_ps(static_cast<float>(255 - p.mul.zp)));
-  return _mm512_cvtepi32_epi8(_mm512_add_epi32(_mm512_cvtps_epi32(v), _mm512_set1_epi32(p.mul.zp)));
-}
-
-inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, uint8_t* out, int64_t K4) {
-  int64_t k = 0;
-  for (; k + 16 <= p.K; k += 16)
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + k),
-                     mul16(p, _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + k)),
-                           _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + k))));
-  if (k < K4 * 4) {  // the last < 16 values and the zero padding of the last group
-    const __mmask16 mk = static_cast<__mmask16>((1u << (p.K - k)) - 1u);
-    const __m128i q = mul16(p, _mm_maskz_loadu_epi8(mk, x + k), _mm_maskz_loadu_epi8(mk, s + k));
-    _mm_mask_storeu_epi8(out + k, static_cast<__mmask16>((1u << (K4 * 4 - k)) - 1u), _mm_maskz_mov_epi8(mk, q));
-  }
-}
-
 inline void plain_row(const Q8PwArgs& p, const uint8_t* x, uint8_t* out, int64_t K4) {
   std::memcpy(out, x, p.K);
   std::memset(out + p.K, 0, K4 * 4 - p.K);
 }
 
+// AVX512_VBMI (vpermi2b: the table on 64 bytes at once), read once: Cascade Lake has VNNI without
+// it.  MBV3_Q8_NO_VBMI=1 turns it off, so that the tests run the other path too.
+inline bool has_vbmi() {
+  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
+  return v;
+}
+
 // The epilogue's constants, broadcast once per call (memory operands in the loop).
 struct Epi {
-  __m512i lut[8];  // the table as 256 uint16, 64 per register pair (vpermi2w)
-  __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m512i lut[8];   // the table as 256 uint16, 64 per register pair (vpermi2w)
+  __m512i lut8[4];  // the table as 256 bytes (vpermi2b)
+  __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi, zpf;
   __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
+  __m512i zpw, add_zpw, lo8, hi8, order;
   __m128i shift;
   bool float_add;
 };
@@ -81,16 +68,22 @@ struct Epi {
 inline Epi make_epi(const Q8PwArgs& p) {
   const Q8Add& a = p.add;
   const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
-  Epi e{{}, _mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
-             _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
-             _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
-             _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_epi32(p.rq.zp), _mm512_set1_epi32(a.zp),
-             _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
-             _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
-             a.mode == Q8AddMode::Float};
+  Epi e{{}, {}, _mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+        _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
+        _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
+        _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_ps(static_cast<float>(p.rq.zp)),
+        _mm512_set1_epi32(p.rq.zp), _mm512_set1_epi32(a.zp),
+        _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
+        _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1),
+        _mm512_set1_epi16(static_cast<int16_t>(p.rq.zp)), _mm512_set1_epi16(static_cast<int16_t>(a.zp)),
+        _mm512_set1_epi8(static_cast<char>(p.rq.lo)), _mm512_set1_epi8(static_cast<char>(p.rq.hi)),
+        _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+        _mm_cvtsi32_si128(a.shift), a.mode == Q8AddMode::Float};
   if (p.rq.lut)
-    for (int i = 0; i < 8; ++i)
+    for (int i = 0; i < 8; ++i) {
       e.lut[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.rq.lut + 32 * i)));
+      if (i < 4) e.lut8[i] = _mm512_loadu_si512(p.rq.lut + 64 * i);
+    }
   return e;
 }
 
@@ -108,90 +101,273 @@ inline Epi make_epi(const Q8PwArgs& p) {
   return _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_mask_blend_epi16(b7, lo, hi)));
 }
 
-// Requantize, table, add, store: 16 columns (cnt valid) of one row.
-[[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m512i acc, int64_t m, int64_t c, int64_t cnt) {
-  const __mmask16 mk = static_cast<__mmask16>((1u << cnt) - 1u);
-  const __m512i s = _mm512_add_epi32(acc, _mm512_loadu_si512(p.fold + c));
-  __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(s), _mm512_loadu_ps(p.rq.bias_float + c));
-  f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + c));
-  f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
-  __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp);
-  if (p.lut32) q = lookup(e, q);
-  if (p.residual) {
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, p.residual + m * p.Cout + c));
+// vpermi2b (AVX512_VBMI), written out: the unit is not compiled for VBMI (has_vbmi() guards it).
+[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
+  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
+  return idx;
+}
+
+// The table on 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7.
+[[gnu::always_inline]] inline __m512i lookup8(const Epi& e, __m512i b) {
+  const __m512i lo = permi2b(b, e.lut8[0], e.lut8[1]), hi = permi2b(b, e.lut8[2], e.lut8[3]);
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), lo, hi);
+}
+
+// Four vectors of int32 to 64 bytes, + zpw (int16, saturating), saturated to [0, 255].  The packs
+// work per 128-bit lane: dword 4L + j of the result holds vector j's values 4L..4L+3; e.order
+// puts them back in column order (elementwise steps may come between).
+// NV <= 2: only vectors 0 and 1 are used (bytes 32-63 are left over).
+template <int NV = 4>
+[[gnu::always_inline]] inline __m512i pack_bytes(const __m512i* q, __m512i zpw) {
+  const __m512i ab = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
+  const __m512i cd = NV <= 2 ? ab : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
+  return _mm512_packus_epi16(ab, cd);
+}
+
+// The first nn bytes of b (in column order) to y: plain stores of 32 / 16 / 8 bytes, a masked one
+// only for the last nn % 8 (masked stores cost more).
+[[gnu::always_inline]] inline void store_row(const Epi& e, uint8_t* y, __m512i b, int64_t nn) {
+  b = _mm512_permutexvar_epi32(e.order, b);
+  if (nn >= 64) {
+    _mm512_storeu_si512(y, b);
+    return;
+  }
+  __m256i h = _mm512_castsi512_si256(b);
+  if (nn >= 32) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), h);
+    h = _mm512_extracti64x4_epi64(b, 1);
+    y += 32, nn -= 32;
+  }
+  __m128i x = _mm256_castsi256_si128(h);
+  if (nn >= 16) {
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(y), x);
+    x = _mm256_extracti128_si256(h, 1);
+    y += 16, nn -= 16;
+  }
+  if (nn >= 8) {
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(y), x);
+    x = _mm_srli_si128(x, 8);
+    y += 8, nn -= 8;
+  }
+  if (nn > 0) _mm_mask_storeu_epi8(y, static_cast<__mmask16>((1u << nn) - 1u), x);
+}
+
+// q8_mul's product (x - a_zp) * (s - b_zp) as x * sb + nsb, one fma with sb = s - b_zp and
+// nsb = -a_zp * sb per channel (float, once per sample): exact, as every value is an integer
+// under 2^24 in magnitude.
+inline void se_factors(const Q8PwArgs& p, const uint8_t* s, float* sb, float* nsb) {
+  const __m512i bzp = _mm512_set1_epi32(p.mul.b_zp);
+  const __m512 nazp = _mm512_set1_ps(static_cast<float>(-p.mul.a_zp));
+  for (int64_t k = 0; k < p.K; k += 16) {
+    const __mmask16 mk = static_cast<__mmask16>(p.K - k >= 16 ? 0xFFFFu : (1u << (p.K - k)) - 1u);
+    const __m512 b = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, s + k)), bzp));
+    _mm512_mask_storeu_ps(sb + k, mk, b);
+    _mm512_mask_storeu_ps(nsb + k, mk, _mm512_mul_ps(b, nazp));
+  }
+}
+
+// One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero), 64 values per store.  The
+// lower clamp (-zp) is left to the saturating packs, as in epilogue_fast.
+inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const float* sb, const float* nsb, uint8_t* out, int64_t K4) {
+  const __m512 mult = _mm512_set1_ps(p.mul.multiplier), hi = _mm512_set1_ps(static_cast<float>(255 - p.mul.zp));
+  const __m512i zpw = _mm512_set1_epi16(static_cast<int16_t>(p.mul.zp));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  for (int64_t k = 0; k < K4 * 4; k += 64) {
+    __m512i q[4];
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; ++v) {
+      const int64_t kv = k + 16 * v, left = p.K - kv;
+      const __mmask16 mk = static_cast<__mmask16>(left >= 16 ? 0xFFFFu : left > 0 ? (1u << left) - 1u : 0u);
+      const __m512 a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, x + kv)));
+      const __m512 c = _mm512_fmadd_ps(a, _mm512_maskz_loadu_ps(mk, sb + kv), _mm512_maskz_loadu_ps(mk, nsb + kv));
+      q[v] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(c, mult), hi));
+    }
+    const __m512i bytes = _mm512_permutexvar_epi32(order, pack_bytes(q, zpw));
+    const int64_t valid = std::min<int64_t>(64, p.K - k), size = std::min<int64_t>(64, K4 * 4 - k);
+    _mm512_mask_storeu_epi8(out + k, _cvtu64_mask64(size >= 64 ? ~0ull : (1ull << size) - 1ull),
+                            _mm512_maskz_mov_epi8(_cvtu64_mask64(valid >= 64 ? ~0ull : (1ull << valid) - 1ull), bytes));
+  }
+}
+
+// The epilogue kinds: no residual and no table; no residual and the table by vpermi2b; any other
+// (residual, or the table without VBMI).  kInRange, with kPlain or kLut8: no float value can
+// reach 2^30 (sums_in_range), so cvtps2dq needs no clamp before it.
+enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2, kInRange = 4 };
+
+// Whether |(float(sum) + bias_float) * multiplier| < 2^30 for every sum the layer can make
+// (|sum| <= 255 * 128 * K + |bias_int|), with a wide margin for the float roundings.
+inline bool sums_in_range(const Q8PwArgs& p) {
+  const __m512 s = _mm512_set1_ps(255.0f * 128.0f * static_cast<float>(p.K)), limit = _mm512_set1_ps(0x1p30f);
+  __mmask16 out = 0;
+  for (int64_t n = 0; n < p.Cout; n += 16) {
+    const __mmask16 mk = static_cast<__mmask16>(p.Cout - n >= 16 ? 0xFFFFu : (1u << (p.Cout - n)) - 1u);
+    const __m512 bi = _mm512_cvtepi32_ps(_mm512_abs_epi32(_mm512_maskz_loadu_epi32(mk, p.rq.bias_int + n)));
+    const __m512 v = _mm512_mul_ps(_mm512_add_ps(_mm512_add_ps(s, bi), _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, p.rq.bias_float + n))),
+                                   _mm512_abs_ps(_mm512_maskz_loadu_ps(mk, p.rq.multiplier + n)));
+    out |= _mm512_mask_cmp_ps_mask(mk, v, limit, _CMP_NLT_UQ);  // also NaN / inf
+  }
+  return out == 0;
+}
+
+// kPlain / kLut8 on one row of NV vectors (acc holds fold already).  Only the upper clamp is
+// done in float: it keeps cvtps2dq in range; a value under lo - zp converts to an int32 that the
+// saturating packs and the max with lo bring to lo (clamping before or after rne is the same).
+template <int NV, int KIND>
+[[gnu::always_inline]] inline void epilogue_fast(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
+  __m512i q[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    if (v < NV) {
+      __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(acc[v]), _mm512_loadu_ps(p.rq.bias_float + n0 + 16 * v));
+      f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + n0 + 16 * v));
+      q[v] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
+    } else {
+      q[v] = _mm512_setzero_si512();
+    }
+  }
+  __m512i b = _mm512_max_epu8(pack_bytes<NV>(q, e.zpw), e.lo8);
+  if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
+  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
+  store_row(e, p.y + m * p.Cout + n0, b, nn);
+}
+
+// kGeneral on one row: requantize, table, add per vector of 16 in q8.h's float steps, then one
+// store.  The add's lower clamp is left to the saturating packs as above.
+template <int NV>
+[[gnu::always_inline]] inline void epilogue_general(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
+  __m512i q[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < 4; ++v) {
+    if (v >= NV) {
+      q[v] = _mm512_setzero_si512();
+      continue;
+    }
+    const int64_t c = n0 + 16 * v;
+    __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(acc[v]), _mm512_loadu_ps(p.rq.bias_float + c));
+    f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + c));
+    f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
+    if (!p.residual) {  // the table alone (without VBMI)
+      q[v] = lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp));
+      continue;
+    }
+    // The block's output as float: rne in float plus zp is exact (small integers).
+    __m512 qf;
+    if (p.lut32) qf = _mm512_cvtepi32_ps(lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp)));
+    else qf = _mm512_add_ps(_mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), e.zpf);
+    const uint8_t* rp = p.residual + m * p.Cout + c;
+    const __m512i b = v + 1 < NV || nn - 16 * v >= 16
+                          ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rp)))
+                          : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << (nn - 16 * v)) - 1u), rp));
     if (e.float_add) {
-      const __m512 da = _mm512_fmadd_ps(_mm512_cvtepi32_ps(q), e.a_scale, e.a_offset);
+      const __m512 da = _mm512_fmadd_ps(qf, e.a_scale, e.a_offset);
       const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), e.b_scale, e.b_offset);
-      __m512 v = _mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale);
-      v = _mm512_min_ps(_mm512_max_ps(v, e.add_lo), e.add_hi);
-      q = _mm512_add_epi32(_mm512_cvtps_epi32(v), e.add_zp);
+      q[v] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale), e.add_hi));
     } else {
       const __m512i t = _mm512_add_epi32(
-          _mm512_add_epi32(_mm512_mullo_epi32(q, e.a_mult), _mm512_mullo_epi32(b, e.b_mult)), e.zp_product);
+          _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvtps_epi32(qf), e.a_mult), _mm512_mullo_epi32(b, e.b_mult)),
+          e.zp_product);
       const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, e.rem_mask), _mm512_srai_epi32(t, 31));
-      q = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
-      q = _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, e.threshold), q, _mm512_set1_epi32(1));
+      __m512i r = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
+      q[v] = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, e.threshold), r, _mm512_set1_epi32(1));
     }
-    q = _mm512_min_epi32(_mm512_max_epi32(q, _mm512_setzero_si512()), _mm512_set1_epi32(255));
   }
-  _mm_mask_storeu_epi8(p.y + m * p.Cout + c, mk, _mm512_cvtepi32_epi8(q));
+  // Float add: + its zp here; otherwise the values are final (the packs saturate to [0, 255]).
+  const __m512i zpw = p.residual && e.float_add ? e.add_zpw : _mm512_setzero_si512();
+  store_row(e, p.y + m * p.Cout + n0, pack_bytes<NV>(q, zpw), nn);
 }
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
-template <int MR, int NV>
+// The sums start at fold (bias_int - x_zp * colsum).  HALF: the last vector holds 8 columns
+// (Cout = 24, 40, 72, ...): its products by ymm vpdpbusd, half the work where the CPU splits
+// 512-bit operations (Zen 4); the epilogue runs on the whole vector, its upper lanes unused.
+template <int MR, int NV, bool HALF, int KIND>
 [[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m512i acc[MR][NV];
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
+  for (int v = 0; v < NV; ++v) {
+    const __m512i f = _mm512_loadu_si512(p.fold + n0 + 16 * v);
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_si512();
+    for (int r = 0; r < MR; ++r) acc[r][v] = f;
+  }
   const int64_t K4 = (p.K + 3) / 4, step = 4 * p.ldw;
   const int8_t* w = p.w + 4 * n0;
   for (int64_t k4 = 0; k4 < K4; ++k4, w += step) {
     __m512i wv[NV];
 #pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) wv[v] = _mm512_loadu_si512(w + 64 * v);
+    for (int v = 0; v < NV; ++v)
+      wv[v] = HALF && v == NV - 1 ? _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 64 * v)))
+                                  : _mm512_loadu_si512(w + 64 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < MR; ++r) {
       int32_t av;
       std::memcpy(&av, a + r * lda + 4 * k4, 4);
       const __m512i b = _mm512_set1_epi32(av);
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
+      for (int v = 0; v < NV; ++v) {
+        if (HALF && v == NV - 1)
+          acc[r][v] = _mm512_castsi256_si512(_mm256_dpbusd_epi32(
+              _mm512_castsi512_si256(acc[r][v]), _mm512_castsi512_si256(b), _mm512_castsi512_si256(wv[v])));
+        else
+          acc[r][v] = _mm512_dpbusd_epi32(acc[r][v], b, wv[v]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 8
-    for (int v = 0; v < NV; ++v) epilogue(p, e, acc[r][v], m + r, n0 + 16 * v, std::min<int64_t>(16, nn - 16 * v));
+  for (int r = 0; r < MR; ++r) {
+    if constexpr (KIND == kGeneral) epilogue_general<NV>(p, e, acc[r], m + r, n0, nn);
+    else epilogue_fast<NV, KIND>(p, e, acc[r], m + r, n0, nn);
+  }
 }
 
-template <int NV>
+template <int NV, bool HALF, int KIND>
 inline void rows(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
   int64_t m = m0;
-  for (; m + kMR <= m1; m += kMR) tile<kMR, NV>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+  for (; m + kMR <= m1; m += kMR) tile<kMR, NV, HALF, KIND>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
   const uint8_t* at = a + (m - m0) * lda;
   switch (m1 - m) {
-    case 5: tile<5, NV>(p, e, at, lda, m, n0, nn); break;
-    case 4: tile<4, NV>(p, e, at, lda, m, n0, nn); break;
-    case 3: tile<3, NV>(p, e, at, lda, m, n0, nn); break;
-    case 2: tile<2, NV>(p, e, at, lda, m, n0, nn); break;
-    case 1: tile<1, NV>(p, e, at, lda, m, n0, nn); break;
+    case 5: tile<5, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 4: tile<4, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 3: tile<3, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 2: tile<2, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 1: tile<1, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
     default: break;
+  }
+}
+
+template <int NV, int KIND>
+inline void rows_nv(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
+  if (nn - 16 * (NV - 1) <= 8) rows<NV, true, KIND>(p, e, a, lda, m0, m1, n0, nn);
+  else rows<NV, false, KIND>(p, e, a, lda, m0, m1, n0, nn);
+}
+
+template <int KIND>
+inline void gemm_kind(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1,
+                      int64_t n_begin, int64_t n_end) {
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += 64) {
+    const int64_t nn = std::min<int64_t>(64, n_end - n0);
+    switch ((nn + 15) / 16) {
+      case 4: rows_nv<4, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 3: rows_nv<3, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      case 2: rows_nv<2, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+      default: rows_nv<1, KIND>(p, e, a, lda, m0, m1, n0, nn); break;
+    }
   }
 }
 
 inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
                  int64_t n_end) {
   const Epi e = make_epi(p);
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += 64) {
-    const int64_t nn = std::min<int64_t>(64, n_end - n0);
-    switch ((nn + 15) / 16) {
-      case 4: rows<4>(p, e, a, lda, m0, m1, n0, nn); break;
-      case 3: rows<3>(p, e, a, lda, m0, m1, n0, nn); break;
-      case 2: rows<2>(p, e, a, lda, m0, m1, n0, nn); break;
-      default: rows<1>(p, e, a, lda, m0, m1, n0, nn); break;
-    }
+  if (p.residual || (p.lut32 && !has_vbmi())) {
+    gemm_kind<kGeneral>(p, e, a, lda, m0, m1, n_begin, n_end);
+    return;
+  }
+  const bool in_range = sums_in_range(p);
+  if (p.lut32) {
+    if (in_range) gemm_kind<kLut8 | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kLut8>(p, e, a, lda, m0, m1, n_begin, n_end);
+  } else {
+    if (in_range) gemm_kind<kPlain | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kPlain>(p, e, a, lda, m0, m1, n_begin, n_end);
   }
 }
 
@@ -546,12 +722,22 @@ void q8_pwconv_act(const Q8PwArgs& p, int64_t m_begin, int64_t m_end, int64_t n_
     return;
   }
   thread_local std::vector<uint8_t> buf;
+  thread_local std::vector<float> factors;
   const int64_t lda = K4 * 4;
   buf.resize(static_cast<size_t>((m_end - m_begin) * lda));
+  if (p.se) factors.resize(static_cast<size_t>(2 * p.K));
+  int64_t sample = -1;
   for (int64_t m = m_begin; m < m_end; ++m) {
     uint8_t* out = buf.data() + (m - m_begin) * lda;
-    if (p.se) scale_row(p, p.x + m * p.K, p.se + sample_of(p, m) * p.K, out, K4);
-    else plain_row(p, p.x + m * p.K, out, K4);
+    if (!p.se) {
+      plain_row(p, p.x + m * p.K, out, K4);
+      continue;
+    }
+    if (sample_of(p, m) != sample) {
+      sample = sample_of(p, m);
+      se_factors(p, p.se + sample * p.K, factors.data(), factors.data() + p.K);
+    }
+    scale_row(p, p.x + m * p.K, factors.data(), factors.data() + p.K, out, K4);
   }
   gemm(p, buf.data(), lda, m_begin, m_end, n_begin, n_end);
 #elif defined(MBV3_ISA_AVX2)
