@@ -221,7 +221,10 @@ def test_avx512_without_vbmi():
     """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
     table by vpermi2w per 16 values instead of vpermi2b per 64.  MBV3_Q8_NO_VBMI is read once per
     process, so the tile-edge, row and odd-shape tests run again in a fresh one."""
-    env = dict(os.environ, MBV3_Q8_NO_VBMI="1")
+    # The child imports the very build under test, wherever this process found it.
+    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))
+    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
                         "avx512 and (tile_edges or rows_around_tile or odd_shapes)"],
                        env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
