@@ -20,6 +20,7 @@ import torch.ao.nn.quantized as nnq
 from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
+import neon_harness
 from layers import BEST_ISA
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
@@ -354,3 +355,47 @@ def test_every_table_entry(k, s, cpu_isa):
         a[2] = w
         y = torch.ops.mbv3.q8_dwconv_act(*a)
         assert torch.equal(y, a[7].view(1, -1, 1, 1).expand_as(y)), cpu_isa
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+# Large's and Small's depthwise layers (and the segmentation variants' dilated ones) on reduced
+# maps, then channel counts around the 16-channel step and the 32-channel weight padding, 1x1 and
+# non-square maps, batches 1 and 3; both engines' bias forms (onednn: bias_float, qnnpack:
+# bias_int), relu, the hardswish table and none; the work split by rows or by 64-channel blocks.
+NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 16, 17, 33, 72),
+                                                                ((1, 1), (2, 3), (7, 5), (6, 13)))]
+
+
+def _neon_dw_case(f, n, c, h, w, k, s, p, d, act, engine, split):
+    x, m, lut, _ = make_case(n, c, h, w, k, s, p, d, act, engine)
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    packed = pack_weight(qw.int_repr())
+    f.i64(n, c, h, w, k, s, p, d, x.q_zero_point(), *oq, lut2 is not None, split, packed.shape[3])
+    f.i64(*x.int_repr().permute(0, 2, 3, 1).flatten().tolist())
+    f.i64(*packed.flatten().tolist())
+    f.i64(*bi.tolist())
+    f.floats(bf)
+    f.floats(mult)
+    if lut2 is not None:
+        f.i64(*lut2.tolist())
+    f.count += 1
+    return formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float()
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    """The NEON depthwise kernel under qemu, bit for bit against q8.h's formula (formula_ref, the
+    one the x86 paths above match PyTorch with)."""
+    f, expected = neon_harness.CaseFile(), []
+    cases = [(1, c, min(h, 9), min(w, 10), k, s, p, d, act) for c, h, w, k, s, p, d, act in MBV3_LAYERS]
+    for i, (n, c, h, w) in enumerate(NEON_ODD):
+        k, s, d = GEOMS[i % len(GEOMS)]
+        cases.append((n, c, h, w, k, s, d * (k - 1) // 2, d, ("hardswish", "relu", "none")[i % 3]))
+    for i, case in enumerate(cases):
+        engine = ("onednn", "qnnpack")[i % 2]
+        expected.append((_neon_dw_case(f, *case, engine, (i // 2) % 2), f"{case} {engine} split {(i // 2) % 2}"))
+    neon_harness.expect_exact(neon_harness.run("q8_dwconv_act", f, cpu), expected, f"neon {cpu}")

@@ -4,7 +4,9 @@
 // (vpdpwssd with VNNI) adds both products into int32 lanes exactly.  The unpack splits a tile
 // into "lo" (channels 8j..8j+3 of each 128-bit lane) and "hi" (8j+4..8j+7) halves; vpackssdw
 // puts them back in order before the store, and the per-channel parameters are loaded in that
-// split order.  Padding reads as x_zp (see Q8DwArgs), so border taps need no special sums.
+// split order.  NEON (ARMv8.0) needs no pairing: vmlal_s16 multiplies 16 channels' widened
+// inputs by their weights, one tap at a time.  Padding reads as x_zp (see Q8DwArgs), so border
+// taps need no special sums.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -422,6 +424,129 @@ inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int6
 }
 #endif  // MBV3_WITH_AVX512VNNI
 
+#elif defined(MBV3_ISA_NEON)
+
+// ARMv8.0: 16 channels per step, x widened to int16 (vmovl_u8) times the int16 weights with
+// vmlal_s16 / vmlal_high_s16 into 4 int32x4 accumulators (exact; no pairing of taps needed).
+constexpr int kTile = 16;
+struct Lut {
+  const uint8_t* t;
+};
+
+// The table on 16 bytes: vqtbl4q looks up 64 entries; each next quarter (index - 64 i, wrapping
+// past 255 for the smaller ones) fills in with vqtbx4q, which keeps lanes whose index is >= 64.
+inline uint8x16_t lookup(const uint8_t* t, uint8x16_t v) {
+  uint8x16x4_t q = {{vld1q_u8(t), vld1q_u8(t + 16), vld1q_u8(t + 32), vld1q_u8(t + 48)}};
+  uint8x16_t r = vqtbl4q_u8(q, v);
+  for (int i = 1; i < 4; ++i) {
+    const uint8_t* b = t + 64 * i;
+    q = {{vld1q_u8(b), vld1q_u8(b + 16), vld1q_u8(b + 32), vld1q_u8(b + 48)}};
+    r = vqtbx4q_u8(r, q, vsubq_u8(v, vdupq_n_u8(static_cast<uint8_t>(64 * i))));
+  }
+  return r;
+}
+
+// One channel tile [c, c + n) for output rows [r0, r1); FULL: n == 16.  K > 0: compile-time k.
+template <int K, bool LUT, bool FULL>
+void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  const int k = K > 0 ? K : p.k, taps = k * k;
+  const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil, Cpad = p.Cpad;
+  // Per-channel parameters, zeros past the tile's n channels (the weight rows are zero there).
+  alignas(16) int32_t bias[kTile];
+  alignas(16) float bf[kTile], mul[kTile];
+  for (int i = 0; i < kTile; ++i) {
+    const bool ok = i < n;
+    bias[i] = ok ? p.r.bias_int[c + i] : 0;
+    bf[i] = ok ? p.r.bias_float[c + i] : 0.f;
+    mul[i] = ok ? p.r.multiplier[c + i] : 0.f;
+  }
+  int32x4_t b[4];
+  float32x4_t f[4], m[4];
+  for (int v = 0; v < 4; ++v) {
+    b[v] = vld1q_s32(bias + 4 * v);
+    f[v] = vld1q_f32(bf + 4 * v);
+    m[v] = vld1q_f32(mul + 4 * v);
+  }
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(p.r.lo - p.r.zp));
+  const float32x4_t hi = vdupq_n_f32(static_cast<float>(p.r.hi - p.r.zp));
+  const int32x4_t zp_out = vdupq_n_s32(p.r.zp);
+  const uint8x16_t zp_in = vdupq_n_u8(static_cast<uint8_t>(p.x_zp));
+  const int16_t* wc = p.w + c;
+  auto load = [n](const uint8_t* q) -> uint8x16_t {
+    if (FULL) return vld1q_u8(q);
+    uint8_t buf[kTile] = {};
+    std::memcpy(buf, q, static_cast<size_t>(n));
+    return vld1q_u8(buf);
+  };
+
+  const uint8_t* rows[kQ8DwMaxK];
+  for (int64_t row = r0; row < r1; ++row) {
+    const int64_t bi = row / p.OH, oh = row % p.OH, ih0 = oh * s - p.pad;
+    bool all_rows = true;
+    for (int kh = 0; kh < k; ++kh) {
+      const int64_t ih = ih0 + kh * d;
+      const bool ok = ih >= 0 && ih < p.H;
+      rows[kh] = ok ? p.x + (bi * p.H + ih) * W * C + c : nullptr;
+      all_rows &= ok;
+    }
+    uint8_t* yrow = p.y + row * p.OW * C + c;
+    for (int64_t ow = 0; ow < p.OW; ++ow) {
+      const int64_t iw0 = ow * s - p.pad;
+      const bool inside = all_rows && iw0 >= 0 && iw0 + (k - 1) * d < W;
+      int32x4_t a0 = b[0], a1 = b[1], a2 = b[2], a3 = b[3];  // the bias, added in int32 as q8_requantize does
+      // Interior columns: every tap is a plain load.  Border columns: checked, padding = x_zp.
+      auto sum = [&](auto checked) {
+#pragma GCC unroll 25
+        for (int t = 0; t < taps; ++t) {
+          const int kh = t / k, kw = t % k;
+          const int64_t iw = iw0 + kw * d;
+          const uint8x16_t xv = !decltype(checked)::value || (rows[kh] && iw >= 0 && iw < W)
+                                    ? load(rows[kh] + iw * C) : zp_in;
+          const int16x8_t xl = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(xv)));
+          const int16x8_t xh = vreinterpretq_s16_u16(vmovl_high_u8(xv));
+          const int16x8_t wl = vld1q_s16(wc + t * Cpad), wh = vld1q_s16(wc + t * Cpad + 8);
+          a0 = vmlal_s16(a0, vget_low_s16(xl), vget_low_s16(wl));
+          a1 = vmlal_high_s16(a1, xl, wl);
+          a2 = vmlal_s16(a2, vget_low_s16(xh), vget_low_s16(wh));
+          a3 = vmlal_high_s16(a3, xh, wh);
+        }
+      };
+      if (inside) sum(std::false_type{});
+      else sum(std::true_type{});
+      // q8_requantize's float steps: + bias_float, * multiplier, clamp, round to nearest even, + zp.
+      const int32x4_t acc[4] = {a0, a1, a2, a3};
+      uint16x4_t q16[4];
+      for (int v = 0; v < 4; ++v) {
+        float32x4_t x = vaddq_f32(vcvtq_f32_s32(acc[v]), f[v]);
+        x = vmulq_f32(x, m[v]);
+        x = vminq_f32(vmaxq_f32(x, lo), hi);
+        q16[v] = vqmovun_s32(vaddq_s32(vcvtnq_s32_f32(x), zp_out));  // in [lo, hi]: no saturation
+      }
+      uint8x16_t q = vcombine_u8(vqmovn_u16(vcombine_u16(q16[0], q16[1])), vqmovn_u16(vcombine_u16(q16[2], q16[3])));
+      if (LUT) q = lookup(lut->t, q);
+      uint8_t* py = yrow + ow * C;
+      if (FULL) {
+        vst1q_u8(py, q);
+      } else {
+        uint8_t buf[kTile];
+        vst1q_u8(buf, q);
+        std::memcpy(py, buf, static_cast<size_t>(n));
+      }
+    }
+  }
+}
+
+template <int K>
+void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  if (n == kTile) {
+    if (lut) tile<K, true, true>(p, r0, r1, c, n, lut);
+    else tile<K, false, true>(p, r0, r1, c, n, nullptr);
+  } else {
+    if (lut) tile<K, true, false>(p, r0, r1, c, n, lut);
+    else tile<K, false, false>(p, r0, r1, c, n, nullptr);
+  }
+}
+
 #else  // scalar
 
 struct Lut {};
@@ -463,6 +588,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
   if (dot_path(p, row_begin, row_end, c_begin, c_end, lut)) return;
 #endif
 #elif defined(MBV3_ISA_AVX2)
+  const Lut lut_v{p.r.lut};
+  if (p.r.lut) lut = &lut_v;
+#elif defined(MBV3_ISA_NEON)
   const Lut lut_v{p.r.lut};
   if (p.r.lut) lut = &lut_v;
 #endif
