@@ -359,10 +359,11 @@ def test_every_table_entry(k, s, cpu_isa):
 
 # -- NEON, for real, under qemu ----------------------------------------------------------------
 # Large's and Small's depthwise layers (and the segmentation variants' dilated ones) on reduced
-# maps, then channel counts around the 16-channel step and the 32-channel weight padding, 1x1 and
-# non-square maps, batches 1 and 3; both engines' bias forms (onednn: bias_float, qnnpack:
-# bias_int), relu, the hardswish table and none; the work split by rows or by 64-channel blocks.
-NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 16, 17, 33, 72),
+# maps, then channel counts around the 16-channel step (8 and 72 end in its 8-channel half step,
+# 7, 17 and 31 in shorter or longer tails) and the 32-channel weight padding, 1x1 and non-square
+# maps, batches 1 and 3; both engines' bias forms (onednn: bias_float, qnnpack: bias_int), relu,
+# the hardswish table and none; the work split by rows or by 64-channel blocks.
+NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 8, 16, 17, 31, 33, 72),
                                                                 ((1, 1), (2, 3), (7, 5), (6, 13)))]
 
 
@@ -395,6 +396,9 @@ def test_neon_under_qemu(cpu):
     for i, (n, c, h, w) in enumerate(NEON_ODD):
         k, s, d = GEOMS[i % len(GEOMS)]
         cases.append((n, c, h, w, k, s, d * (k - 1) // 2, d, ("hardswish", "relu", "none")[i % 3]))
+    # k 1 and 7: the generic kernel size path; padding none and wider than needed.
+    cases += [(2, 19, 9, 8, 7, 1, 3, 1, "hardswish"), (1, 40, 9, 8, 7, 2, 6, 2, "none"), (1, 19, 5, 6, 1, 2, 0, 1, "relu"),
+              (3, 24, 4, 3, 1, 1, 1, 1, "hardswish")]
     for i, case in enumerate(cases):
         engine = ("onednn", "qnnpack")[i % 2]
         expected.append((_neon_dw_case(f, *case, engine, (i // 2) % 2), f"{case} {engine} split {(i // 2) % 2}"))
