@@ -367,23 +367,38 @@ NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 8,
                                                                 ((1, 1), (2, 3), (7, 5), (6, 13)))]
 
 
+def _neon_dw_raw(f, x, x_zp, w, bi, bf, mult, oq, lut, s, p, d, split):
+    """One harness case from the op's arguments (x uint8 NCHW, w int8 [C, 1, k, k]); returns the
+    reference: q8.h's formula on the exact sums."""
+    n, c, h, wd = x.shape
+    k = w.shape[2]
+    packed = pack_weight(w)
+    f.i64(n, c, h, wd, k, s, p, d, x_zp, *oq, lut is not None, split, packed.shape[3])
+    f.i64(*x.permute(0, 2, 3, 1).flatten().tolist())
+    f.i64(*packed.flatten().tolist())
+    f.i64(*bi.tolist())
+    f.floats(bf)
+    f.floats(mult)
+    if lut is not None:
+        f.i64(*lut.tolist())
+    f.count += 1
+    acc = torch.nn.functional.conv2d(x.double() - x_zp, w.double(), None, s, p, d, c)
+    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
+    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    q = lut[q.long()] if lut is not None else q
+    return q.permute(0, 2, 3, 1).float()
+
+
 def _neon_dw_case(f, n, c, h, w, k, s, p, d, act, engine, split):
     x, m, lut, _ = make_case(n, c, h, w, k, s, p, d, act, engine)
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
     bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
                                           relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
-    packed = pack_weight(qw.int_repr())
-    f.i64(n, c, h, w, k, s, p, d, x.q_zero_point(), *oq, lut2 is not None, split, packed.shape[3])
-    f.i64(*x.int_repr().permute(0, 2, 3, 1).flatten().tolist())
-    f.i64(*packed.flatten().tolist())
-    f.i64(*bi.tolist())
-    f.floats(bf)
-    f.floats(mult)
-    if lut2 is not None:
-        f.i64(*lut2.tolist())
-    f.count += 1
-    return formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float()
+    got = _neon_dw_raw(f, x.int_repr(), x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut2, s, p, d, split)
+    assert torch.equal(got, formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float())  # the same formula
+    return got
 
 
 @neon_harness.requires_toolchain
@@ -402,4 +417,14 @@ def test_neon_under_qemu(cpu):
     for i, case in enumerate(cases):
         engine = ("onednn", "qnnpack")[i % 2]
         expected.append((_neon_dw_case(f, *case, engine, (i // 2) % 2), f"{case} {engine} split {(i // 2) % 2}"))
+    # The largest sums (x 0 or 255, x_zp at the other end, every weight -128 or 127; SDOT's x - 128
+    # and its 128 * weight sum at their ends) and huge multipliers (clamped far past int32).
+    for i, ((xv, wv, zp), mult, c) in enumerate(itertools.product([(255, -128, 0), (255, 127, 0), (0, -128, 255),
+                                                                    (255, -128, 255)], (1e-5, 1e4), (16, 33))):
+        k = 3 + 2 * (i % 2)
+        x = torch.full((2, c, 7, 6), xv, dtype=torch.uint8)
+        wq = torch.full((c, 1, k, k), wv, dtype=torch.int8)
+        bi = torch.randint(-1000, 1000, (c,), dtype=torch.int32)
+        expected.append((_neon_dw_raw(f, x, zp, wq, bi, torch.zeros(c), torch.full((c,), mult), (5, 0, 255), None,
+                                      1, k // 2, 1, i % 2), f"extreme x {xv} w {wv} zp {zp} mult {mult} C{c}"))
     neon_harness.expect_exact(neon_harness.run("q8_dwconv_act", f, cpu), expected, f"neon {cpu}")
