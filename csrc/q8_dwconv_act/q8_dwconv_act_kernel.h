@@ -5,7 +5,8 @@
 // into "lo" (channels 8j..8j+3 of each 128-bit lane) and "hi" (8j+4..8j+7) halves; vpackssdw
 // puts them back in order before the store, and the per-channel parameters are loaded in that
 // split order.  NEON (ARMv8.0) needs no pairing: vmlal_s16 multiplies 16 channels' widened
-// inputs by their weights, one tap at a time.  Padding reads as x_zp (see Q8DwArgs), so border
+// inputs by their weights, one tap at a time (SDOT, 4 taps at a time, where the CPU has
+// FEAT_DotProd: see the NEON section).  Padding reads as x_zp (see Q8DwArgs), so border
 // taps need no special sums.
 #pragma once
 #include <algorithm>
