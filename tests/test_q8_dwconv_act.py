@@ -20,6 +20,7 @@ import torch.ao.nn.quantized as nnq
 from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
+import neon_harness
 from layers import BEST_ISA
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
@@ -354,3 +355,76 @@ def test_every_table_entry(k, s, cpu_isa):
         a[2] = w
         y = torch.ops.mbv3.q8_dwconv_act(*a)
         assert torch.equal(y, a[7].view(1, -1, 1, 1).expand_as(y)), cpu_isa
+
+
+# -- NEON, for real, under qemu ----------------------------------------------------------------
+# Large's and Small's depthwise layers (and the segmentation variants' dilated ones) on reduced
+# maps, then channel counts around the 16-channel step (8 and 72 end in its 8-channel half step,
+# 7, 17 and 31 in shorter or longer tails) and the 32-channel weight padding, 1x1 and non-square
+# maps, batches 1 and 3; both engines' bias forms (onednn: bias_float, qnnpack: bias_int), relu,
+# the hardswish table and none; the work split by rows or by 64-channel blocks.
+NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 8, 16, 17, 31, 33, 72),
+                                                                ((1, 1), (2, 3), (7, 5), (6, 13)))]
+
+
+def _neon_dw_raw(f, x, x_zp, w, bi, bf, mult, oq, lut, s, p, d, split):
+    """One harness case from the op's arguments (x uint8 NCHW, w int8 [C, 1, k, k]); returns the
+    reference: q8.h's formula on the exact sums."""
+    n, c, h, wd = x.shape
+    k = w.shape[2]
+    packed = pack_weight(w)
+    f.i64(n, c, h, wd, k, s, p, d, x_zp, *oq, lut is not None, split, packed.shape[3])
+    f.i64(*x.permute(0, 2, 3, 1).flatten().tolist())
+    f.i64(*packed.flatten().tolist())
+    f.i64(*bi.tolist())
+    f.floats(bf)
+    f.floats(mult)
+    if lut is not None:
+        f.i64(*lut.tolist())
+    f.count += 1
+    acc = torch.nn.functional.conv2d(x.double() - x_zp, w.double(), None, s, p, d, c)
+    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
+    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    q = lut[q.long()] if lut is not None else q
+    return q.permute(0, 2, 3, 1).float()
+
+
+def _neon_dw_case(f, n, c, h, w, k, s, p, d, act, engine, split):
+    x, m, lut, _ = make_case(n, c, h, w, k, s, p, d, act, engine)
+    qw = m.weight()
+    ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+    got = _neon_dw_raw(f, x.int_repr(), x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut2, s, p, d, split)
+    assert torch.equal(got, formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float())  # the same formula
+    return got
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_under_qemu(cpu):
+    """The NEON depthwise kernel under qemu, bit for bit against q8.h's formula (formula_ref, the
+    one the x86 paths above match PyTorch with)."""
+    f, expected = neon_harness.CaseFile(), []
+    cases = [(1, c, min(h, 9), min(w, 10), k, s, p, d, act) for c, h, w, k, s, p, d, act in MBV3_LAYERS]
+    for i, (n, c, h, w) in enumerate(NEON_ODD):
+        k, s, d = GEOMS[i % len(GEOMS)]
+        cases.append((n, c, h, w, k, s, d * (k - 1) // 2, d, ("hardswish", "relu", "none")[i % 3]))
+    # k 1 and 7: the generic kernel size path; padding none and wider than needed.
+    cases += [(2, 19, 9, 8, 7, 1, 3, 1, "hardswish"), (1, 40, 9, 8, 7, 2, 6, 2, "none"), (1, 19, 5, 6, 1, 2, 0, 1, "relu"),
+              (3, 24, 4, 3, 1, 1, 1, 1, "hardswish")]
+    for i, case in enumerate(cases):
+        engine = ("onednn", "qnnpack")[i % 2]
+        expected.append((_neon_dw_case(f, *case, engine, (i // 2) % 2), f"{case} {engine} split {(i // 2) % 2}"))
+    # The largest sums (x 0 or 255, x_zp at the other end, every weight -128 or 127; SDOT's x - 128
+    # and its 128 * weight sum at their ends) and huge multipliers (clamped far past int32).
+    for i, ((xv, wv, zp), mult, c) in enumerate(itertools.product([(255, -128, 0), (255, 127, 0), (0, -128, 255),
+                                                                    (255, -128, 255)], (1e-5, 1e4), (16, 33))):
+        k = 3 + 2 * (i % 2)
+        x = torch.full((2, c, 7, 6), xv, dtype=torch.uint8)
+        wq = torch.full((c, 1, k, k), wv, dtype=torch.int8)
+        bi = torch.randint(-1000, 1000, (c,), dtype=torch.int32)
+        expected.append((_neon_dw_raw(f, x, zp, wq, bi, torch.zeros(c), torch.full((c,), mult), (5, 0, 255), None,
+                                      1, k // 2, 1, i % 2), f"extreme x {xv} w {wv} zp {zp} mult {mult} C{c}"))
+    neon_harness.expect_exact(neon_harness.run("q8_dwconv_act", f, cpu), expected, f"neon {cpu}")

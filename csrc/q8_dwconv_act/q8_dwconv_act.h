@@ -65,6 +65,7 @@ struct Q8DwArgs {
 MBV3_DECLARE_Q8_DWCONV(scalar)
 MBV3_DECLARE_Q8_DWCONV(avx2)
 MBV3_DECLARE_Q8_DWCONV(avx512_vnni)
+MBV3_DECLARE_Q8_DWCONV(neon)
 #undef MBV3_DECLARE_Q8_DWCONV
 
 }  // namespace mbv3

@@ -4,7 +4,10 @@
 // (vpdpwssd with VNNI) adds both products into int32 lanes exactly.  The unpack splits a tile
 // into "lo" (channels 8j..8j+3 of each 128-bit lane) and "hi" (8j+4..8j+7) halves; vpackssdw
 // puts them back in order before the store, and the per-channel parameters are loaded in that
-// split order.  Padding reads as x_zp (see Q8DwArgs), so border taps need no special sums.
+// split order.  NEON (ARMv8.0) needs no pairing: vmlal_s16 multiplies 16 channels' widened
+// inputs by their weights, one tap at a time (SDOT, 4 taps at a time, where the CPU has
+// FEAT_DotProd: see the NEON section).  Padding reads as x_zp (see Q8DwArgs), so border
+// taps need no special sums.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -15,6 +18,10 @@
 
 #include "q8_dwconv_act.h"
 #include "common/simd.h"
+
+#if defined(MBV3_ISA_NEON) && defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -422,6 +429,244 @@ inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int6
 }
 #endif  // MBV3_WITH_AVX512VNNI
 
+#elif defined(MBV3_ISA_NEON)
+
+// ARMv8.0: 16 channels per step, x widened to int16 (vmovl_u8) times the int16 weights with
+// vmlal_s16 / vmlal_high_s16 into 4 int32x4 accumulators (exact; no pairing of taps needed).
+// FEAT_DotProd (SDOT; Cortex-A76 and later): 4 taps per int32 lane.  x - 128 (int8; the bias
+// takes 128 * the channel's weight sum back) of 4 taps, interleaved per channel by two zip
+// levels, times the weights repacked per tile the same way.
+constexpr int kTile = 16;
+constexpr int kMaxGroups = (kQ8DwMaxK * kQ8DwMaxK + 3) / 4;  // SDOT's groups of 4 taps
+struct Lut {
+  const uint8_t* t;
+};
+
+// FEAT_DotProd, read once from the kernel's hwcap (not on Cortex-A53/A55's ARMv8.0 cores).
+inline bool has_dotprod() {
+#if defined(__linux__)
+  static const bool v = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+  return v;
+#else
+  return false;
+#endif
+}
+
+// The table on 16 bytes: vqtbl4q looks up 64 entries; each next quarter (index - 64 i, wrapping
+// past 255 for the smaller ones) fills in with vqtbx4q, which keeps lanes whose index is >= 64.
+inline uint8x16_t lookup(const uint8_t* t, uint8x16_t v) {
+  uint8x16x4_t q = {{vld1q_u8(t), vld1q_u8(t + 16), vld1q_u8(t + 32), vld1q_u8(t + 48)}};
+  uint8x16_t r = vqtbl4q_u8(q, v);
+  for (int i = 1; i < 4; ++i) {
+    const uint8_t* b = t + 64 * i;
+    q = {{vld1q_u8(b), vld1q_u8(b + 16), vld1q_u8(b + 32), vld1q_u8(b + 48)}};
+    r = vqtbx4q_u8(r, q, vsubq_u8(v, vdupq_n_u8(static_cast<uint8_t>(64 * i))));
+  }
+  return r;
+}
+
+// A tile's per-channel parameters (zeros past its n channels; the weight rows are zero there)
+// and the output clamp.  Accumulator v holds channels 4v .. 4v + 3.
+struct Epi {
+  int32x4_t b[4];
+  float32x4_t f[4], m[4], lo, hi;
+  int32x4_t zp;
+  Epi(const Q8DwArgs& p, int64_t c, int n) {
+    alignas(16) int32_t bias[kTile];
+    alignas(16) float bf[kTile], mul[kTile];
+    for (int i = 0; i < kTile; ++i) {
+      const bool ok = i < n;
+      bias[i] = ok ? p.r.bias_int[c + i] : 0;
+      bf[i] = ok ? p.r.bias_float[c + i] : 0.f;
+      mul[i] = ok ? p.r.multiplier[c + i] : 0.f;
+    }
+    for (int v = 0; v < 4; ++v) {
+      b[v] = vld1q_s32(bias + 4 * v);
+      f[v] = vld1q_f32(bf + 4 * v);
+      m[v] = vld1q_f32(mul + 4 * v);
+    }
+    lo = vdupq_n_f32(static_cast<float>(p.r.lo - p.r.zp));
+    hi = vdupq_n_f32(static_cast<float>(p.r.hi - p.r.zp));
+    zp = vdupq_n_s32(p.r.zp);
+  }
+};
+
+// NT: a tile's channel count when 16 or 8 (8-byte loads and half the work: 72, 120, 184 and 200
+// channels end in 8), else 0 (n channels through a stack buffer).
+template <int NT>
+inline int vecs() { return NT == 8 ? 2 : 4; }  // int32x4 accumulators in use
+
+template <int NT>
+inline uint8x16_t load_x(const uint8_t* q, int n) {
+  if (NT == 16) return vld1q_u8(q);
+  if (NT == 8) return vcombine_u8(vld1_u8(q), vdup_n_u8(0));
+  uint8_t buf[kTile] = {};
+  std::memcpy(buf, q, static_cast<size_t>(n));
+  return vld1q_u8(buf);
+}
+
+// q8_requantize's float steps on the sums (which hold the bias): + bias_float, * multiplier,
+// clamp, round to nearest even, + zp; then the table; n channels stored.
+template <bool LUT, int NT>
+inline void store_y(uint8_t* py, const int32x4_t* acc, const Epi& e, int n, const Lut* lut) {
+  uint16x4_t q16[4] = {vdup_n_u16(0), vdup_n_u16(0), vdup_n_u16(0), vdup_n_u16(0)};
+  for (int v = 0; v < vecs<NT>(); ++v) {
+    float32x4_t x = vaddq_f32(vcvtq_f32_s32(acc[v]), e.f[v]);
+    x = vmulq_f32(x, e.m[v]);
+    x = vminq_f32(vmaxq_f32(x, e.lo), e.hi);
+    q16[v] = vqmovun_s32(vaddq_s32(vcvtnq_s32_f32(x), e.zp));  // in [lo, hi]: no saturation
+  }
+  uint8x16_t q = vcombine_u8(vqmovn_u16(vcombine_u16(q16[0], q16[1])), vqmovn_u16(vcombine_u16(q16[2], q16[3])));
+  if (LUT) q = lookup(lut->t, q);
+  if (NT == 16) {
+    vst1q_u8(py, q);
+  } else if (NT == 8) {
+    vst1_u8(py, vget_low_u8(q));
+  } else {
+    uint8_t buf[kTile];
+    vst1q_u8(buf, q);
+    std::memcpy(py, buf, static_cast<size_t>(n));
+  }
+}
+
+// The k input rows of output row `row` (null: padding); true when all are inside.
+inline bool input_rows(const Q8DwArgs& p, int64_t row, int64_t c, int k, const uint8_t** rows) {
+  const int64_t b = row / p.OH, ih0 = (row % p.OH) * p.stride - p.pad;
+  bool all = true;
+  for (int kh = 0; kh < k; ++kh) {
+    const int64_t ih = ih0 + kh * p.dil;
+    const bool ok = ih >= 0 && ih < p.H;
+    rows[kh] = ok ? p.x + ((b * p.H + ih) * p.W) * p.C + c : nullptr;
+    all &= ok;
+  }
+  return all;
+}
+
+// One channel tile [c, c + n) for output rows [r0, r1), vmlal_s16.  K > 0: compile-time k.
+template <int K, bool LUT, int NT>
+void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  const int k = K > 0 ? K : p.k, taps = k * k;
+  const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil, Cpad = p.Cpad;
+  const Epi e(p, c, n);
+  const uint8x16_t zp_in = vdupq_n_u8(static_cast<uint8_t>(p.x_zp));
+  const int16_t* wc = p.w + c;
+  const uint8_t* rows[kQ8DwMaxK];
+  for (int64_t row = r0; row < r1; ++row) {
+    const bool all_rows = input_rows(p, row, c, k, rows);
+    uint8_t* yrow = p.y + row * p.OW * C + c;
+    for (int64_t ow = 0; ow < p.OW; ++ow) {
+      const int64_t iw0 = ow * s - p.pad;
+      const bool inside = all_rows && iw0 >= 0 && iw0 + (k - 1) * d < W;
+      int32x4_t a[4] = {e.b[0], e.b[1], e.b[2], e.b[3]};  // the bias, added in int32 as q8_requantize does
+      // Interior columns: every tap is a plain load.  Border columns: checked, padding = x_zp.
+      auto sum = [&](auto checked) {
+#pragma GCC unroll 25
+        for (int t = 0; t < taps; ++t) {
+          const int kh = t / k, kw = t % k;
+          const int64_t iw = iw0 + kw * d;
+          const uint8x16_t xv = !decltype(checked)::value || (rows[kh] && iw >= 0 && iw < W)
+                                    ? load_x<NT>(rows[kh] + iw * C, n) : zp_in;
+          const int16x8_t xl = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(xv)));
+          const int16x8_t wl = vld1q_s16(wc + t * Cpad);
+          a[0] = vmlal_s16(a[0], vget_low_s16(xl), vget_low_s16(wl));
+          a[1] = vmlal_high_s16(a[1], xl, wl);
+          if (NT == 8) continue;
+          const int16x8_t xh = vreinterpretq_s16_u16(vmovl_high_u8(xv));
+          const int16x8_t wh = vld1q_s16(wc + t * Cpad + 8);
+          a[2] = vmlal_s16(a[2], vget_low_s16(xh), vget_low_s16(wh));
+          a[3] = vmlal_high_s16(a[3], xh, wh);
+        }
+      };
+      if (inside) sum(std::false_type{});
+      else sum(std::true_type{});
+      store_y<LUT, NT>(yrow + ow * C, a, e, n, lut);
+    }
+  }
+}
+
+// Everything up to pop_options may use SDOT: called only where has_dotprod().
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+template <int K, bool LUT, int NT>
+[[gnu::noinline]] void tile_dot(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  const int k = K > 0 ? K : p.k, taps = k * k, groups = (taps + 3) / 4;
+  const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil, Cpad = p.Cpad;
+  Epi e(p, c, n);
+  // Group g's weights, vector v: byte 4i + q = w[tap 4g + q][channel c + 4v + i], 0 past the taps;
+  // sum (x - 128) w = sum x w - 128 sum w, so the bias gets 128 sum w.
+  int8x16_t wv[K > 0 ? (K * K + 3) / 4 : kMaxGroups][4];
+  alignas(16) int8_t wb[kTile];
+  alignas(16) int32_t corr[kTile] = {};
+  for (int g = 0; g < groups; ++g)
+    for (int v = 0; v < 4; ++v) {
+      for (int i = 0; i < 4; ++i)
+        for (int q = 0; q < 4; ++q) {
+          const int t = 4 * g + q;
+          const int16_t w = t < taps ? p.w[t * Cpad + c + 4 * v + i] : int16_t(0);
+          wb[4 * i + q] = static_cast<int8_t>(w);
+          corr[4 * v + i] += 128 * w;
+        }
+      wv[g][v] = vld1q_s8(wb);
+    }
+  for (int v = 0; v < 4; ++v) e.b[v] = vaddq_s32(e.b[v], vld1q_s32(corr + 4 * v));
+  const uint8x16_t zp_in = vdupq_n_u8(static_cast<uint8_t>(p.x_zp)), flip = vdupq_n_u8(0x80);
+  const uint8_t* rows[kQ8DwMaxK];
+  for (int64_t row = r0; row < r1; ++row) {
+    const bool all_rows = input_rows(p, row, c, k, rows);
+    uint8_t* yrow = p.y + row * p.OW * C + c;
+    for (int64_t ow = 0; ow < p.OW; ++ow) {
+      const int64_t iw0 = ow * s - p.pad;
+      const bool inside = all_rows && iw0 >= 0 && iw0 + (k - 1) * d < W;
+      int32x4_t a[4] = {e.b[0], e.b[1], e.b[2], e.b[3]};
+      auto sum = [&](auto checked) {
+#pragma GCC unroll 13
+        for (int g = 0; g < groups; ++g) {
+          uint8x16_t x[4];
+          for (int q = 0; q < 4; ++q) {
+            const int t = 4 * g + q, kh = t / k, kw = t % k;
+            const int64_t iw = iw0 + kw * d;
+            x[q] = t < taps && (!decltype(checked)::value || (rows[kh] && iw >= 0 && iw < W))
+                       ? load_x<NT>(rows[kh] + iw * C, n) : zp_in;  // past the taps: weight 0
+          }
+          // Bytes x0[i] x1[i] x2[i] x3[i] per channel i: channels 4v .. 4v + 3 in vector v.
+          const uint16x8_t l01 = vreinterpretq_u16_u8(vzip1q_u8(x[0], x[1]));
+          const uint16x8_t l23 = vreinterpretq_u16_u8(vzip1q_u8(x[2], x[3]));
+          const uint16x8_t h01 = vreinterpretq_u16_u8(vzip2q_u8(x[0], x[1]));
+          const uint16x8_t h23 = vreinterpretq_u16_u8(vzip2q_u8(x[2], x[3]));
+          const uint16x8_t z[4] = {vzip1q_u16(l01, l23), vzip2q_u16(l01, l23), vzip1q_u16(h01, h23),
+                                   vzip2q_u16(h01, h23)};
+          for (int v = 0; v < vecs<NT>(); ++v)
+            a[v] = vdotq_s32(a[v], vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u16(z[v]), flip)), wv[g][v]);
+        }
+      };
+      if (inside) sum(std::false_type{});
+      else sum(std::true_type{});
+      store_y<LUT, NT>(yrow + ow * C, a, e, n, lut);
+    }
+  }
+}
+#pragma GCC pop_options
+
+template <int K, bool LUT, int NT>
+void tile_isa(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  if (has_dotprod()) tile_dot<K, LUT, NT>(p, r0, r1, c, n, lut);
+  else tile<K, LUT, NT>(p, r0, r1, c, n, lut);
+}
+
+template <int K>
+void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
+  if (n == 16) {
+    if (lut) tile_isa<K, true, 16>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 16>(p, r0, r1, c, n, nullptr);
+  } else if (n == 8) {
+    if (lut) tile_isa<K, true, 8>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 8>(p, r0, r1, c, n, nullptr);
+  } else {
+    if (lut) tile_isa<K, true, 0>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 0>(p, r0, r1, c, n, nullptr);
+  }
+}
+
 #else  // scalar
 
 struct Lut {};
@@ -463,6 +708,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
   if (dot_path(p, row_begin, row_end, c_begin, c_end, lut)) return;
 #endif
 #elif defined(MBV3_ISA_AVX2)
+  const Lut lut_v{p.r.lut};
+  if (p.r.lut) lut = &lut_v;
+#elif defined(MBV3_ISA_NEON)
   const Lut lut_v{p.r.lut};
   if (p.r.lut) lut = &lut_v;
 #endif

@@ -18,18 +18,16 @@ constexpr const char* kOp = "q8_dwconv_act";
 using Q8DwFn = void(const Q8DwArgs&, int64_t, int64_t, int64_t, int64_t);
 
 // C <= 16 on the AVX-512 path takes the AVX2 kernel (its 16-channel tiles are full, the 32-lane
-// ones would be half empty) unless the vpdpbusd path applies.
+// ones would be half empty) unless the vpdpbusd path applies.  Every kernel but avx512_vnni's
+// vpdpbusd path reads the int16 taps-major rows (Q8DwArgs::w).
 Q8DwFn* select_kernel(int64_t C, int64_t k, int64_t stride, int64_t dilation) {
-  switch (q8_isa(current_isa())) {
+  const Q8Isa isa = q8_isa(current_isa());
 #if MBV3_BUILD_X86 && !defined(MBV3_NO_AVX512)
-    case Q8Isa::Avx512Vnni:
-      return C <= 16 && !q8_dw_dot_geometry(k, stride, dilation) ? &avx2::q8_dwconv_act : &avx512_vnni::q8_dwconv_act;
+  if (isa == Q8Isa::Avx512Vnni && C <= 16 && !q8_dw_dot_geometry(k, stride, dilation)) return &avx2::q8_dwconv_act;
+#else
+  (void)C, (void)k, (void)stride, (void)dilation;
 #endif
-#if MBV3_BUILD_X86
-    case Q8Isa::Avx2: return &avx2::q8_dwconv_act;
-#endif
-    default: return &scalar::q8_dwconv_act;  // also NEON: no NEON unit yet
-  }
+  return MBV3_Q8_SELECT(q8_dwconv_act, isa);
 }
 
 // The kernel that takes q8_dw_pack_dot's weights (null where it is not built).
