@@ -19,6 +19,9 @@
 
 #include "dwconv_bn_act.h"
 #include "common/simd.h"
+#if defined(MBV3_WITH_AVX512BF16)
+#include "dwconv_bn_act_dp.h"  // bf16 tiles of 32 / 16 channels with vdpbf16ps
+#endif
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -190,10 +193,14 @@ void rows_kernel(const DwConvArgs<T>& p, int64_t row_begin, int64_t row_end, int
     }
     T* yrow = p.y + r * p.OW * p.C;
     if constexpr (K > 0) {
+      int64_t c0 = c_begin;
+#if defined(MBV3_WITH_AVX512BF16)
+      if constexpr (std::is_same_v<T, bf16> && D == 1) c0 = dp_row<K, S, A>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+#endif
       if (hoist)
-        row_specialised<K, S, D, A, kHoistRows<K, S, D>, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, kHoistRows<K, S, D>, T>(p, rows, yrow, c0, c_end, ow_lo, ow_hi);
       else
-        row_specialised<K, S, D, A, 0, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, 0, T>(p, rows, yrow, c0, c_end, ow_lo, ow_hi);
     } else {
       int64_t c = c_begin;
       for (; c + Vec::N <= c_end; c += Vec::N)
