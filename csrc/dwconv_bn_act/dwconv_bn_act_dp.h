@@ -1,5 +1,6 @@
 // The avx512_bf16 depthwise for bf16 (included by dwconv_bn_act_kernel.h in that unit only):
-// 3x3 / 5x5, stride 1 / 2, dilation 1, finite weights, channel tiles of 32 (zmm) and 16 (ymm).
+// 3x3 / 5x5, stride 1 / 2, dilation 1, finite weights, channel tiles of 32 (zmm), 16 (ymm) and
+// 8 (xmm).
 //
 // Kernel rows are taken in pairs: vpunpck{l,h}wd of the same column of two input rows gives
 // (row a, row b) bf16 pairs per channel, and one vdpbf16ps against the pair of taps (w[a][kw],
@@ -11,7 +12,7 @@
 //
 // The unpacks interleave channels within 128-bit lanes: the "lo" vector holds channels
 // {0-3, 8-11, 16-19, 24-27} of the tile, "hi" {4-7, 12-15, ...}.  Weights (unpacked the same
-// way) and the bias are brought into that order per tile row; the store puts the channels back
+// way) and the bias are brought into that order once per call; the store puts the channels back
 // (vcvtne2ps2bf16 of lo and hi, then one 64-bit permute).
 //
 // vdpbf16ps flushes denormal inputs and rounds after each of its two products, so this path is
@@ -19,6 +20,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #include "dwconv_bn_act.h"
 #include "common/simd.h"
@@ -85,6 +87,42 @@ struct Dp256 {
   }
 };
 
+// 4 lanes with the interface activate() needs, for Dp128 (channel tails of 8: 72 = 2 x 32 + 8).
+struct Quarter {
+  __m128 v;
+  static inline Quarter zero() { return {_mm_setzero_ps()}; }
+  static inline Quarter set1(float f) { return {_mm_set1_ps(f)}; }
+};
+static inline Quarter add(Quarter a, Quarter b) { return {_mm_add_ps(a.v, b.v)}; }
+static inline Quarter mul(Quarter a, Quarter b) { return {_mm_mul_ps(a.v, b.v)}; }
+static inline Quarter max(Quarter a, Quarter b) { return {_mm_max_ps(a.v, b.v)}; }
+static inline Quarter min(Quarter a, Quarter b) { return {_mm_min_ps(a.v, b.v)}; }
+
+struct Dp128 {
+  static constexpr int N = 8;
+  using I = __m128i;
+  using F = __m128;
+  using V = Quarter;
+  static I load(const bf16* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static I zero_i() { return _mm_setzero_si128(); }
+  static F zero() { return _mm_setzero_ps(); }
+  static I lo(I a, I b) { return _mm_unpacklo_epi16(a, b); }  // channels 0-3
+  static I hi(I a, I b) { return _mm_unpackhi_epi16(a, b); }  // channels 4-7
+  static F dot(F acc, I x, I w) {
+    return _mm_dpbf16_ps(acc, reinterpret_cast<__m128bh&>(x), reinterpret_cast<__m128bh&>(w));
+  }
+  static F fma(F acc, I x, I w) { return _mm_fmadd_ps(_mm_castsi128_ps(x), _mm_castsi128_ps(w), acc); }
+  static F add(F a, F b) { return _mm_add_ps(a, b); }
+  static void bias(const float* b, F& lo_out, F& hi_out) {
+    lo_out = _mm_loadu_ps(b);
+    hi_out = _mm_loadu_ps(b + 4);
+  }
+  static void store(bf16* p, F lo_v, F hi_v) {
+    const __m128bh h = _mm_cvtne2ps_pbh(hi_v, lo_v);  // already in channel order
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), reinterpret_cast<const __m128i&>(h));
+  }
+};
+
 // kDpBlock adjacent output columns (NB < kDpBlock: the row's last, partial block), one channel
 // tile.  wp: the (K / 2) row pairs' taps, [pair][kw][lo, hi]; ws: the last row's taps widened,
 // [kw][lo, hi].  Pairs alternate between two accumulators (short chains, as block() does).
@@ -144,14 +182,19 @@ inline void dp_block(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* y
   }
 }
 
-// One output row of one channel tile: its taps and bias brought into lo / hi order once.
-template <class D, int K, int S, Act A>
-inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c,
-                    int64_t ow_lo, int64_t ow_hi) {
+// A tile's taps and bias in lo / hi order (the layout dp_block reads): the (K / 2) row pairs'
+// taps [pair][kw][lo, hi], the last row's widened [kw][lo, hi], then the bias (lo, hi).
+template <class D, int K>
+constexpr int64_t dp_tile_bytes() {
+  return int64_t((K / 2) * K * 2 + K * 2) * sizeof(typename D::I) + 2 * sizeof(typename D::F);
+}
+template <class D, int K>
+void dp_pack_tile(const DwConvArgs<bf16>& p, int64_t c, char* out) {
   using I = typename D::I;
   using F = typename D::F;
   const int64_t C = p.C;
-  I wp[(K / 2) * K * 2 > 0 ? (K / 2) * K * 2 : 1], ws[K * 2];
+  I* wp = reinterpret_cast<I*>(out);
+  I* ws = wp + (K / 2) * K * 2;
   for (int pr = 0; pr < K / 2; ++pr)
     for (int kw = 0; kw < K; ++kw) {
       const I a = D::load(p.w + ((2 * pr) * K + kw) * C + c);
@@ -164,8 +207,50 @@ inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yr
     ws[kw * 2] = D::lo(D::zero_i(), w);
     ws[kw * 2 + 1] = D::hi(D::zero_i(), w);
   }
-  F b_lo, b_hi;
-  D::bias(p.b + c, b_lo, b_hi);
+  F* b = reinterpret_cast<F*>(ws + K * 2);
+  D::bias(p.b + c, b[0], b[1]);
+}
+
+// Calls f(D, c) for the tiles of channels [c_begin, c_end): 32-channel ones, then at most one
+// of 16 and one of 8; returns where the rest (fewer than 8 channels, for the widening kernel)
+// begins.
+template <class F>
+int64_t for_each_dp_tile(int64_t c_begin, int64_t c_end, F&& f) {
+  int64_t c = c_begin;
+  for (; c + Dp512::N <= c_end; c += Dp512::N) f(Dp512{}, c);
+  if (c + Dp256::N <= c_end) f(Dp256{}, c), c += Dp256::N;
+  if (c + Dp128::N <= c_end) f(Dp128{}, c), c += Dp128::N;
+  return c;
+}
+
+// Packs the taps of every tile of [c_begin, c_end) once per call (rows share them) into a
+// per-thread buffer, and returns it.
+template <int K>
+const char* dp_pack(const DwConvArgs<bf16>& p, int64_t c_begin, int64_t c_end) {
+  thread_local std::vector<char> buf;  // aligned by hand below: the packed vectors are stored aligned
+  int64_t bytes = 0;
+  for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t) { bytes += dp_tile_bytes<decltype(d), K>(); });
+  if (buf.size() < size_t(bytes + 64)) buf.resize(size_t(bytes + 64));
+  char* const base = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+  char* out = base;
+  for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t c) {
+    using D = decltype(d);
+    dp_pack_tile<D, K>(p, c, out);
+    out += dp_tile_bytes<D, K>();
+  });
+  return base;
+}
+
+// One output row of one channel tile, from its packed taps.
+template <class D, int K, int S, Act A>
+inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c,
+                    int64_t ow_lo, int64_t ow_hi, const char* packed) {
+  using I = typename D::I;
+  using F = typename D::F;
+  const I* wp = reinterpret_cast<const I*>(packed);
+  const I* ws = wp + (K / 2) * K * 2;
+  const F* b = reinterpret_cast<const F*>(ws + K * 2);
+  const F b_lo = b[0], b_hi = b[1];
   static_assert(kDpBlock == 4, "partial blocks of 1..3 columns");
   for (int64_t ow = 0; ow < p.OW; ow += kDpBlock) {
     const int64_t n = std::min<int64_t>(kDpBlock, p.OW - ow);
@@ -184,18 +269,16 @@ inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yr
   }
 }
 
-// Channels [c_begin, c_end) of one output row in 32- then 16-channel tiles; returns where the
-// rest (fewer than 16 channels) begins, for the widening kernel.
+// Channels [c_begin, c_end) of one output row in the tiles of for_each_dp_tile (taps packed by
+// dp_pack); returns where the rest begins.
 template <int K, int S, Act A>
 int64_t dp_row(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c_begin,
-               int64_t c_end, int64_t ow_lo, int64_t ow_hi) {
-  int64_t c = c_begin;
-  for (; c + Dp512::N <= c_end; c += Dp512::N) dp_tile<Dp512, K, S, A>(p, rows, yrow, c, ow_lo, ow_hi);
-  if (c + Dp256::N <= c_end) {
-    dp_tile<Dp256, K, S, A>(p, rows, yrow, c, ow_lo, ow_hi);
-    c += Dp256::N;
-  }
-  return c;
+               int64_t c_end, int64_t ow_lo, int64_t ow_hi, const char* packed) {
+  return for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t c) {
+    using D = decltype(d);
+    dp_tile<D, K, S, A>(p, rows, yrow, c, ow_lo, ow_hi, packed);
+    packed += dp_tile_bytes<D, K>();
+  });
 }
 
 }  // namespace
