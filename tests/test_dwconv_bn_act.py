@@ -388,8 +388,8 @@ def test_bf16_non_contiguous_input(cpu_isa_bf16):
 @pytest.mark.parametrize("c", [8, 16, 48, 60, 104])
 def test_bf16_channel_tiles(c, cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
-    # avx512_bf16 takes 32-, 16- and 8-channel tiles (vdpbf16ps over kernel row pairs) and the widening
-    # kernel for the rest (< 8): every mix of them, rows where one or both rows of a pair are padding
+    # avx512_bf16 takes 32- and 16-channel tiles (vdpbf16ps over kernel row pairs) and the widening
+    # kernel for the rest (< 16): every mix of them, rows where one or both rows of a pair are padding
     # (maps of 1 to 3 rows, padding 0 and k // 2), checked and partial column blocks.
     for i, ((h, w), k, s) in enumerate(itertools.product([(1, 1), (2, 3), (3, 9), (9, 5), (13, 11)], (3, 5), (1, 2))):
         act = ("hardswish", "relu", "none")[(i + c) % 3]

@@ -1,6 +1,5 @@
 // The avx512_bf16 depthwise for bf16 (included by dwconv_bn_act_kernel.h in that unit only):
-// 3x3 / 5x5, stride 1 / 2, dilation 1, finite weights, channel tiles of 32 (zmm), 16 (ymm) and
-// 8 (xmm).
+// 3x3 / 5x5, stride 1 / 2, dilation 1, finite weights, channel tiles of 32 (zmm) and 16 (ymm).
 //
 // Kernel rows are taken in pairs: vpunpck{l,h}wd of the same column of two input rows gives
 // (row a, row b) bf16 pairs per channel, and one vdpbf16ps against the pair of taps (w[a][kw],
@@ -84,42 +83,6 @@ struct Dp256 {
     const __m256bh h = _mm256_cvtne2ps_pbh(hi_v, lo_v);  // quadwords: lo 0-3, lo 4-7, hi 0-3, hi 4-7
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
                         _mm256_permute4x64_epi64(reinterpret_cast<const __m256i&>(h), 0xD8));
-  }
-};
-
-// 4 lanes with the interface activate() needs, for Dp128 (channel tails of 8: 72 = 2 x 32 + 8).
-struct Quarter {
-  __m128 v;
-  static inline Quarter zero() { return {_mm_setzero_ps()}; }
-  static inline Quarter set1(float f) { return {_mm_set1_ps(f)}; }
-};
-static inline Quarter add(Quarter a, Quarter b) { return {_mm_add_ps(a.v, b.v)}; }
-static inline Quarter mul(Quarter a, Quarter b) { return {_mm_mul_ps(a.v, b.v)}; }
-static inline Quarter max(Quarter a, Quarter b) { return {_mm_max_ps(a.v, b.v)}; }
-static inline Quarter min(Quarter a, Quarter b) { return {_mm_min_ps(a.v, b.v)}; }
-
-struct Dp128 {
-  static constexpr int N = 8;
-  using I = __m128i;
-  using F = __m128;
-  using V = Quarter;
-  static I load(const bf16* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-  static I zero_i() { return _mm_setzero_si128(); }
-  static F zero() { return _mm_setzero_ps(); }
-  static I lo(I a, I b) { return _mm_unpacklo_epi16(a, b); }  // channels 0-3
-  static I hi(I a, I b) { return _mm_unpackhi_epi16(a, b); }  // channels 4-7
-  static F dot(F acc, I x, I w) {
-    return _mm_dpbf16_ps(acc, reinterpret_cast<__m128bh&>(x), reinterpret_cast<__m128bh&>(w));
-  }
-  static F fma(F acc, I x, I w) { return _mm_fmadd_ps(_mm_castsi128_ps(x), _mm_castsi128_ps(w), acc); }
-  static F add(F a, F b) { return _mm_add_ps(a, b); }
-  static void bias(const float* b, F& lo_out, F& hi_out) {
-    lo_out = _mm_loadu_ps(b);
-    hi_out = _mm_loadu_ps(b + 4);
-  }
-  static void store(bf16* p, F lo_v, F hi_v) {
-    const __m128bh h = _mm_cvtne2ps_pbh(hi_v, lo_v);  // already in channel order
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(p), reinterpret_cast<const __m128i&>(h));
   }
 };
 
@@ -212,14 +175,14 @@ void dp_pack_tile(const DwConvArgs<bf16>& p, int64_t c, char* out) {
 }
 
 // Calls f(D, c) for the tiles of channels [c_begin, c_end): 32-channel ones, then at most one
-// of 16 and one of 8; returns where the rest (fewer than 8 channels, for the widening kernel)
-// begins.
+// of 16; returns where the rest (fewer than 16 channels, for the widening kernel) begins.  (An
+// 8-channel tile would split into two 4-lane halves: more instructions than the widening
+// kernel's one 8-lane vector.)
 template <class F>
 int64_t for_each_dp_tile(int64_t c_begin, int64_t c_end, F&& f) {
   int64_t c = c_begin;
   for (; c + Dp512::N <= c_end; c += Dp512::N) f(Dp512{}, c);
   if (c + Dp256::N <= c_end) f(Dp256{}, c), c += Dp256::N;
-  if (c + Dp128::N <= c_end) f(Dp128{}, c), c += Dp128::N;
   return c;
 }
 
