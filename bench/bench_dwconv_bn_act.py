@@ -50,3 +50,67 @@ def test_dwconv_bn_act(benchmark, record, threads, fmt, layer, provider):
     fn = make_layer(layer, fmt == "nhwc")[provider]
     with torch.no_grad():
         benchmark(fn)
+
+
+def _interleaved(make_providers, rounds, calls):
+    """Median over rounds of each provider's per-round median (thread CPU time, µs); every
+    provider runs a block of `calls` calls in turn, so load changes hit all of them alike."""
+    import statistics
+    import time
+    names = list(make_providers)
+    per = {n: [] for n in names}
+    for _ in range(rounds):
+        for n in names:
+            fn = make_providers[n]
+            fn()
+            ts = []
+            for _ in range(calls):
+                t0 = time.thread_time()
+                fn()
+                ts.append(time.thread_time() - t0)
+            per[n].append(statistics.median(ts))
+    return {n: 1e6 * statistics.median(v) for n, v in per.items()}
+
+
+def test_interleaved():
+    """ours bf16 (the current path) vs ours fp32 vs PyTorch bf16 per Large depthwise layer,
+    batch 1, 1 thread, NHWC.  Speed is printed, never asserted."""
+    import os
+    rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 7))
+    calls = int(os.environ.get("MBV3_BENCH_CALLS", 40))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    op = torch.ops.mbv3.dwconv_bn_act.default
+    tot = {}
+    print(f"\nisa {mbv3_isa()}; µs (thread time), median of {rounds} round medians of {calls} calls")
+    print("layer  C    map      k s  | fp32   bf16  torch_bf16 | bf16/fp32")
+    try:
+        with torch.no_grad():
+            for i, (c, h, w, k, s, p, d, act) in enumerate(LAYERS):
+                g = torch.Generator().manual_seed(i)
+                x = torch.randn(1, c, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+                wt = torch.randn(c, 1, k, k, generator=g) / k
+                wt = wt.permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+                b = torch.randn(c, generator=g)
+                xb, wb = x.bfloat16(), wt.bfloat16()
+                wref = wb.contiguous()
+                tact = ACT[act]
+                prov = {
+                    "fp32": lambda: op(x, wt, b, s, p, d, act),
+                    "bf16": lambda: op(xb, wb, b, s, p, d, act),
+                    "torch_bf16": lambda: tact(F.conv2d(xb, wref, b.bfloat16(), s, p, d, c)),
+                }
+                r = _interleaved(prov, rounds, calls)
+                for n, v in r.items():
+                    tot[n] = tot.get(n, 0) + v
+                print(f"L{i:02d} {c:4d} {h:3d}x{w:<3d}   {k} {s}  | {r['fp32']:6.1f} {r['bf16']:6.1f} "
+                      f"{r['torch_bf16']:8.1f}   | {r['bf16'] / r['fp32']:.2f}")
+        print(f"sum                  | {tot['fp32']:6.1f} {tot['bf16']:6.1f} {tot['torch_bf16']:8.1f}   "
+              f"| {tot['bf16'] / tot['fp32']:.2f}")
+    finally:
+        torch.set_num_threads(before)
+
+
+def mbv3_isa():
+    import mbv3_fast
+    return mbv3_fast.get_cpu_isa()

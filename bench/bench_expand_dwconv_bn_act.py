@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from mbv3_fast.ops import fold_bn, pack_pw_weight
+from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs
 from mbv3_fast.testing import expand_depthwise_layers
 
 LAYERS = expand_depthwise_layers("large")
@@ -52,3 +52,48 @@ def test_expand_dwconv_bn_act(benchmark, record, threads, layer, provider):
     fn = make(layer)[provider]
     with torch.no_grad():
         benchmark(fn)
+
+
+def test_interleaved():
+    """ours bf16 (the current path) vs ours fp32 vs PyTorch bf16 (the unfused modules) per Large
+    block, batch 1, 1 thread, NHWC.  Speed is printed, never asserted."""
+    import os
+    from bench_dwconv_bn_act import _interleaved
+    import mbv3_fast
+    rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 7))
+    calls = int(os.environ.get("MBV3_BENCH_CALLS", 40))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    fused = torch.ops.mbv3.expand_dwconv_bn_act.default
+    tot = {}
+    print(f"\nisa {mbv3_fast.get_cpu_isa()}; µs (thread time), median of {rounds} round medians of {calls} calls")
+    print("block  Cin->Ce  map      k s  | fp32   bf16  torch_bf16 | bf16/fp32")
+    try:
+        with torch.no_grad():
+            for i, (cin, ce, h, w, eact, k, s, p, d, act) in enumerate(LAYERS):
+                g = torch.Generator().manual_seed(i)
+                x = torch.randn(1, cin, h, w, generator=g).contiguous(memory_format=torch.channels_last)
+                ew = pack_pw_weight(torch.randn(ce, cin, 1, 1, generator=g) / cin ** 0.5)
+                eb = torch.randn(ce, generator=g)
+                dw = (torch.randn(ce, 1, k, k, generator=g) / k).permute(2, 3, 1, 0).contiguous().permute(3, 2, 0, 1)
+                db = torch.randn(ce, generator=g)
+                xb, dwb = x.bfloat16(), dw.bfloat16()
+                w1 = torch.randn(ce, cin, 1, 1, generator=g) / cin ** 0.5
+                # The model's bf16 packing for the ISA in force (K pairs on avx512_bf16).
+                ewb = pack_weight_k_pairs(w1) if torch.ops.mbv3.cpu_isa_reads_k_pairs() else pack_pw_weight(w1).bfloat16()
+                mods = nn.Sequential(nn.Conv2d(cin, ce, 1), ACT[eact](), nn.Conv2d(ce, ce, k, s, p, d, groups=ce),
+                                     ACT[act]()).eval().bfloat16().to(memory_format=torch.channels_last)
+                prov = {
+                    "fp32": lambda: fused(x, ew, eb, eact, dw, db, s, p, d, act),
+                    "bf16": lambda: fused(xb, ewb, eb, eact, dwb, db, s, p, d, act),
+                    "torch_bf16": lambda: mods(xb),
+                }
+                r = _interleaved(prov, rounds, calls)
+                for n, v in r.items():
+                    tot[n] = tot.get(n, 0) + v
+                print(f"B{i + 1:02d} {cin:4d}->{ce:<4d} {h:3d}x{w:<3d} {k} {s}  | {r['fp32']:6.1f} {r['bf16']:6.1f} "
+                      f"{r['torch_bf16']:8.1f}   | {r['bf16'] / r['fp32']:.2f}")
+        print(f"sum                        | {tot['fp32']:6.1f} {tot['bf16']:6.1f} {tot['torch_bf16']:8.1f}   "
+              f"| {tot['bf16'] / tot['fp32']:.2f}")
+    finally:
+        torch.set_num_threads(before)

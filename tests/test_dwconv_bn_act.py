@@ -351,8 +351,9 @@ def check_bf16(x, conv_w, bn, stride, padding, dilation, act, what, bias_dtype=t
     magnitude = F.conv2d(bf16_values(x).double().abs(), w.double().abs(), None, stride, padding, dilation,
                          groups=x.shape[1]) + b.double().abs()[:, None, None]
     assert_within_rule(ours, ref_bf16, ref64, what, magnitude)
-    f32 = torch.ops.mbv3.dwconv_bn_act(xb.float(), wb.float(), bb.float(), stride, padding, dilation, act)
-    assert torch.equal(ours, f32.to(BF16)), what
+    if mbv3_fast.get_cpu_isa() != "avx512_bf16":  # its 3x3 / 5x5 tiles sum pairs with vdpbf16ps
+        f32 = torch.ops.mbv3.dwconv_bn_act(xb.float(), wb.float(), bb.float(), stride, padding, dilation, act)
+        assert torch.equal(ours, f32.to(BF16)), what
     cl_in = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
 
@@ -382,6 +383,37 @@ def test_bf16_non_contiguous_input(cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
     x, conv_w, bn = make_case(3, 34, 11, 9, 3)
     check_bf16(x[:, ::2], conv_w[::2], _sub_bn(bn, slice(None, None, 2)), 2, 1, 1, "hardswish", "bf16 strided")
+
+
+@pytest.mark.parametrize("c", [8, 16, 48, 60, 104])
+def test_bf16_channel_tiles(c, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # avx512_bf16 takes 32- and 16-channel tiles (vdpbf16ps over kernel row pairs) and the widening
+    # kernel for the rest (< 16): every mix of them, rows where one or both rows of a pair are padding
+    # (maps of 1 to 3 rows, padding 0 and k // 2), checked and partial column blocks.
+    for i, ((h, w), k, s) in enumerate(itertools.product([(1, 1), (2, 3), (3, 9), (9, 5), (13, 11)], (3, 5), (1, 2))):
+        act = ("hardswish", "relu", "none")[(i + c) % 3]
+        for p in (k // 2, i % 2 * (k // 2)):
+            if h + 2 * p < k or w + 2 * p < k:
+                continue
+            x, conv_w, bn = make_case(2, c, h, w, k, channels_last=True)
+            check_bf16(x, conv_w, bn, s, p, 1, act, f"bf16 {cpu_isa} C{c} {h}x{w} k{k}s{s}p{p} {act}")
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (5, 2)])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+def test_bf16_non_finite_input_channel_tiles(value, k, s, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # 56 channels: a 32-channel tile, a 16-channel one and an 8-channel tail; a non-finite value in
+    # each, in both rows of a kernel row pair and in the odd last row's.
+    x, conv_w, bn = make_case(1, 56, 9, 8, k)
+    for ch, hh, ww in ((5, 0, 0), (31, 4, 7), (33, 4, 3), (40, 5, 3), (55, 8, 5), (12, 3, 4), (12, 4, 4)):
+        x[0, ch, hh, ww] = value
+    w, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w.to(BF16), b, s, k // 2, 1, "hardswish").double()
+    ref = ACT_FN["hardswish"](F.conv2d(bf16_values(x).double(), w.to(BF16).double(), b.double(), s, k // 2, 1, 56))
+    assert torch.equal(ours.isnan(), ref.isnan()), cpu_isa
+    assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
 
 
 def _sub_bn(bn, idx):

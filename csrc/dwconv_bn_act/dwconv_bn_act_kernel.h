@@ -19,6 +19,9 @@
 
 #include "dwconv_bn_act.h"
 #include "common/simd.h"
+#if defined(MBV3_WITH_AVX512BF16)
+#include "dwconv_bn_act_dp.h"  // bf16 tiles of 32 / 16 channels with vdpbf16ps
+#endif
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -181,6 +184,10 @@ void rows_kernel(const DwConvArgs<T>& p, int64_t row_begin, int64_t row_end, int
   // them (5x5) pays only when they are reused over enough column blocks (>= 4): on the 7-wide
   // rows of 960x7x7 / 672x14x14-s2, loading at the point of use measured faster.
   const bool hoist = kHoistRows<K, S, D> == K || p.OW >= 4 * kBlock;
+#if defined(MBV3_WITH_AVX512BF16)
+  const char* dp_taps = nullptr;
+  if constexpr (std::is_same_v<T, bf16> && K > 0 && D == 1) dp_taps = dp_pack<K>(p, c_begin, c_end);
+#endif
   for (int64_t r = row_begin; r < row_end; ++r) {
     const int64_t n = r / p.OH, oh = r % p.OH;
     const T* rows[kMaxK];
@@ -190,10 +197,14 @@ void rows_kernel(const DwConvArgs<T>& p, int64_t row_begin, int64_t row_end, int
     }
     T* yrow = p.y + r * p.OW * p.C;
     if constexpr (K > 0) {
+      int64_t c0 = c_begin;
+#if defined(MBV3_WITH_AVX512BF16)
+      if constexpr (std::is_same_v<T, bf16> && D == 1) c0 = dp_row<K, S, A>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi, dp_taps);
+#endif
       if (hoist)
-        row_specialised<K, S, D, A, kHoistRows<K, S, D>, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, kHoistRows<K, S, D>, T>(p, rows, yrow, c0, c_end, ow_lo, ow_hi);
       else
-        row_specialised<K, S, D, A, 0, T>(p, rows, yrow, c_begin, c_end, ow_lo, ow_hi);
+        row_specialised<K, S, D, A, 0, T>(p, rows, yrow, c0, c_end, ow_lo, ow_hi);
     } else {
       int64_t c = c_begin;
       for (; c + Vec::N <= c_end; c += Vec::N)
