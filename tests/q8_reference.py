@@ -93,3 +93,16 @@ def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, 
     h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1)
     q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2)
     return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)
+
+
+def onednn_requantize(acc, x_scale, w_scales, bias, y_scale, y_zp):
+    """What the x86 engine's oneDNN convolution (groups <= 100, on this VNNI CPU) computes from
+    the exact sums: ((float)acc * (x_scale * w_scale) + bias) * (1 / y_scale), then the zero point
+    added in float32 BEFORE rounding to nearest even.  fbgemm's rule (requantize above) adds it
+    after rounding, so the two differ where v + zp rounds onto a .5 tie.  Not used by the kernels
+    yet: a oneDNN requantization mode is the next step for x86-converted models."""
+    f32 = torch.float32
+    shape = [1, -1] + [1] * (acc.dim() - 2)
+    comb = torch.tensor(x_scale, dtype=f32) * w_scales.to(f32).view(shape)
+    v = (acc.to(f32) * comb + bias.to(f32).view(shape)) * (1 / torch.tensor(y_scale, dtype=f32))
+    return torch.round(v + y_zp).clamp(0, 255).to(torch.uint8)

@@ -18,6 +18,7 @@ import mbv3_fast.quantization as Q
 from mbv3_fast.testing import realistic
 
 import q8_reference
+from mbv3_fast.quantization.params import requant_args
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -112,6 +113,35 @@ def test_x86_engine(arch):
     d = (out - ref86).abs() / ours.logit_step
     print(f"{arch}: ours (= torchvision fbgemm) vs torchvision x86: mean {d.mean():.2f} steps, max {d.max():.0f}, "
           f"top-1 agreement {(out.argmax(1) == ref86.argmax(1)).float().mean():.2f}")
+
+
+def test_x86_engine_onednn_rule():
+    """The rounding behind test_x86_engine's difference, pinned: on random 1x1 convs under the x86
+    engine, PyTorch's outputs follow q8_reference.onednn_requantize (zero point added before
+    rounding) where fbgemm's rule, which the kernels implement, flips near-ties."""
+    import torch.ao.nn.quantized as nnq
+    flips = {"fbgemm": 0, "onednn": 0}
+    for _ in range(40):
+        cin, cout = int(torch.randint(8, 120, ())), int(torch.randint(8, 200, ()))
+        sx, zx = float(torch.empty(()).uniform_(0.01, 0.05)), int(torch.randint(0, 256, ()))
+        sy, zy = float(torch.empty(()).uniform_(0.02, 0.2)), int(torch.randint(0, 256, ()))
+        xq = torch.quantize_per_tensor(torch.randn(1, cin, 20, 20), sx, zx, torch.quint8)
+        wf = torch.randn(cout, cin, 1, 1) * 0.1
+        ws = (wf.abs().amax((1, 2, 3)) / 127).double()
+        wq = torch.quantize_per_channel(wf, ws, torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+        bias = torch.randn(cout) * 0.5
+        def conv(t):  # packed and run under the x86 engine
+            m = nnq.Conv2d(cin, cout, 1)
+            m.set_weight_bias(wq, bias)
+            m.scale, m.zero_point = sy, zy
+            return m(t).int_repr()
+        ref = _run(conv, xq, "x86")
+        acc = torch.nn.functional.conv2d(xq.int_repr().double() - zx, wq.int_repr().double()).to(torch.int32)
+        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86")
+        flips["fbgemm"] += int((q8_reference.requantize(acc, bi, bf, mult, oq, None) != ref).sum())
+        flips["onednn"] += int((q8_reference.onednn_requantize(acc, sx, ws, bias, sy, zy) != ref).sum())
+    print(f"near-tie flips over 40 random layers: fbgemm rule {flips['fbgemm']}, oneDNN rule {flips['onednn']}")
+    assert flips["fbgemm"] >= 5 * max(1, flips["onednn"]), flips
 
 
 def test_batches_layouts_sizes():
