@@ -1,11 +1,14 @@
 """Fused depthwise conv + BN + activation vs PyTorch's unfused eval path, per MobileNetV3-Large
 depthwise layer, batch 1.  `make bench` runs it; bench/summarize.py prints ratios and sums."""
+import time
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn
 from mbv3_fast.testing import depthwise_layers
+from interleave import round_medians
 
 LAYERS = depthwise_layers("large")
 ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
@@ -52,26 +55,6 @@ def test_dwconv_bn_act(benchmark, record, threads, fmt, layer, provider):
         benchmark(fn)
 
 
-def _interleaved(make_providers, rounds, calls):
-    """Median over rounds of each provider's per-round median (thread CPU time, µs); every
-    provider runs a block of `calls` calls in turn, so load changes hit all of them alike."""
-    import statistics
-    import time
-    names = list(make_providers)
-    per = {n: [] for n in names}
-    for _ in range(rounds):
-        for n in names:
-            fn = make_providers[n]
-            fn()
-            ts = []
-            for _ in range(calls):
-                t0 = time.thread_time()
-                fn()
-                ts.append(time.thread_time() - t0)
-            per[n].append(statistics.median(ts))
-    return {n: 1e6 * statistics.median(v) for n, v in per.items()}
-
-
 def test_interleaved():
     """ours bf16 (the current path) vs ours fp32 vs PyTorch bf16 per Large depthwise layer,
     batch 1, 1 thread, NHWC.  Speed is printed, never asserted."""
@@ -100,7 +83,7 @@ def test_interleaved():
                     "bf16": lambda: op(xb, wb, b, s, p, d, act),
                     "torch_bf16": lambda: tact(F.conv2d(xb, wref, b.bfloat16(), s, p, d, c)),
                 }
-                r = _interleaved(prov, rounds, calls)
+                r = {n: 1e6 * t for n, t in round_medians(prov, rounds, calls, time.thread_time).items()}
                 for n, v in r.items():
                     tot[n] = tot.get(n, 0) + v
                 print(f"L{i:02d} {c:4d} {h:3d}x{w:<3d}   {k} {s}  | {r['fp32']:6.1f} {r['bf16']:6.1f} "

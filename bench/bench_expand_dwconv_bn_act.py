@@ -7,12 +7,15 @@ Measured "warm" (pytest-benchmark's loop: the expanded tensor of the two-op path
 between calls), which understates the fusion's gain in a real forward, where the rest of the
 network has evicted it; bench_blocks.py / bench_model.py show the end-to-end effect.
 """
+import time
+
 import pytest
 import torch
 from torch import nn
 
 from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs
 from mbv3_fast.testing import expand_depthwise_layers
+from interleave import round_medians
 
 LAYERS = expand_depthwise_layers("large")
 ACT = {"hardswish": nn.Hardswish, "relu": nn.ReLU}
@@ -58,7 +61,6 @@ def test_interleaved():
     """ours bf16 (the current path) vs ours fp32 vs PyTorch bf16 (the unfused modules) per Large
     block, batch 1, 1 thread, NHWC.  Speed is printed, never asserted."""
     import os
-    from bench_dwconv_bn_act import _interleaved
     import mbv3_fast
     rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 7))
     calls = int(os.environ.get("MBV3_BENCH_CALLS", 40))
@@ -88,7 +90,7 @@ def test_interleaved():
                     "bf16": lambda: fused(xb, ewb, eb, eact, dwb, db, s, p, d, act),
                     "torch_bf16": lambda: mods(xb),
                 }
-                r = _interleaved(prov, rounds, calls)
+                r = {n: 1e6 * t for n, t in round_medians(prov, rounds, calls, time.thread_time).items()}
                 for n, v in r.items():
                     tot[n] = tot.get(n, 0) + v
                 print(f"B{i + 1:02d} {cin:4d}->{ce:<4d} {h:3d}x{w:<3d} {k} {s}  | {r['fp32']:6.1f} {r['bf16']:6.1f} "

@@ -10,8 +10,6 @@ K-major weights: the widening kernel, what CPUs without AVX512_BF16 run).
 test_interleaved_gflops (run with -s): the three fused providers in interleaved rounds per
 layer, GFLOP/s from the median of round medians, against this core's peak (bench/peak.py).
 """
-import statistics
-import time
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ import torch.nn.functional as F
 
 from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs
 from mbv3_fast.testing import pointwise_layers
+from interleave import round_medians
 
 LAYERS = pointwise_layers("large")
 ACT = {"hardswish": F.hardswish, "relu": F.relu, "none": lambda t: t}
@@ -70,18 +69,8 @@ def test_interleaved_gflops(threads):
     totals = dict.fromkeys(names, 0.0)
     for i, (cin, cout, h, w, act, res) in enumerate(LAYERS):
         fns = make_layer(i)
-        samples = {n: [] for n in names}
         with torch.no_grad():
-            for rnd in range(rounds):
-                for n in names[rnd % 3:] + names[:rnd % 3]:
-                    fns[n]()
-                    ts = []
-                    for _ in range(turns):
-                        t0 = time.perf_counter()
-                        fns[n]()
-                        ts.append(time.perf_counter() - t0)
-                    samples[n].append(statistics.median(ts))
-        med = {n: statistics.median(v) for n, v in samples.items()}
+            med = round_medians(fns, rounds, turns)
         for n in names:
             totals[n] += med[n]
         gf = {n: flops(i) / med[n] / 1e9 for n in names}

@@ -4,8 +4,6 @@ batch 1, 1 thread, channels_last.
 
 test_interleaved (run with -s): torch (x86 engine) and ours (packed weight) in interleaved rounds,
 per layer and in total, one table."""
-import statistics
-import time
 
 import pytest
 import torch
@@ -15,6 +13,7 @@ import torch.ao.nn.quantized as nnq
 from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.params import requant_args, unary_lut
 from mbv3_fast.testing import depthwise_layers
+from interleave import round_medians
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 LAYERS = depthwise_layers("large")
@@ -84,18 +83,8 @@ def test_interleaved(threads):
     try:
         for i, (c, h, w, k, s, p, d, act) in enumerate(LAYERS):
             fns = make_layer(i, "x86")
-            samples = {n: [] for n in names}
             with torch.no_grad():
-                for rnd in range(rounds):
-                    for n in names[rnd % 2:] + names[:rnd % 2]:
-                        fns[n]()
-                        ts = []
-                        for _ in range(turns):
-                            t0 = time.perf_counter()
-                            fns[n]()
-                            ts.append(time.perf_counter() - t0)
-                        samples[n].append(statistics.median(ts))
-            med = {n: statistics.median(v) for n, v in samples.items()}
+                med = round_medians(fns, rounds, turns)
             for n in names:
                 totals[n] += med[n]
             print(f"| L{i:02d} | {c} | {h}x{w} | {k} {s} | {act} | {med['torch'] * 1e6:.1f} | "

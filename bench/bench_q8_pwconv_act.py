@@ -7,8 +7,6 @@ per call, from the median) is stored in extra_info["gops"].
 
 test_interleaved_gops (run with -s): both providers in interleaved rounds, one table.
 """
-import statistics
-import time
 
 import pytest
 import torch
@@ -19,6 +17,7 @@ import torch.ao.nn.quantized.functional as qF
 from mbv3_fast.ops.q8_pwconv_act import pack_weight
 from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
+from interleave import round_medians
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 LAYERS = pointwise_layers("large")
@@ -81,17 +80,7 @@ def test_interleaved_gops(threads):
     totals = dict.fromkeys(names, 0.0)
     for i, (cin, cout, h, w, act, res) in enumerate(LAYERS):
         fns = make_layer(i)
-        samples = {n: [] for n in names}
-        for rnd in range(rounds):
-            for n in names[rnd % 2:] + names[:rnd % 2]:
-                fns[n]()
-                ts = []
-                for _ in range(turns):
-                    t0 = time.perf_counter()
-                    fns[n]()
-                    ts.append(time.perf_counter() - t0)
-                samples[n].append(statistics.median(ts))
-        med = {n: statistics.median(v) for n, v in samples.items()}
+        med = round_medians(fns, rounds, turns)
         for n in names:
             totals[n] += med[n]
         g = {n: gops(i) / med[n] / 1e9 for n in names}
