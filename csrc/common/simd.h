@@ -218,8 +218,21 @@ constexpr bool kHasHalf = false;
 #pragma GCC target("arch=armv8.2-a+bf16")
 #endif
 #include <arm_neon.h>
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
 #define MBV3_ISA_NS neon
 namespace mbv3 { namespace neon {
+// FEAT_DotProd (SDOT), read once from the kernel's hwcap: Cortex-A76 and later, not the ARMv8.0
+// A53/A55.  The int8 kernels pick their SDOT tiles with it.
+inline bool has_dotprod() {
+#if defined(__linux__)
+  static const bool v = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
+  return v;
+#else
+  return false;
+#endif
+}
 struct Vec {
   static constexpr int N = 4;
   static constexpr int kRegs = 32;

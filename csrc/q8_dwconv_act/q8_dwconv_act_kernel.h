@@ -19,9 +19,6 @@
 #include "q8_dwconv_act.h"
 #include "common/simd.h"
 
-#if defined(MBV3_ISA_NEON) && defined(__linux__)
-#include <sys/auxv.h>
-#endif
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -441,16 +438,6 @@ constexpr int kMaxGroups = (kQ8DwMaxK * kQ8DwMaxK + 3) / 4;  // SDOT's groups of
 struct Lut {
   const uint8_t* t;
 };
-
-// FEAT_DotProd, read once from the kernel's hwcap (not on Cortex-A53/A55's ARMv8.0 cores).
-inline bool has_dotprod() {
-#if defined(__linux__)
-  static const bool v = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
-  return v;
-#else
-  return false;
-#endif
-}
 
 // The table on 16 bytes: vqtbl4q looks up 64 entries; each next quarter (index - 64 i, wrapping
 // past 255 for the smaller ones) fills in with vqtbx4q, which keeps lanes whose index is >= 64.

@@ -22,9 +22,6 @@
 #include <type_traits>
 #include <vector>
 
-#if defined(MBV3_ISA_NEON) && defined(__linux__)
-#include <sys/auxv.h>
-#endif
 
 #include "common/simd.h"
 #include "q8_pwconv_act.h"
@@ -512,16 +509,6 @@ inline void gemm(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m0, i
 
 #elif defined(MBV3_ISA_NEON)
 constexpr int kMR = 4;
-
-// FEAT_DotProd (SDOT), read once from the kernel's hwcap (Cortex-A76 and later; not A53).
-inline bool has_dotprod() {
-#if defined(__linux__)
-  static const bool v = (getauxval(AT_HWCAP) & (1ul << 20)) != 0;  // HWCAP_ASIMDDP
-  return v;
-#else
-  return false;
-#endif
-}
 
 // q8_mul on 8 values: (x - a_zp) * (s - b_zp) exact in int32, then q8.h's float steps.
 inline uint8x8_t mul8(const Q8PwArgs& p, uint8x8_t x8, uint8x8_t s8) {
