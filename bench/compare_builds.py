@@ -6,6 +6,7 @@ the other waits idle on its pipe (interleaved, as bench_model.py does within one
 
     python bench/compare_builds.py BEFORE_DIR AFTER_DIR [--arch large] [--batch 1]
                                    [--threads 1 2] [--rounds 8] [--calls 30]
+                                   [--dtype float32|bfloat16]
 
 Prints, per thread count, the median of round medians for each build and after/before.
 """
@@ -18,15 +19,15 @@ import sys
 
 WORKER = r"""
 import json, sys, time, torch, torchvision, mbv3_fast
-arch, batch = sys.argv[1], int(sys.argv[2])
+arch, batch, dtype = sys.argv[1], int(sys.argv[2]), getattr(torch, sys.argv[3])
 tv = getattr(torchvision.models, "mobilenet_v3_" + arch)()
 with torch.no_grad():  # realistic BN statistics (the same seed in both builds)
     torch.manual_seed(0)
     for m in tv.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.2); m.running_var.uniform_(0.5, 1.5)
-model = mbv3_fast.from_torchvision(tv).eval().requires_grad_(False)
-x = torch.randn(batch, 3, 224, 224)
+model = mbv3_fast.from_torchvision(tv).eval().requires_grad_(False).to(dtype)
+x = torch.randn(batch, 3, 224, 224, dtype=dtype)
 print(json.dumps({"file": mbv3_fast.__file__, "status": model.fused_status}), flush=True)
 for line in sys.stdin:
     threads, calls = map(int, line.split())
@@ -51,11 +52,12 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--calls", type=int, default=30)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     a = ap.parse_args(argv)
     env = dict(os.environ, PYTHONPATH="")
     workers = {}
     for name, path in (("before", a.before), ("after", a.after)):
-        p = subprocess.Popen([sys.executable, "-c", WORKER, a.arch, str(a.batch)], cwd=path, env=env,
+        p = subprocess.Popen([sys.executable, "-c", WORKER, a.arch, str(a.batch), a.dtype], cwd=path, env=env,
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         info = json.loads(p.stdout.readline())
         print(f"{name}: {info['file']} ({info['status']})")
@@ -72,7 +74,7 @@ def main(argv=None):
         b, f = statistics.median(med["before"]) * 1e3, statistics.median(med["after"]) * 1e3
         paired = statistics.median(x / y for x, y in zip(med["after"], med["before"]))
         rows[t] = (b, f, paired)
-        print(f"{a.arch} b{a.batch} {t} thread(s): before {b:.3f} ms, after {f:.3f} ms, "
+        print(f"{a.arch} {a.dtype} b{a.batch} {t} thread(s): before {b:.3f} ms, after {f:.3f} ms, "
               f"after/before {f / b:.3f} (median of paired round ratios {paired:.3f})", flush=True)
     for p in workers.values():
         p.stdin.close()
