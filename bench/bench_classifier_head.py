@@ -6,12 +6,22 @@ Two cache states, because the head reads 10 MB of weights:
   hot   the same call repeated: the weights stay in L2/L3 (pytest-benchmark's default loop);
   cold  a 64 MB buffer is written before every call (pytest-benchmark setup, not timed), as
         in a real forward, where the rest of the network has evicted the head's weights.
+
+test_interleaved (python -m pytest bench/bench_classifier_head.py -k interleaved -s -q
+-p no:cacheprovider): fused vs unfused, float32 and bf16, batch 1, interleaved rounds; its
+"rotating" case cycles every call through copies of the weights 80 MB in all (over twice
+L3), so each call finds its weights in DRAM and their pages out of the TLB, as in a forward.
 """
+import os
+import time
+
 import pytest
 import torch
 from torch import nn
 
+import mbv3_fast
 from mbv3_fast.testing import head_layers
+from interleave import round_medians
 
 C, H, W, HIDDEN, CLASSES, ACT = head_layers("large")[0]
 _flush = None
@@ -48,3 +58,56 @@ def test_classifier_head(benchmark, record, threads, batch, cache, provider):
             benchmark(fn)
         else:
             benchmark.pedantic(fn, setup=flush_caches, rounds=30, warmup_rounds=2)
+
+
+def rotating_weights(dtype, total_bytes=80 << 20):
+    """Copies of the head's (w1, b1, w2, b2) filling total_bytes, and a getter that returns the
+    next copy on each call (a weight set is reused only after all the others)."""
+    g = torch.Generator().manual_seed(11)
+    per = (HIDDEN * C + CLASSES * HIDDEN) * dtype.itemsize
+    copies = [(torch.randn(HIDDEN, C, generator=g).to(dtype) / C ** 0.5, torch.randn(HIDDEN, generator=g).to(dtype),
+               torch.randn(CLASSES, HIDDEN, generator=g).to(dtype) / HIDDEN ** 0.5,
+               torch.randn(CLASSES, generator=g).to(dtype)) for _ in range(max(2, total_bytes // per))]
+    state = [0]
+
+    def nxt():
+        state[0] = (state[0] + 1) % len(copies)
+        return copies[state[0]]
+    return copies, nxt
+
+
+def linear_head(w):
+    w1, b1, w2, b2 = w
+    return lambda p: torch.nn.functional.linear(torch.nn.functional.hardswish(torch.nn.functional.linear(p, w1, b1)), w2, b2)
+
+
+def test_interleaved():
+    """Batch 1, 1 and 2 threads: fused vs torch (mean + Linear + Hardswish + Linear), weights
+    hot (one set) or rotating (DRAM, cold TLB).  µs, median of round medians; printed only."""
+    rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 8))
+    calls = int(os.environ.get("MBV3_BENCH_CALLS", 30))
+    op = torch.ops.mbv3.classifier_head.default
+    before = torch.get_num_threads()
+    print(f"\nclassifier_head C{C} {H}x{W} -> {HIDDEN} -> {CLASSES}, batch 1, isa {mbv3_fast.get_cpu_isa()}; "
+          f"µs, median of {rounds} round medians of {calls} calls")
+    try:
+        with torch.no_grad():
+            for dtype in (torch.float32, torch.bfloat16):
+                copies, nxt = rotating_weights(dtype)
+                x = torch.randn(1, C, H, W, generator=torch.Generator().manual_seed(3)).to(dtype)
+                x = x.contiguous(memory_format=torch.channels_last)
+                prov = {
+                    "fused hot": lambda: op(x, *copies[0], ACT),
+                    "fused rotating": lambda: op(x, *nxt(), ACT),
+                    "torch hot": lambda: linear_head(copies[0])(x.mean((2, 3))),
+                    "torch rotating": lambda: linear_head(nxt())(x.mean((2, 3))),
+                }
+                for t in (1, 2):
+                    torch.set_num_threads(t)
+                    clock = time.thread_time if t == 1 else time.perf_counter
+                    r = round_medians(prov, rounds, calls, clock)
+                    mb = (HIDDEN * C + CLASSES * HIDDEN) * dtype.itemsize / 1e6
+                    print(f"{str(dtype)[6:]:<9} t{t}: " + ", ".join(
+                        f"{n} {v * 1e6:.0f} ({mb / v / 1e3:.1f} GB/s)" for n, v in r.items()))
+    finally:
+        torch.set_num_threads(before)

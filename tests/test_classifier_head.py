@@ -148,6 +148,32 @@ def test_threads_do_not_change_the_result():
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_padded_rows_stream_like_dense(dtype, cpu_isa_bf16):
+    """Head-size weights read in place from row-padded buffers (ld > in), so the page-ahead
+    prefetch walks strided rows up to the end of each thread's slice: the same bits as dense
+    weights at batch 1 (one row at a time) and 5 (two rows x 4 samples, then 1), 1 and 2
+    threads, and within the rule."""
+    before = torch.get_num_threads()
+    try:
+        for n in (1, 5):
+            x, m = make_case(n, 960, 7, 7, 1280, 1000, "hardswish", True)
+            x = x.to(dtype)
+            dense = [t.to(dtype) for t in params(m)]
+            padded = [torch.zeros(1280, 1000, dtype=dtype)[:, 17:977], dense[1],
+                      torch.zeros(1000, 1300, dtype=dtype)[:, :1280], dense[3]]
+            padded[0].copy_(dense[0])
+            padded[2].copy_(dense[2])
+            assert padded[0].stride() == (1000, 1) and padded[2].stride() == (1300, 1)
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                ref = torch.ops.mbv3.classifier_head(x, *dense, "hardswish")
+                assert torch.equal(torch.ops.mbv3.classifier_head(x, *padded, "hardswish"), ref), (n, t)
+            if dtype == torch.float32:
+                check(x, m, "hardswish", f"{cpu_isa_bf16} padded rows N{n}", tuple(padded))
+    finally:
+        torch.set_num_threads(before)
+
 # -- torch integration ---------------------------------------------------------------------------
 def test_opcheck():
     for n, c, h, w, cl in [(2, 17, 3, 2, True), (1, 8, 5, 5, False), (0, 4, 3, 3, False)]:
