@@ -104,25 +104,20 @@ def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, 
     return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)
 
 
-def onednn_requantize(acc, x_scale, w_scales, bias, y_scale, y_zp, depthwise=False):
+def onednn_requantize(acc, x_scale, w_scales, bias, y_scale, y_zp):
     """What the x86 engine's oneDNN convolution (groups <= 100, on a VNNI CPU) computes from the
     exact sums, in float32, each step rounded, the zero point added BEFORE rounding to nearest
     even (fbgemm's rule, requantize above, adds it after, so the two differ where v + zp rounds
     onto a .5 tie).  The scales as oneDNN gets them: PyTorch passes ideep 1 / scale (double, then
     float), ideep passes oneDNN its float reciprocal (rr below), oneDNN inverts the output scale.
-      dense (1x1, KxK):  ((acc * rr(x_scale)) * w_scale + bias) * (1 / rr(y_scale)) + zp
-      depthwise:         (acc * (x_scale * w_scale) + bias) * (1 / y_scale) + zp   (float scales)
+      ((acc * rr(x_scale)) * w_scale + bias) * (1 / rr(y_scale)) + zp    (1x1, KxK and depthwise)
     Written from the raw scales, independently of params.requant_args(onednn=True) and
     requantize's Onednn mode; test_quantization checks both against PyTorch."""
     f32 = torch.float32
     shape = [1, -1] + [1] * (acc.dim() - 2)
     rr = lambda s: 1 / (1 / torch.as_tensor(s, dtype=torch.float64)).to(f32)  # noqa: E731
     w = torch.as_tensor(w_scales, dtype=torch.float64).view(shape)
-    if depthwise:
-        v = acc.to(f32) * (torch.tensor(x_scale, dtype=f32) * w.to(f32))
-        inv = 1 / torch.tensor(y_scale, dtype=f32)
-    else:
-        v = (acc.to(f32) * rr(x_scale)) * w.to(f32)
-        inv = 1 / rr(y_scale)
+    v = (acc.to(f32) * rr(x_scale)) * w.to(f32)
+    inv = 1 / rr(y_scale)
     v = (v + bias.to(f32).view(shape)) * inv
     return torch.round(v + torch.tensor(float(y_zp), dtype=f32)).clamp(0, 255).to(torch.uint8)

@@ -85,11 +85,11 @@ def run(x, m, lut, engine, xin=None):
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
     od = _onednn(engine, m)
     bi, bf, mult, oq, lut = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od, depthwise=True)
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     xin = x.int_repr() if xin is None else xin
     return torch.ops.mbv3.q8_dwconv_act(xin, x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
                                         m.padding[0], m.dilation[0],
-                                        onednn_scales(x.q_scale(), m.scale, True) if od else None)
+                                        onednn_scales(x.q_scale(), m.scale) if od else None)
 
 
 def formula_ref(x, m, lut, engine):
@@ -98,12 +98,12 @@ def formula_ref(x, m, lut, engine):
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
     od = _onednn(engine, m)
     bi, bf, mult, oq, _ = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                       relu=isinstance(m, nniq.ConvReLU2d), onednn=od, depthwise=True)
+                                       relu=isinstance(m, nniq.ConvReLU2d), onednn=od)
     acc = torch.nn.functional.conv2d(x.int_repr().double() - x.q_zero_point(), qw.int_repr().double(), None,
                                      m.stride, m.padding, m.dilation, x.shape[1])
     a = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float()
     if od:  # the Onednn mode: the zero point added before rounding
-        src, inv = (torch.tensor(s, dtype=torch.float32) for s in onednn_scales(x.q_scale(), m.scale, True))
+        src, inv = (torch.tensor(s, dtype=torch.float32) for s in onednn_scales(x.q_scale(), m.scale))
         v = ((a * src) * mult.view(1, -1, 1, 1) + bf.view(1, -1, 1, 1)) * inv + torch.tensor(float(oq[0]))
         q = torch.round(v.clamp(oq[1], oq[2])).to(torch.uint8)
     else:
@@ -432,9 +432,9 @@ def _neon_dw_case(f, n, c, h, w, k, s, p, d, act, engine, split):
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
     od = _onednn(engine, m)
     bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od, depthwise=True)
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     got = _neon_dw_raw(f, x.int_repr(), x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut2, s, p, d, split,
-                       onednn_scales(x.q_scale(), m.scale, True) if od else None)
+                       onednn_scales(x.q_scale(), m.scale) if od else None)
     assert torch.equal(got, formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float())  # the same formula
     return got
 

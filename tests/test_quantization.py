@@ -163,15 +163,14 @@ def test_x86_engine_onednn_rule(kind):
             cin = 3 if kind == "3x3" else int(torch.randint(8, 120, ()))
             acc, (sx, ws, bias, sy, zy), ref = _conv_layer(cin, int(torch.randint(8, 200, ())), 3 if kind == "3x3" else 1, 1,
                                                        relu, 40 if kind == "3x3" else 20)
-        dw = kind == "depthwise"
         bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86", relu=relu)
         flips["fbgemm"] += int((q8_reference.requantize(acc, bi, bf, mult, oq, None) != ref).sum())
-        od = q8_reference.onednn_requantize(acc, sx, ws, bias, sy, zy, depthwise=dw)
+        od = q8_reference.onednn_requantize(acc, sx, ws, bias, sy, zy)
         if relu:
             od = od.clamp_min(zy)
         flips["onednn"] += int((od != ref).sum())
-        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86", relu=relu, onednn=True, depthwise=dw)
-        mode = q8_reference.requantize(acc, bi, bf, mult, oq, None, onednn=onednn_scales(sx, sy, dw))
+        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86", relu=relu, onednn=True)
+        mode = q8_reference.requantize(acc, bi, bf, mult, oq, None, onednn=onednn_scales(sx, sy))
         flips["mode"] += int((mode != ref).sum())
     print(f"{kind}: outputs off PyTorch's over 40 random layers: {flips}")
     assert flips["onednn"] == 0 and flips["mode"] == 0 and flips["fbgemm"] > 0, flips

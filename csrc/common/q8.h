@@ -17,10 +17,9 @@
 //                   each operation rounded separately, left to right (no fma): the zero point is
 //                   added in float BEFORE rounding, so the modes differ where v + zp rounds onto a
 //                   .5 tie.  bias_float is the raw float bias; ReLU is the clamp at zp.  The scales
-//                   are the float values oneDNN's kernels see (params.py onednn_scales): dense convs
-//                   scale by x then w (src_scale through PyTorch's and ideep's float reciprocals,
-//                   multiplier = float(w_scale)), depthwise by the float product x * w (src_scale
-//                   = 1, multiplier = x_scale * w_scale).
+//                   are the float values oneDNN's kernels see (params.py onednn_scales): src_scale
+//                   x_scale through PyTorch's and ideep's float reciprocals, multiplier =
+//                   float(w_scale), inv_scale 1 / y_scale likewise.
 //   hardswish,      a 256-entry table per layer, made by PyTorch's own quantized op on every
 //   hardsigmoid     input value (exact by construction).  ReLU is the clamp (lo = zp).
 //   add (residual)  fbgemm/x86: ATen's vectorized qadd: each side dequantized with one fma,

@@ -10,10 +10,9 @@ rounding (int32 bias, fixed-point add); ``"x86"``, ``"fbgemm"`` and ``"onednn"``
 x86 engine for the Conv2d layers it packs for oneDNN (model.py decides which): the raw float
 bias, the weight's scale as multiplier, and ``onednn_scales(...)`` passed to the op.  The scales
 are the float values oneDNN's kernels compute with: PyTorch hands ideep 1 / scale (double, then
-float) and ideep hands oneDNN the float reciprocal of that (``_rr``); the dense (1x1, stem)
-kernels scale the sums by x's (so rounded) then by w's float scale and multiply by 1 / y_scale
-(oneDNN's float reciprocal of ideep's), the depthwise kernel by the float product x * w, then by
-the float 1 / y_scale.  Found by
+float) and ideep hands oneDNN the float reciprocal of that (``_rr``); oneDNN's conv kernels (1x1,
+KxK, depthwise) scale the sums by x's scale (so rounded), then by w's float scale, add the bias
+and multiply by 1 / y_scale (the float reciprocal of ideep's y_scale).  Found by
 probing PyTorch (tests/test_quantization.py: test_onednn_rule_*).
 """
 import struct
@@ -37,23 +36,19 @@ def _rr(scale) -> np.float32:
     return _f32(1.0) / _f32(1.0 / float(scale))
 
 
-def onednn_scales(x_scale: float, y_scale: float, depthwise: bool = False):
-    """The Onednn mode's op argument [src_scale, inv_scale] (float32 values): dense convs
-    (1x1, stem, SE) x's scale and 1 / y_scale as oneDNN computes them; depthwise: 1 (x's scale is
-    in the multiplier) and the float 1 / y_scale."""
-    if depthwise:
-        return [1.0, float(_f32(1.0) / _f32(y_scale))]
+def onednn_scales(x_scale: float, y_scale: float):
+    """The Onednn mode's op argument [src_scale, inv_scale] (float32 values): x's scale and
+    1 / y_scale as oneDNN's conv kernels compute with them."""
     dst = _f32(1.0) / _f32(1.0 / float(y_scale))  # the output scale oneDNN is given
     return [float(_rr(x_scale)), float(_f32(1.0) / dst)]
 
 
 def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale: float, y_zero_point: int,
-                 engine: str, relu: bool = False, lut: Optional[torch.Tensor] = None, onednn: bool = False,
-                 depthwise: bool = False):
+                 engine: str, relu: bool = False, lut: Optional[torch.Tensor] = None, onednn: bool = False):
     """(bias_int, bias_float, multiplier, out_qparams, lut) for a conv/linear layer with Cout
     output channels: ``w_scales`` holds one scale (per-tensor) or Cout (per-channel); ``bias`` is
     the float bias or None; ReLU fused clamps at the output zero point.  ``onednn``: the Onednn
-    mode's arrays (pass ``onednn_scales(x_scale, y_scale, depthwise)`` to the op with them)."""
+    mode's arrays (pass ``onednn_scales(x_scale, y_scale)`` to the op with them)."""
     _check_engine(engine)
     if onednn and engine == "qnnpack":
         raise ValueError("mbv3_fast.quantization: the onednn requantization mode is not qnnpack's rounding")
@@ -69,7 +64,7 @@ def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale
     if onednn:  # (acc * (x_scale * w_scale) + bias) * (1 / y_scale) + zp, then rne
         bias_int = torch.zeros(cout, dtype=torch.int32)
         bias_float = torch.from_numpy(b.astype(_f32).copy())
-        multiplier = x_times_w if depthwise else w.astype(_f32)
+        multiplier = w.astype(_f32)
     elif engine == "qnnpack":
         # QNNPACK quantizes the bias to int32 with scale x_scale * w_scale in double (quant_utils::QuantizeBias).
         scales64 = np.broadcast_to(np.atleast_1d(torch.as_tensor(w_scales, dtype=torch.float64).numpy()), (cout,))
@@ -107,12 +102,12 @@ def module_args(qmod, x_scale: float, engine: str, lut: Optional[torch.Tensor] =
     w, scales = weight_int8(qmod)
     relu = type(qmod).__name__ in ("ConvReLU2d", "LinearReLU")
     return (w,) + requant_args(x_scale, scales, qmod.bias(), qmod.scale, qmod.zero_point, engine, relu=relu, lut=lut,
-                               onednn=onednn, depthwise=getattr(qmod, "groups", 1) > 1)
+                               onednn=onednn)
 
 
 def module_onednn_scales(qmod, x_scale: float):
     """onednn_scales for a converted quantized Conv2d whose input has scale ``x_scale``."""
-    return onednn_scales(x_scale, qmod.scale, depthwise=qmod.groups > 1)
+    return onednn_scales(x_scale, qmod.scale)
 
 
 def unary_lut(fn, x_scale: float, x_zero_point: int) -> torch.Tensor:
