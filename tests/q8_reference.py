@@ -98,9 +98,10 @@ def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut, x_scale, one
     return linear(h, o1[0], w2, bi2, bf2, m2, o2, lut, onednn=onednn2)
 
 
-def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale, x_scale):
-    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1)
-    q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2)
+def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale, x_scale,
+                       onednn1=None, onednn2=None):
+    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1, onednn=onednn1)
+    q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2, onednn=onednn2)
     return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)
 
 

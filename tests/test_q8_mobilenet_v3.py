@@ -37,13 +37,13 @@ def _check(model, x, engine):
     return one
 
 
-@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm", "x86"])
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm", "x86", "onednn"])
 @pytest.mark.parametrize("arch", list(_BUILD))
 def test_one_call_equals_per_op(arch, engine):
     """Every configuration (SE / no SE, residual / none, blocks without expand, dilation, the
     activation tables or none) and every rounding (int32 bias and fixed-point add for qnnpack,
     float bias and float add for fbgemm, x86: the Onednn mode for its groups <= 100 convs where
-    the CPU has VNNI, else fbgemm's)."""
+    the CPU has VNNI, else fbgemm's; onednn: the Onednn mode for every conv and Linear)."""
     _, _, ours = _models(arch, engine, SIZE)
     _check(ours, torch.randn(3, 3, 67, 58), engine)
 

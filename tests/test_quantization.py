@@ -69,8 +69,9 @@ def _check_issue_rule(ours, ref, fl, step, what):
 # Engines whose arithmetic q8.h reproduces exactly.  "x86" converts with the same qconfig as
 # "fbgemm" (per-channel weights) but runs oneDNN for the groups <= 100 convs on a VNNI CPU, which
 # the int8 model follows there with the Onednn mode (elsewhere x86 runs fbgemm: test_x86_engine).
+# "onednn" runs every conv and Linear on oneDNN: the Onednn mode everywhere.
 ONEDNN = x86_uses_onednn()
-EXACT_ENGINES = ["qnnpack", "fbgemm"] + ["x86"] * ONEDNN
+EXACT_ENGINES = ["qnnpack", "fbgemm", "onednn"] + ["x86"] * ONEDNN
 
 
 @pytest.mark.parametrize("engine", EXACT_ENGINES)
@@ -188,7 +189,7 @@ def test_batches_layouts_sizes():
 
 
 @pytest.mark.parametrize("engine", EXACT_ENGINES[1:])
-def test_every_cpu_path(engine, cpu_isa):
+def test_every_cpu_path(engine, cpu_isa):  # fbgemm, onednn, x86
     """scalar, avx2 and avx512 (its int8 kernels: avx512_vnni where the CPU has VNNI)."""
     _, tvq, ours = _models("small", engine, 64)
     x = torch.randn(2, 3, 64, 72)

@@ -38,6 +38,8 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
                                   const at::Tensor& multiplier1, c10::IntArrayRef out_qparams1, const at::Tensor& lut1,
                                   int64_t hidden_zero_point, const at::Tensor& w2, const at::Tensor& bias_int2,
                                   const at::Tensor& bias_float2, const at::Tensor& multiplier2,
-                                  c10::IntArrayRef out_qparams2, double out_scale, std::optional<double> x_scale);
+                                  c10::IntArrayRef out_qparams2, double out_scale, std::optional<double> x_scale,
+                                  std::optional<c10::ArrayRef<double>> onednn1 = std::nullopt,
+                                  std::optional<c10::ArrayRef<double>> onednn2 = std::nullopt);
 
 }  // namespace mbv3

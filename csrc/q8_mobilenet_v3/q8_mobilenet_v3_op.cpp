@@ -60,6 +60,7 @@ struct Head {
   int64_t lut1, hidden_zp, w2, bias_int2, bias_float2, multiplier2;
   at::IntArrayRef out_qparams2;
   double out_scale, x_scale;
+  std::optional<c10::ArrayRef<double>> onednn1, onednn2;
 };
 struct Net {
   double x_scale;
@@ -217,6 +218,8 @@ Head read_head(Reader& r) {
   h.out_qparams2 = r.qparams("out_qparams2");
   h.out_scale = r.real("out_scale");
   h.x_scale = r.real("x_scale");
+  h.onednn1 = r.mode("onednn1");
+  h.onednn2 = r.mode("onednn2");
   return h;
 }
 
@@ -298,7 +301,7 @@ at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArr
   const Head& h = n.head;
   return q8_classifier_head_cpu(q, n.last.out_zp, w[h.w1], w[h.bias_int1], w[h.bias_float1], w[h.multiplier1],
                                 h.out_qparams1, w[h.lut1], h.hidden_zp, w[h.w2], w[h.bias_int2], w[h.bias_float2],
-                                w[h.multiplier2], h.out_qparams2, h.out_scale, h.x_scale);
+                                w[h.multiplier2], h.out_qparams2, h.out_scale, h.x_scale, h.onednn1, h.onednn2);
 }
 
 }  // namespace

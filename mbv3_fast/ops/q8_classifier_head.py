@@ -17,7 +17,7 @@ from mbv3_fast.quantization import params
 @torch.library.register_fake("mbv3::q8_classifier_head")
 def _fake_q8_classifier_head(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qparams1, lut1,
                              hidden_zero_point, w2, bias_int2, bias_float2, multiplier2, out_qparams2, out_scale,
-                             x_scale=None):
+                             x_scale=None, onednn1=None, onednn2=None):
     torch._check(x.dim() == 4, lambda: f"q8_classifier_head: x must be 4-D [N, C, H, W], got {x.dim()}-D")
     torch._check(x.dtype == torch.uint8, lambda: f"q8_classifier_head: x must be uint8, got {x.dtype}")
     return x.new_empty((x.shape[0], w2.shape[0]), dtype=torch.float32)

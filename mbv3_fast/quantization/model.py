@@ -19,6 +19,7 @@ Conv2d with groups <= 100 (symmetric weights) for oneDNN on Linux on a CPU with 
 (``should_use_onednn_quant``), which rounds with the zero point added in float; those layers get
 the Onednn mode, every other layer (larger depthwise, Linear, other engines) fbgemm's rounding.
 PyTorch decides at prepack time; we decide at conversion (``onednn_convs``: None = this CPU).
+The "onednn" engine runs every conv and Linear on oneDNN: all of them get the Onednn mode.
 """
 import sys
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ import torch
 from torch import nn
 import torch.ao.nn.quantized as nnq
 
-from mbv3_fast.quantization.params import ENGINES, add_args, module_args, module_onednn_scales, mul_args, unary_lut
+from mbv3_fast.quantization.params import ENGINES, add_args, module_args, mul_args, onednn_scales, unary_lut
 from mbv3_fast.ops import q8_conv_act as _conv_ops
 from mbv3_fast.ops import q8_pwconv_act as _pw_ops
 from mbv3_fast.ops import q8_dwconv_act as _dw_ops
@@ -94,9 +95,12 @@ def x86_uses_onednn() -> bool:
     return sys.platform.startswith("linux") and bool(torch.ops.mbv3.q8_cpu_has_avx512_vnni())
 
 
-def _onednn_layer(conv, onednn_convs: bool) -> bool:
-    """Whether a converted layer rounds as oneDNN (the x86 engine's rule above)."""
-    return onednn_convs and isinstance(conv, nnq.Conv2d) and conv.groups <= ONEDNN_MAX_GROUPS
+def _onednn_layer(conv, onednn_convs) -> bool:
+    """Whether a converted layer rounds as oneDNN: ``onednn_convs`` True (the x86 engine's rule
+    above) or "all" (the onednn engine)."""
+    if onednn_convs == "all":
+        return True
+    return bool(onednn_convs) and isinstance(conv, nnq.Conv2d) and conv.groups <= ONEDNN_MAX_GROUPS
 
 
 def _layer(conv, x_scale, x_zp, engine, act=None, pack=None, onednn_convs=False):
@@ -113,7 +117,7 @@ def _layer(conv, x_scale, x_zp, engine, act=None, pack=None, onednn_convs=False)
         lut = unary_lut(act, out_scale, out_zp)
         out_scale, out_zp = float(act.scale), int(act.zero_point)
     w, *rq = module_args(conv, x_scale, engine, lut, onednn=onednn)
-    kw = dict(onednn=module_onednn_scales(conv, x_scale) if onednn else None)
+    kw = dict(onednn=onednn_scales(x_scale, conv.scale) if onednn else None)
     if isinstance(conv, nnq.Conv2d):
         kw.update(stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0])
     return _Layer(_pack(pack, w), tuple(rq), out_scale, out_zp, **kw)
@@ -194,10 +198,10 @@ def _plan(qmodel, engine, packs, od=False):
     if not (isinstance(lin1, nnq.Linear) and isinstance(hs, nnq.Hardswish) and isinstance(lin2, nnq.Linear)):
         raise TypeError("mbv3_fast.quantization: expected classifier Linear, Hardswish, Dropout, Linear")
     # The pool keeps its input's qparams.
-    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"])
-    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"])
+    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"], od)
+    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"], onednn_convs=od)
     plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale,
-                 plan.last.out_scale)
+                 plan.last.out_scale, l1.onednn, l2.onednn)
     plan.logit_step = l2.out_scale
     return plan
 
@@ -221,7 +225,8 @@ class QuantizedMobileNetV3(nn.Module):
             onednn_convs = engine == "x86" and x86_uses_onednn()
         self.engine = engine
         self.onednn_convs = bool(onednn_convs)
-        self._plan = _plan(qmodel, engine, _packers(pack_weights), self.onednn_convs)
+        od = "all" if engine == "onednn" else self.onednn_convs
+        self._plan = _plan(qmodel, engine, _packers(pack_weights), od)
         from mbv3_fast.quantization.spec import encode  # spec.py reads this module's records
         self._spec = encode(self._plan)  # (weights, spec, fspec) of mbv3::q8_mobilenet_v3; the plan is fixed
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references

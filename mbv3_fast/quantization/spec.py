@@ -16,7 +16,8 @@ layer's optional lut), floats go to ``fspec`` in the same order::
             multiplier2, out_qparams2, lut, onednn1 (0/1), onednn2 (0/1)
                                                 (fspec: x_scale, [onednn1's 2], [onednn2's 2])
     Head  = w1, bias_int1, bias_float1, multiplier1, out_qparams1, lut1, hidden_zp, w2, bias_int2,
-            bias_float2, multiplier2, out_qparams2                       (fspec: out_scale, x_scale)
+            bias_float2, multiplier2, out_qparams2, onednn1 (0/1), onednn2 (0/1)
+                                  (fspec: out_scale, x_scale, [onednn1's 2], [onednn2's 2])
     fspec = [x_scale, ...the records' floats..., logit_step]
 
 onednn: a layer's requantization mode (csrc/common/q8.h): None for the Fbgemm mode, else the
@@ -97,7 +98,7 @@ def _put_se(w: _Writer, se: tuple):
 
 
 def _put_head(w: _Writer, head: tuple):
-    w1, bi1, bf1, m1, oq1, lut1, hidden_zp, w2, bi2, bf2, m2, oq2, out_scale, x_scale = head
+    w1, bi1, bf1, m1, oq1, lut1, hidden_zp, w2, bi2, bf2, m2, oq2, out_scale, x_scale, od1, od2 = head
     for t in (w1, bi1, bf1, m1):
         w.tensor(t)
     w.qparams(oq1)
@@ -108,6 +109,8 @@ def _put_head(w: _Writer, head: tuple):
     w.qparams(oq2)
     w.real(out_scale)
     w.real(x_scale)
+    w.mode(od1)
+    w.mode(od2)
 
 
 def encode(plan: _Plan) -> Tuple[List[torch.Tensor], List[int], List[float]]:
@@ -227,7 +230,8 @@ def _get_head(r: _Reader) -> tuple:
     lut1, hidden_zp = r.tensor("head lut1"), r.int("head hidden_zero_point")
     fc2 = [r.tensor(f"head {f}") for f in ("w2", "bias_int2", "bias_float2", "multiplier2")]
     oq2 = r.qparams("head out_qparams2")
-    return (*fc1, oq1, lut1, hidden_zp, *fc2, oq2, r.real("head out_scale"), r.real("head x_scale"))
+    out_scale, x_scale = r.real("head out_scale"), r.real("head x_scale")
+    return (*fc1, oq1, lut1, hidden_zp, *fc2, oq2, out_scale, x_scale, r.mode("head onednn1"), r.mode("head onednn2"))
 
 
 def decode(weights: Sequence[torch.Tensor], spec: Sequence[int], fspec: Sequence[float]) -> _Plan:
