@@ -119,18 +119,23 @@ def make_case(n, cin, cout, h, w, k, stride, padding, act, engine, channels_last
 def run(x, x_scale, x_zp, m, lut, engine):
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
-    od = engine == "x86" and ONEDNN
+    od = _od(engine)
     bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
                                       m.padding[0], onednn_scales(x_scale, m.scale) if od else None)
 
 
-def formula_ref(xq, x_zp, m, lut, engine, x_scale):
+def _od(engine):
+    """Whether PyTorch runs the conv on oneDNN (the onednn engine; x86 on a VNNI CPU)."""
+    return engine == "onednn" or (engine == "x86" and ONEDNN)
+
+
+def formula_ref(xq, x_zp, m, lut, engine, x_scale, od=None):
     """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
-    od = engine == "x86" and ONEDNN
+    od = _od(engine) if od is None else od
     bi, bf, mult, oq, _ = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
                                        relu=isinstance(m, nniq.ConvReLU2d), onednn=od)
     acc = torch.nn.functional.conv2d(xq.double() - x_zp, qw.int_repr().double(), None, m.stride, m.padding)
@@ -154,7 +159,7 @@ def check(n, cin, cout, h, w, k, s, p, act, engine, what, channels_last=False):
         ours = run(xin, xs, xz, m, lut, engine)
         assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
         assert torch.equal(ours, exact), f"{what} {xin.dtype}: {int((ours != exact).sum())} differ from q8.h"
-        if engine not in ("qnnpack", "x86") or (engine == "x86" and not ONEDNN):
+        if engine == "x86" and not ONEDNN:  # fbgemm's conv there
             ties = int((ours != ref).sum())
             assert ties <= max(2, ref.numel() // 5000), f"{what}: {engine} differs in {ties} of {ref.numel()}"
         elif not torch.equal(ours, ref):
@@ -260,10 +265,11 @@ def test_bad_kernel_vs_padding():
 def run_packed(x, x_scale, x_zp, m, lut, engine):
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _od(engine)
     bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
-                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, pack_weight(qw.int_repr()), bi, bf, mult, oq, lut,
-                                      m.stride[0], m.padding[0])
+                                      m.stride[0], m.padding[0], onednn_scales(x_scale, m.scale) if od else None)
 
 
 # The packed weight (pack_weight) gives the plain weight's results bit for bit, on every path.
@@ -349,7 +355,7 @@ def test_neon_under_qemu(cpu):
         if lut is not None:
             f.i64(*lut.tolist())
         f.count += 1
-        ref = formula_ref(xq, xz, m, lut, engine, xs)
+        ref = formula_ref(xq, xz, m, lut, engine, xs, od=False)  # the harness runs fbgemm's rounding
         expected.append((ref.permute(0, 2, 3, 1).float(), f"conv {(n, cin, cout, h, w, k, s, p, act, engine)}"))
     for n in (1, 17, 100):
         v, s = special_values(n)

@@ -1,19 +1,13 @@
 """mbv3::q8_dwconv_act: every int8 path against PyTorch's quantized depthwise conv, bit for bit.
 
-References: the 'onednn' engine with per-channel weights (fbgemm rounding: float bias) and
-'qnnpack' with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm',
-and 'x86' above 100 groups) accumulate in int16 with saturation, so they are compared only with
-small weights (test_x86_engine_small_weights).
-
-oneDNN's depthwise conv rounds a few near-tie values (|v - (n + 1/2)| ~ 1e-6) to the other side
-of q8.h's formula (the fbgemm rounding, which the x86 engine's fbgemm depthwise kernels and the
-other q8 ops follow): about 1 value in 50000.  So every case is checked bit for bit against that
-formula computed here independently (exact sums in float64, then its float32 steps), and against
-PyTorch: exactly for qnnpack and fbgemm, up to those few ties for onednn.
-
-Engine 'x86' on a CPU with AVX512-VNNI runs oneDNN for <= 100 channels: there the op runs the
-Onednn requantization mode (q8.h: the zero point added in float before rounding) and is checked
-bit for bit against PyTorch's x86 engine (and against that mode's formula)."""
+References: the 'onednn' engine with per-channel weights (oneDNN's rounding: the op's Onednn
+requantization mode, q8.h, which adds the zero point in float before rounding) and 'qnnpack'
+with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm', and 'x86'
+above 100 groups; fbgemm's rounding) accumulate in int16 with saturation, so they are compared
+only with small weights (test_x86_engine_small_weights).  Engine 'x86' on a CPU with AVX512-VNNI
+runs oneDNN for <= 100 channels: the Onednn mode there.  Every case is also checked bit for bit
+against the mode's formula computed here independently (exact sums in float64, then its float32
+steps)."""
 import itertools
 
 import pytest
@@ -38,7 +32,8 @@ X86 = ["x86"] * ONEDNN  # the x86 engine's oneDNN depthwise (<= 100 channels): t
 
 
 def _onednn(engine, m):
-    return engine == "x86" and m.groups <= 100 and ONEDNN
+    """Whether PyTorch runs this depthwise conv on oneDNN (every one under the onednn engine)."""
+    return engine == "onednn" or (engine == "x86" and m.groups <= 100 and ONEDNN)
 
 
 @pytest.fixture(autouse=True)
@@ -117,10 +112,6 @@ def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
     ours = run(x, m, lut, engine)
     exact = formula_ref(x, m, lut, engine)
     assert torch.equal(ours, exact), f"{what}: {int((ours != exact).sum())} of {ours.numel()} differ from q8.h"
-    if engine == "onednn":
-        ties = int((exact != ref).sum())
-        assert ties <= max(2, ref.numel() // 5000), f"{what}: oneDNN differs in {ties} of {ref.numel()}"
-        return x, m, lut, ours
     assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
     assert ours.shape == ref.shape, what
     if not torch.equal(ours, ref):
@@ -271,10 +262,11 @@ def test_packed_weight_matches_plain(cfg, cpu_isa):
     plain = run(x, m, lut, engine)
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _onednn(engine, m)
     bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     packed = torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), pack_weight(qw.int_repr()), bi, bf, mult,
-                                          oq, lut2, s, p, d)
+                                          oq, lut2, s, p, d, onednn_scales(x.q_scale(), m.scale) if od else None)
     assert torch.equal(packed, plain)
 
 
