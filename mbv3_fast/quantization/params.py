@@ -4,16 +4,18 @@ csrc/common/q8_args.h).
 
 ``engine`` is the quantized engine a model was converted for: ``"qnnpack"`` gives QNNPACK's
 rounding (int32 bias, fixed-point add); ``"x86"``, ``"fbgemm"`` and ``"onednn"`` give fbgemm's
-(float bias, float add).  Scales are rounded to float32 first, as the engines store them.
+(float bias, float add), conv/linear layers unless ``onednn``.  Scales are rounded to float32
+first, as the engines store them.
 
-``onednn=True`` gives a conv the Onednn requantization mode (q8.h): the rounding of PyTorch's
-x86 engine for the Conv2d layers it packs for oneDNN (model.py decides which): the raw float
+``onednn=True`` gives a conv/linear the Onednn requantization mode (q8.h): the rounding of the
+layers PyTorch runs on oneDNN (the x86 engine's Conv2d with groups <= 100 on a VNNI CPU, every
+conv and Linear under the onednn engine; model.py decides which): the raw float
 bias, the weight's scale as multiplier, and ``onednn_scales(...)`` passed to the op.  The scales
 are the float values oneDNN's kernels compute with: PyTorch hands ideep 1 / scale (double, then
 float) and ideep hands oneDNN the float reciprocal of that (``_rr``); oneDNN's conv kernels (1x1,
 KxK, depthwise) scale the sums by x's scale (so rounded), then by w's float scale, add the bias
-and multiply by 1 / y_scale (the float reciprocal of ideep's y_scale).  Found by
-probing PyTorch (tests/test_quantization.py: test_onednn_rule_*).
+and multiply by 1 / y_scale (the float reciprocal of ideep's y_scale).  Found by probing
+PyTorch (tests/test_quantization.py: test_x86_engine_onednn_rule).
 """
 import struct
 from typing import Optional
