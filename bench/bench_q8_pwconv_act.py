@@ -2,8 +2,10 @@
 MobileNetV3-Large pointwise layer (expand, project, last conv), batch 1, channels_last.
 The torch provider runs what torchvision's quantized model runs for the layer under the 'x86'
 engine: (quantized mul by the SE scale, on the projections after an SE block,) Conv2d /
-ConvReLU2d (+ quantized hardswish, + quantized add); ours fuses all of it.  GOP/s (2 * M * Cin * Cout
-per call, from the median) is stored in extra_info["gops"].
+ConvReLU2d (+ quantized hardswish, + quantized add); ours fuses all of it, with fbgemm's rounding
+("ours") or the Onednn requantization mode the x86 engine's oneDNN convs round with on a VNNI
+CPU ("ours_onednn", what an x86-converted model runs there).  GOP/s (2 * M * Cin * Cout per call,
+from the median) is stored in extra_info["gops"].
 
 test_interleaved_gops (run with -s): both providers in interleaved rounds, one table.
 """
@@ -15,7 +17,7 @@ import torch.ao.nn.quantized as nnq
 import torch.ao.nn.quantized.functional as qF
 
 from mbv3_fast.ops.q8_pwconv_act import pack_weight
-from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
+from mbv3_fast.quantization.params import add_args, mul_args, onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
 from interleave import round_medians
 
@@ -67,16 +69,23 @@ def make_layer(i, engine="x86"):
     def ours():
         return torch.ops.mbv3.q8_pwconv_act(xu, 128, wp, bi, bf, m, oq, lut, ru, add, su, mul)
 
-    return {"torch": torch_q, "ours": ours}
+    obi, obf, om, _, _ = requant_args(0.05, qw.q_per_channel_scales(), bias, ys, yzp, engine, relu=act == "relu",
+                                      onednn=True)
+    od = onednn_scales(0.05, ys)
+
+    def ours_onednn():
+        return torch.ops.mbv3.q8_pwconv_act(xu, 128, wp, obi, obf, om, oq, lut, ru, add, su, mul, od)
+
+    return {"torch": torch_q, "ours": ours, "ours_onednn": ours_onednn}
 
 
 @pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
 def test_interleaved_gops(threads):
-    names, rounds, turns = ["torch", "ours"], 5, 20
+    names, rounds, turns = ["torch", "ours", "ours_onednn"], 5, 20
     print(f"\nint8 1x1 layers of MobileNetV3-Large, batch 1, 1 thread, {rounds} rounds x {turns} calls, "
           "GOP/s from the median of round medians")
-    print("| layer | Cin->Cout | map | torch x86 | ours |")
-    print("|---|---|---|---|---|")
+    print("| layer | Cin->Cout | map | torch x86 | ours (fbgemm rounding) | ours (onednn rounding) |")
+    print("|---|---|---|---|---|---|")
     totals = dict.fromkeys(names, 0.0)
     for i, (cin, cout, h, w, act, res) in enumerate(LAYERS):
         fns = make_layer(i)
@@ -84,12 +93,12 @@ def test_interleaved_gops(threads):
         for n in names:
             totals[n] += med[n]
         g = {n: gops(i) / med[n] / 1e9 for n in names}
-        print(f"| L{i:02d} | {cin}->{cout} | {h}x{w} | {g['torch']:.0f} | {g['ours']:.0f} |")
+        print(f"| L{i:02d} | {cin}->{cout} | {h}x{w} | {g['torch']:.0f} | {g['ours']:.0f} | {g['ours_onednn']:.0f} |")
     total = sum(gops(i) for i in range(len(LAYERS)))
     print("| all | | | " + " | ".join(f"{total / totals[n] / 1e9:.0f} ({totals[n] * 1e3:.2f} ms)" for n in names) + " |")
 
 
-@pytest.mark.parametrize("provider", ["torch", "ours"])
+@pytest.mark.parametrize("provider", ["torch", "ours", "ours_onednn"])
 @pytest.mark.parametrize("layer", range(len(LAYERS)), ids=lambda i: f"L{i:02d}")
 @pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
 def test_q8_pwconv_act(benchmark, record, threads, layer, provider):

@@ -11,12 +11,18 @@ def _rne_u8(v, zp, lo=0, hi=255):
     return (torch.round(v).to(torch.int64) + zp).to(torch.uint8)  # torch.round: half to even
 
 
-def requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, dim=1):
+def requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, dim=1, onednn=None):
     shape = [1] * acc.dim()
     shape[dim] = -1
-    v = ((acc + bias_int.view(shape).long()).to(torch.float32) + bias_float.view(shape)) * multiplier.view(shape)
     zp, lo, hi = out_qparams
-    q = _rne_u8(v, zp, lo, hi)
+    a = (acc + bias_int.view(shape).long()).to(torch.float32)
+    if onednn is None:  # Fbgemm mode
+        v = (a + bias_float.view(shape)) * multiplier.view(shape)
+        q = _rne_u8(v, zp, lo, hi)
+    else:  # Onednn mode: the zero point added in float before rounding
+        src, inv = (torch.tensor(float(s), dtype=torch.float32) for s in onednn)
+        v = ((a * src) * multiplier.view(shape) + bias_float.view(shape)) * inv + torch.tensor(float(zp))
+        q = _rne_u8(v, 0, lo, hi)
     return lut.long()[q.long()] if lut is not None else q
 
 
@@ -45,24 +51,26 @@ def _conv(x, x_zp, w, stride, padding, dilation, groups):
     return F.conv2d(x.double() - x_zp, w.double(), None, stride, padding, dilation, groups).round().long()
 
 
-def q8_conv_act(x, x_scale, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding):
+def q8_conv_act(x, x_scale, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding,
+                onednn=None):
     if x.dtype == torch.float32:
         x = torch.quantize_per_tensor(x, x_scale, x_zp, torch.quint8).int_repr()
     acc = _conv(x, x_zp, w, stride, padding, 1, 1)
-    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, onednn=onednn)
 
 
-def q8_dwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1):
+def q8_dwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1,
+                  onednn=None):
     acc = _conv(x, x_zp, w, stride, padding, dilation, x.shape[1])
-    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, onednn=onednn)
 
 
 def q8_pwconv_act(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None, residual=None, add_p=None,
-                  se_scale=None, mul_p=None):
+                  se_scale=None, mul_p=None, onednn=None):
     if se_scale is not None:
         x = mul(x, se_scale[:, :, None, None], mul_p)
     acc = _conv(x, x_zp, w.reshape(w.shape[0], -1, 1, 1), 1, 0, 1, 1)
-    y = requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+    y = requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, onednn=onednn)
     return add(y, residual, add_p) if residual is not None else y
 
 
@@ -79,30 +87,38 @@ def pool(x, x_zp, x_scale):
     return _rne_u8(acc * m.to(torch.float32), x_zp)
 
 
-def linear(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None):
+def linear(x, x_zp, w, bias_int, bias_float, multiplier, out_qparams, lut=None, onednn=None):
     acc = (x.long() - x_zp) @ w.reshape(w.shape[0], -1).long().t()
-    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut)
+    return requantize(acc, bias_int, bias_float, multiplier, out_qparams, lut, onednn=onednn)
 
 
-def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut, x_scale):
-    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1)
-    return linear(h, o1[0], w2, bi2, bf2, m2, o2, lut)
+def q8_se(x, x_zp, w1, bi1, bf1, m1, o1, w2, bi2, bf2, m2, o2, lut, x_scale, onednn1=None,
+          onednn2=None):
+    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, onednn=onednn1)
+    return linear(h, o1[0], w2, bi2, bf2, m2, o2, lut, onednn=onednn2)
 
 
-def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale, x_scale):
-    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1)
-    q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2)
+def q8_classifier_head(x, x_zp, w1, bi1, bf1, m1, o1, lut1, hidden_zp, w2, bi2, bf2, m2, o2, out_scale, x_scale,
+                       onednn1=None, onednn2=None):
+    h = linear(pool(x, x_zp, x_scale), x_zp, w1, bi1, bf1, m1, o1, lut1, onednn=onednn1)
+    q = linear(h, hidden_zp, w2, bi2, bf2, m2, o2, onednn=onednn2)
     return (q.to(torch.float32) - float(o2[0])) * torch.tensor(out_scale, dtype=torch.float32)
 
 
 def onednn_requantize(acc, x_scale, w_scales, bias, y_scale, y_zp):
-    """What the x86 engine's oneDNN convolution (groups <= 100, on this VNNI CPU) computes from
-    the exact sums: ((float)acc * (x_scale * w_scale) + bias) * (1 / y_scale), then the zero point
-    added in float32 BEFORE rounding to nearest even.  fbgemm's rule (requantize above) adds it
-    after rounding, so the two differ where v + zp rounds onto a .5 tie.  Not used by the kernels
-    yet: a oneDNN requantization mode is the next step for x86-converted models."""
+    """What the x86 engine's oneDNN convolution (groups <= 100, on a VNNI CPU) computes from the
+    exact sums, in float32, each step rounded, the zero point added BEFORE rounding to nearest
+    even (fbgemm's rule, requantize above, adds it after, so the two differ where v + zp rounds
+    onto a .5 tie).  The scales as oneDNN gets them: PyTorch passes ideep 1 / scale (double, then
+    float), ideep passes oneDNN its float reciprocal (rr below), oneDNN inverts the output scale.
+      ((acc * rr(x_scale)) * w_scale + bias) * (1 / rr(y_scale)) + zp    (1x1, KxK and depthwise)
+    Written from the raw scales, independently of params.requant_args(onednn=True) and
+    requantize's Onednn mode; test_quantization checks both against PyTorch."""
     f32 = torch.float32
     shape = [1, -1] + [1] * (acc.dim() - 2)
-    comb = torch.tensor(x_scale, dtype=f32) * w_scales.to(f32).view(shape)
-    v = (acc.to(f32) * comb + bias.to(f32).view(shape)) * (1 / torch.tensor(y_scale, dtype=f32))
-    return torch.round(v + y_zp).clamp(0, 255).to(torch.uint8)
+    rr = lambda s: 1 / (1 / torch.as_tensor(s, dtype=torch.float64)).to(f32)  # noqa: E731
+    w = torch.as_tensor(w_scales, dtype=torch.float64).view(shape)
+    v = (acc.to(f32) * rr(x_scale)) * w.to(f32)
+    inv = 1 / rr(y_scale)
+    v = (v + bias.to(f32).view(shape)) * inv
+    return torch.round(v + torch.tensor(float(y_zp), dtype=f32)).clamp(0, 255).to(torch.uint8)

@@ -1,6 +1,7 @@
 """mbv3::q8_classifier_head against PyTorch's quantized modules, bit for bit (float32 logits):
 adaptive_avg_pool2d on the quint8 tensor, quantized Linear, Hardswish (own qparams), Linear,
-torch.dequantize; engines x86 (per-channel weights) and qnnpack (per-tensor), every int8 path."""
+torch.dequantize; engines x86 (per-channel weights) and qnnpack (per-tensor), every int8 path;
+the onednn engine (its Linear on oneDNN) with the Onednn requantization mode."""
 import pytest
 import torch
 import torch.nn.functional as F
@@ -38,7 +39,7 @@ def check(n, c, h, w, hd, k, engine, how="nchw", modules=None):
     l1, hs, l2 = modules or make_modules(c, hd, k, engine)
     xq = torch._make_per_tensor_quantized_tensor(xi, x_scale, x_zp)
     ref = reference(xq, l1, hs, l2)
-    ours = torch.ops.mbv3.q8_classifier_head(xi, *head_args(l1, hs, l2, x_scale, x_zp, engine))
+    ours = torch.ops.mbv3.q8_classifier_head(xi, *head_args(l1, hs, l2, x_scale, x_zp, engine, engine == "onednn"))
     assert ours.dtype == torch.float32 and ours.shape == (n, k)
     assert torch.equal(ours, ref), f"{(n, c, h, w, hd, k, engine, how)}: {(ours != ref).sum()} of {ref.numel()} differ"
     return ref
@@ -55,6 +56,17 @@ def test_network_shapes(cpu_isa, engine, variant):
     for n, how in [(1, "channels_last"), (3, "nchw")]:
         ref = check(n, c, h, w, hd, k, engine, how, mods)
     assert ref.unique().numel() > 20  # logits spread, not clamped
+
+
+@pytest.mark.parametrize("engine", ["onednn"], indirect=True)
+@pytest.mark.parametrize("variant", ["large", "small"])
+def test_onednn_engine(cpu_isa, engine, variant):
+    """The onednn engine's Linear (oneDNN's rounding: the Onednn mode), Large/Small's real shapes
+    and odd ones (the rule's ties: tests/test_quantization.py, the onednn-engine model)."""
+    shape = head_layers(variant)[0][:5]
+    for n, (c, h, w, hd, k), how in [(4, shape, "channels_last"), (3, (7, 2, 3, 17, 10), "nchw"),
+                                     (2, (130, 4, 4, 129, 33), "nchw")]:
+        check(n, c, h, w, hd, k, engine, how)
 
 
 @pytest.mark.parametrize("engine", ENGINES, indirect=True)
@@ -92,6 +104,8 @@ def test_opcheck():
     l1, hs, l2 = make_modules(24, 40, 10, "x86")
     torch.library.opcheck(torch.ops.mbv3.q8_classifier_head.default,
                           (make_x(2, 24, 4, 4),) + head_args(l1, hs, l2, 0.05, 10, "x86"))
+    torch.library.opcheck(torch.ops.mbv3.q8_classifier_head.default,
+                          (make_x(2, 24, 4, 4),) + head_args(l1, hs, l2, 0.05, 10, "x86", True))
 
 
 def test_bad_inputs():

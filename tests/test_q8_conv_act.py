@@ -1,5 +1,7 @@
 """mbv3::q8_conv_act (the int8 stem) and mbv3::q8_quantize on every int8 path, against PyTorch's
-QuantStub (quantize_per_tensor), quantized Conv2d and quantized hardswish, bit for bit."""
+QuantStub (quantize_per_tensor), quantized Conv2d and quantized hardswish, bit for bit.  Engine
+'x86' on a CPU with AVX512-VNNI runs the stem on oneDNN: the op's Onednn requantization mode
+(q8.h), exact against it."""
 import itertools
 import math
 
@@ -11,7 +13,8 @@ import torch.ao.nn.quantized as nnq
 
 import neon_harness
 from mbv3_fast.ops.q8_conv_act import pack_weight
-from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.quantization.model import x86_uses_onednn
+from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
 from layers import BEST_ISA
 
@@ -20,6 +23,7 @@ from layers import BEST_ISA
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 STEMS = sorted({cfg for v in VARIANTS for cfg in stem_layers(v)})
+ONEDNN = x86_uses_onednn()  # the x86 engine's convs on oneDNN: the Onednn mode
 
 
 @pytest.fixture(autouse=True)
@@ -115,22 +119,34 @@ def make_case(n, cin, cout, h, w, k, stride, padding, act, engine, channels_last
 def run(x, x_scale, x_zp, m, lut, engine):
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _od(engine)
     bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
-                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
-                                      m.padding[0])
+                                      m.padding[0], onednn_scales(x_scale, m.scale) if od else None)
 
 
-def formula_ref(xq, x_zp, m, lut, engine, x_scale):
+def _od(engine):
+    """Whether PyTorch runs the conv on oneDNN (the onednn engine; x86 on a VNNI CPU)."""
+    return engine == "onednn" or (engine == "x86" and ONEDNN)
+
+
+def formula_ref(xq, x_zp, m, lut, engine, x_scale, od=None):
     """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _od(engine) if od is None else od
     bi, bf, mult, oq, _ = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
-                                       relu=isinstance(m, nniq.ConvReLU2d))
+                                       relu=isinstance(m, nniq.ConvReLU2d), onednn=od)
     acc = torch.nn.functional.conv2d(xq.double() - x_zp, qw.int_repr().double(), None, m.stride, m.padding)
-    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
-    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
-    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    a = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float()
+    if od:  # the Onednn mode: the zero point added before rounding
+        src, inv = (torch.tensor(s, dtype=torch.float32) for s in onednn_scales(x_scale, m.scale))
+        v = ((a * src) * mult.view(1, -1, 1, 1) + bf.view(1, -1, 1, 1)) * inv + torch.tensor(float(oq[0]))
+        q = torch.round(v.clamp(oq[1], oq[2])).to(torch.uint8)
+    else:
+        v = ((a + bf.view(1, -1, 1, 1)) * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+        q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
     return lut[q.long()] if lut is not None else q
 
 
@@ -143,7 +159,7 @@ def check(n, cin, cout, h, w, k, s, p, act, engine, what, channels_last=False):
         ours = run(xin, xs, xz, m, lut, engine)
         assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
         assert torch.equal(ours, exact), f"{what} {xin.dtype}: {int((ours != exact).sum())} differ from q8.h"
-        if engine != "qnnpack":
+        if engine == "x86" and not ONEDNN:  # fbgemm's conv there
             ties = int((ours != ref).sum())
             assert ties <= max(2, ref.numel() // 5000), f"{what}: {engine} differs in {ties} of {ref.numel()}"
         elif not torch.equal(ours, ref):
@@ -168,7 +184,7 @@ def test_odd_shapes(cout, cpu_isa):
         if min(h, w) + 2 * p < k:
             p = k // 2
         act = ("hardswish", "relu", "none")[(i + cout) % 3]
-        check(n, cin, cout, h, w, k, s, p, act, ("onednn", "qnnpack")[i % 2],
+        check(n, cin, cout, h, w, k, s, p, act, ("onednn", "qnnpack", "x86")[i % 3],
               f"{cpu_isa} N{n} {cin}to{cout} {h}x{w} k{k}s{s}p{p} {act}", channels_last=i % 2 == 1)
 
 
@@ -180,14 +196,15 @@ def test_non_finite_input_matches_quantstub(cpu_isa):
     assert torch.equal(ours_f, ours_q)
 
 
-def test_threads_do_not_change_the_result():
-    x, xs, xz, m, lut, ref = make_case(2, 3, 16, 64, 48, 3, 2, 1, "hardswish", "onednn")
+@pytest.mark.parametrize("engine", ["onednn", "x86"])
+def test_threads_do_not_change_the_result(engine):
+    x, xs, xz, m, lut, ref = make_case(2, 3, 16, 64, 48, 3, 2, 1, "hardswish", engine)
     before = torch.get_num_threads()
     try:
         outs = []
         for t in (1, 2):
             torch.set_num_threads(t)
-            outs.append(run(x, xs, xz, m, lut, "onednn"))
+            outs.append(run(x, xs, xz, m, lut, engine))
     finally:
         torch.set_num_threads(before)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], ref)
@@ -248,10 +265,11 @@ def test_bad_kernel_vs_padding():
 def run_packed(x, x_scale, x_zp, m, lut, engine):
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _od(engine)
     bi, bf, mult, oq, lut = requant_args(x_scale, ws, m.bias(), m.scale, m.zero_point, engine,
-                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zp, pack_weight(qw.int_repr()), bi, bf, mult, oq, lut,
-                                      m.stride[0], m.padding[0])
+                                      m.stride[0], m.padding[0], onednn_scales(x_scale, m.scale) if od else None)
 
 
 # The packed weight (pack_weight) gives the plain weight's results bit for bit, on every path.
@@ -337,7 +355,7 @@ def test_neon_under_qemu(cpu):
         if lut is not None:
             f.i64(*lut.tolist())
         f.count += 1
-        ref = formula_ref(xq, xz, m, lut, engine, xs)
+        ref = formula_ref(xq, xz, m, lut, engine, xs, od=False)  # the harness runs fbgemm's rounding
         expected.append((ref.permute(0, 2, 3, 1).float(), f"conv {(n, cin, cout, h, w, k, s, p, act, engine)}"))
     for n in (1, 17, 100):
         v, s = special_values(n)

@@ -1,15 +1,13 @@
 """mbv3::q8_dwconv_act: every int8 path against PyTorch's quantized depthwise conv, bit for bit.
 
-References: the 'onednn' engine with per-channel weights (fbgemm rounding: float bias) and
-'qnnpack' with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm',
-and 'x86' above 100 groups) accumulate in int16 with saturation, so they are compared only with
-small weights (test_x86_engine_small_weights).
-
-oneDNN's depthwise conv rounds a few near-tie values (|v - (n + 1/2)| ~ 1e-6) to the other side
-of q8.h's formula (the fbgemm rounding, which the x86 engine's fbgemm depthwise kernels and the
-other q8 ops follow): about 1 value in 50000.  So every case is checked bit for bit against that
-formula computed here independently (exact sums in float64, then its float32 steps), and against
-PyTorch: exactly for qnnpack and fbgemm, up to those few ties for onednn."""
+References: the 'onednn' engine with per-channel weights (oneDNN's rounding: the op's Onednn
+requantization mode, q8.h, which adds the zero point in float before rounding) and 'qnnpack'
+with per-tensor weights (int32 bias).  fbgemm's own depthwise kernels (engine 'fbgemm', and 'x86'
+above 100 groups; fbgemm's rounding) accumulate in int16 with saturation, so they are compared
+only with small weights (test_x86_engine_small_weights).  Engine 'x86' on a CPU with AVX512-VNNI
+runs oneDNN for <= 100 channels: the Onednn mode there.  Every case is also checked bit for bit
+against the mode's formula computed here independently (exact sums in float64, then its float32
+steps)."""
 import itertools
 
 import pytest
@@ -18,7 +16,8 @@ import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
 from mbv3_fast.ops.q8_dwconv_act import pack_weight
-from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.quantization.model import x86_uses_onednn
+from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 import neon_harness
 from layers import BEST_ISA
@@ -28,6 +27,13 @@ from layers import BEST_ISA
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 MBV3_LAYERS = sorted({cfg for v in VARIANTS for cfg in depthwise_layers(v)})
+ONEDNN = x86_uses_onednn()
+X86 = ["x86"] * ONEDNN  # the x86 engine's oneDNN depthwise (<= 100 channels): the Onednn mode
+
+
+def _onednn(engine, m):
+    """Whether PyTorch runs this depthwise conv on oneDNN (every one under the onednn engine)."""
+    return engine == "onednn" or (engine == "x86" and m.groups <= 100 and ONEDNN)
 
 
 @pytest.fixture(autouse=True)
@@ -72,24 +78,32 @@ def make_case(n, c, h, w, k, stride, padding, dilation, act, engine, w_max=127, 
 def run(x, m, lut, engine, xin=None):
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _onednn(engine, m)
     bi, bf, mult, oq, lut = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                         relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     xin = x.int_repr() if xin is None else xin
     return torch.ops.mbv3.q8_dwconv_act(xin, x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut, m.stride[0],
-                                        m.padding[0], m.dilation[0])
+                                        m.padding[0], m.dilation[0],
+                                        onednn_scales(x.q_scale(), m.scale) if od else None)
 
 
 def formula_ref(x, m, lut, engine):
     """q8.h's requantization of the exact sums, in torch ops (float32 add, then mul, no fma)."""
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _onednn(engine, m)
     bi, bf, mult, oq, _ = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                       relu=isinstance(m, nniq.ConvReLU2d))
+                                       relu=isinstance(m, nniq.ConvReLU2d), onednn=od)
     acc = torch.nn.functional.conv2d(x.int_repr().double() - x.q_zero_point(), qw.int_repr().double(), None,
                                      m.stride, m.padding, m.dilation, x.shape[1])
-    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
-    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
-    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    a = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float()
+    if od:  # the Onednn mode: the zero point added before rounding
+        src, inv = (torch.tensor(s, dtype=torch.float32) for s in onednn_scales(x.q_scale(), m.scale))
+        v = ((a * src) * mult.view(1, -1, 1, 1) + bf.view(1, -1, 1, 1)) * inv + torch.tensor(float(oq[0]))
+        q = torch.round(v.clamp(oq[1], oq[2])).to(torch.uint8)
+    else:
+        v = ((a + bf.view(1, -1, 1, 1)) * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+        q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
     return lut[q.long()] if lut is not None else q
 
 
@@ -98,10 +112,6 @@ def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
     ours = run(x, m, lut, engine)
     exact = formula_ref(x, m, lut, engine)
     assert torch.equal(ours, exact), f"{what}: {int((ours != exact).sum())} of {ours.numel()} differ from q8.h"
-    if engine == "onednn":
-        ties = int((exact != ref).sum())
-        assert ties <= max(2, ref.numel() // 5000), f"{what}: oneDNN differs in {ties} of {ref.numel()}"
-        return x, m, lut, ours
     assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
     assert ours.shape == ref.shape, what
     if not torch.equal(ours, ref):
@@ -115,13 +125,15 @@ def test_q8_path_is_the_one_forced(cpu_isa):
     assert torch.ops.mbv3.q8_cpu_isa() in (expect, "avx2" if cpu_isa == "avx512" else expect)
 
 
-@pytest.mark.parametrize("engine", ["onednn", "qnnpack"])
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack"] + X86)
 @pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "C{}_{}x{}_k{}s{}p{}d{}_{}".format(*c))
 def test_mobilenet_v3_layers(cfg, engine, cpu_isa):
     c, h, w, k, s, p, d, act = cfg
     if cpu_isa != BEST_ISA:  # full size on the best path, a border-heavy crop on the others
         h, w = min(h, 9), min(w, 10)
-    check(1, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} {engine} {cfg}", channels_last=True)
+    # x86 above 100 channels: fbgemm's depthwise, exact only without its int16 saturation.
+    kw = dict(w_max=63) if engine == "x86" and c > 100 else {}
+    check(1, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} {engine} {cfg}", channels_last=True, **kw)
 
 
 TILE_EDGE_C = [1, 7, 8, 15, 16, 17, 31, 32, 33, 47, 48, 63, 64, 65, 72, 97]
@@ -133,7 +145,7 @@ def test_odd_shapes(c, cpu_isa):
     for i, ((h, w), n) in enumerate(itertools.product([(1, 1), (2, 3), (7, 5), (6, 13)], [0, 1, 3])):
         k, s, d = GEOMS[(i + c) % len(GEOMS)]
         act = ("hardswish", "relu", "none")[(i + c) % 3]
-        engine = ("onednn", "qnnpack")[i % 2]
+        engine = (["onednn", "qnnpack"] + X86)[i % (2 + len(X86))]
         p = d * (k - 1) // 2
         check(n, c, h, w, k, s, p, d, act, engine, f"{cpu_isa} N{n} C{c} {h}x{w} k{k}s{s}d{d} {act} {engine}",
               channels_last=i % 3 == 0)
@@ -145,7 +157,8 @@ def test_every_kernel_size_and_padding(k, cpu_isa):
     for i, (s, d, p) in enumerate(itertools.product((1, 2, 3), (1, 2), (0, 1, k // 2 + 2))):
         if min(9, 8) + 2 * p < d * (k - 1) + 1:
             continue
-        check(2, 19, 9, 8, k, s, p, d, ("none", "relu", "hardswish")[i % 3], ("onednn", "qnnpack")[i % 2],
+        engines = ["onednn", "qnnpack"] + X86
+        check(2, 19, 9, 8, k, s, p, d, ("none", "relu", "hardswish")[i % 3], engines[i % len(engines)],
               f"{cpu_isa} k{k}s{s}d{d}p{p}")
 
 
@@ -249,10 +262,11 @@ def test_packed_weight_matches_plain(cfg, cpu_isa):
     plain = run(x, m, lut, engine)
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _onednn(engine, m)
     bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
     packed = torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), pack_weight(qw.int_repr()), bi, bf, mult,
-                                          oq, lut2, s, p, d)
+                                          oq, lut2, s, p, d, onednn_scales(x.q_scale(), m.scale) if od else None)
     assert torch.equal(packed, plain)
 
 
@@ -308,7 +322,8 @@ def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
                                       (10, 6, 16, 0), (12, 9, 16, k // 2 + 1), (3, 2, 16, k // 2)]):
         if h + 2 * p < k or w + 2 * p < k:
             continue
-        act, engine = ("relu", "hardswish", "none")[i % 3], ("onednn", "qnnpack")[i % 2]
+        engines = ["onednn", "qnnpack"] + X86
+        act, engine = ("relu", "hardswish", "none")[i % 3], engines[i % len(engines)]
         x, m, lut, ours = check(2 if i % 2 else 1, c, h, w, k, s, p, 1, act, engine,
                                 f"{cpu_isa} C{c} {h}x{w} k{k}s{s}p{p}", channels_last=True)
         before = torch.get_num_threads()
@@ -320,9 +335,10 @@ def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
         assert torch.equal(two, ours), f"{cpu_isa} C{c} {h}x{w} k{k}s{s}: 2 threads differ"
 
 
+@pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("mult", [1e-5, 1e4], ids=["small", "huge"])
-def test_extreme_values(k, mult, cpu_isa):
+def test_extreme_values(k, mult, onednn, cpu_isa):
     # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
     # Huge multipliers: values far past the int32 range before the clamp.
     for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
@@ -333,8 +349,13 @@ def test_extreme_values(k, mult, cpu_isa):
         a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
         a[5] = torch.full((40,), mult)
         acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
-        v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1)).clamp(-5, 250)
-        ref = (torch.round(v).to(torch.int32) + 5).to(torch.uint8)
+        v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1))
+        if onednn:  # src 0.5, inv 2: exact, so the same values with the zero point added first
+            a.append([0.5, 2.0])
+            v = (v * 0.5 * 2.0 + 5).clamp(0, 255)
+            ref = torch.round(v).to(torch.uint8)
+        else:
+            ref = (torch.round(v.clamp(-5, 250)).to(torch.int32) + 5).to(torch.uint8)
         assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"x {xv} w {wv} zp {zp}"
         a[2] = pack_weight(a[2])
         assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"packed: x {xv} w {wv} zp {zp}"
@@ -367,25 +388,32 @@ NEON_ODD = [(n, c, h, w) for n, c, (h, w) in itertools.product((1, 3), (1, 7, 8,
                                                                 ((1, 1), (2, 3), (7, 5), (6, 13)))]
 
 
-def _neon_dw_raw(f, x, x_zp, w, bi, bf, mult, oq, lut, s, p, d, split):
+def _neon_dw_raw(f, x, x_zp, w, bi, bf, mult, oq, lut, s, p, d, split, onednn=None):
     """One harness case from the op's arguments (x uint8 NCHW, w int8 [C, 1, k, k]); returns the
-    reference: q8.h's formula on the exact sums."""
+    reference: q8.h's formula on the exact sums (``onednn``: the Onednn mode's scales)."""
     n, c, h, wd = x.shape
     k = w.shape[2]
     packed = pack_weight(w)
-    f.i64(n, c, h, wd, k, s, p, d, x_zp, *oq, lut is not None, split, packed.shape[3])
+    f.i64(n, c, h, wd, k, s, p, d, x_zp, *oq, lut is not None, split, packed.shape[3], onednn is not None)
     f.i64(*x.permute(0, 2, 3, 1).flatten().tolist())
     f.i64(*packed.flatten().tolist())
     f.i64(*bi.tolist())
     f.floats(bf)
     f.floats(mult)
+    if onednn is not None:
+        f.floats(torch.tensor(onednn))
     if lut is not None:
         f.i64(*lut.tolist())
     f.count += 1
     acc = torch.nn.functional.conv2d(x.double() - x_zp, w.double(), None, s, p, d, c)
-    v = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float() + bf.view(1, -1, 1, 1)
-    v = (v * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
-    q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
+    a = (acc.to(torch.int32) + bi.view(1, -1, 1, 1)).float()
+    if onednn is not None:
+        src, inv = (torch.tensor(v, dtype=torch.float32) for v in onednn)
+        v = ((a * src) * mult.view(1, -1, 1, 1) + bf.view(1, -1, 1, 1)) * inv + torch.tensor(float(oq[0]))
+        q = torch.round(v.clamp(oq[1], oq[2])).to(torch.uint8)
+    else:
+        v = ((a + bf.view(1, -1, 1, 1)) * mult.view(1, -1, 1, 1)).clamp(oq[1] - oq[0], oq[2] - oq[0])
+        q = (torch.round(v).to(torch.int32) + oq[0]).to(torch.uint8)
     q = lut[q.long()] if lut is not None else q
     return q.permute(0, 2, 3, 1).float()
 
@@ -394,9 +422,11 @@ def _neon_dw_case(f, n, c, h, w, k, s, p, d, act, engine, split):
     x, m, lut, _ = make_case(n, c, h, w, k, s, p, d, act, engine)
     qw = m.weight()
     ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+    od = _onednn(engine, m)
     bi, bf, mult, oq, lut2 = requant_args(x.q_scale(), ws, m.bias(), m.scale, m.zero_point, engine,
-                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
-    got = _neon_dw_raw(f, x.int_repr(), x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut2, s, p, d, split)
+                                          relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
+    got = _neon_dw_raw(f, x.int_repr(), x.q_zero_point(), qw.int_repr(), bi, bf, mult, oq, lut2, s, p, d, split,
+                       onednn_scales(x.q_scale(), m.scale) if od else None)
     assert torch.equal(got, formula_ref(x, m, lut, engine).permute(0, 2, 3, 1).float())  # the same formula
     return got
 
@@ -414,8 +444,9 @@ def test_neon_under_qemu(cpu):
     # k 1 and 7: the generic kernel size path; padding none and wider than needed.
     cases += [(2, 19, 9, 8, 7, 1, 3, 1, "hardswish"), (1, 40, 9, 8, 7, 2, 6, 2, "none"), (1, 19, 5, 6, 1, 2, 0, 1, "relu"),
               (3, 24, 4, 3, 1, 1, 1, 1, "hardswish")]
+    engines = ["onednn", "qnnpack"] + X86
     for i, case in enumerate(cases):
-        engine = ("onednn", "qnnpack")[i % 2]
+        engine = engines[i % len(engines)]
         expected.append((_neon_dw_case(f, *case, engine, (i // 2) % 2), f"{case} {engine} split {(i // 2) % 2}"))
     # The largest sums (x 0 or 255, x_zp at the other end, every weight -128 or 127; SDOT's x - 128
     # and its 128 * weight sum at their ends) and huge multipliers (clamped far past int32).

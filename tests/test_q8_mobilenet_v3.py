@@ -37,12 +37,13 @@ def _check(model, x, engine):
     return one
 
 
-@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm"])
+@pytest.mark.parametrize("engine", ["qnnpack", "fbgemm", "x86", "onednn"])
 @pytest.mark.parametrize("arch", list(_BUILD))
 def test_one_call_equals_per_op(arch, engine):
     """Every configuration (SE / no SE, residual / none, blocks without expand, dilation, the
-    activation tables or none) and both roundings (int32 bias and fixed-point add for qnnpack,
-    float bias and float add for fbgemm; x86 converts as fbgemm: test_large_real_size)."""
+    activation tables or none) and every rounding (int32 bias and fixed-point add for qnnpack,
+    float bias and float add for fbgemm, x86: the Onednn mode for its groups <= 100 convs where
+    the CPU has VNNI, else fbgemm's; onednn: the Onednn mode for every conv and Linear)."""
     _, _, ours = _models(arch, engine, SIZE)
     _check(ours, torch.randn(3, 3, 67, 58), engine)
 
@@ -64,30 +65,33 @@ def test_batches_layouts():
         _check(ours, x, "qnnpack")
 
 
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
 @pytest.mark.parametrize("arch", ["large", "small"])
-def test_every_cpu_path(cpu_isa, arch):
+def test_every_cpu_path(cpu_isa, arch, engine):
     """scalar, avx2 and avx512 (its int8 kernels: avx512_vnni where the CPU has VNNI)."""
-    _, _, ours = _models(arch, "fbgemm", SIZE)
-    _check(ours, torch.randn(2, 3, 48, 40), "fbgemm")
+    _, _, ours = _models(arch, engine, SIZE)
+    _check(ours, torch.randn(2, 3, 48, 40), engine)
 
 
-def test_threads():
-    _, _, ours = _models("large", "qnnpack", SIZE)
+@pytest.mark.parametrize("engine", ["qnnpack", "x86"])
+def test_threads(engine):
+    _, _, ours = _models("large", engine, SIZE)
     x = torch.randn(2, 3, 96, 80)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _check(ours, x, "qnnpack")
+        one = _check(ours, x, engine)
         torch.set_num_threads(2)
-        two = _check(ours, x, "qnnpack")
+        two = _check(ours, x, engine)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)
 
 
-def test_spec_round_trip():
+@pytest.mark.parametrize("engine", ["qnnpack", "x86"])
+def test_spec_round_trip(engine):
     """decode(encode(plan)) is the plan: the same tensors in the same places, the same values."""
-    _, _, ours = _models("large", "qnnpack", SIZE)
+    _, _, ours = _models("large", engine, SIZE)
     weights, spec, fspec = ours._spec
     plan = S.decode(weights, spec, fspec)
     weights2, spec2, fspec2 = S.encode(plan)
@@ -105,8 +109,9 @@ def test_spec_round_trip():
     assert same(plan, ours._plan)
 
 
-def test_opcheck():
-    _, _, ours = _models("small-reduced", "qnnpack", SIZE)
+@pytest.mark.parametrize("engine", ["qnnpack", "x86"])
+def test_opcheck(engine):
+    _, _, ours = _models("small-reduced", engine, SIZE)
     x = torch.randn(2, 3, 33, 40)
     torch.library.opcheck(torch.ops.mbv3.q8_mobilenet_v3.default, (x, *ours._spec))
 
@@ -151,6 +156,8 @@ def _bad_specs(weights, spec, fspec, monkeypatch):
         (put("the block count", len(spec) + 1), fspec, "block count"),
         (put("the block count", spec[1] + 1), fspec, ""),  # one block too many: the rest misparses
         (put("block 0 has_expand", 2), fspec, "must be 0 or 1"),
+        (put("stem onednn", 2), fspec, "must be 0 or 1"),
+        (put("stem onednn", 1), fspec, ""),  # the next floats misread as its scales: a later check fails
         (put("block 0 mul length", -2), fspec, "length must be -1"),
         (put("block 0 mul length", len(fspec) + 1), fspec, "fspec ends early"),
     ]

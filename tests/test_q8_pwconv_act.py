@@ -6,9 +6,10 @@ weights, int32 bias); hardswish by torch.ao.nn.quantized.functional; residual by
 torch.ops.quantized.add and the SE scale by torch.ops.quantized.mul under the same engine.  The
 arguments come from mbv3_fast.quantization.params (engine 'x86': fbgemm's rounding).
 
-The 'x86' engine runs groups=1 convs on oneDNN, whose requantization rounds exact .5 ties in
-other float steps than fbgemm's: ~1e-5 of outputs differ by 1 from fbgemm (and from us);
-test_x86_engine_onednn_ties pins that bound.
+The 'x86' engine runs groups=1 convs on oneDNN on a CPU with AVX512-VNNI, whose requantization
+adds the zero point in float before rounding: engine 'x86' here is that reference with our
+Onednn requantization mode (params.requant_args(onednn=True), onednn_scales), bit for bit;
+test_onednn_mode_ties makes ties on purpose so that the two modes really differ.
 """
 import itertools
 import os
@@ -24,13 +25,18 @@ import torch.ao.nn.quantized.functional as qF
 import mbv3_fast
 import neon_harness
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
-from mbv3_fast.quantization.params import add_args, mul_args, requant_args, unary_lut
+from mbv3_fast.quantization.model import x86_uses_onednn
+from mbv3_fast.quantization.params import add_args, mul_args, onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
 from layers import BEST_ISA, CPU_ISAS
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ENGINES = ("fbgemm", "qnnpack")
+# 'x86' (oneDNN convs, our Onednn mode) where PyTorch runs oneDNN: a CPU with AVX512-VNNI.
+ONEDNN = x86_uses_onednn()
+ALL_ENGINES = ENGINES + (("x86",) if ONEDNN else ())
+needs_onednn = pytest.mark.skipif(not ONEDNN, reason="PyTorch's x86 engine runs oneDNN convs only on AVX512-VNNI CPUs")
 Q8_FAMILY = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "neon"}
 
 
@@ -70,7 +76,7 @@ class Case:
             qw = torch.quantize_per_channel(*self.qw_args)
             w_scales = qw.q_per_channel_scales()
         bias = torch.randn(cout) * 0.5
-        self.bias = bias
+        self.bias, self.engine = bias, engine
         yf = torch.nn.functional.conv2d(a_q.dequantize(), qw.dequantize(), bias)
         if act == "relu":
             yf = yf.relu()
@@ -96,7 +102,8 @@ class Case:
             y_q = torch.ops.quantized.add(y_q, r_q.contiguous(memory_format=fmt), os_, ozp)
             r_u8 = r_q.int_repr()
         self.ref = y_q.int_repr()
-        bi, bf, m, oq, _ = requant_args(a_q.q_scale(), w_scales, bias, ys, yzp, engine, relu=act == "relu")
+        od = engine == "x86"  # PyTorch's oneDNN conv: our Onednn mode
+        bi, bf, m, oq, _ = requant_args(a_q.q_scale(), w_scales, bias, ys, yzp, engine, relu=act == "relu", onednn=od)
         self.conv_in = a_q
         x = x_q.int_repr()
         if channels_last:
@@ -108,7 +115,8 @@ class Case:
             assert not x.is_contiguous() and not x.is_contiguous(memory_format=torch.channels_last)
         self.x, self.w = x, qw.int_repr()
         self.args = dict(x_zero_point=a_q.q_zero_point(), bias_int=bi, bias_float=bf, multiplier=m,
-                         out_qparams=oq, lut=lut, residual=r_u8, add=add, se_scale=se_u8, mul=mul)
+                         out_qparams=oq, lut=lut, residual=r_u8, add=add, se_scale=se_u8, mul=mul,
+                         onednn=onednn_scales(a_q.q_scale(), ys) if od else None)
 
     def run(self, packed=False, x=None):
         w = pack_weight(self.w) if packed else self.w
@@ -135,7 +143,7 @@ MBV3_LAYERS = sorted({cfg for v in ("large", "small") for cfg in pointwise_layer
 SE_INPUTS = {(c, h, w) for v in ("large", "small") for c, _, h, w in se_layers(v)}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ALL_ENGINES)
 @pytest.mark.parametrize("cfg", MBV3_LAYERS, ids=lambda c: "{}to{}_{}x{}_{}_r{:d}".format(*c))
 def test_mobilenet_v3_layers(cfg, engine):
     cin, cout, h, w, act, res = cfg
@@ -156,7 +164,7 @@ ODD = [  # n, cin, cout, h, w, act, residual, se, channels_last, noncontig
 ]
 
 
-@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("engine", ALL_ENGINES)
 @pytest.mark.parametrize("case", ODD, ids=lambda c: "n{}_{}to{}_{}x{}_{}_r{:d}_se{:d}_cl{:d}_nc{:d}".format(*c))
 def test_odd_shapes(case, engine, cpu_isa):
     n, cin, cout, h, w, act, res, se, cl, nc = case
@@ -180,7 +188,7 @@ def test_tile_edges(cpu_isa):
     of 6 + 1)."""
     for i, (cout, cin) in enumerate(itertools.product((1, 8, 15, 16, 17, 24, 31, 33, 56, 64, 65, 72),
                                                       (1, 3, 4, 5, 7, 8, 9, 12, 13))):
-        engine = ENGINES[i % 2]
+        engine = ALL_ENGINES[i % len(ALL_ENGINES)]
         act, res, se = ("none", "relu", "hardswish")[i % 3], i % 4 == 1, i % 5 == 2
         Case(engine, 1, cin, cout, 1, 13, act, res, se, channels_last=True).check(
             f"{cpu_isa} {engine} Cin {cin} Cout {cout} {act} r{res:d} se{se:d}", packed=i % 2 == 0)
@@ -188,12 +196,14 @@ def test_tile_edges(cpu_isa):
 
 def test_rows_around_tile(cpu_isa):
     for m in range(1, 14):
-        Case("fbgemm", 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} M {m}")
+        for engine in ("fbgemm",) + ALL_ENGINES[2:]:
+            Case(engine, 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} {engine} M {m}")
 
 
+@pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])
 @pytest.mark.parametrize("lut", [False, True], ids=["plain", "lut"])
 @pytest.mark.parametrize("exp_range", [(-5, -1), (-5, 7)], ids=["small", "overflowing"])
-def test_wide_multipliers(lut, exp_range, cpu_isa):
+def test_wide_multipliers(lut, exp_range, onednn, cpu_isa):
     """Multipliers from 1e-5 up to 0.1 (float values far under 2^30: avx512 skips the float
     clamp) or up to 1e7 (values past int32: the clamp keeps the conversion in range), with
     0 < lo and hi < 255: every path against the scalar kernel (q8.h's functions)."""
@@ -207,7 +217,8 @@ def test_wide_multipliers(lut, exp_range, cpu_isa):
                 bias_int=torch.randint(-5000, 5000, (cout,), dtype=torch.int32, generator=g),
                 bias_float=torch.randn(cout, generator=g) * 100,
                 multiplier=10 ** (lo + (hi - lo) * torch.rand(cout, generator=g)), out_qparams=[120, 90, 230],
-                lut=torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g) if lut else None)
+                lut=torch.randint(0, 256, (256,), dtype=torch.uint8, generator=g) if lut else None,
+                onednn=[0.375, 0.75] if onednn else None)
     ours = q8_pwconv_act(x, **args)
     mbv3_fast.set_cpu_isa("scalar")
     ref = q8_pwconv_act(x, **args)
@@ -244,18 +255,33 @@ def test_pack_weight_layout():
     assert torch.equal(sums[:17], w.reshape(17, 9).int().sum(1)) and int(sums[17:].abs().sum()) == 0
 
 
-def test_x86_engine_onednn_ties():
-    """Against the 'x86' engine (oneDNN for this conv): equal but for rare off-by-one ties."""
-    c = Case("fbgemm", 1, 16, 16, 112, 112, channels_last=True)
+@needs_onednn
+@pytest.mark.parametrize("relu", [False, True], ids=["plain", "relu"])
+def test_onednn_mode_ties(relu, cpu_isa):
+    """Power-of-two scales (x 2^-4, w 2^-5, y 2^-8) make every odd sum an exact .5 tie and an odd
+    output zero point splits the two rules there: PyTorch's x86 engine (oneDNN) equals the Onednn
+    mode bit for bit, and fbgemm's rule really differs on many outputs (so the test can fail)."""
     torch.backends.quantized.engine = "x86"
-    conv = nnq.Conv2d(16, 16, 1)
-    mbv3_fast.set_cpu_isa(BEST_ISA)
-    ours = c.run(packed=True)
-    conv.set_weight_bias(torch.quantize_per_channel(*c.qw_args), c.bias)
-    conv.scale, conv.zero_point = c.y_qparams
-    x86 = conv(c.conv_in).int_repr()
-    diff = (ours.int() - x86.int()).abs()
-    assert int(diff.max()) <= 1 and int((diff > 0).sum()) <= 1e-3 * diff.numel()
+    g = torch.Generator().manual_seed(3)
+    cin, cout, zp = 24, 40, 101
+    x_q = torch._make_per_tensor_quantized_tensor(
+        torch.randint(120, 137, (2, cin, 5, 7), dtype=torch.uint8, generator=g), 2.0 ** -4, 128)
+    w_scales = torch.full((cout,), 2.0 ** -5, dtype=torch.float64)
+    w_q = torch._make_per_channel_quantized_tensor(torch.randint(-2, 3, (cout, cin, 1, 1), dtype=torch.int8,
+                                                                 generator=g), w_scales, torch.zeros(cout, dtype=torch.long), 0)
+    bias = torch.randint(-4, 5, (cout,), generator=g).float() * 2.0 ** -9  # whole steps of x * w
+    conv = (nniq.ConvReLU2d if relu else nnq.Conv2d)(cin, cout, 1)
+    conv.set_weight_bias(w_q, bias)
+    conv.scale, conv.zero_point = 2.0 ** -8, zp
+    ref = conv(x_q).int_repr()
+    x = x_q.int_repr().contiguous(memory_format=torch.channels_last)
+    outs = {}
+    for od in (False, True):
+        bi, bf, m, oq, _ = requant_args(2.0 ** -4, w_scales, bias, 2.0 ** -8, zp, "x86", relu=relu, onednn=od)
+        outs[od] = q8_pwconv_act(x, 128, pack_weight(w_q.int_repr()), bi, bf, m, oq,
+                                 onednn=onednn_scales(2.0 ** -4, 2.0 ** -8) if od else None)
+    assert torch.equal(outs[True], ref)
+    assert int((outs[False] != ref).sum()) > ref.numel() // 10
 
 
 def test_threads_bitwise():
@@ -263,13 +289,14 @@ def test_threads_bitwise():
     mbv3_fast.set_cpu_isa(BEST_ISA)
     before = torch.get_num_threads()
     try:
-        for n, cin, cout, h, w in ((1, 160, 960, 7, 7), (3, 24, 72, 28, 28)):
-            c = Case("fbgemm", n, cin, cout, h, w, "hardswish", False, True, channels_last=True)
+        for (n, cin, cout, h, w), engine in itertools.product(((1, 160, 960, 7, 7), (3, 24, 72, 28, 28)),
+                                                              ("fbgemm",) + ALL_ENGINES[2:]):
+            c = Case(engine, n, cin, cout, h, w, "hardswish", False, True, channels_last=True)
             torch.set_num_threads(1)
             one = c.run(packed=True)
             torch.set_num_threads(2)
             two = c.run(packed=True)
-            assert torch.equal(one, two) and torch.equal(one, c.ref)
+            assert torch.equal(one, two) and torch.equal(one, c.ref), engine
     finally:
         torch.set_num_threads(before)
 
@@ -277,12 +304,13 @@ def test_threads_bitwise():
 @pytest.mark.parametrize("packed", [False, True], ids=["plain", "packed"])
 def test_opcheck(packed):
     for c in (Case("fbgemm", 2, 12, 20, 3, 5, "hardswish", True, True, channels_last=True),
-              Case("qnnpack", 1, 7, 9, 2, 3, "relu")):
+              Case("qnnpack", 1, 7, 9, 2, 3, "relu"), Case(ALL_ENGINES[-1], 1, 7, 9, 2, 3, "relu", True)):
         a = c.args
         w = pack_weight(c.w) if packed else c.w
         torch.library.opcheck(torch.ops.mbv3.q8_pwconv_act,
                               (c.x, a["x_zero_point"], w, a["bias_int"], a["bias_float"], a["multiplier"],
-                               a["out_qparams"], a["lut"], a["residual"], a["add"], a["se_scale"], a["mul"]))
+                               a["out_qparams"], a["lut"], a["residual"], a["add"], a["se_scale"], a["mul"],
+                               a["onednn"]))
 
 
 def test_bad_inputs():
@@ -314,6 +342,10 @@ def test_bad_inputs():
         (ValueError, "se_scale must be", dict(se_scale=c.args["se_scale"][:, :4])),
         (ValueError, "add must hold", dict(add=c.args["add"][:5])),
         (ValueError, "mul zero points", dict(mul=[300.0, 0.0, 0.0, 1.0])),
+        (ValueError, "onednn scales must be positive", dict(onednn=[1.0, -1.0])),
+        (ValueError, "onednn scales must be positive", dict(onednn=[float("inf"), 1.0])),
+        (ValueError, "onednn scales must be positive", dict(onednn=[1.0, 0.1])),  # not a float32
+        (ValueError, "onednn must be \\[src_scale, inv_scale\\]", dict(onednn=[1.0])),
     ]
     for exc, msg, kw in bad:
         with pytest.raises(exc, match=msg):
@@ -334,11 +366,16 @@ NEON_ODD = [  # n, cin, cout, h, w, act, residual, se, engine: odd shapes, SE wi
     (1, 72, 40, 9, 11, "none", True, True, "fbgemm"),
     (1, 576, 96, 7, 7, "none", True, True, "fbgemm"),
     (1, 288, 48, 5, 5, "none", True, True, "qnnpack"),
-]
+] + [  # the Onednn mode (its PyTorch reference needs the x86 engine's oneDNN convs)
+    (1, 7, 17, 5, 3, "relu", True, False, "x86"),
+    (1, 33, 65, 7, 7, "hardswish", True, False, "x86"),
+    (2, 40, 120, 6, 5, "none", False, True, "x86"),
+    (1, 576, 96, 7, 7, "none", True, True, "x86"),
+] * ONEDNN
 # Tile edges: Cout around the 16-column tile, K around the groups of 4 and 16-byte rows, M around
 # the 4-row tile (the harness also splits rows at an odd row and columns at 16, as threads do).
 NEON_EDGES = [(1, cin, cout, 1, (1, 5, 9)[(i + i // 6) % 3], ("none", "relu", "hardswish")[i % 3], i % 4 == 1,
-               i % 5 == 2, ENGINES[i % 2])
+               i % 5 == 2, ALL_ENGINES[i % len(ALL_ENGINES)])
               for i, (cout, cin) in enumerate(itertools.product((1, 15, 16, 17, 33, 64), (1, 4, 5, 13, 16, 17)))]
 
 
@@ -356,12 +393,15 @@ def _neon_case_file(cases):
             assert torch.equal(plain, packed), what
             a = c.args
             nhwc = lambda t: t.permute(0, 2, 3, 1).reshape(-1).tolist()  # noqa: E731
-            f.i64(n, cin, cout, h * w, a["x_zero_point"], *a["out_qparams"], a["lut"] is not None, res, se)
+            od = a["onednn"] is not None
+            f.i64(n, cin, cout, h * w, a["x_zero_point"], *a["out_qparams"], a["lut"] is not None, res, se, od)
             f.i64(*nhwc(c.x))
             f.i64(*pack_weight(c.w).tolist())
             f.i64(*a["bias_int"].tolist())
             f.floats(a["bias_float"])
             f.floats(a["multiplier"])
+            if od:
+                f.floats(torch.tensor(a["onednn"], dtype=torch.float32))
             if a["lut"] is not None:
                 f.i64(*a["lut"].tolist())
             if res:

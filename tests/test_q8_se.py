@@ -2,7 +2,8 @@
 tensor, a quantized ConvReLU2d (fc1), Conv2d (fc2) and the functional hardsigmoid, for the x86
 engine (per-channel weights, float bias) and qnnpack (per-tensor weights, int32 bias), on every
 int8 path (cpu_isa fixture).  x has channels whose mean is exactly k + 0.5 (even H * W), so the
-pool's tie rounding, which PyTorch picks by engine and layout, is pinned."""
+pool's tie rounding, which PyTorch picks by engine and layout, is pinned.  Under x86 on a CPU with
+AVX512-VNNI the two convs run on oneDNN: se_args(onednn=True), the Onednn requantization mode."""
 import functools
 import itertools
 
@@ -16,7 +17,8 @@ import mbv3_fast  # noqa: F401 (registers the ops)
 import neon_harness
 import q8_reference
 from layers import BEST_ISA
-from mbv3_fast.ops.q8_se import q8_se, se_args
+from mbv3_fast.ops.q8_se import q8_se, se_args as _se_args
+from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.testing import se_layers
 
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -24,6 +26,12 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
 ENGINES = ["x86", "qnnpack"]
+ONEDNN = x86_uses_onednn()
+
+
+def se_args(fc1, fc2, x_scale, x_zp, engine):
+    """The op's arguments, in the Onednn mode where PyTorch's x86 engine runs oneDNN."""
+    return _se_args(fc1, fc2, x_scale, x_zp, engine, onednn=engine == "x86" and ONEDNN)
 EXPECTED_Q8 = {"scalar": "scalar", "avx2": "avx2", "avx512": "avx512_vnni", "neon": "neon"}
 
 
@@ -225,7 +233,7 @@ def test_torchvision_model(cpu_isa, engine):
     for mod, xq in seen:
         for x in (xq, xq.contiguous(memory_format=torch.channels_last)):
             ref = mod._scale(x).int_repr().flatten(1)
-            ours = q8_se(x, mod.fc1, mod.fc2, engine).int_repr()
+            ours = q8_se(x, mod.fc1, mod.fc2, engine, onednn=engine == "x86" and ONEDNN).int_repr()
             assert torch.equal(ours, ref)
 
 

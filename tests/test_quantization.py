@@ -4,8 +4,9 @@ Models: realistic random float weights (mbv3_fast.testing.realistic), quantized 
 own eager recipe (fuse_model, the engine's default qconfig, prepare, calibration on random
 batches, convert).  Per issue #15, on every configuration and engine: the mean |logit difference|
 is at most one output quantization step, top-1 agrees, and our error against the float model is
-no larger than torchvision's int8 error.  Where every op is emulated exactly (the QNNPACK engine;
-the plan on the reference ops), the logits are bit-identical.
+no larger than torchvision's int8 error.  Every engine's ops are emulated exactly (the x86
+engine's oneDNN convs by the Onednn requantization mode, csrc/common/q8.h), so the logits are
+bit-identical to torchvision's, on the kernels and with the plan on the reference ops.
 """
 import copy
 
@@ -18,7 +19,8 @@ import mbv3_fast.quantization as Q
 from mbv3_fast.testing import realistic
 
 import q8_reference
-from mbv3_fast.quantization.params import requant_args
+from mbv3_fast.quantization.model import x86_uses_onednn
+from mbv3_fast.quantization.params import onednn_scales, requant_args
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -32,16 +34,16 @@ _BUILD = {
 _cache = {}
 
 
-def _models(arch, engine, size=224):
+def _models(arch, engine, size=224, onednn_convs=None):
     """(float model, torchvision int8 model, ours) for arch / engine, cached per module."""
-    key = (arch, engine, size)
+    key = (arch, engine, size, onednn_convs)
     if key not in _cache:
         torch.manual_seed(0)
         fm = realistic(_BUILD[arch](), seed=0)
         g = torch.Generator().manual_seed(1)
         batches = [torch.randn(2, 3, size, size, generator=g) for _ in range(2)]
         tvq = Q.quantize_torchvision(fm, batches, engine)
-        _cache[key] = (fm, tvq, Q.from_torchvision_quantized(tvq, engine))
+        _cache[key] = (fm, tvq, Q.from_torchvision_quantized(tvq, engine, onednn_convs=onednn_convs))
     return _cache[key]
 
 
@@ -66,9 +68,10 @@ def _check_issue_rule(ours, ref, fl, step, what):
 
 # Engines whose arithmetic q8.h reproduces exactly.  "x86" converts with the same qconfig as
 # "fbgemm" (per-channel weights) but runs oneDNN for the groups <= 100 convs on a VNNI CPU, which
-# rounds about 1 in 1e5 near-ties the other way; the int8 model runs fbgemm's rounding for it
-# (what the x86 engine gives on CPUs where it picks fbgemm): test_x86_engine.
-EXACT_ENGINES = ["qnnpack", "fbgemm"]
+# the int8 model follows there with the Onednn mode (elsewhere x86 runs fbgemm: test_x86_engine).
+# "onednn" runs every conv and Linear on oneDNN: the Onednn mode everywhere.
+ONEDNN = x86_uses_onednn()
+EXACT_ENGINES = ["qnnpack", "fbgemm", "onednn"] + ["x86"] * ONEDNN
 
 
 @pytest.mark.parametrize("engine", EXACT_ENGINES)
@@ -97,51 +100,81 @@ def test_model_bit_exact(arch, engine):
     _check_issue_rule(out, ref, _run(fm, x, engine), ours.logit_step, f"{arch}/{engine}")
 
 
-@pytest.mark.parametrize("arch", ["large", "small"])
+@pytest.mark.skipif(not ONEDNN, reason="PyTorch's x86 engine runs oneDNN convs only on Linux with AVX512-VNNI")
+@pytest.mark.parametrize("arch", list(_BUILD))
 def test_x86_engine(arch):
-    """A model converted under "x86" gives exactly torchvision's logits for the same model
-    converted under "fbgemm" (same qconfig, so the same int8 weights and qparams).  Against
-    torchvision's own x86 run the logits differ by what oneDNN's near-tie roundings grow into
-    on a random network, the same difference torchvision's fbgemm and x86 conversions have
-    between themselves; printed, not asserted (README: int8)."""
+    """Converted under "x86" on this VNNI CPU: the Onednn mode for the groups <= 100 convs gives
+    torchvision's own x86 logits bit for bit (test_model_bit_exact); with the override
+    onednn_convs=False (fbgemm's rounding everywhere, what x86 runs on CPUs without VNNI) exactly
+    torchvision's logits for the same model converted under "fbgemm" (same qconfig, same int8
+    weights and qparams), and those differ from the x86 run, so the mode matters."""
     fm, tvq86, ours = _models(arch, "x86")
+    assert ours.onednn_convs
+    _, _, ours_fb = _models(arch, "x86", onednn_convs=False)
     _, tvq_fb, _ = _models(arch, "fbgemm")
     x = torch.randn(3, 3, 224, 224)
-    out, ref_fb = _run(ours, x, "x86"), _run(tvq_fb, x, "fbgemm")
-    assert torch.equal(out, ref_fb)
-    ref86 = _run(tvq86, x, "x86")
-    d = (out - ref86).abs() / ours.logit_step
-    print(f"{arch}: ours (= torchvision fbgemm) vs torchvision x86: mean {d.mean():.2f} steps, max {d.max():.0f}, "
-          f"top-1 agreement {(out.argmax(1) == ref86.argmax(1)).float().mean():.2f}")
+    out, out_fb = _run(ours, x, "x86"), _run(ours_fb, x, "x86")
+    ref86, ref_fb = _run(tvq86, x, "x86"), _run(tvq_fb, x, "fbgemm")
+    assert torch.equal(out, ref86)
+    assert torch.equal(out_fb, ref_fb)
+    assert not torch.equal(out_fb, ref86)
 
 
-def test_x86_engine_onednn_rule():
-    """The rounding behind test_x86_engine's difference, pinned: on random 1x1 convs under the x86
-    engine, PyTorch's outputs follow q8_reference.onednn_requantize (zero point added before
-    rounding) where fbgemm's rule, which the kernels implement, flips near-ties."""
+def test_x86_override_and_bad_engine():
+    _, tvq, _ = _models("small", "qnnpack", 64)
+    with pytest.raises(ValueError, match="onednn_convs applies to the x86 engine"):
+        Q.from_torchvision_quantized(tvq, "qnnpack", onednn_convs=True)
+    assert not Q.from_torchvision_quantized(tvq, "qnnpack").onednn_convs
+
+
+def _conv_layer(cin, cout, k, groups, relu, hw=20):
+    """A random quantized conv (per-channel symmetric weights) and input, run under "x86"."""
     import torch.ao.nn.quantized as nnq
-    flips = {"fbgemm": 0, "onednn": 0}
-    for _ in range(40):
-        cin, cout = int(torch.randint(8, 120, ())), int(torch.randint(8, 200, ()))
-        sx, zx = float(torch.empty(()).uniform_(0.01, 0.05)), int(torch.randint(0, 256, ()))
-        sy, zy = float(torch.empty(()).uniform_(0.02, 0.2)), int(torch.randint(0, 256, ()))
-        xq = torch.quantize_per_tensor(torch.randn(1, cin, 20, 20), sx, zx, torch.quint8)
-        wf = torch.randn(cout, cin, 1, 1) * 0.1
-        ws = (wf.abs().amax((1, 2, 3)) / 127).double()
-        wq = torch.quantize_per_channel(wf, ws, torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
-        bias = torch.randn(cout) * 0.5
-        def conv(t):  # packed and run under the x86 engine
-            m = nnq.Conv2d(cin, cout, 1)
-            m.set_weight_bias(wq, bias)
-            m.scale, m.zero_point = sy, zy
-            return m(t).int_repr()
-        ref = _run(conv, xq, "x86")
-        acc = torch.nn.functional.conv2d(xq.int_repr().double() - zx, wq.int_repr().double()).to(torch.int32)
-        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86")
+    import torch.ao.nn.intrinsic.quantized as nniq
+    sx, zx = float(torch.empty(()).uniform_(0.01, 0.05)), int(torch.randint(0, 256, ()))
+    sy, zy = float(torch.empty(()).uniform_(0.02, 0.2)), int(torch.randint(0, 64 if relu else 256, ()))
+    xq = torch.quantize_per_tensor(torch.randn(1, cin, hw, hw), sx, zx, torch.quint8)
+    wf = torch.randn(cout, cin // groups, k, k) * 0.1
+    ws = (wf.abs().amax((1, 2, 3)) / 127).double()
+    wq = torch.quantize_per_channel(wf, ws, torch.zeros(cout, dtype=torch.long), 0, torch.qint8)
+    bias = torch.randn(cout) * 0.5
+    m = (nniq.ConvReLU2d if relu else nnq.Conv2d)(cin, cout, k, 1, k // 2, groups=groups)
+    m.set_weight_bias(wq, bias)
+    m.scale, m.zero_point = sy, zy
+    ref = _run(m, xq, "x86").int_repr()
+    acc = torch.nn.functional.conv2d(xq.int_repr().double() - zx, wq.int_repr().double(), None, 1, k // 2, 1,
+                                     groups).to(torch.int32)
+    return acc, (sx, ws, bias, sy, zy), ref
+
+
+@pytest.mark.skipif(not ONEDNN, reason="PyTorch's x86 engine runs oneDNN convs only on Linux with AVX512-VNNI")
+@pytest.mark.parametrize("kind", ["1x1", "3x3", "depthwise"])
+def test_x86_engine_onednn_rule(kind):
+    """The x86 engine's oneDNN rounding, pinned on random convs (1x1 and ConvReLU, the stem's 3x3,
+    depthwise with <= 100 channels): PyTorch's outputs equal q8_reference.onednn_requantize
+    (written from the raw scales) and the Onednn mode's arguments (params) on q8.h's formula
+    (q8_reference.requantize), while fbgemm's rule flips near-ties: counted, so the test can fail."""
+    flips = {"fbgemm": 0, "onednn": 0, "mode": 0}
+    for i in range(40):
+        relu = i % 2 == 1
+        if kind == "depthwise":
+            c = (16, 64, 72, 100)[i % 4]
+            acc, (sx, ws, bias, sy, zy), ref = _conv_layer(c, c, (3, 5)[i % 2], c, relu, 28)
+        else:
+            cin = 3 if kind == "3x3" else int(torch.randint(8, 120, ()))
+            acc, (sx, ws, bias, sy, zy), ref = _conv_layer(cin, int(torch.randint(8, 200, ())), 3 if kind == "3x3" else 1, 1,
+                                                       relu, 40 if kind == "3x3" else 20)
+        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86", relu=relu)
         flips["fbgemm"] += int((q8_reference.requantize(acc, bi, bf, mult, oq, None) != ref).sum())
-        flips["onednn"] += int((q8_reference.onednn_requantize(acc, sx, ws, bias, sy, zy) != ref).sum())
-    print(f"near-tie flips over 40 random layers: fbgemm rule {flips['fbgemm']}, oneDNN rule {flips['onednn']}")
-    assert flips["fbgemm"] >= 5 * max(1, flips["onednn"]), flips
+        od = q8_reference.onednn_requantize(acc, sx, ws, bias, sy, zy)
+        if relu:
+            od = od.clamp_min(zy)
+        flips["onednn"] += int((od != ref).sum())
+        bi, bf, mult, oq, _ = requant_args(sx, ws, bias, sy, zy, "x86", relu=relu, onednn=True)
+        mode = q8_reference.requantize(acc, bi, bf, mult, oq, None, onednn=onednn_scales(sx, sy))
+        flips["mode"] += int((mode != ref).sum())
+    print(f"{kind}: outputs off PyTorch's over 40 random layers: {flips}")
+    assert flips["onednn"] == 0 and flips["mode"] == 0 and flips["fbgemm"] > 0, flips
 
 
 def test_batches_layouts_sizes():
@@ -155,22 +188,24 @@ def test_batches_layouts_sizes():
             assert torch.equal(out, ref), tuple(x.shape)
 
 
-def test_every_cpu_path(cpu_isa):
+@pytest.mark.parametrize("engine", EXACT_ENGINES[1:])
+def test_every_cpu_path(engine, cpu_isa):  # fbgemm, onednn, x86
     """scalar, avx2 and avx512 (its int8 kernels: avx512_vnni where the CPU has VNNI)."""
-    _, tvq, ours = _models("small", "fbgemm", 64)
+    _, tvq, ours = _models("small", engine, 64)
     x = torch.randn(2, 3, 64, 72)
-    assert torch.equal(_run(ours, x, "fbgemm"), _run(tvq, x, "fbgemm"))
+    assert torch.equal(_run(ours, x, engine), _run(tvq, x, engine))
 
 
-def test_threads():
-    _, _, ours = _models("large", "fbgemm")
+@pytest.mark.parametrize("engine", ["fbgemm", "x86"])
+def test_threads(engine):
+    _, _, ours = _models("large", engine)
     x = torch.randn(2, 3, 224, 224)
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _run(ours, x, "fbgemm")
+        one = _run(ours, x, engine)
         torch.set_num_threads(2)
-        two = _run(ours, x, "fbgemm")
+        two = _run(ours, x, engine)
     finally:
         torch.set_num_threads(before)
     assert torch.equal(one, two)

@@ -123,6 +123,14 @@ Q8Isa q8_isa(Isa isa) {
   }
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(_M_X64)
+  return __builtin_cpu_supports("avx512vnni");
+#else
+  return false;
+#endif
+}
+
 const char* q8_isa_name(Q8Isa isa) {
   switch (isa) {
     case Q8Isa::Scalar: return "scalar";

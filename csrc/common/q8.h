@@ -3,12 +3,23 @@
 // converted torchvision model).  Every q8 kernel's scalar code calls these functions; the SIMD
 // kernels do the same float operations in the same order, and the tests hold them bit-identical.
 //
-//   conv / linear   q = clamp(zp + rne(((float)(acc + bias_int) + bias_float) * multiplier))
-//                   acc = sum (x - x_zp) * w, exact in int32.  fbgemm / oneDNN (x86 engine) add
-//                   the float bias bias / (x_scale * w_scale) (bias_int = 0); QNNPACK adds it
-//                   rounded to int32 (bias_float = 0).  multiplier = float(x_scale * w_scale) /
-//                   y_scale, per output channel.  Clamping to [lo, hi] before rounding equals
-//                   clamping after (the bounds are integers) and keeps the conversion in range.
+//   conv / linear   Fbgemm mode (fbgemm, QNNPACK, and the x86 engine's fbgemm layers):
+//                     q = clamp(zp + rne(((float)(acc + bias_int) + bias_float) * multiplier))
+//                   acc = sum (x - x_zp) * w, exact in int32.  fbgemm adds the float bias
+//                   bias / (x_scale * w_scale) (bias_int = 0); QNNPACK adds it rounded to int32
+//                   (bias_float = 0).  multiplier = float(x_scale * w_scale) / y_scale, per output
+//                   channel.  Clamping to [lo, hi] before rounding equals clamping after (the
+//                   bounds are integers) and keeps the conversion in range.
+//                   Onednn mode (the x86 engine's Conv2d layers with groups <= 100 on a CPU with
+//                   AVX512-VNNI, which PyTorch packs for oneDNN):
+//                     q = clamp(rne((((float)(acc + bias_int) * src_scale * multiplier + bias_float)
+//                                   * inv_scale + zp))
+//                   each operation rounded separately, left to right (no fma): the zero point is
+//                   added in float BEFORE rounding, so the modes differ where v + zp rounds onto a
+//                   .5 tie.  bias_float is the raw float bias; ReLU is the clamp at zp.  The scales
+//                   are the float values oneDNN's kernels see (params.py onednn_scales): src_scale
+//                   x_scale through PyTorch's and ideep's float reciprocals, multiplier =
+//                   float(w_scale), inv_scale 1 / y_scale likewise.
 //   hardswish,      a 256-entry table per layer, made by PyTorch's own quantized op on every
 //   hardsigmoid     input value (exact by construction).  ReLU is the clamp (lo = zp).
 //   add (residual)  fbgemm/x86: ATen's vectorized qadd: each side dequantized with one fma,
@@ -27,6 +38,8 @@
 
 namespace mbv3 {
 
+enum class Q8RequantMode : int32_t { Fbgemm = 0, Onednn = 1 };
+
 // Requantization of a conv/linear layer's int32 sums, per output channel n, then the
 // activation table (null: none).  An op's arguments; the arrays hold Cout entries.
 struct Q8Requant {
@@ -35,9 +48,24 @@ struct Q8Requant {
   const float* multiplier;
   int32_t zp, lo, hi;  // output zero point and clamp, 0 <= lo <= zp (ReLU: lo = zp), hi <= 255
   const uint8_t* lut;  // null or 256 entries
+  Q8RequantMode mode = Q8RequantMode::Fbgemm;
+  float src_scale = 1.f, inv_scale = 0.f;  // Onednn mode
 };
 
+// The Onednn rule's value before clamping and rounding (the zero point included).
+inline float q8_onednn_value(int32_t acc, int64_t n, const Q8Requant& r) {
+  const float a = static_cast<float>(acc + r.bias_int[n]) * r.src_scale;
+  const float b = a * r.multiplier[n];
+  return (b + r.bias_float[n]) * r.inv_scale + static_cast<float>(r.zp);
+}
+
 inline uint8_t q8_requantize(int32_t acc, int64_t n, const Q8Requant& r) {
+  if (r.mode == Q8RequantMode::Onednn) {
+    float v = q8_onednn_value(acc, n, r);
+    v = std::min(std::max(v, static_cast<float>(r.lo)), static_cast<float>(r.hi));
+    const uint8_t q = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)));
+    return r.lut ? r.lut[q] : q;
+  }
   float v = (static_cast<float>(acc + r.bias_int[n]) + r.bias_float[n]) * r.multiplier[n];
   v = std::min(std::max(v, static_cast<float>(r.lo - r.zp)), static_cast<float>(r.hi - r.zp));
   const uint8_t q = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(v)) + r.zp);
@@ -94,6 +122,10 @@ inline uint8_t q8_mul(uint8_t a, uint8_t b, const Q8Mul& p) {
 enum class Q8Isa : int { Scalar = 0, Avx2 = 1, Avx512Vnni = 2, Neon = 3 };
 Q8Isa q8_isa(Isa isa);
 const char* q8_isa_name(Q8Isa isa);
+// Whether the CPU has AVX512_VNNI (cpuid, whatever path is in force; cpu_isa.cpp): PyTorch's x86
+// quantized engine packs convs for oneDNN on such CPUs, so mbv3_fast.quantization picks the
+// Onednn mode from it.
+bool cpu_has_avx512_vnni();
 
 }  // namespace mbv3
 

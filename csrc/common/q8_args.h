@@ -2,7 +2,9 @@
 // binding.  Python builds them in mbv3_fast/quantization/params.py, in the same order.
 //   requantization: Tensor bias_int (int32 [Cout]), Tensor bias_float (float32 [Cout]),
 //                   Tensor multiplier (float32 [Cout]), int[] out_qparams = [zp, lo, hi],
-//                   Tensor? lut (uint8 [256])
+//                   Tensor? lut (uint8 [256]); and, last in the schema, float[]? onednn:
+//                   None for the Fbgemm mode, [src_scale, inv_scale] (float32 values) for the
+//                   Onednn mode (q8.h; multiplier and bias_float then hold its scale and the raw bias)
 //   add:            float[] = [mode, a_scale, a_offset, b_scale, b_offset, inv_scale,
 //                              a_mult, b_mult, zp_product, shift, zp]
 //   mul:            float[] = [a_zp, b_zp, zp, multiplier]
@@ -37,7 +39,7 @@ inline void check_q8_vector(const at::Tensor& t, at::ScalarType dtype, int64_t n
 inline Q8Requant q8_requant_args(const at::Tensor& bias_int, const at::Tensor& bias_float,
                                  const at::Tensor& multiplier, c10::IntArrayRef out_qparams,
                                  const std::optional<at::Tensor>& lut, int64_t cout, const char* op,
-                                 at::Tensor (&storage)[4]) {
+                                 at::Tensor (&storage)[4], std::optional<c10::ArrayRef<double>> onednn = std::nullopt) {
   check_q8_vector(bias_int, at::kInt, cout, op, "bias_int");
   check_q8_vector(bias_float, at::kFloat, cout, op, "bias_float");
   check_q8_vector(multiplier, at::kFloat, cout, op, "multiplier");
@@ -56,8 +58,19 @@ inline Q8Requant q8_requant_args(const at::Tensor& bias_int, const at::Tensor& b
     storage[3] = lut->contiguous();
     table = storage[3].data_ptr<uint8_t>();
   }
-  return Q8Requant{storage[0].data_ptr<int32_t>(), storage[1].data_ptr<float>(), storage[2].data_ptr<float>(),
-                   static_cast<int32_t>(zp), static_cast<int32_t>(lo), static_cast<int32_t>(hi), table};
+  Q8Requant r{storage[0].data_ptr<int32_t>(), storage[1].data_ptr<float>(), storage[2].data_ptr<float>(),
+              static_cast<int32_t>(zp), static_cast<int32_t>(lo), static_cast<int32_t>(hi), table};
+  if (onednn) {
+    TORCH_CHECK_VALUE(onednn->size() == 2, op, ": onednn must be [src_scale, inv_scale] "
+                      "(mbv3_fast.quantization.params.onednn_scales), got ", onednn->size(), " values");
+    for (const double s : *onednn)
+      TORCH_CHECK_VALUE(std::isfinite(s) && s > 0 && static_cast<double>(static_cast<float>(s)) == s, op,
+                        ": onednn scales must be positive finite float32 values, got ", s);
+    r.mode = Q8RequantMode::Onednn;
+    r.src_scale = static_cast<float>((*onednn)[0]);
+    r.inv_scale = static_cast<float>((*onednn)[1]);
+  }
+  return r;
 }
 
 inline Q8Add q8_add_args(c10::ArrayRef<double> a, const char* op) {

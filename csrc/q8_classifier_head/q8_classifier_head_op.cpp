@@ -33,7 +33,8 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
                                   int64_t hidden_zero_point, const at::Tensor& w2, const at::Tensor& bias_int2,
                                   const at::Tensor& bias_float2, const at::Tensor& multiplier2,
                                   c10::IntArrayRef out_qparams2, double out_scale,
-                                  std::optional<double> x_scale) {
+                                  std::optional<double> x_scale, std::optional<c10::ArrayRef<double>> onednn1,
+                                  std::optional<c10::ArrayRef<double>> onednn2) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   check_q8_zero_point(hidden_zero_point, kOp, "hidden_zero_point");
@@ -48,8 +49,9 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
   const float scale = static_cast<float>(out_scale);
   TORCH_CHECK_VALUE(std::isfinite(scale) && scale > 0, kOp, ": out_scale must be finite and > 0, got ", out_scale);
   at::Tensor st1[4], st2[4];
-  const Q8Requant rq1 = q8_requant_args(bias_int1, bias_float1, multiplier1, out_qparams1, lut1, Hd, kOp, st1);
-  const Q8Requant rq2 = q8_requant_args(bias_int2, bias_float2, multiplier2, out_qparams2, std::nullopt, K, kOp, st2);
+  const Q8Requant rq1 = q8_requant_args(bias_int1, bias_float1, multiplier1, out_qparams1, lut1, Hd, kOp, st1, onednn1);
+  const Q8Requant rq2 = q8_requant_args(bias_int2, bias_float2, multiplier2, out_qparams2, std::nullopt, K, kOp, st2,
+                                            onednn2);
   at::Tensor out = at::empty({N, K}, x.options().dtype(at::kFloat));
   if (N == 0) return out;
   Q8Pool pool{Q8PoolRule::Nhwc, static_cast<int32_t>(x_zero_point), 0, 0.f};
@@ -70,7 +72,8 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_classifier_head(Tensor x, int x_zero_point, Tensor w1, Tensor bias_int1, Tensor bias_float1, "
         "Tensor multiplier1, int[] out_qparams1, Tensor lut1, int hidden_zero_point, Tensor w2, Tensor bias_int2, "
-        "Tensor bias_float2, Tensor multiplier2, int[] out_qparams2, float out_scale, float? x_scale=None) -> Tensor");
+        "Tensor bias_float2, Tensor multiplier2, int[] out_qparams2, float out_scale, float? x_scale=None, "
+        "float[]? onednn1=None, float[]? onednn2=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_classifier_head", &mbv3::q8_classifier_head_cpu); }

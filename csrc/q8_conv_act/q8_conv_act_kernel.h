@@ -1,7 +1,8 @@
 // int8 dense KxK conv (the stem) + requantization, and the float -> quint8 quantizer, compiled
 // once per ISA (q8_conv_act_<isa>.cpp).  The conv's inner loops run over output channels
 // (contiguous int32 weights and sums), which the compiler vectorizes for the unit's ISA; the
-// requantization loop does q8_requantize's float steps in its order, also vectorized.
+// requantization loop does q8_requantize's float steps in its order, also vectorized; the
+// requantization mode (q8.h) is a template parameter OD of the conv, picked once per call.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -35,14 +36,19 @@ struct Lut {
   }
 };
 
-void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+namespace {
+template <bool OD>
+void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
   constexpr int kCols = 8;
   const int k = p.k;
   const int64_t groups = p.Cin / 4, nw = int64_t(k) * k * groups;  // weight vectors per block
-  const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
-  const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
-  const __m512i zp_out = _mm512_set1_epi32(p.r.zp);
+  const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
+  const __m512 lo = _mm512_set1_ps(static_cast<float>(p.r.lo - zp));
+  const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - zp));
+  const __m512 src = _mm512_set1_ps(p.r.src_scale), inv = _mm512_set1_ps(p.r.inv_scale);
+  const __m512 ozp = _mm512_set1_ps(static_cast<float>(p.r.zp));
+  const __m512i zp_out = _mm512_set1_epi32(zp);
   alignas(64) int16_t table[256] = {};
   if (p.r.lut)
     for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
@@ -75,8 +81,10 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
             }
           }
         for (int j = 0; j < NB; ++j) {
-          __m512 v = _mm512_add_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi)), bf);
-          v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mul), lo), hi);
+          const __m512 a = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi));
+          __m512 v = OD ? _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(a, src), mul), bf), inv), ozp)
+                        : _mm512_mul_ps(_mm512_add_ps(a, bf), mul);
+          v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
           __m512i q = _mm512_cvtepu16_epi32(_mm512_cvtepi32_epi16(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out)));
           if (p.r.lut) q = lut(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
           _mm_mask_storeu_epi8(p.y + (row * p.OW + ow0 + j) * p.Cout + c0, m, _mm512_cvtepi32_epi8(q));
@@ -88,11 +96,16 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
     }
   }
 }
+}  // namespace
 #else
-void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+namespace {
+template <bool OD>
+void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
   const int k = p.k;
-  const float lo = static_cast<float>(p.r.lo - p.r.zp), hi = static_cast<float>(p.r.hi - p.r.zp);
+  const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
+  const float lo = static_cast<float>(p.r.lo - zp), hi = static_cast<float>(p.r.hi - zp);
+  const float src = p.r.src_scale, inv = p.r.inv_scale, ozp = static_cast<float>(p.r.zp);
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t b = row / p.OH, oh = row % p.OH;
     for (int64_t ow = 0; ow < p.OW; ++ow) {
@@ -119,9 +132,10 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
           m[j] = p.r.multiplier[c0 + j];
         }
         for (int64_t j = 0; j < kB; ++j) {
-          float v = (static_cast<float>(acc[j] + bi[j]) + bf[j]) * m[j];
+          const float a = static_cast<float>(acc[j] + bi[j]);
+          float v = OD ? ((a * src) * m[j] + bf[j]) * inv + ozp : (a + bf[j]) * m[j];
           v = std::min(std::max(v, lo), hi);
-          q[j] = static_cast<int32_t>(std::nearbyint(v)) + p.r.zp;
+          q[j] = static_cast<int32_t>(std::nearbyint(v)) + zp;
         }
         for (int64_t j = 0; j < nc; ++j)
           py[c0 + j] = p.r.lut ? p.r.lut[q[j]] : static_cast<uint8_t>(q[j]);
@@ -129,8 +143,14 @@ void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
     }
   }
 }
+}  // namespace
 
 #endif
+
+void q8_conv_act(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  if (p.r.mode == Q8RequantMode::Onednn) conv<true>(p, row_begin, row_end);
+  else conv<false>(p, row_begin, row_end);
+}
 
 void q8_quantize(const float* x, uint8_t* y, int64_t n, float inv_scale, int32_t zp) {
   int64_t i = 0;

@@ -54,7 +54,7 @@ at::Tensor q8_quantize_cpu(const at::Tensor& x, double scale, int64_t zero_point
 at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_point, const at::Tensor& weight,
                            const at::Tensor& bias_int, const at::Tensor& bias_float, const at::Tensor& multiplier,
                            c10::IntArrayRef out_qparams, const std::optional<at::Tensor>& lut, int64_t stride,
-                           int64_t padding) {
+                           int64_t padding, std::optional<c10::ArrayRef<double>> onednn) {
   constexpr const char* op = "q8_conv_act";
   TORCH_CHECK_VALUE(x.scalar_type() == at::kByte || x.scalar_type() == at::kFloat, op,
                     ": x must be float32 (quantized here) or uint8 (already quantized), got ", x.scalar_type());
@@ -86,7 +86,7 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
   float inv = 0.f;
   if (x.scalar_type() == at::kFloat) inv = checked_inv_scale(x_scale, op);
   at::Tensor storage[4];
-  Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, Cout, op, storage);
+  Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, Cout, op, storage, onednn);
   const int64_t OH = conv_out_size(H, padding, k, stride), OW = conv_out_size(W, padding, k, stride);
   at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().dtype(at::kByte).memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
@@ -184,8 +184,11 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_conv_act(Tensor x, float x_scale, int x_zero_point, Tensor weight, Tensor bias_int, "
-        "Tensor bias_float, Tensor multiplier, int[] out_qparams, Tensor? lut, int stride, int padding) -> Tensor");
+        "Tensor bias_float, Tensor multiplier, int[] out_qparams, Tensor? lut, int stride, int padding, "
+        "float[]? onednn=None) -> Tensor");
   m.def("q8_quantize(Tensor x, float scale, int zero_point) -> Tensor");
+  // For mbv3_fast.quantization's choice of the x86 engine's rounding (common/cpu_isa.h).
+  m.def("q8_cpu_has_avx512_vnni() -> bool", [] { return mbv3::cpu_has_avx512_vnni(); });
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) {

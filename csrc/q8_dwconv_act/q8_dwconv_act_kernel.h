@@ -7,7 +7,9 @@
 // split order.  NEON (ARMv8.0) needs no pairing: vmlal_s16 multiplies 16 channels' widened
 // inputs by their weights, one tap at a time (SDOT, 4 taps at a time, where the CPU has
 // FEAT_DotProd: see the NEON section).  Padding reads as x_zp (see Q8DwArgs), so border
-// taps need no special sums.
+// taps need no special sums.  The requantization mode (q8.h: Fbgemm or Onednn) is a template
+// parameter OD of the tiles, picked once per call; in Onednn mode the clamp bounds are absolute
+// and the zero point added after rounding is 0 (the rule adds it in float before rounding).
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -52,9 +54,12 @@ inline VF load_f(const float* p) { return _mm512_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm512_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm512_set1_epi32(v); }
 // q8_requantize's float steps, on 16 int32 lanes of sums that already hold the bias.
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm512_add_ps(_mm512_cvtepi32_ps(acc), bf);
-  v = _mm512_mul_ps(v, m);
+template <bool OD>
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+  VF v;
+  if constexpr (OD)
+    v = _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), src), m), bf), inv), ozp);
+  else v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), bf), m);
   v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
   return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
 }
@@ -117,9 +122,12 @@ inline VI load_i32(const int32_t* p) { return _mm256_loadu_si256(reinterpret_cas
 inline VF load_f(const float* p) { return _mm256_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm256_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm256_set1_epi32(v); }
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp) {
-  VF v = _mm256_add_ps(_mm256_cvtepi32_ps(acc), bf);
-  v = _mm256_mul_ps(v, m);
+template <bool OD>
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+  VF v;
+  if constexpr (OD)
+    v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), src), m), bf), inv), ozp);
+  else v = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc), bf), m);
   v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
   return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
@@ -145,7 +153,7 @@ constexpr int kHalf = kTile / 2;
 constexpr int lo_channel(int i) { return (i / 4) * 8 + i % 4; }
 
 // One channel tile [c, c + n) for output rows [r0, r1).  K > 0: compile-time kernel size.
-template <int K, bool LUT>
+template <int K, bool LUT, bool OD>
 void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
   const int k = K > 0 ? K : p.k, taps = k * k, pairs = (taps + 1) / 2;
   constexpr int kMaxPairs = ((K > 0 ? K * K : kQ8DwMaxK * kQ8DwMaxK) + 1) / 2;
@@ -171,8 +179,10 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
     }
   const VI b0 = load_i32(bias[0]), b1 = load_i32(bias[1]);
   const VF f0 = load_f(bf[0]), f1 = load_f(bf[1]), m0 = load_f(mul[0]), m1 = load_f(mul[1]);
-  const VF lo = set1_f(static_cast<float>(p.r.lo - p.r.zp)), hi = set1_f(static_cast<float>(p.r.hi - p.r.zp));
-  const VI zp_out = set1_32(p.r.zp), zp_in = set1_16(p.x_zp);
+  const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
+  const VF lo = set1_f(static_cast<float>(p.r.lo - zp)), hi = set1_f(static_cast<float>(p.r.hi - zp));
+  const VF src = set1_f(p.r.src_scale), inv = set1_f(p.r.inv_scale), ozp = set1_f(static_cast<float>(p.r.zp));
+  const VI zp_out = set1_32(zp), zp_in = set1_16(p.x_zp);
 
   const uint8_t* rows[kQ8DwMaxK];
   for (int64_t row = r0; row < r1; ++row) {
@@ -208,16 +218,16 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y<LUT>(py, requant(alo, f0, m0, lo, hi, zp_out), requant(ahi, f1, m1, lo, hi, zp_out), tail,
-                   lut);
+      store_y<LUT>(py, requant<OD>(alo, f0, m0, lo, hi, zp_out, src, inv, ozp),
+                   requant<OD>(ahi, f1, m1, lo, hi, zp_out, src, inv, ozp), tail, lut);
     }
   }
 }
 
-template <int K>
+template <int K, bool OD>
 void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
-  if (lut) tile<K, true>(p, r0, r1, c, n, lut);
-  else tile<K, false>(p, r0, r1, c, n, nullptr);
+  if (lut) tile<K, true, OD>(p, r0, r1, c, n, lut);
+  else tile<K, false, OD>(p, r0, r1, c, n, nullptr);
 }
 
 
@@ -248,7 +258,7 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
   return _mm512_cvtepi16_epi8(z);  // truncates: the low bytes
 }
 
-template <int K, int S, bool LUT, bool PAIR>
+template <int K, int S, bool LUT, bool PAIR, bool OD>
 void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
   static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
   constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
@@ -276,13 +286,18 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
   // Else (huge multipliers) the float clamp stays.
   bool fclamp = false;
   for (int i = 0; i < n; ++i) {
-    const double bound = (std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0 +
-                          std::abs(double(p.r.bias_float[c + i]))) * std::abs(double(p.r.multiplier[c + i]));
+    const double sum = std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0;
+    const double bf_abs = std::abs(double(p.r.bias_float[c + i])), m_abs = std::abs(double(p.r.multiplier[c + i]));
+    const double bound = OD ? (sum * double(p.r.src_scale) * m_abs + bf_abs) * double(p.r.inv_scale) + 256.0
+                            : (sum + bf_abs) * m_abs;
     fclamp |= !(bound < 1073741824.0);
   }
-  const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - p.r.zp));
-  const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - p.r.zp));
-  const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(p.r.zp));
+  const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
+  const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - zp));
+  const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - zp));
+  const __m256 src = _mm256_set1_ps(p.r.src_scale), inv = _mm256_set1_ps(p.r.inv_scale);
+  const __m256 ozp = _mm256_set1_ps(static_cast<float>(p.r.zp));
+  const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(zp));
   const __m256i lo_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
   const __m256i hi_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
   const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
@@ -377,8 +392,14 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
         __m256i q[4];
 #pragma GCC unroll 4
         for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
-          __m256 v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
-          v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          __m256 v;
+          if constexpr (OD) {
+            v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[j][g]), src), _mm256_load_ps(mul[g]));
+            v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
+          } else {
+            v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
+            v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          }
           if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
           q[g] = _mm256_cvtps_epi32(v);
         }
@@ -394,7 +415,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
   }
 }
 
-template <int K, int S>
+template <int K, int S, bool OD>
 void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
   constexpr int G = DotBand<K, S>::G;
   const size_t bytes = static_cast<size_t>(G * (p.W + 2 * p.pad) * 128);
@@ -408,20 +429,21 @@ void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
     if constexpr (S == 1)
       if (p.C == 16) {
-        if (lut) dot_tile<K, S, true, true>(p, r0, r1, c, n, lut, s);
-        else dot_tile<K, S, false, true>(p, r0, r1, c, n, nullptr, s);
+        if (lut) dot_tile<K, S, true, true, OD>(p, r0, r1, c, n, lut, s);
+        else dot_tile<K, S, false, true, OD>(p, r0, r1, c, n, nullptr, s);
         continue;
       }
-    if (lut) dot_tile<K, S, true, false>(p, r0, r1, c, n, lut, s);
-    else dot_tile<K, S, false, false>(p, r0, r1, c, n, nullptr, s);
+    if (lut) dot_tile<K, S, true, false, OD>(p, r0, r1, c, n, lut, s);
+    else dot_tile<K, S, false, false, OD>(p, r0, r1, c, n, nullptr, s);
   }
 }
 
 // True when the vpdpbusd path took the call.
+template <bool OD>
 inline bool dot_path(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1, const Lut* lut) {
   if (!p.w8 || !q8_dw_dot_geometry(p.k, p.stride, p.dil)) return false;
-  if (p.k == 3) dot_tiles<3, 1>(p, r0, r1, c0, c1, lut);
-  else (p.stride == 1 ? dot_tiles<5, 1> : dot_tiles<5, 2>)(p, r0, r1, c0, c1, lut);
+  if (p.k == 3) dot_tiles<3, 1, OD>(p, r0, r1, c0, c1, lut);
+  else (p.stride == 1 ? dot_tiles<5, 1, OD> : dot_tiles<5, 2, OD>)(p, r0, r1, c0, c1, lut);
   return true;
 }
 #endif  // MBV3_WITH_AVX512VNNI
@@ -456,9 +478,9 @@ inline uint8x16_t lookup(const uint8_t* t, uint8x16_t v) {
 // and the output clamp.  Accumulator v holds channels 4v .. 4v + 3.
 struct Epi {
   int32x4_t b[4];
-  float32x4_t f[4], m[4], lo, hi;
+  float32x4_t f[4], m[4], lo, hi, src, inv, ozp;
   int32x4_t zp;
-  Epi(const Q8DwArgs& p, int64_t c, int n) {
+  Epi(const Q8DwArgs& p, int64_t c, int n, bool od) {
     alignas(16) int32_t bias[kTile];
     alignas(16) float bf[kTile], mul[kTile];
     for (int i = 0; i < kTile; ++i) {
@@ -472,9 +494,13 @@ struct Epi {
       f[v] = vld1q_f32(bf + 4 * v);
       m[v] = vld1q_f32(mul + 4 * v);
     }
-    lo = vdupq_n_f32(static_cast<float>(p.r.lo - p.r.zp));
-    hi = vdupq_n_f32(static_cast<float>(p.r.hi - p.r.zp));
-    zp = vdupq_n_s32(p.r.zp);
+    const int32_t z = od ? 0 : p.r.zp;  // added after rounding
+    lo = vdupq_n_f32(static_cast<float>(p.r.lo - z));
+    hi = vdupq_n_f32(static_cast<float>(p.r.hi - z));
+    zp = vdupq_n_s32(z);
+    src = vdupq_n_f32(p.r.src_scale);
+    inv = vdupq_n_f32(p.r.inv_scale);
+    ozp = vdupq_n_f32(static_cast<float>(p.r.zp));
   }
 };
 
@@ -494,12 +520,14 @@ inline uint8x16_t load_x(const uint8_t* q, int n) {
 
 // q8_requantize's float steps on the sums (which hold the bias): + bias_float, * multiplier,
 // clamp, round to nearest even, + zp; then the table; n channels stored.
-template <bool LUT, int NT>
+template <bool LUT, int NT, bool OD>
 inline void store_y(uint8_t* py, const int32x4_t* acc, const Epi& e, int n, const Lut* lut) {
   uint16x4_t q16[4] = {vdup_n_u16(0), vdup_n_u16(0), vdup_n_u16(0), vdup_n_u16(0)};
   for (int v = 0; v < vecs<NT>(); ++v) {
-    float32x4_t x = vaddq_f32(vcvtq_f32_s32(acc[v]), e.f[v]);
-    x = vmulq_f32(x, e.m[v]);
+    float32x4_t x;
+    if constexpr (OD)
+      x = vaddq_f32(vmulq_f32(vaddq_f32(vmulq_f32(vmulq_f32(vcvtq_f32_s32(acc[v]), e.src), e.m[v]), e.f[v]), e.inv), e.ozp);
+    else x = vmulq_f32(vaddq_f32(vcvtq_f32_s32(acc[v]), e.f[v]), e.m[v]);
     x = vminq_f32(vmaxq_f32(x, e.lo), e.hi);
     q16[v] = vqmovun_s32(vaddq_s32(vcvtnq_s32_f32(x), e.zp));  // in [lo, hi]: no saturation
   }
@@ -530,11 +558,11 @@ inline bool input_rows(const Q8DwArgs& p, int64_t row, int64_t c, int k, const u
 }
 
 // One channel tile [c, c + n) for output rows [r0, r1), vmlal_s16.  K > 0: compile-time k.
-template <int K, bool LUT, int NT>
+template <int K, bool LUT, int NT, bool OD>
 void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
   const int k = K > 0 ? K : p.k, taps = k * k;
   const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil, Cpad = p.Cpad;
-  const Epi e(p, c, n);
+  const Epi e(p, c, n, OD);
   const uint8x16_t zp_in = vdupq_n_u8(static_cast<uint8_t>(p.x_zp));
   const int16_t* wc = p.w + c;
   const uint8_t* rows[kQ8DwMaxK];
@@ -566,7 +594,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       };
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
-      store_y<LUT, NT>(yrow + ow * C, a, e, n, lut);
+      store_y<LUT, NT, OD>(yrow + ow * C, a, e, n, lut);
     }
   }
 }
@@ -574,11 +602,11 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
 // Everything up to pop_options may use SDOT: called only where has_dotprod().
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod")
-template <int K, bool LUT, int NT>
+template <int K, bool LUT, int NT, bool OD>
 [[gnu::noinline]] void tile_dot(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
   const int k = K > 0 ? K : p.k, taps = k * k, groups = (taps + 3) / 4;
   const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil, Cpad = p.Cpad;
-  Epi e(p, c, n);
+  Epi e(p, c, n, OD);
   // Group g's weights, vector v: byte 4i + q = w[tap 4g + q][channel c + 4v + i], 0 past the taps;
   // sum (x - 128) w = sum x w - 128 sum w, so the bias gets 128 sum w.
   int8x16_t wv[K > 0 ? (K * K + 3) / 4 : kMaxGroups][4];
@@ -628,36 +656,36 @@ template <int K, bool LUT, int NT>
       };
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
-      store_y<LUT, NT>(yrow + ow * C, a, e, n, lut);
+      store_y<LUT, NT, OD>(yrow + ow * C, a, e, n, lut);
     }
   }
 }
 #pragma GCC pop_options
 
-template <int K, bool LUT, int NT>
+template <int K, bool LUT, int NT, bool OD>
 void tile_isa(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
-  if (has_dotprod()) tile_dot<K, LUT, NT>(p, r0, r1, c, n, lut);
-  else tile<K, LUT, NT>(p, r0, r1, c, n, lut);
+  if (has_dotprod()) tile_dot<K, LUT, NT, OD>(p, r0, r1, c, n, lut);
+  else tile<K, LUT, NT, OD>(p, r0, r1, c, n, lut);
 }
 
-template <int K>
+template <int K, bool OD>
 void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut) {
   if (n == 16) {
-    if (lut) tile_isa<K, true, 16>(p, r0, r1, c, n, lut);
-    else tile_isa<K, false, 16>(p, r0, r1, c, n, nullptr);
+    if (lut) tile_isa<K, true, 16, OD>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 16, OD>(p, r0, r1, c, n, nullptr);
   } else if (n == 8) {
-    if (lut) tile_isa<K, true, 8>(p, r0, r1, c, n, lut);
-    else tile_isa<K, false, 8>(p, r0, r1, c, n, nullptr);
+    if (lut) tile_isa<K, true, 8, OD>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 8, OD>(p, r0, r1, c, n, nullptr);
   } else {
-    if (lut) tile_isa<K, true, 0>(p, r0, r1, c, n, lut);
-    else tile_isa<K, false, 0>(p, r0, r1, c, n, nullptr);
+    if (lut) tile_isa<K, true, 0, OD>(p, r0, r1, c, n, lut);
+    else tile_isa<K, false, 0, OD>(p, r0, r1, c, n, nullptr);
   }
 }
 
 #else  // scalar
 
 struct Lut {};
-template <int K>
+template <int K, bool OD>  // q8_requantize reads the mode
 void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int n, const Lut*) {
   const int k = p.k;
   const int64_t C = p.C, W = p.W, s = p.stride, d = p.dil;
@@ -685,6 +713,7 @@ constexpr int kTile = 32;
 
 void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_t c_begin, int64_t c_end) {
   const Lut* lut = nullptr;
+  const bool od = p.r.mode == Q8RequantMode::Onednn;
 #if defined(MBV3_ISA_AVX512)
   alignas(64) int16_t table[256] = {};
   if (p.r.lut)
@@ -692,7 +721,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
   const Lut lut_v(table);
   if (p.r.lut) lut = &lut_v;
 #if defined(MBV3_WITH_AVX512VNNI)
-  if (dot_path(p, row_begin, row_end, c_begin, c_end, lut)) return;
+  if (od ? dot_path<true>(p, row_begin, row_end, c_begin, c_end, lut)
+         : dot_path<false>(p, row_begin, row_end, c_begin, c_end, lut))
+    return;
 #endif
 #elif defined(MBV3_ISA_AVX2)
   const Lut lut_v{p.r.lut};
@@ -703,9 +734,9 @@ void q8_dwconv_act(const Q8DwArgs& p, int64_t row_begin, int64_t row_end, int64_
 #endif
   for (int64_t c = c_begin; c < c_end; c += kTile) {
     const int n = static_cast<int>(std::min<int64_t>(kTile, c_end - c));
-    if (p.k == 3) tile_lut<3>(p, row_begin, row_end, c, n, lut);
-    else if (p.k == 5) tile_lut<5>(p, row_begin, row_end, c, n, lut);
-    else tile_lut<0>(p, row_begin, row_end, c, n, lut);
+    if (p.k == 3) (od ? tile_lut<3, true> : tile_lut<3, false>)(p, row_begin, row_end, c, n, lut);
+    else if (p.k == 5) (od ? tile_lut<5, true> : tile_lut<5, false>)(p, row_begin, row_end, c, n, lut);
+    else (od ? tile_lut<0, true> : tile_lut<0, false>)(p, row_begin, row_end, c, n, lut);
   }
 }
 

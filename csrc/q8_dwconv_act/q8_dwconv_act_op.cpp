@@ -44,7 +44,7 @@ Q8DwFn* dot_kernel() {
 at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor& weight,
                              const at::Tensor& bias_int, const at::Tensor& bias_float, const at::Tensor& multiplier,
                              c10::IntArrayRef out_qparams, const std::optional<at::Tensor>& lut, int64_t stride,
-                             int64_t padding, int64_t dilation) {
+                             int64_t padding, int64_t dilation, std::optional<c10::ArrayRef<double>> onednn) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -66,7 +66,7 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   TORCH_CHECK_VALUE(k % 2 == 1 && k <= kQ8DwMaxK, kOp, ": kernel size must be odd and <= ", kQ8DwMaxK, ", got ", k);
   const DwShape shape = check_depthwise_geometry(kOp, H, W, k, stride, padding, dilation);
   at::Tensor storage[4];
-  Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, C, kOp, storage);
+  Q8Requant r = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, C, kOp, storage, onednn);
   const int64_t OH = shape.OH, OW = shape.OW;
   at::Tensor y = at::empty({N, C, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (y.numel() == 0) return y;
@@ -141,7 +141,8 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
 
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_dwconv_act(Tensor x, int x_zero_point, Tensor weight, Tensor bias_int, Tensor bias_float, "
-        "Tensor multiplier, int[] out_qparams, Tensor? lut, int stride, int padding, int dilation=1) -> Tensor");
+        "Tensor multiplier, int[] out_qparams, Tensor? lut, int stride, int padding, int dilation=1, "
+        "float[]? onednn=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_dwconv_act", &mbv3::q8_dwconv_act_cpu); }

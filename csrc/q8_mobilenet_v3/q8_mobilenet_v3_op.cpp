@@ -22,7 +22,7 @@
 namespace mbv3 {
 namespace {
 
-constexpr int64_t kSpecVersion = 1;  // mbv3_fast.quantization.spec.SPEC_VERSION
+constexpr int64_t kSpecVersion = 2;  // mbv3_fast.quantization.spec.SPEC_VERSION
 
 // The records of mbv3_fast.quantization.model (_Layer, the SE and head tuples, _Block, _Plan).
 // Tensors are indices into weights (-1: None, for the optional lut); qparams and float lists
@@ -32,6 +32,7 @@ struct Layer {
   at::IntArrayRef out_qparams;
   int64_t lut, stride, padding, dilation, out_zp;
   double out_scale;
+  std::optional<c10::ArrayRef<double>> onednn;  // the requantization mode (q8.h): None = Fbgemm
 };
 struct SE {
   int64_t w1, bias_int1, bias_float1, multiplier1;
@@ -40,6 +41,7 @@ struct SE {
   at::IntArrayRef out_qparams2;
   int64_t lut;
   double x_scale;
+  std::optional<c10::ArrayRef<double>> onednn1, onednn2;
 };
 struct Block {
   int64_t x_zp;
@@ -58,6 +60,7 @@ struct Head {
   int64_t lut1, hidden_zp, w2, bias_int2, bias_float2, multiplier2;
   at::IntArrayRef out_qparams2;
   double out_scale, x_scale;
+  std::optional<c10::ArrayRef<double>> onednn1, onednn2;
 };
 struct Net {
   double x_scale;
@@ -124,6 +127,14 @@ class Reader {
                       " floats) where it should give ", name(field));
     return fspec_[fpos_++];
   }
+  // A layer's requantization mode: 0 (Fbgemm) or 1 in spec; 1: Onednn's two scales in fspec.
+  std::optional<at::ArrayRef<double>> mode(const char* field) {
+    if (!flag(field)) return std::nullopt;
+    TORCH_CHECK_VALUE(fspec_.size() - fpos_ >= 2, "q8_mobilenet_v3: fspec ends early (", fspec_.size(),
+                      " floats) where it should give ", name(field));
+    fpos_ += 2;
+    return fspec_.slice(fpos_ - 2, 2);
+  }
   // A float list or None: its length in spec (-1: None), its values in fspec.
   std::optional<at::ArrayRef<double>> reals(const char* field) {
     const int64_t n = next(field, " length");
@@ -166,6 +177,7 @@ Layer read_layer(Reader& r, int64_t block, const char* record) {
   l.dilation = r.next("dilation");
   l.out_zp = r.next("out_zp");
   l.out_scale = r.real("out_scale");
+  l.onednn = r.mode("onednn");
   return l;
 }
 
@@ -184,6 +196,8 @@ SE read_se(Reader& r, int64_t block) {
   s.out_qparams2 = r.qparams("out_qparams2");
   s.lut = r.tensor("lut");
   s.x_scale = r.real("x_scale");
+  s.onednn1 = r.mode("onednn1");
+  s.onednn2 = r.mode("onednn2");
   return s;
 }
 
@@ -204,6 +218,8 @@ Head read_head(Reader& r) {
   h.out_qparams2 = r.qparams("out_qparams2");
   h.out_scale = r.real("out_scale");
   h.x_scale = r.real("x_scale");
+  h.onednn1 = r.mode("onednn1");
+  h.onednn2 = r.mode("onednn2");
   return h;
 }
 
@@ -260,23 +276,23 @@ at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArr
                       const std::optional<at::Tensor>& se_scale = std::nullopt,
                       std::optional<at::ArrayRef<double>> mul = std::nullopt) {
     return q8_pwconv_act_cpu(q, x_zp, w[l.weight], w[l.bias_int], w[l.bias_float], w[l.multiplier], l.out_qparams,
-                             lut(l.lut), residual, add, se_scale, mul);
+                             lut(l.lut), residual, add, se_scale, mul, l.onednn);
   };
   const Layer& s = n.stem;
   at::Tensor q = q8_conv_act_cpu(x, n.x_scale, n.x_zp, w[s.weight], w[s.bias_int], w[s.bias_float],
-                                 w[s.multiplier], s.out_qparams, lut(s.lut), s.stride, s.padding);
+                                 w[s.multiplier], s.out_qparams, lut(s.lut), s.stride, s.padding, s.onednn);
   for (const Block& b : n.blocks) {
     const at::Tensor in = q;
     if (b.expand) q = pw(q, b.x_zp, *b.expand);
     const Layer& d = b.dw;
     q = q8_dwconv_act_cpu(q, b.dw_x_zp, w[d.weight], w[d.bias_int], w[d.bias_float], w[d.multiplier], d.out_qparams,
-                          lut(d.lut), d.stride, d.padding, d.dilation);
+                          lut(d.lut), d.stride, d.padding, d.dilation, d.onednn);
     std::optional<at::Tensor> se;
     if (b.se) {
       const SE& e = *b.se;
       se = q8_se_cpu(q, d.out_zp, w[e.w1], w[e.bias_int1], w[e.bias_float1], w[e.multiplier1], e.out_qparams1,
                      w[e.w2], w[e.bias_int2], w[e.bias_float2], w[e.multiplier2], e.out_qparams2, w[e.lut],
-                     e.x_scale);
+                     e.x_scale, e.onednn1, e.onednn2);
     }
     // As the Python forward: the residual exactly when the block has an add list.
     q = pw(q, b.project_x_zp, b.project, b.add ? std::optional<at::Tensor>(in) : std::nullopt, b.add, se, b.mul);
@@ -285,7 +301,7 @@ at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArr
   const Head& h = n.head;
   return q8_classifier_head_cpu(q, n.last.out_zp, w[h.w1], w[h.bias_int1], w[h.bias_float1], w[h.multiplier1],
                                 h.out_qparams1, w[h.lut1], h.hidden_zp, w[h.w2], w[h.bias_int2], w[h.bias_float2],
-                                w[h.multiplier2], h.out_qparams2, h.out_scale, h.x_scale);
+                                w[h.multiplier2], h.out_qparams2, h.out_scale, h.x_scale, h.onednn1, h.onednn2);
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
 // GEMM y[M, Cout] = A[M, K] * W[K, Cout] over the packed weight (q8_pwconv_act.h), with
 // sum (A - x_zp) * w = sum A * w - x_zp * colsum exact in int32; the binding folds
 // bias_int - x_zp * colsum into one per-column term.  Epilogue in the float operations and order
-// of q8.h (requantize, table, add), then the store.
+// of q8.h (requantize, table, add), then the store.  The requantization mode (q8.h: Fbgemm or
+// Onednn) is a template parameter of the tiles and epilogues, picked once per call; in Onednn
+// mode the epilogue constants hold the absolute clamp bounds and a zero point of 0 (the rule
+// adds the zero point in float before rounding).
 //   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns (a
 //   last 8 by ymm), the sums starting at the per-column term; each row's 64 results packed to
 //   bytes by saturating packs, which also do the clamps they can, and stored at once; the table
@@ -56,6 +59,7 @@ struct Epi {
   __m512i lut[8];   // the table as 256 uint16, 64 per register pair (vpermi2w)
   __m512i lut8[4];  // the table as 256 bytes (vpermi2b)
   __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi, zpf;
+  __m512 rq_src, rq_inv, rq_zpf;  // Onednn mode: its scales and the zero point, added before rounding
   __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
   __m512i zpw, add_zpw, lo8, hi8, order;
   __m128i shift;
@@ -65,14 +69,17 @@ struct Epi {
 inline Epi make_epi(const Q8PwArgs& p) {
   const Q8Add& a = p.add;
   const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
-  Epi e{{}, {}, _mm512_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+  const bool od = p.rq.mode == Q8RequantMode::Onednn;
+  const int32_t zp = od ? 0 : p.rq.zp;  // the zero point added after rounding
+  Epi e{{}, {}, _mm512_set1_ps(static_cast<float>(p.rq.lo - zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - zp)),
         _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
         _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
-        _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_ps(static_cast<float>(p.rq.zp)),
-        _mm512_set1_epi32(p.rq.zp), _mm512_set1_epi32(a.zp),
+        _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_ps(static_cast<float>(zp)),
+        _mm512_set1_ps(p.rq.src_scale), _mm512_set1_ps(p.rq.inv_scale), _mm512_set1_ps(static_cast<float>(p.rq.zp)),
+        _mm512_set1_epi32(zp), _mm512_set1_epi32(a.zp),
         _mm512_set1_epi32(a.a_mult), _mm512_set1_epi32(a.b_mult), _mm512_set1_epi32(a.zp_product),
         _mm512_set1_epi32(mask), _mm512_set1_epi32(mask >> 1),
-        _mm512_set1_epi16(static_cast<int16_t>(p.rq.zp)), _mm512_set1_epi16(static_cast<int16_t>(a.zp)),
+        _mm512_set1_epi16(static_cast<int16_t>(zp)), _mm512_set1_epi16(static_cast<int16_t>(a.zp)),
         _mm512_set1_epi8(static_cast<char>(p.rq.lo)), _mm512_set1_epi8(static_cast<char>(p.rq.hi)),
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm_cvtsi32_si128(a.shift), a.mode == Q8AddMode::Float};
@@ -189,11 +196,35 @@ inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const float* sb, cons
 // The epilogue kinds: no residual and no table; no residual and the table by vpermi2b; any other
 // (residual, or the table without VBMI).  kInRange, with kPlain or kLut8: no float value can
 // reach 2^30 (sums_in_range), so cvtps2dq needs no clamp before it.
-enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2, kInRange = 4 };
+// kOnednn: the Onednn requantization mode (q8.h), with any of the others.
+enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2, kInRange = 4, kOnednn = 8 };
 
-// Whether |(float(sum) + bias_float) * multiplier| < 2^30 for every sum the layer can make
-// (|sum| <= 255 * 128 * K + |bias_int|), with a wide margin for the float roundings.
+// The requantized value before rounding (the zero point included in Onednn mode), in q8.h's
+// float operations and order.
+template <int KIND>
+[[gnu::always_inline]] inline __m512 requant_f(const Epi& e, __m512i acc, const float* bf, const float* m) {
+  if constexpr ((KIND & kOnednn) != 0) {
+    const __m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), e.rq_src), _mm512_loadu_ps(m));
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(a, _mm512_loadu_ps(bf)), e.rq_inv), e.rq_zpf);
+  } else {
+    return _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(bf)), _mm512_loadu_ps(m));
+  }
+}
+
+// Whether |(float(sum) + bias_float) * multiplier| (Onednn: |(sum * multiplier + bias_float) *
+// inv_scale + zp|) < 2^30 for every sum the layer can make (|sum| <= 255 * 128 * K +
+// |bias_int|), with a wide margin for the float roundings.
 inline bool sums_in_range(const Q8PwArgs& p) {
+  if (p.rq.mode == Q8RequantMode::Onednn) {
+    const double s = 255.0 * 128.0 * static_cast<double>(p.K);
+    for (int64_t n = 0; n < p.Cout; ++n) {
+      const double v = ((s + std::abs(double(p.rq.bias_int[n]))) * double(p.rq.src_scale) *
+                            std::abs(double(p.rq.multiplier[n])) +
+                        std::abs(double(p.rq.bias_float[n]))) * double(p.rq.inv_scale) + 256.0;
+      if (!(v < 0x1p29)) return false;  // also NaN / inf
+    }
+    return true;
+  }
   const __m512 s = _mm512_set1_ps(255.0f * 128.0f * static_cast<float>(p.K)), limit = _mm512_set1_ps(0x1p30f);
   __mmask16 out = 0;
   for (int64_t n = 0; n < p.Cout; n += 16) {
@@ -215,8 +246,7 @@ template <int NV, int KIND>
 #pragma GCC unroll 4
   for (int v = 0; v < 4; ++v) {
     if (v < NV) {
-      __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(acc[v]), _mm512_loadu_ps(p.rq.bias_float + n0 + 16 * v));
-      f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + n0 + 16 * v));
+      const __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + n0 + 16 * v, p.rq.multiplier + n0 + 16 * v);
       q[v] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
     } else {
       q[v] = _mm512_setzero_si512();
@@ -230,7 +260,7 @@ template <int NV, int KIND>
 
 // kGeneral on one row: requantize, table, add per vector of 16 in q8.h's float steps, then one
 // store.  The add's lower clamp is left to the saturating packs as above.
-template <int NV>
+template <int NV, int KIND>
 [[gnu::always_inline]] inline void epilogue_general(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
   __m512i q[4];
 #pragma GCC unroll 4
@@ -240,8 +270,7 @@ template <int NV>
       continue;
     }
     const int64_t c = n0 + 16 * v;
-    __m512 f = _mm512_add_ps(_mm512_cvtepi32_ps(acc[v]), _mm512_loadu_ps(p.rq.bias_float + c));
-    f = _mm512_mul_ps(f, _mm512_loadu_ps(p.rq.multiplier + c));
+    __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + c, p.rq.multiplier + c);
     f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
     if (!p.residual) {  // the table alone (without VBMI)
       q[v] = lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp));
@@ -311,7 +340,7 @@ template <int MR, int NV, bool HALF, int KIND>
   }
 #pragma GCC unroll 8
   for (int r = 0; r < MR; ++r) {
-    if constexpr (KIND == kGeneral) epilogue_general<NV>(p, e, acc[r], m + r, n0, nn);
+    if constexpr ((KIND & 3) == kGeneral) epilogue_general<NV, KIND>(p, e, acc[r], m + r, n0, nn);
     else epilogue_fast<NV, KIND>(p, e, acc[r], m + r, n0, nn);
   }
 }
@@ -351,21 +380,28 @@ inline void gemm_kind(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t
   }
 }
 
-inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
-                 int64_t n_end) {
-  const Epi e = make_epi(p);
+template <int MODE>  // 0 or kOnednn
+inline void gemm_mode(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1,
+                      int64_t n_begin, int64_t n_end) {
   if (p.residual || (p.lut32 && !has_vbmi())) {
-    gemm_kind<kGeneral>(p, e, a, lda, m0, m1, n_begin, n_end);
+    gemm_kind<kGeneral | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
     return;
   }
   const bool in_range = sums_in_range(p);
   if (p.lut32) {
-    if (in_range) gemm_kind<kLut8 | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
-    else gemm_kind<kLut8>(p, e, a, lda, m0, m1, n_begin, n_end);
+    if (in_range) gemm_kind<kLut8 | kInRange | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kLut8 | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
   } else {
-    if (in_range) gemm_kind<kPlain | kInRange>(p, e, a, lda, m0, m1, n_begin, n_end);
-    else gemm_kind<kPlain>(p, e, a, lda, m0, m1, n_begin, n_end);
+    if (in_range) gemm_kind<kPlain | kInRange | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
+    else gemm_kind<kPlain | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
   }
+}
+
+inline void gemm(const Q8PwArgs& p, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
+                 int64_t n_end) {
+  const Epi e = make_epi(p);
+  if (p.rq.mode == Q8RequantMode::Onednn) gemm_mode<kOnednn>(p, e, a, lda, m0, m1, n_begin, n_end);
+  else gemm_mode<0>(p, e, a, lda, m0, m1, n_begin, n_end);
 }
 
 #elif defined(MBV3_ISA_AVX2)
@@ -404,6 +440,7 @@ inline void widen_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, int
 // The epilogue's constants, broadcast once per call (memory operands in the loop).
 struct Epi {
   __m256 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi;
+  __m256 rq_src, rq_inv, rq_zpf;  // Onednn mode: its scales and the zero point, added before rounding
   __m256i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
   __m128i shift;
   bool float_add;
@@ -412,20 +449,29 @@ struct Epi {
 inline Epi make_epi(const Q8PwArgs& p) {
   const Q8Add& a = p.add;
   const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
-  return Epi{_mm256_set1_ps(static_cast<float>(p.rq.lo - p.rq.zp)), _mm256_set1_ps(static_cast<float>(p.rq.hi - p.rq.zp)),
+  const int32_t zp = p.rq.mode == Q8RequantMode::Onednn ? 0 : p.rq.zp;  // added after rounding
+  return Epi{_mm256_set1_ps(static_cast<float>(p.rq.lo - zp)), _mm256_set1_ps(static_cast<float>(p.rq.hi - zp)),
              _mm256_set1_ps(a.a_scale), _mm256_set1_ps(a.a_offset), _mm256_set1_ps(a.b_scale),
              _mm256_set1_ps(a.b_offset), _mm256_set1_ps(a.inv_scale), _mm256_set1_ps(static_cast<float>(-a.zp)),
-             _mm256_set1_ps(static_cast<float>(255 - a.zp)), _mm256_set1_epi32(p.rq.zp), _mm256_set1_epi32(a.zp),
+             _mm256_set1_ps(static_cast<float>(255 - a.zp)), _mm256_set1_ps(p.rq.src_scale), _mm256_set1_ps(p.rq.inv_scale),
+             _mm256_set1_ps(static_cast<float>(p.rq.zp)), _mm256_set1_epi32(zp), _mm256_set1_epi32(a.zp),
              _mm256_set1_epi32(a.a_mult), _mm256_set1_epi32(a.b_mult), _mm256_set1_epi32(a.zp_product),
              _mm256_set1_epi32(mask), _mm256_set1_epi32(mask >> 1), _mm_cvtsi32_si128(a.shift),
              a.mode == Q8AddMode::Float};
 }
 
-// Requantize, table, add, store: 8 columns (cnt valid) of one row.
+// Requantize, table, add, store: 8 columns (cnt valid) of one row.  OD: the Onednn mode.
+template <bool OD>
 [[gnu::always_inline]] inline void epilogue(const Q8PwArgs& p, const Epi& e, __m256i acc, int64_t m, int64_t c, int64_t cnt) {
   const __m256i s = _mm256_add_epi32(acc, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.fold + c)));
-  __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.rq.bias_float + c));
-  f = _mm256_mul_ps(f, _mm256_loadu_ps(p.rq.multiplier + c));
+  __m256 f;
+  if constexpr (OD) {
+    f = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s), e.rq_src), _mm256_loadu_ps(p.rq.multiplier + c));
+    f = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(f, _mm256_loadu_ps(p.rq.bias_float + c)), e.rq_inv), e.rq_zpf);
+  } else {
+    f = _mm256_add_ps(_mm256_cvtepi32_ps(s), _mm256_loadu_ps(p.rq.bias_float + c));
+    f = _mm256_mul_ps(f, _mm256_loadu_ps(p.rq.multiplier + c));
+  }
   f = _mm256_min_ps(_mm256_max_ps(f, e.lo), e.hi);
   __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(f), e.zp);
   if (p.lut32) q = _mm256_i32gather_epi32(p.lut32, q, 4);
@@ -461,7 +507,7 @@ inline Epi make_epi(const Q8PwArgs& p) {
 
 // MR rows of widened A (row stride lda) x 8 columns from n0, nn valid.  vpmaddwd of a group
 // of 4 columns x 4 k gives pair sums (lane 2j: column j, k 0-1; 2j + 1: k 2-3), added at the end.
-template <int MR>
+template <int MR, bool OD>
 [[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   __m256i lo[MR], hi[MR];
 #pragma GCC unroll 8
@@ -484,27 +530,34 @@ template <int MR>
   for (int r = 0; r < MR; ++r) {
     // hadd: [c0 c1 c4 c5 | c2 c3 c6 c7] -> 64-bit chunks reordered 0, 2, 1, 3
     const __m256i s = _mm256_permute4x64_epi64(_mm256_hadd_epi32(lo[r], hi[r]), 0xD8);
-    epilogue(p, e, s, m + r, n0, nn);
+    epilogue<OD>(p, e, s, m + r, n0, nn);
+  }
+}
+
+template <bool OD>
+inline void gemm_mode(const Q8PwArgs& p, const Epi& e, const int16_t* a, int64_t lda, int64_t m0, int64_t m1,
+                      int64_t n_begin, int64_t n_end) {
+  for (int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
+    const int64_t nn = std::min<int64_t>(8, n_end - n0);
+    int64_t m = m0;
+    for (; m + kMR <= m1; m += kMR) tile<kMR, OD>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+    const int16_t* at = a + (m - m0) * lda;
+    switch (m1 - m) {
+      case 5: tile<5, OD>(p, e, at, lda, m, n0, nn); break;
+      case 4: tile<4, OD>(p, e, at, lda, m, n0, nn); break;
+      case 3: tile<3, OD>(p, e, at, lda, m, n0, nn); break;
+      case 2: tile<2, OD>(p, e, at, lda, m, n0, nn); break;
+      case 1: tile<1, OD>(p, e, at, lda, m, n0, nn); break;
+      default: break;
+    }
   }
 }
 
 inline void gemm(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
                  int64_t n_end) {
   const Epi e = make_epi(p);
-  for (int64_t n0 = n_begin; n0 < n_end; n0 += 8) {
-    const int64_t nn = std::min<int64_t>(8, n_end - n0);
-    int64_t m = m0;
-    for (; m + kMR <= m1; m += kMR) tile<kMR>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
-    const int16_t* at = a + (m - m0) * lda;
-    switch (m1 - m) {
-      case 5: tile<5>(p, e, at, lda, m, n0, nn); break;
-      case 4: tile<4>(p, e, at, lda, m, n0, nn); break;
-      case 3: tile<3>(p, e, at, lda, m, n0, nn); break;
-      case 2: tile<2>(p, e, at, lda, m, n0, nn); break;
-      case 1: tile<1>(p, e, at, lda, m, n0, nn); break;
-      default: break;
-    }
-  }
+  if (p.rq.mode == Q8RequantMode::Onednn) gemm_mode<true>(p, e, a, lda, m0, m1, n_begin, n_end);
+  else gemm_mode<false>(p, e, a, lda, m0, m1, n_begin, n_end);
 }
 
 #elif defined(MBV3_ISA_NEON)
@@ -555,16 +608,26 @@ inline void prepare_row(const Q8PwArgs& p, const uint8_t* x, const uint8_t* s, T
 }
 
 // Requantize, table, add, store: 16 columns (cnt valid) of one row, acc[v] = columns 4v..4v+3.
+// OD: the Onednn mode (the zero point added in float before rounding).
+template <bool OD>
 inline void epilogue(const Q8PwArgs& p, const int32x4_t* acc, int64_t m, int64_t c, int64_t cnt) {
-  const float32x4_t lo = vdupq_n_f32(static_cast<float>(p.rq.lo - p.rq.zp));
-  const float32x4_t hi = vdupq_n_f32(static_cast<float>(p.rq.hi - p.rq.zp));
+  const int32_t zp = OD ? 0 : p.rq.zp;
+  const float32x4_t lo = vdupq_n_f32(static_cast<float>(p.rq.lo - zp));
+  const float32x4_t hi = vdupq_n_f32(static_cast<float>(p.rq.hi - zp));
   int32x4_t q[4];
   for (int v = 0; v < 4; ++v) {
     const int32x4_t s = vaddq_s32(acc[v], vld1q_s32(p.fold + c + 4 * v));
-    float32x4_t f = vaddq_f32(vcvtq_f32_s32(s), vld1q_f32(p.rq.bias_float + c + 4 * v));
-    f = vmulq_f32(f, vld1q_f32(p.rq.multiplier + c + 4 * v));
+    float32x4_t f;
+    if constexpr (OD) {
+      f = vmulq_f32(vmulq_f32(vcvtq_f32_s32(s), vdupq_n_f32(p.rq.src_scale)), vld1q_f32(p.rq.multiplier + c + 4 * v));
+      f = vaddq_f32(vmulq_f32(vaddq_f32(f, vld1q_f32(p.rq.bias_float + c + 4 * v)), vdupq_n_f32(p.rq.inv_scale)),
+                    vdupq_n_f32(static_cast<float>(p.rq.zp)));
+    } else {
+      f = vaddq_f32(vcvtq_f32_s32(s), vld1q_f32(p.rq.bias_float + c + 4 * v));
+      f = vmulq_f32(f, vld1q_f32(p.rq.multiplier + c + 4 * v));
+    }
     f = vminq_f32(vmaxq_f32(f, lo), hi);
-    q[v] = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(p.rq.zp));
+    q[v] = vaddq_s32(vcvtnq_s32_f32(f), vdupq_n_s32(zp));
   }
   if (p.rq.lut) {
     int32_t t[16];
@@ -613,7 +676,7 @@ inline void epilogue(const Q8PwArgs& p, const int32x4_t* acc, int64_t m, int64_t
 
 // Baseline ARMv8.0: MR rows of int16 A x 16 columns.  vld4 splits a K-quad's 16 x 4 weights into
 // k = 0..3 vectors of 16 columns, widened to int16; vmlal_lane (int16 x int16 -> int32, exact).
-template <int MR>
+template <int MR, bool OD>
 [[gnu::noinline]] MBV3_Q8_TILE_OPT void tile(const Q8PwArgs& p, const int16_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   int32x4_t acc[MR][4];
   for (int r = 0; r < MR; ++r)
@@ -639,12 +702,12 @@ template <int MR>
 #undef MBV3_Q8_K
     }
   }
-  for (int r = 0; r < MR; ++r) epilogue(p, acc[r], m + r, n0, nn);
+  for (int r = 0; r < MR; ++r) epilogue<OD>(p, acc[r], m + r, n0, nn);
 }
 
 // FEAT_DotProd: MR rows of A - 128 (int8) x 16 columns, SDOT on each K-quad (4 columns per vector),
 // then + 128 * colsum (the packed weight's tail) to undo the shift.
-template <int MR>
+template <int MR, bool OD>
 [[gnu::noinline]] __attribute__((target("arch=armv8.2-a+dotprod"))) MBV3_Q8_TILE_OPT void tile_dot(
     const Q8PwArgs& p, const int8_t* a, int64_t lda, int64_t m, int64_t n0, int64_t nn) {
   int32x4_t acc[MR][4];
@@ -668,15 +731,16 @@ template <int MR>
     const int32x4_t corr = vshlq_n_s32(vreinterpretq_s32_s8(vld1q_s8(colsum + 16 * v)), 7);
     for (int r = 0; r < MR; ++r) acc[r][v] = vaddq_s32(acc[r][v], corr);
   }
-  for (int r = 0; r < MR; ++r) epilogue(p, acc[r], m + r, n0, nn);
+  for (int r = 0; r < MR; ++r) epilogue<OD>(p, acc[r], m + r, n0, nn);
 }
 
-template <class T>
-inline void gemm(const Q8PwArgs& p, const T* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin, int64_t n_end) {
+template <class T, bool OD>
+inline void gemm_mode(const Q8PwArgs& p, const T* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin,
+                      int64_t n_end) {
   auto run = [&](auto mr, const T* at, int64_t m, int64_t n0, int64_t nn) {
     constexpr int R = decltype(mr)::value;
-    if constexpr (sizeof(T) == 1) tile_dot<R>(p, at, lda, m, n0, nn);
-    else tile<R>(p, at, lda, m, n0, nn);
+    if constexpr (sizeof(T) == 1) tile_dot<R, OD>(p, at, lda, m, n0, nn);
+    else tile<R, OD>(p, at, lda, m, n0, nn);
   };
   for (int64_t n0 = n_begin; n0 < n_end; n0 += 16) {
     const int64_t nn = std::min<int64_t>(16, n_end - n0);
@@ -690,6 +754,12 @@ inline void gemm(const Q8PwArgs& p, const T* a, int64_t lda, int64_t m0, int64_t
       default: break;
     }
   }
+}
+
+template <class T>
+inline void gemm(const Q8PwArgs& p, const T* a, int64_t lda, int64_t m0, int64_t m1, int64_t n_begin, int64_t n_end) {
+  if (p.rq.mode == Q8RequantMode::Onednn) gemm_mode<T, true>(p, a, lda, m0, m1, n_begin, n_end);
+  else gemm_mode<T, false>(p, a, lda, m0, m1, n_begin, n_end);
 }
 
 #else  // scalar

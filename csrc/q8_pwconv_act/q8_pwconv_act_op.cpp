@@ -66,7 +66,8 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
                              const at::Tensor& bias_int, const at::Tensor& bias_float, const at::Tensor& multiplier,
                              c10::IntArrayRef out_qparams, const std::optional<at::Tensor>& lut,
                              const std::optional<at::Tensor>& residual, std::optional<c10::ArrayRef<double>> add,
-                             const std::optional<at::Tensor>& se_scale, std::optional<c10::ArrayRef<double>> mul) {
+                             const std::optional<at::Tensor>& se_scale, std::optional<c10::ArrayRef<double>> mul,
+                             std::optional<c10::ArrayRef<double>> onednn) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3);
@@ -89,7 +90,7 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
                       " (x's channels), or 1-D packed by pack_weight, got ", weight.sizes());
   }
   at::Tensor storage[4];
-  Q8Requant rq = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, Cout, kOp, storage);
+  Q8Requant rq = q8_requant_args(bias_int, bias_float, multiplier, out_qparams, lut, Cout, kOp, storage, onednn);
   TORCH_CHECK_VALUE(residual.has_value() == add.has_value(), kOp, ": residual and add come together (got ",
                     residual ? "residual" : "add", " alone)");
   TORCH_CHECK_VALUE(se_scale.has_value() == mul.has_value(), kOp, ": se_scale and mul come together (got ",
@@ -189,7 +190,7 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_pwconv_act(Tensor x, int x_zero_point, Tensor weight, Tensor bias_int, Tensor bias_float, "
         "Tensor multiplier, int[] out_qparams, Tensor? lut=None, Tensor? residual=None, float[]? add=None, "
-        "Tensor? se_scale=None, float[]? mul=None) -> Tensor");
+        "Tensor? se_scale=None, float[]? mul=None, float[]? onednn=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_pwconv_act", &mbv3::q8_pwconv_act_cpu); }

@@ -26,7 +26,8 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
                      const at::Tensor& bias_float1, const at::Tensor& multiplier1, c10::IntArrayRef out_qparams1,
                      const at::Tensor& w2, const at::Tensor& bias_int2, const at::Tensor& bias_float2,
                      const at::Tensor& multiplier2, c10::IntArrayRef out_qparams2, const at::Tensor& lut,
-                     std::optional<double> x_scale) {
+                     std::optional<double> x_scale, std::optional<c10::ArrayRef<double>> onednn1,
+                     std::optional<c10::ArrayRef<double>> onednn2) {
   check_q8_x(x, kOp);
   check_q8_zero_point(x_zero_point, kOp, "x_zero_point");
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
@@ -37,8 +38,9 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
   const at::Tensor w2c = q8_fc_weight(w2, S, kOp, "w2");
   TORCH_CHECK_VALUE(w2c.size(0) == C, kOp, ": w2 must be [C, S] = [", C, ", ", S, "], got ", w2.sizes());
   at::Tensor st1[4], st2[4];
-  const Q8Requant rq1 = q8_requant_args(bias_int1, bias_float1, multiplier1, out_qparams1, std::nullopt, S, kOp, st1);
-  const Q8Requant rq2 = q8_requant_args(bias_int2, bias_float2, multiplier2, out_qparams2, lut, C, kOp, st2);
+  const Q8Requant rq1 = q8_requant_args(bias_int1, bias_float1, multiplier1, out_qparams1, std::nullopt, S, kOp, st1,
+                                            onednn1);
+  const Q8Requant rq2 = q8_requant_args(bias_int2, bias_float2, multiplier2, out_qparams2, lut, C, kOp, st2, onednn2);
   at::Tensor out = at::empty({N, C}, x.options());
   if (N == 0) return out;
   Q8Pool pool{Q8PoolRule::Nhwc, static_cast<int32_t>(x_zero_point), 0, 0.f};
@@ -63,7 +65,8 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
 TORCH_LIBRARY_FRAGMENT(mbv3, m) {
   m.def("q8_se(Tensor x, int x_zero_point, Tensor w1, Tensor bias_int1, Tensor bias_float1, Tensor multiplier1, "
         "int[] out_qparams1, Tensor w2, Tensor bias_int2, Tensor bias_float2, Tensor multiplier2, "
-        "int[] out_qparams2, Tensor lut, float? x_scale=None) -> Tensor");
+        "int[] out_qparams2, Tensor lut, float? x_scale=None, float[]? onednn1=None, "
+        "float[]? onednn2=None) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(mbv3, CPU, m) { m.impl("q8_se", &mbv3::q8_se_cpu); }

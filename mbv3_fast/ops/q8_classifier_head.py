@@ -17,20 +17,23 @@ from mbv3_fast.quantization import params
 @torch.library.register_fake("mbv3::q8_classifier_head")
 def _fake_q8_classifier_head(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qparams1, lut1,
                              hidden_zero_point, w2, bias_int2, bias_float2, multiplier2, out_qparams2, out_scale,
-                             x_scale=None):
+                             x_scale=None, onednn1=None, onednn2=None):
     torch._check(x.dim() == 4, lambda: f"q8_classifier_head: x must be 4-D [N, C, H, W], got {x.dim()}-D")
     torch._check(x.dtype == torch.uint8, lambda: f"q8_classifier_head: x must be uint8, got {x.dtype}")
     return x.new_empty((x.shape[0], w2.shape[0]), dtype=torch.float32)
 
 
-def head_args(linear1, hardswish, linear2, x_scale: float, x_zero_point: int, engine: str):
+def head_args(linear1, hardswish, linear2, x_scale: float, x_zero_point: int, engine: str, onednn: bool = False):
     """The arguments of q8_classifier_head after x, from converted quantized modules: linear1 and
-    linear2 torch.ao.nn.quantized.Linear, hardswish torch.ao.nn.quantized.Hardswish."""
+    linear2 torch.ao.nn.quantized.Linear, hardswish torch.ao.nn.quantized.Hardswish.  ``onednn``:
+    both layers in the Onednn requantization mode (the onednn engine's Linear, csrc/common/q8.h)."""
     lut1 = params.unary_lut(hardswish, linear1.scale, linear1.zero_point)
-    w1, bi1, bf1, m1, oq1, _ = params.module_args(linear1, x_scale, engine)
-    w2, bi2, bf2, m2, oq2, _ = params.module_args(linear2, hardswish.scale, engine)
+    w1, bi1, bf1, m1, oq1, _ = params.module_args(linear1, x_scale, engine, onednn=onednn)
+    w2, bi2, bf2, m2, oq2, _ = params.module_args(linear2, hardswish.scale, engine, onednn=onednn)
+    od = ((params.onednn_scales(x_scale, linear1.scale), params.onednn_scales(hardswish.scale, linear2.scale))
+          if onednn else (None, None))
     return (int(x_zero_point), w1, bi1, bf1, m1, oq1, lut1, int(hardswish.zero_point), w2, bi2, bf2, m2, oq2,
-            float(linear2.scale), float(x_scale))
+            float(linear2.scale), float(x_scale)) + od
 
 
 def q8_classifier_head(x: torch.Tensor, linear1, hardswish, linear2, engine: str) -> torch.Tensor:

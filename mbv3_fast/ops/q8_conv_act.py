@@ -10,7 +10,7 @@ import torch
 
 from mbv3_fast.ops._checks import conv_out_size
 from mbv3_fast.ops._layout import output_memory_format
-from mbv3_fast.quantization.params import module_args
+from mbv3_fast.quantization.params import module_args, module_onednn_scales
 
 
 _PACK_MAGIC, _PACK_HEADER, _BLOCK = 0x51384356, 16, 16  # csrc/q8_conv_act/q8_conv_act.h
@@ -43,7 +43,7 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
 
 @torch.library.register_fake("mbv3::q8_conv_act")
 def _fake_conv(x, x_scale, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut, stride,
-               padding):
+               padding, onednn=None):
     n, _, h, w = x.shape
     k = weight.shape[1] if weight.dtype == torch.int32 else weight.shape[-1]
     return x.new_empty((n, weight.shape[0], conv_out_size(h, k, stride, padding),
@@ -57,9 +57,11 @@ def _fake_quantize(x, scale, zero_point):
 
 
 def q8_conv_act(x: torch.Tensor, x_scale: float, x_zero_point: int, conv, engine: str,
-                lut: Optional[torch.Tensor] = None) -> torch.Tensor:
+                lut: Optional[torch.Tensor] = None, onednn: bool = False) -> torch.Tensor:
     """``conv``: a quantized ``torch.ao.nn.quantized.Conv2d`` (or ``ConvReLU2d``); ``x``: float32
     (quantized here with x_scale / x_zero_point) or its uint8 values.  Returns the uint8 output
-    values (channels_last), mapped through ``lut`` if given."""
-    args = module_args(conv, x_scale, engine, lut)
-    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zero_point, *args, conv.stride[0], conv.padding[0])
+    values (channels_last), mapped through ``lut`` if given.  ``onednn``: the Onednn rounding
+    (the x86 engine's oneDNN convs, csrc/common/q8.h)."""
+    args = module_args(conv, x_scale, engine, lut, onednn=onednn)
+    return torch.ops.mbv3.q8_conv_act(x, x_scale, x_zero_point, *args, conv.stride[0], conv.padding[0],
+                                      onednn=module_onednn_scales(conv, x_scale) if onednn else None)

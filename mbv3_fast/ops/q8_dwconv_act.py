@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from mbv3_fast.ops._checks import conv_out_size
-from mbv3_fast.quantization.params import module_args
+from mbv3_fast.quantization.params import module_args, module_onednn_scales
 
 
 _PACK_MAGIC, _PACK_HEADER, _CHANNEL_PAD, _DOT_TILE = 0x5139, 32, 32, 32  # csrc/q8_dwconv_act/q8_dwconv_act.h
@@ -49,7 +49,8 @@ def _pack_dot(weight: torch.Tensor, cpad: int) -> torch.Tensor:
 
 
 @torch.library.register_fake("mbv3::q8_dwconv_act")
-def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1):
+def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut, stride, padding, dilation=1,
+          onednn=None):
     n, c, h, w = x.shape
     k = weight.shape[1] if weight.dtype == torch.int16 else weight.shape[-1]
     return x.new_empty((n, c, conv_out_size(h, k, stride, padding, dilation),
@@ -57,10 +58,13 @@ def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams
         memory_format=torch.channels_last)
 
 
-def q8_dwconv_act(x: torch.Tensor, conv, engine: str, lut: Optional[torch.Tensor] = None) -> torch.Tensor:
+def q8_dwconv_act(x: torch.Tensor, conv, engine: str, lut: Optional[torch.Tensor] = None,
+                  onednn: bool = False) -> torch.Tensor:
     """``conv``: a quantized depthwise ``torch.ao.nn.quantized.Conv2d`` (or ``ConvReLU2d``);
     ``x``: a quint8 tensor.  Returns the uint8 output values (channels_last), requantized to
-    ``conv.scale`` / ``conv.zero_point``, then mapped through ``lut`` if given."""
-    args = module_args(conv, x.q_scale(), engine, lut)
+    ``conv.scale`` / ``conv.zero_point``, then mapped through ``lut`` if given.  ``onednn``: the
+    Onednn rounding (the x86 engine's oneDNN convs, csrc/common/q8.h)."""
+    args = module_args(conv, x.q_scale(), engine, lut, onednn=onednn)
     return torch.ops.mbv3.q8_dwconv_act(x.int_repr(), x.q_zero_point(), *args, conv.stride[0], conv.padding[0],
-                                        conv.dilation[0])
+                                        conv.dilation[0],
+                                        onednn=module_onednn_scales(conv, x.q_scale()) if onednn else None)

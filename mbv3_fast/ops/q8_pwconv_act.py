@@ -4,6 +4,8 @@ exactly as PyTorch's quantized conv (+ activation table, + residual add, + SE in
     A = x                           (or q8_mul(x, se_scale) with se_scale and mul)
     y = requant(sum_k (A - x_zero_point) * w)   (+ lut)   (then q8_add(y, residual) with add)
 
+onednn (optional, last): [src_scale, inv_scale], the Onednn requantization mode of csrc/common/q8.h.
+
 Schema and CPU kernels: csrc/q8_pwconv_act/.  The numerics: csrc/common/q8.h; the arguments
 come from mbv3_fast.quantization.params (requant_args, unary_lut, add_args, mul_args).
 
@@ -21,7 +23,7 @@ COLS = 16  # packed columns: Cout rounded up to whole 16-lane vectors
 
 @torch.library.register_fake("mbv3::q8_pwconv_act")
 def _fake(x, x_zero_point, weight, bias_int, bias_float, multiplier, out_qparams, lut=None, residual=None, add=None,
-          se_scale=None, mul=None):
+          se_scale=None, mul=None, onednn=None):
     cout = bias_int.shape[0]
     return x.new_empty((x.shape[0], cout, x.shape[2], x.shape[3])).contiguous(
         memory_format=output_memory_format(x))
@@ -49,8 +51,10 @@ def q8_pwconv_act(x: torch.Tensor, x_zero_point: int, weight: torch.Tensor, bias
                   bias_float: torch.Tensor, multiplier: torch.Tensor, out_qparams: Sequence[int],
                   lut: Optional[torch.Tensor] = None, residual: Optional[torch.Tensor] = None,
                   add: Optional[Sequence[float]] = None, se_scale: Optional[torch.Tensor] = None,
-                  mul: Optional[Sequence[float]] = None) -> torch.Tensor:
-    """The op (see the module docstring); x and residual uint8 [N, C, H, W], se_scale uint8 [N, Cin]."""
+                  mul: Optional[Sequence[float]] = None, onednn: Optional[Sequence[float]] = None) -> torch.Tensor:
+    """The op (see the module docstring); x and residual uint8 [N, C, H, W], se_scale uint8 [N, Cin];
+    ``onednn``: the Onednn rounding (params.onednn_scales, with requant_args(onednn=True))."""
     return torch.ops.mbv3.q8_pwconv_act(x, int(x_zero_point), weight, bias_int, bias_float, multiplier,
                                         list(out_qparams), lut, residual, None if add is None else list(add),
-                                        se_scale, None if mul is None else list(mul))
+                                        se_scale, None if mul is None else list(mul),
+                                        None if onednn is None else list(onednn))

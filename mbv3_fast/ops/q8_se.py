@@ -24,21 +24,25 @@ def _check_fake(x, w1, w2):
 
 @torch.library.register_fake("mbv3::q8_se")
 def _fake_q8_se(x, x_zero_point, w1, bias_int1, bias_float1, multiplier1, out_qparams1, w2, bias_int2,
-                bias_float2, multiplier2, out_qparams2, lut, x_scale=None):
+                bias_float2, multiplier2, out_qparams2, lut, x_scale=None, onednn1=None,
+                onednn2=None):
     _check_fake(x, w1, w2)
     return x.new_empty((x.shape[0], x.shape[1]))
 
 
-def se_args(fc1, fc2, x_scale: float, x_zero_point: int, engine: str):
+def se_args(fc1, fc2, x_scale: float, x_zero_point: int, engine: str, onednn: bool = False):
     """The arguments of q8_se after x: fc1 a quantized ConvReLU2d, fc2 a quantized Conv2d, the
-    hardsigmoid PyTorch's quantized one (output qparams 1/256, 0)."""
-    a1 = params.module_args(fc1, x_scale, engine)[:5]
-    a2 = params.module_args(fc2, fc1.scale, engine)[:5]
+    hardsigmoid PyTorch's quantized one (output qparams 1/256, 0).  ``onednn``: both convs with
+    the Onednn rounding (the x86 engine's oneDNN convs, csrc/common/q8.h)."""
+    a1 = params.module_args(fc1, x_scale, engine, onednn=onednn)[:5]
+    a2 = params.module_args(fc2, fc1.scale, engine, onednn=onednn)[:5]
     lut = params.unary_lut(F.hardsigmoid, fc2.scale, fc2.zero_point)
-    return (int(x_zero_point),) + a1 + a2 + (lut, float(x_scale))
+    inv = ((params.module_onednn_scales(fc1, x_scale), params.module_onednn_scales(fc2, fc1.scale)) if onednn
+           else (None, None))
+    return (int(x_zero_point),) + a1 + a2 + (lut, float(x_scale)) + inv
 
 
-def q8_se(x: torch.Tensor, fc1, fc2, engine: str) -> torch.Tensor:
+def q8_se(x: torch.Tensor, fc1, fc2, engine: str, onednn: bool = False) -> torch.Tensor:
     """hardsigmoid(fc2(fc1(pool(x)))) of a quint8 tensor x as a quint8 [N, C] tensor (1/256, 0)."""
-    out = torch.ops.mbv3.q8_se(x.int_repr(), *se_args(fc1, fc2, x.q_scale(), x.q_zero_point(), engine))
+    out = torch.ops.mbv3.q8_se(x.int_repr(), *se_args(fc1, fc2, x.q_scale(), x.q_zero_point(), engine, onednn))
     return torch._make_per_tensor_quantized_tensor(out, 1.0 / 256, 0)

@@ -13,7 +13,15 @@ with int8 activations (NHWC) between the ops, and returns float32 logits like th
 model.  The forward is one ``mbv3::q8_mobilenet_v3`` call, which makes those op calls from C++
 (the plan encoded once by spec.py); ``model.one_call = False`` makes them from Python (``run``),
 with the same values.  Eval only: the module holds no trainable parameters.
+
+Rounding per layer (csrc/common/q8.h's requantization modes): PyTorch's x86 engine packs a
+Conv2d with groups <= 100 (symmetric weights) for oneDNN on Linux on a CPU with AVX512-VNNI
+(``should_use_onednn_quant``), which rounds with the zero point added in float; those layers get
+the Onednn mode, every other layer (larger depthwise, Linear, other engines) fbgemm's rounding.
+PyTorch decides at prepack time; we decide at conversion (``onednn_convs``: None = this CPU).
+The "onednn" engine runs every conv and Linear on oneDNN: all of them get the Onednn mode.
 """
+import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
 
@@ -21,7 +29,7 @@ import torch
 from torch import nn
 import torch.ao.nn.quantized as nnq
 
-from mbv3_fast.quantization.params import ENGINES, add_args, module_args, mul_args, unary_lut
+from mbv3_fast.quantization.params import ENGINES, add_args, module_args, mul_args, onednn_scales, unary_lut
 from mbv3_fast.ops import q8_conv_act as _conv_ops
 from mbv3_fast.ops import q8_pwconv_act as _pw_ops
 from mbv3_fast.ops import q8_dwconv_act as _dw_ops
@@ -40,6 +48,7 @@ class _Layer:
     stride: int = 1
     padding: int = 0
     dilation: int = 1
+    onednn: Optional[list] = None  # the Onednn requantization mode's scales (q8.h); None: Fbgemm
 
 
 @dataclass
@@ -77,21 +86,40 @@ def _packers(pack_weights: bool):
     return {k: getattr(m, "pack_weight", None) if pack_weights else None for k, m in mods.items()}
 
 
-def _layer(conv, x_scale, x_zp, engine, act=None, pack=None):
+ONEDNN_MAX_GROUPS = 100  # PyTorch's should_use_onednn_quant: groups <= 100
+
+
+def x86_uses_onednn() -> bool:
+    """Whether PyTorch's x86 engine packs this machine's convs for oneDNN: Linux and a CPU with
+    AVX512-VNNI (cpuid, whatever mbv3_fast's CPU path in force)."""
+    return sys.platform.startswith("linux") and bool(torch.ops.mbv3.q8_cpu_has_avx512_vnni())
+
+
+def _onednn_layer(conv, onednn_convs) -> bool:
+    """Whether a converted layer rounds as oneDNN: ``onednn_convs`` True (the x86 engine's rule
+    above) or "all" (the onednn engine)."""
+    if onednn_convs == "all":
+        return True
+    return bool(onednn_convs) and isinstance(conv, nnq.Conv2d) and conv.groups <= ONEDNN_MAX_GROUPS
+
+
+def _layer(conv, x_scale, x_zp, engine, act=None, pack=None, onednn_convs=False):
     """A quantized Conv2d/ConvReLU2d/Linear with input qparams (x_scale, x_zp) and an optional
-    quantized Hardswish after it."""
+    quantized Hardswish after it; ``onednn_convs``: the plan's Conv2d layers with groups <= 100
+    take the Onednn mode."""
     if not isinstance(conv, (nnq.Conv2d, nnq.Linear)):
         raise TypeError(f"mbv3_fast.quantization: expected a converted quantized conv/linear, got {type(conv).__name__} "
                         "(pass a model after torch.ao.quantization.convert)")
+    onednn = _onednn_layer(conv, onednn_convs)
     out_scale, out_zp = float(conv.scale), int(conv.zero_point)
     lut = None
     if act is not None:
         lut = unary_lut(act, out_scale, out_zp)
         out_scale, out_zp = float(act.scale), int(act.zero_point)
-    w, *rq = module_args(conv, x_scale, engine, lut)
-    kw = {}
+    w, *rq = module_args(conv, x_scale, engine, lut, onednn=onednn)
+    kw = dict(onednn=onednn_scales(x_scale, conv.scale) if onednn else None)
     if isinstance(conv, nnq.Conv2d):
-        kw = dict(stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0])
+        kw.update(stride=conv.stride[0], padding=conv.padding[0], dilation=conv.dilation[0])
     return _Layer(_pack(pack, w), tuple(rq), out_scale, out_zp, **kw)
 
 
@@ -111,32 +139,33 @@ def _hardsigmoid_table(x_scale, x_zp):
     return out.int_repr().contiguous(), float(out.q_scale()), int(out.q_zero_point())
 
 
-def _block(blk, x_scale, x_zp, engine, packs):
+def _block(blk, x_scale, x_zp, engine, packs, od):
     layers = list(blk.block)
     i = 0
     expand = None
     if len(layers) >= 3 and layers[0][0].groups == 1 and layers[1][0].groups > 1:
         conv, act = _conv_norm_act(layers[0])
-        expand = _layer(conv, x_scale, x_zp, engine, act, packs["pw"])
+        expand = _layer(conv, x_scale, x_zp, engine, act, packs["pw"], od)
         i = 1
     conv, act = _conv_norm_act(layers[i])
     src_scale, src_zp = (expand.out_scale, expand.out_zp) if expand else (x_scale, x_zp)
-    dw = _layer(conv, src_scale, src_zp, engine, act, packs["dw"])
+    dw = _layer(conv, src_scale, src_zp, engine, act, packs["dw"], od)
     b = _Block(x_zp=x_zp, expand=expand, dw_x_zp=src_zp, dw=dw)
     i += 1
     p_scale, p_zp = dw.out_scale, dw.out_zp
     if type(layers[i]).__name__ == "QuantizableSqueezeExcitation":
         se = layers[i]
-        fc1 = _layer(se.fc1, dw.out_scale, dw.out_zp, engine, pack=packs["se"])
-        fc2 = _layer(se.fc2, fc1.out_scale, fc1.out_zp, engine, pack=packs["se"])
+        fc1 = _layer(se.fc1, dw.out_scale, dw.out_zp, engine, pack=packs["se"], onednn_convs=od)
+        fc2 = _layer(se.fc2, fc1.out_scale, fc1.out_zp, engine, pack=packs["se"], onednn_convs=od)
         lut, s_scale, s_zp = _hardsigmoid_table(fc2.out_scale, fc2.out_zp)
-        b.se = (fc1.weight, *fc1.requant[:4], fc2.weight, *fc2.requant[:4], lut, dw.out_scale)
+        b.se = (fc1.weight, *fc1.requant[:4], fc2.weight, *fc2.requant[:4], lut, dw.out_scale, fc1.onednn,
+                fc2.onednn)
         p_scale, p_zp = float(se.skip_mul.scale), int(se.skip_mul.zero_point)
         b.mul = mul_args(dw.out_scale, dw.out_zp, s_scale, s_zp, p_scale, p_zp)
         i += 1
     conv, act = _conv_norm_act(layers[i])
     b.project_x_zp = p_zp
-    b.project = _layer(conv, p_scale, p_zp, engine, act, packs["pw"])
+    b.project = _layer(conv, p_scale, p_zp, engine, act, packs["pw"], od)
     if blk.use_res_connect:
         add = blk.skip_add
         b.add = add_args(b.project.out_scale, b.project.out_zp, x_scale, x_zp, float(add.scale), int(add.zero_point),
@@ -147,7 +176,7 @@ def _block(blk, x_scale, x_zp, engine, packs):
     return b, out
 
 
-def _plan(qmodel, engine, packs):
+def _plan(qmodel, engine, packs, od=False):
     quant = qmodel.quant
     if not isinstance(quant, nnq.Quantize):
         raise TypeError("mbv3_fast.quantization: the model's QuantStub is not converted (call "
@@ -155,24 +184,24 @@ def _plan(qmodel, engine, packs):
     x_scale, x_zp = float(quant.scale), int(quant.zero_point)
     feats = list(qmodel.features)
     conv, act = _conv_norm_act(feats[0])
-    stem = _layer(conv, x_scale, x_zp, engine, act, packs["conv"])
+    stem = _layer(conv, x_scale, x_zp, engine, act, packs["conv"], od)
     plan = _Plan(x_scale, x_zp, stem)
     scale, zp = stem.out_scale, stem.out_zp
     for blk in feats[1:-1]:
-        b, (scale, zp) = _block(blk, scale, zp, engine, packs)
+        b, (scale, zp) = _block(blk, scale, zp, engine, packs, od)
         plan.blocks.append(b)
     conv, act = _conv_norm_act(feats[-1])
     plan.last_x_zp = zp
-    plan.last = _layer(conv, scale, zp, engine, act, packs["pw"])
+    plan.last = _layer(conv, scale, zp, engine, act, packs["pw"], od)
     cls = list(qmodel.classifier)
     lin1, hs, lin2 = cls[0], cls[1], cls[3]
     if not (isinstance(lin1, nnq.Linear) and isinstance(hs, nnq.Hardswish) and isinstance(lin2, nnq.Linear)):
         raise TypeError("mbv3_fast.quantization: expected classifier Linear, Hardswish, Dropout, Linear")
     # The pool keeps its input's qparams.
-    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"])
-    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"])
+    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"], od)
+    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"], onednn_convs=od)
     plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale,
-                 plan.last.out_scale)
+                 plan.last.out_scale, l1.onednn, l2.onednn)
     plan.logit_step = l2.out_scale
     return plan
 
@@ -180,15 +209,24 @@ def _plan(qmodel, engine, packs):
 class QuantizedMobileNetV3(nn.Module):
     """An eval-only int8 MobileNetV3 built from a converted torchvision quantized model: the
     same logits, computed by the fused int8 ops.  Input: float32 [N, 3, H, W] (NCHW or
-    channels_last); output: float32 [N, num_classes]."""
+    channels_last); output: float32 [N, num_classes].  ``onednn_convs`` (x86 engine only):
+    whether its Conv2d layers with groups <= 100 round as oneDNN (None: as PyTorch on this
+    machine, ``x86_uses_onednn()``; False: fbgemm's rounding everywhere)."""
 
-    def __init__(self, qmodel: nn.Module, engine: Optional[str] = None, pack_weights: bool = True):
+    def __init__(self, qmodel: nn.Module, engine: Optional[str] = None, pack_weights: bool = True,
+                 onednn_convs: Optional[bool] = None):
         super().__init__()
         engine = engine or torch.backends.quantized.engine
         if engine not in ENGINES:
             raise ValueError(f"mbv3_fast.quantization: engine must be one of {ENGINES}, got {engine!r}")
+        if onednn_convs and engine != "x86":
+            raise ValueError(f"mbv3_fast.quantization: onednn_convs applies to the x86 engine, got {engine!r}")
+        if onednn_convs is None:
+            onednn_convs = engine == "x86" and x86_uses_onednn()
         self.engine = engine
-        self._plan = _plan(qmodel, engine, _packers(pack_weights))
+        self.onednn_convs = bool(onednn_convs)
+        od = "all" if engine == "onednn" else self.onednn_convs
+        self._plan = _plan(qmodel, engine, _packers(pack_weights), od)
         from mbv3_fast.quantization.spec import encode  # spec.py reads this module's records
         self._spec = encode(self._plan)  # (weights, spec, fspec) of mbv3::q8_mobilenet_v3; the plan is fixed
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references
@@ -221,28 +259,34 @@ def run(p: _Plan, x: torch.Tensor, ops=None) -> torch.Tensor:
     semantics of mbv3::q8_mobilenet_v3, which makes the same calls from C++."""
     ops = ops or torch.ops.mbv3
     s = p.stem
-    q = ops.q8_conv_act(x, p.x_scale, p.x_zp, s.weight, *s.requant, s.stride, s.padding)
+    q = ops.q8_conv_act(x, p.x_scale, p.x_zp, s.weight, *s.requant, s.stride, s.padding,
+                        onednn=s.onednn)
     for b in p.blocks:
         inp = q
         if b.expand is not None:
-            q = ops.q8_pwconv_act(q, b.x_zp, b.expand.weight, *b.expand.requant)
+            q = ops.q8_pwconv_act(q, b.x_zp, b.expand.weight, *b.expand.requant,
+                                  onednn=b.expand.onednn)
         d = b.dw
-        q = ops.q8_dwconv_act(q, b.dw_x_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation)
+        q = ops.q8_dwconv_act(q, b.dw_x_zp, d.weight, *d.requant, d.stride, d.padding, d.dilation,
+                              onednn=d.onednn)
         se = ops.q8_se(q, d.out_zp, *b.se) if b.se is not None else None
         pr = b.project
         q = ops.q8_pwconv_act(q, b.project_x_zp, pr.weight, *pr.requant,
-                              inp if b.add is not None else None, b.add, se, b.mul)
+                              inp if b.add is not None else None, b.add, se, b.mul,
+                              onednn=pr.onednn)
     last = p.last
-    q = ops.q8_pwconv_act(q, p.last_x_zp, last.weight, *last.requant)
+    q = ops.q8_pwconv_act(q, p.last_x_zp, last.weight, *last.requant, onednn=last.onednn)
     return ops.q8_classifier_head(q, last.out_zp, *p.head)
 
 
-def from_torchvision_quantized(qmodel: nn.Module, engine: Optional[str] = None) -> QuantizedMobileNetV3:
+def from_torchvision_quantized(qmodel: nn.Module, engine: Optional[str] = None,
+                               onednn_convs: Optional[bool] = None) -> QuantizedMobileNetV3:
     """The int8 model for a converted torchvision ``QuantizableMobileNetV3`` (for example
     ``torchvision.models.quantization.mobilenet_v3_large(weights=..., quantize=True)``).
     ``engine``: the quantized engine it was converted under (default: the one in force,
-    ``torch.backends.quantized.engine``); it decides the rounding (params.py)."""
+    ``torch.backends.quantized.engine``); it decides the rounding (params.py).  ``onednn_convs``:
+    see QuantizedMobileNetV3 (None: PyTorch's choice on this machine)."""
     name = type(qmodel).__name__
     if name != "QuantizableMobileNetV3":
         raise TypeError(f"from_torchvision_quantized: expected torchvision's QuantizableMobileNetV3, got {name}")
-    return QuantizedMobileNetV3(qmodel, engine)
+    return QuantizedMobileNetV3(qmodel, engine, onednn_convs=onednn_convs)

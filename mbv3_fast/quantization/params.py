@@ -4,7 +4,18 @@ csrc/common/q8_args.h).
 
 ``engine`` is the quantized engine a model was converted for: ``"qnnpack"`` gives QNNPACK's
 rounding (int32 bias, fixed-point add); ``"x86"``, ``"fbgemm"`` and ``"onednn"`` give fbgemm's
-(float bias, float add).  Scales are rounded to float32 first, as the engines store them.
+(float bias, float add), conv/linear layers unless ``onednn``.  Scales are rounded to float32
+first, as the engines store them.
+
+``onednn=True`` gives a conv/linear the Onednn requantization mode (q8.h): the rounding of the
+layers PyTorch runs on oneDNN (the x86 engine's Conv2d with groups <= 100 on a VNNI CPU, every
+conv and Linear under the onednn engine; model.py decides which): the raw float
+bias, the weight's scale as multiplier, and ``onednn_scales(...)`` passed to the op.  The scales
+are the float values oneDNN's kernels compute with: PyTorch hands ideep 1 / scale (double, then
+float) and ideep hands oneDNN the float reciprocal of that (``_rr``); oneDNN's conv kernels (1x1,
+KxK, depthwise) scale the sums by x's scale (so rounded), then by w's float scale, add the bias
+and multiply by 1 / y_scale (the float reciprocal of ideep's y_scale).  Found by probing
+PyTorch (tests/test_quantization.py: test_x86_engine_onednn_rule).
 """
 import struct
 from typing import Optional
@@ -22,12 +33,27 @@ def _check_engine(engine: str) -> str:
     return engine
 
 
+def _rr(scale) -> np.float32:
+    """A scale after PyTorch's 1 / scale (double, stored as float) and ideep's float 1 / that."""
+    return _f32(1.0) / _f32(1.0 / float(scale))
+
+
+def onednn_scales(x_scale: float, y_scale: float):
+    """The Onednn mode's op argument [src_scale, inv_scale] (float32 values): x's scale and
+    1 / y_scale as oneDNN's conv kernels compute with them."""
+    dst = _f32(1.0) / _f32(1.0 / float(y_scale))  # the output scale oneDNN is given
+    return [float(_rr(x_scale)), float(_f32(1.0) / dst)]
+
+
 def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale: float, y_zero_point: int,
-                 engine: str, relu: bool = False, lut: Optional[torch.Tensor] = None):
+                 engine: str, relu: bool = False, lut: Optional[torch.Tensor] = None, onednn: bool = False):
     """(bias_int, bias_float, multiplier, out_qparams, lut) for a conv/linear layer with Cout
     output channels: ``w_scales`` holds one scale (per-tensor) or Cout (per-channel); ``bias`` is
-    the float bias or None; ReLU fused clamps at the output zero point."""
+    the float bias or None; ReLU fused clamps at the output zero point.  ``onednn``: the Onednn
+    mode's arrays (pass ``onednn_scales(x_scale, y_scale)`` to the op with them)."""
     _check_engine(engine)
+    if onednn and engine == "qnnpack":
+        raise ValueError("mbv3_fast.quantization: the onednn requantization mode is not qnnpack's rounding")
     w = np.atleast_1d(np.asarray(torch.as_tensor(w_scales, dtype=torch.float64).numpy(), dtype=_f32))
     cout = w.shape[0] if bias is None else bias.shape[0]
     w = np.broadcast_to(w, (cout,))
@@ -37,7 +63,11 @@ def requant_args(x_scale: float, w_scales, bias: Optional[torch.Tensor], y_scale
     else:  # fbgemm: (x_scale * w_scale) / y_scale
         multiplier = (x_times_w / _f32(y_scale)).astype(_f32)
     b = np.zeros(cout, dtype=_f32) if bias is None else bias.detach().float().cpu().numpy()
-    if engine == "qnnpack":
+    if onednn:  # (acc * (x_scale * w_scale) + bias) * (1 / y_scale) + zp, then rne
+        bias_int = torch.zeros(cout, dtype=torch.int32)
+        bias_float = torch.from_numpy(b.astype(_f32).copy())
+        multiplier = w.astype(_f32)
+    elif engine == "qnnpack":
         # QNNPACK quantizes the bias to int32 with scale x_scale * w_scale in double (quant_utils::QuantizeBias).
         scales64 = np.broadcast_to(np.atleast_1d(torch.as_tensor(w_scales, dtype=torch.float64).numpy()), (cout,))
         bias_int = torch.quantize_per_channel(torch.from_numpy(b.copy()), torch.from_numpy(scales64 * float(x_scale)),
@@ -66,13 +96,20 @@ def weight_int8(qmod):
     return qw.int_repr(), scales
 
 
-def module_args(qmod, x_scale: float, engine: str, lut: Optional[torch.Tensor] = None):
+def module_args(qmod, x_scale: float, engine: str, lut: Optional[torch.Tensor] = None, onednn: bool = False):
     """(weight, bias_int, bias_float, multiplier, out_qparams, lut) of a converted quantized
     Conv2d / Linear, or their ReLU fusions (ReLU becomes the clamp), whose input has scale
-    ``x_scale``: the arguments every q8 conv/linear op takes after x and its zero point."""
+    ``x_scale``: the arguments every q8 conv/linear op takes after x and its zero point.
+    ``onednn``: the Onednn mode's arrays (module_onednn_scales gives the op's argument)."""
     w, scales = weight_int8(qmod)
     relu = type(qmod).__name__ in ("ConvReLU2d", "LinearReLU")
-    return (w,) + requant_args(x_scale, scales, qmod.bias(), qmod.scale, qmod.zero_point, engine, relu=relu, lut=lut)
+    return (w,) + requant_args(x_scale, scales, qmod.bias(), qmod.scale, qmod.zero_point, engine, relu=relu, lut=lut,
+                               onednn=onednn)
+
+
+def module_onednn_scales(qmod, x_scale: float):
+    """onednn_scales for a converted quantized Conv2d whose input has scale ``x_scale``."""
+    return onednn_scales(x_scale, qmod.scale)
 
 
 def unary_lut(fn, x_scale: float, x_zero_point: int) -> torch.Tensor:

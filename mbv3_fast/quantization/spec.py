@@ -8,15 +8,20 @@ layer's optional lut), floats go to ``fspec`` in the same order::
 
     spec  = [SPEC_VERSION, n_blocks, x_zp, Layer stem, Block * n_blocks, last_x_zp, Layer last, Head]
     Layer = weight, bias_int, bias_float, multiplier, out_qparams (3 ints), lut, stride, padding,
-            dilation, out_zp                                             (fspec: out_scale)
+            dilation, out_zp, onednn (0/1)          (fspec: out_scale, [the 2 onednn scales])
     Block = x_zp, has_expand (0/1), [Layer expand], dw_x_zp, Layer dw, has_se (0/1), [SE],
             mul length (-1: None), project_x_zp, Layer project, add length (-1: None)
                                                      (fspec: the mul, then the add values)
     SE    = w1, bias_int1, bias_float1, multiplier1, out_qparams1, w2, bias_int2, bias_float2,
-            multiplier2, out_qparams2, lut                               (fspec: x_scale)
+            multiplier2, out_qparams2, lut, onednn1 (0/1), onednn2 (0/1)
+                                                (fspec: x_scale, [onednn1's 2], [onednn2's 2])
     Head  = w1, bias_int1, bias_float1, multiplier1, out_qparams1, lut1, hidden_zp, w2, bias_int2,
-            bias_float2, multiplier2, out_qparams2                       (fspec: out_scale, x_scale)
+            bias_float2, multiplier2, out_qparams2, onednn1 (0/1), onednn2 (0/1)
+                                  (fspec: out_scale, x_scale, [onednn1's 2], [onednn2's 2])
     fspec = [x_scale, ...the records' floats..., logit_step]
+
+onednn: a layer's requantization mode (csrc/common/q8.h): None for the Fbgemm mode, else the
+Onednn mode's [src_scale, inv_scale].
 
 :func:`decode` is the inverse, with the C++ parser's checks (the fake kernel runs the per-op walk
 on its result).
@@ -27,7 +32,7 @@ import torch
 
 from mbv3_fast.quantization.model import _Block, _Layer, _Plan
 
-SPEC_VERSION = 1
+SPEC_VERSION = 2
 _OP = "q8_mobilenet_v3"
 _QPARAMS = 3  # out_qparams: (zero point, clamp min, clamp max)
 
@@ -54,6 +59,13 @@ class _Writer:
     def real(self, v):
         self.fspec.append(float(v))
 
+    def mode(self, v: Optional[Sequence[float]]):
+        self.spec.append(0 if v is None else 1)
+        if v is not None:
+            if len(v) != 2:
+                raise ValueError(f"{_OP}: onednn must hold [src_scale, inv_scale], got {list(v)}")
+            self.fspec.extend(float(f) for f in v)
+
     def reals(self, v: Optional[Sequence[float]]):
         self.spec.append(-1 if v is None else len(v))
         self.fspec.extend(float(f) for f in v or ())
@@ -68,10 +80,11 @@ def _put_layer(w: _Writer, l: _Layer):
     for v in (l.stride, l.padding, l.dilation, l.out_zp):
         w.int(v)
     w.real(l.out_scale)
+    w.mode(l.onednn)
 
 
 def _put_se(w: _Writer, se: tuple):
-    w1, bi1, bf1, m1, oq1, w2, bi2, bf2, m2, oq2, lut, x_scale = se
+    w1, bi1, bf1, m1, oq1, w2, bi2, bf2, m2, oq2, lut, x_scale, inv1, inv2 = se
     for t in (w1, bi1, bf1, m1):
         w.tensor(t)
     w.qparams(oq1)
@@ -80,10 +93,12 @@ def _put_se(w: _Writer, se: tuple):
     w.qparams(oq2)
     w.tensor(lut)
     w.real(x_scale)
+    w.mode(inv1)
+    w.mode(inv2)
 
 
 def _put_head(w: _Writer, head: tuple):
-    w1, bi1, bf1, m1, oq1, lut1, hidden_zp, w2, bi2, bf2, m2, oq2, out_scale, x_scale = head
+    w1, bi1, bf1, m1, oq1, lut1, hidden_zp, w2, bi2, bf2, m2, oq2, out_scale, x_scale, od1, od2 = head
     for t in (w1, bi1, bf1, m1):
         w.tensor(t)
     w.qparams(oq1)
@@ -94,6 +109,8 @@ def _put_head(w: _Writer, head: tuple):
     w.qparams(oq2)
     w.real(out_scale)
     w.real(x_scale)
+    w.mode(od1)
+    w.mode(od2)
 
 
 def encode(plan: _Plan) -> Tuple[List[torch.Tensor], List[int], List[float]]:
@@ -165,6 +182,11 @@ class _Reader:
         self.fpos += 1
         return self.fspec[self.fpos - 1]
 
+    def mode(self, what: str) -> Optional[List[float]]:
+        if not self.flag(what):
+            return None
+        return [self.real(what), self.real(what)]
+
     def reals(self, what: str) -> Optional[List[float]]:
         n = self.int(what + " length")
         if n == -1:
@@ -189,7 +211,8 @@ def _get_layer(r: _Reader, what: str) -> _Layer:
     requant = (r.tensor(what + " bias_int"), r.tensor(what + " bias_float"), r.tensor(what + " multiplier"),
                r.qparams(what + " out_qparams"), r.tensor(what + " lut", optional=True))
     stride, padding, dilation, out_zp = (r.int(what + " " + f) for f in ("stride", "padding", "dilation", "out_zp"))
-    return _Layer(weight, requant, r.real(what + " out_scale"), out_zp, stride, padding, dilation)
+    out_scale = r.real(what + " out_scale")
+    return _Layer(weight, requant, out_scale, out_zp, stride, padding, dilation, r.mode(what + " onednn"))
 
 
 def _get_se(r: _Reader, what: str) -> tuple:
@@ -197,7 +220,8 @@ def _get_se(r: _Reader, what: str) -> tuple:
     oq1 = r.qparams(what + " out_qparams1")
     fc2 = [r.tensor(f"{what} {f}") for f in ("w2", "bias_int2", "bias_float2", "multiplier2")]
     oq2 = r.qparams(what + " out_qparams2")
-    return (*fc1, oq1, *fc2, oq2, r.tensor(what + " lut"), r.real(what + " x_scale"))
+    lut, x_scale = r.tensor(what + " lut"), r.real(what + " x_scale")
+    return (*fc1, oq1, *fc2, oq2, lut, x_scale, r.mode(what + " onednn1"), r.mode(what + " onednn2"))
 
 
 def _get_head(r: _Reader) -> tuple:
@@ -206,7 +230,8 @@ def _get_head(r: _Reader) -> tuple:
     lut1, hidden_zp = r.tensor("head lut1"), r.int("head hidden_zero_point")
     fc2 = [r.tensor(f"head {f}") for f in ("w2", "bias_int2", "bias_float2", "multiplier2")]
     oq2 = r.qparams("head out_qparams2")
-    return (*fc1, oq1, lut1, hidden_zp, *fc2, oq2, r.real("head out_scale"), r.real("head x_scale"))
+    out_scale, x_scale = r.real("head out_scale"), r.real("head x_scale")
+    return (*fc1, oq1, lut1, hidden_zp, *fc2, oq2, out_scale, x_scale, r.mode("head onednn1"), r.mode("head onednn2"))
 
 
 def decode(weights: Sequence[torch.Tensor], spec: Sequence[int], fspec: Sequence[float]) -> _Plan:

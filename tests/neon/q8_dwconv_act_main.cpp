@@ -1,8 +1,9 @@
 // Runs csrc/q8_dwconv_act/q8_dwconv_act_neon.cpp (the file the ARM build ships: the int8
 // depthwise conv) on every case in a file, with the arguments the binding builds.
-// Case (int64): N C H W k stride pad dil x_zp zp lo hi has_lut split L, x uint8 NHWC [N, H, W, C],
-// the packed weight (pack_weight, int16 [C, k, k, L]), bias_int [C], then float bias_float [C],
-// float multiplier [C], lut [256] if any.  split 0: two calls over halves of the rows, as threads
+// Case (int64): N C H W k stride pad dil x_zp zp lo hi has_lut split L onednn, x uint8 NHWC
+// [N, H, W, C], the packed weight (pack_weight, int16 [C, k, k, L]), bias_int [C], then float
+// bias_float [C], float multiplier [C], float src_scale inv_scale if onednn (the Onednn
+// requantization mode), lut [256] if any.  split 0: two calls over halves of the rows, as threads
 // split the (image, output row) range; split 1: one call per (image, 64-channel block), as
 // threads split few rows.  Output y NHWC [N, OH, OW, C] as floats.
 #include <algorithm>
@@ -25,10 +26,17 @@ int main(int argc, char** argv) {
     rq.hi = static_cast<int32_t>(in.i64());
     const bool has_lut = in.i64() != 0;
     const int64_t split = in.i64(), L = in.i64();
+    const bool onednn = in.i64() != 0;
     const auto x = in.ints<uint8_t>(N * H * W * C);
     const auto packed = in.ints<int16_t>(C * k * k * L);
     const auto bias_int = in.ints<int32_t>(C);
     const auto bf = in.floats(C), mult = in.floats(C);
+    if (onednn) {
+      const auto s = in.floats(2);
+      rq.mode = mbv3::Q8RequantMode::Onednn;
+      rq.src_scale = s[0];
+      rq.inv_scale = s[1];
+    }
     std::vector<uint8_t> lut;
     if (has_lut) lut = in.ints<uint8_t>(256);
     // The binding's preparation of a packed weight: the rows after the header, the zero-point

@@ -1,7 +1,7 @@
 // Runs csrc/q8_pwconv_act/q8_pwconv_act_neon.cpp (the file the ARM build ships) on every case in a file.
-// Case (int64 unless marked float): N K Cout HW x_zp zp lo hi has_lut has_res has_se, x [N*HW, K],
-// the packed weight's bytes (pack_weight), bias_int [Cout], float bias_float [Cout], float
-// multiplier [Cout]; lut [256] if any; residual [N*HW, Cout], mode a_mult b_mult zp_product shift
+// Case (int64 unless marked float): N K Cout HW x_zp zp lo hi has_lut has_res has_se onednn, x
+// [N*HW, K], the packed weight's bytes (pack_weight), bias_int [Cout], float bias_float [Cout],
+// float multiplier [Cout]; float src_scale inv_scale if onednn (the Onednn requantization mode); lut [256] if any; residual [N*HW, Cout], mode a_mult b_mult zp_product shift
 // zp, float a_scale a_offset b_scale b_offset inv_scale if any; se [N, K], a_zp b_zp zp, float
 // multiplier if any.  Output: one float, 1 where the CPU reports FEAT_DotProd (the SDOT kernel
 // runs), then each case's y [N*HW, Cout] as floats.
@@ -29,12 +29,18 @@ int main(int argc, char** argv) {
     rq.zp = static_cast<int32_t>(in.i64());
     rq.lo = static_cast<int32_t>(in.i64());
     rq.hi = static_cast<int32_t>(in.i64());
-    const bool has_lut = in.i64() != 0, has_res = in.i64() != 0, has_se = in.i64() != 0;
+    const bool has_lut = in.i64() != 0, has_res = in.i64() != 0, has_se = in.i64() != 0, onednn = in.i64() != 0;
     const int64_t M = N * HW, ldw = mbv3::q8_pw_ldw(Cout), K4 = (K + 3) / 4;
     const auto x = ints<uint8_t>(in, M * K);
     const auto w = ints<int8_t>(in, mbv3::q8_pw_packed_size(K, Cout));
     const auto bias_int = ints<int32_t>(in, Cout);
     auto bf = in.floats(Cout), mult = in.floats(Cout);
+    if (onednn) {
+      rq.mode = mbv3::Q8RequantMode::Onednn;
+      const auto s = in.floats(2);
+      rq.src_scale = s[0];
+      rq.inv_scale = s[1];
+    }
     bf.resize(ldw, 0.f);
     mult.resize(ldw, 0.f);
     std::vector<int32_t> fold(ldw, 0);
