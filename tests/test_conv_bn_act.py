@@ -462,10 +462,11 @@ def test_bf16_is_the_float32_result_rounded(cpu_isa_bf16):
                 assert same_bits(ours, f32.to(BF16)), f"{cpu_isa} scale {scale} {layout} s{s}"
 
 
-def test_bf16_threads_do_not_change_the_result():
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_bf16_threads_do_not_change_the_result(layout):
     # 23 output rows per sample: the threads' row ranges (and so the kernel's bands of widened
     # input rows, which start at a range's first row) begin mid-sample and mid-band.
-    x, conv_w, bn = make_case(3, 3, 16, 45, 58, 3, dtype=BF16)
+    x, conv_w, bn = make_case(3, 3, 16, 45, 58, 3, layout, BF16)
     w, b = fold_bn(conv_w, bn)
     before = torch.get_num_threads()
     try:

@@ -286,38 +286,46 @@ void rows_kernel(const ConvArgs<float>& p, int64_t row_begin, int64_t row_end) {
 
 #ifdef MBV3_CONV_BF16_UNIT
 // bf16: float32 weights and a float32 window of the input rows that a band of kBand output rows
-// reads, [Cin][rows][W] with unit W stride (whatever x's layout), widened once per band (rows
-// shared by neighbouring output rows are widened once); then the float32 tiles.
+// reads, widened once per band (rows shared by neighbouring output rows are widened once); then
+// the float32 tiles.  The window is planar, [Cin][rows][W] (compile-time column offsets), unless
+// x's pixels are dense channels-last runs: then [rows][W][Cin], each row one vector copy (a
+// per-element gather into the planar layout cost more than the conv).
 constexpr int64_t kBand = 8;
-template <int S>
+template <int S, bool PLANAR>
 void rows_kernel_bf16(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
-  const int64_t k = p.k, s = p.stride, W = p.W, nw = k * k * p.Cin * p.Cout;
+  const int64_t k = p.k, s = p.stride, W = p.W, Cin = p.Cin, nw = k * k * Cin * p.Cout;
   const int64_t R = (kBand - 1) * s + k;  // window rows
-  std::vector<float> w(static_cast<size_t>(nw)), win(static_cast<size_t>(p.Cin * R * W));
+  std::vector<float> w(static_cast<size_t>(nw)), win(static_cast<size_t>(Cin * R * W));
   for (int64_t i = 0; i < nw; ++i) w[i] = bf16_to_float(p.w[i]);
-  const ConvArgs<float> q{nullptr, w.data(), p.b, nullptr, p.N, p.Cin, p.H, W, 0, R * W, W, 1,
+  const ConvArgs<float> q{nullptr, w.data(), p.b, nullptr, p.N, Cin, p.H, W, 0,
+                          PLANAR ? R * W : 1, PLANAR ? W : W * Cin, PLANAR ? 1 : Cin,
                           p.Cout, p.OH, p.OW, p.k, p.stride, p.pad, p.act};
   const Interior in(q);
-  std::vector<int64_t> offsets(size_t(2 * k * k * p.Cin));
+  std::vector<int64_t> offsets(size_t(2 * k * k * Cin));
+  auto widen = [](const bf16* src, float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + Vec::N <= n; i += Vec::N) Vec::load(src + i).store(dst + i);
+    if (i < n) Vec::load_tail(src + i, int(n - i)).store_tail(dst + i, int(n - i));
+  };
   for (int64_t r0 = row_begin; r0 < row_end;) {
     // A band: output rows [oh0, oh1) of sample n, input rows [ih_org, ih_end) clipped to x.
     const int64_t n = r0 / p.OH, oh0 = r0 % p.OH;
     const int64_t oh1 = std::min({oh0 + kBand, p.OH, oh0 + row_end - r0});
     const int64_t ih_org = oh0 * s - p.pad, ih_end = (oh1 - 1) * s - p.pad + k;
-    for (int64_t ci = 0; ci < p.Cin; ++ci)
-      for (int64_t ih = std::max<int64_t>(0, ih_org); ih < std::min(ih_end, p.H); ++ih) {
-        const bf16* src = p.x + n * p.sx_n + ci * p.sx_c + ih * p.sx_h;
-        float* dst = win.data() + (ci * R + ih - ih_org) * W;
-        if (p.sx_w == 1) {
-          int64_t i = 0;
-          for (; i + Vec::N <= W; i += Vec::N) Vec::load(src + i).store(dst + i);
-          if (i < W) Vec::load_tail(src + i, int(W - i)).store_tail(dst + i, int(W - i));
-        } else {
-          for (int64_t i = 0; i < W; ++i) dst[i] = bf16_to_float(src[i * p.sx_w]);
+    for (int64_t ih = std::max<int64_t>(0, ih_org); ih < std::min(ih_end, p.H); ++ih) {
+      const bf16* src = p.x + n * p.sx_n + ih * p.sx_h;
+      if constexpr (!PLANAR) {
+        widen(src, win.data() + (ih - ih_org) * W * Cin, W * Cin);
+      } else {
+        for (int64_t ci = 0; ci < Cin; ++ci) {
+          float* dst = win.data() + (ci * R + ih - ih_org) * W;
+          if (p.sx_w == 1) widen(src + ci * p.sx_c, dst, W);
+          else for (int64_t i = 0; i < W; ++i) dst[i] = bf16_to_float(src[ci * p.sx_c + i * p.sx_w]);
         }
       }
+    }
     for (int64_t oh = oh0; oh < oh1; ++oh)
-      out_row<S, S != 0>(q, win.data(), ih_org, oh, p.y + (n * p.OH + oh) * p.OW * p.Cout, offsets.data(), in);
+      out_row<S, PLANAR && S != 0>(q, win.data(), ih_org, oh, p.y + (n * p.OH + oh) * p.OW * p.Cout, offsets.data(), in);
     r0 += oh1 - oh0;
   }
 }
@@ -344,10 +352,12 @@ void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
   if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
   return rows_kernel<0, false>(p, row_begin, row_end);
 #else
-  // The window has unit W stride for every layout.
-  if (p.stride == 2) return rows_kernel_bf16<2>(p, row_begin, row_end);
-  if (p.stride == 1) return rows_kernel_bf16<1>(p, row_begin, row_end);
-  return rows_kernel_bf16<0>(p, row_begin, row_end);
+  // Dense channels-last pixels: the window copies rows as they are (run-time column offsets,
+  // as float32 channels_last); else planar, unit W stride.
+  if (p.sx_c == 1 && p.sx_w == p.Cin) return rows_kernel_bf16<0, false>(p, row_begin, row_end);
+  if (p.stride == 2) return rows_kernel_bf16<2, true>(p, row_begin, row_end);
+  if (p.stride == 1) return rows_kernel_bf16<1, true>(p, row_begin, row_end);
+  return rows_kernel_bf16<0, true>(p, row_begin, row_end);
 #endif
 }
 
