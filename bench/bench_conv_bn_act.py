@@ -49,3 +49,44 @@ def test_conv_bn_act(benchmark, record, threads, batch, layer, provider):
     fn = make_layer(layer, batch)[provider]
     with torch.no_grad():
         benchmark(fn)
+
+
+def test_interleaved():
+    """ours fp32 vs ours bf16 vs PyTorch bf16 (conv + activation) per stem layer, NCHW input and
+    channels_last (the profile's and bench_model's input), batch 1, 1 thread.  Speed is printed,
+    never asserted."""
+    import itertools
+    import os
+    import time
+
+    import mbv3_fast
+    from interleave import round_medians
+    rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 7))
+    calls = int(os.environ.get("MBV3_BENCH_CALLS", 40))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    op = torch.ops.mbv3.conv_bn_act.default
+    print(f"\nisa {mbv3_fast.get_cpu_isa()}; µs (thread time), median of {rounds} round medians of {calls} calls")
+    print("layer Cin->Cout map     k s layout | fp32   bf16  torch_bf16 | bf16/fp32")
+    try:
+        with torch.no_grad():
+            for (i, (cin, cout, h, w, k, s, p, act)), fmt in itertools.product(enumerate(LAYERS), ("nchw", "nhwc")):
+                g = torch.Generator().manual_seed(i)
+                x = torch.randn(1, cin, h, w, generator=g)
+                if fmt == "nhwc":
+                    x = x.contiguous(memory_format=torch.channels_last)
+                wf = torch.randn(cout, cin, k, k, generator=g) / (cin * k * k) ** 0.5
+                bf = torch.randn(cout, generator=g)
+                wp = pack_conv_weight(wf)
+                xb, wpb, wb = x.bfloat16(), wp.bfloat16(), wf.bfloat16()
+                a = ACT[act]
+                prov = {
+                    "fp32": lambda: op(x, wp, bf, s, p, act),
+                    "bf16": lambda: op(xb, wpb, bf, s, p, act),
+                    "torch_bf16": lambda: a(F.conv2d(xb, wb, bf.bfloat16(), s, p)),
+                }
+                r = {n: 1e6 * t for n, t in round_medians(prov, rounds, calls, time.thread_time).items()}
+                print(f"stem{i} {cin:3d}->{cout:<4d} {h}x{w} {k} {s} {fmt}   | {r['fp32']:6.1f} {r['bf16']:6.1f} "
+                      f"{r['torch_bf16']:8.1f}   | {r['bf16'] / r['fp32']:.2f}")
+    finally:
+        torch.set_num_threads(before)

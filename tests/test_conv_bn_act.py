@@ -462,8 +462,11 @@ def test_bf16_is_the_float32_result_rounded(cpu_isa_bf16):
                 assert same_bits(ours, f32.to(BF16)), f"{cpu_isa} scale {scale} {layout} s{s}"
 
 
-def test_bf16_threads_do_not_change_the_result():
-    x, conv_w, bn = make_case(3, 3, 16, 64, 58, 3, dtype=BF16)
+@pytest.mark.parametrize("layout", ["nchw", "nhwc"])
+def test_bf16_threads_do_not_change_the_result(layout):
+    # 23 output rows per sample: the threads' row ranges (and so the kernel's bands of widened
+    # input rows, which start at a range's first row) begin mid-sample and mid-band.
+    x, conv_w, bn = make_case(3, 3, 16, 45, 58, 3, layout, BF16)
     w, b = fold_bn(conv_w, bn)
     before = torch.get_num_threads()
     try:
@@ -471,6 +474,8 @@ def test_bf16_threads_do_not_change_the_result():
         for t in (1, 2, 3):
             torch.set_num_threads(t)
             outs.append(torch.ops.mbv3.conv_bn_act(x, w.to(BF16), b, 2, 1, "hardswish"))
+            f32 = torch.ops.mbv3.conv_bn_act(x.float(), w.to(BF16).float(), b, 2, 1, "hardswish")
+            assert same_bits(outs[-1], f32.to(BF16)), f"{t} threads"
     finally:
         torch.set_num_threads(before)
     for o in outs[1:]:

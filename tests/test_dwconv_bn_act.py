@@ -141,6 +141,25 @@ def test_threads_do_not_change_the_result():
         assert torch.equal(o, outs[0])
 
 
+@pytest.mark.parametrize("c", [120, 184])
+def test_bf16_threads_do_not_change_the_result(c):
+    # Few rows: the op splits the channels into blocks of 64 across threads, so the masked
+    # 24-channel tile starts at another channel than on one thread (120 = 96 + 24 vs 64 + 32 + 24).
+    before = torch.get_num_threads()
+    for n, hw, k, s in ((1, 7, 5, 1), (1, 14, 3, 1), (3, 29, 5, 2)):
+        x, conv_w, bn = make_case(n, c, hw, hw, k, channels_last=True)
+        w, b = fold_bn(conv_w, bn)
+        try:
+            outs = []
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                outs.append(torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w.to(BF16), b, s, k // 2, 1, "hardswish"))
+        finally:
+            torch.set_num_threads(before)
+        for o in outs[1:]:
+            assert torch.equal(o, outs[0]), (n, hw, k, s)
+
+
 def test_opcheck():
     for n, c, h, w, k, s, cl in [(2, 17, 9, 7, 3, 1, True), (1, 8, 5, 5, 5, 2, False),
                                  (0, 4, 3, 3, 3, 1, False)]:
@@ -385,12 +404,14 @@ def test_bf16_non_contiguous_input(cpu_isa_bf16):
     check_bf16(x[:, ::2], conv_w[::2], _sub_bn(bn, slice(None, None, 2)), 2, 1, 1, "hardswish", "bf16 strided")
 
 
-@pytest.mark.parametrize("c", [8, 16, 48, 60, 104])
+@pytest.mark.parametrize("c", [1, 7, 8, 16, 17, 24, 31, 33, 48, 56, 60, 104, 120, 184, 200])
 def test_bf16_channel_tiles(c, cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
-    # avx512_bf16 takes 32- and 16-channel tiles (vdpbf16ps over kernel row pairs) and the widening
-    # kernel for the rest (< 16): every mix of them, rows where one or both rows of a pair are padding
-    # (maps of 1 to 3 rows, padding 0 and k // 2), checked and partial column blocks.
+    # avx512_bf16 takes 32-channel tiles (vdpbf16ps over kernel row pairs), then a masked 32-lane
+    # one for 17..31 channels left (17, 24, 31, 56, 60, 120, 184) or a 16-channel one for 16 (16,
+    # 48), and the widening kernel for the rest (< 16: 1, 7, 8, 33, 104, 200): every mix of them,
+    # rows where one or both rows of a pair are padding (maps of 1 to 3 rows, padding 0 and
+    # k // 2), checked and partial column blocks.
     for i, ((h, w), k, s) in enumerate(itertools.product([(1, 1), (2, 3), (3, 9), (9, 5), (13, 11)], (3, 5), (1, 2))):
         act = ("hardswish", "relu", "none")[(i + c) % 3]
         for p in (k // 2, i % 2 * (k // 2)):
@@ -400,18 +421,20 @@ def test_bf16_channel_tiles(c, cpu_isa_bf16):
             check_bf16(x, conv_w, bn, s, p, 1, act, f"bf16 {cpu_isa} C{c} {h}x{w} k{k}s{s}p{p} {act}")
 
 
+@pytest.mark.parametrize("c", [56, 48, 40])
 @pytest.mark.parametrize("k,s", [(3, 1), (5, 2)])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
-def test_bf16_non_finite_input_channel_tiles(value, k, s, cpu_isa_bf16):
+def test_bf16_non_finite_input_channel_tiles(value, k, s, c, cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
-    # 56 channels: a 32-channel tile, a 16-channel one and an 8-channel tail; a non-finite value in
-    # each, in both rows of a kernel row pair and in the odd last row's.
-    x, conv_w, bn = make_case(1, 56, 9, 8, k)
-    for ch, hh, ww in ((5, 0, 0), (31, 4, 7), (33, 4, 3), (40, 5, 3), (55, 8, 5), (12, 3, 4), (12, 4, 4)):
+    # A 32-channel tile, then a masked one of 24 (56), a 16-channel one (48) or an 8-channel
+    # widening tail (40); a non-finite value in each, in both rows of a kernel row pair and in the
+    # odd last row's.
+    x, conv_w, bn = make_case(1, c, 9, 8, k)
+    for ch, hh, ww in ((5, 0, 0), (31, 4, 7), (33, 4, 3), (c - 9, 5, 3), (c - 1, 8, 5), (12, 3, 4), (12, 4, 4)):
         x[0, ch, hh, ww] = value
     w, b = fold_bn(conv_w, bn)
     ours = torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w.to(BF16), b, s, k // 2, 1, "hardswish").double()
-    ref = ACT_FN["hardswish"](F.conv2d(bf16_values(x).double(), w.to(BF16).double(), b.double(), s, k // 2, 1, 56))
+    ref = ACT_FN["hardswish"](F.conv2d(bf16_values(x).double(), w.to(BF16).double(), b.double(), s, k // 2, 1, c))
     assert torch.equal(ours.isnan(), ref.isnan()), cpu_isa
     assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
 

@@ -15,9 +15,11 @@
 // Accuracy: one serial chain per output over the k*k*Cin taps (27 for the stem), then + bias:
 // the same order as a direct convolution, within tests/tolerance.py's rule.
 //
-// Element type T (float or bf16) for x, w and y: bf16 x and w are widened on load (exactly),
-// the sums, bias and activation stay float32, and y is rounded once on store (round-to-nearest-
-// even), so a bf16 result is bitwise the float32 kernel's result on the same values, rounded.
+// bf16 x / w / y: the weights are widened once per call and, per output row, the k input rows
+// of every channel are widened (exactly) into a float32 window [Cin][k][W]; the float32 tiles
+// run on that window and round y once on store (round-to-nearest-even), so a bf16 result is
+// bitwise the float32 kernel's result on the same values, rounded.  (Widening per tap instead
+// cost three FP-pipe instructions per broadcast where float32 folds it into the FMA.)
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -54,12 +56,7 @@ inline Vec fmadd_bcast(const float* x, Vec w, Vec acc) {
   return fmadd(Vec::set1(*x), w, acc);
 #endif
 }
-// bf16 x: widened to float, then broadcast (no embedded-broadcast form for 16-bit elements).
-inline Vec fmadd_bcast(const bf16* x, Vec w, Vec acc) { return fmadd(Vec::set1(bf16_to_float(*x)), w, acc); }
-
-// One input element, broadcast (bf16 widened exactly).
 inline Vec bcast(const float* x) { return Vec::set1(*x); }
-inline Vec bcast(const bf16* x) { return Vec::set1(bf16_to_float(*x)); }
 
 // activate(v, act): common/simd.h.
 
@@ -86,13 +83,15 @@ struct Taps {
 
 // NV channel vectors [c, c + NV*N) x P output pixels [ow, ow + P) of one output row, all input
 // columns inside x (no checks).  TAIL: the last vector holds `tail` channels.
-template <int NV, bool TAIL, int S, bool UNIT_W, class T>
-inline void tile_interior(const ConvArgs<T>& p, const T* xn, const Taps& taps, T* yrow, int64_t c,
+// Out of line: GCC keeps it so in the float32 unit anyway; inlined into the bf16 band loop it
+// spilled accumulators.
+template <int NV, bool TAIL, int S, bool UNIT_W, class Y>
+__attribute__((noinline)) void tile_interior(const ConvArgs<float>& p, const float* xn, const Taps& taps, Y* yrow, int64_t c,
                           int tail, int64_t ow, Cols<S, UNIT_W> cols) {
   constexpr int P = pixels(NV);
   const int64_t Cout = p.Cout, step = cols.step();
-  const T* x0 = xn + cols.at(ow * step - p.pad);
-  const T* w0 = p.w + c;
+  const float* x0 = xn + cols.at(ow * step - p.pad);
+  const float* w0 = p.w + c;
   // The segments' partial sums (see kSegment): in registers when they fit beside the
   // accumulators (AVX-512 / NEON with one vector of channels), else in an L1 buffer, so that the
   // compiler does not spill accumulators instead (measured: AVX2 lost 30% that way).
@@ -110,8 +109,8 @@ inline void tile_interior(const ConvArgs<T>& p, const T* xn, const Taps& taps, T
     for (int v = 0; v < NV; ++v)
       for (int j = 0; j < P; ++j) acc[v][j] = Vec::zero();
     for (int64_t t = t0; t < t1; ++t) {
-      const T* px = x0 + taps.x_off[t];
-      const T* pw = w0 + taps.w_off[t];
+      const float* px = x0 + taps.x_off[t];
+      const float* pw = w0 + taps.w_off[t];
       Vec wv[NV];
       for (int v = 0; v < NV; ++v)
         wv[v] = (TAIL && v == NV - 1) ? Vec::load_tail(pw + v * Vec::N, tail) : Vec::load(pw + v * Vec::N);
@@ -141,7 +140,7 @@ inline void tile_interior(const ConvArgs<T>& p, const T* xn, const Taps& taps, T
   for (int v = 0; v < NV; ++v)
     bias[v] = (TAIL && v == NV - 1) ? Vec::load_tail(p.b + c + v * Vec::N, tail) : Vec::load(p.b + c + v * Vec::N);
   for (int j = 0; j < P; ++j) {
-    T* py = yrow + (ow + j) * Cout + c;
+    Y* py = yrow + (ow + j) * Cout + c;
     for (int v = 0; v < NV; ++v) {
       const Vec out = activate(add(sum[v][j], bias[v]), p.act);
       if (TAIL && v == NV - 1) out.store_tail(py + v * Vec::N, tail);
@@ -152,8 +151,8 @@ inline void tile_interior(const ConvArgs<T>& p, const T* xn, const Taps& taps, T
 
 // One output pixel that may touch the padding: every column is tested (border pixels and
 // rows too narrow for an interior tile).
-template <int NV, bool TAIL, class T>
-inline void pixel_checked(const ConvArgs<T>& p, const T* xn, int64_t ih0, T* yrow, int64_t c,
+template <int NV, bool TAIL, class Y>
+inline void pixel_checked(const ConvArgs<float>& p, const float* xn, int64_t ih0, int64_t ih_org, Y* yrow, int64_t c,
                           int tail, int64_t ow) {
   const int k = p.k;
   const int64_t Cout = p.Cout, iw0 = ow * p.stride - p.pad;
@@ -164,8 +163,8 @@ inline void pixel_checked(const ConvArgs<T>& p, const T* xn, int64_t ih0, T* yro
     for (int kh = 0; kh < k; ++kh) {
       const int64_t ih = ih0 + kh;
       if (ih < 0 || ih >= p.H) continue;
-      const T* px = xn + ci * p.sx_c + ih * p.sx_h;
-      const T* pw = p.w + ((int64_t(kh) * k) * p.Cin + ci) * Cout + c;
+      const float* px = xn + ci * p.sx_c + (ih - ih_org) * p.sx_h;
+      const float* pw = p.w + ((int64_t(kh) * k) * p.Cin + ci) * Cout + c;
       for (int kw = 0; kw < k; ++kw, pw += p.Cin * Cout) {
         const int64_t iw = iw0 + kw;
         if (iw >= 0 && iw < p.W) {
@@ -185,7 +184,7 @@ inline void pixel_checked(const ConvArgs<T>& p, const T* xn, int64_t ih0, T* yro
     }
   }
   for (int v = 0; v < NV; ++v) sum[v] = add(sum[v], acc[v]);
-  T* py = yrow + ow * Cout + c;
+  Y* py = yrow + ow * Cout + c;
   for (int v = 0; v < NV; ++v) {
     const float* pb = p.b + c + v * Vec::N;
     const Vec bias = (TAIL && v == NV - 1) ? Vec::load_tail(pb, tail) : Vec::load(pb);
@@ -196,12 +195,12 @@ inline void pixel_checked(const ConvArgs<T>& p, const T* xn, int64_t ih0, T* yro
 }
 
 // One output row, channel vectors [c, c + NV*N): border blocks checked, interior blocks not.
-template <int NV, bool TAIL, int S, bool UNIT_W, class T>
-void row_tiles(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t c,
+template <int NV, bool TAIL, int S, bool UNIT_W, class Y>
+void row_tiles(const ConvArgs<float>& p, const float* xn, int64_t ih0, int64_t ih_org, const Taps& taps, Y* yrow, int64_t c,
                int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
   constexpr int P = pixels(NV);
   auto checked = [&](int64_t from, int64_t to) {
-    for (int64_t ow = from; ow < to; ++ow) pixel_checked<NV, TAIL>(p, xn, ih0, yrow, c, tail, ow);
+    for (int64_t ow = from; ow < to; ++ow) pixel_checked<NV, TAIL>(p, xn, ih0, ih_org, yrow, c, tail, ow);
   };
   if (ow_hi - ow_lo >= P) {
     checked(0, ow_lo);
@@ -216,59 +215,121 @@ void row_tiles(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps,
 
 // Channel vectors [v*N, (v + NV)*N) of one output row; the last one is the masked tail when
 // it is Cout's last vector and Cout is not a multiple of N.
-template <int NV, int S, bool UNIT_W, class T>
-void chunk(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t v,
+template <int NV, int S, bool UNIT_W, class Y>
+void chunk(const ConvArgs<float>& p, const float* xn, int64_t ih0, int64_t ih_org, const Taps& taps, Y* yrow, int64_t v,
            int64_t groups, int tail, int64_t ow_lo, int64_t ow_hi, Cols<S, UNIT_W> cols) {
   if (tail > 0 && v + NV == groups)
-    row_tiles<NV, true>(p, xn, ih0, taps, yrow, v * Vec::N, tail, ow_lo, ow_hi, cols);
+    row_tiles<NV, true>(p, xn, ih0, ih_org, taps, yrow, v * Vec::N, tail, ow_lo, ow_hi, cols);
   else
-    row_tiles<NV, false>(p, xn, ih0, taps, yrow, v * Vec::N, 0, ow_lo, ow_hi, cols);
+    row_tiles<NV, false>(p, xn, ih0, ih_org, taps, yrow, v * Vec::N, 0, ow_lo, ow_hi, cols);
 }
 
 // All channels of one output row: tiles of kMaxNV vectors, then 2 (NEON, scalar) and 1.
-template <int S, bool UNIT_W, class T>
-void row(const ConvArgs<T>& p, const T* xn, int64_t ih0, const Taps& taps, T* yrow, int64_t ow_lo,
+template <int S, bool UNIT_W, class Y>
+void row(const ConvArgs<float>& p, const float* xn, int64_t ih0, int64_t ih_org, const Taps& taps, Y* yrow, int64_t ow_lo,
          int64_t ow_hi, Cols<S, UNIT_W> cols) {
   const int tail = int(p.Cout % Vec::N);
   const int64_t groups = p.Cout / Vec::N + (tail > 0);
   int64_t v = 0;
   for (; groups - v >= kMaxNV; v += kMaxNV)
-    chunk<kMaxNV>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+    chunk<kMaxNV>(p, xn, ih0, ih_org, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
   if constexpr (kMaxNV > 2) {
     if (groups - v >= 2) {
-      chunk<2>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+      chunk<2>(p, xn, ih0, ih_org, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
       v += 2;
     }
   }
-  if (groups - v == 1) chunk<1>(p, xn, ih0, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
+  if (groups - v == 1) chunk<1>(p, xn, ih0, ih_org, taps, yrow, v, groups, tail, ow_lo, ow_hi, cols);
 }
 
-template <int S, bool UNIT_W, class T>
-void rows_kernel(const ConvArgs<T>& p, int64_t row_begin, int64_t row_end) {
-  const int64_t s = p.stride, pad = p.pad, k = p.k;
-  // Interior columns [ow_lo, ow_hi): every tap inside the input row.
-  const int64_t ow_lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
-  const int64_t last = p.W - 1 + pad - (k - 1);  // largest ow*s with the last tap in bounds
-  const int64_t ow_hi = last < 0 ? ow_lo : std::max(ow_lo, std::min<int64_t>(p.OW, last / s + 1));
+// Interior output columns [lo, hi): every tap inside the input row.
+struct Interior {
+  int64_t lo, hi;
+  explicit Interior(const ConvArgs<float>& p) {
+    const int64_t s = p.stride, pad = p.pad, k = p.k;
+    lo = std::min<int64_t>(p.OW, (pad + s - 1) / s);
+    const int64_t last = p.W - 1 + pad - (k - 1);  // largest ow*s with the last tap in bounds
+    hi = last < 0 ? lo : std::max(lo, std::min<int64_t>(p.OW, last / s + 1));
+  }
+};
+
+// Output row oh of one sample into yrow.  xn: the sample's input, its row ih at
+// (ih - ih_org) * sx_h (0 for x itself, the first window row for bf16's widened window).
+// offsets: 2 * k*k*Cin scratch.
+template <int S, bool UNIT_W, class Y>
+void out_row(const ConvArgs<float>& p, const float* xn, int64_t ih_org, int64_t oh, Y* yrow,
+             int64_t* offsets, Interior in) {
+  const int64_t s = p.stride, k = p.k, ih0 = oh * s - p.pad;
   const Cols<S, UNIT_W> cols{s, p.sx_w};
-  std::vector<int64_t> offsets(size_t(2 * k * k * p.Cin));
-  for (int64_t r = row_begin; r < row_end; ++r) {
-    const int64_t n = r / p.OH, oh = r % p.OH, ih0 = oh * s - pad;
-    Taps taps{offsets.data(), offsets.data() + k * k * p.Cin, 0};
-    int64_t* xo = offsets.data();
-    int64_t* wo = offsets.data() + k * k * p.Cin;
-    for (int64_t ci = 0; ci < p.Cin; ++ci)
-      for (int64_t kh = 0; kh < k; ++kh) {
-        const int64_t ih = ih0 + kh;
-        if (ih < 0 || ih >= p.H) continue;  // a padding row: no taps
-        for (int64_t kw = 0; kw < k; ++kw, ++taps.n) {
-          xo[taps.n] = ci * p.sx_c + ih * p.sx_h + cols.at(kw);
-          wo[taps.n] = ((kh * k + kw) * p.Cin + ci) * p.Cout;
+  Taps taps{offsets, offsets + k * k * p.Cin, 0};
+  int64_t* xo = offsets;
+  int64_t* wo = offsets + k * k * p.Cin;
+  for (int64_t ci = 0; ci < p.Cin; ++ci)
+    for (int64_t kh = 0; kh < k; ++kh) {
+      const int64_t ih = ih0 + kh;
+      if (ih < 0 || ih >= p.H) continue;  // a padding row: no taps
+      for (int64_t kw = 0; kw < k; ++kw, ++taps.n) {
+        xo[taps.n] = ci * p.sx_c + (ih - ih_org) * p.sx_h + cols.at(kw);
+        wo[taps.n] = ((kh * k + kw) * p.Cin + ci) * p.Cout;
+      }
+    }
+  row<S, UNIT_W>(p, xn, ih0, ih_org, taps, yrow, in.lo, in.hi, cols);
+}
+
+template <int S, bool UNIT_W>
+void rows_kernel(const ConvArgs<float>& p, int64_t row_begin, int64_t row_end) {
+  const Interior in(p);
+  std::vector<int64_t> offsets(size_t(2 * p.k * p.k * p.Cin));
+  for (int64_t r = row_begin; r < row_end; ++r)
+    out_row<S, UNIT_W>(p, p.x + r / p.OH * p.sx_n, 0, r % p.OH, p.y + r * p.OW * p.Cout, offsets.data(), in);
+}
+
+#ifdef MBV3_CONV_BF16_UNIT
+// bf16: float32 weights and a float32 window of the input rows that a band of kBand output rows
+// reads, widened once per band (rows shared by neighbouring output rows are widened once); then
+// the float32 tiles.  The window is planar, [Cin][rows][W] (compile-time column offsets), unless
+// x's pixels are dense channels-last runs: then [rows][W][Cin], each row one vector copy (a
+// per-element gather into the planar layout cost more than the conv).
+constexpr int64_t kBand = 8;
+template <int S, bool PLANAR>
+void rows_kernel_bf16(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
+  const int64_t k = p.k, s = p.stride, W = p.W, Cin = p.Cin, nw = k * k * Cin * p.Cout;
+  const int64_t R = (kBand - 1) * s + k;  // window rows
+  std::vector<float> w(static_cast<size_t>(nw)), win(static_cast<size_t>(Cin * R * W));
+  for (int64_t i = 0; i < nw; ++i) w[i] = bf16_to_float(p.w[i]);
+  const ConvArgs<float> q{nullptr, w.data(), p.b, nullptr, p.N, Cin, p.H, W, 0,
+                          PLANAR ? R * W : 1, PLANAR ? W : W * Cin, PLANAR ? 1 : Cin,
+                          p.Cout, p.OH, p.OW, p.k, p.stride, p.pad, p.act};
+  const Interior in(q);
+  std::vector<int64_t> offsets(size_t(2 * k * k * Cin));
+  auto widen = [](const bf16* src, float* dst, int64_t n) {
+    int64_t i = 0;
+    for (; i + Vec::N <= n; i += Vec::N) Vec::load(src + i).store(dst + i);
+    if (i < n) Vec::load_tail(src + i, int(n - i)).store_tail(dst + i, int(n - i));
+  };
+  for (int64_t r0 = row_begin; r0 < row_end;) {
+    // A band: output rows [oh0, oh1) of sample n, input rows [ih_org, ih_end) clipped to x.
+    const int64_t n = r0 / p.OH, oh0 = r0 % p.OH;
+    const int64_t oh1 = std::min({oh0 + kBand, p.OH, oh0 + row_end - r0});
+    const int64_t ih_org = oh0 * s - p.pad, ih_end = (oh1 - 1) * s - p.pad + k;
+    for (int64_t ih = std::max<int64_t>(0, ih_org); ih < std::min(ih_end, p.H); ++ih) {
+      const bf16* src = p.x + n * p.sx_n + ih * p.sx_h;
+      if constexpr (!PLANAR) {
+        widen(src, win.data() + (ih - ih_org) * W * Cin, W * Cin);
+      } else {
+        for (int64_t ci = 0; ci < Cin; ++ci) {
+          float* dst = win.data() + (ci * R + ih - ih_org) * W;
+          if (p.sx_w == 1) widen(src + ci * p.sx_c, dst, W);
+          else for (int64_t i = 0; i < W; ++i) dst[i] = bf16_to_float(src[ci * p.sx_c + i * p.sx_w]);
         }
       }
-    row<S, UNIT_W>(p, p.x + n * p.sx_n, ih0, taps, p.y + r * p.OW * p.Cout, ow_lo, ow_hi, cols);
+    }
+    for (int64_t oh = oh0; oh < oh1; ++oh)
+      out_row<S, PLANAR && S != 0>(q, win.data(), ih_org, oh, p.y + (n * p.OH + oh) * p.OW * p.Cout, offsets.data(), in);
+    r0 += oh1 - oh0;
   }
 }
+#endif
 
 // The unit's element type.  One per translation unit: conv_bn_act_<isa>.cpp builds the float32
 // entry point, conv_bn_act_bf16_<isa>.cpp (MBV3_CONV_BF16_UNIT) the bf16 one.  Kept apart so that
@@ -284,11 +345,20 @@ using Elem = bf16;
 }  // namespace
 
 void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
+#ifndef MBV3_CONV_BF16_UNIT
   // NCHW-like inputs (W stride 1) at stride 1 or 2 get compile-time column offsets; anything
   // else (channels_last, views, stride 3+) the run-time ones.
   if (p.sx_w == 1 && p.stride == 2) return rows_kernel<2, true>(p, row_begin, row_end);
   if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
   return rows_kernel<0, false>(p, row_begin, row_end);
+#else
+  // Dense channels-last pixels: the window copies rows as they are (run-time column offsets,
+  // as float32 channels_last); else planar, unit W stride.
+  if (p.sx_c == 1 && p.sx_w == p.Cin) return rows_kernel_bf16<0, false>(p, row_begin, row_end);
+  if (p.stride == 2) return rows_kernel_bf16<2, true>(p, row_begin, row_end);
+  if (p.stride == 1) return rows_kernel_bf16<1, true>(p, row_begin, row_end);
+  return rows_kernel_bf16<0, true>(p, row_begin, row_end);
+#endif
 }
 
 }  // namespace MBV3_ISA_NS

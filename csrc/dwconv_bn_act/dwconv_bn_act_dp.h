@@ -86,11 +86,30 @@ struct Dp256 {
   }
 };
 
+// A last tile of 17..31 channels: Dp512 with masked loads (zeros beyond the tile) and a masked
+// store.  One masked zmm tile costs about what a 32-channel one does, a 16-channel tile plus a
+// widening tail of 1..15 about 1.5x that (120 and 184 channels: 3 or 5 x 32 + 24).
+struct Dp512Tail : Dp512 {
+  __mmask32 m;  // the tile's channels
+  I load(const bf16* p) const { return _mm512_maskz_loadu_epi16(m, p); }
+  void bias(const float* b, F& lo_out, F& hi_out) const {
+    const F b0 = _mm512_maskz_loadu_ps(__mmask16(m), b), b1 = _mm512_maskz_loadu_ps(__mmask16(m >> 16), b + 16);
+    lo_out = _mm512_permutex2var_ps(b0, _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27), b1);
+    hi_out = _mm512_permutex2var_ps(b0, _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31), b1);
+  }
+  void store(bf16* p, F lo_v, F hi_v) const {
+    const __m512bh h = _mm512_cvtne2ps_pbh(hi_v, lo_v);
+    const __m512i r = _mm512_permutexvar_epi64(_mm512_setr_epi64(0, 4, 1, 5, 2, 6, 3, 7),
+                                               reinterpret_cast<const __m512i&>(h));
+    _mm512_mask_storeu_epi16(p, m, r);
+  }
+};
+
 // kDpBlock adjacent output columns (NB < kDpBlock: the row's last, partial block), one channel
 // tile.  wp: the (K / 2) row pairs' taps, [pair][kw][lo, hi]; ws: the last row's taps widened,
 // [kw][lo, hi].  Pairs alternate between two accumulators (short chains, as block() does).
 template <class D, int K, int S, Act A, int NB, bool CHECKED>
-inline void dp_block(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
+inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
                      typename D::F b_hi) {
   using I = typename D::I;
@@ -109,8 +128,8 @@ inline void dp_block(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* y
     for (int i = 0; i < kCols; ++i) {
       if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
       const int64_t off = (iw0 + i) * C + c;
-      const I xa = ra ? D::load(ra + off) : D::zero_i();
-      const I xb = rb ? D::load(rb + off) : D::zero_i();
+      const I xa = ra ? d.load(ra + off) : D::zero_i();
+      const I xb = rb ? d.load(rb + off) : D::zero_i();
       const I lo = D::lo(xa, xb), hi = D::hi(xa, xb);
 #pragma GCC unroll 8
       for (int kw = 0; kw < K; ++kw) {
@@ -126,7 +145,7 @@ inline void dp_block(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* y
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i) {
       if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
-      const I x = D::load(rl + (iw0 + i) * C + c);
+      const I x = d.load(rl + (iw0 + i) * C + c);
       const I lo = D::lo(D::zero_i(), x), hi = D::hi(D::zero_i(), x);
 #pragma GCC unroll 8
       for (int kw = 0; kw < K; ++kw) {
@@ -141,7 +160,7 @@ inline void dp_block(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* y
   for (int j = 0; j < NB; ++j) {
     const F lo = activate<A>(V{D::add(D::add(acc[0][j][0], acc[1][j][0]), b_lo)}).v;
     const F hi = activate<A>(V{D::add(D::add(acc[0][j][1], acc[1][j][1]), b_hi)}).v;
-    D::store(yrow + (ow + j) * C + c, lo, hi);
+    d.store(yrow + (ow + j) * C + c, lo, hi);
   }
 }
 
@@ -152,7 +171,7 @@ constexpr int64_t dp_tile_bytes() {
   return int64_t((K / 2) * K * 2 + K * 2) * sizeof(typename D::I) + 2 * sizeof(typename D::F);
 }
 template <class D, int K>
-void dp_pack_tile(const DwConvArgs<bf16>& p, int64_t c, char* out) {
+void dp_pack_tile(D d, const DwConvArgs<bf16>& p, int64_t c, char* out) {
   using I = typename D::I;
   using F = typename D::F;
   const int64_t C = p.C;
@@ -160,29 +179,35 @@ void dp_pack_tile(const DwConvArgs<bf16>& p, int64_t c, char* out) {
   I* ws = wp + (K / 2) * K * 2;
   for (int pr = 0; pr < K / 2; ++pr)
     for (int kw = 0; kw < K; ++kw) {
-      const I a = D::load(p.w + ((2 * pr) * K + kw) * C + c);
-      const I b = D::load(p.w + ((2 * pr + 1) * K + kw) * C + c);
+      const I a = d.load(p.w + ((2 * pr) * K + kw) * C + c);
+      const I b = d.load(p.w + ((2 * pr + 1) * K + kw) * C + c);
       wp[(pr * K + kw) * 2] = D::lo(a, b);
       wp[(pr * K + kw) * 2 + 1] = D::hi(a, b);
     }
   for (int kw = 0; kw < K; ++kw) {
-    const I w = D::load(p.w + ((K - 1) * K + kw) * C + c);
+    const I w = d.load(p.w + ((K - 1) * K + kw) * C + c);
     ws[kw * 2] = D::lo(D::zero_i(), w);
     ws[kw * 2 + 1] = D::hi(D::zero_i(), w);
   }
   F* b = reinterpret_cast<F*>(ws + K * 2);
-  D::bias(p.b + c, b[0], b[1]);
+  d.bias(p.b + c, b[0], b[1]);
 }
 
-// Calls f(D, c) for the tiles of channels [c_begin, c_end): 32-channel ones, then at most one
-// of 16; returns where the rest (fewer than 16 channels, for the widening kernel) begins.  (An
-// 8-channel tile would split into two 4-lane halves: more instructions than the widening
-// kernel's one 8-lane vector.)
+// Calls f(D, c) for the tiles of channels [c_begin, c_end): 32-channel ones, then a masked one
+// for 17..31 left or a 16-channel one for 16; returns where the rest (fewer than 16 channels,
+// for the widening kernel) begins.  (An 8-channel dp tile would split into two 4-lane halves:
+// more instructions than the widening kernel's one 8-lane vector; a masked 16- or 32-channel
+// tile for 8 measured slower than that vector too.)
 template <class F>
 int64_t for_each_dp_tile(int64_t c_begin, int64_t c_end, F&& f) {
   int64_t c = c_begin;
   for (; c + Dp512::N <= c_end; c += Dp512::N) f(Dp512{}, c);
-  if (c + Dp256::N <= c_end) f(Dp256{}, c), c += Dp256::N;
+  if (c_end - c > Dp256::N) {
+    f(Dp512Tail{{}, __mmask32((1ull << (c_end - c)) - 1)}, c);
+    c = c_end;
+  } else if (c + Dp256::N <= c_end) {
+    f(Dp256{}, c), c += Dp256::N;
+  }
   return c;
 }
 
@@ -198,7 +223,7 @@ const char* dp_pack(const DwConvArgs<bf16>& p, int64_t c_begin, int64_t c_end) {
   char* out = base;
   for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t c) {
     using D = decltype(d);
-    dp_pack_tile<D, K>(p, c, out);
+    dp_pack_tile<D, K>(d, p, c, out);
     out += dp_tile_bytes<D, K>();
   });
   return base;
@@ -206,7 +231,7 @@ const char* dp_pack(const DwConvArgs<bf16>& p, int64_t c_begin, int64_t c_end) {
 
 // One output row of one channel tile, from its packed taps.
 template <class D, int K, int S, Act A>
-inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c,
+inline void dp_tile(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c,
                     int64_t ow_lo, int64_t ow_hi, const char* packed) {
   using I = typename D::I;
   using F = typename D::F;
@@ -219,15 +244,15 @@ inline void dp_tile(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yr
     const int64_t n = std::min<int64_t>(kDpBlock, p.OW - ow);
     if (n == kDpBlock) {
       if (ow >= ow_lo && ow + kDpBlock <= ow_hi)
-        dp_block<D, K, S, A, kDpBlock, false>(p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+        dp_block<D, K, S, A, kDpBlock, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
       else
-        dp_block<D, K, S, A, kDpBlock, true>(p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+        dp_block<D, K, S, A, kDpBlock, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
     } else if (n == 3) {
-      dp_block<D, K, S, A, 3, true>(p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      dp_block<D, K, S, A, 3, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
     } else if (n == 2) {
-      dp_block<D, K, S, A, 2, true>(p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      dp_block<D, K, S, A, 2, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
     } else {
-      dp_block<D, K, S, A, 1, true>(p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      dp_block<D, K, S, A, 1, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
     }
   }
 }
@@ -239,7 +264,7 @@ int64_t dp_row(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, i
                int64_t c_end, int64_t ow_lo, int64_t ow_hi, const char* packed) {
   return for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t c) {
     using D = decltype(d);
-    dp_tile<D, K, S, A>(p, rows, yrow, c, ow_lo, ow_hi, packed);
+    dp_tile<D, K, S, A>(d, p, rows, yrow, c, ow_lo, ow_hi, packed);
     packed += dp_tile_bytes<D, K>();
   });
 }
