@@ -21,6 +21,7 @@ the Onednn mode, every other layer (larger depthwise, Linear, other engines) fbg
 PyTorch decides at prepack time; we decide at conversion (``onednn_convs``: None = this CPU).
 The "onednn" engine runs every conv and Linear on oneDNN: all of them get the Onednn mode.
 """
+import enum
 import sys
 from dataclasses import dataclass, field
 from typing import List, Optional
@@ -95,22 +96,25 @@ def x86_uses_onednn() -> bool:
     return sys.platform.startswith("linux") and bool(torch.ops.mbv3.q8_cpu_has_avx512_vnni())
 
 
-def _onednn_layer(conv, onednn_convs) -> bool:
-    """Whether a converted layer rounds as oneDNN: ``onednn_convs`` True (the x86 engine's rule
-    above) or "all" (the onednn engine)."""
-    if onednn_convs == "all":
-        return True
-    return bool(onednn_convs) and isinstance(conv, nnq.Conv2d) and conv.groups <= ONEDNN_MAX_GROUPS
+class OnednnRule(enum.Enum):
+    """Which of a plan's layers round as oneDNN (q8.h's Onednn mode); the rest round as fbgemm."""
+    NONE = "none"  # fbgemm's rule everywhere (the fbgemm and qnnpack engines, x86 without VNNI)
+    CONVS = "convs"  # the x86 engine's: Conv2d layers with groups <= 100 (PyTorch's prepack choice)
+    ALL = "all"  # the onednn engine: every conv and Linear
+
+    def applies(self, layer) -> bool:
+        if self is OnednnRule.ALL:
+            return True
+        return self is OnednnRule.CONVS and isinstance(layer, nnq.Conv2d) and layer.groups <= ONEDNN_MAX_GROUPS
 
 
-def _layer(conv, x_scale, x_zp, engine, act=None, pack=None, onednn_convs=False):
+def _layer(conv, x_scale, x_zp, engine, rule, act=None, pack=None):
     """A quantized Conv2d/ConvReLU2d/Linear with input qparams (x_scale, x_zp) and an optional
-    quantized Hardswish after it; ``onednn_convs``: the plan's Conv2d layers with groups <= 100
-    take the Onednn mode."""
+    quantized Hardswish after it, rounded as ``rule`` (OnednnRule) says for it."""
     if not isinstance(conv, (nnq.Conv2d, nnq.Linear)):
         raise TypeError(f"mbv3_fast.quantization: expected a converted quantized conv/linear, got {type(conv).__name__} "
                         "(pass a model after torch.ao.quantization.convert)")
-    onednn = _onednn_layer(conv, onednn_convs)
+    onednn = rule.applies(conv)
     out_scale, out_zp = float(conv.scale), int(conv.zero_point)
     lut = None
     if act is not None:
@@ -139,24 +143,24 @@ def _hardsigmoid_table(x_scale, x_zp):
     return out.int_repr().contiguous(), float(out.q_scale()), int(out.q_zero_point())
 
 
-def _block(blk, x_scale, x_zp, engine, packs, od):
+def _block(blk, x_scale, x_zp, engine, packs, rule):
     layers = list(blk.block)
     i = 0
     expand = None
     if len(layers) >= 3 and layers[0][0].groups == 1 and layers[1][0].groups > 1:
         conv, act = _conv_norm_act(layers[0])
-        expand = _layer(conv, x_scale, x_zp, engine, act, packs["pw"], od)
+        expand = _layer(conv, x_scale, x_zp, engine, rule, act, packs["pw"])
         i = 1
     conv, act = _conv_norm_act(layers[i])
     src_scale, src_zp = (expand.out_scale, expand.out_zp) if expand else (x_scale, x_zp)
-    dw = _layer(conv, src_scale, src_zp, engine, act, packs["dw"], od)
+    dw = _layer(conv, src_scale, src_zp, engine, rule, act, packs["dw"])
     b = _Block(x_zp=x_zp, expand=expand, dw_x_zp=src_zp, dw=dw)
     i += 1
     p_scale, p_zp = dw.out_scale, dw.out_zp
     if type(layers[i]).__name__ == "QuantizableSqueezeExcitation":
         se = layers[i]
-        fc1 = _layer(se.fc1, dw.out_scale, dw.out_zp, engine, pack=packs["se"], onednn_convs=od)
-        fc2 = _layer(se.fc2, fc1.out_scale, fc1.out_zp, engine, pack=packs["se"], onednn_convs=od)
+        fc1 = _layer(se.fc1, dw.out_scale, dw.out_zp, engine, rule, pack=packs["se"])
+        fc2 = _layer(se.fc2, fc1.out_scale, fc1.out_zp, engine, rule, pack=packs["se"])
         lut, s_scale, s_zp = _hardsigmoid_table(fc2.out_scale, fc2.out_zp)
         b.se = (fc1.weight, *fc1.requant[:4], fc2.weight, *fc2.requant[:4], lut, dw.out_scale, fc1.onednn,
                 fc2.onednn)
@@ -165,7 +169,7 @@ def _block(blk, x_scale, x_zp, engine, packs, od):
         i += 1
     conv, act = _conv_norm_act(layers[i])
     b.project_x_zp = p_zp
-    b.project = _layer(conv, p_scale, p_zp, engine, act, packs["pw"], od)
+    b.project = _layer(conv, p_scale, p_zp, engine, rule, act, packs["pw"])
     if blk.use_res_connect:
         add = blk.skip_add
         b.add = add_args(b.project.out_scale, b.project.out_zp, x_scale, x_zp, float(add.scale), int(add.zero_point),
@@ -176,7 +180,7 @@ def _block(blk, x_scale, x_zp, engine, packs, od):
     return b, out
 
 
-def _plan(qmodel, engine, packs, od=False):
+def _plan(qmodel, engine, packs, rule=OnednnRule.NONE):
     quant = qmodel.quant
     if not isinstance(quant, nnq.Quantize):
         raise TypeError("mbv3_fast.quantization: the model's QuantStub is not converted (call "
@@ -184,22 +188,22 @@ def _plan(qmodel, engine, packs, od=False):
     x_scale, x_zp = float(quant.scale), int(quant.zero_point)
     feats = list(qmodel.features)
     conv, act = _conv_norm_act(feats[0])
-    stem = _layer(conv, x_scale, x_zp, engine, act, packs["conv"], od)
+    stem = _layer(conv, x_scale, x_zp, engine, rule, act, packs["conv"])
     plan = _Plan(x_scale, x_zp, stem)
     scale, zp = stem.out_scale, stem.out_zp
     for blk in feats[1:-1]:
-        b, (scale, zp) = _block(blk, scale, zp, engine, packs, od)
+        b, (scale, zp) = _block(blk, scale, zp, engine, packs, rule)
         plan.blocks.append(b)
     conv, act = _conv_norm_act(feats[-1])
     plan.last_x_zp = zp
-    plan.last = _layer(conv, scale, zp, engine, act, packs["pw"], od)
+    plan.last = _layer(conv, scale, zp, engine, rule, act, packs["pw"])
     cls = list(qmodel.classifier)
     lin1, hs, lin2 = cls[0], cls[1], cls[3]
     if not (isinstance(lin1, nnq.Linear) and isinstance(hs, nnq.Hardswish) and isinstance(lin2, nnq.Linear)):
         raise TypeError("mbv3_fast.quantization: expected classifier Linear, Hardswish, Dropout, Linear")
     # The pool keeps its input's qparams.
-    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, hs, packs["head"], od)
-    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, pack=packs["head"], onednn_convs=od)
+    l1 = _layer(lin1, plan.last.out_scale, plan.last.out_zp, engine, rule, hs, packs["head"])
+    l2 = _layer(lin2, l1.out_scale, l1.out_zp, engine, rule, pack=packs["head"])
     plan.head = (l1.weight, *l1.requant[:4], l1.requant[4], l1.out_zp, l2.weight, *l2.requant[:4], l2.out_scale,
                  plan.last.out_scale, l1.onednn, l2.onednn)
     plan.logit_step = l2.out_scale
@@ -225,8 +229,8 @@ class QuantizedMobileNetV3(nn.Module):
             onednn_convs = engine == "x86" and x86_uses_onednn()
         self.engine = engine
         self.onednn_convs = bool(onednn_convs)
-        od = "all" if engine == "onednn" else self.onednn_convs
-        self._plan = _plan(qmodel, engine, _packers(pack_weights), od)
+        rule = OnednnRule.ALL if engine == "onednn" else OnednnRule.CONVS if self.onednn_convs else OnednnRule.NONE
+        self._plan = _plan(qmodel, engine, _packers(pack_weights), rule)
         from mbv3_fast.quantization.spec import encode  # spec.py reads this module's records
         self._spec = encode(self._plan)  # (weights, spec, fspec) of mbv3::q8_mobilenet_v3; the plan is fixed
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references
