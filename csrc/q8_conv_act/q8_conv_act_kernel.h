@@ -76,9 +76,9 @@ struct Lut {
 }
 
 namespace {
-// PACKED: the 4-pixel epilogue (no table, or the table by VBMI).
-template <bool OD, bool PACKED>
-void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+// PACKED: the 4-pixel epilogue (no table, or the table by VBMI).  K3: k = 3 and Cin = 4 (the stem).
+template <bool OD, bool PACKED, bool K3>
+__attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
   constexpr int kCols = 8;
   const int k = p.k;
@@ -108,19 +108,26 @@ void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
         constexpr int NB = decltype(ncols)::value;
         __m512i acc[NB];
         for (int j = 0; j < NB; ++j) acc[j] = bi;
-        const int8_t* w = w4;
-        for (int kh = 0; kh < k; ++kh)
-          for (int kw = 0; kw < k; ++kw) {
-            const uint8_t* px = xrow + kh * p.sh + (ow0 * p.stride + kw) * p.sw;
-            for (int64_t g = 0; g < groups; ++g, w += 64) {
-              const __m512i wv = _mm512_loadu_si512(w);
-              for (int j = 0; j < NB; ++j) {
-                int32_t v;
-                std::memcpy(&v, px + j * xs + 4 * g, 4);
-                acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(v), wv);
-              }
-            }
+        auto tap = [&](const uint8_t* px, const int8_t* w) {  // one group of 4 input channels
+          const __m512i wv = _mm512_loadu_si512(w);
+          for (int j = 0; j < NB; ++j) {
+            int32_t v;
+            std::memcpy(&v, px + j * xs, 4);
+            acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(v), wv);
           }
+        };
+        const uint8_t* x0 = xrow + ow0 * p.stride * p.sw;
+        if constexpr (K3) {  // the stem's case, unrolled: no loop-carried copies of the sums
+#pragma GCC unroll 3
+          for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 3
+            for (int kw = 0; kw < 3; ++kw) tap(x0 + kh * p.sh + kw * 4, w4 + (kh * 3 + kw) * 64);
+        } else {
+          const int8_t* w = w4;
+          for (int kh = 0; kh < k; ++kh)
+            for (int kw = 0; kw < k; ++kw)
+              for (int64_t g = 0; g < groups; ++g, w += 64) tap(x0 + kh * p.sh + kw * p.sw + 4 * g, w);
+        }
         uint8_t* y0 = p.y + (row * p.OW + ow0) * p.Cout + c0;
         auto value = [&](__m512i s) {  // q8.h's float steps, the zero point included in Onednn mode
           const __m512 a = _mm512_cvtepi32_ps(s);
@@ -135,7 +142,7 @@ void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
             __m512i q[4];
 #pragma GCC unroll 4
             for (int i = 0; i < 4; ++i)  // the upper clamp keeps cvtps2dq in range; the packs and max do the lower
-              q[i] = i < cnt ? _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(value(acc[j0 + i]), lo), hi))
+              q[i] = i < cnt ? _mm512_cvtps_epi32(_mm512_min_ps(value(acc[j0 + i]), hi))
                              : _mm512_setzero_si512();
             __m512i ab = _mm512_packs_epi32(q[0], q[1]), cd = _mm512_packs_epi32(q[2], q[3]);
             if constexpr (!OD) ab = _mm512_adds_epi16(ab, zpw), cd = _mm512_adds_epi16(cd, zpw);
@@ -179,8 +186,14 @@ void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
 
 template <bool OD>
 void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
-  if (!p.r.lut || has_vbmi()) conv_rows<OD, true>(p, row_begin, row_end);
-  else conv_rows<OD, false>(p, row_begin, row_end);
+  const bool k3 = p.k == 3 && p.Cin == 4;  // the stem: 3x3, one group of 4 input channels
+  if (!p.r.lut || has_vbmi()) {
+    if (k3) conv_rows<OD, true, true>(p, row_begin, row_end);
+    else conv_rows<OD, true, false>(p, row_begin, row_end);
+  } else {
+    if (k3) conv_rows<OD, false, true>(p, row_begin, row_end);
+    else conv_rows<OD, false, false>(p, row_begin, row_end);
+  }
 }
 }  // namespace
 #else
