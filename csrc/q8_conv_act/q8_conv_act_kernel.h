@@ -25,10 +25,12 @@ namespace MBV3_ISA_NS {
 // start at bias_int (int32 wrapping, as the add after).  kCols output columns at once keep
 // independent chains in flight.
 //   Epilogue, where there is no table or the CPU has AVX512_VBMI: q8.h's float steps per vector
-//   of 16, then 4 pixels' int32 vectors to 64 bytes by saturating packs (which, with a byte max,
-//   do the lower clamp: clamping before or after rne is the same for integer bounds), the table
-//   on the 64 bytes by vpermi2b, and one 64-byte store where the 4 pixels are contiguous
-//   (Cout = 16).  Without VBMI, with a table: per pixel, the table by vpermi2w.
+//   of 16, the upper clamp in float (it keeps cvtps2dq in range), then 4 pixels' int32 vectors to
+//   64 bytes by saturating packs, which with a byte max do the lower clamp (before or after rne is
+//   the same for integer bounds; NaN, from non-finite arguments, converts to INT32_MIN and so
+//   gives lo, as the per-pixel path's float max does), the table on the 64 bytes by vpermi2b, and
+//   one 64-byte store where the 4 pixels are contiguous (Cout = 16).  Without VBMI, with a table:
+//   per pixel, the table by vpermi2w.
 // AVX512_VBMI, read once (Cascade Lake has VNNI without it); MBV3_Q8_NO_VBMI=1 turns it off, so
 // that the tests run the other path too.
 inline bool has_vbmi() {
@@ -141,8 +143,8 @@ __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int
             const int cnt = j0 + 4 <= NB ? 4 : kLast;
             __m512i q[4];
 #pragma GCC unroll 4
-            for (int i = 0; i < 4; ++i)  // the upper clamp keeps cvtps2dq in range; the packs and max do the lower
-              q[i] = i < cnt ? _mm512_cvtps_epi32(_mm512_min_ps(value(acc[j0 + i]), hi))
+            for (int i = 0; i < 4; ++i)  // vminps(hi, v) gives v where v is NaN: see above
+              q[i] = i < cnt ? _mm512_cvtps_epi32(_mm512_min_ps(hi, value(acc[j0 + i])))
                              : _mm512_setzero_si512();
             __m512i ab = _mm512_packs_epi32(q[0], q[1]), cd = _mm512_packs_epi32(q[2], q[3]);
             if constexpr (!OD) ab = _mm512_adds_epi16(ab, zpw), cd = _mm512_adds_epi16(cd, zpw);
@@ -285,16 +287,26 @@ void q8_quantize_pixels(const float* x, int64_t plane, int cin, uint32_t* y, int
   int64_t i = 0;
 #if defined(MBV3_ISA_AVX512)
   const __m512 inv = _mm512_set1_ps(inv_scale), top = _mm512_set1_ps(kQ8QuantizeMax);
-  const __m512i z = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  const __m512i z = _mm512_set1_epi32(zp);
+  // The 4 channels' int32 values to bytes by saturating packs (the clamp to [0, 255]): lane L then
+  // holds channel c's pixels 4L..4L+3 in bytes 4c..4c+3, which vpshufb turns to pixel-major.
+  const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m512i acc = _mm512_setzero_si512();
-    for (int c = 0; c < cin; ++c) {
+    __m512i q[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      if (c >= cin) {
+        q[c] = _mm512_setzero_si512();
+        continue;
+      }
       const __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c * plane + i), inv), top);
-      const __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(t), z), lo), hi);
-      acc = _mm512_or_si512(acc, _mm512_slli_epi32(q, 8 * c));
+      q[c] = _mm512_add_epi32(_mm512_cvtps_epi32(t), z);
     }
-    _mm512_mask_storeu_epi32(y + i, m, acc);
+    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+    const __m512i v = _mm512_shuffle_epi8(b, tr);
+    if (m == 0xffff) _mm512_storeu_si512(y + i, v);
+    else _mm512_mask_storeu_epi32(y + i, m, v);
   }
 #endif
   for (; i < n; ++i) {
