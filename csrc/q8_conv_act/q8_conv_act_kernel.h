@@ -31,6 +31,7 @@ namespace MBV3_ISA_NS {
 //   gives lo, as the per-pixel path's float max does), the table on the 64 bytes by vpermi2b, and
 //   one 64-byte store where the 4 pixels are contiguous (Cout = 16).  Without VBMI, with a table:
 //   per pixel, the table by vpermi2w.
+namespace {
 // AVX512_VBMI, read once (Cascade Lake has VNNI without it); MBV3_Q8_NO_VBMI=1 turns it off, so
 // that the tests run the other path too.
 inline bool has_vbmi() {
@@ -77,7 +78,6 @@ struct Lut {
   else _mm_mask_storeu_epi8(y, static_cast<__mmask16>((1u << nc) - 1), x);
 }
 
-namespace {
 // PACKED: the 4-pixel epilogue (no table, or the table by VBMI).  K3: k = 3 and Cin = 4 (the stem).
 template <bool OD, bool PACKED, bool K3>
 __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
