@@ -1,12 +1,16 @@
 """The int8 stem (QuantStub + 3x3 stride-2 conv + hardswish) vs PyTorch's quantize_per_tensor +
-quantized Conv2d + quantized hardswish, MobileNetV3-Large, batch 1, 1 thread."""
+quantized Conv2d + quantized hardswish, MobileNetV3-Large, batch 1, 1 thread.  ours: fbgemm's
+rounding; ours_onednn: oneDNN's (what an x86-converted model runs on a VNNI CPU).
+
+test_interleaved (run with -s): every provider in interleaved rounds, one table."""
 import pytest
 import torch
 import torch.ao.nn.quantized as nnq
 
 from mbv3_fast.ops.q8_conv_act import pack_weight
-from mbv3_fast.quantization.params import requant_args, unary_lut
+from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import stem_layers
+from interleave import round_medians
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 CIN, COUT, H, W, K, S, P, ACT = stem_layers("large")[0]
@@ -40,10 +44,31 @@ def make(engine):
     def ours_packed():
         return op(x, 0.02, 128, wp, bi, bf, mult, oq, lut, S, P)
 
-    return {"torch": torch_q8, "ours": ours, "ours_packed": ours_packed}
+    obi, obf, omult, ooq, olut = requant_args(0.02, sc, m.bias(), 0.05, 100, engine, lut=unary_lut(hs, 0.05, 100),
+                                              onednn=True)
+    scales = onednn_scales(0.02, 0.05)
+
+    def ours_onednn():
+        return op(x, 0.02, 128, wp, obi, obf, omult, ooq, olut, S, P, scales)
+
+    return {"torch": torch_q8, "ours": ours, "ours_packed": ours_packed, "ours_onednn": ours_onednn}
 
 
-@pytest.mark.parametrize("provider", ["torch", "ours", "ours_packed"])
+@pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
+def test_interleaved(threads):
+    before = torch.backends.quantized.engine
+    try:
+        fns = make("x86")
+        with torch.no_grad():
+            med = round_medians(fns, 9, 100)
+    finally:
+        torch.backends.quantized.engine = before
+    print(f"\nint8 stem {CIN}->{COUT} {H}x{W} k{K}s{S}, batch 1, 1 thread, median of 9 round medians (x 100 calls)")
+    for n, t in med.items():
+        print(f"  {n:12s} {t * 1e3:.4f} ms  torch/{n} {med['torch'] / t:.2f}x")
+
+
+@pytest.mark.parametrize("provider", ["torch", "ours", "ours_packed", "ours_onednn"])
 @pytest.mark.parametrize("engine", ["x86", "onednn"])
 @pytest.mark.parametrize("threads", [1], indirect=True, ids=lambda t: f"t{t}")
 def test_q8_conv_act(benchmark, record, threads, engine, provider):

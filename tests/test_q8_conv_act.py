@@ -4,6 +4,9 @@ QuantStub (quantize_per_tensor), quantized Conv2d and quantized hardswish, bit f
 (q8.h), exact against it."""
 import itertools
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -16,7 +19,8 @@ from mbv3_fast.ops.q8_conv_act import pack_weight
 from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
-from layers import BEST_ISA
+import mbv3_fast
+from layers import BEST_ISA, CPU_ISAS
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
 # tested on its own.
@@ -188,6 +192,66 @@ def test_odd_shapes(cout, cpu_isa):
               f"{cpu_isa} N{n} {cin}to{cout} {h}x{w} k{k}s{s}p{p} {act}", channels_last=i % 2 == 1)
 
 
+# The AVX-512 kernel's column blocks (8 output columns, the epilogue on 4 at a time) and their
+# tails, every Cout block shape (16: 4 pixels per 64-byte store; else per pixel), both
+# requantization modes, with and without the table, a 3x3 (unrolled) and a 5x5 conv.
+@pytest.mark.parametrize("cout", [8, 16, 17, 33])
+@pytest.mark.parametrize("act", ["hardswish", "relu", "none"])
+def test_column_tails(cout, act, cpu_isa):
+    for i, ow in enumerate(list(range(1, 18)) + [24, 31]):
+        k, s = ((3, 2), (3, 1), (5, 2))[i % 3]
+        w = (ow - 1) * s + k - 2 * (k // 2)  # padding k // 2: ow output columns
+        engine = ("onednn", "qnnpack", "x86")[(i + cout) % 3]
+        check(1 + 2 * (i % 2), (3, 4, (1, 5)[i % 2])[i % 3], cout, 2 + i % 3, w, k, s, k // 2, act, engine,
+              f"{cpu_isa} {engine} Cout{cout} OW{ow} k{k}s{s} {act}", channels_last=i % 2 == 1)
+
+
+needs_avx512 = pytest.mark.skipif("avx512" not in CPU_ISAS, reason="no AVX-512 on this CPU")
+
+
+@needs_avx512
+@pytest.mark.parametrize("engine", ["onednn", "qnnpack"])
+@pytest.mark.parametrize("act", ["hardswish", "none"])
+def test_nan_requantization_gives_lo(engine, act):
+    """A NaN value (non-finite multiplier) gives lo on the AVX-512 paths: the per-pixel path's
+    float max, the 4-pixel path's vminps(hi, NaN) = NaN -> INT32_MIN -> the packs (pinned so the
+    two agree; the scalar path's cast of NaN is undefined)."""
+    before = mbv3_fast.get_cpu_isa()
+    mbv3_fast.set_cpu_isa("avx512")
+    try:
+        x, xs, xz, m, lut, _ = make_case(1, 3, 16, 9, 20, 3, 2, 1, act, engine)
+        qw = m.weight()
+        ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
+        od = _od(engine)
+        bi, bf, mult, oq, lut = requant_args(xs, ws, m.bias(), m.scale, m.zero_point, engine, lut=lut, onednn=od)
+        mult[5] = math.nan
+        y = torch.ops.mbv3.q8_conv_act(x, xs, xz, qw.int_repr(), bi, bf, mult, oq, lut, 2, 1,
+                                       onednn_scales(xs, m.scale) if od else None)
+        lo = int(lut[oq[1]]) if lut is not None else oq[1]
+        assert torch.equal(y[:, 5], torch.full_like(y[:, 5], lo))
+        mult[5] = 1.0
+        y2 = torch.ops.mbv3.q8_conv_act(x, xs, xz, qw.int_repr(), bi, bf, mult, oq, lut, 2, 1,
+                                        onednn_scales(xs, m.scale) if od else None)
+        keep = [c for c in range(16) if c != 5]
+        assert torch.equal(y[:, keep], y2[:, keep])
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+
+
+@needs_avx512
+def test_avx512_without_vbmi():
+    """The avx512_vnni kernel as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
+    table per pixel by vpermi2w instead of on 4 pixels by vpermi2b.  MBV3_Q8_NO_VBMI is read once
+    per process, so the tail, odd-shape, thread and NaN tests run again in a fresh one."""
+    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))  # the build under test
+    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
+                        "(avx512 and (column_tails or odd_shapes or stem_layers)) or threads or nan_requant"],
+                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+
+
 def test_non_finite_input_matches_quantstub(cpu_isa):
     x, xs, xz, m, lut, _ = make_case(1, 3, 16, 11, 10, 3, 2, 1, "hardswish", "onednn")
     x.view(-1)[torch.randperm(x.numel())[:40]] = torch.tensor([math.nan, math.inf, -math.inf, 1e30] * 10)
@@ -197,17 +261,18 @@ def test_non_finite_input_matches_quantstub(cpu_isa):
 
 
 @pytest.mark.parametrize("engine", ["onednn", "x86"])
-def test_threads_do_not_change_the_result(engine):
-    x, xs, xz, m, lut, ref = make_case(2, 3, 16, 64, 48, 3, 2, 1, "hardswish", engine)
+@pytest.mark.parametrize("cl", [False, True], ids=["nchw", "channels_last"])
+def test_threads_do_not_change_the_result(engine, cl):
+    x, xs, xz, m, lut, ref = make_case(3, 3, 16, 37, 45, 3, 2, 1, "hardswish", engine, channels_last=cl)
     before = torch.get_num_threads()
     try:
         outs = []
-        for t in (1, 2):
+        for t in (1, 2, 3):
             torch.set_num_threads(t)
             outs.append(run(x, xs, xz, m, lut, engine))
     finally:
         torch.set_num_threads(before)
-    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], ref)
+    assert all(torch.equal(o, outs[0]) for o in outs) and torch.equal(outs[0], ref)
 
 
 def _args(cin=3, cout=16, k=3, dtype=torch.float32):

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -20,12 +21,39 @@ namespace MBV3_ISA_NS {
 #if defined(MBV3_ISA_AVX512)
 // 16 output channels in the lanes of one int32 vector.  x is NHWC with Cin a multiple of 4 (see
 // Q8ConvArgs): a pixel's 4 channels are one int32, broadcast against the int8 weights of those
-// channels interleaved per output channel, one vpdpbusd (u8 x s8, exact) per 4 terms.  kCols
-// output columns at once keep independent chains in flight; the activation table by vpermt2w.
+// channels interleaved per output channel, one vpdpbusd (u8 x s8, exact) per 4 terms; the sums
+// start at bias_int (int32 wrapping, as the add after).  kCols output columns at once keep
+// independent chains in flight.
+//   Epilogue, where there is no table or the CPU has AVX512_VBMI: q8.h's float steps per vector
+//   of 16, the upper clamp in float (it keeps cvtps2dq in range), then 4 pixels' int32 vectors to
+//   64 bytes by saturating packs, which with a byte max do the lower clamp (before or after rne is
+//   the same for integer bounds; NaN, from non-finite arguments, converts to INT32_MIN and so
+//   gives lo, as the per-pixel path's float max does), the table on the 64 bytes by vpermi2b, and
+//   one 64-byte store where the 4 pixels are contiguous (Cout = 16).  Without VBMI, with a table:
+//   per pixel, the table by vpermi2w.
+namespace {
+// AVX512_VBMI, read once (Cascade Lake has VNNI without it); MBV3_Q8_NO_VBMI=1 turns it off, so
+// that the tests run the other path too.
+inline bool has_vbmi() {
+  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
+  return v;
+}
+
+// vpermi2b, written out: the unit is not compiled for VBMI (has_vbmi() guards it).
+[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
+  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
+  return idx;
+}
+
 struct Lut {
-  __m512i t[8];
-  explicit Lut(const int16_t* table) {
-    for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+  __m512i t[8];   // the table as 256 int16, 64 per register pair (vpermi2w)
+  __m512i t8[4];  // the table as 256 bytes (vpermi2b)
+  explicit Lut(const uint8_t* table) {
+    for (int i = 0; i < 8; ++i) {
+      t[i] = table ? _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 32 * i)))
+                   : _mm512_setzero_si512();
+      if (i < 4) t8[i] = table ? _mm512_loadu_si512(table + 64 * i) : _mm512_setzero_si512();
+    }
   }
   __m512i operator()(__m512i v) const {  // int16 lanes, values 0..255
     const __m512i r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
@@ -34,11 +62,25 @@ struct Lut {
     const __mmask32 b7 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(128));
     return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, r0, r1), _mm512_mask_blend_epi16(b6, r2, r3));
   }
+  // 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7 (VBMI).
+  [[gnu::always_inline]] __m512i bytes(__m512i b) const {
+    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), permi2b(b, t8[0], t8[1]), permi2b(b, t8[2], t8[3]));
+  }
 };
 
-namespace {
-template <bool OD>
-void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+// 16-byte lane i of v (i a constant after unrolling) to y: nc bytes.
+[[gnu::always_inline]] inline void store_lane(uint8_t* y, __m512i v, int i, int64_t nc) {
+  const __m128i x = i == 0   ? _mm512_castsi512_si128(v)
+                    : i == 1 ? _mm512_extracti32x4_epi32(v, 1)
+                    : i == 2 ? _mm512_extracti32x4_epi32(v, 2)
+                             : _mm512_extracti32x4_epi32(v, 3);
+  if (nc == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(y), x);
+  else _mm_mask_storeu_epi8(y, static_cast<__mmask16>((1u << nc) - 1), x);
+}
+
+// PACKED: the 4-pixel epilogue (no table, or the table by VBMI).  K3: k = 3 and Cin = 4 (the stem).
+template <bool OD, bool PACKED, bool K3>
+__attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   static_assert(kQ8ConvCoutBlock == 16, "one __m512i of int32 sums");
   constexpr int kCols = 8;
   const int k = p.k;
@@ -48,15 +90,16 @@ void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   const __m512 hi = _mm512_set1_ps(static_cast<float>(p.r.hi - zp));
   const __m512 src = _mm512_set1_ps(p.r.src_scale), inv = _mm512_set1_ps(p.r.inv_scale);
   const __m512 ozp = _mm512_set1_ps(static_cast<float>(p.r.zp));
-  const __m512i zp_out = _mm512_set1_epi32(zp);
-  alignas(64) int16_t table[256] = {};
-  if (p.r.lut)
-    for (int i = 0; i < 256; ++i) table[i] = p.r.lut[i];
-  const Lut lut(table);
+  const __m512i zp_out = _mm512_set1_epi32(zp), zpw = _mm512_set1_epi16(static_cast<int16_t>(zp));
+  const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(p.r.lo));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const bool has_lut = p.r.lut != nullptr;
+  const Lut lut(p.r.lut);
   const int64_t xs = p.stride * p.sw;  // bytes between two output columns' pixels
   for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
     const int8_t* w4 = p.w + c0 / 16 * nw * 64;
     const int64_t nc = std::min<int64_t>(16, p.Cout - c0);
+    const bool dense = p.Cout == 16;  // 4 consecutive pixels' outputs are 64 contiguous bytes
     const __mmask16 m = static_cast<__mmask16>((1u << nc) - 1);
     const __m512i bi = _mm512_maskz_loadu_epi32(m, p.r.bias_int + c0);
     const __m512 bf = _mm512_maskz_loadu_ps(m, p.r.bias_float + c0), mul = _mm512_maskz_loadu_ps(m, p.r.multiplier + c0);
@@ -66,34 +109,92 @@ void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
       auto columns = [&](int64_t ow0, auto ncols) {
         constexpr int NB = decltype(ncols)::value;
         __m512i acc[NB];
-        for (int j = 0; j < NB; ++j) acc[j] = _mm512_setzero_si512();
-        const int8_t* w = w4;
-        for (int kh = 0; kh < k; ++kh)
-          for (int kw = 0; kw < k; ++kw) {
-            const uint8_t* px = xrow + kh * p.sh + (ow0 * p.stride + kw) * p.sw;
-            for (int64_t g = 0; g < groups; ++g, w += 64) {
-              const __m512i wv = _mm512_loadu_si512(w);
-              for (int j = 0; j < NB; ++j) {
-                int32_t v;
-                std::memcpy(&v, px + j * xs + 4 * g, 4);
-                acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(v), wv);
-              }
-            }
+        for (int j = 0; j < NB; ++j) acc[j] = bi;
+        auto tap = [&](const uint8_t* px, const int8_t* w) {  // one group of 4 input channels
+          const __m512i wv = _mm512_loadu_si512(w);
+          for (int j = 0; j < NB; ++j) {
+            int32_t v;
+            std::memcpy(&v, px + j * xs, 4);
+            acc[j] = _mm512_dpbusd_epi32(acc[j], _mm512_set1_epi32(v), wv);
           }
-        for (int j = 0; j < NB; ++j) {
-          const __m512 a = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[j], bi));
-          __m512 v = OD ? _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(a, src), mul), bf), inv), ozp)
-                        : _mm512_mul_ps(_mm512_add_ps(a, bf), mul);
-          v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-          __m512i q = _mm512_cvtepu16_epi32(_mm512_cvtepi32_epi16(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out)));
-          if (p.r.lut) q = lut(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
-          _mm_mask_storeu_epi8(p.y + (row * p.OW + ow0 + j) * p.Cout + c0, m, _mm512_cvtepi32_epi8(q));
+        };
+        const uint8_t* x0 = xrow + ow0 * p.stride * p.sw;
+        if constexpr (K3) {  // the stem's case, unrolled: no loop-carried copies of the sums
+#pragma GCC unroll 3
+          for (int kh = 0; kh < 3; ++kh)
+#pragma GCC unroll 3
+            for (int kw = 0; kw < 3; ++kw) tap(x0 + kh * p.sh + kw * 4, w4 + (kh * 3 + kw) * 64);
+        } else {
+          const int8_t* w = w4;
+          for (int kh = 0; kh < k; ++kh)
+            for (int kw = 0; kw < k; ++kw)
+              for (int64_t g = 0; g < groups; ++g, w += 64) tap(x0 + kh * p.sh + kw * p.sw + 4 * g, w);
+        }
+        uint8_t* y0 = p.y + (row * p.OW + ow0) * p.Cout + c0;
+        auto value = [&](__m512i s) {  // q8.h's float steps, the zero point included in Onednn mode
+          const __m512 a = _mm512_cvtepi32_ps(s);
+          return OD ? _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(a, src), mul), bf), inv), ozp)
+                    : _mm512_mul_ps(_mm512_add_ps(a, bf), mul);
+        };
+        if constexpr (PACKED) {
+#pragma GCC unroll 2
+          for (int j0 = 0; j0 < NB; j0 += 4) {
+            constexpr int kLast = NB % 4 == 0 ? 4 : NB % 4;
+            const int cnt = j0 + 4 <= NB ? 4 : kLast;
+            __m512i q[4];
+#pragma GCC unroll 4
+            for (int i = 0; i < 4; ++i)  // vminps(hi, v) gives v where v is NaN: see above
+              q[i] = i < cnt ? _mm512_cvtps_epi32(_mm512_min_ps(hi, value(acc[j0 + i])))
+                             : _mm512_setzero_si512();
+            __m512i ab = _mm512_packs_epi32(q[0], q[1]), cd = _mm512_packs_epi32(q[2], q[3]);
+            if constexpr (!OD) ab = _mm512_adds_epi16(ab, zpw), cd = _mm512_adds_epi16(cd, zpw);
+            __m512i v = _mm512_max_epu8(_mm512_packus_epi16(ab, cd), lo8);
+            if (has_lut) v = lut.bytes(v);
+            v = _mm512_permutexvar_epi32(order, v);  // pixel i's 16 outputs in lane i
+            uint8_t* y = y0 + j0 * p.Cout;
+            if (dense && cnt == 4) _mm512_storeu_si512(y, v);
+            else if (dense) _mm512_mask_storeu_epi8(y, _cvtu64_mask64((1ull << (16 * cnt)) - 1), v);
+            else
+#pragma GCC unroll 4
+              for (int i = 0; i < 4; ++i)
+                if (i < cnt) store_lane(y + i * p.Cout, v, i, nc);
+          }
+        } else {
+          for (int j = 0; j < NB; ++j) {
+            const __m512 v = _mm512_min_ps(_mm512_max_ps(value(acc[j]), lo), hi);
+            __m512i q = _mm512_cvtepu16_epi32(_mm512_cvtepi32_epi16(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out)));
+            if (has_lut) q = lut(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
+            uint8_t* y = y0 + j * p.Cout;
+            if (nc == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm512_cvtepi32_epi8(q));
+            else _mm_mask_storeu_epi8(y, m, _mm512_cvtepi32_epi8(q));
+          }
         }
       };
       int64_t ow = 0;
       for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
-      for (; ow < p.OW; ++ow) columns(ow, std::integral_constant<int, 1>{});
+      switch (p.OW - ow) {
+        case 7: columns(ow, std::integral_constant<int, 7>{}); break;
+        case 6: columns(ow, std::integral_constant<int, 6>{}); break;
+        case 5: columns(ow, std::integral_constant<int, 5>{}); break;
+        case 4: columns(ow, std::integral_constant<int, 4>{}); break;
+        case 3: columns(ow, std::integral_constant<int, 3>{}); break;
+        case 2: columns(ow, std::integral_constant<int, 2>{}); break;
+        case 1: columns(ow, std::integral_constant<int, 1>{}); break;
+        default: break;
+      }
     }
+  }
+}
+
+template <bool OD>
+void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  const bool k3 = p.k == 3 && p.Cin == 4;  // the stem: 3x3, one group of 4 input channels
+  if (!p.r.lut || has_vbmi()) {
+    if (k3) conv_rows<OD, true, true>(p, row_begin, row_end);
+    else conv_rows<OD, true, false>(p, row_begin, row_end);
+  } else {
+    if (k3) conv_rows<OD, false, true>(p, row_begin, row_end);
+    else conv_rows<OD, false, false>(p, row_begin, row_end);
   }
 }
 }  // namespace
@@ -186,16 +287,26 @@ void q8_quantize_pixels(const float* x, int64_t plane, int cin, uint32_t* y, int
   int64_t i = 0;
 #if defined(MBV3_ISA_AVX512)
   const __m512 inv = _mm512_set1_ps(inv_scale), top = _mm512_set1_ps(kQ8QuantizeMax);
-  const __m512i z = _mm512_set1_epi32(zp), lo = _mm512_setzero_si512(), hi = _mm512_set1_epi32(255);
+  const __m512i z = _mm512_set1_epi32(zp);
+  // The 4 channels' int32 values to bytes by saturating packs (the clamp to [0, 255]): lane L then
+  // holds channel c's pixels 4L..4L+3 in bytes 4c..4c+3, which vpshufb turns to pixel-major.
+  const __m512i tr = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15));
   for (; i < n; i += 16) {
     const __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m512i acc = _mm512_setzero_si512();
-    for (int c = 0; c < cin; ++c) {
+    __m512i q[4];
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      if (c >= cin) {
+        q[c] = _mm512_setzero_si512();
+        continue;
+      }
       const __m512 t = _mm512_min_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c * plane + i), inv), top);
-      const __m512i q = _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(t), z), lo), hi);
-      acc = _mm512_or_si512(acc, _mm512_slli_epi32(q, 8 * c));
+      q[c] = _mm512_add_epi32(_mm512_cvtps_epi32(t), z);
     }
-    _mm512_mask_storeu_epi32(y + i, m, acc);
+    const __m512i b = _mm512_packus_epi16(_mm512_packs_epi32(q[0], q[1]), _mm512_packs_epi32(q[2], q[3]));
+    const __m512i v = _mm512_shuffle_epi8(b, tr);
+    if (m == 0xffff) _mm512_storeu_si512(y + i, v);
+    else _mm512_mask_storeu_epi32(y + i, m, v);
   }
 #endif
   for (; i < n; ++i) {
