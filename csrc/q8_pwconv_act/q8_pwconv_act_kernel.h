@@ -121,10 +121,11 @@ inline Epi make_epi(const Q8PwArgs& p) {
 // work per 128-bit lane: dword 4L + j of the result holds vector j's values 4L..4L+3; e.order
 // puts them back in column order (elementwise steps may come between).
 // NV <= 2: only vectors 0 and 1 are used (bytes 32-63 are left over).
-template <int NV = 4>
+// NO_ZP: zpw is known to be 0 (the Onednn mode's fast epilogue), no adds.
+template <int NV = 4, bool NO_ZP = false>
 [[gnu::always_inline]] inline __m512i pack_bytes(const __m512i* q, __m512i zpw) {
-  const __m512i ab = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
-  const __m512i cd = NV <= 2 ? ab : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
+  const __m512i ab = NO_ZP ? _mm512_packs_epi32(q[0], q[1]) : _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
+  const __m512i cd = NV <= 2 ? ab : NO_ZP ? _mm512_packs_epi32(q[2], q[3]) : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
   return _mm512_packus_epi16(ab, cd);
 }
 
@@ -260,7 +261,7 @@ template <int NV, int KIND>
       q[v] = _mm512_setzero_si512();
     }
   }
-  __m512i b = _mm512_max_epu8(pack_bytes<NV>(q, e.zpw), e.lo8);
+  __m512i b = _mm512_max_epu8(pack_bytes<NV, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
   if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
   if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
   store_row(e, p.y + m * p.Cout + n0, b, nn);
@@ -406,7 +407,7 @@ template <int G, int NV, int KIND>
   if constexpr (kGen) {
     b = pack_bytes<NQ>(q, general_zpw(p, e));
   } else {
-    b = _mm512_max_epu8(pack_bytes<NQ>(q, e.zpw), e.lo8);
+    b = _mm512_max_epu8(pack_bytes<NQ, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
     if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
     if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
   }
