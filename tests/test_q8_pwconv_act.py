@@ -203,8 +203,9 @@ def test_rows_around_tile(cpu_isa):
 # Column counts of the avx512 row groups (one pack / permute / store for several rows): 4 rows of
 # 9..16 columns (16: one 64-byte store), 4 rows of 8 or fewer joined in pairs (8: one 32-byte
 # store), 2 rows of 17..24 (24: one 48-byte store), and the same as the last panel of a wider row
-# (72, 80, 88: stored row by row; 65: 1 column); 33 and 40: no group.
-GROUP_COUTS = (1, 7, 8, 9, 16, 17, 24, 33, 40, 65, 72, 80, 88)
+# (72, 80, 88: stored row by row; 65: 1 column); 2 rows of 33..40 or 49..56 columns (the last 8 or
+# fewer joined: 33, 40, 56, 120 = 64 + 56); 48 and 64: no group.
+GROUP_COUTS = (1, 7, 8, 9, 16, 17, 24, 33, 40, 48, 56, 64, 65, 72, 80, 88, 120)
 # Rows: tails of the 8-row tiles of one column vector and of the 6-row ones, groups cut short.
 GROUP_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 21, 23, 27)
 
@@ -230,7 +231,8 @@ def test_row_groups_threads():
     try:
         for (cin, cout, h, w, act, res), engine in itertools.product(
                 ((16, 16, 9, 13, "none", True), (24, 72, 5, 7, "relu", False), (64, 24, 7, 11, "none", True),
-                 (40, 80, 3, 5, "hardswish", True), (24, 88, 1, 7, "relu", False), (16, 8, 11, 3, "hardswish", True)),
+                 (40, 80, 3, 5, "hardswish", True), (24, 88, 1, 7, "relu", False), (16, 8, 11, 3, "hardswish", True),
+                 (72, 40, 5, 5, "none", True), (40, 120, 3, 9, "relu", False)),
                 ("fbgemm",) + ALL_ENGINES[2:]):
             c = Case(engine, 1, cin, cout, h, w, act, res, False, channels_last=True)
             for t in (1, 2, 3):

@@ -362,6 +362,87 @@ template <int G>
 }
 [[gnu::always_inline]] inline __m512 dup8(const float* v) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(v)); }
 
+// NQ <= 4 vectors of sums (their per-column terms bfv / mv, residual bytes rb) to 64 bytes (pack_bytes'
+// order), every step of the row epilogues but the permutation and the store.
+template <int NQ, int KIND>
+[[gnu::always_inline]] inline __m512i group_bytes(const Q8PwArgs& p, const Epi& e, const __m512i* v, const __m512* bfv,
+                                                  const __m512* mv, const __m128i* rb) {
+  constexpr bool kGen = (KIND & 3) == kGeneral;
+  __m512i q[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    if (i >= NQ) {
+      q[i] = _mm512_setzero_si512();
+      continue;
+    }
+    const __m512 f = requant_v<KIND>(e, v[i], bfv[i], mv[i]);
+    if constexpr (kGen) q[i] = general_q<KIND>(p, e, f, rb[i]);
+    else q[i] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
+  }
+  if constexpr (kGen) return pack_bytes<NQ>(q, general_zpw(p, e));
+  __m512i b = _mm512_max_epu8(pack_bytes<NQ, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
+  if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
+  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
+  return b;
+}
+
+// Where column quad L of slot s lands after group_bytes of slots 0-3 (dwords 0-15) and 4-7 (16-31).
+constexpr int slot_dword(int s, int L) { return 16 * (s / 4) + 4 * L + s % 4; }
+
+// The vpermt2d indices of a wide pair (below): row 0's or row 1's dwords in column order.
+template <int F>
+struct PairOrder {
+  alignas(64) int32_t idx[2][16];
+  constexpr PairOrder() : idx{} {
+    for (int r = 0; r < 2; ++r) {
+      for (int v = 0; v < F; ++v)
+        for (int L = 0; L < 4; ++L) idx[r][4 * v + L] = slot_dword(r ? F + 1 + v : v, L);
+      idx[r][4 * F] = slot_dword(F, 2 * r);
+      idx[r][4 * F + 1] = slot_dword(F, 2 * r + 1);
+    }
+  }
+};
+
+// Two rows of NV = 3 or 4 vectors whose last holds 8 columns or fewer (HALF: 40, 56 columns):
+// both rows' last 8 columns joined in one vector, 2 * NV - 1 vectors in all (slots: row 0's
+// full vectors, the joined one, row 1's full vectors), packed as two groups of 4 and put in
+// column order per row by vpermt2d.
+template <int NV, int KIND>
+[[gnu::always_inline]] inline void epilogue_pair_wide(const Q8PwArgs& p, const Epi& e, const __m512i (*acc)[NV], int64_t m,
+                                                      int64_t n0, int64_t nn) {
+  constexpr int F = NV - 1, NS = 2 * NV - 1;
+  static constexpr PairOrder<F> kOrder{};
+  const float* bf = p.rq.bias_float + n0;
+  const float* mu = p.rq.multiplier + n0;
+  const int64_t C = p.Cout;
+  const uint8_t* res = p.residual ? p.residual + m * C + n0 : nullptr;
+  constexpr bool kGen = (KIND & 3) == kGeneral;
+  __m512i v[8];
+  __m512 bfv[8], mv[8];
+  __m128i rb[8];
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    rb[s] = _mm_setzero_si128();
+    if (s >= NS) {
+      v[s] = _mm512_setzero_si512(), bfv[s] = mv[s] = _mm512_setzero_ps();
+      continue;
+    }
+    if (s == F) {
+      v[s] = join8(acc[0][F], acc[1][F]), bfv[s] = dup8(bf + 16 * F), mv[s] = dup8(mu + 16 * F);
+      if (kGen && res) rb[s] = load8x2(res + 16 * F, res + C + 16 * F, nn - 16 * F);
+      continue;
+    }
+    const int r = s < F ? 0 : 1, c = s < F ? s : s - F - 1;
+    v[s] = acc[r][c], bfv[s] = _mm512_loadu_ps(bf + 16 * c), mv[s] = _mm512_loadu_ps(mu + 16 * c);
+    if (kGen && res) rb[s] = load16(res + r * C + 16 * c, 16);
+  }
+  const __m512i a = group_bytes<4, KIND>(p, e, v, bfv, mv, rb);
+  const __m512i b = group_bytes<NS - 4, KIND>(p, e, v + 4, bfv + 4, mv + 4, rb + 4);
+  uint8_t* y = p.y + m * C + n0;
+  store_bytes(y, _mm512_permutex2var_epi32(a, _mm512_load_si512(kOrder.idx[0]), b), nn);
+  store_bytes(y + C, _mm512_permutex2var_epi32(a, _mm512_load_si512(kOrder.idx[1]), b), nn);
+}
+
 template <int G, int NV, int KIND>
 [[gnu::always_inline]] inline void epilogue_group(const Q8PwArgs& p, const Epi& e, const __m512i (*acc)[NV], int64_t m,
                                                   int64_t n0, int64_t nn) {
@@ -392,25 +473,7 @@ template <int G, int NV, int KIND>
     bfv[1] = dup8(bf + 16), mv[1] = dup8(mu + 16);
     if (kGen && res) rb[0] = load16(res, 16), rb[2] = load16(res + C, 16), rb[1] = load8x2(res + 16, res + C + 16, nn - 16);
   }
-  __m512i q[4];
-#pragma GCC unroll 4
-  for (int i = 0; i < 4; ++i) {
-    if (i >= NQ) {
-      q[i] = _mm512_setzero_si512();
-      continue;
-    }
-    const __m512 f = requant_v<KIND>(e, v[i], bfv[i], mv[i]);
-    if constexpr (kGen) q[i] = general_q<KIND>(p, e, f, rb[i]);
-    else q[i] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
-  }
-  __m512i b;
-  if constexpr (kGen) {
-    b = pack_bytes<NQ>(q, general_zpw(p, e));
-  } else {
-    b = _mm512_max_epu8(pack_bytes<NQ, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
-    if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
-    if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
-  }
+  __m512i b = group_bytes<NQ, KIND>(p, e, v, bfv, mv, rb);
   constexpr int R = group_rows<G>();
   constexpr int64_t RB = group_row_bytes<G>();
   uint8_t* y = p.y + m * C + n0;
@@ -464,10 +527,13 @@ template <int MR, int NV, bool HALF, int KIND>
     }
   }
   constexpr int G = NV == 1 ? (HALF ? kP4 : kG4) : kP2;
-  constexpr bool kGrouped = NV == 1 || (NV == 2 && HALF);
-  constexpr int GR = kGrouped ? group_rows<G>() : MR + 1;
+  constexpr bool kGrouped = NV == 1 || (NV == 2 && HALF), kWide = NV > 2 && HALF;
+  constexpr int GR = kGrouped ? group_rows<G>() : kWide ? 2 : MR + 1;
 #pragma GCC unroll 8
-  for (int r = 0; r + GR <= MR; r += GR) epilogue_group<G, NV, KIND>(p, e, acc + r, m + r, n0, nn);
+  for (int r = 0; r + GR <= MR; r += GR) {
+    if constexpr (kWide) epilogue_pair_wide<NV, KIND>(p, e, acc + r, m + r, n0, nn);
+    else epilogue_group<G, NV, KIND>(p, e, acc + r, m + r, n0, nn);
+  }
 #pragma GCC unroll 8
   for (int r = MR / GR * GR; r < MR; ++r) {
     if constexpr ((KIND & 3) == kGeneral) epilogue_general<NV, KIND>(p, e, acc[r], m + r, n0, nn);
