@@ -8,8 +8,11 @@
 // mode the epilogue constants hold the absolute clamp bounds and a zero point of 0 (the rule
 // adds the zero point in float before rounding).
 //   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns (a
-//   last 8 by ymm), the sums starting at the per-column term; each row's 64 results packed to
-//   bytes by saturating packs, which also do the clamps they can, and stored at once; the table
+//   last 8 by ymm; 8 rows of one 16-column vector), the sums starting at the per-column term;
+//   each row's 64 results packed to bytes by saturating packs, which also do the clamps they
+//   can, and stored at once; narrow rows (24 columns or fewer, or a last vector of 8 or fewer)
+//   share the packs, the permutation and the store with their neighbours (epilogue_group,
+//   epilogue_pair_wide), two rows' last 8 columns joined in one vector of float steps; the table
 //   on those 64 bytes by vpermi2b where the CPU has AVX512_VBMI, else by vpermi2w per 16.  SE
 //   scale: one exact fma per value from per-sample factors.
 //   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
