@@ -200,15 +200,58 @@ def test_rows_around_tile(cpu_isa):
             Case(engine, 1, 24, 72, 1, m, "relu", m % 2 == 0, m % 3 == 0).check(f"{cpu_isa} {engine} M {m}")
 
 
+# Column counts of the avx512 row groups (one pack / permute / store for several rows): 4 rows of
+# 9..16 columns (16: one 64-byte store), 4 rows of 8 or fewer joined in pairs (8: one 32-byte
+# store), 2 rows of 17..24 (24: one 48-byte store), and the same as the last panel of a wider row
+# (72, 80, 88: stored row by row; 65: 1 column); 2 rows of 33..40 or 49..56 columns (the last 8 or
+# fewer joined: 33, 40, 56, 120 = 64 + 56); 48 and 64: no group.
+GROUP_COUTS = (1, 7, 8, 9, 16, 17, 24, 33, 40, 48, 56, 64, 65, 72, 80, 88, 120)
+# Rows: tails of the 8-row tiles of one column vector and of the 6-row ones, groups cut short.
+GROUP_ROWS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 11, 12, 13, 15, 16, 17, 21, 23, 27)
+
+
+@pytest.mark.parametrize("cout", GROUP_COUTS)
+def test_row_groups(cout, cpu_isa):
+    """Every engine (both requantization modes, float and QNNPACK adds) x activation (plain,
+    ReLU, hardswish's table) x residual for each column count, the rows varied; SE scale and
+    K % 4 != 0 (the copied rows) on some."""
+    for i, (engine, act, res) in enumerate(itertools.product(ALL_ENGINES, ("none", "relu", "hardswish"),
+                                                             (False, True))):
+        m = GROUP_ROWS[(i + cout) % len(GROUP_ROWS)]
+        cin = (16, 24, 7, 64)[i % 4]
+        h, w = (1, m) if i % 2 else (m, 1)
+        Case(engine, 1, cin, cout, h, w, act, res, i % 3 == 0, channels_last=True).check(
+            f"{cpu_isa} {engine} Cin {cin} Cout {cout} M {m} {act} r{res:d}", packed=i % 2 == 1)
+
+
+def test_row_groups_threads():
+    """The row groups under row and column splits (small maps at batch 1: columns split too)."""
+    mbv3_fast.set_cpu_isa(BEST_ISA)
+    before = torch.get_num_threads()
+    try:
+        for (cin, cout, h, w, act, res), engine in itertools.product(
+                ((16, 16, 9, 13, "none", True), (24, 72, 5, 7, "relu", False), (64, 24, 7, 11, "none", True),
+                 (40, 80, 3, 5, "hardswish", True), (24, 88, 1, 7, "relu", False), (16, 8, 11, 3, "hardswish", True),
+                 (72, 40, 5, 5, "none", True), (40, 120, 3, 9, "relu", False)),
+                ("fbgemm",) + ALL_ENGINES[2:]):
+            c = Case(engine, 1, cin, cout, h, w, act, res, False, channels_last=True)
+            for t in (1, 2, 3):
+                torch.set_num_threads(t)
+                assert torch.equal(c.run(packed=True), c.ref), (engine, cin, cout, h, w, t)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])
 @pytest.mark.parametrize("lut", [False, True], ids=["plain", "lut"])
 @pytest.mark.parametrize("exp_range", [(-5, -1), (-5, 7)], ids=["small", "overflowing"])
-def test_wide_multipliers(lut, exp_range, onednn, cpu_isa):
+@pytest.mark.parametrize("cout", [72, 16, 24, 7])
+def test_wide_multipliers(lut, exp_range, onednn, cout, cpu_isa):
     """Multipliers from 1e-5 up to 0.1 (float values far under 2^30: avx512 skips the float
     clamp) or up to 1e7 (values past int32: the clamp keeps the conversion in range), with
     0 < lo and hi < 255: every path against the scalar kernel (q8.h's functions)."""
     g = torch.Generator().manual_seed(1)
-    cin, cout = 40, 72
+    cin = 40
     x = torch.randint(0, 256, (2, cin, 3, 5), dtype=torch.uint8, generator=g).contiguous(
         memory_format=torch.channels_last)
     w = torch.randint(-128, 128, (cout, cin), dtype=torch.int8, generator=g)
@@ -223,7 +266,7 @@ def test_wide_multipliers(lut, exp_range, onednn, cpu_isa):
     mbv3_fast.set_cpu_isa("scalar")
     ref = q8_pwconv_act(x, **args)
     assert torch.equal(ours, ref)
-    for bound in (90, 230):  # both clamps reached, not everywhere
+    for bound in (90, 230) if cout == 72 else ():  # both clamps reached, not everywhere (enough columns)
         assert 0 < int((ref == (args["lut"][bound] if lut else bound)).sum()) < ref.numel() // 2
 
 
@@ -231,13 +274,13 @@ def test_wide_multipliers(lut, exp_range, onednn, cpu_isa):
 def test_avx512_without_vbmi():
     """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
     table by vpermi2w per 16 values instead of vpermi2b per 64.  MBV3_Q8_NO_VBMI is read once per
-    process, so the tile-edge, row and odd-shape tests run again in a fresh one."""
+    process, so the tile-edge, row, row-group, multiplier and odd-shape tests run again in a fresh one."""
     # The child imports the very build under test, wherever this process found it.
     root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))
     env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
                PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-                        "avx512 and (tile_edges or rows_around_tile or odd_shapes)"],
+                        "avx512 and (tile_edges or rows_around_tile or odd_shapes or row_groups or wide_multipliers)"],
                        env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
     assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
 

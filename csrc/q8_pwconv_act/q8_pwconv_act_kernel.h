@@ -8,8 +8,11 @@
 // mode the epilogue constants hold the absolute clamp bounds and a zero point of 0 (the rule
 // adds the zero point in float before rounding).
 //   avx512_vnni: vpdpbusd (u8 x s8, 4 products into int32), tile MR = 6 rows x 64 columns (a
-//   last 8 by ymm), the sums starting at the per-column term; each row's 64 results packed to
-//   bytes by saturating packs, which also do the clamps they can, and stored at once; the table
+//   last 8 by ymm; 8 rows of one 16-column vector), the sums starting at the per-column term;
+//   each row's 64 results packed to bytes by saturating packs, which also do the clamps they
+//   can, and stored at once; narrow rows (24 columns or fewer, or a last vector of 8 or fewer)
+//   share the packs, the permutation and the store with their neighbours (epilogue_group,
+//   epilogue_pair_wide), two rows' last 8 columns joined in one vector of float steps; the table
 //   on those 64 bytes by vpermi2b where the CPU has AVX512_VBMI, else by vpermi2w per 16.  SE
 //   scale: one exact fma per value from per-sample factors.
 //   avx2: rows widened to int16, weights widened on load, vpmaddwd (exact), tile 6 x 8.
@@ -121,17 +124,17 @@ inline Epi make_epi(const Q8PwArgs& p) {
 // work per 128-bit lane: dword 4L + j of the result holds vector j's values 4L..4L+3; e.order
 // puts them back in column order (elementwise steps may come between).
 // NV <= 2: only vectors 0 and 1 are used (bytes 32-63 are left over).
-template <int NV = 4>
+// NO_ZP: zpw is known to be 0 (the Onednn mode's fast epilogue), no adds.
+template <int NV = 4, bool NO_ZP = false>
 [[gnu::always_inline]] inline __m512i pack_bytes(const __m512i* q, __m512i zpw) {
-  const __m512i ab = _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
-  const __m512i cd = NV <= 2 ? ab : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
+  const __m512i ab = NO_ZP ? _mm512_packs_epi32(q[0], q[1]) : _mm512_adds_epi16(_mm512_packs_epi32(q[0], q[1]), zpw);
+  const __m512i cd = NV <= 2 ? ab : NO_ZP ? _mm512_packs_epi32(q[2], q[3]) : _mm512_adds_epi16(_mm512_packs_epi32(q[2], q[3]), zpw);
   return _mm512_packus_epi16(ab, cd);
 }
 
 // The first nn bytes of b (in column order) to y: plain stores of 32 / 16 / 8 bytes, a masked one
 // only for the last nn % 8 (masked stores cost more).
-[[gnu::always_inline]] inline void store_row(const Epi& e, uint8_t* y, __m512i b, int64_t nn) {
-  b = _mm512_permutexvar_epi32(e.order, b);
+[[gnu::always_inline]] inline void store_bytes(uint8_t* y, __m512i b, int64_t nn) {
   if (nn >= 64) {
     _mm512_storeu_si512(y, b);
     return;
@@ -154,6 +157,10 @@ template <int NV = 4>
     y += 8, nn -= 8;
   }
   if (nn > 0) _mm_mask_storeu_epi8(y, static_cast<__mmask16>((1u << nn) - 1u), x);
+}
+
+[[gnu::always_inline]] inline void store_row(const Epi& e, uint8_t* y, __m512i b, int64_t nn) {
+  store_bytes(y, _mm512_permutexvar_epi32(e.order, b), nn);
 }
 
 // q8_mul's product (x - a_zp) * (s - b_zp) as x * sb + nsb, one fma with sb = s - b_zp and
@@ -202,13 +209,18 @@ enum Kind : int { kPlain = 0, kLut8 = 1, kGeneral = 2, kInRange = 4, kOnednn = 8
 // The requantized value before rounding (the zero point included in Onednn mode), in q8.h's
 // float operations and order.
 template <int KIND>
-[[gnu::always_inline]] inline __m512 requant_f(const Epi& e, __m512i acc, const float* bf, const float* m) {
+[[gnu::always_inline]] inline __m512 requant_v(const Epi& e, __m512i acc, __m512 bf, __m512 m) {
   if constexpr ((KIND & kOnednn) != 0) {
-    const __m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), e.rq_src), _mm512_loadu_ps(m));
-    return _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(a, _mm512_loadu_ps(bf)), e.rq_inv), e.rq_zpf);
+    const __m512 a = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), e.rq_src), m);
+    return _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(a, bf), e.rq_inv), e.rq_zpf);
   } else {
-    return _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), _mm512_loadu_ps(bf)), _mm512_loadu_ps(m));
+    return _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), bf), m);
   }
+}
+
+template <int KIND>
+[[gnu::always_inline]] inline __m512 requant_f(const Epi& e, __m512i acc, const float* bf, const float* m) {
+  return requant_v<KIND>(e, acc, _mm512_loadu_ps(bf), _mm512_loadu_ps(m));
 }
 
 // Whether |(float(sum) + bias_float) * multiplier| (Onednn: |(sum * multiplier + bias_float) *
@@ -252,14 +264,60 @@ template <int NV, int KIND>
       q[v] = _mm512_setzero_si512();
     }
   }
-  __m512i b = _mm512_max_epu8(pack_bytes<NV>(q, e.zpw), e.lo8);
+  __m512i b = _mm512_max_epu8(pack_bytes<NV, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
   if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
   if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
   store_row(e, p.y + m * p.Cout + n0, b, nn);
 }
 
-// kGeneral on one row: requantize, table, add per vector of 16 in q8.h's float steps, then one
-// store.  The add's lower clamp is left to the saturating packs as above.
+// kGeneral's values for 16 lanes from the requantized f: clamp, table / rne, the add with the
+// residual bytes rb, in q8.h's float steps.  The add's lower clamp is left to the saturating
+// packs as above; the float add's zp comes with them too (general_zpw).
+template <int KIND>
+[[gnu::always_inline]] inline __m512i general_q(const Q8PwArgs& p, const Epi& e, __m512 f, __m128i rb) {
+  f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
+  if (!p.residual) return lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp));  // the table alone (without VBMI)
+  // The block's output as float: rne in float plus zp is exact (small integers).  Onednn mode:
+  // zp is 0 there and f >= lo >= +0 after the clamp (no -0), so the add is left out.
+  __m512 qf;
+  if (p.lut32) qf = _mm512_cvtepi32_ps(lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp)));
+  else if constexpr ((KIND & kOnednn) != 0) qf = _mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  else qf = _mm512_add_ps(_mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), e.zpf);
+  const __m512i b = _mm512_cvtepu8_epi32(rb);
+  if (e.float_add) {
+    const __m512 da = _mm512_fmadd_ps(qf, e.a_scale, e.a_offset);
+    const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), e.b_scale, e.b_offset);
+    return _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale), e.add_hi));
+  }
+  const __m512i t = _mm512_add_epi32(
+      _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvtps_epi32(qf), e.a_mult), _mm512_mullo_epi32(b, e.b_mult)),
+      e.zp_product);
+  const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, e.rem_mask), _mm512_srai_epi32(t, 31));
+  const __m512i r = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
+  return _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, e.threshold), r, _mm512_set1_epi32(1));
+}
+
+// Float add: + its zp in the packs; otherwise the values are final (the packs saturate to [0, 255]).
+inline __m512i general_zpw(const Q8PwArgs& p, const Epi& e) {
+  return p.residual && e.float_add ? e.add_zpw : _mm512_setzero_si512();
+}
+
+// Up to 16 residual bytes (cnt valid; only read where p.residual).
+[[gnu::always_inline]] inline __m128i load16(const uint8_t* r, int64_t cnt) {
+  return cnt >= 16 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(r))
+                   : _mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << cnt) - 1u), r);
+}
+
+// Two rows' cnt <= 8 residual bytes into the two halves.
+[[gnu::always_inline]] inline __m128i load8x2(const uint8_t* r0, const uint8_t* r1, int64_t cnt) {
+  if (cnt >= 8)
+    return _mm_unpacklo_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(r0)),
+                              _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1)));
+  const __mmask16 k = static_cast<__mmask16>((1u << cnt) - 1u);
+  return _mm_unpacklo_epi64(_mm_maskz_loadu_epi8(k, r0), _mm_maskz_loadu_epi8(k, r1));
+}
+
+// kGeneral on one row: general_q per vector of 16, then one store.
 template <int NV, int KIND>
 [[gnu::always_inline]] inline void epilogue_general(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
   __m512i q[4];
@@ -270,36 +328,169 @@ template <int NV, int KIND>
       continue;
     }
     const int64_t c = n0 + 16 * v;
-    __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + c, p.rq.multiplier + c);
-    f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
-    if (!p.residual) {  // the table alone (without VBMI)
-      q[v] = lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp));
+    const __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + c, p.rq.multiplier + c);
+    const __m128i rb = p.residual ? load16(p.residual + m * p.Cout + c, v + 1 < NV ? 16 : nn - 16 * v) : _mm_setzero_si128();
+    q[v] = general_q<KIND>(p, e, f, rb);
+  }
+  store_row(e, p.y + m * p.Cout + n0, pack_bytes<NV>(q, general_zpw(p, e)), nn);
+}
+
+// Several rows' outputs through one pack, permute and store, where a row's are 24 bytes or fewer:
+//   G4: NV = 1, 9..16 columns: 4 rows, one vector each;
+//   P4: NV = 1, 8 columns or fewer (HALF): 4 rows in 2 vectors, 2 rows' 8 columns per vector;
+//   P2: NV = 2, 17..24 columns (HALF): 2 rows in 3 vectors, both rows' last 8 columns in one.
+// The packed dword 4L + j holds vector j's values 4L..4L+3 (pack_bytes); the permutation puts the
+// rows one after another, either back to back (the rows fill y contiguously: Cout == nn == 16, 8
+// or 24: one store) or each in its own 16 / 16 / 32-byte part (stored row by row).
+enum Group : int { kG4 = 0, kP4 = 1, kP2 = 2 };
+
+template <int G>
+constexpr int group_rows() { return G == kP2 ? 2 : 4; }
+template <int G>
+constexpr int64_t group_row_bytes() { return G == kG4 ? 16 : G == kP4 ? 8 : 24; }
+
+template <int G>
+[[gnu::always_inline]] inline __m512i group_order(bool tight) {
+  if constexpr (G == kG4) return _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  if constexpr (G == kP4)
+    return tight ? _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 0, 0, 0, 0, 0, 0, 0, 0)
+                 : _mm512_setr_epi32(0, 4, 0, 0, 8, 12, 0, 0, 1, 5, 0, 0, 9, 13, 0, 0);
+  return tight ? _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 2, 6, 10, 14, 9, 13, 0, 0, 0, 0)
+               : _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 0, 0, 2, 6, 10, 14, 9, 13, 0, 0);
+}
+
+// The low 8 columns of a row r0 and of a row r1 in one vector.
+[[gnu::always_inline]] inline __m512i join8(__m512i r0, __m512i r1) {
+  return _mm512_inserti64x4(r0, _mm512_castsi512_si256(r1), 1);
+}
+[[gnu::always_inline]] inline __m512 dup8(const float* v) { return _mm512_broadcast_f32x8(_mm256_loadu_ps(v)); }
+
+// NQ <= 4 vectors of sums (their per-column terms bfv / mv, residual bytes rb) to 64 bytes (pack_bytes'
+// order), every step of the row epilogues but the permutation and the store.
+template <int NQ, int KIND>
+[[gnu::always_inline]] inline __m512i group_bytes(const Q8PwArgs& p, const Epi& e, const __m512i* v, const __m512* bfv,
+                                                  const __m512* mv, const __m128i* rb) {
+  constexpr bool kGen = (KIND & 3) == kGeneral;
+  __m512i q[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i) {
+    if (i >= NQ) {
+      q[i] = _mm512_setzero_si512();
       continue;
     }
-    // The block's output as float: rne in float plus zp is exact (small integers).
-    __m512 qf;
-    if (p.lut32) qf = _mm512_cvtepi32_ps(lookup(e, _mm512_add_epi32(_mm512_cvtps_epi32(f), e.zp)));
-    else qf = _mm512_add_ps(_mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), e.zpf);
-    const uint8_t* rp = p.residual + m * p.Cout + c;
-    const __m512i b = v + 1 < NV || nn - 16 * v >= 16
-                          ? _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rp)))
-                          : _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(static_cast<__mmask16>((1u << (nn - 16 * v)) - 1u), rp));
-    if (e.float_add) {
-      const __m512 da = _mm512_fmadd_ps(qf, e.a_scale, e.a_offset);
-      const __m512 db = _mm512_fmadd_ps(_mm512_cvtepi32_ps(b), e.b_scale, e.b_offset);
-      q[v] = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_mul_ps(_mm512_add_ps(da, db), e.inv_scale), e.add_hi));
-    } else {
-      const __m512i t = _mm512_add_epi32(
-          _mm512_add_epi32(_mm512_mullo_epi32(_mm512_cvtps_epi32(qf), e.a_mult), _mm512_mullo_epi32(b, e.b_mult)),
-          e.zp_product);
-      const __m512i rem = _mm512_add_epi32(_mm512_and_si512(t, e.rem_mask), _mm512_srai_epi32(t, 31));
-      __m512i r = _mm512_add_epi32(_mm512_sra_epi32(t, e.shift), e.add_zp);
-      q[v] = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, e.threshold), r, _mm512_set1_epi32(1));
+    const __m512 f = requant_v<KIND>(e, v[i], bfv[i], mv[i]);
+    if constexpr (kGen) q[i] = general_q<KIND>(p, e, f, rb[i]);
+    else q[i] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
+  }
+  if constexpr (kGen) return pack_bytes<NQ>(q, general_zpw(p, e));
+  __m512i b = _mm512_max_epu8(pack_bytes<NQ, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
+  if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
+  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
+  return b;
+}
+
+// Where column quad L of slot s lands after group_bytes of slots 0-3 (dwords 0-15) and 4-7 (16-31).
+constexpr int slot_dword(int s, int L) { return 16 * (s / 4) + 4 * L + s % 4; }
+
+// The vpermt2d indices of a wide pair (below): row 0's or row 1's dwords in column order.
+template <int F>
+struct PairOrder {
+  alignas(64) int32_t idx[2][16];
+  constexpr PairOrder() : idx{} {
+    for (int r = 0; r < 2; ++r) {
+      for (int v = 0; v < F; ++v)
+        for (int L = 0; L < 4; ++L) idx[r][4 * v + L] = slot_dword(r ? F + 1 + v : v, L);
+      idx[r][4 * F] = slot_dword(F, 2 * r);
+      idx[r][4 * F + 1] = slot_dword(F, 2 * r + 1);
     }
   }
-  // Float add: + its zp here; otherwise the values are final (the packs saturate to [0, 255]).
-  const __m512i zpw = p.residual && e.float_add ? e.add_zpw : _mm512_setzero_si512();
-  store_row(e, p.y + m * p.Cout + n0, pack_bytes<NV>(q, zpw), nn);
+};
+
+// Two rows of NV = 3 or 4 vectors whose last holds 8 columns or fewer (HALF: 40, 56 columns):
+// both rows' last 8 columns joined in one vector, 2 * NV - 1 vectors in all (slots: row 0's
+// full vectors, the joined one, row 1's full vectors), packed as two groups of 4 and put in
+// column order per row by vpermt2d.
+template <int NV, int KIND>
+[[gnu::always_inline]] inline void epilogue_pair_wide(const Q8PwArgs& p, const Epi& e, const __m512i (*acc)[NV], int64_t m,
+                                                      int64_t n0, int64_t nn) {
+  constexpr int F = NV - 1, NS = 2 * NV - 1;
+  static constexpr PairOrder<F> kOrder{};
+  const float* bf = p.rq.bias_float + n0;
+  const float* mu = p.rq.multiplier + n0;
+  const int64_t C = p.Cout;
+  const uint8_t* res = p.residual ? p.residual + m * C + n0 : nullptr;
+  constexpr bool kGen = (KIND & 3) == kGeneral;
+  __m512i v[8];
+  __m512 bfv[8], mv[8];
+  __m128i rb[8];
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    rb[s] = _mm_setzero_si128();
+    if (s >= NS) {
+      v[s] = _mm512_setzero_si512(), bfv[s] = mv[s] = _mm512_setzero_ps();
+      continue;
+    }
+    if (s == F) {
+      v[s] = join8(acc[0][F], acc[1][F]), bfv[s] = dup8(bf + 16 * F), mv[s] = dup8(mu + 16 * F);
+      if (kGen && res) rb[s] = load8x2(res + 16 * F, res + C + 16 * F, nn - 16 * F);
+      continue;
+    }
+    const int r = s < F ? 0 : 1, c = s < F ? s : s - F - 1;
+    v[s] = acc[r][c], bfv[s] = _mm512_loadu_ps(bf + 16 * c), mv[s] = _mm512_loadu_ps(mu + 16 * c);
+    if (kGen && res) rb[s] = load16(res + r * C + 16 * c, 16);
+  }
+  const __m512i a = group_bytes<4, KIND>(p, e, v, bfv, mv, rb);
+  const __m512i b = group_bytes<NS - 4, KIND>(p, e, v + 4, bfv + 4, mv + 4, rb + 4);
+  uint8_t* y = p.y + m * C + n0;
+  store_bytes(y, _mm512_permutex2var_epi32(a, _mm512_load_si512(kOrder.idx[0]), b), nn);
+  store_bytes(y + C, _mm512_permutex2var_epi32(a, _mm512_load_si512(kOrder.idx[1]), b), nn);
+}
+
+template <int G, int NV, int KIND>
+[[gnu::always_inline]] inline void epilogue_group(const Q8PwArgs& p, const Epi& e, const __m512i (*acc)[NV], int64_t m,
+                                                  int64_t n0, int64_t nn) {
+  constexpr int NQ = G == kG4 ? 4 : G == kP4 ? 2 : 3;
+  const float* bf = p.rq.bias_float + n0;
+  const float* mu = p.rq.multiplier + n0;
+  const int64_t C = p.Cout;
+  const uint8_t* res = p.residual ? p.residual + m * C + n0 : nullptr;
+  constexpr bool kGen = (KIND & 3) == kGeneral;
+  __m512i v[4];
+  __m512 bfv[4], mv[4];
+  __m128i rb[4] = {_mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128(), _mm_setzero_si128()};
+  if constexpr (G == kG4) {
+#pragma GCC unroll 4
+    for (int r = 0; r < 4; ++r) {
+      v[r] = acc[r][0], bfv[r] = _mm512_loadu_ps(bf), mv[r] = _mm512_loadu_ps(mu);
+      if (kGen && res) rb[r] = load16(res + r * C, nn);
+    }
+  } else if constexpr (G == kP4) {
+#pragma GCC unroll 2
+    for (int i = 0; i < 2; ++i) {
+      v[i] = join8(acc[2 * i][0], acc[2 * i + 1][0]), bfv[i] = dup8(bf), mv[i] = dup8(mu);
+      if (kGen && res) rb[i] = load8x2(res + 2 * i * C, res + (2 * i + 1) * C, nn);
+    }
+  } else {
+    v[0] = acc[0][0], v[1] = join8(acc[0][1], acc[1][1]), v[2] = acc[1][0];
+    bfv[0] = bfv[2] = _mm512_loadu_ps(bf), mv[0] = mv[2] = _mm512_loadu_ps(mu);
+    bfv[1] = dup8(bf + 16), mv[1] = dup8(mu + 16);
+    if (kGen && res) rb[0] = load16(res, 16), rb[2] = load16(res + C, 16), rb[1] = load8x2(res + 16, res + C + 16, nn - 16);
+  }
+  __m512i b = group_bytes<NQ, KIND>(p, e, v, bfv, mv, rb);
+  constexpr int R = group_rows<G>();
+  constexpr int64_t RB = group_row_bytes<G>();
+  uint8_t* y = p.y + m * C + n0;
+  const bool tight = nn == RB && C == RB;
+  b = _mm512_permutexvar_epi32(group_order<G>(tight), b);
+  if (tight) {
+    store_bytes(y, b, R * RB);
+    return;
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    if constexpr (G == kP2) store_bytes(y + r * C, _mm512_castsi256_si512(r ? _mm512_extracti64x4_epi64(b, 1) : _mm512_castsi512_si256(b)), nn);
+    else store_bytes(y + r * C, _mm512_castsi128_si512(_mm512_extracti32x4_epi32(b, r)), nn);
+  }
 }
 
 // MR rows (a: the first row's A, row stride lda) x NV vectors of 16 columns from n0, nn valid.
@@ -338,19 +529,34 @@ template <int MR, int NV, bool HALF, int KIND>
       }
     }
   }
+  constexpr int G = NV == 1 ? (HALF ? kP4 : kG4) : kP2;
+  constexpr bool kGrouped = NV == 1 || (NV == 2 && HALF), kWide = NV > 2 && HALF;
+  constexpr int GR = kGrouped ? group_rows<G>() : kWide ? 2 : MR + 1;
 #pragma GCC unroll 8
-  for (int r = 0; r < MR; ++r) {
+  for (int r = 0; r + GR <= MR; r += GR) {
+    if constexpr (kWide) epilogue_pair_wide<NV, KIND>(p, e, acc + r, m + r, n0, nn);
+    else epilogue_group<G, NV, KIND>(p, e, acc + r, m + r, n0, nn);
+  }
+#pragma GCC unroll 8
+  for (int r = MR / GR * GR; r < MR; ++r) {
     if constexpr ((KIND & 3) == kGeneral) epilogue_general<NV, KIND>(p, e, acc[r], m + r, n0, nn);
     else epilogue_fast<NV, KIND>(p, e, acc[r], m + r, n0, nn);
   }
 }
 
+// Rows per tile: 8 for one vector of columns (two groups of 4), else 6.
+template <int NV>
+constexpr int tile_rows() { return NV == 1 ? 8 : kMR; }
+
 template <int NV, bool HALF, int KIND>
 inline void rows(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1, int64_t n0, int64_t nn) {
+  constexpr int MR = tile_rows<NV>();
   int64_t m = m0;
-  for (; m + kMR <= m1; m += kMR) tile<kMR, NV, HALF, KIND>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
+  for (; m + MR <= m1; m += MR) tile<MR, NV, HALF, KIND>(p, e, a + (m - m0) * lda, lda, m, n0, nn);
   const uint8_t* at = a + (m - m0) * lda;
   switch (m1 - m) {
+    case 7: if constexpr (MR > 7) tile<7, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
+    case 6: if constexpr (MR > 6) tile<6, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
     case 5: tile<5, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
     case 4: tile<4, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
     case 3: tile<3, NV, HALF, KIND>(p, e, at, lda, m, n0, nn); break;
