@@ -14,6 +14,7 @@
 
 #include "q8_conv_act.h"
 #include "common/simd.h"
+#include "common/q8_table_avx512.h"
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -32,42 +33,6 @@ namespace MBV3_ISA_NS {
 //   one 64-byte store where the 4 pixels are contiguous (Cout = 16).  Without VBMI, with a table:
 //   per pixel, the table by vpermi2w.
 namespace {
-// AVX512_VBMI, read once (Cascade Lake has VNNI without it); MBV3_Q8_NO_VBMI=1 turns it off, so
-// that the tests run the other path too.
-inline bool has_vbmi() {
-  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
-  return v;
-}
-
-// vpermi2b, written out: the unit is not compiled for VBMI (has_vbmi() guards it).
-[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
-  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
-  return idx;
-}
-
-struct Lut {
-  __m512i t[8];   // the table as 256 int16, 64 per register pair (vpermi2w)
-  __m512i t8[4];  // the table as 256 bytes (vpermi2b)
-  explicit Lut(const uint8_t* table) {
-    for (int i = 0; i < 8; ++i) {
-      t[i] = table ? _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(table + 32 * i)))
-                   : _mm512_setzero_si512();
-      if (i < 4) t8[i] = table ? _mm512_loadu_si512(table + 64 * i) : _mm512_setzero_si512();
-    }
-  }
-  __m512i operator()(__m512i v) const {  // int16 lanes, values 0..255
-    const __m512i r0 = _mm512_permutex2var_epi16(t[0], v, t[1]), r1 = _mm512_permutex2var_epi16(t[2], v, t[3]);
-    const __m512i r2 = _mm512_permutex2var_epi16(t[4], v, t[5]), r3 = _mm512_permutex2var_epi16(t[6], v, t[7]);
-    const __mmask32 b6 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(64));
-    const __mmask32 b7 = _mm512_test_epi16_mask(v, _mm512_set1_epi16(128));
-    return _mm512_mask_blend_epi16(b7, _mm512_mask_blend_epi16(b6, r0, r1), _mm512_mask_blend_epi16(b6, r2, r3));
-  }
-  // 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7 (VBMI).
-  [[gnu::always_inline]] __m512i bytes(__m512i b) const {
-    return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), permi2b(b, t8[0], t8[1]), permi2b(b, t8[2], t8[3]));
-  }
-};
-
 // 16-byte lane i of v (i a constant after unrolling) to y: nc bytes.
 [[gnu::always_inline]] inline void store_lane(uint8_t* y, __m512i v, int i, int64_t nc) {
   const __m128i x = i == 0   ? _mm512_castsi512_si128(v)
@@ -94,7 +59,7 @@ __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int
   const __m512i lo8 = _mm512_set1_epi8(static_cast<char>(p.r.lo));
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const bool has_lut = p.r.lut != nullptr;
-  const Lut lut(p.r.lut);
+  const Q8Table lut(p.r.lut);
   const int64_t xs = p.stride * p.sw;  // bytes between two output columns' pixels
   for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
     const int8_t* w4 = p.w + c0 / 16 * nw * 64;
@@ -163,7 +128,7 @@ __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int
           for (int j = 0; j < NB; ++j) {
             const __m512 v = _mm512_min_ps(_mm512_max_ps(value(acc[j]), lo), hi);
             __m512i q = _mm512_cvtepu16_epi32(_mm512_cvtepi32_epi16(_mm512_add_epi32(_mm512_cvtps_epi32(v), zp_out)));
-            if (has_lut) q = lut(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
+            if (has_lut) q = lut.words(q);  // int32 lanes = int16 pairs with a zero high half: the low halves looked up
             uint8_t* y = y0 + j * p.Cout;
             if (nc == 16) _mm_storeu_si128(reinterpret_cast<__m128i*>(y), _mm512_cvtepi32_epi8(q));
             else _mm_mask_storeu_epi8(y, m, _mm512_cvtepi32_epi8(q));
@@ -189,7 +154,7 @@ __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int
 template <bool OD>
 void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
   const bool k3 = p.k == 3 && p.Cin == 4;  // the stem: 3x3, one group of 4 input channels
-  if (!p.r.lut || has_vbmi()) {
+  if (!p.r.lut || q8_has_vbmi()) {
     if (k3) conv_rows<OD, true, true>(p, row_begin, row_end);
     else conv_rows<OD, true, false>(p, row_begin, row_end);
   } else {

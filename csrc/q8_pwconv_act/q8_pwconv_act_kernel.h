@@ -30,6 +30,7 @@
 
 
 #include "common/simd.h"
+#include "common/q8_table_avx512.h"
 #include "q8_pwconv_act.h"
 
 // GCC's partial redundancy elimination keeps a stack copy of the accumulator array, stored on
@@ -50,17 +51,9 @@ inline void plain_row(const Q8PwArgs& p, const uint8_t* x, uint8_t* out, int64_t
   std::memset(out + p.K, 0, K4 * 4 - p.K);
 }
 
-// AVX512_VBMI (vpermi2b: the table on 64 bytes at once), read once: Cascade Lake has VNNI without
-// it.  MBV3_Q8_NO_VBMI=1 turns it off, so that the tests run the other path too.
-inline bool has_vbmi() {
-  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
-  return v;
-}
-
 // The epilogue's constants, broadcast once per call (memory operands in the loop).
 struct Epi {
-  __m512i lut[8];   // the table as 256 uint16, 64 per register pair (vpermi2w)
-  __m512i lut8[4];  // the table as 256 bytes (vpermi2b)
+  Q8Table table;
   __m512 lo, hi, a_scale, a_offset, b_scale, b_offset, inv_scale, add_lo, add_hi, zpf;
   __m512 rq_src, rq_inv, rq_zpf;  // Onednn mode: its scales and the zero point, added before rounding
   __m512i zp, add_zp, a_mult, b_mult, zp_product, rem_mask, threshold;
@@ -74,7 +67,7 @@ inline Epi make_epi(const Q8PwArgs& p) {
   const int32_t mask = static_cast<int32_t>((1u << a.shift) - 1u);
   const bool od = p.rq.mode == Q8RequantMode::Onednn;
   const int32_t zp = od ? 0 : p.rq.zp;  // the zero point added after rounding
-  Epi e{{}, {}, _mm512_set1_ps(static_cast<float>(p.rq.lo - zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - zp)),
+  Epi e{Q8Table(p.rq.lut), _mm512_set1_ps(static_cast<float>(p.rq.lo - zp)), _mm512_set1_ps(static_cast<float>(p.rq.hi - zp)),
         _mm512_set1_ps(a.a_scale), _mm512_set1_ps(a.a_offset), _mm512_set1_ps(a.b_scale),
         _mm512_set1_ps(a.b_offset), _mm512_set1_ps(a.inv_scale), _mm512_set1_ps(static_cast<float>(-a.zp)),
         _mm512_set1_ps(static_cast<float>(255 - a.zp)), _mm512_set1_ps(static_cast<float>(zp)),
@@ -86,38 +79,13 @@ inline Epi make_epi(const Q8PwArgs& p) {
         _mm512_set1_epi8(static_cast<char>(p.rq.lo)), _mm512_set1_epi8(static_cast<char>(p.rq.hi)),
         _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
         _mm_cvtsi32_si128(a.shift), a.mode == Q8AddMode::Float};
-  if (p.rq.lut)
-    for (int i = 0; i < 8; ++i) {
-      e.lut[i] = _mm512_cvtepu8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p.rq.lut + 32 * i)));
-      if (i < 4) e.lut8[i] = _mm512_loadu_si512(p.rq.lut + 64 * i);
-    }
   return e;
 }
 
-// The table on 16 values in [0, 255]: 4 vpermi2w (64 entries each) picked by index bits 6 and 7,
-// instead of a gather (vpgatherdd: ~2x the whole epilogue's time).
+// The table on 16 int32 values in [0, 255].
 [[gnu::always_inline]] inline __m512i lookup(const Epi& e, __m512i q) {
   const __m512i idx = _mm512_castsi256_si512(_mm512_cvtepi32_epi16(q));  // upper half: unused lanes
-  const __m512i r0 = _mm512_permutex2var_epi16(e.lut[0], idx, e.lut[1]);
-  const __m512i r1 = _mm512_permutex2var_epi16(e.lut[2], idx, e.lut[3]);
-  const __m512i r2 = _mm512_permutex2var_epi16(e.lut[4], idx, e.lut[5]);
-  const __m512i r3 = _mm512_permutex2var_epi16(e.lut[6], idx, e.lut[7]);
-  const __mmask32 b6 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(64));
-  const __mmask32 b7 = _mm512_test_epi16_mask(idx, _mm512_set1_epi16(128));
-  const __m512i lo = _mm512_mask_blend_epi16(b6, r0, r1), hi = _mm512_mask_blend_epi16(b6, r2, r3);
-  return _mm512_cvtepu16_epi32(_mm512_castsi512_si256(_mm512_mask_blend_epi16(b7, lo, hi)));
-}
-
-// vpermi2b (AVX512_VBMI), written out: the unit is not compiled for VBMI (has_vbmi() guards it).
-[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
-  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
-  return idx;
-}
-
-// The table on 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7.
-[[gnu::always_inline]] inline __m512i lookup8(const Epi& e, __m512i b) {
-  const __m512i lo = permi2b(b, e.lut8[0], e.lut8[1]), hi = permi2b(b, e.lut8[2], e.lut8[3]);
-  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), lo, hi);
+  return _mm512_cvtepu16_epi32(_mm512_castsi512_si256(e.table.words(idx)));
 }
 
 // Four vectors of int32 to 64 bytes, + zpw (int16, saturating), saturated to [0, 255].  The packs
@@ -266,7 +234,7 @@ template <int NV, int KIND>
   }
   __m512i b = _mm512_max_epu8(pack_bytes<NV, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
   if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
-  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
+  if constexpr ((KIND & 3) == kLut8) b = e.table.bytes(b);
   store_row(e, p.y + m * p.Cout + n0, b, nn);
 }
 
@@ -385,7 +353,7 @@ template <int NQ, int KIND>
   if constexpr (kGen) return pack_bytes<NQ>(q, general_zpw(p, e));
   __m512i b = _mm512_max_epu8(pack_bytes<NQ, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
   if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
-  if constexpr ((KIND & 3) == kLut8) b = lookup8(e, b);
+  if constexpr ((KIND & 3) == kLut8) b = e.table.bytes(b);
   return b;
 }
 
@@ -589,7 +557,7 @@ inline void gemm_kind(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t
 template <int MODE>  // 0 or kOnednn
 inline void gemm_mode(const Q8PwArgs& p, const Epi& e, const uint8_t* a, int64_t lda, int64_t m0, int64_t m1,
                       int64_t n_begin, int64_t n_end) {
-  if (p.residual || (p.lut32 && !has_vbmi())) {
+  if (p.residual || (p.lut32 && !q8_has_vbmi())) {
     gemm_kind<kGeneral | MODE>(p, e, a, lda, m0, m1, n_begin, n_end);
     return;
   }
