@@ -258,7 +258,8 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
   return _mm512_cvtepi16_epi8(z);  // truncates: the low bytes
 }
 
-template <int K, int S, bool LUT, bool PAIR, bool OD>
+// NG: the groups in use (4; 2 for a tile of <= 8 channels, which sit in groups 0 and 1).
+template <int K, int S, bool LUT, bool PAIR, bool OD, int NG>
 void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
   static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
   constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
@@ -352,65 +353,83 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
           v[2] = _mm256_unpacklo_epi16(a1, b1);
           v[3] = _mm256_unpackhi_epi16(a1, b1);
         }
-        for (int g = 0; g < 4; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
+        for (int g = 0; g < NG; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
       }
     }
     uint8_t* yrow = p.y + (row * OW) * C + c;
-    for (int64_t ow = 0; ow < OW; ow += PAIR ? 2 : 1) {
+    // NP output columns (pixel pairs under PAIR) per step, each weight vector loaded once for all
+    // of them: with R = 2 the loads, not the vpdpbusd, bound the loop.
+    auto columns = [&](int64_t ow, auto np) {
+      constexpr int NP = decltype(np)::value, step = PAIR ? 2 : 1;
       // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
       // stack slot and reloads it before every vpdpbusd.
       const int8_t* wb = wt;
       asm("" : "+r"(wb));
-      __m256i acc[R][4];
+      __m256i acc[NP][R][4];
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < R; ++j)
+        for (int j = 0; j < R; ++j)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) acc[j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
+          for (int g = 0; g < NG; ++g) acc[i][j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
 #pragma GCC unroll 5
       for (int kw = 0; kw < K; ++kw) {
 #pragma GCC unroll 2
         for (int gi = 0; gi < G; ++gi) {
-          const uint8_t* v = scratch + (slot[gi] * WP + ow * S + kw) * 128;
-          __m256i xv[4];
+          __m256i xv[NP][4];
+#pragma GCC unroll 2
+          for (int i = 0; i < NP; ++i) {
+            const uint8_t* v = scratch + (slot[gi] * WP + (ow + i * step) * S + kw) * 128;
 #pragma GCC unroll 4
-          for (int g = 0; g < 4; ++g) xv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+            for (int g = 0; g < NG; ++g) xv[i][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+          }
 #pragma GCC unroll 4
           for (int j = 0; j < R; ++j) {
             const int delta = 4 * gi - j * S;
             if (delta <= -4 || delta >= K) continue;
             const int8_t* w = wb + (kw * (K + 3) + delta + 3) * 128;
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; ++g)
-              acc[j][g] = _mm256_dpbusd_epi32(acc[j][g], xv[g],
-                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g)));
+            for (int g = 0; g < NG; ++g) {
+              const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g));
+#pragma GCC unroll 2
+              for (int i = 0; i < NP; ++i) acc[i][j][g] = _mm256_dpbusd_epi32(acc[i][j][g], xv[i][g], wv);
+            }
           }
         }
       }
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < R; ++j) {
-        if (j >= nr) break;
-        __m256i q[4];
+        for (int j = 0; j < R; ++j) {
+          if (j >= nr) break;
+          __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                          _mm256_setzero_si256()};
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
-          __m256 v;
-          if constexpr (OD) {
-            v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[j][g]), src), _mm256_load_ps(mul[g]));
-            v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
-          } else {
-            v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
-            v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          for (int g = 0; g < NG; ++g) {  // q8_requantize's float steps (the bias is in acc)
+            __m256 v;
+            if constexpr (OD) {
+              v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][j][g]), src), _mm256_load_ps(mul[g]));
+              v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
+            } else {
+              v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[i][j][g]), _mm256_load_ps(bf[g]));
+              v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+            }
+            if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+            q[g] = _mm256_cvtps_epi32(v);
           }
-          if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-          q[g] = _mm256_cvtps_epi32(v);
+          const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
+          const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
+          const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
+          const int64_t o = ow + i * step;
+          uint8_t* py = yrow + (j * OW + o) * C;
+          if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+          else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
         }
-        const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
-        const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
-        const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
-        uint8_t* py = yrow + (j * OW + ow) * C;
-        if (PAIR ? ow + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
-        else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
-      }
-    }
+    };
+    constexpr int NP = K == 3 && R == 2 ? 2 : 1, step = PAIR ? 2 : 1;
+    int64_t ow = 0;
+    for (; ow + NP * step <= OW; ow += NP * step) columns(ow, std::integral_constant<int, NP>{});
+    for (; ow < OW; ow += step) columns(ow, std::integral_constant<int, 1>{});
     row += nr;
   }
 }
@@ -429,12 +448,17 @@ void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
     if constexpr (S == 1)
       if (p.C == 16) {
-        if (lut) dot_tile<K, S, true, true, OD>(p, r0, r1, c, n, lut, s);
-        else dot_tile<K, S, false, true, OD>(p, r0, r1, c, n, nullptr, s);
+        if (lut) dot_tile<K, S, true, true, OD, 4>(p, r0, r1, c, n, lut, s);
+        else dot_tile<K, S, false, true, OD, 4>(p, r0, r1, c, n, nullptr, s);
         continue;
       }
-    if (lut) dot_tile<K, S, true, false, OD>(p, r0, r1, c, n, lut, s);
-    else dot_tile<K, S, false, false, OD>(p, r0, r1, c, n, nullptr, s);
+    if (n <= 8) {  // 72 and 200 channels end in 8
+      if (lut) dot_tile<K, S, true, false, OD, 2>(p, r0, r1, c, n, lut, s);
+      else dot_tile<K, S, false, false, OD, 2>(p, r0, r1, c, n, nullptr, s);
+      continue;
+    }
+    if (lut) dot_tile<K, S, true, false, OD, 4>(p, r0, r1, c, n, lut, s);
+    else dot_tile<K, S, false, false, OD, 4>(p, r0, r1, c, n, nullptr, s);
   }
 }
 
