@@ -359,7 +359,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
     uint8_t* yrow = p.y + (row * OW) * C + c;
     // NP output columns (pixel pairs under PAIR) per step, each weight vector loaded once for all
     // of them: with R = 2 the loads, not the vpdpbusd, bound the loop.
-    auto columns = [&](int64_t ow, auto np) {
+    auto columns = [&](int64_t ow, auto np) __attribute__((always_inline)) {
       constexpr int NP = decltype(np)::value, step = PAIR ? 2 : 1;
       // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
       // stack slot and reloads it before every vpdpbusd.
@@ -429,7 +429,8 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
     constexpr int NP = K == 3 && R == 2 ? 2 : 1, step = PAIR ? 2 : 1;
     int64_t ow = 0;
     for (; ow + NP * step <= OW; ow += NP * step) columns(ow, std::integral_constant<int, NP>{});
-    for (; ow < OW; ow += step) columns(ow, std::integral_constant<int, 1>{});
+    if constexpr (NP > 1)
+      for (; ow < OW; ow += step) columns(ow, std::integral_constant<int, 1>{});
     row += nr;
   }
 }
