@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -68,8 +69,12 @@ inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF o
 struct Lut {
   VI t[8];
   VI pk[4];  // the vpdpbusd path's: entries v and v + 64 in one int16 (low, high byte), v % 128 < 64
+  VI b8[4];  // the vpdpbusd path's with AVX512_VBMI: entries 64i .. 64i + 63 as bytes
   explicit Lut(const int16_t* table) {
     for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+    alignas(64) uint8_t bytes[256];
+    for (int i = 0; i < 256; ++i) bytes[i] = static_cast<uint8_t>(table[i]);
+    for (int i = 0; i < 4; ++i) b8[i] = _mm512_load_si512(bytes + 64 * i);
     alignas(64) int16_t packed[128];
     for (int i = 0; i < 128; ++i) {
       const int v = i % 64 + (i / 64) * 128;
@@ -239,6 +244,23 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
 // PAIR (C = 16, stride 1): a tile's 32 lanes are two neighbouring output pixels' 16 channels; a
 // scratch column holds input pixels iw and iw + 1, so output pixels ow, ow + 1 read it at tap kw.
+// AVX512_VBMI (vpermi2b), read once: Cascade Lake has VNNI without it.  MBV3_Q8_NO_VBMI=1 turns
+// it off, so that the tests run the other path too.
+inline bool has_vbmi() {
+  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
+  return v;
+}
+// vpermi2b, written out: the unit is not compiled for VBMI (has_vbmi() guards it).
+[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
+  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
+  return idx;
+}
+// The table on 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7.
+[[gnu::always_inline]] inline __m512i lookup8(const Lut& t, __m512i b) {
+  const __m512i lo = permi2b(b, t.b8[0], t.b8[1]), hi = permi2b(b, t.b8[2], t.b8[3]);
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), lo, hi);
+}
+
 template <int K, int S>
 struct DotBand {
   static constexpr int R = K == 3 && S == 1 ? 2 : 4 / S;
@@ -259,7 +281,8 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
 }
 
 // NG: the groups in use (4; 2 for a tile of <= 8 channels, which sit in groups 0 and 1).
-template <int K, int S, bool LUT, bool PAIR, bool OD, int NG>
+// V8 (with LUT): the table by lookup8 on two outputs' 32 bytes at once (AVX512_VBMI).
+template <int K, int S, bool LUT, bool PAIR, bool OD, int NG, bool V8>
 void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
   static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
   constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
@@ -299,8 +322,9 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
   const __m256 src = _mm256_set1_ps(p.r.src_scale), inv = _mm256_set1_ps(p.r.inv_scale);
   const __m256 ozp = _mm256_set1_ps(static_cast<float>(p.r.zp));
   const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(zp));
-  const __m256i lo_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
-  const __m256i hi_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
+  constexpr bool L16 = LUT && !V8;  // the table on int16 lanes (dot_out)
+  const __m256i lo_i = L16 ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
+  const __m256i hi_i = L16 ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
   const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
   const int64_t pad = p.pad;
   int64_t tag[G];  // which group (image, first input row) each scratch slot holds, -1: none
@@ -390,18 +414,21 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
             const int8_t* w = wb + (kw * (K + 3) + delta + 3) * 128;
 #pragma GCC unroll 4
             for (int g = 0; g < NG; ++g) {
-              const __m256i wv = _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g));
+              // loadu: the unpacked weight's w8 (a std::vector) need not be 32-byte aligned
+              const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * g));
 #pragma GCC unroll 2
               for (int i = 0; i < NP; ++i) acc[i][j][g] = _mm256_dpbusd_epi32(acc[i][j][g], xv[i][g], wv);
             }
           }
         }
       }
+      __m256i out[NP * R];
 #pragma GCC unroll 2
       for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
         for (int j = 0; j < R; ++j) {
-          if (j >= nr) break;
+          out[i * R + j] = _mm256_setzero_si256();
+          if (j >= nr) continue;
           __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
                           _mm256_setzero_si256()};
 #pragma GCC unroll 4
@@ -417,22 +444,47 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
             if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
             q[g] = _mm256_cvtps_epi32(v);
           }
-          const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
-          const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
-          const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
+          __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+          if constexpr (!OD) {  // zp_out is 0 in the Onednn mode
+            q01 = _mm256_adds_epi16(q01, zp_out);
+            q23 = _mm256_adds_epi16(q23, zp_out);
+          }
+          out[i * R + j] = dot_out<L16>(q01, q23, lo_i, hi_i, lut);
+        }
+      if constexpr (V8) {
+        static_assert(NP * R % 2 == 0, "outputs go through the table in pairs");
+#pragma GCC unroll 4
+        for (int u = 0; u < NP * R; u += 2) {
+          const __m512i z = lookup8(*lut, _mm512_inserti64x4(_mm512_castsi256_si512(out[u]), out[u + 1], 1));
+          out[u] = _mm512_castsi512_si256(z);
+          out[u + 1] = _mm512_extracti64x4_epi64(z, 1);
+        }
+      }
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i)
+#pragma GCC unroll 4
+        for (int j = 0; j < R; ++j) {
+          if (j >= nr) break;
           const int64_t o = ow + i * step;
           uint8_t* py = yrow + (j * OW + o) * C;
-          if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
-          else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
+          if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out[i * R + j]);
+          else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out[i * R + j]);
         }
     };
     constexpr int NP = K == 3 && R == 2 ? 2 : 1, step = PAIR ? 2 : 1;
     int64_t ow = 0;
-    for (; ow + NP * step <= OW; ow += NP * step) columns(ow, std::integral_constant<int, NP>{});
+    for (; NP == 1 ? ow < OW : ow + NP * step <= OW; ow += NP * step) columns(ow, std::integral_constant<int, NP>{});
     if constexpr (NP > 1)
       for (; ow < OW; ow += step) columns(ow, std::integral_constant<int, 1>{});
     row += nr;
   }
+}
+
+template <int K, int S, bool PAIR, bool OD, int NG>
+void dot_tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* s) {
+  if (!lut) dot_tile<K, S, false, PAIR, OD, NG, false>(p, r0, r1, c, n, nullptr, s);
+  else if (has_vbmi()) dot_tile<K, S, true, PAIR, OD, NG, true>(p, r0, r1, c, n, lut, s);
+  else dot_tile<K, S, true, PAIR, OD, NG, false>(p, r0, r1, c, n, lut, s);
 }
 
 template <int K, int S, bool OD>
@@ -449,17 +501,14 @@ void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
     if constexpr (S == 1)
       if (p.C == 16) {
-        if (lut) dot_tile<K, S, true, true, OD, 4>(p, r0, r1, c, n, lut, s);
-        else dot_tile<K, S, false, true, OD, 4>(p, r0, r1, c, n, nullptr, s);
+        dot_tile_lut<K, S, true, OD, 4>(p, r0, r1, c, n, lut, s);
         continue;
       }
     if (n <= 8) {  // 72 and 200 channels end in 8
-      if (lut) dot_tile<K, S, true, false, OD, 2>(p, r0, r1, c, n, lut, s);
-      else dot_tile<K, S, false, false, OD, 2>(p, r0, r1, c, n, nullptr, s);
+      dot_tile_lut<K, S, false, OD, 2>(p, r0, r1, c, n, lut, s);
       continue;
     }
-    if (lut) dot_tile<K, S, true, false, OD, 4>(p, r0, r1, c, n, lut, s);
-    else dot_tile<K, S, false, false, OD, 4>(p, r0, r1, c, n, nullptr, s);
+    dot_tile_lut<K, S, false, OD, 4>(p, r0, r1, c, n, lut, s);
   }
 }
 
