@@ -422,53 +422,50 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
           }
         }
       }
-      __m256i out[NP * R];
+      // Row j of column i: q8_requantize's float steps (the bias is in acc), packed to 32 bytes.
+      auto requant_row = [&](const __m256i* a) __attribute__((always_inline)) {
+        __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
+#pragma GCC unroll 4
+        for (int g = 0; g < NG; ++g) {
+          __m256 v;
+          if constexpr (OD) {
+            v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[g]), src), _mm256_load_ps(mul[g]));
+            v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
+          } else {
+            v = _mm256_add_ps(_mm256_cvtepi32_ps(a[g]), _mm256_load_ps(bf[g]));
+            v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
+          }
+          if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+          q[g] = _mm256_cvtps_epi32(v);
+        }
+        __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+        if constexpr (!OD) {  // zp_out is 0 in the Onednn mode
+          q01 = _mm256_adds_epi16(q01, zp_out);
+          q23 = _mm256_adds_epi16(q23, zp_out);
+        }
+        return dot_out<L16>(q01, q23, lo_i, hi_i, lut);
+      };
+      auto store = [&](int i, int j, __m256i out) __attribute__((always_inline)) {
+        const int64_t o = ow + i * step;
+        uint8_t* py = yrow + (j * OW + o) * C;
+        if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+        else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
+      };
+      static_assert(R % 2 == 0, "rows go through the table in pairs");
 #pragma GCC unroll 2
       for (int i = 0; i < NP; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < R; ++j) {
-          out[i * R + j] = _mm256_setzero_si256();
-          if (j >= nr) continue;
-          __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
-                          _mm256_setzero_si256()};
-#pragma GCC unroll 4
-          for (int g = 0; g < NG; ++g) {  // q8_requantize's float steps (the bias is in acc)
-            __m256 v;
-            if constexpr (OD) {
-              v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[i][j][g]), src), _mm256_load_ps(mul[g]));
-              v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
-            } else {
-              v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[i][j][g]), _mm256_load_ps(bf[g]));
-              v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
-            }
-            if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-            q[g] = _mm256_cvtps_epi32(v);
-          }
-          __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
-          if constexpr (!OD) {  // zp_out is 0 in the Onednn mode
-            q01 = _mm256_adds_epi16(q01, zp_out);
-            q23 = _mm256_adds_epi16(q23, zp_out);
-          }
-          out[i * R + j] = dot_out<L16>(q01, q23, lo_i, hi_i, lut);
-        }
-      if constexpr (V8) {
-        static_assert(NP * R % 2 == 0, "outputs go through the table in pairs");
-#pragma GCC unroll 4
-        for (int u = 0; u < NP * R; u += 2) {
-          const __m512i z = lookup8(*lut, _mm512_inserti64x4(_mm512_castsi256_si512(out[u]), out[u + 1], 1));
-          out[u] = _mm512_castsi512_si256(z);
-          out[u + 1] = _mm512_extracti64x4_epi64(z, 1);
-        }
-      }
 #pragma GCC unroll 2
-      for (int i = 0; i < NP; ++i)
-#pragma GCC unroll 4
-        for (int j = 0; j < R; ++j) {
+        for (int j = 0; j < R; j += 2) {  // rows j, j + 1 (j + 1 past the band: computed, not stored)
           if (j >= nr) break;
-          const int64_t o = ow + i * step;
-          uint8_t* py = yrow + (j * OW + o) * C;
-          if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out[i * R + j]);
-          else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out[i * R + j]);
+          __m256i y0 = requant_row(acc[i][j]), y1 = requant_row(acc[i][j + 1]);
+          if constexpr (V8) {
+            const __m512i z = lookup8(*lut, _mm512_inserti64x4(_mm512_castsi256_si512(y0), y1, 1));
+            y0 = _mm512_castsi512_si256(z);
+            y1 = _mm512_extracti64x4_epi64(z, 1);
+          }
+          store(i, j, y0);
+          if (j + 1 < nr) store(i, j + 1, y1);
         }
     };
     constexpr int NP = K == 3 && R == 2 ? 2 : 1, step = PAIR ? 2 : 1;
