@@ -55,14 +55,15 @@ inline VF load_f(const float* p) { return _mm512_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm512_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm512_set1_epi32(v); }
 // q8_requantize's float steps, on 16 int32 lanes of sums that already hold the bias.
+// The clamp in float only where fclamp (see float_clamp_needed); store_y clamps the int16 values.
 template <bool OD>
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp, bool fclamp) {
   VF v;
   if constexpr (OD)
     v = _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), src), m), bf), inv), ozp);
   else v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), bf), m);
-  v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-  return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+  if (fclamp) v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+  return OD ? _mm512_cvtps_epi32(v) : _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);  // zp is 0 in the Onednn mode
 }
 // The activation table on 32 int16 lanes (values 0..255): vpermt2w looks up 64 entries at a
 // time from two registers; bits 6 and 7 of the value pick among the four results.
@@ -97,8 +98,8 @@ struct Lut {
   }
 };
 template <bool LUT>
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
-  VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
+inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
+  VI v = _mm512_min_epi16(_mm512_max_epi16(_mm512_packs_epi32(qlo, qhi), lo16), hi16);  // 32 channels in order
   if (LUT) v = lut->low_bytes(v);  // vpmovwb below keeps the low bytes
   _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
@@ -128,20 +129,20 @@ inline VF load_f(const float* p) { return _mm256_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm256_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm256_set1_epi32(v); }
 template <bool OD>
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp, bool fclamp) {
   VF v;
   if constexpr (OD)
     v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), src), m), bf), inv), ozp);
   else v = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc), bf), m);
-  v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+  if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+  return OD ? _mm256_cvtps_epi32(v) : _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
 struct Lut {
   const uint8_t* t;
 };
 template <bool LUT>
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
-  const VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
+inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
+  const VI w16 = _mm256_min_epi16(_mm256_max_epi16(_mm256_packs_epi32(qlo, qhi), lo16), hi16);  // 16 channels in order
   const __m128i b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(w16, w16), 0x08));
   if (!LUT && t.n == 16) return _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
   if (!LUT && t.n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
@@ -152,6 +153,21 @@ inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   std::memcpy(p, tmp, t.n);
 }
 #endif
+
+// q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
+// instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
+// Else (huge multipliers) the float clamp stays.
+inline bool float_clamp_needed(const Q8DwArgs& p, int64_t c, int n, bool od) {
+  bool fclamp = false;
+  for (int i = 0; i < n; ++i) {
+    const double sum = std::abs(double(p.r.bias_int[c + i])) + p.k * p.k * 255.0 * 128.0;
+    const double bf_abs = std::abs(double(p.r.bias_float[c + i])), m_abs = std::abs(double(p.r.multiplier[c + i]));
+    const double bound = od ? (sum * double(p.r.src_scale) * m_abs + bf_abs) * double(p.r.inv_scale) + 256.0
+                            : (sum + bf_abs) * m_abs;
+    fclamp |= !(bound < 1073741824.0);
+  }
+  return fclamp;
+}
 
 constexpr int kHalf = kTile / 2;
 // Lane i of the "lo" half holds channel lo_channel(i); the "hi" half's lane i holds that + 4.
@@ -188,6 +204,8 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
   const VF lo = set1_f(static_cast<float>(p.r.lo - zp)), hi = set1_f(static_cast<float>(p.r.hi - zp));
   const VF src = set1_f(p.r.src_scale), inv = set1_f(p.r.inv_scale), ozp = set1_f(static_cast<float>(p.r.zp));
   const VI zp_out = set1_32(zp), zp_in = set1_16(p.x_zp);
+  const VI lo16 = set1_16(p.r.lo), hi16 = set1_16(p.r.hi);
+  const bool fclamp = float_clamp_needed(p, c, n, OD);
 
   const uint8_t* rows[kQ8DwMaxK];
   for (int64_t row = r0; row < r1; ++row) {
@@ -223,8 +241,8 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y<LUT>(py, requant<OD>(alo, f0, m0, lo, hi, zp_out, src, inv, ozp),
-                   requant<OD>(ahi, f1, m1, lo, hi, zp_out, src, inv, ozp), tail, lut);
+      store_y<LUT>(py, requant<OD>(alo, f0, m0, lo, hi, zp_out, src, inv, ozp, fclamp),
+                   requant<OD>(ahi, f1, m1, lo, hi, zp_out, src, inv, ozp, fclamp), lo16, hi16, tail, lut);
     }
   }
 }
@@ -305,17 +323,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
       mul[g][i] = ok ? p.r.multiplier[c + j] : 0.f;
     }
-  // q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
-  // instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
-  // Else (huge multipliers) the float clamp stays.
-  bool fclamp = false;
-  for (int i = 0; i < n; ++i) {
-    const double sum = std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0;
-    const double bf_abs = std::abs(double(p.r.bias_float[c + i])), m_abs = std::abs(double(p.r.multiplier[c + i]));
-    const double bound = OD ? (sum * double(p.r.src_scale) * m_abs + bf_abs) * double(p.r.inv_scale) + 256.0
-                            : (sum + bf_abs) * m_abs;
-    fclamp |= !(bound < 1073741824.0);
-  }
+  const bool fclamp = float_clamp_needed(p, c, n, OD);
   const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
   const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - zp));
   const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - zp));
