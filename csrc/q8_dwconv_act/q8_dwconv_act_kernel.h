@@ -99,7 +99,8 @@ struct Lut {
 };
 template <bool LUT>
 inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
-  VI v = _mm512_min_epi16(_mm512_max_epi16(_mm512_packs_epi32(qlo, qhi), lo16), hi16);  // 32 channels in order
+  VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
+  if (!LUT) v = _mm512_min_epi16(_mm512_max_epi16(v, lo16), hi16);  // with the table: clamped in float (registers)
   if (LUT) v = lut->low_bytes(v);  // vpmovwb below keeps the low bytes
   _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
@@ -142,7 +143,8 @@ struct Lut {
 };
 template <bool LUT>
 inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
-  const VI w16 = _mm256_min_epi16(_mm256_max_epi16(_mm256_packs_epi32(qlo, qhi), lo16), hi16);  // 16 channels in order
+  VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
+  if (!LUT) w16 = _mm256_min_epi16(_mm256_max_epi16(w16, lo16), hi16);  // with the table: clamped in float
   const __m128i b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(w16, w16), 0x08));
   if (!LUT && t.n == 16) return _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
   if (!LUT && t.n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
@@ -205,7 +207,7 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
   const VF src = set1_f(p.r.src_scale), inv = set1_f(p.r.inv_scale), ozp = set1_f(static_cast<float>(p.r.zp));
   const VI zp_out = set1_32(zp), zp_in = set1_16(p.x_zp);
   const VI lo16 = set1_16(p.r.lo), hi16 = set1_16(p.r.hi);
-  const bool fclamp = float_clamp_needed(p, c, n, OD);
+  const bool fclamp = LUT || float_clamp_needed(p, c, n, OD);
 
   const uint8_t* rows[kQ8DwMaxK];
   for (int64_t row = r0; row < r1; ++row) {
