@@ -383,19 +383,20 @@ def test_avx512_without_vbmi():
 
 
 @pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])
-@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
 @pytest.mark.parametrize("mult", [1e-5, 1e4], ids=["small", "huge"])
-def test_extreme_values(k, mult, onednn, cpu_isa):
+def test_extreme_values(k, s, mult, onednn, cpu_isa):
     # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
-    # Huge multipliers: values far past the int32 range before the clamp.
+    # Huge multipliers: values far past the int32 range before the clamp (kept there by the float
+    # clamp; k3 s2 on AVX-512 takes the vpdpwssd tiles, the others the vpdpbusd path).
     for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
         a = _args(40, k)
         a[0] = torch.full((2, 40, 7, 6), xv, dtype=torch.uint8)
-        a[1], a[9] = zp, k // 2
+        a[1], a[8], a[9] = zp, s, k // 2
         a[2] = torch.full((40, 1, k, k), wv, dtype=torch.int8)
         a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
         a[5] = torch.full((40,), mult)
-        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
+        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, s, k // 2, 1, 40)
         v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1))
         if onednn:  # src 0.5, inv 2: exact, so the same values with the zero point added first
             a.append([0.5, 2.0])
