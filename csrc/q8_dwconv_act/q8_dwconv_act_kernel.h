@@ -264,6 +264,11 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
 // PAIR (C = 16, stride 1): a tile's 32 lanes are two neighbouring output pixels' 16 channels; a
 // scratch column holds input pixels iw and iw + 1, so output pixels ow, ow + 1 read it at tap kw.
+// The loop is ALU bound (vpdpbusd and the float requantization share the vector pipes), so the
+// steps cut instructions: k 3 takes two output columns per step (each weight vector loaded once),
+// a tile of <= 8 channels runs 2 of its 4 groups, the table goes through vpermi2b on two rows'
+// 64 bytes at once (AVX512_VBMI), and the clamp is done on the packed bytes.
+//
 // AVX512_VBMI (vpermi2b), read once: Cascade Lake has VNNI without it.  MBV3_Q8_NO_VBMI=1 turns
 // it off, so that the tests run the other path too.
 inline bool has_vbmi() {
