@@ -9,18 +9,22 @@ runs oneDNN for <= 100 channels: the Onednn mode there.  Every case is also chec
 against the mode's formula computed here independently (exact sums in float64, then its float32
 steps)."""
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
+import mbv3_fast
 from mbv3_fast.ops.q8_dwconv_act import pack_weight
 from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 import neon_harness
-from layers import BEST_ISA
+from layers import BEST_ISA, CPU_ISAS
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
 # tested on its own.
@@ -335,20 +339,64 @@ def test_vpdpbusd_bands_and_splits(k, s, cpu_isa):
         assert torch.equal(two, ours), f"{cpu_isa} C{c} {h}x{w} k{k}s{s}: 2 threads differ"
 
 
+# The vpdpbusd path's column and channel steps: k 3 takes two output columns (pixel pairs at
+# C = 16) per step, odd widths leave one; a tile of <= 8 channels (1, 7, 8, 33 = 32 + 1, 72 and
+# 200 = 32 i + 8) fills 2 of its 4 groups; the table goes through vpermi2b on two rows at once
+# (a band's odd last row is computed with its partner, not stored).  Both requantization modes
+# (onednn, x86 <= 100 channels: Onednn; qnnpack: Fbgemm), batch 0/1/3, 1/2/3 threads.
+TAIL_C = [1, 7, 8, 16, 17, 33, 40, 72, 120, 200]
+
+
+@pytest.mark.parametrize("c", TAIL_C)
+@pytest.mark.parametrize("k,s", [(3, 1), (5, 1), (5, 2)])
+def test_vpdpbusd_column_steps_tails_and_table(c, k, s, cpu_isa):
+    maps = [(1, 1), (3, 2), (5, 7), (6, 6), (9, 5), (2, 13)]
+    engines = ["onednn", "qnnpack"] + X86 * (c <= 100)  # x86 above 100 channels: fbgemm's int16 sums
+    for i, (h, w) in enumerate(maps):
+        p = k // 2 if i % 3 else (k // 2 + 1 if h + w > 10 else k // 2)
+        n = (1, 3, 0)[i % 3]
+        act = ("hardswish", "relu", "hardswish", "none")[(i + c) % 4]
+        engine = engines[(i + c + k) % len(engines)]
+        what = f"{cpu_isa} N{n} C{c} {h}x{w} k{k}s{s}p{p} {act} {engine}"
+        x, m, lut, ours = check(n, c, h, w, k, s, p, 1, act, engine, what, channels_last=i % 2 == 0)
+        before = torch.get_num_threads()
+        try:
+            for t in (2, 3):
+                torch.set_num_threads(t)
+                assert torch.equal(run(x, m, lut, engine), ours), f"{what}: {t} threads differ"
+        finally:
+            torch.set_num_threads(before)
+
+
+@pytest.mark.skipif("avx512" not in CPU_ISAS, reason="no AVX-512 on this CPU: the avx512_vnni kernels cannot run")
+def test_avx512_without_vbmi():
+    """The vpdpbusd path as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the table
+    by vpermt2w per 32 values instead of vpermi2b on two rows.  MBV3_Q8_NO_VBMI is read once per
+    process, so the table, tail and band tests run again in a fresh one."""
+    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))
+    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
+               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
+                        "avx512 and (column_steps or every_table_entry or bands_and_splits or mobilenet_v3_layers)"],
+                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+
+
 @pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])
-@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
 @pytest.mark.parametrize("mult", [1e-5, 1e4], ids=["small", "huge"])
-def test_extreme_values(k, mult, onednn, cpu_isa):
+def test_extreme_values(k, s, mult, onednn, cpu_isa):
     # Largest sums: x 0 or 255 (and x_zp at the other end) with weights -128 / 127, every tap.
-    # Huge multipliers: values far past the int32 range before the clamp.
+    # Huge multipliers: values far past the int32 range before the clamp (kept there by the float
+    # clamp; k3 s2 on AVX-512 takes the vpdpwssd tiles, the others the vpdpbusd path).
     for xv, wv, zp in [(255, -128, 0), (255, 127, 0), (0, -128, 255), (255, -128, 255)]:
         a = _args(40, k)
         a[0] = torch.full((2, 40, 7, 6), xv, dtype=torch.uint8)
-        a[1], a[9] = zp, k // 2
+        a[1], a[8], a[9] = zp, s, k // 2
         a[2] = torch.full((40, 1, k, k), wv, dtype=torch.int8)
         a[3] = torch.randint(-1000, 1000, (40,), dtype=torch.int32)
         a[5] = torch.full((40,), mult)
-        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, 1, k // 2, 1, 40)
+        acc = torch.nn.functional.conv2d(a[0].double() - zp, a[2].double(), None, s, k // 2, 1, 40)
         v = ((acc.to(torch.int32) + a[3].view(1, -1, 1, 1)).float() * a[5].view(1, -1, 1, 1))
         if onednn:  # src 0.5, inv 2: exact, so the same values with the zero point added first
             a.append([0.5, 2.0])
@@ -361,7 +409,7 @@ def test_extreme_values(k, mult, onednn, cpu_isa):
         assert torch.equal(torch.ops.mbv3.q8_dwconv_act(*a), ref), f"packed: x {xv} w {wv} zp {zp}"
 
 
-@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_every_table_entry(k, s, cpu_isa):
     # Zero weights: channel c's output is lut[c] (bias c - 128, multiplier 1, zero point 128), so
     # all 256 entries go through every tile lane's lookup.

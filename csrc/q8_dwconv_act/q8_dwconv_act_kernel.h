@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -54,22 +55,27 @@ inline VF load_f(const float* p) { return _mm512_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm512_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm512_set1_epi32(v); }
 // q8_requantize's float steps, on 16 int32 lanes of sums that already hold the bias.
+// The clamp in float only where fclamp (see float_clamp_needed); store_y clamps the int16 values.
 template <bool OD>
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp, bool fclamp) {
   VF v;
   if constexpr (OD)
     v = _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), src), m), bf), inv), ozp);
   else v = _mm512_mul_ps(_mm512_add_ps(_mm512_cvtepi32_ps(acc), bf), m);
-  v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-  return _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);
+  if (fclamp) v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+  return OD ? _mm512_cvtps_epi32(v) : _mm512_add_epi32(_mm512_cvtps_epi32(v), zp);  // zp is 0 in the Onednn mode
 }
 // The activation table on 32 int16 lanes (values 0..255): vpermt2w looks up 64 entries at a
 // time from two registers; bits 6 and 7 of the value pick among the four results.
 struct Lut {
   VI t[8];
   VI pk[4];  // the vpdpbusd path's: entries v and v + 64 in one int16 (low, high byte), v % 128 < 64
+  VI b8[4];  // the vpdpbusd path's with AVX512_VBMI: entries 64i .. 64i + 63 as bytes
   explicit Lut(const int16_t* table) {
     for (int i = 0; i < 8; ++i) t[i] = _mm512_loadu_si512(table + 32 * i);
+    alignas(64) uint8_t bytes[256];
+    for (int i = 0; i < 256; ++i) bytes[i] = static_cast<uint8_t>(table[i]);
+    for (int i = 0; i < 4; ++i) b8[i] = _mm512_load_si512(bytes + 64 * i);
     alignas(64) int16_t packed[128];
     for (int i = 0; i < 128; ++i) {
       const int v = i % 64 + (i / 64) * 128;
@@ -92,8 +98,9 @@ struct Lut {
   }
 };
 template <bool LUT>
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
+inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
   VI v = _mm512_packs_epi32(qlo, qhi);  // 32 channels in order, int16
+  if (!LUT) v = _mm512_min_epi16(_mm512_max_epi16(v, lo16), hi16);  // with the table: clamped in float (registers)
   if (LUT) v = lut->low_bytes(v);  // vpmovwb below keeps the low bytes
   _mm256_mask_storeu_epi8(p, t.m, _mm512_cvtepi16_epi8(v));
 }
@@ -123,20 +130,21 @@ inline VF load_f(const float* p) { return _mm256_loadu_ps(p); }
 inline VF set1_f(float v) { return _mm256_set1_ps(v); }
 inline VI set1_32(int32_t v) { return _mm256_set1_epi32(v); }
 template <bool OD>
-inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp) {
+inline VI requant(VI acc, VF bf, VF m, VF lo, VF hi, VI zp, VF src, VF inv, VF ozp, bool fclamp) {
   VF v;
   if constexpr (OD)
     v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), src), m), bf), inv), ozp);
   else v = _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(acc), bf), m);
-  v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-  return _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
+  if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+  return OD ? _mm256_cvtps_epi32(v) : _mm256_add_epi32(_mm256_cvtps_epi32(v), zp);
 }
 struct Lut {
   const uint8_t* t;
 };
 template <bool LUT>
-inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
-  const VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
+inline void store_y(uint8_t* p, VI qlo, VI qhi, VI lo16, VI hi16, Tail t, const Lut* lut) {
+  VI w16 = _mm256_packs_epi32(qlo, qhi);  // 16 channels in order, int16
+  if (!LUT) w16 = _mm256_min_epi16(_mm256_max_epi16(w16, lo16), hi16);  // with the table: clamped in float
   const __m128i b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi16(w16, w16), 0x08));
   if (!LUT && t.n == 16) return _mm_storeu_si128(reinterpret_cast<__m128i*>(p), b);
   if (!LUT && t.n == 8) return _mm_storel_epi64(reinterpret_cast<__m128i*>(p), b);
@@ -147,6 +155,21 @@ inline void store_y(uint8_t* p, VI qlo, VI qhi, Tail t, const Lut* lut) {
   std::memcpy(p, tmp, t.n);
 }
 #endif
+
+// q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
+// instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
+// Else (huge multipliers) the float clamp stays.
+inline bool float_clamp_needed(const Q8DwArgs& p, int64_t c, int n, bool od) {
+  bool fclamp = false;
+  for (int i = 0; i < n; ++i) {
+    const double sum = std::abs(double(p.r.bias_int[c + i])) + p.k * p.k * 255.0 * 128.0;
+    const double bf_abs = std::abs(double(p.r.bias_float[c + i])), m_abs = std::abs(double(p.r.multiplier[c + i]));
+    const double bound = od ? (sum * double(p.r.src_scale) * m_abs + bf_abs) * double(p.r.inv_scale) + 256.0
+                            : (sum + bf_abs) * m_abs;
+    fclamp |= !(bound < 1073741824.0);
+  }
+  return fclamp;
+}
 
 constexpr int kHalf = kTile / 2;
 // Lane i of the "lo" half holds channel lo_channel(i); the "hi" half's lane i holds that + 4.
@@ -183,6 +206,8 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
   const VF lo = set1_f(static_cast<float>(p.r.lo - zp)), hi = set1_f(static_cast<float>(p.r.hi - zp));
   const VF src = set1_f(p.r.src_scale), inv = set1_f(p.r.inv_scale), ozp = set1_f(static_cast<float>(p.r.zp));
   const VI zp_out = set1_32(zp), zp_in = set1_16(p.x_zp);
+  const VI lo16 = set1_16(p.r.lo), hi16 = set1_16(p.r.hi);
+  const bool fclamp = LUT || float_clamp_needed(p, c, n, OD);
 
   const uint8_t* rows[kQ8DwMaxK];
   for (int64_t row = r0; row < r1; ++row) {
@@ -218,8 +243,8 @@ void tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut
       if (inside) sum(std::false_type{});
       else sum(std::true_type{});
       uint8_t* py = yrow + ow * C;
-      store_y<LUT>(py, requant<OD>(alo, f0, m0, lo, hi, zp_out, src, inv, ozp),
-                   requant<OD>(ahi, f1, m1, lo, hi, zp_out, src, inv, ozp), tail, lut);
+      store_y<LUT>(py, requant<OD>(alo, f0, m0, lo, hi, zp_out, src, inv, ozp, fclamp),
+                   requant<OD>(ahi, f1, m1, lo, hi, zp_out, src, inv, ozp, fclamp), lo16, hi16, tail, lut);
     }
   }
 }
@@ -239,6 +264,28 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // offset delta = 4 gi - j S.  The column loop then has no border checks and no widening.
 // PAIR (C = 16, stride 1): a tile's 32 lanes are two neighbouring output pixels' 16 channels; a
 // scratch column holds input pixels iw and iw + 1, so output pixels ow, ow + 1 read it at tap kw.
+// The loop is ALU bound (vpdpbusd and the float requantization share the vector pipes), so the
+// steps cut instructions: k 3 takes two output columns per step (each weight vector loaded once),
+// a tile of <= 8 channels runs 2 of its 4 groups, the table goes through vpermi2b on two rows'
+// 64 bytes at once (AVX512_VBMI), and the clamp is done on the packed bytes.
+//
+// AVX512_VBMI (vpermi2b), read once: Cascade Lake has VNNI without it.  MBV3_Q8_NO_VBMI=1 turns
+// it off, so that the tests run the other path too.
+inline bool has_vbmi() {
+  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
+  return v;
+}
+// vpermi2b, written out: the unit is not compiled for VBMI (has_vbmi() guards it).
+[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
+  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
+  return idx;
+}
+// The table on 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7.
+[[gnu::always_inline]] inline __m512i lookup8(const Lut& t, __m512i b) {
+  const __m512i lo = permi2b(b, t.b8[0], t.b8[1]), hi = permi2b(b, t.b8[2], t.b8[3]);
+  return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), lo, hi);
+}
+
 template <int K, int S>
 struct DotBand {
   static constexpr int R = K == 3 && S == 1 ? 2 : 4 / S;
@@ -258,7 +305,9 @@ inline __m256i dot_out(__m256i v01, __m256i v23, __m256i lo, __m256i hi, const L
   return _mm512_cvtepi16_epi8(z);  // truncates: the low bytes
 }
 
-template <int K, int S, bool LUT, bool PAIR, bool OD>
+// NG: the groups in use (4; 2 for a tile of <= 8 channels, which sit in groups 0 and 1).
+// V8 (with LUT): the table by lookup8 on two outputs' 32 bytes at once (AVX512_VBMI).
+template <int K, int S, bool LUT, bool PAIR, bool OD, int NG, bool V8>
 void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* scratch) {
   static_assert(!PAIR || S == 1, "pixel pairs need stride 1");
   constexpr int R = DotBand<K, S>::R, G = DotBand<K, S>::G;
@@ -281,25 +330,16 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
       bf[g][i] = ok ? p.r.bias_float[c + j] : 0.f;
       mul[g][i] = ok ? p.r.multiplier[c + j] : 0.f;
     }
-  // q8_requantize clamps in float before rounding; clamping the rounded value (saturated to int16)
-  // instead is the same as long as cvtps2dq cannot overflow: |v| < 2^30 from the sums' bound.
-  // Else (huge multipliers) the float clamp stays.
-  bool fclamp = false;
-  for (int i = 0; i < n; ++i) {
-    const double sum = std::abs(double(p.r.bias_int[c + i])) + K * K * 255.0 * 128.0;
-    const double bf_abs = std::abs(double(p.r.bias_float[c + i])), m_abs = std::abs(double(p.r.multiplier[c + i]));
-    const double bound = OD ? (sum * double(p.r.src_scale) * m_abs + bf_abs) * double(p.r.inv_scale) + 256.0
-                            : (sum + bf_abs) * m_abs;
-    fclamp |= !(bound < 1073741824.0);
-  }
+  const bool fclamp = float_clamp_needed(p, c, n, OD);
   const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
   const __m256 lo = _mm256_set1_ps(static_cast<float>(p.r.lo - zp));
   const __m256 hi = _mm256_set1_ps(static_cast<float>(p.r.hi - zp));
   const __m256 src = _mm256_set1_ps(p.r.src_scale), inv = _mm256_set1_ps(p.r.inv_scale);
   const __m256 ozp = _mm256_set1_ps(static_cast<float>(p.r.zp));
   const __m256i zp_out = _mm256_set1_epi16(static_cast<int16_t>(zp));
-  const __m256i lo_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
-  const __m256i hi_i = LUT ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
+  constexpr bool L16 = LUT && !V8;  // the table on int16 lanes (dot_out)
+  const __m256i lo_i = L16 ? _mm256_set1_epi16(static_cast<int16_t>(p.r.lo)) : _mm256_set1_epi8(static_cast<char>(p.r.lo));
+  const __m256i hi_i = L16 ? _mm256_set1_epi16(static_cast<int16_t>(p.r.hi)) : _mm256_set1_epi8(static_cast<char>(p.r.hi));
   const __m256i zp_in = _mm256_set1_epi8(static_cast<char>(p.x_zp));
   const int64_t pad = p.pad;
   int64_t tag[G];  // which group (image, first input row) each scratch slot holds, -1: none
@@ -352,67 +392,111 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
           v[2] = _mm256_unpacklo_epi16(a1, b1);
           v[3] = _mm256_unpackhi_epi16(a1, b1);
         }
-        for (int g = 0; g < 4; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
+        for (int g = 0; g < NG; ++g) _mm256_store_si256(reinterpret_cast<__m256i*>(dst + 32 * g), v[g]);
       }
     }
     uint8_t* yrow = p.y + (row * OW) * C + c;
-    for (int64_t ow = 0; ow < OW; ow += PAIR ? 2 : 1) {
+    // NP output columns (pixel pairs under PAIR) per step, each weight vector loaded once for all
+    // of them: with R = 2 the loads, not the vpdpbusd, bound the loop.
+    auto columns = [&](int64_t ow, auto np) __attribute__((always_inline)) {
+      constexpr int NP = decltype(np)::value, step = PAIR ? 2 : 1;
       // One base register for the weights: else GCC keeps each of the up to 160 addresses in a
       // stack slot and reloads it before every vpdpbusd.
       const int8_t* wb = wt;
       asm("" : "+r"(wb));
-      __m256i acc[R][4];
+      __m256i acc[NP][R][4];
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i)
 #pragma GCC unroll 4
-      for (int j = 0; j < R; ++j)
+        for (int j = 0; j < R; ++j)
 #pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) acc[j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
+          for (int g = 0; g < NG; ++g) acc[i][j][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(bias[g]));
 #pragma GCC unroll 5
       for (int kw = 0; kw < K; ++kw) {
 #pragma GCC unroll 2
         for (int gi = 0; gi < G; ++gi) {
-          const uint8_t* v = scratch + (slot[gi] * WP + ow * S + kw) * 128;
-          __m256i xv[4];
+          __m256i xv[NP][4];
+#pragma GCC unroll 2
+          for (int i = 0; i < NP; ++i) {
+            const uint8_t* v = scratch + (slot[gi] * WP + (ow + i * step) * S + kw) * 128;
 #pragma GCC unroll 4
-          for (int g = 0; g < 4; ++g) xv[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+            for (int g = 0; g < NG; ++g) xv[i][g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(v + 32 * g));
+          }
 #pragma GCC unroll 4
           for (int j = 0; j < R; ++j) {
             const int delta = 4 * gi - j * S;
             if (delta <= -4 || delta >= K) continue;
             const int8_t* w = wb + (kw * (K + 3) + delta + 3) * 128;
 #pragma GCC unroll 4
-            for (int g = 0; g < 4; ++g)
-              acc[j][g] = _mm256_dpbusd_epi32(acc[j][g], xv[g],
-                                              _mm256_load_si256(reinterpret_cast<const __m256i*>(w + 32 * g)));
+            for (int g = 0; g < NG; ++g) {
+              // loadu: the unpacked weight's w8 (a std::vector) need not be 32-byte aligned
+              const __m256i wv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + 32 * g));
+#pragma GCC unroll 2
+              for (int i = 0; i < NP; ++i) acc[i][j][g] = _mm256_dpbusd_epi32(acc[i][j][g], xv[i][g], wv);
+            }
           }
         }
       }
+      // Row j of column i: q8_requantize's float steps (the bias is in acc), packed to 32 bytes.
+      auto requant_row = [&](const __m256i* a) __attribute__((always_inline)) {
+        __m256i q[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(),
+                        _mm256_setzero_si256()};
 #pragma GCC unroll 4
-      for (int j = 0; j < R; ++j) {
-        if (j >= nr) break;
-        __m256i q[4];
-#pragma GCC unroll 4
-        for (int g = 0; g < 4; ++g) {  // q8_requantize's float steps (the bias is in acc)
+        for (int g = 0; g < NG; ++g) {
           __m256 v;
           if constexpr (OD) {
-            v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[j][g]), src), _mm256_load_ps(mul[g]));
+            v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(a[g]), src), _mm256_load_ps(mul[g]));
             v = _mm256_add_ps(_mm256_mul_ps(_mm256_add_ps(v, _mm256_load_ps(bf[g])), inv), ozp);
           } else {
-            v = _mm256_add_ps(_mm256_cvtepi32_ps(acc[j][g]), _mm256_load_ps(bf[g]));
+            v = _mm256_add_ps(_mm256_cvtepi32_ps(a[g]), _mm256_load_ps(bf[g]));
             v = _mm256_mul_ps(v, _mm256_load_ps(mul[g]));
           }
           if (fclamp) v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
           q[g] = _mm256_cvtps_epi32(v);
         }
-        const __m256i q01 = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), zp_out);
-        const __m256i q23 = _mm256_adds_epi16(_mm256_packs_epi32(q[2], q[3]), zp_out);
-        const __m256i out = dot_out<LUT>(q01, q23, lo_i, hi_i, lut);
-        uint8_t* py = yrow + (j * OW + ow) * C;
-        if (PAIR ? ow + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
+        __m256i q01 = _mm256_packs_epi32(q[0], q[1]), q23 = _mm256_packs_epi32(q[2], q[3]);
+        if constexpr (!OD) {  // zp_out is 0 in the Onednn mode
+          q01 = _mm256_adds_epi16(q01, zp_out);
+          q23 = _mm256_adds_epi16(q23, zp_out);
+        }
+        return dot_out<L16>(q01, q23, lo_i, hi_i, lut);
+      };
+      auto store = [&](int i, int j, __m256i out) __attribute__((always_inline)) {
+        const int64_t o = ow + i * step;
+        uint8_t* py = yrow + (j * OW + o) * C;
+        if (PAIR ? o + 1 < OW : n == 32) _mm256_storeu_si256(reinterpret_cast<__m256i*>(py), out);
         else _mm256_mask_storeu_epi8(py, PAIR ? 0xFFFFu : m, out);
-      }
-    }
+      };
+      static_assert(R % 2 == 0, "rows go through the table in pairs");
+#pragma GCC unroll 2
+      for (int i = 0; i < NP; ++i)
+#pragma GCC unroll 2
+        for (int j = 0; j < R; j += 2) {  // rows j, j + 1 (j + 1 past the band: computed, not stored)
+          if (j >= nr) break;
+          __m256i y0 = requant_row(acc[i][j]), y1 = requant_row(acc[i][j + 1]);
+          if constexpr (V8) {
+            const __m512i z = lookup8(*lut, _mm512_inserti64x4(_mm512_castsi256_si512(y0), y1, 1));
+            y0 = _mm512_castsi512_si256(z);
+            y1 = _mm512_extracti64x4_epi64(z, 1);
+          }
+          store(i, j, y0);
+          if (j + 1 < nr) store(i, j + 1, y1);
+        }
+    };
+    constexpr int NP = K == 3 && R == 2 ? 2 : 1, step = PAIR ? 2 : 1;
+    int64_t ow = 0;
+    for (; NP == 1 ? ow < OW : ow + NP * step <= OW; ow += NP * step) columns(ow, std::integral_constant<int, NP>{});
+    if constexpr (NP > 1)
+      for (; ow < OW; ow += step) columns(ow, std::integral_constant<int, 1>{});
     row += nr;
   }
+}
+
+template <int K, int S, bool PAIR, bool OD, int NG>
+void dot_tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* s) {
+  if (!lut) dot_tile<K, S, false, PAIR, OD, NG, false>(p, r0, r1, c, n, nullptr, s);
+  else if (has_vbmi()) dot_tile<K, S, true, PAIR, OD, NG, true>(p, r0, r1, c, n, lut, s);
+  else dot_tile<K, S, true, PAIR, OD, NG, false>(p, r0, r1, c, n, lut, s);
 }
 
 template <int K, int S, bool OD>
@@ -429,12 +513,14 @@ void dot_tiles(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c0, int64_t c1
     const int n = static_cast<int>(std::min<int64_t>(kQ8DwDotTile, c1 - c));
     if constexpr (S == 1)
       if (p.C == 16) {
-        if (lut) dot_tile<K, S, true, true, OD>(p, r0, r1, c, n, lut, s);
-        else dot_tile<K, S, false, true, OD>(p, r0, r1, c, n, nullptr, s);
+        dot_tile_lut<K, S, true, OD, 4>(p, r0, r1, c, n, lut, s);
         continue;
       }
-    if (lut) dot_tile<K, S, true, false, OD>(p, r0, r1, c, n, lut, s);
-    else dot_tile<K, S, false, false, OD>(p, r0, r1, c, n, nullptr, s);
+    if (n <= 8) {  // 72 and 200 channels end in 8
+      dot_tile_lut<K, S, false, OD, 2>(p, r0, r1, c, n, lut, s);
+      continue;
+    }
+    dot_tile_lut<K, S, false, OD, 4>(p, r0, r1, c, n, lut, s);
   }
 }
 
