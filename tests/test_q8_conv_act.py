@@ -4,9 +4,6 @@ QuantStub (quantize_per_tensor), quantized Conv2d and quantized hardswish, bit f
 (q8.h), exact against it."""
 import itertools
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,6 +12,7 @@ import torch.ao.nn.intrinsic.quantized as nniq
 import torch.ao.nn.quantized as nnq
 
 import neon_harness
+from fresh_process import assert_pytest_passes
 from mbv3_fast.ops.q8_conv_act import pack_weight
 from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
@@ -243,13 +241,8 @@ def test_avx512_without_vbmi():
     """The avx512_vnni kernel as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
     table per pixel by vpermi2w instead of on 4 pixels by vpermi2b.  MBV3_Q8_NO_VBMI is read once
     per process, so the tail, odd-shape, thread and NaN tests run again in a fresh one."""
-    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))  # the build under test
-    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-                        "(avx512 and (column_tails or odd_shapes or stem_layers)) or threads or nan_requant"],
-                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+    assert_pytest_passes(__file__, "(avx512 and (column_tails or odd_shapes or stem_layers)) or threads or nan_requant",
+                         MBV3_Q8_NO_VBMI="1")
 
 
 def test_non_finite_input_matches_quantstub(cpu_isa):

@@ -9,9 +9,6 @@ runs oneDNN for <= 100 channels: the Onednn mode there.  Every case is also chec
 against the mode's formula computed here independently (exact sums in float64, then its float32
 steps)."""
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,6 +21,7 @@ from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, depthwise_layers
 import neon_harness
+from fresh_process import assert_pytest_passes
 from layers import BEST_ISA, CPU_ISAS
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
@@ -373,13 +371,8 @@ def test_avx512_without_vbmi():
     """The vpdpbusd path as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the table
     by vpermt2w per 32 values instead of vpermi2b on two rows.  MBV3_Q8_NO_VBMI is read once per
     process, so the table, tail and band tests run again in a fresh one."""
-    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))
-    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-                        "avx512 and (column_steps or every_table_entry or bands_and_splits or mobilenet_v3_layers)"],
-                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+    assert_pytest_passes(__file__, "avx512 and (column_steps or every_table_entry or bands_and_splits or mobilenet_v3_layers)",
+                         MBV3_Q8_NO_VBMI="1")
 
 
 @pytest.mark.parametrize("onednn", [False, True], ids=["fbgemm", "onednn"])

@@ -12,9 +12,6 @@ Onednn requantization mode (params.requant_args(onednn=True), onednn_scales), bi
 test_onednn_mode_ties makes ties on purpose so that the two modes really differ.
 """
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -24,6 +21,7 @@ import torch.ao.nn.quantized.functional as qF
 
 import mbv3_fast
 import neon_harness
+from fresh_process import assert_pytest_passes
 from mbv3_fast.ops.q8_pwconv_act import pack_weight, q8_pwconv_act
 from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import add_args, mul_args, onednn_scales, requant_args, unary_lut
@@ -275,14 +273,8 @@ def test_avx512_without_vbmi():
     """The avx512_vnni kernels as on a CPU with VNNI but without AVX512_VBMI (Cascade Lake): the
     table by vpermi2w per 16 values instead of vpermi2b per 64.  MBV3_Q8_NO_VBMI is read once per
     process, so the tile-edge, row, row-group, multiplier and odd-shape tests run again in a fresh one."""
-    # The child imports the very build under test, wherever this process found it.
-    root = os.path.dirname(os.path.dirname(mbv3_fast.__file__))
-    env = dict(os.environ, MBV3_Q8_NO_VBMI="1",
-               PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-    r = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k",
-                        "avx512 and (tile_edges or rows_around_tile or odd_shapes or row_groups or wide_multipliers)"],
-                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
-    assert r.returncode == 0 and " passed" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+    assert_pytest_passes(__file__, "avx512 and (tile_edges or rows_around_tile or odd_shapes or row_groups or wide_multipliers)",
+                         MBV3_Q8_NO_VBMI="1")
 
 
 def test_pack_weight_layout():

@@ -21,6 +21,7 @@
 
 #include "q8_dwconv_act.h"
 #include "common/simd.h"
+#include "common/q8_table_avx512.h"
 
 
 namespace mbv3 {
@@ -268,21 +269,10 @@ void tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 // steps cut instructions: k 3 takes two output columns per step (each weight vector loaded once),
 // a tile of <= 8 channels runs 2 of its 4 groups, the table goes through vpermi2b on two rows'
 // 64 bytes at once (AVX512_VBMI), and the clamp is done on the packed bytes.
-//
-// AVX512_VBMI (vpermi2b), read once: Cascade Lake has VNNI without it.  MBV3_Q8_NO_VBMI=1 turns
-// it off, so that the tests run the other path too.
-inline bool has_vbmi() {
-  static const bool v = __builtin_cpu_supports("avx512vbmi") && !std::getenv("MBV3_Q8_NO_VBMI");
-  return v;
-}
-// vpermi2b, written out: the unit is not compiled for VBMI (has_vbmi() guards it).
-[[gnu::always_inline]] inline __m512i permi2b(__m512i idx, __m512i t0, __m512i t1) {
-  asm("vpermi2b %2, %1, %0" : "+v"(idx) : "v"(t0), "v"(t1));
-  return idx;
-}
+
 // The table on 64 bytes: entries 0-127 and 128-255 by index bits 0-6, picked by bit 7.
 [[gnu::always_inline]] inline __m512i lookup8(const Lut& t, __m512i b) {
-  const __m512i lo = permi2b(b, t.b8[0], t.b8[1]), hi = permi2b(b, t.b8[2], t.b8[3]);
+  const __m512i lo = q8_permi2b(b, t.b8[0], t.b8[1]), hi = q8_permi2b(b, t.b8[2], t.b8[3]);
   return _mm512_mask_blend_epi8(_mm512_movepi8_mask(b), lo, hi);
 }
 
@@ -495,7 +485,7 @@ void dot_tile(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const
 template <int K, int S, bool PAIR, bool OD, int NG>
 void dot_tile_lut(const Q8DwArgs& p, int64_t r0, int64_t r1, int64_t c, int n, const Lut* lut, uint8_t* s) {
   if (!lut) dot_tile<K, S, false, PAIR, OD, NG, false>(p, r0, r1, c, n, nullptr, s);
-  else if (has_vbmi()) dot_tile<K, S, true, PAIR, OD, NG, true>(p, r0, r1, c, n, lut, s);
+  else if (q8_has_vbmi()) dot_tile<K, S, true, PAIR, OD, NG, true>(p, r0, r1, c, n, lut, s);
   else dot_tile<K, S, true, PAIR, OD, NG, false>(p, r0, r1, c, n, lut, s);
 }
 
