@@ -272,6 +272,36 @@ def _neon_fc_case(f, n, k, cout, i):
     return (q.float() - yf_zp) * torch.tensor(yf_scale) if dequant else q.float()
 
 
+# The byte extremes (x 0/255 against x_zp 0/255, w -128/127, and the SDOT path's 127/128 shift
+# edge) at K tails and row tails.  Multiplier 1 and bias_int = 100 + r - acc[0] make sample 0's
+# outputs 100 + r exactly, so any error in an int32 sum shows; sample 1 repeats sample 0.
+NEON_FC_EDGES = [(n, k, cout, x_zp, xv, wv)
+                 for n, k, cout in ((1, 1, 1), (2, 15, 4), (1, 16, 3), (2, 17, 2), (1, 40, 5), (1, 1280, 4))
+                 for x_zp in (0, 255)
+                 for xv, wv in (((0,), (-128,)), ((255,), (127,)), ((0,), (127,)), ((255,), (-128,)),
+                                ((0, 1, 127, 128, 254, 255), (-128, -127, -1, 0, 1, 126, 127)))]
+
+
+def _neon_fc_edge_case(f, n, k, cout, x_zp, xv, wv):
+    pick = lambda vals, shape: torch.tensor(vals)[torch.randint(0, len(vals), shape)]  # noqa: E731
+    x = pick(xv, (1, k)).to(torch.uint8).expand(n, k).contiguous()
+    w = pick(wv, (cout, k)).to(torch.int8)
+    acc0 = (x[0].long() - x_zp) @ w.long().t()
+    bias_int = (100 + torch.arange(cout) - acc0).to(torch.int32)
+    bias_float, mult = torch.zeros(cout), torch.ones(cout)
+    f.i64(0, n, k, cout, x_zp, 0, 0, 255, 0, 0, 0)
+    f.floats(torch.tensor([1.0]))
+    f.i64(*x.flatten().tolist())
+    f.i64(*w.flatten().tolist())
+    f.i64(*bias_int.tolist())
+    f.floats(bias_float)
+    f.floats(mult)
+    f.count += 1
+    q = q8_reference.linear(x, x_zp, w, bias_int, bias_float, mult, (0, 0, 255))
+    assert torch.equal(q, (100 + torch.arange(cout)).expand(n, cout))  # the case's own premise
+    return q.float()
+
+
 @neon_harness.requires_toolchain
 @pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
 def test_neon_under_qemu(cpu):
@@ -280,6 +310,8 @@ def test_neon_under_qemu(cpu):
     f, expected = neon_harness.CaseFile(), []
     for i, (n, k, cout) in enumerate(NEON_FC):
         expected.append((_neon_fc_case(f, n, k, cout, i), f"fc {(n, k, cout)} case {i}"))
+    for n, k, cout, x_zp, xv, wv in NEON_FC_EDGES:
+        expected.append((_neon_fc_edge_case(f, n, k, cout, x_zp, xv, wv), f"fc edge {(n, k, cout, x_zp, xv, wv)}"))
     for hw, c, nhwc in NEON_POOL:
         x = torch.randint(0, 256, (hw, c) if nhwc else (c, hw), dtype=torch.uint8)
         f.i64(1, hw, c, nhwc, *x.flatten().tolist())

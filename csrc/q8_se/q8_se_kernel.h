@@ -3,7 +3,9 @@
 // (x - x_zp in [-255, 255]) and multiplies with vpmaddwd (no vpmaddubsw saturation);
 // avx512_vnni takes dot(x, w) with vpdpbusd (u8 x s8) and subtracts x_zp * sum(w), itself a
 // vpdpbusd of the bytes x_zp in the same pass (all exact: int32 wraps back into range); neon
-// widens like avx2 and multiply-accumulates with vmlal_s16 (ARMv8.0, exact).
+// widens like avx2 and multiply-accumulates with vmlal_s16 (ARMv8.0, exact), or, where the CPU
+// has FEAT_DotProd, takes SDOT of x - 128 (int8) and adds (128 - x_zp) * sum(w), the sum an SDOT
+// against ones in the same pass.
 // Rows go 4 at a time so each x load serves 4 weight rows; the weight rows stay in L1 while
 // every sample passes over them.
 // q8_se.h comes first: its inline functions (q8.h's requantization) stay baseline code, which
@@ -154,9 +156,44 @@ inline void dots(const uint8_t* x, int32_t zp, const int8_t* const* w, int64_t K
 }
 #endif
 
+#if defined(MBV3_ISA_NEON)
+// FEAT_DotProd (called only where has_dotprod()): sum (x - zp) w = sum (x - 128) w
+// + (128 - zp) sum w, x - 128 an int8 (x ^ 0x80), both sums by SDOT; the K tail as dots<R>.
+template <int R>
+[[gnu::noinline]] __attribute__((target("arch=armv8.2-a+dotprod"))) void rows_dot(const Q8Fc& p, int64_t n) {
+  const int8_t* w[R];
+  for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
+  prefetch_ahead(p, n, R);
+  const int8x16_t ones = vdupq_n_s8(1);
+  const uint8x16_t sign = vdupq_n_u8(0x80);
+  for (int64_t i = 0; i < p.N; ++i) {
+    const uint8_t* x = p.x + i * p.K;
+    int32x4_t a[R], s[R];
+    for (int r = 0; r < R; ++r) a[r] = s[r] = vdupq_n_s32(0);
+    int64_t k = 0;
+    for (; k + 16 <= p.K; k += 16) {
+      const int8x16_t xs = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(x + k), sign));
+      for (int r = 0; r < R; ++r) {
+        const int8x16_t wb = vld1q_s8(w[r] + k);
+        a[r] = vdotq_s32(a[r], xs, wb);
+        s[r] = vdotq_s32(s[r], ones, wb);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      int32_t t = vaddvq_s32(a[r]) + (128 - p.x_zp) * vaddvq_s32(s[r]);
+      for (int64_t j = k; j < p.K; ++j) t += (static_cast<int32_t>(x[j]) - p.x_zp) * w[r][j];
+      q8_fc_store(p, i, n + r, t);
+    }
+  }
+}
+#endif
+
 #if defined(MBV3_ISA_AVX2) || defined(MBV3_ISA_NEON)
 template <int R>
 inline void rows(const Q8Fc& p, int64_t n) {
+#if defined(MBV3_ISA_NEON)
+  if (has_dotprod()) return rows_dot<R>(p, n);
+#endif
   const int8_t* w[R];
   for (int r = 0; r < R; ++r) w[r] = p.w + (n + r) * p.K;
   prefetch_ahead(p, n, R);
