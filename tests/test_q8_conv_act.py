@@ -381,30 +381,62 @@ def test_bad_packed_weights():
 
 
 # -- NEON, for real, under qemu ----------------------------------------------------------------
-NEON_CONVS = [  # n, cin, cout, h, w, k, stride, pad, act, engine: the stem, odd shapes, Cout around 16
-    (1, 3, 16, 33, 30, 3, 2, 1, "hardswish", "x86"),
-    (2, 3, 16, 9, 7, 3, 2, 1, "hardswish", "qnnpack"),
-    (1, 1, 1, 1, 1, 1, 1, 0, "none", "x86"),
-    (3, 5, 17, 6, 9, 3, 1, 1, "relu", "qnnpack"),
-    (1, 4, 33, 7, 7, 5, 2, 2, "none", "onednn"),
-    (1, 7, 15, 5, 11, 3, 2, 0, "hardswish", "x86"),
+NEON_CONVS = [  # n, cin, cout, h, w, k, stride, pad, act, engine, Onednn mode: the stem, odd shapes,
+    # Cout around 16, OW around the SDOT path's 4-column step (OW 1, 2, 3, 4, 5, 7, 9, 10, 13, 15)
+    (1, 3, 16, 33, 30, 3, 2, 1, "hardswish", "x86", False),
+    (2, 3, 16, 9, 7, 3, 2, 1, "hardswish", "qnnpack", False),
+    (1, 1, 1, 1, 1, 1, 1, 0, "none", "x86", False),
+    (3, 5, 17, 6, 9, 3, 1, 1, "relu", "qnnpack", False),
+    (1, 4, 33, 7, 7, 5, 2, 2, "none", "onednn", False),
+    (1, 7, 15, 5, 11, 3, 2, 0, "hardswish", "x86", False),
+    (1, 4, 16, 3, 4, 3, 1, 0, "none", "qnnpack", False),
+    (1, 4, 8, 6, 10, 3, 1, 1, "hardswish", "onednn", True),
+    (2, 1, 33, 7, 13, 5, 1, 2, "relu", "onednn", True),
+    (1, 3, 17, 8, 14, 5, 2, 2, "none", "onednn", True),
+    (1, 5, 8, 5, 6, 3, 2, 1, "hardswish", "x86", True),
 ]
+
+
+def with_extremes(xq, m):
+    """xq with bytes 0 and 255 and m's weight with -128 and 127 sprinkled in, output channel 0's
+    weights all -128 and channel 1's all 127 (the SDOT path's x - 128 and 128 * sum w at their ends)."""
+    xq = xq.clone()
+    r = torch.rand(xq.shape)
+    xq[r < 0.15] = 0
+    xq[r > 0.85] = 255
+    qw = m.weight()
+    wi = qw.int_repr().clone()
+    r = torch.rand(wi.shape)
+    wi[r < 0.1] = -128
+    wi[r > 0.9] = 127
+    wi[0] = -128
+    if wi.shape[0] > 1:
+        wi[1] = 127
+    if qw.qscheme() == torch.per_tensor_affine:
+        qw = torch._make_per_tensor_quantized_tensor(wi, qw.q_scale(), 0)
+    else:
+        qw = torch._make_per_channel_quantized_tensor(wi, qw.q_per_channel_scales(), qw.q_per_channel_zero_points(), 0)
+    m.set_weight_bias(qw, m.bias())
+    return xq
 
 
 @neon_harness.requires_toolchain
 @pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
 def test_neon_under_qemu(cpu):
-    """The NEON stem conv and quantizer under qemu, bit for bit against q8.h's formula (the conv)
+    """The NEON stem conv (cortex-a53: the portable kernel; cortex-a76: the SDOT one) and
+    quantizer under qemu, bit for bit against q8.h's formula (the conv, both requantization modes)
     and PyTorch's quantize_per_tensor (NaN, inf, huge values and ties included)."""
     f, expected = neon_harness.CaseFile(), []
-    for n, cin, cout, h, w, k, s, p, act, engine in NEON_CONVS:
+    for n, cin, cout, h, w, k, s, p, act, engine, od in NEON_CONVS:
         x, xs, xz, m, lut, _ = make_case(n, cin, cout, h, w, k, s, p, act, engine)
-        xq = quantize_ref(x, xs, xz)
+        xq = with_extremes(quantize_ref(x, xs, xz), m)
         qw = m.weight()
         ws = qw.q_scale() if engine == "qnnpack" else qw.q_per_channel_scales()
         bi, bf, mult, oq, lut = requant_args(xs, ws, m.bias(), m.scale, m.zero_point, engine,
-                                             relu=isinstance(m, nniq.ConvReLU2d), lut=lut)
-        f.i64(0, n, cin, cout, h, w, k, s, p, xz, *oq, lut is not None)
+                                             relu=isinstance(m, nniq.ConvReLU2d), lut=lut, onednn=od)
+        f.i64(0, n, cin, cout, h, w, k, s, p, xz, *oq, lut is not None, od)
+        if od:
+            f.floats(torch.tensor(onednn_scales(xs, m.scale)))
         f.i64(*xq.flatten().tolist())
         f.i64(*pack_weight(qw.int_repr()).flatten().tolist())
         f.i64(*bi.tolist())
@@ -413,8 +445,8 @@ def test_neon_under_qemu(cpu):
         if lut is not None:
             f.i64(*lut.tolist())
         f.count += 1
-        ref = formula_ref(xq, xz, m, lut, engine, xs, od=False)  # the harness runs fbgemm's rounding
-        expected.append((ref.permute(0, 2, 3, 1).float(), f"conv {(n, cin, cout, h, w, k, s, p, act, engine)}"))
+        ref = formula_ref(xq, xz, m, lut, engine, xs, od=od)
+        expected.append((ref.permute(0, 2, 3, 1).float(), f"conv {(n, cin, cout, h, w, k, s, p, act, engine, od)}"))
     for n in (1, 17, 100):
         v, s = special_values(n)
         for zp in (0, 128, 255):

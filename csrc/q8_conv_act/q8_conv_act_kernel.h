@@ -165,13 +165,109 @@ void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
 }  // namespace
 #else
 namespace {
+// q8.h's float steps on one pixel's 16 sums of x * w (output channels c0..), the table, the store.
 template <bool OD>
-void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
-  constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
-  const int k = p.k;
+inline void requant_store(const Q8ConvArgs& p, const int32_t* acc, int64_t c0, uint8_t* py) {
+  constexpr int64_t kB = kQ8ConvCoutBlock;
   const int32_t zp = OD ? 0 : p.r.zp;  // added after rounding
   const float lo = static_cast<float>(p.r.lo - zp), hi = static_cast<float>(p.r.hi - zp);
   const float src = p.r.src_scale, inv = p.r.inv_scale, ozp = static_cast<float>(p.r.zp);
+  const int64_t nc = std::min(kB, p.Cout - c0);
+  alignas(64) int32_t q[kB];
+  alignas(64) float bf[kB] = {}, m[kB] = {};
+  alignas(64) int32_t bi[kB] = {};
+  for (int64_t j = 0; j < nc; ++j) {
+    bi[j] = p.r.bias_int[c0 + j];
+    bf[j] = p.r.bias_float[c0 + j];
+    m[j] = p.r.multiplier[c0 + j];
+  }
+  for (int64_t j = 0; j < kB; ++j) {
+    const float a = static_cast<float>(acc[j] + bi[j]);
+    float v = OD ? ((a * src) * m[j] + bf[j]) * inv + ozp : (a + bf[j]) * m[j];
+    v = std::min(std::max(v, lo), hi);
+    q[j] = static_cast<int32_t>(std::nearbyint(v)) + zp;
+  }
+  for (int64_t j = 0; j < nc; ++j)
+    py[c0 + j] = p.r.lut ? p.r.lut[q[j]] : static_cast<uint8_t>(q[j]);
+}
+
+#if defined(MBV3_ISA_NEON)
+// FEAT_DotProd (called only where has_dotprod()): per tap and group of 4 input channels, the
+// pixel's 4 bytes (one int32: sc = 1) - 128 (x ^ 0x80, an int8) broadcast against the packed
+// 16 x 4 weights, 4 SDOTs of 4 output channels each; sum x w = sum (x - 128) w + 128 sum w, sum w
+// by SDOT with ones once per block of 16 output channels.  kCols output columns keep independent chains; the sums then
+// go through requant_store, the portable path's epilogue.  Everything up to pop_options may use
+// SDOT (the pragma, not a function attribute: it reaches the lambda too).
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod")
+template <bool OD>
+[[gnu::noinline]] void conv_dot(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+  static_assert(kQ8ConvCoutBlock == 16, "4 int32x4 vectors of sums");
+  constexpr int kCols = 4;
+  const int k = p.k;
+  const int64_t groups = p.Cin / 4, nw = int64_t(k) * k * groups;  // 64-byte weight blocks per 16 co
+  const int64_t xs = p.stride * p.sw;  // bytes between two output columns' pixels
+  const uint32_t flip = 0x80808080u;
+  for (int64_t c0 = 0; c0 < p.Cout; c0 += 16) {
+    const int8_t* w0 = p.w + c0 / 16 * nw * 64;
+    int32x4_t corr[4];
+    for (int v = 0; v < 4; ++v) corr[v] = vdupq_n_s32(0);
+    const int8x16_t ones = vdupq_n_s8(1);
+    for (int64_t i = 0; i < nw; ++i)
+      for (int v = 0; v < 4; ++v) corr[v] = vdotq_s32(corr[v], ones, vld1q_s8(w0 + i * 64 + 16 * v));
+    for (int v = 0; v < 4; ++v) corr[v] = vshlq_n_s32(corr[v], 7);  // 128 sum w
+    for (int64_t row = row_begin; row < row_end; ++row) {
+      const int64_t b = row / p.OH, oh = row % p.OH;
+      const uint8_t* xrow = p.x + b * p.sn + oh * p.stride * p.sh;
+      auto columns = [&](int64_t ow0, auto ncols) {
+        constexpr int NB = decltype(ncols)::value;
+        int32x4_t acc[NB][4];
+        for (int j = 0; j < NB; ++j)
+          for (int v = 0; v < 4; ++v) acc[j][v] = corr[v];
+        const uint8_t* x0 = xrow + ow0 * xs;
+        const int8_t* w = w0;
+        for (int kh = 0; kh < k; ++kh)
+          for (int kw = 0; kw < k; ++kw)
+            for (int64_t g = 0; g < groups; ++g, w += 64) {
+              int8x16_t wv[4];
+              for (int v = 0; v < 4; ++v) wv[v] = vld1q_s8(w + 16 * v);
+              const uint8_t* px = x0 + kh * p.sh + kw * p.sw + 4 * g;
+#pragma GCC unroll 4
+              for (int j = 0; j < NB; ++j) {
+                uint32_t xv;
+                std::memcpy(&xv, px + j * xs, 4);
+                const int8x16_t xb = vreinterpretq_s8_u32(vdupq_n_u32(xv ^ flip));
+                for (int v = 0; v < 4; ++v) acc[j][v] = vdotq_s32(acc[j][v], wv[v], xb);
+              }
+            }
+        uint8_t* y0 = p.y + (row * p.OW + ow0) * p.Cout;
+        for (int j = 0; j < NB; ++j) {
+          alignas(16) int32_t s[16];
+          for (int v = 0; v < 4; ++v) vst1q_s32(s + 4 * v, acc[j][v]);
+          requant_store<OD>(p, s, c0, y0 + j * p.Cout);
+        }
+      };
+      int64_t ow = 0;
+      for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
+      switch (p.OW - ow) {
+        case 3: columns(ow, std::integral_constant<int, 3>{}); break;
+        case 2: columns(ow, std::integral_constant<int, 2>{}); break;
+        case 1: columns(ow, std::integral_constant<int, 1>{}); break;
+        default: break;
+      }
+    }
+  }
+}
+#pragma GCC pop_options
+#endif
+
+template <bool OD>
+void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
+#if defined(MBV3_ISA_NEON)
+  if (has_dotprod()) return conv_dot<OD>(p, row_begin, row_end);
+#endif
+  constexpr int64_t kB = kQ8ConvCoutBlock;  // output channels per pass: one int32 vector (AVX-512)
+  const int k = p.k;
   for (int64_t row = row_begin; row < row_end; ++row) {
     const int64_t b = row / p.OH, oh = row % p.OH;
     for (int64_t ow = 0; ow < p.OW; ++ow) {
@@ -188,23 +284,7 @@ void conv(const Q8ConvArgs& p, int64_t row_begin, int64_t row_end) {
                 for (int64_t j = 0; j < kB; ++j) acc[j] += xv * w[j * 4 + i];
               }
           }
-        const int64_t nc = std::min(kB, p.Cout - c0);
-        alignas(64) int32_t q[kB];
-        alignas(64) float bf[kB] = {}, m[kB] = {};
-        alignas(64) int32_t bi[kB] = {};
-        for (int64_t j = 0; j < nc; ++j) {
-          bi[j] = p.r.bias_int[c0 + j];
-          bf[j] = p.r.bias_float[c0 + j];
-          m[j] = p.r.multiplier[c0 + j];
-        }
-        for (int64_t j = 0; j < kB; ++j) {
-          const float a = static_cast<float>(acc[j] + bi[j]);
-          float v = OD ? ((a * src) * m[j] + bf[j]) * inv + ozp : (a + bf[j]) * m[j];
-          v = std::min(std::max(v, lo), hi);
-          q[j] = static_cast<int32_t>(std::nearbyint(v)) + zp;
-        }
-        for (int64_t j = 0; j < nc; ++j)
-          py[c0 + j] = p.r.lut ? p.r.lut[q[j]] : static_cast<uint8_t>(q[j]);
+        requant_store<OD>(p, acc, c0, py);
       }
     }
   }

@@ -1,7 +1,7 @@
 // Runs csrc/q8_conv_act/q8_conv_act_neon.cpp (the file the ARM build ships: the int8 stem conv and
 // the quantizer) on every case in a file.
 // Case (int64 unless marked float): kind.  kind 0, conv: N Cin Cout H W k stride pad x_zp zp lo hi
-// has_lut, x uint8 [N, Cin, H, W], the packed weight's int32 words (pack_weight), bias_int [Cout],
+// has_lut od (od: the Onednn mode, then float src_scale inv_scale), x uint8 [N, Cin, H, W], the packed weight's int32 words (pack_weight), bias_int [Cout],
 // float bias_float [Cout], float multiplier [Cout], lut [256] if any.  Output y [N, OH, OW, Cout]
 // as floats.  kind 1, quantizer: n zp, float inv_scale, float x [n]; output q8_quantize's and
 // q8_quantize_pixels' (one channel) bytes, 2n floats.
@@ -35,6 +35,12 @@ int main(int argc, char** argv) {
     rq.lo = static_cast<int32_t>(in.i64());
     rq.hi = static_cast<int32_t>(in.i64());
     const bool has_lut = in.i64() != 0;
+    if (in.i64() != 0) {
+      const auto sc = in.floats(2);
+      rq.mode = mbv3::Q8RequantMode::Onednn;
+      rq.src_scale = sc[0];
+      rq.inv_scale = sc[1];
+    }
     const auto x = in.ints<uint8_t>(N * Cin * H * W);
     const int64_t Cin4 = (Cin + 3) / 4 * 4, CoutPad = (Cout + 15) / 16 * 16;
     const int64_t words = mbv3::kQ8ConvPackHeader + CoutPad + CoutPad * k * k * Cin4 / 4;
