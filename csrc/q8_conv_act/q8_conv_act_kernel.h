@@ -195,9 +195,9 @@ inline void requant_store(const Q8ConvArgs& p, const int32_t* acc, int64_t c0, u
 // FEAT_DotProd (called only where has_dotprod()): per tap and group of 4 input channels, the
 // pixel's 4 bytes (one int32: sc = 1) - 128 (x ^ 0x80, an int8) broadcast against the packed
 // 16 x 4 weights, 4 SDOTs of 4 output channels each; sum x w = sum (x - 128) w + 128 sum w, sum w
-// by SDOT with ones once per block of 16 output channels.  kCols output columns keep independent chains; the sums then
-// go through requant_store, the portable path's epilogue.  Everything up to pop_options may use
-// SDOT (the pragma, not a function attribute: it reaches the lambda too).
+// by SDOT with ones once per block of 16 output channels.  kCols output columns keep independent
+// chains; the sums then go through requant_store, the portable path's epilogue.  Everything up to
+// pop_options may use SDOT (the pragma, not a function attribute: it reaches the lambda too).
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod")
 template <bool OD>
