@@ -6,7 +6,10 @@ the other waits idle on its pipe (interleaved, as bench_model.py does within one
 
     python bench/compare_builds.py BEFORE_DIR AFTER_DIR [--arch large] [--batch 1]
                                    [--threads 1 2] [--rounds 8] [--calls 30]
-                                   [--dtype float32|bfloat16]
+                                   [--dtype float32|bfloat16|int8]
+
+int8: torchvision's quantized model (x86 recipe, seeded calibration) through
+mbv3_fast.quantization.from_torchvision_quantized, float32 input.
 
 Prints, per thread count, the median of round medians for each build and after/before.
 """
@@ -19,16 +22,25 @@ import sys
 
 WORKER = r"""
 import json, sys, time, torch, torchvision, mbv3_fast
-arch, batch, dtype = sys.argv[1], int(sys.argv[2]), getattr(torch, sys.argv[3])
+arch, batch, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 tv = getattr(torchvision.models, "mobilenet_v3_" + arch)()
 with torch.no_grad():  # realistic BN statistics (the same seed in both builds)
     torch.manual_seed(0)
     for m in tv.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.normal_(0, 0.2); m.running_var.uniform_(0.5, 1.5)
-model = mbv3_fast.from_torchvision(tv).eval().requires_grad_(False).to(dtype)
-x = torch.randn(batch, 3, 224, 224, dtype=dtype)
-print(json.dumps({"file": mbv3_fast.__file__, "status": model.fused_status}), flush=True)
+if dtype == "int8":  # torchvision's x86 recipe on seeded calibration batches, as bench_model's fused_int8
+    import mbv3_fast.quantization as Q
+    g = torch.Generator().manual_seed(0)
+    q = Q.quantize_torchvision(tv.eval(), [torch.randn(2, 3, 224, 224, generator=g) for _ in range(4)], "x86")
+    model = Q.from_torchvision_quantized(q, "x86")
+    status = "int8, " + ("oneDNN rounding in the x86 convs" if model.onednn_convs else "fbgemm rounding")
+    x = torch.randn(batch, 3, 224, 224)
+else:
+    model = mbv3_fast.from_torchvision(tv).eval().requires_grad_(False).to(getattr(torch, dtype))
+    status = model.fused_status
+    x = torch.randn(batch, 3, 224, 224, dtype=getattr(torch, dtype))
+print(json.dumps({"file": mbv3_fast.__file__, "status": status}), flush=True)
 for line in sys.stdin:
     threads, calls = map(int, line.split())
     torch.set_num_threads(threads)
@@ -52,7 +64,7 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--calls", type=int, default=30)
-    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
     a = ap.parse_args(argv)
     env = dict(os.environ, PYTHONPATH="")
     workers = {}
