@@ -146,7 +146,7 @@ inline void se_factors(const Q8PwArgs& p, const uint8_t* s, float* sb, float* ns
 }
 
 // One row of A = q8_mul(x, se) into out (K4 * 4 bytes, padding zero), 64 values per store.  The
-// lower clamp (-zp) is left to the saturating packs, as in epilogue_fast.
+// lower clamp (-zp) is left to the saturating packs, as in epilogue_row.
 inline void scale_row(const Q8PwArgs& p, const uint8_t* x, const float* sb, const float* nsb, uint8_t* out, int64_t K4) {
   const __m512 mult = _mm512_set1_ps(p.mul.multiplier), hi = _mm512_set1_ps(static_cast<float>(255 - p.mul.zp));
   const __m512i zpw = _mm512_set1_epi16(static_cast<int16_t>(p.mul.zp));
@@ -186,11 +186,6 @@ template <int KIND>
   }
 }
 
-template <int KIND>
-[[gnu::always_inline]] inline __m512 requant_f(const Epi& e, __m512i acc, const float* bf, const float* m) {
-  return requant_v<KIND>(e, acc, _mm512_loadu_ps(bf), _mm512_loadu_ps(m));
-}
-
 // Whether |(float(sum) + bias_float) * multiplier| (Onednn: |(sum * multiplier + bias_float) *
 // inv_scale + zp|) < 2^30 for every sum the layer can make (|sum| <= 255 * 128 * K +
 // |bias_int|), with a wide margin for the float roundings.
@@ -217,30 +212,9 @@ inline bool sums_in_range(const Q8PwArgs& p) {
   return out == 0;
 }
 
-// kPlain / kLut8 on one row of NV vectors (acc holds fold already).  Only the upper clamp is
-// done in float: it keeps cvtps2dq in range; a value under lo - zp converts to an int32 that the
-// saturating packs and the max with lo bring to lo (clamping before or after rne is the same).
-template <int NV, int KIND>
-[[gnu::always_inline]] inline void epilogue_fast(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
-  __m512i q[4];
-#pragma GCC unroll 4
-  for (int v = 0; v < 4; ++v) {
-    if (v < NV) {
-      const __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + n0 + 16 * v, p.rq.multiplier + n0 + 16 * v);
-      q[v] = _mm512_cvtps_epi32(KIND & kInRange ? f : _mm512_min_ps(f, e.hi));
-    } else {
-      q[v] = _mm512_setzero_si512();
-    }
-  }
-  __m512i b = _mm512_max_epu8(pack_bytes<NV, (KIND & kOnednn) != 0>(q, e.zpw), e.lo8);
-  if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
-  if constexpr ((KIND & 3) == kLut8) b = e.table.bytes(b);
-  store_row(e, p.y + m * p.Cout + n0, b, nn);
-}
-
 // kGeneral's values for 16 lanes from the requantized f: clamp, table / rne, the add with the
 // residual bytes rb, in q8.h's float steps.  The add's lower clamp is left to the saturating
-// packs as above; the float add's zp comes with them too (general_zpw).
+// packs (see epilogue_row); the float add's zp comes with them too (general_zpw).
 template <int KIND>
 [[gnu::always_inline]] inline __m512i general_q(const Q8PwArgs& p, const Epi& e, __m512 f, __m128i rb) {
   f = _mm512_min_ps(_mm512_max_ps(f, e.lo), e.hi);
@@ -283,24 +257,6 @@ inline __m512i general_zpw(const Q8PwArgs& p, const Epi& e) {
                               _mm_loadl_epi64(reinterpret_cast<const __m128i*>(r1)));
   const __mmask16 k = static_cast<__mmask16>((1u << cnt) - 1u);
   return _mm_unpacklo_epi64(_mm_maskz_loadu_epi8(k, r0), _mm_maskz_loadu_epi8(k, r1));
-}
-
-// kGeneral on one row: general_q per vector of 16, then one store.
-template <int NV, int KIND>
-[[gnu::always_inline]] inline void epilogue_general(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m, int64_t n0, int64_t nn) {
-  __m512i q[4];
-#pragma GCC unroll 4
-  for (int v = 0; v < 4; ++v) {
-    if (v >= NV) {
-      q[v] = _mm512_setzero_si512();
-      continue;
-    }
-    const int64_t c = n0 + 16 * v;
-    const __m512 f = requant_f<KIND>(e, acc[v], p.rq.bias_float + c, p.rq.multiplier + c);
-    const __m128i rb = p.residual ? load16(p.residual + m * p.Cout + c, v + 1 < NV ? 16 : nn - 16 * v) : _mm_setzero_si128();
-    q[v] = general_q<KIND>(p, e, f, rb);
-  }
-  store_row(e, p.y + m * p.Cout + n0, pack_bytes<NV>(q, general_zpw(p, e)), nn);
 }
 
 // Several rows' outputs through one pack, permute and store, where a row's are 24 bytes or fewer:
@@ -355,6 +311,25 @@ template <int NQ, int KIND>
   if constexpr ((KIND & kInRange) != 0) b = _mm512_min_epu8(b, e.hi8);
   if constexpr ((KIND & 3) == kLut8) b = e.table.bytes(b);
   return b;
+}
+
+// One row of NV vectors (acc holds fold already): its per-column terms and residual bytes
+// loaded, group_bytes, one store.  In kPlain / kLut8, only the upper clamp is done in float: it
+// keeps cvtps2dq in range; a value under lo - zp converts to an int32 that the saturating packs
+// and the max with lo bring to lo (clamping before or after rne is the same).
+template <int NV, int KIND>
+[[gnu::always_inline]] inline void epilogue_row(const Q8PwArgs& p, const Epi& e, const __m512i* acc, int64_t m,
+                                                int64_t n0, int64_t nn) {
+  __m512 bfv[4], mv[4];
+  __m128i rb[4];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const int64_t c = n0 + 16 * v;
+    bfv[v] = _mm512_loadu_ps(p.rq.bias_float + c), mv[v] = _mm512_loadu_ps(p.rq.multiplier + c);
+    rb[v] = (KIND & 3) == kGeneral && p.residual ? load16(p.residual + m * p.Cout + c, v + 1 < NV ? 16 : nn - 16 * v)
+                                                 : _mm_setzero_si128();
+  }
+  store_row(e, p.y + m * p.Cout + n0, group_bytes<NV, KIND>(p, e, acc, bfv, mv, rb), nn);
 }
 
 // Where column quad L of slot s lands after group_bytes of slots 0-3 (dwords 0-15) and 4-7 (16-31).
@@ -507,8 +482,7 @@ template <int MR, int NV, bool HALF, int KIND>
   }
 #pragma GCC unroll 8
   for (int r = MR / GR * GR; r < MR; ++r) {
-    if constexpr ((KIND & 3) == kGeneral) epilogue_general<NV, KIND>(p, e, acc[r], m + r, n0, nn);
-    else epilogue_fast<NV, KIND>(p, e, acc[r], m + r, n0, nn);
+    epilogue_row<NV, KIND>(p, e, acc[r], m + r, n0, nn);
   }
 }
 
