@@ -44,7 +44,7 @@ class Act(enum.IntEnum):
 # Net.dtype <-> its code in the spec (the C++ loop runs float32 and bfloat16).
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 
-# Blocks whose expanded activation (per sample) is at least this large run expand + depthwise as
+# Blocks whose expanded activation (the whole batch's) is at least this large run expand + depthwise as
 # one op (mbv3::expand_dwconv_bn_act: the expanded tensor never leaves L2); smaller ones as two
 # ops, whose GEMM also splits columns over threads (README, "expand + depthwise fusion").
 FUSE_EXPAND_MIN_BYTES = 640 * 1024
@@ -52,7 +52,8 @@ FUSE_EXPAND_MIN_BYTES = 640 * 1024
 
 def fuse_expand_min_pixels(expanded_channels: int, dtype: torch.dtype) -> int:
     """The one fusion rule: expand + depthwise run as one op when the block input has at least
-    this many pixels (H * W), i.e. when the expanded map is >= FUSE_EXPAND_MIN_BYTES."""
+    this many pixels over the batch (N * H * W), i.e. when the batch's expanded map is >=
+    FUSE_EXPAND_MIN_BYTES."""
     per_pixel = max(1, expanded_channels * torch.empty((), dtype=dtype).element_size())
     return -(-FUSE_EXPAND_MIN_BYTES // per_pixel)
 
@@ -99,7 +100,8 @@ class SE:
 @dataclasses.dataclass(frozen=True)
 class Block:
     """One inverted residual block.  ``fuse_min_pixels``: expand + depthwise run as one op when
-    the block input has at least this many pixels (-1: never; see fuse_expand_min_pixels)."""
+    the block input has at least this many pixels over the batch, N * H * W (-1: never; see
+    fuse_expand_min_pixels)."""
     expand: Optional[Pointwise]
     depthwise: Depthwise
     se: Optional[SE]
@@ -151,7 +153,7 @@ def run_block(b: Block, x: Tensor, name: str = "block", label: Label = _no_label
     ops = torch.ops.mbv3
     d, e = b.depthwise, b.expand
     dw = (d.weight, d.bias, d.stride, d.padding, d.dilation, d.act.op_name)
-    if e is not None and 0 <= b.fuse_min_pixels <= x.shape[2] * x.shape[3]:
+    if e is not None and 0 <= b.fuse_min_pixels <= x.shape[0] * x.shape[2] * x.shape[3]:
         with label(name + ".expand+depthwise"):
             h = ops.expand_dwconv_bn_act(x, e.weight, e.bias, e.act.op_name, *dw)
     else:

@@ -178,7 +178,7 @@ at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayR
     const DepthwiseSpec& d = b.depthwise;
     const Act dact = act_of(d.act);
     at::Tensor h;
-    if (b.expand && b.fuse_min_pixels >= 0 && in.size(2) * in.size(3) >= b.fuse_min_pixels) {
+    if (b.expand && b.fuse_min_pixels >= 0 && in.size(0) * in.size(2) * in.size(3) >= b.fuse_min_pixels) {
       const PointwiseSpec& e = *b.expand;
       h = expand_dwconv_bn_act_cpu(in, w[e.weight], w[e.bias], act_of(e.act), w[d.weight], w[d.bias], d.stride,
                                    d.padding, d.dilation, dact);
