@@ -26,6 +26,9 @@
 
 #include "conv_bn_act.h"
 #include "common/simd.h"
+#if defined(MBV3_CONV_BF16_UNIT) && defined(MBV3_WITH_AVX512BF16)
+#include "conv_bn_act_dp.h"
+#endif
 
 namespace mbv3 {
 namespace MBV3_ISA_NS {
@@ -351,6 +354,9 @@ void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
   if (p.sx_w == 1 && p.stride == 2) return rows_kernel<2, true>(p, row_begin, row_end);
   if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
   return rows_kernel<0, false>(p, row_begin, row_end);
+#elif defined(MBV3_WITH_AVX512BF16)
+  // bf16 dot products for every shape (conv_bn_act_dp.h).
+  return dp::conv(p, row_begin, row_end);
 #else
   // Dense channels-last pixels: the window copies rows as they are (run-time column offsets,
   // as float32 channels_last); else planar, unit W stride.
