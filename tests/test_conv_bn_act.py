@@ -591,6 +591,17 @@ def test_bf16_channels_last_row_widths(w, cpu_isa_bf16):
         check_bf16(x, conv_w, bn, s, p, "hardswish", f"bf16 {cpu_isa} channels_last W{w} s{s}p{p}")
 
 
+def test_bf16_large_strides(cpu_isa_bf16):
+    """Strides far above k: the dot-product kernel's window would be mostly unread (65536 on a
+    7x6 map), so those run the widening kernel; 4 and 9 still take the dot products."""
+    cpu_isa = cpu_isa_bf16
+    for s, p, layout in ((65536, 1, "nchw"), (65536, 0, "nhwc"), (4, 1, "nchw_view"), (9, 3, "nhwc")):
+        x, conv_w, bn = make_case(2, 3, 17, 7, 6, 3, layout, BF16)
+        check_bf16(x, conv_w, bn, s, p, "hardswish", f"bf16 {cpu_isa} s{s}p{p} {layout}")
+    x, conv_w, bn = make_case(1, 3, 16, 40, 300, 3, "nchw", BF16)
+    check_bf16(x, conv_w, bn, 9, 1, "relu", f"bf16 {cpu_isa} 40x300 s9")
+
+
 @pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
 @pytest.mark.parametrize("layout", ["nchw", "nhwc"])
 def test_bf16_nonfinite_at_every_position(value, layout, cpu_isa_bf16):

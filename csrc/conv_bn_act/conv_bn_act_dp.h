@@ -1,5 +1,6 @@
 // The avx512_bf16 dense conv for bf16 x / w / y on bf16 dot products (vdpbf16ps): included by
-// conv_bn_act_kernel.h in the avx512_bf16 bf16 unit only, for every shape the op accepts.
+// conv_bn_act_kernel.h in the avx512_bf16 bf16 unit only, for every shape whose input window
+// fits 8 MB (covers(); the others, strides far above k, run the widening kernel).
 //
 // The conv is a GEMM over the K = Cin*k*k taps taken in pairs, as the 1x1 K-pair kernel
 // (pwconv_bn_act_k_pairs_kernel.h): per output pixel and 16 output channels, one vdpbf16ps per
@@ -58,16 +59,34 @@ struct Plan {
   int64_t n_built;     // pairs built into A (the non-direct ones)
 };
 
+// The window's rows and (even) columns: column c holds input column c - pad.  The gathers'
+// last reads: 32-word loads from column (OWp - P) * s + kw (stride 1, 2), column
+// (OWp - 1) * s + kw (stride 3+), word OWp - 1 + kw / 2 of a row (direct pairs).
+inline void window_size(const ConvArgs<bf16>& p, int64_t OWp, int64_t& R, int64_t& Wp) {
+  const int64_t k = p.k, s = p.stride;
+  R = (kBandRows - 1) * s + k;
+  Wp = std::max({(OWp - P) * s + k + 32, (OWp - 1) * s + k, p.pad + p.W, 2 * OWp + k});
+  Wp += Wp & 1;
+}
+
+// The shapes this kernel takes: all whose window fits kMaxWindow bytes (a stride far above k,
+// e.g. 65536 on a tiny map, would make it mostly unread rows and columns); the others run the
+// widening kernel.
+constexpr int64_t kMaxWindow = int64_t(8) << 20;
+inline bool covers(const ConvArgs<bf16>& p) {
+  int64_t R, Wp;
+  const int64_t OWp = (p.OW + P - 1) / P * P;
+  if (p.stride > kMaxWindow || p.OW > kMaxWindow) return false;  // keeps R and Wp in range
+  window_size(p, OWp, R, Wp);
+  return double(p.Cin) * double(R) * double(Wp) * double(sizeof(bf16)) <= double(kMaxWindow);
+}
+
 inline Plan plan(const ConvArgs<bf16>& p) {
   Plan g;
   const int64_t k = p.k, s = p.stride;
   g.G = (p.Cout + 15) / 16;
   g.OWp = (p.OW + P - 1) / P * P;
-  g.R = (kBandRows - 1) * s + k;
-  // The gathers' last reads: 32-word loads from column (OWp - P) * s + kw (stride 1, 2), column
-  // (OWp - 1) * s + kw (stride 3+), word OWp - 1 + kw / 2 of a row (direct pairs).
-  g.Wp = std::max({(g.OWp - P) * s + k + 32, (g.OWp - 1) * s + k, p.pad + p.W, 2 * g.OWp + k});
-  g.Wp += g.Wp & 1;
+  window_size(p, g.OWp, g.R, g.Wp);
   for (int64_t ci = 0; ci < p.Cin; ++ci)
     for (int64_t kh = 0; kh < k; ++kh)
       for (int64_t kw = 0; kw < k; ++kw) g.off.push_back((ci * g.R + kh) * g.Wp + kw);

@@ -354,10 +354,11 @@ void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
   if (p.sx_w == 1 && p.stride == 2) return rows_kernel<2, true>(p, row_begin, row_end);
   if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
   return rows_kernel<0, false>(p, row_begin, row_end);
-#elif defined(MBV3_WITH_AVX512BF16)
-  // bf16 dot products for every shape (conv_bn_act_dp.h).
-  return dp::conv(p, row_begin, row_end);
 #else
+#if defined(MBV3_WITH_AVX512BF16)
+  // bf16 dot products (conv_bn_act_dp.h) for all but extreme strides.
+  if (dp::covers(p)) return dp::conv(p, row_begin, row_end);
+#endif
   // Dense channels-last pixels: the window copies rows as they are (run-time column offsets,
   // as float32 channels_last); else planar, unit W stride.
   if (p.sx_c == 1 && p.sx_w == p.Cin) return rows_kernel_bf16<0, false>(p, row_begin, row_end);
