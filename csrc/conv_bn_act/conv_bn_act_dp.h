@@ -221,8 +221,9 @@ void build_pairs(const ConvArgs<bf16>& p, const Plan& g, const bf16* row, int64_
 
 // 16 accumulators += w . the pairs a[0..15], each broadcast as an embedded {1to16} operand, in
 // two asm blocks of 8 (an asm takes at most 30 operands, a "+v" counts twice), so that the
-// addresses are base + constant: as fmadd_bcast in conv_bn_act_kernel.h, the asm reads a
-// without telling the compiler, sound because a is never written while a tile runs.
+// addresses are base + constant.  The unused "m" operand tells the compiler that the asm reads
+// a[0..15]: the pair rows are written just before (build_pairs) and read only here, so without
+// it their stores would look dead.
 #define MBV3_DP(j, o) "vdpbf16ps " #o "(%[a])%{1to16%}, %[w], %[c" #j "]\n\t"
 #define MBV3_ACC(j, i) [c##j] "+v"(acc[i])
 #define MBV3_DOT8(h, o0, o1, o2, o3, o4, o5, o6, o7)                                                         \
@@ -230,7 +231,7 @@ void build_pairs(const ConvArgs<bf16>& p, const Plan& g, const bf16* row, int64_
           MBV3_DP(7, o7)                                                                                       \
       : MBV3_ACC(0, h + 0), MBV3_ACC(1, h + 1), MBV3_ACC(2, h + 2), MBV3_ACC(3, h + 3), MBV3_ACC(4, h + 4),    \
         MBV3_ACC(5, h + 5), MBV3_ACC(6, h + 6), MBV3_ACC(7, h + 7)                                             \
-      : [a] "r"(a), [w] "v"(w))
+      : [a] "r"(a), [w] "v"(w), [m] "m"(*reinterpret_cast<const uint32_t(*)[P]>(a)))
 inline void dot16(__m512 (&acc)[P], __m512i w, const uint32_t* a) {
   MBV3_DOT8(0, 0, 4, 8, 12, 16, 20, 24, 28);
   MBV3_DOT8(8, 32, 36, 40, 44, 48, 52, 56, 60);
