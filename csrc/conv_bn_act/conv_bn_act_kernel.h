@@ -19,7 +19,9 @@
 // of every channel are widened (exactly) into a float32 window [Cin][k][W]; the float32 tiles
 // run on that window and round y once on store (round-to-nearest-even), so a bf16 result is
 // bitwise the float32 kernel's result on the same values, rounded.  (Widening per tap instead
-// cost three FP-pipe instructions per broadcast where float32 folds it into the FMA.)
+// cost three FP-pipe instructions per broadcast where float32 folds it into the FMA.)  The
+// avx512_bf16 unit runs bf16 dot products instead (conv_bn_act_dp.h), this path only for the
+// shapes that kernel does not take.
 #pragma once
 #include <algorithm>
 #include <vector>
