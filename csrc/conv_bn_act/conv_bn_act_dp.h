@@ -249,7 +249,15 @@ inline void tile(const uint32_t* const* src, int64_t j0, const bf16* wg, int64_t
 #pragma GCC unroll 16
   for (int j = 0; j < P; ++j) acc[j] = bias;
   for (int64_t kp = 0; kp < KP; ++kp) dot16(acc, _mm512_loadu_si512(wg + kp * 32), src[kp] + j0);
-  if (lanes == 16 && npix == P) {
+  if (lanes == 16 && npix == P && Cout == 16) {
+    // Dense 16-channel pixels (the stem): two pixels per vcvtne2ps2bf16 (same rounding as
+    // Vec::store's vcvtneps2bf16) and one 64-byte store.
+#pragma GCC unroll 8
+    for (int j = 0; j < P; j += 2) {
+      const __m512bh h = _mm512_cvtne2ps_pbh(activate(Vec{acc[j + 1]}, act).v, activate(Vec{acc[j]}, act).v);
+      _mm512_storeu_si512(y + j * 16, reinterpret_cast<const __m512i&>(h));
+    }
+  } else if (lanes == 16 && npix == P) {
 #pragma GCC unroll 16
     for (int j = 0; j < P; ++j) activate(Vec{acc[j]}, act).store(y + j * Cout);
   } else {
