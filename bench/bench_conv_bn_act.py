@@ -53,8 +53,9 @@ def test_conv_bn_act(benchmark, record, threads, batch, layer, provider):
 
 def test_interleaved():
     """ours fp32 vs ours bf16 vs PyTorch bf16 (conv + activation) per stem layer, NCHW input and
-    channels_last (the profile's and bench_model's input), batch 1, 1 thread.  Speed is printed,
-    never asserted."""
+    channels_last (the profile's and bench_model's input), batch 1, 1 thread.  Where the CPU has
+    avx512_bf16, also bf16_widen: the avx512 path's widening kernel, which avx512_bf16 ran before
+    its vdpbf16ps kernel (conv_bn_act_dp.h).  Speed is printed, never asserted."""
     import itertools
     import os
     import time
@@ -66,8 +67,21 @@ def test_interleaved():
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     op = torch.ops.mbv3.conv_bn_act.default
-    print(f"\nisa {mbv3_fast.get_cpu_isa()}; µs (thread time), median of {rounds} round medians of {calls} calls")
-    print("layer Cin->Cout map     k s layout | fp32   bf16  torch_bf16 | bf16/fp32")
+    isa = mbv3_fast.get_cpu_isa()
+    print(f"\nisa {isa}; µs (thread time), median of {rounds} round medians of {calls} calls")
+    widen = isa == "avx512_bf16"
+
+    def on_avx512(fn):  # the widening kernel, then back to the default path
+        def call():
+            mbv3_fast.set_cpu_isa("avx512")
+            try:
+                return fn()
+            finally:
+                mbv3_fast.set_cpu_isa(isa)
+        return call
+
+    print("layer Cin->Cout map     k s layout | fp32   bf16  torch_bf16 | bf16/fp32"
+          + ("  bf16_widen  bf16/bf16_widen" if widen else ""))
     try:
         with torch.no_grad():
             for (i, (cin, cout, h, w, k, s, p, act)), fmt in itertools.product(enumerate(LAYERS), ("nchw", "nhwc")):
@@ -85,8 +99,11 @@ def test_interleaved():
                     "bf16": lambda: op(xb, wpb, bf, s, p, act),
                     "torch_bf16": lambda: a(F.conv2d(xb, wb, bf.bfloat16(), s, p)),
                 }
+                if widen:
+                    prov["bf16_widen"] = on_avx512(prov["bf16"])
                 r = {n: 1e6 * t for n, t in round_medians(prov, rounds, calls, time.thread_time).items()}
                 print(f"stem{i} {cin:3d}->{cout:<4d} {h}x{w} {k} {s} {fmt}   | {r['fp32']:6.1f} {r['bf16']:6.1f} "
-                      f"{r['torch_bf16']:8.1f}   | {r['bf16'] / r['fp32']:.2f}")
+                      f"{r['torch_bf16']:8.1f}   | {r['bf16'] / r['fp32']:.2f}"
+                      + (f"  {r['bf16_widen']:10.1f}  {r['bf16'] / r['bf16_widen']:.2f}" if widen else ""))
     finally:
         torch.set_num_threads(before)
