@@ -421,6 +421,38 @@ def test_bf16_channel_tiles(c, cpu_isa_bf16):
             check_bf16(x, conv_w, bn, s, p, 1, act, f"bf16 {cpu_isa} C{c} {h}x{w} k{k}s{s}p{p} {act}")
 
 
+@pytest.mark.parametrize("c", [16, 48, 72, 33])
+def test_bf16_column_blocks(c, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # avx512_bf16's column blocks: 8 columns for a 16-channel tile (16, 48), 6 for 32-channel
+    # ones on 3x3 stride-1 rows of 28+ columns (48, 72), 4 otherwise (33, and 5x5 / stride 2),
+    # then a checked block of 4 and one of 1..3: widths that end on each, blocks fully inside the
+    # row (unchecked) and touching the padding.
+    for i, (w, k, s) in enumerate(itertools.product([8, 14, 17, 28, 29, 30, 31, 33, 37], (3, 5), (1, 2))):
+        act = ("hardswish", "relu", "none")[(i + c) % 3]
+        p = (k // 2, 0)[i % 3 == 2]
+        if w + 2 * p < k:
+            continue
+        x, conv_w, bn = make_case(1 + i % 2 * 2, c, 3 + i % 3, w, k, channels_last=i % 4 != 3)
+        check_bf16(x, conv_w, bn, s, p, 1, act, f"bf16 {cpu_isa} C{c} w{w} k{k}s{s}p{p} {act}")
+
+
+@pytest.mark.parametrize("w", [16, 28, 37])
+@pytest.mark.parametrize("c", [16, 72])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+def test_bf16_non_finite_input_column_blocks(value, c, w, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # Non-finite values in the 8- and 6-column blocks (first, inner, last, and the tail blocks).
+    x, conv_w, bn = make_case(1, c, 5, w, 3)
+    for ch, hh, ww in ((0, 0, 0), (c - 1, 2, 7), (5, 1, 8), (c // 2, 4, w - 1), (3, 2, w - 3), (9, 3, 13)):
+        x[0, ch, hh, ww] = value
+    w_, b = fold_bn(conv_w, bn)
+    ours = torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w_.to(BF16), b, 1, 1, 1, "relu").double()
+    ref = ACT_FN["relu"](F.conv2d(bf16_values(x).double(), w_.to(BF16).double(), b.double(), 1, 1, 1, c))
+    assert torch.equal(ours.isnan(), ref.isnan()), cpu_isa
+    assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
+
+
 @pytest.mark.parametrize("c", [56, 48, 40])
 @pytest.mark.parametrize("k,s", [(3, 1), (5, 2)])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])

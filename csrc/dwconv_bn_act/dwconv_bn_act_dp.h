@@ -28,8 +28,6 @@ namespace mbv3 {
 namespace MBV3_ISA_NS {
 namespace {
 
-constexpr int kDpBlock = 4;  // output columns per block, as the widening kernel's kBlock
-
 struct Dp512 {
   static constexpr int N = 32;  // channels per tile
   using I = __m512i;
@@ -105,9 +103,11 @@ struct Dp512Tail : Dp512 {
   }
 };
 
-// kDpBlock adjacent output columns (NB < kDpBlock: the row's last, partial block), one channel
-// tile.  wp: the (K / 2) row pairs' taps, [pair][kw][lo, hi]; ws: the last row's taps widened,
-// [kw][lo, hi].  Pairs alternate between two accumulators (short chains, as block() does).
+// NB adjacent output columns, one channel tile.  wp: the (K / 2) row pairs' taps,
+// [pair][kw][lo, hi]; ws: the last row's taps widened, [kw][lo, hi].  One accumulator per
+// output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
+// most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
+// (pairs vs the last row, bias added last) measured slower on every layer.
 template <class D, int K, int S, Act A, int NB, bool CHECKED>
 inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
@@ -116,9 +116,8 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
   using F = typename D::F;
   constexpr int kCols = (NB - 1) * S + K;
   const int64_t C = p.C, iw0 = ow * S - p.pad;
-  F acc[2][NB][2];
-  for (int a = 0; a < 2; ++a)
-    for (int j = 0; j < NB; ++j) acc[a][j][0] = acc[a][j][1] = D::zero();
+  F acc[NB][2];
+  for (int j = 0; j < NB; ++j) acc[j][0] = b_lo, acc[j][1] = b_hi;
 #pragma GCC unroll 4
   for (int pr = 0; pr < K / 2; ++pr) {
     const bf16* ra = rows[2 * pr];
@@ -135,12 +134,11 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
       for (int kw = 0; kw < K; ++kw) {
         if (i - kw < 0 || (i - kw) % S != 0 || (i - kw) / S >= NB) continue;
         const int j = (i - kw) / S;
-        acc[pr & 1][j][0] = D::dot(acc[pr & 1][j][0], lo, wp[(pr * K + kw) * 2]);
-        acc[pr & 1][j][1] = D::dot(acc[pr & 1][j][1], hi, wp[(pr * K + kw) * 2 + 1]);
+        acc[j][0] = D::dot(acc[j][0], lo, wp[(pr * K + kw) * 2]);
+        acc[j][1] = D::dot(acc[j][1], hi, wp[(pr * K + kw) * 2 + 1]);
       }
     }
   }
-  constexpr int kLast = (K / 2) & 1;  // the accumulator the last row joins
   if (const bf16* rl = rows[K - 1]) {
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i) {
@@ -151,15 +149,15 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
       for (int kw = 0; kw < K; ++kw) {
         if (i - kw < 0 || (i - kw) % S != 0 || (i - kw) / S >= NB) continue;
         const int j = (i - kw) / S;
-        acc[kLast][j][0] = D::fma(acc[kLast][j][0], lo, ws[kw * 2]);
-        acc[kLast][j][1] = D::fma(acc[kLast][j][1], hi, ws[kw * 2 + 1]);
+        acc[j][0] = D::fma(acc[j][0], lo, ws[kw * 2]);
+        acc[j][1] = D::fma(acc[j][1], hi, ws[kw * 2 + 1]);
       }
     }
   }
   using V = typename D::V;
   for (int j = 0; j < NB; ++j) {
-    const F lo = activate<A>(V{D::add(D::add(acc[0][j][0], acc[1][j][0]), b_lo)}).v;
-    const F hi = activate<A>(V{D::add(D::add(acc[0][j][1], acc[1][j][1]), b_hi)}).v;
+    const F lo = activate<A>(V{acc[j][0]}).v;
+    const F hi = activate<A>(V{acc[j][1]}).v;
     d.store(yrow + (ow + j) * C + c, lo, hi);
   }
 }
@@ -229,8 +227,17 @@ const char* dp_pack(const DwConvArgs<bf16>& p, int64_t c_begin, int64_t c_end) {
   return base;
 }
 
-// One output row of one channel tile, from its packed taps.
-template <class D, int K, int S, Act A>
+// Output columns per block (`wide`: for rows of 28 columns or more).  16-channel tiles (ymm,
+// half the registers per accumulator): 8.  32-channel ones: 4, or 6 for wide 3x3 stride-1 rows
+// (72x56x56); 6 lost on the 14-wide rows (6 + 6 + 2), on 5x5 and stride 2, 8 on nearly all.
+template <class D, int K, int S>
+constexpr int dp_block_width(bool wide) {
+  return D::N == 16 ? 8 : (wide && K == 3 && S == 1) ? 6 : 4;
+}
+
+// One output row of one channel tile, from its packed taps: blocks of BW columns, then the
+// row's last (fewer than BW) in a block of 4 and one of 1..3.
+template <class D, int K, int S, Act A, int BW>
 inline void dp_tile(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c,
                     int64_t ow_lo, int64_t ow_hi, const char* packed) {
   using I = typename D::I;
@@ -239,22 +246,19 @@ inline void dp_tile(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf1
   const I* ws = wp + (K / 2) * K * 2;
   const F* b = reinterpret_cast<const F*>(ws + K * 2);
   const F b_lo = b[0], b_hi = b[1];
-  static_assert(kDpBlock == 4, "partial blocks of 1..3 columns");
-  for (int64_t ow = 0; ow < p.OW; ow += kDpBlock) {
-    const int64_t n = std::min<int64_t>(kDpBlock, p.OW - ow);
-    if (n == kDpBlock) {
-      if (ow >= ow_lo && ow + kDpBlock <= ow_hi)
-        dp_block<D, K, S, A, kDpBlock, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
-      else
-        dp_block<D, K, S, A, kDpBlock, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
-    } else if (n == 3) {
-      dp_block<D, K, S, A, 3, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
-    } else if (n == 2) {
-      dp_block<D, K, S, A, 2, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
-    } else {
-      dp_block<D, K, S, A, 1, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
-    }
+  int64_t ow = 0;
+  for (; ow + BW <= p.OW; ow += BW) {
+    if (ow >= ow_lo && ow + BW <= ow_hi)
+      dp_block<D, K, S, A, BW, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+    else
+      dp_block<D, K, S, A, BW, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
   }
+  if constexpr (BW > 4)
+    for (; ow + 4 <= p.OW; ow += 4) dp_block<D, K, S, A, 4, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+  const int64_t n = p.OW - ow;
+  if (n == 3) dp_block<D, K, S, A, 3, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+  else if (n == 2) dp_block<D, K, S, A, 2, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+  else if (n == 1) dp_block<D, K, S, A, 1, true>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
 }
 
 // Channels [c_begin, c_end) of one output row in the tiles of for_each_dp_tile (taps packed by
@@ -264,7 +268,9 @@ int64_t dp_row(const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, i
                int64_t c_end, int64_t ow_lo, int64_t ow_hi, const char* packed) {
   return for_each_dp_tile(c_begin, c_end, [&](auto d, int64_t c) {
     using D = decltype(d);
-    dp_tile<D, K, S, A>(d, p, rows, yrow, c, ow_lo, ow_hi, packed);
+    constexpr int kWide = dp_block_width<D, K, S>(true), kNarrow = dp_block_width<D, K, S>(false);
+    if (kWide != kNarrow && p.OW >= 28) dp_tile<D, K, S, A, kWide>(d, p, rows, yrow, c, ow_lo, ow_hi, packed);
+    else dp_tile<D, K, S, A, kNarrow>(d, p, rows, yrow, c, ow_lo, ow_hi, packed);
     packed += dp_tile_bytes<D, K>();
   });
 }
