@@ -19,6 +19,22 @@
 namespace mbv3 {
 namespace MBV3_ISA_NS {
 
+// columns(ow, std::integral_constant<int, n>{}) over the output columns [0, OW): blocks of KC,
+// then the last 1..KC-1 columns as one block whose count is a compile-time constant too.
+template <int N, class F>
+[[gnu::always_inline]] inline void column_tail(int64_t ow, int64_t n, const F& columns) {
+  if constexpr (N > 0) {
+    if (n == N) columns(ow, std::integral_constant<int, N>{});
+    else column_tail<N - 1>(ow, n, columns);
+  }
+}
+template <int KC, class F>
+[[gnu::always_inline]] inline void column_blocks(int64_t OW, const F& columns) {
+  int64_t ow = 0;
+  for (; ow + KC <= OW; ow += KC) columns(ow, std::integral_constant<int, KC>{});
+  column_tail<KC - 1>(ow, OW - ow, columns);
+}
+
 #if defined(MBV3_ISA_AVX512)
 // 16 output channels in the lanes of one int32 vector.  x is NHWC with Cin a multiple of 4 (see
 // Q8ConvArgs): a pixel's 4 channels are one int32, broadcast against the int8 weights of those
@@ -135,18 +151,7 @@ __attribute__((optimize("no-tree-pre"))) void conv_rows(const Q8ConvArgs& p, int
           }
         }
       };
-      int64_t ow = 0;
-      for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
-      switch (p.OW - ow) {
-        case 7: columns(ow, std::integral_constant<int, 7>{}); break;
-        case 6: columns(ow, std::integral_constant<int, 6>{}); break;
-        case 5: columns(ow, std::integral_constant<int, 5>{}); break;
-        case 4: columns(ow, std::integral_constant<int, 4>{}); break;
-        case 3: columns(ow, std::integral_constant<int, 3>{}); break;
-        case 2: columns(ow, std::integral_constant<int, 2>{}); break;
-        case 1: columns(ow, std::integral_constant<int, 1>{}); break;
-        default: break;
-      }
+      column_blocks<kCols>(p.OW, columns);
     }
   }
 }
@@ -247,14 +252,7 @@ template <bool OD>
           requant_store<OD>(p, s, c0, y0 + j * p.Cout);
         }
       };
-      int64_t ow = 0;
-      for (; ow + kCols <= p.OW; ow += kCols) columns(ow, std::integral_constant<int, kCols>{});
-      switch (p.OW - ow) {
-        case 3: columns(ow, std::integral_constant<int, 3>{}); break;
-        case 2: columns(ow, std::integral_constant<int, 2>{}); break;
-        case 1: columns(ow, std::integral_constant<int, 1>{}); break;
-        default: break;
-      }
+      column_blocks<kCols>(p.OW, columns);
     }
   }
 }
