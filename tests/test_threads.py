@@ -64,3 +64,50 @@ def test_model_one_vs_two_threads_bitwise(cpu_isa):
             one = _run(model, x, 1)
             two = _run(model, x, 2)
         assert torch.equal(one, two), f"{cpu_isa} batch {n}: 1 vs 2 threads differ by {(one - two).abs().max():.3e}"
+
+
+def _shuffled_tail(weights):
+    """The weights with the last two tensors (the head's second weight and bias) swapped: a spec
+    that fails at the last layer, after every other layer ran on the whole-network op's team."""
+    w = list(weights)
+    w[-1], w[-2] = w[-2], w[-1]
+    return w
+
+
+def test_model_team_error_and_concurrent_calls():
+    """The one-call forward at 2 threads runs its layers on one team of threads (csrc/common/
+    parallel.h).  A layer that raises at the end of the walk gives the layer's ValueError and
+    leaves nothing behind: the next calls, also from two Python threads at once, give the 1-thread
+    bits."""
+    import threading
+
+    tv = pytest.importorskip("torchvision")
+    import mbv3_fast
+    model = mbv3_fast.from_torchvision(tv.models.mobilenet_v3_small().eval())
+    plan = model._fused_plan()
+    op = torch.ops.mbv3.mobilenet_v3
+    xs = [torch.randn(n, 3, 64, 80) for n in (1, 2, 3, 1)]
+    ref = [_run(lambda x: op(x, plan.net_weights, plan.net_spec), x, 1) for x in xs]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for _ in range(3):
+            with pytest.raises(ValueError):
+                op(xs[0], _shuffled_tail(plan.net_weights), plan.net_spec)
+            assert torch.equal(op(xs[0], plan.net_weights, plan.net_spec), ref[0])
+        out = [None] * len(xs)
+
+        def call(i):
+            for _ in range(5):
+                out[i] = op(xs[i], plan.net_weights, plan.net_spec)
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(len(xs))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        assert not any(t.is_alive() for t in threads), "a forward did not return"
+    finally:
+        torch.set_num_threads(before)
+    for i, (o, r) in enumerate(zip(out, ref)):
+        assert torch.equal(o, r), f"input {i}: concurrent 2-thread forward differs from 1 thread"

@@ -108,7 +108,7 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
     if constexpr (kIsFloat) logits = out.data_ptr<float>();
     const HeadPoolArgs<T> pp{data_as<T>(x), C, H * W, nhwc};
     auto* pool = MBV3_ISA_SELECT_AS(HeadPoolFn<T>, head_pool, current_isa());
-    at::parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
+    parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
                      [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
     linear(m1, bias1, act, N, pooled, C, hidden, hid);
     linear(m2, bias2, Act::None, N, hid, hidden, classes, logits);

@@ -11,6 +11,7 @@
 #include "activation.h"
 #include "bf16.h"
 #include "fc_matrix.h"
+#include "parallel.h"
 
 namespace mbv3 {
 
@@ -183,13 +184,13 @@ void parallel_fc(int64_t N, int64_t nb, int64_t outs, int64_t ins, int64_t min_s
   constexpr int64_t kAlign = 16;
   if (N <= 0 || nb <= 0) return;
   const int64_t blocks = (N + nb - 1) / nb, aligned = (outs + kAlign - 1) / kAlign;
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = num_threads();
   int64_t slices = 1;
   while (blocks * slices < 2 * threads && slices * 2 <= std::min(max_slices, aligned) &&
          outs * ins * nb / (slices * 2) >= min_slice_macs)
     slices *= 2;
   auto begin = [&](int64_t k) { return std::min(outs, k * aligned / slices * kAlign); };
-  at::parallel_for(0, blocks * slices, parallel_grain(outs * ins * nb / slices, min_task_macs),
+  parallel_for(0, blocks * slices, parallel_grain(outs * ins * nb / slices, min_task_macs),
                    [&](int64_t b, int64_t e) {
                      for (int64_t u = b; u < e; ++u) {
                        const int64_t n0 = u / slices * nb, k = u % slices;

@@ -94,7 +94,7 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
                         data_as<T>(y), N, Cin, H, W, x.stride(0), x.stride(1), x.stride(2), x.stride(3),
                         Cout, OH, OW, int(k), int(stride), int(padding), act};
     auto* kernel = MBV3_ISA_SELECT_AS(ConvFn<T>, conv_bn_act, current_isa());
-    at::parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
+    parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
   });
   return y;
 }

@@ -37,11 +37,11 @@ std::vector<int64_t> check_dwconv_op(const at::Tensor& x, const at::Tensor& weig
 template <class T, class Kernel>
 void run_dwconv(const DwConvArgs<T>& p, Kernel* kernel) {
   const int64_t rows = p.N * p.OH, C = p.C;
-  const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
+  const int64_t cblock = rows >= 4 * num_threads() ? C : 64;
   const int64_t cblocks = (C + cblock - 1) / cblock, units = rows * cblocks;
   const int64_t unit_macs = p.OW * std::min(C, cblock) * p.k * p.k;
   const int64_t grain = parallel_grain(unit_macs, 16384);
-  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     if (cblocks == 1) return kernel(p, begin, end, 0, C);
     for (int64_t u = begin; u < end; ++u) {
       const int64_t row = u / cblocks, c0 = (u % cblocks) * cblock;

@@ -76,8 +76,8 @@ void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T
   // Threads take contiguous runs of output rows; a run shorter than a band would recompute
   // more overlap than it saves.
   const int64_t rows = N * OH;
-  const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, at::get_num_threads()) / 2);
-  at::parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, num_threads()) / 2);
+  parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
     thread_local std::vector<T> window;
     if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
     T* win = window.data();

@@ -167,7 +167,7 @@ at::Tensor pointwise(const at::Tensor& x, at::TensorList w, const PointwiseSpec&
 }
 
 // The walk of mbv3_fast.plan.run, in C++.
-at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
+at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
   const NetSpec n = parse(spec, w);
   TORCH_CHECK_VALUE(x.scalar_type() == n.dtype, "mobilenet_v3: x is ", dtype_name(x.scalar_type()),
                     " but the network is ", dtype_name(n.dtype));
@@ -194,6 +194,14 @@ at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayR
   if (!n.head) return y;  // no folded head: the caller runs its classifier on these features
   const HeadSpec& hd = *n.head;
   return classifier_head_cpu(y, w[hd.w1], w[hd.b1], w[hd.w2], w[hd.b2], act_of(hd.act));
+}
+
+// The op: the walk inside one team (common/parallel.h), so that its ~70 parallel loops share
+// threads started once.
+at::Tensor mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
+  at::Tensor out;
+  with_team([&] { out = walk(x, w, spec); });
+  return out;
 }
 
 }  // namespace

@@ -60,7 +60,7 @@ void run_pwconv(PwConvArgs<T>& p, int64_t HW) {
   const Isa isa = current_isa();
   auto* kernel = pwconv_kernel(isa, p);
   const PwTile tile = pwconv_tile_of(isa, p.k_pairs);
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = num_threads();
   const int64_t vec = tile.vec, nvec = (Cout + vec - 1) / vec, max_panels = (nvec + tile.nr / vec - 1) / (tile.nr / vec);
   const int64_t rows_cap = std::max<int64_t>(tile.mr, 32768 / std::max<int64_t>(Cin, 1));
   int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
@@ -79,7 +79,7 @@ void run_pwconv(PwConvArgs<T>& p, int64_t HW) {
   const int64_t grain = parallel_grain(unit_macs, 65536);
   // Chunk i of `total` split in `parts`: [i * total / parts, (i + 1) * total / parts).
   auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
-  at::parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
+  parallel_for(0, units, grain, [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       // Split columns: a thread's run of units shares its columns, so each thread streams
       // only its share of the (cold, at batch 1) weights: 7x7 layers, 2 threads.

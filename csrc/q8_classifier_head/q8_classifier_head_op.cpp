@@ -20,7 +20,7 @@ constexpr const char* kOp = "q8_classifier_head";
 // whole dot product, so the split never changes a result.
 void run_fc(Q8FcFn* fc, const Q8Fc& p) {
   const int64_t blocks = (p.Cout + 15) / 16;
-  at::parallel_for(0, blocks, parallel_grain(16 * p.K * p.N, 1 << 17), [&](int64_t b0, int64_t b1) {
+  parallel_for(0, blocks, parallel_grain(16 * p.K * p.N, 1 << 17), [&](int64_t b0, int64_t b1) {
     fc(p, b0 * 16, std::min(p.Cout, b1 * 16));
   });
 }
@@ -57,7 +57,7 @@ at::Tensor q8_classifier_head_cpu(const at::Tensor& x, int64_t x_zero_point, con
   Q8Pool pool{Q8PoolRule::Nhwc, static_cast<int32_t>(x_zero_point), 0, 0.f};
   const at::Tensor xs = q8_pool_input(x, pool, x_scale, kOp);
   std::vector<uint8_t> pooled(N * C), hidden(N * Hd);
-  at::parallel_for(0, N, parallel_grain(C * H * W, 1 << 18), [&](int64_t n0, int64_t n1) {
+  parallel_for(0, N, parallel_grain(C * H * W, 1 << 18), [&](int64_t n0, int64_t n1) {
     q8_pool(xs, pool, n0, n1, pooled.data() + n0 * C);
   });
   Q8FcFn* fc = q8_fc_kernel(q8_isa(current_isa()));

@@ -32,7 +32,7 @@ void quantize_into(const at::Tensor& x, const at::Tensor& y, float inv, int32_t 
   Q8QuantizeFn* fn = MBV3_Q8_CONV_PICK(q8_quantize);
   const float* px = x.data_ptr<float>();
   uint8_t* py = y.data_ptr<uint8_t>();
-  at::parallel_for(0, x.numel(), 1 << 16, [&](int64_t b, int64_t e) { fn(px + b, py + b, e - b, inv, zp); });
+  parallel_for(0, x.numel(), 1 << 16, [&](int64_t b, int64_t e) { fn(px + b, py + b, e - b, inv, zp); });
 }
 
 }  // namespace
@@ -150,7 +150,7 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
     }
   }
   Q8PixelsFn* pixels = MBV3_Q8_CONV_PICK(q8_quantize_pixels);
-  at::parallel_for(0, N * Hp, parallel_grain(Wp * Cin4 * 4, 16384), [&](int64_t r0, int64_t r1) {
+  parallel_for(0, N * Hp, parallel_grain(Wp * Cin4 * 4, 16384), [&](int64_t r0, int64_t r1) {
     for (int64_t rr = r0; rr < r1; ++rr) {
       const int64_t b = rr / Hp, ih = rr % Hp - padding;
       uint8_t* out = x4 + rr * rowb;
@@ -176,7 +176,7 @@ at::Tensor q8_conv_act_cpu(const at::Tensor& x, double x_scale, int64_t x_zero_p
                      Hp * rowb, 1, rowb, Cin4, int(k), int(stride), 0, xzp, r};
   Q8ConvFn* kernel = MBV3_Q8_CONV_PICK(q8_conv_act);
   const int64_t grain = parallel_grain(OW * Cout * Cin * k * k, 16384);
-  at::parallel_for(0, N * OH, grain, [&](int64_t b, int64_t e) { kernel(p, b, e); });
+  parallel_for(0, N * OH, grain, [&](int64_t b, int64_t e) { kernel(p, b, e); });
   return y;
 }
 

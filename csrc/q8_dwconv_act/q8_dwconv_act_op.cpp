@@ -121,14 +121,14 @@ at::Tensor q8_dwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   // Units: output rows (all channels) when rows alone balance the threads, else an image's rows x
   // a block of 64 channels (the kernels work in bands of output rows).
   const int64_t rows = N * OH;
-  const int64_t cblock = rows >= 4 * at::get_num_threads() ? C : 64;
+  const int64_t cblock = rows >= 4 * num_threads() ? C : 64;
   const int64_t cblocks = (C + cblock - 1) / cblock;
   if (cblocks == 1) {
-    at::parallel_for(0, rows, parallel_grain(OW * C * k * k, 16384),
+    parallel_for(0, rows, parallel_grain(OW * C * k * k, 16384),
                      [&](int64_t begin, int64_t end) { kernel(p, begin, end, 0, C); });
     return y;
   }
-  at::parallel_for(0, N * cblocks, parallel_grain(OH * OW * cblock * k * k, 16384), [&](int64_t begin, int64_t end) {
+  parallel_for(0, N * cblocks, parallel_grain(OH * OW * cblock * k * k, 16384), [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t n = u / cblocks, c0 = (u % cblocks) * cblock;
       kernel(p, n * OH, (n + 1) * OH, c0, std::min(C, c0 + cblock));

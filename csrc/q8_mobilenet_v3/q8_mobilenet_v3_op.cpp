@@ -17,6 +17,7 @@
 #include <ostream>
 #include <vector>
 
+#include "common/parallel.h"
 #include "common/q8_cpu_ops.h"
 
 namespace mbv3 {
@@ -266,8 +267,8 @@ Net parse(at::IntArrayRef spec, at::ArrayRef<double> fspec, size_t n_weights) {
 }
 
 // The walk of QuantizedMobileNetV3's per-op forward (mbv3_fast.quantization.model.run), in C++.
-at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec,
-                               at::ArrayRef<double> fspec) {
+at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec,
+                at::ArrayRef<double> fspec) {
   const Net n = parse(spec, fspec, w.size());
   const auto lut = [&](int64_t i) { return i < 0 ? std::nullopt : std::optional<at::Tensor>(w[i]); };
   const auto pw = [&](const at::Tensor& q, int64_t x_zp, const Layer& l,
@@ -302,6 +303,15 @@ at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArr
   return q8_classifier_head_cpu(q, n.last.out_zp, w[h.w1], w[h.bias_int1], w[h.bias_float1], w[h.multiplier1],
                                 h.out_qparams1, w[h.lut1], h.hidden_zp, w[h.w2], w[h.bias_int2], w[h.bias_float2],
                                 w[h.multiplier2], h.out_qparams2, h.out_scale, h.x_scale, h.onednn1, h.onednn2);
+}
+
+// The op: the walk inside one team (common/parallel.h), so that its ~70 parallel loops share
+// threads started once.
+at::Tensor q8_mobilenet_v3_cpu(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec,
+                               at::ArrayRef<double> fspec) {
+  at::Tensor out;
+  with_team([&] { out = walk(x, w, spec, fspec); });
+  return out;
 }
 
 }  // namespace

@@ -159,7 +159,7 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   // thread streams its share of the weights.  Integer sums: any split gives the same bits.
   int mr = 1;
   Q8PwFn* kernel = select_kernel(q8_isa(current_isa()), mr);
-  const int64_t threads = at::get_num_threads();
+  const int64_t threads = num_threads();
   const int64_t vec = kQ8PwCols, nvec = ldw / vec, max_panels = (nvec + 3) / 4;
   const int64_t rows_cap = std::max<int64_t>(mr, 65536 / std::max<int64_t>(Cin, 1));
   int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
@@ -174,7 +174,7 @@ at::Tensor q8_pwconv_act_cpu(const at::Tensor& x, int64_t x_zero_point, const at
   const int64_t units = m_chunks * n_chunks;
   const int64_t unit_macs = (M / m_chunks) * std::max<int64_t>(Cin, 1) * (Cout / n_chunks);
   auto bound = [](int64_t i, int64_t total, int64_t parts) { return i * total / parts; };
-  at::parallel_for(0, units, parallel_grain(unit_macs, 65536), [&](int64_t begin, int64_t end) {
+  parallel_for(0, units, parallel_grain(unit_macs, 65536), [&](int64_t begin, int64_t end) {
     for (int64_t u = begin; u < end; ++u) {
       const int64_t mi = n_chunks > 1 ? u % m_chunks : u / n_chunks, ni = n_chunks > 1 ? u / m_chunks : u % n_chunks;
       kernel(p, bound(mi, M, m_chunks), bound(mi + 1, M, m_chunks), std::min(Cout, bound(ni, nvec, n_chunks) * vec),

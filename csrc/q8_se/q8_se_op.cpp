@@ -51,7 +51,7 @@ at::Tensor q8_se_cpu(const at::Tensor& x, int64_t x_zero_point, const at::Tensor
   uint8_t* y = out.data_ptr<uint8_t>();
   // Samples are independent: one per task, never split, so results do not depend on threads.
   const int64_t per_sample = C * H * W + 2 * C * S;
-  at::parallel_for(0, N, parallel_grain(per_sample, 1 << 18), [&](int64_t n0, int64_t n1) {
+  parallel_for(0, N, parallel_grain(per_sample, 1 << 18), [&](int64_t n0, int64_t n1) {
     std::vector<uint8_t> pooled((n1 - n0) * C), hidden((n1 - n0) * S);
     q8_pool(xs, pool, n0, n1, pooled.data());
     fc(Q8Fc{pooled.data(), w1p, n1 - n0, C, S, pool.zp, rq1, hidden.data(), nullptr, 0, 0.f}, 0, S);

@@ -85,15 +85,15 @@ void run_se(SeArgs<T>& p, float* scale) {
   float* hid = mean + N * C;
 
   if (p.nhwc) {
-    at::parallel_for(0, N * chunks, parallel_grain(p.chunk * C, kMinTaskElems), [&](int64_t b, int64_t e) {
+    parallel_for(0, N * chunks, parallel_grain(p.chunk * C, kMinTaskElems), [&](int64_t b, int64_t e) {
       pool(p, b, e, part);
     });
   } else {
-    at::parallel_for(0, N * C, parallel_grain(HW, kMinTaskElems), [&](int64_t b, int64_t e) {
+    parallel_for(0, N * C, parallel_grain(HW, kMinTaskElems), [&](int64_t b, int64_t e) {
       pool(p, b, e, part);
     });
   }
-  at::parallel_for(0, N, parallel_grain(chunks * C, kMinTaskElems), [&](int64_t b, int64_t e) {
+  parallel_for(0, N, parallel_grain(chunks * C, kMinTaskElems), [&](int64_t b, int64_t e) {
     for (int64_t n = b; n < e; ++n) mean_fn(p, part + n * chunks * C, mean + n * C);
   });
 
@@ -108,7 +108,7 @@ void run_se(SeArgs<T>& p, float* scale) {
   if (p.y) {
     auto* apply = MBV3_ISA_SELECT_AS(SeApplyFn<T>, se_apply, isa);
     const int64_t units = p.nhwc ? N * HW : N * C, per_unit = p.nhwc ? C : HW;
-    at::parallel_for(0, units, parallel_grain(per_unit, kMinTaskElems), [&](int64_t b, int64_t e) {
+    parallel_for(0, units, parallel_grain(per_unit, kMinTaskElems), [&](int64_t b, int64_t e) {
       apply(p, scale, b, e);
     });
   }

@@ -1,0 +1,160 @@
+// The team behind mbv3::with_team (parallel.h): the leader (the caller) runs the network; the
+// workers, started once by one at::parallel_for, spin until it publishes a loop, run their
+// chunk and acknowledge.  One generation counter publishes a loop; one word per worker (own
+// cache line) acknowledges it.
+#include "parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace mbv3::team_detail {
+namespace {
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+
+// Spins until done(); after ~1 ms of spinning also yields the core, so a waiting thread does not
+// starve the others when there are more runnable threads than cores.
+template <class P>
+void spin_until(const P& done) {
+  constexpr int kSpins = 1 << 14;
+  for (int i = 0; !done(); ++i) {
+    if (i < kSpins) cpu_relax();
+    else std::this_thread::yield();
+  }
+}
+
+thread_local Team* tls_team = nullptr;
+
+int64_t divup(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace
+
+class Team {
+ public:
+  explicit Team(int64_t capacity) : done_(size_t(capacity)) {}
+
+  int64_t size() const { return size_; }
+
+  // A worker's part: join (or find the team closed), then run chunks until told to quit.
+  void work() {
+    int64_t id = joined_.load(std::memory_order_relaxed);
+    do {
+      if (id == kClosed) return;
+    } while (!joined_.compare_exchange_weak(id, id + 1, std::memory_order_acq_rel));
+    const int64_t w = id + 1;  // the leader is 0
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t g = 0;
+      spin_until([&] { return (g = gen_.load(std::memory_order_acquire)) != seen; });
+      seen = g;
+      if (quit_) return;
+      if (w < threads_) run_chunk(w);
+      done_[size_t(w)].gen.store(g, std::memory_order_release);
+    }
+  }
+
+  // The leader's part: wait for the workers the at::parallel_for started (`expected`), run
+  // body as the team's thread 0, then release the workers.
+  void lead(int64_t expected, ChunkFn body_fn, const void* body) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(50);
+    spin_until([&] {
+      return joined_.load(std::memory_order_acquire) >= expected || std::chrono::steady_clock::now() > deadline;
+    });
+    size_ = 1 + joined_.exchange(kClosed, std::memory_order_acq_rel);  // latecomers return at once
+    struct Release {
+      Team& t;
+      ~Release() {
+        tls_team = nullptr;
+        t.quit_ = true;
+        t.gen_.fetch_add(1, std::memory_order_release);
+      }
+    } release{*this};
+    tls_team = this;
+    body_fn(body, 0, 0);
+  }
+
+  void run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body) {
+    const int64_t n = end - begin;
+    // at::parallel_for's split: inline when one chunk would do, else min(threads, n / grain)
+    // chunks of ceil(n / chunks).
+    if (n <= grain || size_ == 1) return fn(body, begin, end);
+    threads_ = grain > 0 ? std::min(size_, divup(n, grain)) : size_;
+    chunk_ = divup(n, threads_);
+    fn_ = fn;
+    body_ = body;
+    begin_ = begin;
+    end_ = end;
+    const uint64_t g = gen_.fetch_add(1, std::memory_order_release) + 1;
+    run_chunk(0);
+    for (int64_t w = 1; w < size_; ++w)
+      spin_until([&] { return done_[size_t(w)].gen.load(std::memory_order_acquire) == g; });
+    if (failed_.load(std::memory_order_relaxed)) {
+      failed_ = false;
+      std::rethrow_exception(std::exchange(error_, nullptr));
+    }
+  }
+
+ private:
+  static constexpr int64_t kClosed = -1;
+  struct alignas(64) Ack {
+    std::atomic<uint64_t> gen{0};
+  };
+
+  void run_chunk(int64_t w) {
+    const int64_t b = begin_ + w * chunk_, e = std::min(end_, b + chunk_);
+    if (b >= e) return;
+    try {
+      fn_(body_, b, e);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(error_mutex_);
+      if (!failed_.exchange(true)) error_ = std::current_exception();
+    }
+  }
+
+  // The loop being run (written by the leader before it bumps gen_).
+  ChunkFn fn_ = nullptr;
+  const void* body_ = nullptr;
+  int64_t begin_ = 0, end_ = 0, chunk_ = 1, threads_ = 1, size_ = 1;
+  bool quit_ = false;
+  alignas(64) std::atomic<uint64_t> gen_{0};
+  alignas(64) std::atomic<int64_t> joined_{0};
+  std::vector<Ack> done_;
+  std::atomic<bool> failed_{false};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+};
+
+Team* current() { return tls_team; }
+int64_t size(const Team* team) { return team->size(); }
+void run(Team* team, int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body) {
+  team->run(begin, end, grain, fn, body);
+}
+
+void with_team(ChunkFn fn, const void* body) {
+  const int64_t threads = at::get_num_threads();
+  if (threads <= 1 || at::in_parallel_region() || tls_team != nullptr) return fn(body, 0, 0);
+  Team team(threads);
+  at::parallel_for(0, threads, 1, [&](int64_t b, int64_t e) {
+    // The caller's chunk is [0, e): the region has ceil(threads / e) threads, one per chunk.
+    if (b == 0) team.lead(divup(threads, e) - 1, fn, body);
+    else team.work();
+  });
+}
+
+}  // namespace mbv3::team_detail
