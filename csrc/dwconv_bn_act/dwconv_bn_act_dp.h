@@ -107,7 +107,8 @@ struct Dp512Tail : Dp512 {
 // [pair][kw][lo, hi]; ws: the last row's taps widened, [kw][lo, hi].  One accumulator per
 // output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
 // most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
-// (pairs vs the last row, bias added last) measured slower on every layer.
+// (pairs vs the last row, bias added last) measured slower, except possibly on the 14-wide 3x3
+// rows (README, bfloat16).
 template <class D, int K, int S, Act A, int NB, bool CHECKED>
 inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
