@@ -179,12 +179,19 @@ inline void requant_store(const Q8ConvArgs& p, const int32_t* acc, int64_t c0, u
   const float src = p.r.src_scale, inv = p.r.inv_scale, ozp = static_cast<float>(p.r.zp);
   const int64_t nc = std::min(kB, p.Cout - c0);
   alignas(64) int32_t q[kB];
-  alignas(64) float bf[kB] = {}, m[kB] = {};
-  alignas(64) int32_t bi[kB] = {};
-  for (int64_t j = 0; j < nc; ++j) {
-    bi[j] = p.r.bias_int[c0 + j];
-    bf[j] = p.r.bias_float[c0 + j];
-    m[j] = p.r.multiplier[c0 + j];
+  // A whole block reads its per-channel terms in place; only a tail block copies them into
+  // zero-padded arrays (the copy loop compiled to three memcpy calls per pixel).
+  const int32_t* bi = p.r.bias_int + c0;
+  const float *bf = p.r.bias_float + c0, *m = p.r.multiplier + c0;
+  alignas(64) int32_t bi_tail[kB];
+  alignas(64) float bf_tail[kB], m_tail[kB];
+  if (nc < kB) {
+    for (int64_t j = 0; j < kB; ++j) {
+      bi_tail[j] = j < nc ? bi[j] : 0;
+      bf_tail[j] = j < nc ? bf[j] : 0.0f;
+      m_tail[j] = j < nc ? m[j] : 0.0f;
+    }
+    bi = bi_tail, bf = bf_tail, m = m_tail;
   }
   for (int64_t j = 0; j < kB; ++j) {
     const float a = static_cast<float>(acc[j] + bi[j]);
