@@ -91,9 +91,10 @@ class Team {
 
   void run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body) {
     const int64_t n = end - begin;
-    // at::parallel_for's split: inline when one chunk would do, else min(threads, n / grain)
+    // at::parallel_for's split: inline when one chunk would do or when called from inside a
+    // loop's chunk (as at::parallel_for inside a parallel region), else min(threads, n / grain)
     // chunks of ceil(n / chunks).
-    if (n <= grain || size_ == 1) return fn(body, begin, end);
+    if (n <= grain || size_ == 1 || in_loop_) return fn(body, begin, end);
     threads_ = grain > 0 ? std::min(size_, divup(n, grain)) : size_;
     chunk_ = divup(n, threads_);
     fn_ = fn;
@@ -101,7 +102,9 @@ class Team {
     begin_ = begin;
     end_ = end;
     const uint64_t g = gen_.fetch_add(1, std::memory_order_release) + 1;
+    in_loop_ = true;
     run_chunk(0);
+    in_loop_ = false;
     for (int64_t w = 1; w < size_; ++w)
       spin_until([&] { return done_[size_t(w)].gen.load(std::memory_order_acquire) == g; });
     if (failed_.load(std::memory_order_relaxed)) {
@@ -132,6 +135,7 @@ class Team {
   const void* body_ = nullptr;
   int64_t begin_ = 0, end_ = 0, chunk_ = 1, threads_ = 1, size_ = 1;
   bool quit_ = false;
+  bool in_loop_ = false;  // the leader is running its chunk
   alignas(64) std::atomic<uint64_t> gen_{0};
   alignas(64) std::atomic<int64_t> joined_{0};
   std::vector<Ack> done_;
