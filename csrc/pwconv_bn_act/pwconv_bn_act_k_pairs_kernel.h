@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "pwconv_bn_act.h"
+#include "common/prefetch.h"
 #include "pwconv_bn_act_epilogue.h"
 
 namespace mbv3 {
@@ -36,6 +37,7 @@ namespace {
 constexpr int NV = 4;
 constexpr int mr_for(int v) { return v == 4 ? 6 : v == 3 ? 8 : 12; }
 constexpr int L = Vec::N;  // columns per vector
+constexpr int64_t kLead = 16;  // pair rows the first tile prefetches ahead (see tiles())
 
 static inline uint32_t pair_at(const bf16* p) {
   uint32_t u;
@@ -47,7 +49,7 @@ static inline uint32_t pair_at(const bf16* p) {
 // (pair row stride 2 * ldw).  The last vector stores `tail` columns (1..L).
 template <int ROWS, int V, bool TAIL>
 [[gnu::always_inline]] inline void tile(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m,
-                                        int64_t n, int tail) {
+                                        int64_t n, int tail, bool lead) {
   const int64_t K = p.K, KP = K / 2, ldb = 2 * p.ldw;
   Vec acc[ROWS][V];
 #pragma GCC unroll 4
@@ -58,6 +60,7 @@ template <int ROWS, int V, bool TAIL>
   }
   for (int64_t kp = 0; kp < KP; ++kp) {
     const bf16* bk = b + kp * ldb;
+    if (lead && kp + kLead < KP) prefetch_rows_l2(b, 2 * ldb, kp + kLead, kp + kLead + 1, 4 * V * L);
     PairVec bv[V];
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) bv[v] = load_pairs(bk + 2 * L * v);
@@ -83,13 +86,23 @@ template <int ROWS, int V, bool TAIL>
   store_tile<ROWS, V, TAIL>(acc, p, m, n, tail);
 }
 
-// Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a at row m.
+// Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a at row m.  `next` (or null): the
+// next panel's pair rows, `next_bytes` per row; each tile prefetches its share (as the float
+// kernel does, pwconv_bn_act_kernel.h); the first panel's first tile prefetches its own pair
+// rows kLead ahead.
 template <int ROWS, int V, bool TAIL>
-void tiles(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m, int64_t m_end, int64_t n, int tail) {
-  for (; m < m_end; m += ROWS, a += ROWS * p.K) tile<ROWS, V, TAIL>(p, a, b, m, n, tail);
+void tiles(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m, int64_t m_end, int64_t n, int tail,
+           const bf16* next, int64_t next_bytes, bool first) {
+  const int64_t count = (m_end - m) / ROWS, pair_rows = (p.K + 1) / 2;
+  for (int64_t t = 0; m < m_end; ++t, m += ROWS, a += ROWS * p.K) {
+    if (next)
+      prefetch_rows_l2(next, 4 * p.ldw, t * pair_rows / count, (t + 1) * pair_rows / count, next_bytes);
+    tile<ROWS, V, TAIL>(p, a, b, m, n, tail, first && t == 0);
+  }
 }
 
-using TileFn = void (*)(const PwConvParamsBf16&, const bf16*, const bf16*, int64_t, int64_t, int64_t, int);
+using TileFn = void (*)(const PwConvParamsBf16&, const bf16*, const bf16*, int64_t, int64_t, int64_t, int,
+                        const bf16*, int64_t, bool);
 template <int V, bool TAIL, std::size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
   return {{&tiles<int(I) + 1, V, TAIL>...}};
@@ -111,16 +124,23 @@ inline TileFn select(int rows, int v, bool tail) {
 void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t nvec = (n_end - n_begin + L - 1) / L, panels = (nvec + NV - 1) / NV;
   int64_t n = n_begin;
+  auto panel_vecs = [&](int64_t i) { return nvec / panels + (i < nvec % panels ? 1 : 0); };
   for (int64_t pi = 0; pi < panels; ++pi) {
-    const int v = int(nvec / panels + (pi < nvec % panels ? 1 : 0));
+    const int v = int(panel_vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * L, n_end - n));
     const int tail = cols - (v - 1) * L;
     const bool is_tail = tail != L;
     const bf16* b = p.w + 2 * n;
     const int mr = mr_for(v);
+    // The next panel: its vectors (whole, as the tile reads them) of every pair row.
+    const bf16* next = pi + 1 < panels ? b + 2 * int64_t(v) * L : nullptr;
+    const int64_t next_bytes = pi + 1 < panels ? 4 * panel_vecs(pi + 1) * L : 0;
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
-    if (m_full > m_begin) select(mr, v, is_tail)(p, a, b, m_begin, m_full, n, tail);
-    if (m_full < m_end) select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail);
+    if (m_full > m_begin) select(mr, v, is_tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
+    if (m_full < m_end)
+      select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
+                                              m_full > m_begin ? nullptr : next, next_bytes,
+                                              pi == 0 && m_full == m_begin);
     n += cols;
   }
 }

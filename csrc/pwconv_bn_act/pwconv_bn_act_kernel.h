@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "pwconv_bn_act.h"
+#include "common/prefetch.h"
 #include "pwconv_bn_act_epilogue.h"
 
 namespace mbv3 {
@@ -49,15 +50,19 @@ constexpr int MR = mr_for(1);    // the largest
 // float32 result; summing blocks of KC terms and then the block sums keeps ours within the
 // tolerance rule (tests/tolerance.py) for every MobileNetV3 layer, for ~2% of the time.
 constexpr int64_t KC = 64;
+// Weight rows the first tile of a layer prefetches ahead of its reads (see tiles()).
+constexpr int64_t kLead = 16;
 
 // K steps [k0, k1) of one tile: acc[r] += a[r][k] * b[k] (MASKED: the last vector's weight
 // loads masked).  Plain inline functions, not lambdas: GCC 12 kept lambda-captured
 // accumulators on the stack (48 extra moves per tile, a third of the K = 16 layers' time).
 template <int ROWS, int V, bool MASKED, class TW>
 [[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
-                                           int64_t ldb, int64_t k0, int64_t k1, int tail) {
+                                           int64_t ldb, int64_t k0, int64_t k1, int tail, const TW* lead) {
   for (int64_t k = k0; k < k1; ++k) {
     const TW* bk = b + k * ldb;
+    if (lead && k + kLead < K)
+      prefetch_rows_l2(lead, ldb * int64_t(sizeof(TW)), k + kLead, k + kLead + 1, V * Vec::N * int64_t(sizeof(TW)));
     Vec bv[V];
 #pragma GCC unroll 8
     for (int v = 0; v < V; ++v)
@@ -74,10 +79,11 @@ template <int ROWS, int V, bool MASKED, class TW>
 // Steps [k0, k1); with a column tail, rows from k_full on use masked loads (see tile()).
 template <int ROWS, int V, bool TAIL, class TW>
 [[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
-                                           int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail) {
+                                           int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail,
+                                           const TW* lead) {
   const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
-  k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail);
-  if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail);
+  k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail, lead);
+  if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail, lead);
 }
 
 constexpr int64_t kBiasFirstMaxK = 24;
@@ -94,7 +100,7 @@ template <int V, bool TAIL, class T>
 // rows use masked loads, which are several times slower on some cores (README, "Design notes").
 template <int ROWS, int V, bool TAIL, class T>
 [[gnu::always_inline]] inline void tile(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb,
-                                        int64_t k_full, int64_t m, int64_t n, int tail) {
+                                        int64_t k_full, int64_t m, int64_t n, int tail, const T* lead) {
   const int64_t K = p.K;
   // Short sums start from the bias (one add less per output, which the K = 16 and 24 layers
   // feel); longer ones add it last, because an O(1) bias carried through the chain makes every
@@ -109,7 +115,7 @@ template <int ROWS, int V, bool TAIL, class T>
   }
   // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
   // in an L1 buffer (see KC).
-  k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, 0, std::min(K, KC), k_full, tail);
+  k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, 0, std::min(K, KC), k_full, tail, lead);
   if (K > KC) {
     alignas(64) float total[ROWS][V][Vec::N];
     for (int r = 0; r < ROWS; ++r)
@@ -117,7 +123,7 @@ template <int ROWS, int V, bool TAIL, class T>
     for (int64_t k0 = KC; k0 < K; k0 += KC) {
       for (int r = 0; r < ROWS; ++r)
         for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
-      k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail);
+      k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail, lead);
       for (int r = 0; r < ROWS; ++r)
         for (int v = 0; v < V; ++v) {
           acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
@@ -137,16 +143,22 @@ template <int ROWS, int V, bool TAIL, class T>
 }
 
 // Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a pointing at row m: one call per
-// panel, so a tile costs no call, register saves or parameter loads.
+// panel, so a tile costs no call, register saves or parameter loads.  `next` (or null): the next
+// panel's weights, `next_bytes` per row; each tile prefetches its share of their rows.  The
+// first panel has no panel before it: its first tile prefetches its own rows kLead ahead.
 template <int ROWS, int V, bool TAIL, class T>
 void tiles(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t k_full,
-           int64_t m, int64_t m_end, int64_t n, int tail) {
-  for (; m < m_end; m += ROWS, a += ROWS * p.K) tile<ROWS, V, TAIL>(p, a, b, ldb, k_full, m, n, tail);
+           int64_t m, int64_t m_end, int64_t n, int tail, const T* next, int64_t next_bytes, bool first) {
+  const int64_t count = (m_end - m) / ROWS;
+  for (int64_t t = 0; m < m_end; ++t, m += ROWS, a += ROWS * p.K) {
+    if (next) prefetch_rows_l2(next, ldb * int64_t(sizeof(T)), t * p.K / count, (t + 1) * p.K / count, next_bytes);
+    tile<ROWS, V, TAIL>(p, a, b, ldb, k_full, m, n, tail, first && t == 0 ? b : nullptr);
+  }
 }
 
 template <class T>
 using TileFn = void (*)(const PwConvArgs<T>&, const float*, const T*, int64_t, int64_t, int64_t,
-                        int64_t, int64_t, int);
+                        int64_t, int64_t, int, const T*, int64_t, bool);
 
 template <class T, int V, bool TAIL, std::size_t... I>
 constexpr std::array<TileFn<T>, sizeof...(I)> by_rows(std::index_sequence<I...>) {
@@ -169,7 +181,9 @@ inline TileFn<T> select(int rows, int v, bool tail) {
 
 // Panels of up to NV vectors outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
 // The columns are spread evenly over the fewest panels (64 = 32 + 32, not 48 + 16), the
-// vector tail going to the last panel.
+// vector tail going to the last panel.  While a panel is computed, the next one's weights are
+// prefetched: at batch 1 a layer's weights come from L3 or DRAM, and the strided rows (one
+// panel's slice of each K row) were read at a fraction of the bandwidth a stream gets.
 // a points at row m_begin of x (row stride K); b at the weight of column n_begin, row stride
 // ldb; `extent` floats from b are readable.
 template <class T>
@@ -177,8 +191,9 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
          int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
   int64_t n = n_begin;
+  auto panel_vecs = [&](int64_t i) { return nvec / panels + (i < nvec % panels ? 1 : 0); };
   for (int64_t pi = 0; pi < panels; ++pi) {
-    const int v = int(nvec / panels + (pi < nvec % panels ? 1 : 0));
+    const int v = int(panel_vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * Vec::N, n_end - n));
     const int tail = cols - (v - 1) * Vec::N;
     const bool is_tail = tail != Vec::N;
@@ -188,10 +203,15 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int mr = mr_for(v);
     const TileFn<T> full = select<T>(mr, v, is_tail);
     const T* bp = b + (n - n_begin);
+    const int64_t next_cols = pi + 1 < panels ? std::min<int64_t>(panel_vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
+    const T* next = next_cols > 0 ? bp + cols : nullptr;
+    const int64_t next_bytes = next_cols * int64_t(sizeof(T));
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
-    if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail);
+    if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)
-      select<T>(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end, n, tail);
+      select<T>(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
+                                                 n, tail, m_full > m_begin ? nullptr : next, next_bytes,
+                                                 pi == 0 && m_full == m_begin);
     n += cols;
   }
 }
