@@ -356,12 +356,34 @@ def test_bf16_k_pairs_at_every_tile_edge(cpu_isa_bf16):
     of every width around the 16-lane vectors and 4-vector panels, row tails of every tile
     height (rows 1..13, as M = H*W); with the other paths, the unpacking of K pairs."""
     for cin in (1, 2, 3, 7, 16, 17, 33, 64, 65):
-        for cout in (1, 15, 16, 17, 33, 48, 63, 64, 65, 80, 97):
+        for cout in (1, 7, 8, 9, 15, 16, 17, 24, 33, 40, 48, 63, 64, 65, 72, 80, 97):
             rows = 1 + (cin * 7 + cout) % 13
             act = ("hardswish", "relu", "none")[(cin + cout) % 3]
             res, scale = (cin + cout) % 2 == 0, cout % 3 == 0
             x, conv_w, bn, r, s = make_case(1, cin, cout, 1, rows, True, res, scale)
             check_bf16(x, conv_w, bn, act, r, s, f"bf16 {cpu_isa_bf16} {cin}->{cout} M{rows}", "pairs")
+
+
+def test_bf16_column_tail_bits_do_not_depend_on_the_width(cpu_isa_bf16):
+    """A column tail of at most 8 runs on half-width vectors where the CPU has them (AVX512_BF16):
+    each output must keep the bits it has when its columns sit in a full vector (the same weight
+    with columns appended up to a multiple of 16), NaN and inf included."""
+    for cout in (1, 7, 8, 9, 24, 25, 40, 72, 120, 200):
+        wide = (cout + 15) // 16 * 16 + 16
+        for cin in (1, 3, 16, 17, 65, 160):
+            rows = (1 + (cin + cout) % 13, 49)[cout % 2]
+            act = ("hardswish", "relu", "none")[(cin + cout) % 3]
+            x = torch.randn(1, cin, 1, rows).to(memory_format=torch.channels_last)
+            x[0, cin // 2, 0, rows // 2] = (float("nan"), float("inf"))[cin % 2]
+            w, b = torch.randn(wide, cin) / cin ** 0.5, torch.randn(wide)
+            r = torch.randn(1, wide, 1, rows).to(memory_format=torch.channels_last) if cin % 3 else None
+            s = torch.rand(1, cin) if cin % 2 else None
+            xb, wp = x.to(BF16), pack_weight_k_pairs(w)
+            full = torch.ops.mbv3.pwconv_bn_act(xb, wp, b, act, None if r is None else r.to(BF16), s)
+            part = torch.ops.mbv3.pwconv_bn_act(xb, pack_weight_k_pairs(w[:cout]), b[:cout], act,
+                                                None if r is None else r[:, :cout].to(BF16), s)
+            assert torch.equal(part.view(torch.int16), full[:, :cout].contiguous(
+                memory_format=torch.channels_last).view(torch.int16)), f"{cpu_isa_bf16} {cin}->{cout} M{rows}"
 
 
 def test_bf16_wide_deep_and_strided(cpu_isa_bf16):

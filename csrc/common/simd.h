@@ -358,7 +358,7 @@ static inline V activate(V v) {
   else return v;
 }
 template <class F>
-static inline decltype(auto) with_act(Act act, F&& f) {
+[[gnu::always_inline]] static inline decltype(auto) with_act(Act act, F&& f) {
   switch (act) {
     case Act::Relu: return f(ActC<Act::Relu>{});
     case Act::Hardswish: return f(ActC<Act::Hardswish>{});

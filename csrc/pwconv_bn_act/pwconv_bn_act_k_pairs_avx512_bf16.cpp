@@ -14,6 +14,17 @@ static inline PairVec low_halves(PairVec v) { return _mm512_and_si512(v, _mm512_
 static inline Vec dot(Vec acc, PairVec a, PairVec b) {
   return {_mm512_dpbf16_ps(acc.v, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b))};
 }
+// A column tail of at most 8 runs on the low 256 bits (the upper lanes are never stored): on
+// cores that split 512-bit ops, a 256-bit vdpbf16ps costs half of a 512-bit one.
+constexpr bool kHalfPairs = true;
+static inline PairVec load_pairs_half(const bf16* p) {
+  return _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+static inline Vec dot_half(Vec acc, PairVec a, PairVec b) {
+  const __m256i a8 = _mm512_castsi512_si256(a), b8 = _mm512_castsi512_si256(b);
+  return {_mm512_castps256_ps512(_mm256_dpbf16_ps(_mm512_castps512_ps256(acc.v), reinterpret_cast<const __m256bh&>(a8),
+                                                  reinterpret_cast<const __m256bh&>(b8)))};
+}
 }  // namespace
 }  // namespace avx512_bf16
 }  // namespace mbv3

@@ -46,8 +46,9 @@ static inline uint32_t pair_at(const bf16* p) {
 }
 
 // One ROWS x V-vector tile at (m, n): a = x row m (row stride K), b = the pair row 0 of column n
-// (pair row stride 2 * ldw).  The last vector stores `tail` columns (1..L).
-template <int ROWS, int V, bool TAIL>
+// (pair row stride 2 * ldw).  The last vector stores `tail` columns (1..L); HALF (a tail of at
+// most L / 2, where kHalfPairs): it loads and multiplies only its low half.
+template <int ROWS, int V, bool TAIL, bool HALF>
 [[gnu::always_inline]] inline void tile(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m,
                                         int64_t n, int tail, bool lead) {
   const int64_t K = p.K, KP = K / 2, ldb = 2 * p.ldw;
@@ -63,24 +64,25 @@ template <int ROWS, int V, bool TAIL>
     if (lead && kp + kLead < KP) prefetch_rows_l2(b, 2 * ldb, kp + kLead, kp + kLead + 1, 4 * V * L);
     PairVec bv[V];
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) bv[v] = load_pairs(bk + 2 * L * v);
+    for (int v = 0; v < V; ++v) bv[v] = HALF && v == V - 1 ? load_pairs_half(bk + 2 * L * v) : load_pairs(bk + 2 * L * v);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
       const PairVec av = bcast_pair(pair_at(a + r * K + 2 * kp));
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = dot(acc[r][v], av, bv[v]);
+      for (int v = 0; v < V; ++v) acc[r][v] = HALF && v == V - 1 ? dot_half(acc[r][v], av, bv[v]) : dot(acc[r][v], av, bv[v]);
     }
   }
   if (K & 1) {
     const bf16* bk = b + KP * ldb;
     PairVec bv[V];
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) bv[v] = low_halves(load_pairs(bk + 2 * L * v));
+    for (int v = 0; v < V; ++v)
+      bv[v] = low_halves(HALF && v == V - 1 ? load_pairs_half(bk + 2 * L * v) : load_pairs(bk + 2 * L * v));
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
       const PairVec av = bcast_pair(a[r * K + K - 1].bits);
 #pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = dot(acc[r][v], av, bv[v]);
+      for (int v = 0; v < V; ++v) acc[r][v] = HALF && v == V - 1 ? dot_half(acc[r][v], av, bv[v]) : dot(acc[r][v], av, bv[v]);
     }
   }
   store_tile<ROWS, V, TAIL>(acc, p, m, n, tail);
@@ -90,32 +92,41 @@ template <int ROWS, int V, bool TAIL>
 // next panel's pair rows, `next_bytes` per row; each tile prefetches its share (as the float
 // kernel does, pwconv_bn_act_kernel.h); the first panel's first tile prefetches its own pair
 // rows kLead ahead.
-template <int ROWS, int V, bool TAIL>
+template <int ROWS, int V, bool TAIL, bool HALF>
 void tiles(const PwConvParamsBf16& p, const bf16* a, const bf16* b, int64_t m, int64_t m_end, int64_t n, int tail,
            const bf16* next, int64_t next_bytes, bool first) {
   const int64_t count = (m_end - m) / ROWS, pair_rows = (p.K + 1) / 2;
   for (int64_t t = 0; m < m_end; ++t, m += ROWS, a += ROWS * p.K) {
     if (next)
       prefetch_rows_l2(next, 4 * p.ldw, t * pair_rows / count, (t + 1) * pair_rows / count, next_bytes);
-    tile<ROWS, V, TAIL>(p, a, b, m, n, tail, first && t == 0);
+    tile<ROWS, V, TAIL, HALF>(p, a, b, m, n, tail, first && t == 0);
   }
 }
 
 using TileFn = void (*)(const PwConvParamsBf16&, const bf16*, const bf16*, int64_t, int64_t, int64_t, int,
                         const bf16*, int64_t, bool);
-template <int V, bool TAIL, std::size_t... I>
+template <int V, bool TAIL, bool HALF, std::size_t... I>
 constexpr std::array<TileFn, sizeof...(I)> by_rows(std::index_sequence<I...>) {
-  return {{&tiles<int(I) + 1, V, TAIL>...}};
+  return {{&tiles<int(I) + 1, V, TAIL, HALF>...}};
 }
-template <int V, bool TAIL>
-constexpr auto kByRows = by_rows<V, TAIL>(std::make_index_sequence<mr_for(V)>{});
+template <int V, bool TAIL, bool HALF = false>
+constexpr auto kByRows = by_rows<V, TAIL, HALF>(std::make_index_sequence<mr_for(V)>{});
 
-inline TileFn select(int rows, int v, bool tail) {
+template <int V>
+inline TileFn select_v(int rows, int tail) {
+  if (tail == L) return kByRows<V, false>[rows - 1];
+  if constexpr (kHalfPairs)
+    if (2 * tail <= L) return kByRows<V, true, true>[rows - 1];
+  return kByRows<V, true>[rows - 1];
+}
+
+// The tile function for `rows` rows of V vectors whose last holds `tail` columns (1..L).
+inline TileFn select(int rows, int v, int tail) {
   switch (v) {
-    case 1: return tail ? kByRows<1, true>[rows - 1] : kByRows<1, false>[rows - 1];
-    case 2: return tail ? kByRows<2, true>[rows - 1] : kByRows<2, false>[rows - 1];
-    case 3: return tail ? kByRows<3, true>[rows - 1] : kByRows<3, false>[rows - 1];
-    default: return tail ? kByRows<4, true>[rows - 1] : kByRows<4, false>[rows - 1];
+    case 1: return select_v<1>(rows, tail);
+    case 2: return select_v<2>(rows, tail);
+    case 3: return select_v<3>(rows, tail);
+    default: return select_v<4>(rows, tail);
   }
 }
 
@@ -129,16 +140,15 @@ void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_en
     const int v = int(panel_vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * L, n_end - n));
     const int tail = cols - (v - 1) * L;
-    const bool is_tail = tail != L;
     const bf16* b = p.w + 2 * n;
     const int mr = mr_for(v);
     // The next panel: its vectors (whole, as the tile reads them) of every pair row.
     const bf16* next = pi + 1 < panels ? b + 2 * int64_t(v) * L : nullptr;
     const int64_t next_bytes = pi + 1 < panels ? 4 * panel_vecs(pi + 1) * L : 0;
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
-    if (m_full > m_begin) select(mr, v, is_tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
+    if (m_full > m_begin) select(mr, v, tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)
-      select(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
+      select(int(m_end - m_full), v, tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
                                               m_full > m_begin ? nullptr : next, next_bytes,
                                               pi == 0 && m_full == m_begin);
     n += cols;

@@ -16,6 +16,10 @@ static inline PairVec low_halves(PairVec v) { return vandq_u32(v, vdupq_n_u32(0x
 static inline Vec dot(Vec acc, PairVec a, PairVec b) {
   return {vbfdotq_f32(acc.v, vreinterpretq_bf16_u32(a), vreinterpretq_bf16_u32(b))};
 }
+// No narrower vector pays here: column tails take the full-width ops (kHalfPairs false).
+constexpr bool kHalfPairs = false;
+static inline PairVec load_pairs_half(const bf16* p) { return load_pairs(p); }
+static inline Vec dot_half(Vec acc, PairVec a, PairVec b) { return dot(acc, a, b); }
 }  // namespace
 }  // namespace neon
 }  // namespace mbv3
