@@ -19,6 +19,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "dwconv_bn_act.h"
@@ -108,8 +109,10 @@ struct Dp512Tail : Dp512 {
 // output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
 // most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
 // (pairs vs the last row, bias added last) measured slower, except possibly on the 14-wide 3x3
-// rows (README, bfloat16).
-template <class D, int K, int S, Act A, int NB, bool CHECKED>
+// rows (README, bfloat16).  Input columns [0, L) and [kCols - R, kCols) are known at compile
+// time to lie in the padding (row edges): skipped without a test, so the accumulators stay in
+// registers (CHECKED tests every column at run time: it kept them on the stack).
+template <class D, int K, int S, Act A, int NB, bool CHECKED, int L = 0, int R = 0>
 inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
                      typename D::F b_hi) {
@@ -126,7 +129,7 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
     if (!ra && !rb) continue;
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i) {
-      if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
+      if (i < L || i >= kCols - R || (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W))) continue;
       const int64_t off = (iw0 + i) * C + c;
       const I xa = ra ? d.load(ra + off) : D::zero_i();
       const I xb = rb ? d.load(rb + off) : D::zero_i();
@@ -143,7 +146,7 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
   if (const bf16* rl = rows[K - 1]) {
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i) {
-      if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
+      if (i < L || i >= kCols - R || (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W))) continue;
       const I x = d.load(rl + (iw0 + i) * C + c);
       const I lo = D::lo(D::zero_i(), x), hi = D::hi(D::zero_i(), x);
 #pragma GCC unroll 8
@@ -248,6 +251,31 @@ inline void dp_tile(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf1
   const F* b = reinterpret_cast<const F*>(ws + K * 2);
   const F b_lo = b[0], b_hi = b[1];
   int64_t ow = 0;
+  if constexpr (K == 3) {
+    // Padding 1 (MobileNetV3's 3x3): the first block reads one padding column (L = 1), the
+    // row's last block reads R = 0 or 1 past its end, every block between them is interior.
+    if (p.pad == 1 && ow_lo == 1 && BW <= ow_hi) {
+      dp_block<D, K, S, A, BW, false, 1>(d, p, rows, yrow, c, 0, wp, ws, b_lo, b_hi);
+      for (ow = BW; ow + BW <= ow_hi; ow += BW)
+        dp_block<D, K, S, A, BW, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      int64_t n = p.OW - ow;
+      const bool r1 = (p.OW - 1) * S + 1 >= p.W;  // the last output's right tap is padding
+      auto last = [&](auto nb) {
+        constexpr int NB = decltype(nb)::value;
+        if (r1) dp_block<D, K, S, A, NB, false, 0, 1>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+        else dp_block<D, K, S, A, NB, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      };
+      if constexpr (BW > 4) {
+        if (n == BW) return last(std::integral_constant<int, BW>{});
+        if (n > 4) dp_block<D, K, S, A, 4, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi), ow += 4, n -= 4;
+      }
+      if (n == 4) last(std::integral_constant<int, 4>{});
+      else if (n == 3) last(std::integral_constant<int, 3>{});
+      else if (n == 2) last(std::integral_constant<int, 2>{});
+      else if (n == 1) last(std::integral_constant<int, 1>{});
+      return;
+    }
+  }
   for (; ow + BW <= p.OW; ow += BW) {
     if (ow >= ow_lo && ow + BW <= ow_hi)
       dp_block<D, K, S, A, BW, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
