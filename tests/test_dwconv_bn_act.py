@@ -404,7 +404,7 @@ def test_bf16_non_contiguous_input(cpu_isa_bf16):
     check_bf16(x[:, ::2], conv_w[::2], _sub_bn(bn, slice(None, None, 2)), 2, 1, 1, "hardswish", "bf16 strided")
 
 
-@pytest.mark.parametrize("c", [1, 7, 8, 16, 17, 24, 31, 33, 48, 56, 60, 104, 120, 184, 200])
+@pytest.mark.parametrize("c", [1, 7, 8, 9, 16, 17, 24, 31, 33, 48, 56, 60, 104, 120, 184, 200])
 def test_bf16_channel_tiles(c, cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
     # avx512_bf16 takes 32-channel tiles (vdpbf16ps over kernel row pairs), then a masked 32-lane
@@ -435,6 +435,38 @@ def test_bf16_column_blocks(c, cpu_isa_bf16):
             continue
         x, conv_w, bn = make_case(1 + i % 2 * 2, c, 3 + i % 3, w, k, channels_last=i % 4 != 3)
         check_bf16(x, conv_w, bn, s, p, 1, act, f"bf16 {cpu_isa} C{c} w{w} k{k}s{s}p{p} {act}")
+
+
+@pytest.mark.parametrize("c", [9, 24, 48, 72, 184, 200])
+def test_bf16_3x3_pad1_row_edges(c, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # avx512_bf16's 3x3 padding-1 rows: a first block that skips its left padding column at
+    # compile time, interior blocks, a last block of every width 1..8 that skips the right
+    # padding column (stride 1, odd widths at stride 2) or reads none (even widths at stride 2),
+    # and rows narrower than one block (the run-time checked blocks).
+    for w in range(1, 42):
+        for s in (1, 2):
+            act = ("hardswish", "relu", "none")[(w + s + c) % 3]
+            x, conv_w, bn = make_case(1 + w % 2, c, 2 + w % 3, w, 3, channels_last=w % 5 != 4)
+            check_bf16(x, conv_w, bn, s, 1, 1, act, f"bf16 {cpu_isa} C{c} w{w} s{s} {act}")
+
+
+@pytest.mark.parametrize("c", [40, 48, 56])
+@pytest.mark.parametrize("s", [1, 2])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+def test_bf16_non_finite_input_row_edges(value, s, c, cpu_isa_bf16):
+    cpu_isa = cpu_isa_bf16
+    # Non-finite values in the first and last two columns, in every kernel row of the edge
+    # blocks (3x3: the row pair and the last row's column pairs; 5x5: two pairs along it).
+    for w, k in itertools.product((13, 14, 15, 28, 29), (3, 5)):
+        x, conv_w, bn = make_case(1, c, 6, w, k)
+        for ch, hh, ww in ((0, 0, 0), (c - 1, 1, 1), (5, 2, w - 1), (33, 3, w - 2), (c // 2, 5, 0), (9, 4, w - 1)):
+            x[0, ch, hh, ww] = value
+        w_, b = fold_bn(conv_w, bn)
+        ours = torch.ops.mbv3.dwconv_bn_act(x.to(BF16), w_.to(BF16), b, s, k // 2, 1, "none").double()
+        ref = F.conv2d(bf16_values(x).double(), w_.to(BF16).double(), b.double(), s, k // 2, 1, c)
+        assert torch.equal(ours.isnan(), ref.isnan()), (cpu_isa, w, k)
+        assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
 
 
 @pytest.mark.parametrize("w", [16, 28, 37])

@@ -4,9 +4,10 @@
 // Kernel rows are taken in pairs: vpunpck{l,h}wd of the same column of two input rows gives
 // (row a, row b) bf16 pairs per channel, and one vdpbf16ps against the pair of taps (w[a][kw],
 // w[b][kw]) adds both products: half the multiply instructions of the widening kernel, and no
-// widening of the pairs.  The odd last kernel row is widened with the same unpack (zero low
-// half: exact float32) and takes FMAs.  Every product of a pair is a real tap of the same
-// output, so an inf or NaN input reaches exactly the outputs PyTorch's does; a padding row of a
+// widening of the pairs.  The odd last kernel row pairs its taps along the row instead (columns
+// t and t + 1 of that row, taps (kw, kw + 1)), and its last tap is widened with the same unpack
+// (zero low half: exact float32) and takes an FMA.  Every product of a pair is a real tap of the
+// same output, so an inf or NaN input reaches exactly the outputs PyTorch's does; a padding row of a
 // pair reads as zero (times a finite weight).
 //
 // The unpacks interleave channels within 128-bit lanes: the "lo" vector holds channels
@@ -19,6 +20,7 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "dwconv_bn_act.h"
@@ -104,12 +106,15 @@ struct Dp512Tail : Dp512 {
 };
 
 // NB adjacent output columns, one channel tile.  wp: the (K / 2) row pairs' taps,
-// [pair][kw][lo, hi]; ws: the last row's taps widened, [kw][lo, hi].  One accumulator per
+// [pair][kw][lo, hi]; ws: the last row's, (K / 2) pairs along it [q][lo, hi] (taps 2q, 2q + 1),
+// then its last tap widened [lo, hi].  One accumulator per
 // output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
 // most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
 // (pairs vs the last row, bias added last) measured slower, except possibly on the 14-wide 3x3
-// rows (README, bfloat16).
-template <class D, int K, int S, Act A, int NB, bool CHECKED>
+// rows (README, bfloat16).  Input columns [0, L) and [kCols - R, kCols) are known at compile
+// time to lie in the padding (row edges): skipped without a test, so the accumulators stay in
+// registers (CHECKED tests every column at run time: it kept them on the stack).
+template <class D, int K, int S, Act A, int NB, bool CHECKED, int L = 0, int R = 0>
 inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
                      typename D::F b_hi) {
@@ -126,7 +131,7 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
     if (!ra && !rb) continue;
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i) {
-      if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
+      if (i < L || i >= kCols - R || (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W))) continue;
       const int64_t off = (iw0 + i) * C + c;
       const I xa = ra ? d.load(ra + off) : D::zero_i();
       const I xb = rb ? d.load(rb + off) : D::zero_i();
@@ -141,18 +146,26 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
     }
   }
   if (const bf16* rl = rows[K - 1]) {
+    // The last row: taps (kw, kw + 1) for even kw < K - 1 paired along the row (vpunpck of
+    // columns t and t + 1, one vdpbf16ps), the last tap widened (FMA).
+    I x[kCols];
 #pragma GCC unroll 16
-    for (int i = 0; i < kCols; ++i) {
-      if (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) continue;
-      const I x = d.load(rl + (iw0 + i) * C + c);
-      const I lo = D::lo(D::zero_i(), x), hi = D::hi(D::zero_i(), x);
+    for (int i = 0; i < kCols; ++i)
+      x[i] = i < L || i >= kCols - R || (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W)) ? D::zero_i()
+                                                                                     : d.load(rl + (iw0 + i) * C + c);
 #pragma GCC unroll 8
-      for (int kw = 0; kw < K; ++kw) {
-        if (i - kw < 0 || (i - kw) % S != 0 || (i - kw) / S >= NB) continue;
-        const int j = (i - kw) / S;
-        acc[j][0] = D::fma(acc[j][0], lo, ws[kw * 2]);
-        acc[j][1] = D::fma(acc[j][1], hi, ws[kw * 2 + 1]);
+    for (int j = 0; j < NB; ++j) {
+#pragma GCC unroll 4
+      for (int q = 0; q < K / 2; ++q) {
+        const int t = j * S + 2 * q;
+        if (t + 1 < L || t >= kCols - R) continue;  // both columns padding
+        acc[j][0] = D::dot(acc[j][0], D::lo(x[t], x[t + 1]), ws[q * 2]);
+        acc[j][1] = D::dot(acc[j][1], D::hi(x[t], x[t + 1]), ws[q * 2 + 1]);
       }
+      const int t = j * S + K - 1;
+      if (t < L || t >= kCols - R) continue;
+      acc[j][0] = D::fma(acc[j][0], D::lo(D::zero_i(), x[t]), ws[(K / 2) * 2]);
+      acc[j][1] = D::fma(acc[j][1], D::hi(D::zero_i(), x[t]), ws[(K / 2) * 2 + 1]);
     }
   }
   using V = typename D::V;
@@ -164,7 +177,8 @@ inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf
 }
 
 // A tile's taps and bias in lo / hi order (the layout dp_block reads): the (K / 2) row pairs'
-// taps [pair][kw][lo, hi], the last row's widened [kw][lo, hi], then the bias (lo, hi).
+// taps [pair][kw][lo, hi], the last row's (K + 1 of its 2 * K slots, see dp_block), then the
+// bias (lo, hi).
 template <class D, int K>
 constexpr int64_t dp_tile_bytes() {
   return int64_t((K / 2) * K * 2 + K * 2) * sizeof(typename D::I) + 2 * sizeof(typename D::F);
@@ -183,11 +197,15 @@ void dp_pack_tile(D d, const DwConvArgs<bf16>& p, int64_t c, char* out) {
       wp[(pr * K + kw) * 2] = D::lo(a, b);
       wp[(pr * K + kw) * 2 + 1] = D::hi(a, b);
     }
-  for (int kw = 0; kw < K; ++kw) {
-    const I w = d.load(p.w + ((K - 1) * K + kw) * C + c);
-    ws[kw * 2] = D::lo(D::zero_i(), w);
-    ws[kw * 2 + 1] = D::hi(D::zero_i(), w);
+  const bf16* wl = p.w + (K - 1) * K * C + c;  // the last row: pairs along it, then its last tap
+  for (int q = 0; q < K / 2; ++q) {
+    const I a = d.load(wl + 2 * q * C), b = d.load(wl + (2 * q + 1) * C);
+    ws[q * 2] = D::lo(a, b);
+    ws[q * 2 + 1] = D::hi(a, b);
   }
+  const I w = d.load(wl + (K - 1) * C);
+  ws[(K / 2) * 2] = D::lo(D::zero_i(), w);
+  ws[(K / 2) * 2 + 1] = D::hi(D::zero_i(), w);
   F* b = reinterpret_cast<F*>(ws + K * 2);
   d.bias(p.b + c, b[0], b[1]);
 }
@@ -248,6 +266,31 @@ inline void dp_tile(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf1
   const F* b = reinterpret_cast<const F*>(ws + K * 2);
   const F b_lo = b[0], b_hi = b[1];
   int64_t ow = 0;
+  if constexpr (K == 3) {
+    // Padding 1 (MobileNetV3's 3x3): the first block reads one padding column (L = 1), the
+    // row's last block reads R = 0 or 1 past its end, every block between them is interior.
+    if (p.pad == 1 && ow_lo == 1 && BW <= ow_hi) {
+      dp_block<D, K, S, A, BW, false, 1>(d, p, rows, yrow, c, 0, wp, ws, b_lo, b_hi);
+      for (ow = BW; ow + BW <= ow_hi; ow += BW)
+        dp_block<D, K, S, A, BW, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      int64_t n = p.OW - ow;
+      const bool r1 = (p.OW - 1) * S + 1 >= p.W;  // the last output's right tap is padding
+      auto last = [&](auto nb) {
+        constexpr int NB = decltype(nb)::value;
+        if (r1) dp_block<D, K, S, A, NB, false, 0, 1>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+        else dp_block<D, K, S, A, NB, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
+      };
+      if constexpr (BW > 4) {
+        if (n == BW) return last(std::integral_constant<int, BW>{});
+        if (n > 4) dp_block<D, K, S, A, 4, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi), ow += 4, n -= 4;
+      }
+      if (n == 4) last(std::integral_constant<int, 4>{});
+      else if (n == 3) last(std::integral_constant<int, 3>{});
+      else if (n == 2) last(std::integral_constant<int, 2>{});
+      else if (n == 1) last(std::integral_constant<int, 1>{});
+      return;
+    }
+  }
   for (; ow + BW <= p.OW; ow += BW) {
     if (ow >= ow_lo && ow + BW <= ow_hi)
       dp_block<D, K, S, A, BW, false>(d, p, rows, yrow, c, ow, wp, ws, b_lo, b_hi);
