@@ -129,6 +129,10 @@ struct Half {
     _mm_mask_storeu_epi16(p, static_cast<__mmask8>((1u << n) - 1u), narrow());
   }
   static inline Half widen(__m128i h) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16))}; }
+  // A Vec's low 8 lanes, and this Half as a Vec's low lanes (upper lanes undefined): both free
+  // (register aliasing), for kernels that keep Vec tiles and run a last tail vector as a Half.
+  static inline Half low(Vec a) { return {_mm512_castps512_ps256(a.v)}; }
+  inline Vec as_vec() const { return {_mm512_castps256_ps512(v)}; }
 #if defined(MBV3_WITH_AVX512BF16)
   inline __m128i narrow() const {
     const __m128bh h = _mm256_cvtneps_pbh(v);

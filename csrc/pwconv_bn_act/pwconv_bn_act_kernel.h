@@ -9,7 +9,10 @@
 // 6 x 16, 8 x 12, 12 x 8, 12 x 4 on NEON).  6 x 4 vectors writes whole 64-channel rows and
 // loads fewer values per FMA than 12 x 2 (16 -> 64 layer: 3% faster).
 // The row tail uses a smaller-MR instantiation, the column tail masked stores (and masked
-// loads only where a full-width load could leave the weight buffer, see tile()).
+// loads only where a full-width load could leave the weight buffer, see tile()).  On AVX-512
+// (float weights) a last vector of at most 8 columns (Cout = 24, 40, 72, 120, 184, 200) runs
+// as a 256-bit Half (HALF): cores that split 512-bit FMAs in two would spend a whole 512-bit
+// FMA on 8 live lanes.  Same FMAs per output in the same order, so the same bits.
 // Accumulators start from the bias (short sums) or take it last; epilogue on the way to the store:
 // activation, + residual.
 //
@@ -53,91 +56,133 @@ constexpr int64_t KC = 64;
 // Weight rows the first tile of a layer prefetches ahead of its reads (see tiles()).
 constexpr int64_t kLead = 16;
 
+// HALF (AVX-512, float weights, a column tail of at most Half::N): the tile's last vector is a
+// Half, accumulated in its own registers (H h[ROWS]) and held in acc[r][V - 1]'s low lanes only
+// for the epilogue; the other vectors are the VF = V - 1 first.  Writing the Half back into
+// acc's zmm inside the loop cost a move per FMA (GCC 12).
+template <bool HALF>
+using HalfOr = std::conditional_t<HALF, Half, Vec>;
+template <int V, bool HALF>
+constexpr int kFullVecs = HALF ? V - 1 : V;
+
 // K steps [k0, k1) of one tile: acc[r] += a[r][k] * b[k] (MASKED: the last vector's weight
 // loads masked).  Plain inline functions, not lambdas: GCC 12 kept lambda-captured
 // accumulators on the stack (48 extra moves per tile, a third of the K = 16 layers' time).
-template <int ROWS, int V, bool MASKED, class TW>
-[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
-                                           int64_t ldb, int64_t k0, int64_t k1, int tail, const TW* lead) {
+template <int ROWS, int V, bool MASKED, bool HALF, class TW>
+[[gnu::always_inline]] inline void k_steps(Vec (&acc)[ROWS][V], HalfOr<HALF> (&h)[ROWS], const float* a,
+                                           int64_t K, const TW* b, int64_t ldb, int64_t k0, int64_t k1,
+                                           int tail, const TW* lead) {
+  using H = HalfOr<HALF>;
+  constexpr int VF = kFullVecs<V, HALF>;
   for (int64_t k = k0; k < k1; ++k) {
     const TW* bk = b + k * ldb;
     if (lead && k + kLead < K)
       prefetch_rows_l2(lead, ldb * int64_t(sizeof(TW)), k + kLead, k + kLead + 1, V * Vec::N * int64_t(sizeof(TW)));
     Vec bv[V];
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v)
-      bv[v] = (MASKED && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail) : Vec::load(bk + v * Vec::N);
+    for (int v = 0; v < VF; ++v)
+      bv[v] = (MASKED && !HALF && v == V - 1) ? Vec::load_tail(bk + v * Vec::N, tail) : Vec::load(bk + v * Vec::N);
+    [[maybe_unused]] H bh;
+    if constexpr (HALF) bh = MASKED ? H::load_tail(bk + VF * Vec::N, tail) : H::load(bk + VF * Vec::N);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) {
       const Vec av = Vec::set1(a[r * K + k]);
 #pragma GCC unroll 8
-      for (int v = 0; v < V; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
+      for (int v = 0; v < VF; ++v) acc[r][v] = fmadd(av, bv[v], acc[r][v]);
+      if constexpr (HALF) h[r] = fmadd(H::low(av), bh, h[r]);
     }
   }
 }
 
 // Steps [k0, k1); with a column tail, rows from k_full on use masked loads (see tile()).
-template <int ROWS, int V, bool TAIL, class TW>
-[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], const float* a, int64_t K, const TW* b,
-                                           int64_t ldb, int64_t k0, int64_t k1, int64_t k_full, int tail,
-                                           const TW* lead) {
+template <int ROWS, int V, bool TAIL, bool HALF, class TW>
+[[gnu::always_inline]] inline void k_block(Vec (&acc)[ROWS][V], HalfOr<HALF> (&h)[ROWS], const float* a,
+                                           int64_t K, const TW* b, int64_t ldb, int64_t k0, int64_t k1,
+                                           int64_t k_full, int tail, const TW* lead) {
   const int64_t kf = TAIL ? std::min(k1, std::max(k0, k_full)) : k1;
-  k_steps<ROWS, V, false>(acc, a, K, b, ldb, k0, kf, tail, lead);
-  if constexpr (TAIL) k_steps<ROWS, V, true>(acc, a, K, b, ldb, kf, k1, tail, lead);
+  k_steps<ROWS, V, false, HALF>(acc, h, a, K, b, ldb, k0, kf, tail, lead);
+  if constexpr (TAIL) k_steps<ROWS, V, true, HALF>(acc, h, a, K, b, ldb, kf, k1, tail, lead);
 }
 
 constexpr int64_t kBiasFirstMaxK = 24;
 
-// Vector v of the bias of the tile at column n.
-template <int V, bool TAIL, class T>
-[[gnu::always_inline]] inline Vec bias_vec(const PwConvArgs<T>& p, int64_t n, int v, int tail) {
-  return (TAIL && v == V - 1) ? Vec::load_tail(p.b + n + v * Vec::N, tail) : Vec::load(p.b + n + v * Vec::N);
+// Vector v of the bias of the tile at column n (VT: Vec, or Half for a HALF tile's last).
+template <class VT, int V, bool TAIL, class T>
+[[gnu::always_inline]] inline VT bias_vec(const PwConvArgs<T>& p, int64_t n, int v, int tail) {
+  return (TAIL && v == V - 1) ? VT::load_tail(p.b + n + v * Vec::N, tail) : VT::load(p.b + n + v * Vec::N);
 }
 
-// One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N).
-// b points at w[0][n], row stride ldb.  Column tail: rows k < k_full are read with full vector
-// loads (the extra lanes read the next weight row: in bounds, never stored); only the last
-// rows use masked loads, which are several times slower on some cores (README, "Design notes").
-template <int ROWS, int V, bool TAIL, class T>
+// One ROWS x (V vectors) tile at (m, n); the last vector holds `tail` columns (1..N; HALF:
+// 1..Half::N, see HalfOr).  b points at w[0][n], row stride ldb.  Column tail: rows k < k_full
+// are read with full vector loads (the extra lanes read the next weight row: in bounds, never
+// stored); only the last rows use masked loads, which are several times slower on some cores
+// (README, "Design notes").
+template <int ROWS, int V, bool TAIL, bool HALF, class T>
 [[gnu::always_inline]] inline void tile(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb,
                                         int64_t k_full, int64_t m, int64_t n, int tail, const T* lead) {
+  using H = HalfOr<HALF>;
+  constexpr int VF = kFullVecs<V, HALF>;
   const int64_t K = p.K;
   // Short sums start from the bias (one add less per output, which the K = 16 and 24 layers
   // feel); longer ones add it last, because an O(1) bias carried through the chain makes every
   // partial sum larger and so its roundings (K = 56: up to 2.5x further off).
   const bool bias_first = K <= kBiasFirstMaxK;
   Vec acc[ROWS][V];
+  [[maybe_unused]] H h[ROWS];
 #pragma GCC unroll 8
-  for (int v = 0; v < V; ++v) {
-    const Vec init = !bias_first ? Vec::zero() : bias_vec<V, TAIL>(p, n, v, tail);
+  for (int v = 0; v < VF; ++v) {
+    const Vec init = !bias_first ? Vec::zero() : bias_vec<Vec, V, TAIL>(p, n, v, tail);
 #pragma GCC unroll 16
     for (int r = 0; r < ROWS; ++r) acc[r][v] = init;
   }
+  if constexpr (HALF) {
+    const H init = !bias_first ? H::zero() : bias_vec<H, V, TAIL>(p, n, V - 1, tail);
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) h[r] = init;
+  }
   // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
   // in an L1 buffer (see KC).
-  k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, 0, std::min(K, KC), k_full, tail, lead);
+  k_block<ROWS, V, TAIL, HALF>(acc, h, a, K, b, ldb, 0, std::min(K, KC), k_full, tail, lead);
   if (K > KC) {
     alignas(64) float total[ROWS][V][Vec::N];
-    for (int r = 0; r < ROWS; ++r)
-      for (int v = 0; v < V; ++v) acc[r][v].store(total[r][v]);
+    for (int r = 0; r < ROWS; ++r) {
+      for (int v = 0; v < VF; ++v) acc[r][v].store(total[r][v]);
+      if constexpr (HALF) h[r].store(total[r][V - 1]);
+    }
     for (int64_t k0 = KC; k0 < K; k0 += KC) {
-      for (int r = 0; r < ROWS; ++r)
-        for (int v = 0; v < V; ++v) acc[r][v] = Vec::zero();
-      k_block<ROWS, V, TAIL>(acc, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail, lead);
-      for (int r = 0; r < ROWS; ++r)
-        for (int v = 0; v < V; ++v) {
+      for (int r = 0; r < ROWS; ++r) {
+        for (int v = 0; v < VF; ++v) acc[r][v] = Vec::zero();
+        if constexpr (HALF) h[r] = H::zero();
+      }
+      k_block<ROWS, V, TAIL, HALF>(acc, h, a, K, b, ldb, k0, std::min(K, k0 + KC), k_full, tail, lead);
+      for (int r = 0; r < ROWS; ++r) {
+        for (int v = 0; v < VF; ++v) {
           acc[r][v] = add(acc[r][v], Vec::load(total[r][v]));
           if (k0 + KC < K) acc[r][v].store(total[r][v]);
         }
+        if constexpr (HALF) {
+          h[r] = add(h[r], H::load(total[r][V - 1]));
+          if (k0 + KC < K) h[r].store(total[r][V - 1]);
+        }
+      }
     }
   }
   if (!bias_first) {
 #pragma GCC unroll 8
-    for (int v = 0; v < V; ++v) {
-      const Vec bias = bias_vec<V, TAIL>(p, n, v, tail);
+    for (int v = 0; v < VF; ++v) {
+      const Vec bias = bias_vec<Vec, V, TAIL>(p, n, v, tail);
 #pragma GCC unroll 16
       for (int r = 0; r < ROWS; ++r) acc[r][v] = add(acc[r][v], bias);
     }
+    if constexpr (HALF) {
+      const H bias = bias_vec<H, V, TAIL>(p, n, V - 1, tail);
+#pragma GCC unroll 16
+      for (int r = 0; r < ROWS; ++r) h[r] = add(h[r], bias);
+    }
+  }
+  if constexpr (HALF) {
+#pragma GCC unroll 16
+    for (int r = 0; r < ROWS; ++r) acc[r][V - 1] = h[r].as_vec();  // the store reads `tail` lanes
   }
   store_tile<ROWS, V, TAIL>(acc, p, m, n, tail);
 }
@@ -146,13 +191,13 @@ template <int ROWS, int V, bool TAIL, class T>
 // panel, so a tile costs no call, register saves or parameter loads.  `next` (or null): the next
 // panel's weights, `next_bytes` per row; each tile prefetches its share of their rows.  The
 // first panel has no panel before it: its first tile prefetches its own rows kLead ahead.
-template <int ROWS, int V, bool TAIL, class T>
+template <int ROWS, int V, bool TAIL, bool HALF, class T>
 void tiles(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t k_full,
            int64_t m, int64_t m_end, int64_t n, int tail, const T* next, int64_t next_bytes, bool first) {
   const int64_t count = (m_end - m) / ROWS;
   for (int64_t t = 0; m < m_end; ++t, m += ROWS, a += ROWS * p.K) {
     if (next) prefetch_rows_l2(next, ldb * int64_t(sizeof(T)), t * p.K / count, (t + 1) * p.K / count, next_bytes);
-    tile<ROWS, V, TAIL>(p, a, b, ldb, k_full, m, n, tail, first && t == 0 ? b : nullptr);
+    tile<ROWS, V, TAIL, HALF>(p, a, b, ldb, k_full, m, n, tail, first && t == 0 ? b : nullptr);
   }
 }
 
@@ -160,22 +205,35 @@ template <class T>
 using TileFn = void (*)(const PwConvArgs<T>&, const float*, const T*, int64_t, int64_t, int64_t,
                         int64_t, int64_t, int, const T*, int64_t, bool);
 
-template <class T, int V, bool TAIL, std::size_t... I>
+template <class T, int V, bool TAIL, bool HALF, std::size_t... I>
 constexpr std::array<TileFn<T>, sizeof...(I)> by_rows(std::index_sequence<I...>) {
-  return {{&tiles<int(I) + 1, V, TAIL, T>...}};
+  return {{&tiles<int(I) + 1, V, TAIL, HALF, T>...}};
 }
-template <class T, int V, bool TAIL>
-constexpr auto kByRows = by_rows<T, V, TAIL>(std::make_index_sequence<mr_for(V)>{});
+template <class T, int V, bool TAIL, bool HALF = false>
+constexpr auto kByRows = by_rows<T, V, TAIL, HALF>(std::make_index_sequence<mr_for(V)>{});
 
+// Whether a tail of at most Half::N columns runs as a Half (float weights only: the
+// bf16-widening instantiation keeps 16-lane tails).
+template <class T>
+constexpr bool kHalfTail = kHasHalf && std::is_same_v<T, float>;
+
+// Tiles of `rows` rows and v vectors; `cols`: full (Vec::N), masked tail, or Half tail.
+enum class Cols { Full, Tail, Half };
+template <class T, int V>
+inline TileFn<T> select_v(int rows, Cols cols) {
+  if constexpr (kHalfTail<T>)
+    if (cols == Cols::Half) return kByRows<T, V, true, true>[rows - 1];
+  return cols == Cols::Full ? kByRows<T, V, false>[rows - 1] : kByRows<T, V, true>[rows - 1];
+}
 static_assert(NV == 3 || NV == 4, "select() lists up to 4 vectors");
 template <class T>
-inline TileFn<T> select(int rows, int v, bool tail) {
+inline TileFn<T> select(int rows, int v, Cols cols) {
   if constexpr (NV == 4)
-    if (v == 4) return tail ? kByRows<T, 4, true>[rows - 1] : kByRows<T, 4, false>[rows - 1];
+    if (v == 4) return select_v<T, 4>(rows, cols);
   switch (v) {
-    case 1: return tail ? kByRows<T, 1, true>[rows - 1] : kByRows<T, 1, false>[rows - 1];
-    case 2: return tail ? kByRows<T, 2, true>[rows - 1] : kByRows<T, 2, false>[rows - 1];
-    default: return tail ? kByRows<T, 3, true>[rows - 1] : kByRows<T, 3, false>[rows - 1];
+    case 1: return select_v<T, 1>(rows, cols);
+    case 2: return select_v<T, 2>(rows, cols);
+    default: return select_v<T, 3>(rows, cols);
   }
 }
 
@@ -196,12 +254,16 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int v = int(panel_vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * Vec::N, n_end - n));
     const int tail = cols - (v - 1) * Vec::N;
-    const bool is_tail = tail != Vec::N;
-    // Rows whose full-width read [k * ldb, k * ldb + v * N) stays within the readable extent.
-    const int64_t room = extent - (n - n_begin) - int64_t(v) * Vec::N;
+    const Cols kind = tail == Vec::N                       ? Cols::Full
+                      : kHalfTail<T> && tail <= Half::N ? Cols::Half
+                                                        : Cols::Tail;
+    // Rows whose full-width read [k * ldb, k * ldb + width) stays within the readable extent
+    // (width: v vectors, the last a Half for Cols::Half).
+    const int64_t width = int64_t(v - 1) * Vec::N + (kind == Cols::Half ? Half::N : Vec::N);
+    const int64_t room = extent - (n - n_begin) - width;
     const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
     const int mr = mr_for(v);
-    const TileFn<T> full = select<T>(mr, v, is_tail);
+    const TileFn<T> full = select<T>(mr, v, kind);
     const T* bp = b + (n - n_begin);
     const int64_t next_cols = pi + 1 < panels ? std::min<int64_t>(panel_vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
     const T* next = next_cols > 0 ? bp + cols : nullptr;
@@ -209,7 +271,7 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
     if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)
-      select<T>(int(m_end - m_full), v, is_tail)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
+      select<T>(int(m_end - m_full), v, kind)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
                                                  n, tail, m_full > m_begin ? nullptr : next, next_bytes,
                                                  pi == 0 && m_full == m_begin);
     n += cols;
