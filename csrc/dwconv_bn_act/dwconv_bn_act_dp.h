@@ -110,8 +110,7 @@ struct Dp512Tail : Dp512 {
 // then its last tap widened [lo, hi].  One accumulator per
 // output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
 // most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
-// (pairs vs the last row, bias added last) measured slower, except possibly on the 14-wide 3x3
-// rows (README, bfloat16).  Input columns [0, L) and [kCols - R, kCols) are known at compile
+// (pairs vs the last row, bias added last) measured slower.  Input columns [0, L) and [kCols - R, kCols) are known at compile
 // time to lie in the padding (row edges): skipped without a test, so the accumulators stay in
 // registers (CHECKED tests every column at run time: it kept them on the stack).
 template <class D, int K, int S, Act A, int NB, bool CHECKED, int L = 0, int R = 0>
