@@ -7,8 +7,8 @@
 // widening of the pairs.  The odd last kernel row pairs its taps along the row instead (columns
 // t and t + 1 of that row, taps (kw, kw + 1)), and its last tap is widened with the same unpack
 // (zero low half: exact float32) and takes an FMA.  Every product of a pair is a real tap of the
-// same output, so an inf or NaN input reaches exactly the outputs PyTorch's does; a padding row of a
-// pair reads as zero (times a finite weight).
+// same output, so an inf or NaN input reaches exactly the outputs PyTorch's does; a padding row
+// of a pair reads as zero (times a finite weight).
 //
 // The unpacks interleave channels within 128-bit lanes: the "lo" vector holds channels
 // {0-3, 8-11, 16-19, 24-27} of the tile, "hi" {4-7, 12-15, ...}.  Weights (unpacked the same
@@ -110,9 +110,10 @@ struct Dp512Tail : Dp512 {
 // then its last tap widened [lo, hi].  One accumulator per
 // output half, starting from the bias: no zeroing and no epilogue adds (a float32 chain of at
 // most 15 steps for 5x5, far below the bf16 rounding on store).  Two accumulators per output
-// (pairs vs the last row, bias added last) measured slower.  Input columns [0, L) and [kCols - R, kCols) are known at compile
-// time to lie in the padding (row edges): skipped without a test, so the accumulators stay in
-// registers (CHECKED tests every column at run time: it kept them on the stack).
+// (pairs vs the last row, bias added last) measured slower.  Input columns [0, L) and
+// [kCols - R, kCols) are known at compile time to lie in the padding (row edges): skipped
+// without a test, so the accumulators stay in registers (CHECKED tests every column at run
+// time: it kept them on the stack).
 template <class D, int K, int S, Act A, int NB, bool CHECKED, int L = 0, int R = 0>
 inline void dp_block(D d, const DwConvArgs<bf16>& p, const bf16* const* rows, bf16* yrow, int64_t c, int64_t ow,
                      const typename D::I* wp, const typename D::I* ws, typename D::F b_lo,
