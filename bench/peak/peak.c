@@ -1,7 +1,8 @@
 // Per-core arithmetic peak: 16 independent accumulator chains of one instruction, long enough
 // that the loop's overhead vanishes.  Prints GFLOP/s (a dot product counts 2 FLOP per pair
-// element: vdpbf16ps = 16 lanes x 2 products x 2 = 64 FLOP; vfmadd231ps zmm = 32 FLOP; vpdpbusd
-// = 16 lanes x 4 u8*s8 products x 2 = 128 OP).
+// element: vdpbf16ps = 16 lanes x 2 products x 2 = 64 FLOP; vfmadd231ps zmm = 32 FLOP, ymm = 16;
+// vpdpbusd = 16 lanes x 4 u8*s8 products x 2 = 128 OP).  The ymm FMA is the AVX2 path's peak,
+// and on CPUs without AVX-512 the only line.
 // Built and run by bench/peak.py.
 #include <immintrin.h>
 #include <stdio.h>
@@ -27,6 +28,20 @@ __attribute__((target("avx512f"))) static double fma_f32(void) {
   for (int i = 0; i < 16; ++i) s += _mm512_reduce_add_ps(a[i]);
   if (s == 12345.f) printf("!");
   return ITERS * 16.0 * 32 / dt / 1e9;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_f32_avx2(void) {
+  __m256 a[16], b = _mm256_set1_ps(1e-8f), c = _mm256_set1_ps(0.999f);
+  for (int i = 0; i < 16; ++i) a[i] = _mm256_set1_ps((float)i);
+  const double t0 = now();
+  for (long it = 0; it < ITERS; ++it)
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; ++i) a[i] = _mm256_fmadd_ps(a[i], c, b);
+  const double dt = now() - t0;
+  float s[8] = {0};
+  for (int i = 0; i < 16; ++i) _mm256_storeu_ps(s, _mm256_add_ps(_mm256_loadu_ps(s), a[i]));
+  if (s[0] == 12345.f) printf("!");
+  return ITERS * 16.0 * 16 / dt / 1e9;
 }
 
 __attribute__((target("avx512f,avx512bf16"))) static double dp_bf16(void) {
@@ -60,7 +75,9 @@ __attribute__((target("avx512f,avx512vnni"))) static double dp_u8s8(void) {
 }
 
 int main(void) {
-  printf("fp32_fma_gflops %.1f\n", fma_f32());
+  if (__builtin_cpu_supports("avx512f")) printf("fp32_fma_gflops %.1f\n", fma_f32());
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    printf("fp32_fma_avx2_gflops %.1f\n", fma_f32_avx2());
   if (__builtin_cpu_supports("avx512bf16")) printf("bf16_dot_gflops %.1f\n", dp_bf16());
   if (__builtin_cpu_supports("avx512vnni")) printf("int8_dot_gops %.1f\n", dp_u8s8());
   return 0;
