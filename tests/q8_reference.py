@@ -2,8 +2,33 @@
 of the integer values, which are exact, then float32 requantization), with the ops' signatures.
 test_quantization.py runs the int8 model's plan on these to check the plan itself (which layer
 gets which qparams) against torchvision's quantized model, independently of the kernels."""
+import platform
+
 import torch
 import torch.nn.functional as F
+
+import mbv3_fast  # noqa: F401 (registers torch.ops.mbv3)
+
+
+def torch_int8_saturates() -> bool:
+    """Whether PyTorch's fbgemm and oneDNN int8 GEMMs (engines fbgemm, x86, onednn) can differ from
+    the exact sums on this CPU: without AVX512-VNNI they add pairs of u8 x s8 products in
+    saturating int16 (vpmaddubsw), so a pair over 32767 is clipped (which is why PyTorch's x86
+    recipe keeps activations to 7 bits there, reduce_range).  Our kernels sum exactly, so the
+    tests that compare with those engines keep their activations in [0, X_MAX] here: no pair can
+    then saturate (2 * 127 * 128 < 32768) and the comparison stays bit for bit.  qnnpack widens to
+    int16 and is exact everywhere."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return False
+    return not torch.ops.mbv3.q8_cpu_has_avx512_vnni()
+
+
+SATURATES = ("PyTorch's fbgemm / oneDNN int8 GEMMs on this CPU (no AVX512-VNNI) add u8 x s8 pairs in "
+              "saturating int16 (vpmaddubsw): not the exact sums our kernels compute; the qnnpack-engine "
+              "cases test the same kernels here, and this case runs on VNNI CPUs")
+
+# The largest activation byte the tests feed PyTorch's fbgemm / oneDNN GEMMs (see above).
+X_MAX = 127 if torch_int8_saturates() else 255
 
 
 def _rne_u8(v, zp, lo=0, hi=255):

@@ -19,6 +19,7 @@ from mbv3_fast.quantization.params import onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import VARIANTS, stem_layers
 import mbv3_fast
 from layers import BEST_ISA, CPU_ISAS
+from q8_reference import X_MAX
 
 # One thread (conftest): OpenMP regions stall on a busy 2-core machine; thread independence is
 # tested on its own.
@@ -95,6 +96,9 @@ def make_case(n, cin, cout, h, w, k, stride, padding, act, engine, channels_last
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     x_scale, x_zp = float(torch.empty(()).uniform_(0.015, 0.04)), int(torch.randint(60, 200, ()))
+    if X_MAX < 255:  # PyTorch's GEMM would saturate above X_MAX here (q8_reference)
+        x_zp = int(torch.randint(30, 100, ()))
+        x = x.clamp(max=(X_MAX - x_zp) * x_scale)
     wf = torch.randn(cout, cin, k, k)
     if engine == "qnnpack":
         qw = torch.quantize_per_tensor(wf, float(wf.abs().max()) / 127, 0, torch.qint8)
@@ -398,12 +402,12 @@ NEON_CONVS = [  # n, cin, cout, h, w, k, stride, pad, act, engine, Onednn mode: 
 
 
 def with_extremes(xq, m):
-    """xq with bytes 0 and 255 and m's weight with -128 and 127 sprinkled in, output channel 0's
+    """xq with bytes 0 and X_MAX (255, or 127 where PyTorch's int8 saturates) and m's weight with -128 and 127 sprinkled in, output channel 0's
     weights all -128 and channel 1's all 127 (the SDOT path's x - 128 and 128 * sum w at their ends)."""
     xq = xq.clone()
     r = torch.rand(xq.shape)
     xq[r < 0.15] = 0
-    xq[r > 0.85] = 255
+    xq[r > 0.85] = X_MAX  # 255 where PyTorch's GEMM cannot saturate (q8_reference)
     qw = m.weight()
     wi = qw.int_repr().clone()
     r = torch.rand(wi.shape)

@@ -27,6 +27,7 @@ from mbv3_fast.quantization.model import x86_uses_onednn
 from mbv3_fast.quantization.params import add_args, mul_args, onednn_scales, requant_args, unary_lut
 from mbv3_fast.testing import pointwise_layers, se_layers
 from layers import BEST_ISA, CPU_ISAS
+from q8_reference import X_MAX
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
@@ -46,7 +47,7 @@ def _qparams(t, lo_q=0, hi_q=255):
 
 
 def _quint8(t):
-    s, zp = _qparams(t)
+    s, zp = _qparams(t, 0, X_MAX)  # X_MAX: 127 where PyTorch's fbgemm would saturate (q8_reference)
     return torch.quantize_per_tensor(t, s, zp, torch.quint8)
 
 
@@ -60,7 +61,7 @@ class Case:
         a_q, se_u8, mul = x_q, None, None
         if se:  # torchvision's SE: x * hardsigmoid(...) as quantized.mul with a quint8 scale (1/256, 0)
             scale_q = torch.quantize_per_tensor(torch.rand(n, cin, 1, 1), 1.0 / 256, 0, torch.quint8)
-            ms, mzp = _qparams(x_q.dequantize() * scale_q.dequantize())
+            ms, mzp = _qparams(x_q.dequantize() * scale_q.dequantize(), 0, X_MAX)
             a_q = torch.ops.quantized.mul(x_q, scale_q, ms, mzp)
             se_u8 = scale_q.int_repr().reshape(n, cin)
             mul = mul_args(x_q.q_scale(), x_q.q_zero_point(), 1.0 / 256, 0, ms, mzp)

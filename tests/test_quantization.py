@@ -69,9 +69,12 @@ def _check_issue_rule(ours, ref, fl, step, what):
 # Engines whose arithmetic q8.h reproduces exactly.  "x86" converts with the same qconfig as
 # "fbgemm" (per-channel weights) but runs oneDNN for the groups <= 100 convs on a VNNI CPU, which
 # the int8 model follows there with the Onednn mode (elsewhere x86 runs fbgemm: test_x86_engine).
-# "onednn" runs every conv and Linear on oneDNN: the Onednn mode everywhere.
+# "onednn" runs every conv and Linear on oneDNN: the Onednn mode everywhere.  On x86 CPUs
+# without AVX512-VNNI, fbgemm and oneDNN add u8 x s8 pairs in saturating int16
+# (q8_reference.torch_int8_saturates), which the image's full-range QuantStub output can reach
+# in the stem: there only qnnpack is exact.
 ONEDNN = x86_uses_onednn()
-EXACT_ENGINES = ["qnnpack", "fbgemm", "onednn"] + ["x86"] * ONEDNN
+EXACT_ENGINES = ["qnnpack"] + ([] if q8_reference.torch_int8_saturates() else ["fbgemm", "onednn"]) + ["x86"] * ONEDNN
 
 
 @pytest.mark.parametrize("engine", EXACT_ENGINES)
@@ -191,7 +194,7 @@ def test_batches_layouts_sizes():
             assert torch.equal(out, ref), tuple(x.shape)
 
 
-@pytest.mark.parametrize("engine", EXACT_ENGINES[1:])
+@pytest.mark.parametrize("engine", EXACT_ENGINES[1:] or [pytest.param("fbgemm", marks=pytest.mark.skip(reason=q8_reference.SATURATES))])
 def test_every_cpu_path(engine, cpu_isa):  # fbgemm, onednn, x86
     """scalar, avx2 and avx512 (its int8 kernels: avx512_vnni where the CPU has VNNI)."""
     _, tvq, ours = _models("small", engine, 64)
