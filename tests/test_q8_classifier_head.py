@@ -35,15 +35,14 @@ def reference(xq, l1, hs, l2):
 
 
 def check(n, c, h, w, hd, k, engine, how="nchw", modules=None):
+    if engine != "qnnpack" and q8_reference.torch_int8_saturates():
+        pytest.skip(q8_reference.SATURATES)
     x_scale, x_zp = pool_scale(engine), int(torch.randint(0, 256, ()))
     xi = layout(make_x(n, c, h, w), how)
     l1, hs, l2 = modules or make_modules(c, hd, k, engine)
     xq = torch._make_per_tensor_quantized_tensor(xi, x_scale, x_zp)
-    args = head_args(l1, hs, l2, x_scale, x_zp, engine, engine == "onednn")
-    if engine != "qnnpack" and q8_reference.torch_int8_saturates():
-        pytest.skip(q8_reference.SATURATES)
     ref = reference(xq, l1, hs, l2)
-    ours = torch.ops.mbv3.q8_classifier_head(xi, *args)
+    ours = torch.ops.mbv3.q8_classifier_head(xi, *head_args(l1, hs, l2, x_scale, x_zp, engine, engine == "onednn"))
     assert ours.dtype == torch.float32 and ours.shape == (n, k)
     assert torch.equal(ours, ref), f"{(n, c, h, w, hd, k, engine, how)}: {(ours != ref).sum()} of {ref.numel()} differ"
     return ref

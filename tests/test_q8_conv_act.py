@@ -402,8 +402,9 @@ NEON_CONVS = [  # n, cin, cout, h, w, k, stride, pad, act, engine, Onednn mode: 
 
 
 def with_extremes(xq, m):
-    """xq with bytes 0 and X_MAX (255, or 127 where PyTorch's int8 saturates) and m's weight with -128 and 127 sprinkled in, output channel 0's
-    weights all -128 and channel 1's all 127 (the SDOT path's x - 128 and 128 * sum w at their ends)."""
+    """xq with bytes 0 and X_MAX (255; 127 where PyTorch's int8 saturates, q8_reference) and m's
+    weight with -128 and 127 sprinkled in, output channel 0's weights all -128 and channel 1's
+    all 127 (the SDOT path's x - 128 and 128 * sum w at their ends)."""
     xq = xq.clone()
     r = torch.rand(xq.shape)
     xq[r < 0.15] = 0

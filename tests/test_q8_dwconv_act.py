@@ -111,15 +111,15 @@ def formula_ref(x, m, lut, engine):
 
 
 def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
-    if engine != "qnnpack" and q8_reference.torch_int8_saturates():
-        pytest.skip(q8_reference.SATURATES)  # PyTorch's depthwise clips pair sums here, rarely
     x, m, lut, ref = make_case(n, c, h, w, k, s, p, d, act, engine, **kw)
     ours = run(x, m, lut, engine)
     exact = formula_ref(x, m, lut, engine)
     assert torch.equal(ours, exact), f"{what}: {int((ours != exact).sum())} of {ours.numel()} differ from q8.h"
     assert ours.dtype == torch.uint8 and ours.is_contiguous(memory_format=torch.channels_last), what
     assert ours.shape == ref.shape, what
-    if not torch.equal(ours, ref):
+    # PyTorch itself is the exact result only where its int8 cannot clip pair sums (q8_reference:
+    # CPUs without AVX512-VNNI clip under onednn / x86, rarely); the formula above always is.
+    if (engine == "qnnpack" or not q8_reference.torch_int8_saturates()) and not torch.equal(ours, ref):
         bad = (ours.int() - ref.int()).abs()
         raise AssertionError(f"{what}: {int((bad > 0).sum())} of {bad.numel()} differ, max {int(bad.max())}")
     return x, m, lut, ours

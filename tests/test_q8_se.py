@@ -101,15 +101,14 @@ def layout(x, how):
 
 
 def check(n, c, s, h, w, engine, how="nchw"):
+    if engine != "qnnpack" and q8_reference.torch_int8_saturates():
+        pytest.skip(q8_reference.SATURATES)
     x_scale, x_zp = pool_scale(engine), int(torch.randint(0, 256, ()))
     xi = layout(make_x(n, c, h, w), how)
     fc1, fc2 = make_modules(c, s, x_scale, x_zp, engine)
     xq = torch._make_per_tensor_quantized_tensor(xi, x_scale, x_zp)
-    args = se_args(fc1, fc2, x_scale, x_zp, engine)
-    if engine != "qnnpack" and q8_reference.torch_int8_saturates():
-        pytest.skip(q8_reference.SATURATES)
     ref = reference(xq, fc1, fc2)
-    ours = torch.ops.mbv3.q8_se(xi, *args)
+    ours = torch.ops.mbv3.q8_se(xi, *se_args(fc1, fc2, x_scale, x_zp, engine))
     assert ours.dtype == torch.uint8 and ours.shape == (n, c)
     assert torch.equal(ours, ref), f"{(n, c, s, h, w, engine, how)}: {(ours != ref).sum()} of {ref.numel()} differ"
     return ref
