@@ -55,6 +55,16 @@ constexpr int MR = mr_for(1);    // the largest
 constexpr int64_t KC = 64;
 // Weight rows the first tile of a layer prefetches ahead of its reads (see tiles()).
 constexpr int64_t kLead = 16;
+// Whether the tiles prefetch weights (the next panel's, the first panel's rows kLead ahead; see
+// run()).  Measured per core: on Zen 4 (AVX-512) it sped up the cold 7x7 layers in the forward
+// (README, "Design notes"); on Zen 3 (AVX2) the forward ran 3% faster at 1 thread and 2% at 2
+// without it, the same with only each panel's own rows prefetched: the hardware prefetchers
+// alone did as well there, and the prefetches only cost.  NEON and scalar keep it (not measured).
+#if defined(MBV3_ISA_AVX2)
+constexpr bool kPrefetchWeights = false;
+#else
+constexpr bool kPrefetchWeights = true;
+#endif
 
 // HALF (AVX-512, float weights, a column tail of at most Half::N): the tile's last vector is a
 // Half, accumulated in its own registers (H h[ROWS]) and held in acc[r][V - 1]'s low lanes only
@@ -254,8 +264,9 @@ inline TileFn<T> select(int rows, int v, Cols cols) {
 // Panels of up to NV vectors outer (a panel's K x NR weights stay in L1/L2), row tiles inner.
 // The columns are spread evenly over the fewest panels (64 = 32 + 32, not 48 + 16), the
 // vector tail going to the last panel.  While a panel is computed, the next one's weights are
-// prefetched: at batch 1 a layer's weights come from L3 or DRAM, and the strided rows (one
-// panel's slice of each K row) were read at a fraction of the bandwidth a stream gets.
+// prefetched (where kPrefetchWeights): at batch 1 a layer's weights come from L3 or DRAM, and
+// the strided rows (one panel's slice of each K row) were read at a fraction of the bandwidth a
+// stream gets.
 // a points at row m_begin of x (row stride K); b at the weight of column n_begin, row stride
 // ldb; `extent` floats from b are readable.
 template <class T>
@@ -280,14 +291,15 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const TileFn<T> full = select<T>(mr, v, kind);
     const T* bp = b + (n - n_begin);
     const int64_t next_cols = pi + 1 < panels ? std::min<int64_t>(panel_vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
-    const T* next = next_cols > 0 ? bp + cols : nullptr;
+    const T* next = kPrefetchWeights && next_cols > 0 ? bp + cols : nullptr;
     const int64_t next_bytes = next_cols * int64_t(sizeof(T));
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
-    if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
+    const bool lead = kPrefetchWeights && pi == 0;
+    if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, lead);
     if (m_full < m_end)
       select<T>(int(m_end - m_full), v, kind)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
                                                  n, tail, m_full > m_begin ? nullptr : next, next_bytes,
-                                                 pi == 0 && m_full == m_begin);
+                                                 lead && m_full == m_begin);
     n += cols;
   }
 }
