@@ -18,6 +18,8 @@ CASES = [
     ("dwconv_bn_act", (3, 72, 28, 28, 3, 1, 1, 1)), ("dwconv_bn_act", (1, 120, 14, 14, 5, 2, 2, 1)),
     ("dwconv_bn_act", (2, 33, 17, 9, 7, 3, 3, 1)),
     ("pwconv_bn_act", (3, 40, 120, 28, 28)), ("pwconv_bn_act", (1, 96, 576, 7, 7)),
+    # Cout > rows: 2 threads split the columns only (each streams half the weights).
+    ("pwconv_bn_act", (1, 112, 672, 14, 14)), ("pwconv_bn_act+in_scale", (1, 72, 200, 9, 9)),
     ("pwconv_bn_act+residual", (2, 40, 40, 14, 14)),
     # HW = 196 > Cout = 120, but half the rows (2 threads) <= 120: the old per-chunk choice flipped.
     ("pwconv_bn_act+in_scale", (1, 480, 120, 14, 14)), ("pwconv_bn_act+in_scale", (3, 120, 40, 28, 28)),
