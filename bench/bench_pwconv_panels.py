@@ -13,17 +13,16 @@ runs the same GEMM three ways, batch 1, fp32, channels_last, hot:
 
 The per-panel providers pay one op call per panel; the time of the same calls on a 1-pixel
 input is measured in the same rounds and subtracted.  So contiguous vs slices isolates the
-layout; slices vs one_call shows what splitting into calls changes on its own.  Interleaved: in
-each round every provider runs `calls` calls in turn; a figure is the median of round medians.
+layout; slices vs one_call shows what splitting into calls changes on its own.  Interleaved
+(interleave.round_medians): median of round medians.
 """
 import argparse
-import statistics
-import time
 
 import torch
 
 import mbv3_fast
 from mbv3_fast.ops import pack_pw_weight
+from interleave import round_medians
 
 # The float 1x1 kernel's widest panel per ISA (NV vectors, pwconv_bn_act_kernel.h).
 PANEL_COLS = {"avx512": 64, "avx512_vnni": 64, "avx512_bf16": 64, "avx2": 24, "neon": 16, "neon_bf16": 16, "scalar": 3}
@@ -66,20 +65,7 @@ def main(argv=None):
     with torch.no_grad():
         for s in a.shapes:
             K, N, H = map(int, s.split(","))
-            ps = providers(K, N, H, nr)
-            rounds = {k: [] for k in ps}
-            for r in range(a.rounds):
-                names = list(ps)[r % len(ps):] + list(ps)[:r % len(ps)]
-                for k in names:
-                    f = ps[k]
-                    f()
-                    ts = []
-                    for _ in range(a.calls):
-                        t = time.perf_counter()
-                        f()
-                        ts.append(time.perf_counter() - t)
-                    rounds[k].append(statistics.median(ts))
-            m = {k: statistics.median(v) * 1e6 for k, v in rounds.items()}
+            m = {k: v * 1e6 for k, v in round_medians(providers(K, N, H, nr), a.rounds, a.calls).items()}
             sl, co = m["slices"] - m["call_cost"], m["contiguous"] - m["call_cost"]
             print(f"| {K} -> {N} @ {H}x{H} | {m['one_call']:.0f} | {sl:.0f} | {co:.0f} | {co / sl:.2f} | "
                   f"{sl / m['one_call']:.2f} |", flush=True)
