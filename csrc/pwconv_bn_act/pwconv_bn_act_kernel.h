@@ -56,10 +56,8 @@ constexpr int64_t KC = 64;
 // Weight rows the first tile of a layer prefetches ahead of its reads (see tiles()).
 constexpr int64_t kLead = 16;
 // Whether the tiles prefetch weights (the next panel's, the first panel's rows kLead ahead; see
-// run()).  Measured per core: on Zen 4 (AVX-512) it sped up the cold 7x7 layers in the forward
-// (README, "Design notes"); on Zen 3 (AVX2) the forward ran 3% faster at 1 thread and 2% at 2
-// without it, the same with only each panel's own rows prefetched: the hardware prefetchers
-// alone did as well there, and the prefetches only cost.  NEON and scalar keep it (not measured).
+// run()).  Per ISA, as measured (README, "Design notes"): a gain on Zen 4 (AVX-512), a loss on
+// Zen 3 (AVX2), whose hardware prefetchers alone did as well.  NEON and scalar: not measured.
 #if defined(MBV3_ISA_AVX2)
 constexpr bool kPrefetchWeights = false;
 #else

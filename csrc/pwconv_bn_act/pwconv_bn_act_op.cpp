@@ -53,10 +53,9 @@ std::vector<int64_t> check_pwconv_op(const at::Tensor& x, const at::Tensor& weig
 // (chunk x Cin floats) within ~128 KB so the rows stay cached while every panel passes over
 // them.  With fewer row chunks than 2 per thread (batch 1): where the weights outweigh the rows
 // (Cout > M: the expands of the 14x14 and 7x7 blocks) only the columns (whole vectors) are
-// split, so each thread streams half the weights (Zen 3, 2 threads: the forward 4-6% faster
-// than with the row split); else the rows are split into 2 per thread while chunks keep >= 4
-// row tiles, else once per thread and then the columns too.  The grain keeps tiny layers on
-// one thread: a wake-up costs µs.
+// split, so each thread streams half the (cold) weights (README, "Design notes"); else the rows
+// are split into 2 per thread while chunks keep >= 4 row tiles, else once per thread and then
+// the columns too.  The grain keeps tiny layers on one thread: a wake-up costs µs.
 template <class T>
 void run_pwconv(PwConvArgs<T>& p, int64_t HW) {
   const int64_t M = p.M, Cin = p.K, Cout = p.Cout;
@@ -67,11 +66,11 @@ void run_pwconv(PwConvArgs<T>& p, int64_t HW) {
   const int64_t vec = tile.vec, nvec = (Cout + vec - 1) / vec, max_panels = (nvec + tile.nr / vec - 1) / (tile.nr / vec);
   const int64_t rows_cap = std::max<int64_t>(tile.mr, 32768 / std::max<int64_t>(Cin, 1));
   int64_t m_chunks = (M + rows_cap - 1) / rows_cap, n_chunks = 1;
-  if (threads > 1 && m_chunks < 2 * threads && Cout > M) {
-    n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
-  } else if (threads > 1 && m_chunks < 2 * threads) {
-    m_chunks = std::max(m_chunks, std::min(2 * threads, M / (4 * tile.mr)));  // rows enough
-    m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
+  if (threads > 1 && m_chunks < 2 * threads) {
+    if (Cout <= M) {  // rows first, unless the weights outweigh them
+      m_chunks = std::max(m_chunks, std::min(2 * threads, M / (4 * tile.mr)));  // rows enough
+      m_chunks = std::max(m_chunks, std::min(threads, (M + tile.mr - 1) / tile.mr));
+    }
     if (m_chunks < 2 * threads) n_chunks = std::min(max_panels, (2 * threads + m_chunks - 1) / m_chunks);
   } else if (threads > 1) {
     m_chunks = (m_chunks + threads - 1) / threads * threads;  // whole rounds: 7 chunks ran 4:3 on 2 threads
