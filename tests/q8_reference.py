@@ -31,6 +31,11 @@ SATURATES = ("PyTorch's fbgemm / oneDNN int8 GEMMs on this CPU (no AVX512-VNNI) 
 X_MAX = 127 if torch_int8_saturates() else 255
 
 
+def torch_int8_exact(engine: str) -> bool:
+    """Whether PyTorch's int8 result under `engine` is the exact one on this CPU (see above)."""
+    return engine == "qnnpack" or not torch_int8_saturates()
+
+
 def _rne_u8(v, zp, lo=0, hi=255):
     v = v.clamp(float(lo - zp), float(hi - zp))
     return (torch.round(v).to(torch.int64) + zp).to(torch.uint8)  # torch.round: half to even

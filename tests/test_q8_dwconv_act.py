@@ -119,7 +119,7 @@ def check(n, c, h, w, k, s, p, d, act, engine, what, **kw):
     assert ours.shape == ref.shape, what
     # PyTorch itself is the exact result only where its int8 cannot clip pair sums (q8_reference:
     # CPUs without AVX512-VNNI clip under onednn / x86, rarely); the formula above always is.
-    if (engine == "qnnpack" or not q8_reference.torch_int8_saturates()) and not torch.equal(ours, ref):
+    if q8_reference.torch_int8_exact(engine) and not torch.equal(ours, ref):
         bad = (ours.int() - ref.int()).abs()
         raise AssertionError(f"{what}: {int((bad > 0).sum())} of {bad.numel()} differ, max {int(bad.max())}")
     return x, m, lut, ours
