@@ -93,8 +93,8 @@ def walk(net, x, call, layers=None):
         idx[0] += 1
         return call(idx[0] - 1, fn)
 
-    def pw_mflop(t, w):
-        return 2 * t.shape[0] * t.shape[2] * t.shape[3] * w.numel() / 1e6
+    def pw_mflop(t, pw):  # Cout from the bias: a packed weight (panels, K pairs) is padded
+        return 2 * t.shape[0] * t.shape[1] * t.shape[2] * t.shape[3] * pw.bias.shape[0] / 1e6
 
     def dw_mflop(t_out, w):
         return 2 * t_out.shape[0] * t_out.shape[2] * t_out.shape[3] * w.numel() / 1e6
@@ -120,13 +120,13 @@ def walk(net, x, call, layers=None):
         if e is not None and 0 <= b.fuse_min_pixels <= y.shape[2] * y.shape[3]:
             h = op(lambda: ops.expand_dwconv_bn_act(y, e.weight, e.bias, e.act.op_name, *dw),
                    lambda: Layer(f"B{i:02d} expand+dw", f"{y.shape[1]}→{c} @ {_hw(y)}, k1 + {kd}",
-                                 pw_mflop(y, e.weight) + dw_mflop(dw_out(y, d), d.weight),
+                                 pw_mflop(y, e) + dw_mflop(dw_out(y, d), d.weight),
                                  ["gemm", "dw"]))
         else:
             if e is not None:
                 h = op(lambda: ops.pwconv_bn_act(y, e.weight, e.bias, e.act.op_name, None, None),
                        lambda: Layer(f"B{i:02d} expand", f"{y.shape[1]}→{c} @ {_hw(y)}, k1 s1",
-                                     pw_mflop(y, e.weight), ["gemm"]))
+                                     pw_mflop(y, e), ["gemm"]))
             hin = h
             h = op(lambda: ops.dwconv_bn_act(hin, *dw),
                    lambda: Layer(f"B{i:02d} dw", f"{c} @ {_hw(hin)}, {kd}",
@@ -141,13 +141,13 @@ def walk(net, x, call, layers=None):
         p, hp, res, sc = b.project, h, (y if b.residual else None), scale
         y = op(lambda: ops.pwconv_bn_act(hp, p.weight, p.bias, p.act.op_name, res, sc),
                lambda: Layer(f"B{i:02d} project",
-                             f"{c}→{p.weight.shape[0]} @ {_hw(hp)}, k1 s1"
+                             f"{c}→{p.bias.shape[0]} @ {_hw(hp)}, k1 s1"
                              + (" +res" if b.residual else "") + (" ×SE" if sc is not None else ""),
-                             pw_mflop(hp, p.weight), ["gemm"]))
+                             pw_mflop(hp, p), ["gemm"]))
     lc, yl = net.last, y
     y = op(lambda: ops.pwconv_bn_act(yl, lc.weight, lc.bias, lc.act.op_name, None, None),
-           lambda: Layer("last 1x1", f"{yl.shape[1]}→{lc.weight.shape[0]} @ {_hw(yl)}, k1 s1",
-                         pw_mflop(yl, lc.weight), ["gemm"]))
+           lambda: Layer("last 1x1", f"{yl.shape[1]}→{lc.bias.shape[0]} @ {_hw(yl)}, k1 s1",
+                         pw_mflop(yl, lc), ["gemm"]))
     hd, yh = net.head, y
     return op(lambda: ops.classifier_head(yh, hd.w1, hd.b1, hd.w2, hd.b2, hd.act.op_name),
               lambda: Layer("head", f"{yh.shape[1]}→{hd.w1.shape[0]}→{hd.w2.shape[0]} @ {_hw(yh)}",

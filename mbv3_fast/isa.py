@@ -28,3 +28,10 @@ def cpu_isa_reads_k_pairs() -> bool:
     """Whether the path in force has the bf16 dot-product 1x1 kernel, which reads weights
     packed in K pairs (``mbv3_fast.ops.pack_weight_k_pairs``)."""
     return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())
+
+
+def cpu_pw_panel_cols() -> int:
+    """The panel width the path in force wants float32 1x1 weights packed in
+    (``mbv3_fast.ops.pack_pw_weight_panels``; the model packs them so), or 0 where it reads the
+    K-major weight in place."""
+    return int(torch.ops.mbv3.cpu_pw_panel_cols())

@@ -75,9 +75,9 @@ from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, Squeez
 
 from torch.fx import _symbolic_trace as _fx_trace
 
-from mbv3_fast._C import _tensor_state
+from mbv3_fast._C import _cpu_isa_index, _tensor_state
 from mbv3_fast.ops.fold_bn import fold_bn
-from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pack_weight_k_pairs
+from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pack_weight_k_pairs, pack_weight_panels
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
 from mbv3_fast import plan as _records
 from mbv3_fast.plan import Act, Block, Conv, Depthwise, Head, Net, Pointwise, SE
@@ -129,10 +129,15 @@ class _Plan:
     hooks   -- the forward (pre-)hook dicts of every submodule and the global ones: the fused
                path runs no submodule, so any registered hook sends the forward unfused
     k_pairs -- CPU bf16 plans: 1x1 weights packed in K pairs, for the ISA in force when folded
-               (None otherwise); a change of ISA that reads the other layout refolds
+               (None otherwise)
+    panel_cols -- CPU float32 plans: the panel width the 1x1 weights are packed in (0: K-major),
+               the one the ISA in force wanted when folded (None otherwise)
+    isa     -- CPU plans: the path in force when folded (_cpu_isa_index; None otherwise); any
+               other path refolds, for the 1x1 layout it wants (K pairs must match the path;
+               panels of any width are read right by every path, so for them it is speed)
     """
 
-    def __init__(self, device, dtype, sources, state, train_mods, bns=(), k_pairs=None):
+    def __init__(self, device, dtype, sources, state, train_mods, bns=(), k_pairs=None, panel_cols=None):
         self.device = device
         self.dtype = dtype
         self.sources = tuple(sources)
@@ -146,6 +151,8 @@ class _Plan:
         self.net: Optional[Net] = None
         self.net_weights, self.net_spec = (), []
         self.k_pairs = k_pairs
+        self.panel_cols = panel_cols
+        self.isa = _cpu_isa_index() if device.type == "cpu" else None
 
     def stale(self) -> bool:
         """Has a source changed since folding (needs no Python per tensor: one C call)?"""
@@ -153,12 +160,17 @@ class _Plan:
                 or any(bn.eps != eps for bn, eps in self.bns) or self.layout_stale())
 
     def layout_stale(self) -> bool:
-        """Was the plan packed for an ISA that read the other 1x1 layout (CPU bf16 only)?"""
-        return self.k_pairs is not None and self.k_pairs != _k_pairs_now()
+        """Was the plan packed for another CPU path (CPU plans only)?  No op call: it runs
+        every forward."""
+        return self.isa is not None and self.isa != _cpu_isa_index()
 
 
 def _k_pairs_now() -> bool:
     return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())
+
+
+def _panel_cols_now() -> int:
+    return int(torch.ops.mbv3.cpu_pw_panel_cols())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,9 +221,10 @@ class _Fold:
     """The fold-and-pack pass: module tree -> mbv3_fast.plan records, collecting what the
     records were derived from (sources, norm layers, train-flag modules) on the way."""
 
-    def __init__(self, dtype, k_pairs=False):
+    def __init__(self, dtype, k_pairs=False, panel_cols=0):
         self.dtype = dtype
         self.k_pairs = k_pairs  # 1x1 weights packed in K pairs (bf16 dot-product kernels)
+        self.panel_cols = panel_cols  # > 0: float32 1x1 weights packed in panels this wide
         self.sources: List[Tensor] = []
         self.train_mods: List[nn.Module] = []
         self.bns: List[tuple] = []
@@ -237,13 +250,17 @@ class _Fold:
 
     def pointwise(self, m: nn.Module, what: str) -> Pointwise:
         """1x1 conv; weight kept K-major (a [Cin, Cout] buffer viewed as [Cout, Cin, 1, 1]), the
-        layout the GEMM reads without packing per call, or in K pairs for the bf16 dot-product
-        kernel."""
+        layout the GEMM reads without packing per call, in panels where the CPU path wants
+        them, or in K pairs for the bf16 dot-product kernel."""
         conv, w, b, act = self._conv_bn(m)
         if (conv.groups != 1 or tuple(conv.kernel_size) != (1, 1) or tuple(conv.stride) != (1, 1)
                 or tuple(conv.padding) != (0, 0)):
             raise _Unfusable(f"{what} conv is not a 1x1 stride-1 conv")
-        return Pointwise(pack_weight_k_pairs(w) if self.k_pairs else pack_pw_weight(w), b, act)
+        if self.k_pairs:
+            return Pointwise(pack_weight_k_pairs(w), b, act)
+        if self.panel_cols:
+            return Pointwise(pack_weight_panels(w, self.panel_cols), b, act)
+        return Pointwise(pack_pw_weight(w), b, act)
 
     def depthwise(self, m: nn.Module) -> Depthwise:
         conv = _split_cna(m)[0]
@@ -331,7 +348,8 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
     slot = {id(t): i for i, t in enumerate(everything)}
     # CPU bf16: the 1x1 layout of the path in force (None: no choice to make, never layout-stale).
     k_pairs = _k_pairs_now() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
-    fold = _Fold(dtype, bool(k_pairs))
+    panel_cols = _panel_cols_now() if (device.type, dtype) == ("cpu", torch.float32) else None
+    fold = _Fold(dtype, bool(k_pairs), panel_cols or 0)
     # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
     no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
                    else contextlib.nullcontext())
@@ -344,12 +362,12 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
                    for t in fold.sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
-            plan = _Plan(device, dtype, everything, state, [], k_pairs=k_pairs)
+            plan = _Plan(device, dtype, everything, state, [], k_pairs=k_pairs, panel_cols=panel_cols)
             plan.reason = str(e)
             return plan
     sources = tuple({id(t): t for t in fold.sources}.values())
     picked = bytearray(b"".join(bytes(state[24 * slot[id(t)]:24 * slot[id(t)] + 24]) for t in sources))
-    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns, k_pairs)
+    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns, k_pairs, panel_cols)
     plan.net = net
     plan.net_weights, plan.net_spec = _records.encode(net)
     subs = [m for m in model.modules() if m is not model]

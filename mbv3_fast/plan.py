@@ -70,8 +70,8 @@ class Conv:
 
 @dataclasses.dataclass(frozen=True)
 class Pointwise:
-    """1x1 conv + folded BN + activation, weight K-major (or bf16 in K pairs: Cout is the
-    bias's length) for mbv3::pwconv_bn_act."""
+    """1x1 conv + folded BN + activation for mbv3::pwconv_bn_act, weight K-major, or packed (in
+    float32 panels or bf16 K pairs: Cout is then the bias's length)."""
     weight: Tensor
     bias: Tensor
     act: Act

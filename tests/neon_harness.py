@@ -70,7 +70,8 @@ class CaseFile:
 def run(op: str, cases: CaseFile, cpu: str, bf16: bool = False, mode: str = "") -> torch.Tensor:
     """Run all cases; returns every output float concatenated (split by the caller).  bf16: the
     op's bf16 kernel runs instead (the inputs sent must already be bf16 values; the outputs
-    come back widened, exactly).  mode: another bf16 kernel the harness offers ("k_pairs")."""
+    come back widened, exactly).  mode: another kernel mode the harness offers ("k_pairs" for
+    bf16; "panels" for the float 1x1 op)."""
     exe = build(op)
     with tempfile.TemporaryDirectory() as tmp:
         cin, cout = os.path.join(tmp, "in.bin"), os.path.join(tmp, "out.bin")

@@ -88,7 +88,11 @@ def test_fuzz_pwconv_bn_act(data, cin, cout, h, w, res, scale, isa, seed, a, lay
               bias=_tensor(gen, (cout,)), activation=a,
               residual=_tensor(gen, (n, cout, h, w), data.draw(st.sampled_from(LAYOUTS))) if res else None,
               in_scale=_tensor(gen, (n, cin), data.draw(st.sampled_from(("nchw", "strided")))).abs() if scale else None)
-    _check(OPS["pwconv_bn_act"], dd, isa, f"pw {isa} {n}x{cin}->{cout} {h}x{w} w={wl} res={res} scale={scale} {a} {layout}")
+    # Or the weight packed in panels of any width (every ISA reads any).
+    panel = data.draw(st.sampled_from((0, 0, 1, 5, 8, 16, 24, 64)))
+    op = OPS["pwconv_bn_act+panels"] if panel else OPS["pwconv_bn_act"]
+    _check(op, dict(dd, panel_cols=panel), isa,
+           f"pw {isa} {n}x{cin}->{cout} {h}x{w} w={wl} panels={panel} res={res} scale={scale} {a} {layout}")
 
 
 @given(data=st.data(), cin=st.integers(1, 40), ce=st.integers(1, 80), h=st.integers(1, 40),

@@ -5,7 +5,11 @@ import torch
 from torch import nn
 from torchvision.models import mobilenetv3 as tvm
 
+import mbv3_fast
 from mbv3_fast import MobileNetV3Large, MobileNetV3Small
+from mbv3_fast import plan as _records
+from mbv3_fast.isa import cpu_pw_panel_cols
+from mbv3_fast.model import _Fold
 from mbv3_fast.ops import mobilenet_v3 as net_op
 from mbv3_fast.testing import realistic
 
@@ -57,6 +61,30 @@ def test_every_isa_against_torchvision_float64(cpu_isa):
     err = (out.double() - ref).abs().max().item()
     assert err <= 1e-4 * ref.abs().max().item(), err
     assert torch.equal(out.argmax(1), ref.argmax(1))
+
+
+def test_panel_layout_is_the_paths_and_matches_k_major(cpu_isa):
+    """A float32 plan keeps its 1x1 weights in the panels the path in force wants (AVX2: 24
+    columns; K-major where it wants none), and gives the bits of the same network with K-major
+    weights; switching to a path that wants another layout refolds."""
+    model = _model("large")
+    plan = model._fused_plan()
+    cols = cpu_pw_panel_cols()
+    assert plan.panel_cols == cols
+    pws = [b.project for b in plan.net.blocks] + [b.expand for b in plan.net.blocks if b.expand] + [plan.net.last]
+    assert all(p.weight.shape[2] == cols if cols else p.weight.dim() == 4 for p in pws)
+    k_major = _Fold(torch.float32).net(model)  # no panels
+    assert all(b.project.weight.dim() == 4 for b in k_major.blocks)
+    x = torch.randn(2, 3, 48, 40) * 1.5 + 0.3
+    out = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
+    assert torch.equal(out, torch.ops.mbv3.mobilenet_v3(x, *_records.encode(k_major)))
+    # Another path: the plan follows it (scalar wants none; the best path may want panels).
+    mbv3_fast.set_cpu_isa("scalar")
+    try:
+        assert model._fused_plan().panel_cols == 0
+    finally:
+        mbv3_fast.set_cpu_isa(cpu_isa)
+    assert model._fused_plan().panel_cols == cols
 
 
 def test_without_folded_head_returns_features():

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 
 import mbv3_fast
 import neon_harness
+from mbv3_fast.ops import pack_pw_weight_panels
 from layers import ACT_CODE, ACT_FN
 
 ACTS = ("none", "relu", "hardswish")
@@ -154,6 +155,14 @@ OPS = {
         "pwconv_bn_act+in_scale", ("x", "weight", "bias", "in_scale"),
         lambda s, a: _pw_make(s, a, scale=True), None, None,
         [(1, 17, 33, 5, 3), (2, 40, 7, 6, 6), (3, 96, 576, 1, 1)]),
+    # The weight packed in panels (the model's float32 layout on AVX2), of d["panel_cols"] or
+    # 24 columns: AVX2's own width, a 16 + 8 split of each panel on AVX-512.
+    "pwconv_bn_act+panels": Op(
+        "pwconv_bn_act+panels", ("x", "weight", "bias", "residual", "in_scale"),
+        lambda s, a: _pw_make(s, a, res=True, scale=True),
+        lambda d: M.pwconv_bn_act(d["x"], pack_pw_weight_panels(d["weight"], d.get("panel_cols", 24)), d["bias"],
+                                  d["activation"], d["residual"], d["in_scale"]),
+        None, [(1, 17, 33, 5, 3), (2, 40, 50, 6, 6), (1, 96, 200, 1, 1)]),
     "expand_dwconv_bn_act": Op(
         "expand_dwconv_bn_act", ("x", "expand_weight", "expand_bias", "weight", "bias"), _expand_make,
         lambda d: M.expand_dwconv_bn_act(d["x"], d["expand_weight"], d["expand_bias"], d["expand_activation"],
@@ -188,6 +197,7 @@ OPS = {
 }
 for _v in ("pwconv_bn_act+residual", "pwconv_bn_act+in_scale"):
     OPS[_v].ours, OPS[_v].ref = OPS["pwconv_bn_act"].ours, OPS["pwconv_bn_act"].ref
+OPS["pwconv_bn_act+panels"].ref = OPS["pwconv_bn_act"].ref
 HAS_ACT = {name: name not in ("se", "se_scale") for name in OPS}
 
 

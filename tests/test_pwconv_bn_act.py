@@ -9,8 +9,8 @@ from torch import nn
 
 import mbv3_fast
 import neon_harness
-from mbv3_fast.isa import cpu_isa_reads_k_pairs
-from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_weight_k_pairs, pwconv_bn_act
+from mbv3_fast.isa import cpu_isa_reads_k_pairs, cpu_pw_panel_cols
+from mbv3_fast.ops import fold_bn, pack_pw_weight, pack_pw_weight_panels, pack_weight_k_pairs, pwconv_bn_act
 from mbv3_fast.testing import pointwise_layers
 from layers import ACT_CODE, ACT_FN, BEST_ISA, random_bn
 from tolerance import assert_within_rule, bf16_values
@@ -263,6 +263,100 @@ def test_compile_and_export():
     torch.testing.assert_close(ep.module()(x, s), expected)
 
 
+# -- weights packed in panels (the model's float32 layout where the path wants it) -----------
+def test_pack_weight_panels_layout():
+    w = torch.randn(20, 9)
+    for cols in (1, 7, 8, 20, 24):
+        p = pack_pw_weight_panels(w[:, :, None, None], cols)
+        assert p.shape == ((20 + cols - 1) // cols, 9, cols) and p.is_contiguous()
+        for n, k in ((0, 0), (19, 8), (7, 3), (13, 5)):
+            assert p[n // cols, k, n % cols] == w[n, k]
+        assert (p.transpose(1, 2).reshape(-1, 9)[20:] == 0).all()  # the last panel's padding
+    with pytest.raises(ValueError, match="cols must be >= 1"):
+        pack_pw_weight_panels(w, 0)
+
+
+# Panel widths: 1, odd, one vector, AVX2's (24 = 3 x 8), AVX-512's (64), wider than Cout.
+PANELS = (1, 5, 8, 16, 24, 40, 64, 100)
+
+
+@pytest.mark.parametrize("cin,cout,n,hw", [
+    (17, 33, 1, (7, 5)), (1, 7, 3, (2, 3)), (33, 1, 1, (1, 1)), (96, 49, 2, (5, 5)), (40, 130, 0, (3, 3)),
+    (112, 672, 1, (14, 14)), (480, 112, 1, (14, 14)), (960, 160, 1, (7, 7)), (160, 960, 1, (7, 7)),
+    (72, 200, 1, (9, 9)),
+])
+def test_panels_match_k_major_bitwise(cin, cout, n, hw, cpu_isa):
+    """Any panel width, on every path, gives the K-major kernel's bits (the same sums in the same
+    order), with residual and SE scale (both scale placements: rows for small maps, weight
+    columns for large ones), non-finite values included; and within the rule of float64."""
+    if cpu_isa != BEST_ISA and cin * cout * hw[0] * hw[1] > 2 ** 21:
+        hw = (3, 4)  # the other paths: the layer's channels on a small map
+    x, conv_w, bn, r, s = make_case(n, cin, cout, *hw, True, True, True)
+    if x.numel():
+        x[torch.randint(n, ())][torch.randint(cin, ())].view(-1)[0] = float("nan")  # one pixel's channel
+    w, b = fold_bn(conv_w, bn)
+    for res, scale in ((None, None), (r, s)):
+        want = torch.ops.mbv3.pwconv_bn_act(x, pack_pw_weight(w), b, "hardswish", res, scale)
+        for cols in PANELS + (cout,):
+            got = torch.ops.mbv3.pwconv_bn_act(x, pack_pw_weight_panels(w, cols), b, "hardswish", res, scale)
+            torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True,
+                                       msg=f"{cpu_isa} {cin}->{cout} panels of {cols} r/s {res is not None}")
+    if n and cpu_isa == BEST_ISA:
+        x2 = torch.randn_like(x)
+        check(x2, conv_w, bn, "hardswish", r, s, f"{cpu_isa} panels")  # K-major: against float64 ...
+        got = torch.ops.mbv3.pwconv_bn_act(x2, pack_pw_weight_panels(w, 24), b, "hardswish", r, s)
+        want = torch.ops.mbv3.pwconv_bn_act(x2, pack_pw_weight(w), b, "hardswish", r, s)
+        assert torch.equal(got, want)  # ... and panels: the same bits
+
+
+def test_panels_in_expand_dwconv_bitwise(cpu_isa):
+    x = torch.randn(2, 24, 9, 11).contiguous(memory_format=torch.channels_last)
+    ew, eb = torch.randn(72, 24) / 5, torch.randn(72)
+    dw, db = torch.randn(72, 1, 3, 3), torch.randn(72)
+    want = torch.ops.mbv3.expand_dwconv_bn_act(x, pack_pw_weight(ew), eb, "relu", dw, db, 2, 1, 1, "hardswish")
+    for cols in (8, 24, 64):
+        got = torch.ops.mbv3.expand_dwconv_bn_act(x, pack_pw_weight_panels(ew, cols), eb, "relu", dw, db, 2, 1, 1,
+                                                  "hardswish")
+        assert torch.equal(got, want), f"{cpu_isa} panels of {cols}"
+
+
+def test_panels_path_width():
+    """The width the model packs in: AVX2's tile (3 vectors of 8); K-major (0) on the paths where
+    packing was not measured to pay."""
+    for isa in mbv3_fast.available_cpu_isas():
+        mbv3_fast.set_cpu_isa(isa)
+        try:
+            assert cpu_pw_panel_cols() == (24 if isa == "avx2" else 0), isa
+        finally:
+            mbv3_fast.set_cpu_isa("auto")
+
+
+def test_panels_opcheck():
+    for n, cin, cout, h, w, cl in [(2, 17, 9, 7, 3, True), (1, 8, 33, 5, 5, False), (0, 4, 3, 3, 3, False)]:
+        x, conv_w, bn, r, s = make_case(n, cin, cout, h, w, cl, True, True)
+        wt, b = fold_bn(conv_w, bn)
+        for cols in (1, 8, 24):
+            torch.library.opcheck(torch.ops.mbv3.pwconv_bn_act.default,
+                                  (x, pack_pw_weight_panels(wt, cols), b, "hardswish", r, s))
+
+
+def test_panels_bad_inputs_raise_clear_errors():
+    x, w, b = torch.randn(1, 9, 5, 5), torch.randn(20, 9), torch.randn(20)
+    wp = pack_pw_weight_panels(w, 8)
+    assert wp.shape == (3, 9, 8)
+    shape_msg = r"packed in panels of P columns must be a contiguous \[ceil\(Cout / P\), Cin, P\]"
+    for bad in (wp[:2], wp[:, :8], wp.transpose(0, 1).contiguous().transpose(0, 1), torch.randn(3, 9, 0),
+                pack_pw_weight_panels(torch.randn(20, 8), 8)):
+        with pytest.raises(ValueError, match=shape_msg):
+            torch.ops.mbv3.pwconv_bn_act(x, bad, b, "relu")
+    with pytest.raises(ValueError, match=r"Cout = 33 from bias"):
+        torch.ops.mbv3.pwconv_bn_act(x, wp, torch.randn(33), "relu")  # 5 panels of 8, not 3
+    with pytest.raises(ValueError, match=r"weight must have x's dtype \(bfloat16\), got float32"):
+        torch.ops.mbv3.pwconv_bn_act(x.to(BF16), wp, b, "relu")
+    with pytest.raises(ValueError, match=r"packed in panels of P columns must be"):
+        torch.ops.mbv3.expand_dwconv_bn_act(x, wp[:2], b, "relu", torch.randn(20, 1, 3, 3), b, 1, 1, 1, "relu")
+
+
 # -- errors ----------------------------------------------------------------------------------
 def _args(**over):
     a = dict(x=torch.randn(2, 8, 6, 6), weight=torch.randn(5, 8, 1, 1), bias=torch.randn(5),
@@ -276,7 +370,7 @@ def _args(**over):
     (dict(x=torch.randint(0, 5, (2, 8, 6, 6))), "x must be float32"),
     (dict(x=torch.randn(2, 8, 6, 6).half()), "x must be float32"),
     (dict(x=torch.randn(8, 6, 6)), "4-D"),
-    (dict(weight=torch.randn(5, 8, 1)), r"weight must be \[Cout, Cin, 1, 1\]"),
+    (dict(weight=torch.randn(5, 8, 1, 1, 1)), r"weight must be \[Cout, Cin, 1, 1\]"),
     (dict(weight=torch.randn(5, 7, 1, 1)), r"weight must be \[Cout, Cin, 1, 1\] or \[Cout, Cin\] with Cin = 8"),
     (dict(weight=torch.randn(5, 8, 3, 3)), r"weight must be \[Cout, Cin, 1, 1\]"),
     (dict(weight=torch.randn(5, 8, 1, 1).double()), "weight must be float32"),
@@ -346,6 +440,8 @@ def test_neon_under_qemu(cpu):
         expected.append(((n, hw, 1, cout), reference(x, conv_w, bn, act, r, s),
                          reference(x, conv_w, bn, act, r, s, torch.float32), (n, cin, cout, hw, act)))
     flat = neon_harness.run("pwconv_bn_act", cases, cpu)
+    # The same weights packed in panels of 12 columns (pack_pw_weight_panels' layout): the same bits.
+    assert torch.equal(neon_harness.run("pwconv_bn_act", cases, cpu, mode="panels"), flat)
     offset = 0
     for shape, ref64, ref32, what in expected:
         size = shape[0] * shape[1] * shape[2] * shape[3]
@@ -516,8 +612,10 @@ def test_k_pairs_bad_inputs_raise_clear_errors():
     x, w, b = torch.randn(1, 9, 5, 5, dtype=BF16), torch.randn(20, 9), torch.randn(20)
     wp = pack_weight_k_pairs(w)
     assert wp.shape == (5, 32, 2) and wp.dtype == BF16
-    with pytest.raises(ValueError, match=r"\(3-D: packed in K pairs, which only bfloat16 on the CPU takes\)"):
+    with pytest.raises(ValueError, match=r"packed in panels of P columns must be"):  # float32 3-D: panels
         torch.ops.mbv3.pwconv_bn_act(x.float(), wp.float(), b, "relu")
+    with pytest.raises(ValueError, match=r"\(3-D: packed in K pairs or panels, which only the CPU takes"):
+        torch.ops.mbv3.pwconv_bn_act(x.to(device="meta"), wp.to(device="meta"), b.to(device="meta"), "relu")
     for bad in (wp[:4], wp[:, :16], wp.transpose(0, 1).contiguous().transpose(0, 1), torch.cat([wp, wp], 2)):
         with pytest.raises(ValueError, match=r"must be a contiguous \[ceil\(Cin / 2\), Cout rounded up to 16, 2\]"):
             torch.ops.mbv3.pwconv_bn_act(x, bad, b, "relu")

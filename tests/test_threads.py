@@ -21,6 +21,9 @@ CASES = [
     # Cout > rows: 2 threads split the columns only (each streams half the weights).
     ("pwconv_bn_act", (1, 112, 672, 14, 14)), ("pwconv_bn_act+in_scale", (1, 72, 200, 9, 9)),
     ("pwconv_bn_act+residual", (2, 40, 40, 14, 14)),
+    # Weights in panels: 2 threads split the columns at panel edges.
+    ("pwconv_bn_act+panels", (1, 112, 672, 14, 14)), ("pwconv_bn_act+panels", (1, 480, 112, 14, 14)),
+    ("pwconv_bn_act+panels", (1, 160, 960, 7, 7)),
     # HW = 196 > Cout = 120, but half the rows (2 threads) <= 120: the old per-chunk choice flipped.
     ("pwconv_bn_act+in_scale", (1, 480, 120, 14, 14)), ("pwconv_bn_act+in_scale", (3, 120, 40, 28, 28)),
     ("pwconv_bn_act+in_scale", (4, 576, 96, 7, 7)), ("pwconv_bn_act+in_scale", (2, 72, 24, 20, 20)),

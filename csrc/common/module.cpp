@@ -1,6 +1,7 @@
 // The extension module: ops register through the dispatcher when the library is loaded (as in
-// pytorch/extension-cpp), plus the ISA control ops.  Its only Python function is the model's
-// cache check _tensor_state (csrc/common/tensor_state.cpp), too hot a path for a dispatcher call.
+// pytorch/extension-cpp), plus the ISA control ops.  Its Python functions are the model's cache
+// checks, too hot a path for a dispatcher call: _tensor_state (csrc/common/tensor_state.cpp) and
+// _cpu_isa_index (the path in force, whose 1x1 weight layout a CPU plan was packed for).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -12,10 +13,17 @@
 #include "q8.h"
 #include "tensor_state.h"
 
+namespace {
+PyObject* cpu_isa_index(PyObject*, PyObject*) { return PyLong_FromLong(static_cast<long>(mbv3::current_isa())); }
+PyMethodDef kIsaMethods[] = {
+    {"_cpu_isa_index", cpu_isa_index, METH_NOARGS, "The CPU path in force, as a number (for cache checks)."},
+    {nullptr, nullptr, 0, nullptr}};
+}  // namespace
+
 extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   PyObject* module = PyModule_Create(&def);
-  if (module != nullptr && mbv3::add_tensor_state_methods(module) < 0) {
+  if (module != nullptr && (mbv3::add_tensor_state_methods(module) < 0 || PyModule_AddFunctions(module, kIsaMethods) < 0)) {
     Py_DECREF(module);
     return nullptr;
   }
@@ -55,6 +63,8 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
   // Whether the path in force reads bf16 1x1 weights packed in K pairs (the model packs them so).
   m.def("cpu_isa_reads_k_pairs() -> bool", [] { return mbv3::isa_has_k_pairs(mbv3::current_isa()); });
+  // The panel width the path in force wants float32 1x1 weights packed in (0: K-major in place).
+  m.def("cpu_pw_panel_cols() -> int", [] { return int64_t(mbv3::pwconv_tile_of(mbv3::current_isa(), false).panel); });
   // The int8 kernel family the path in force runs (q8.h): scalar, avx2, avx512_vnni or neon.
   m.def("q8_cpu_isa() -> str", [] { return std::string(mbv3::q8_isa_name(mbv3::q8_isa(mbv3::current_isa()))); });
   m.def("_debug_poison_outputs(bool enable) -> ()",

@@ -229,10 +229,11 @@ class NhwcOutput {
   at::Tensor result_, work_;
 };
 
-// A 1x1 conv's weight (pwconv_bn_act, expand_dwconv_bn_act): [Cout, Cin(, 1, 1)], or bf16
-// packed in K pairs ([ceil(Cin / 2), Cout rounded up to 16, 2], contiguous, CPU only; Cout is
-// then the bias's length: mbv3_fast.ops.pack_weight_k_pairs).  Checks the shape against x's
-// Cin and the bias; returns Cout.
+// A 1x1 conv's weight (pwconv_bn_act, expand_dwconv_bn_act): [Cout, Cin(, 1, 1)]; or, on the
+// CPU only, with Cout then the bias's length: bf16 packed in K pairs ([ceil(Cin / 2), Cout
+// rounded up to 16, 2], contiguous: mbv3_fast.ops.pack_weight_k_pairs), or float32 packed in
+// panels ([ceil(Cout / P), Cin, P], contiguous: mbv3_fast.ops.pack_pw_weight_panels).  Checks
+// the shape against x's Cin and the bias; returns Cout.
 inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const char* op,
                                const char* wname, const char* bname, const char* cname = "Cout") {
   const int64_t Cin = x.size(1);
@@ -248,9 +249,22 @@ inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const a
                       " from ", bname, "), got ", w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
     return Cout;
   }
+  if (w.dim() == 3 && x.is_cpu()) check_cpu_streamed(x, w, wname);  // a packed weight of the other dtype
+  const bool cpu_f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
+  if (w.dim() == 3 && cpu_f32) {
+    TORCH_CHECK_VALUE(b.dim() == 1, op, ": ", bname, " must be 1-D [", cname, "], got ", b.sizes());
+    Cout = b.size(0);
+    const int64_t P = w.size(2);
+    TORCH_CHECK_VALUE(P >= 1 && w.size(0) == (Cout + P - 1) / P && w.size(1) == Cin && w.is_contiguous(), op,
+                      ": a ", wname, " packed in panels of P columns must be a contiguous [ceil(", cname,
+                      " / P), Cin, P] with P >= 1 (Cin = ", Cin, ", ", cname, " = ", Cout, " from ", bname, "), got ",
+                      w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+    return Cout;
+  }
   TORCH_CHECK_VALUE(matrix_shape(w, Cout, wcin) && wcin == Cin, op, ": ", wname,
                     " must be [", cname, ", Cin, 1, 1] or [", cname, ", Cin] with Cin = ", Cin, " (x's channels), got ",
-                    w.sizes(), w.dim() == 3 ? " (3-D: packed in K pairs, which only bfloat16 on the CPU takes)" : "");
+                    w.sizes(), w.dim() == 3 ? " (3-D: packed in K pairs or panels, which only the CPU takes, in "
+                    "bfloat16 and float32)" : "");
   TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == Cout, op, ": ", bname, " must be [", cname, "] with ", cname, " = ", Cout,
                     ", got ", b.sizes());
   return Cout;
@@ -283,16 +297,23 @@ inline const T* weight_k_major(const at::Tensor& w, int64_t Cout, int64_t Cin, a
   return data_as<T>(storage);
 }
 
-// A 1x1 weight (checked by check_pw_weight) for the pointwise kernels: sets p.w, p.ldw and
-// p.k_pairs.  A K-pair weight is read in place when `k_pairs` (the ISA has the dot-product
-// kernel); otherwise it is unpacked to K-major into `storage` (a copy per call: the model packs
-// in K pairs only for an ISA that reads them).
+// A 1x1 weight (checked by check_pw_weight) for the pointwise kernels: sets p.w, p.ldw,
+// p.k_pairs and p.panel.  Panels (float32) are read in place by every ISA.  A K-pair weight is
+// read in place when `k_pairs` (the ISA has the dot-product kernel); otherwise it is unpacked
+// to K-major into `storage` (a copy per call: the model packs in K pairs only for an ISA that
+// reads them).
 template <class P>
 inline void pw_weight_args(const at::Tensor& w, int64_t Cout, int64_t Cin, bool k_pairs, at::Tensor& storage,
                            P& p) {
   using T = std::remove_const_t<std::remove_pointer_t<decltype(p.w)>>;
   p.k_pairs = false;
+  p.panel = 0;
   p.ldw = Cout;
+  if (w.dim() == 3 && w.scalar_type() == at::kFloat) {
+    p.w = data_as<T>(w);
+    p.panel = w.size(2);
+    return;
+  }
   if (w.dim() == 3 && k_pairs) {
     p.w = data_as<T>(w);
     p.ldw = w.size(1);

@@ -14,7 +14,11 @@ namespace mbv3 {
 //   w: K-major [K][Cout] with row stride ldw (>= Cout): w[k * ldw + n] = weight[n, k];
 //      or, with k_pairs (bf16 only), packed in K pairs for dot products (vdpbf16ps, BFDOT):
 //      [ceil(K / 2)][ldw][2], w[(k / 2) * 2 * ldw + 2 * n + k % 2] = weight[n, k], ldw =
-//      Cout rounded up to 16, the padding (columns past Cout, the odd-K half) zero.
+//      Cout rounded up to 16, the padding (columns past Cout, the odd-K half) zero;
+//      or, with panel > 0, in panels of `panel` columns, each K-major and contiguous:
+//      [ceil(Cout / panel)][K][panel], w[(n / panel) * K * panel + k * panel + n % panel] =
+//      weight[n, k], the last panel's columns past Cout zero.  Every ISA reads any panel width;
+//      the ISA's own (pwconv_panel_cols) reads each tile's weights as one stream.
 //   in_scale: null or [N][K]; sample of row m is m / HW.  residual: null or [M][Cout].
 //   b and in_scale are float32 for either T; sums are float32, y is rounded once on store.
 template <class T>
@@ -32,12 +36,15 @@ struct PwConvArgs {
   // (bf16 always scales rows: they are widened into a float32 copy anyway.)
   bool scale_rows = true;
   bool k_pairs = false;
+  int64_t panel = 0;  // > 0: w in panels of this many columns (ldw unused)
 };
 using PwConvParams = PwConvArgs<float>;
 using PwConvParamsBf16 = PwConvArgs<bf16>;
 
-// Register tile of each ISA: rows of the widest tile, most columns of a tile, vector width.
-struct PwTile { int mr, nr, vec; };
+// Register tile of each ISA: rows of the widest tile, most columns of a tile, vector width;
+// and the panel width the model packs float32 1x1 weights in for it (0: read K-major in place,
+// where packing was not measured to pay).
+struct PwTile { int mr, nr, vec, panel; };
 
 // Computes rows [m_begin, m_end) x columns [n_begin, n_end) of y (any ranges; n_begin a
 // multiple of the vector width keeps the loads aligned to the caller's vector split).

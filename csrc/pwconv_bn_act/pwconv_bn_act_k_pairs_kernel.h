@@ -162,7 +162,7 @@ void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_en
 namespace MBV3_K_PAIRS_NS {
 using namespace ::mbv3::MBV3_ISA_NS;
 
-PwTile pwconv_tile_k_pairs() { return {mr_for(NV), L * NV, L}; }
+PwTile pwconv_tile_k_pairs() { return {mr_for(NV), L * NV, L, 0}; }
 
 // With the SE scale the rows are scaled (x' = bf16(x * s), float32 product rounded once, as
 // PyTorch's bf16 x * s is) into a scratch copy, per sample segment, in blocks of ~64 KB.

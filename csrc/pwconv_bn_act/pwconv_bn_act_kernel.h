@@ -16,13 +16,16 @@
 // Accumulators start from the bias (short sums) or take it last; epilogue on the way to the store:
 // activation, + residual.
 //
-// Weight layout (design choice, measured): the weight is read in place, K-major (row k = the
-// Cout weights of input channel k, contiguous; any row stride), so a tile's weights are V
-// contiguous vectors per k and no panel packing happens.  With K <= 960 a panel (K x 48
-// floats, <= 180 KB) stays in L2 while the row tiles pass, and this reached PyTorch's addmm
-// (MKL) on the same matrices (README, "Design notes"), so packed panels were not needed.  The model keeps its folded 1x1 weights as a [Cin, Cout] buffer viewed as
-// [Cout, Cin, 1, 1] (mbv3_fast.ops.pack_pw_weight); a plain [Cout, Cin] weight is transposed
-// on every call by the binding (+37% time summed over the layers).
+// Weight layout: read in place, K-major (row k = the Cout weights of input channel k; any row
+// stride), so a tile's weights are V contiguous vectors per k; either one [K, Cout] matrix
+// (mbv3_fast.ops.pack_pw_weight: a [Cin, Cout] buffer viewed as [Cout, Cin, 1, 1]) or panels
+// of P columns, each its own contiguous K-major matrix (PwConvArgs::panel,
+// mbv3_fast.ops.pack_pw_weight_panels), walked stretch by stretch (for_weight_stretches).
+// With the ISA's own P a tile's weights are one stream; the model packs so where that measured
+// as a gain (kPackPanels; README, "Design notes"), and keeps one matrix elsewhere (with K <=
+// 960 a panel stays in L2 while the row tiles pass).  Same FMAs in the same order either way,
+// so the same bits.  A plain [Cout, Cin] weight is transposed on every call by the binding
+// (+37% time summed over the layers).
 //
 // SE scale (in_scale[n, k], per sample): folded into a scaled copy of the rows or of the weight
 // columns this call computes, whichever is smaller (see pwconv_bn_act), so the hot loop is
@@ -62,6 +65,14 @@ constexpr int64_t kLead = 16;
 constexpr bool kPrefetchWeights = false;
 #else
 constexpr bool kPrefetchWeights = true;
+#endif
+// Whether the model packs float32 weights in panels of NR columns for this ISA (PwConvArgs::
+// panel): a gain on Zen 3 (AVX2; README, "Design notes"); not measured on the others, which
+// read the K-major weight in place (and read panels correctly when given them).
+#if defined(MBV3_ISA_AVX2)
+constexpr bool kPackPanels = true;
+#else
+constexpr bool kPackPanels = false;
 #endif
 
 // HALF (AVX-512, float weights, a column tail of at most Half::N): the tile's last vector is a
@@ -302,16 +313,37 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
   }
 }
 
+// Calls f(b, ldb, extent, n0, n1) for each stretch [n0, n1) of columns [n_begin, n_end) that
+// lies in one K-major block of the weight: b points at w[0][n0], row stride ldb, `extent`
+// values from b readable.  K-major: one stretch; panels (p.panel): one per panel touched.
+template <class T, class F>
+void for_weight_stretches(const PwConvArgs<T>& p, int64_t n_begin, int64_t n_end, F&& f) {
+  const int64_t K = p.K;
+  if (p.panel == 0) return f(p.w + n_begin, p.ldw, K == 0 ? 0 : (K - 1) * p.ldw + (n_end - n_begin), n_begin, n_end);
+  const int64_t P = p.panel, total = (p.Cout + P - 1) / P * P * K;
+  for (int64_t n = n_begin; n < n_end;) {
+    const int64_t n1 = std::min(n_end, (n / P + 1) * P);
+    const int64_t at = n / P * P * K + n % P;
+    f(p.w + at, P, total - at, n, n1);
+    n = n1;
+  }
+}
+
 }  // namespace
 
-PwTile pwconv_tile() { return {mr_for(NV), NR, Vec::N}; }
+PwTile pwconv_tile() { return {mr_for(NV), NR, Vec::N, kPackPanels ? NR : 0}; }
 
 void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
   if (m_begin >= m_end || n_begin >= n_end) return;
   const int64_t K = p.K, cols = n_end - n_begin;
-  const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
-  if (!p.in_scale) return run(p, p.x + m_begin * K, p.w + n_begin, p.ldw, w_extent, m_begin, m_end, n_begin, n_end);
+  // Rows [m, m1) of `a` (row stride K) times the weight as given.
+  auto gemm = [&](const float* a, int64_t m, int64_t m1) {
+    for_weight_stretches(p, n_begin, n_end, [&](const float* b, int64_t ldb, int64_t extent, int64_t n0, int64_t n1) {
+      run(p, a, b, ldb, extent, m, m1, n0, n1);
+    });
+  };
+  if (!p.in_scale) return gemm(p.x + m_begin * K, m_begin, m_end);
   // SE scale, per sample segment of the rows: a scaled copy of the rows (x'[m][k] = x[m][k] *
   // s[k]) or of the weight columns (w'[k][n] = w[k][n] * s[k]), as p.scale_rows says (the
   // caller's choice by layer shape: (x*s)*w and x*(w*s) round differently, and 1 and 2 threads
@@ -336,18 +368,23 @@ void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_
           mul(Vec::load_tail(src + k, t), Vec::load_tail(sc + k, t)).store_tail(dst + k, t);
         }
       }
-      run(p, xs, p.w + n_begin, p.ldw, w_extent, m, seg_end, n_begin, n_end);
+      gemm(xs, m, seg_end);
     } else {
       const size_t need = size_t(K * ld + Vec::N);
       if (scratch.size() < need) scratch.resize(need);
       float* ws = scratch.data();
+      // Row by row, stretch by stretch left to right: a stretch tail's zero-padded store runs
+      // into the next stretch's columns (or the next row's first), which are written after it.
       for (int64_t k = 0; k < K; ++k) {
         const Vec f = Vec::set1(sc[k]);
-        const float* src = p.w + k * p.ldw + n_begin;
-        float* dst = ws + k * ld;
-        int64_t j = 0;
-        for (; j + Vec::N <= cols; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
-        if (j < cols) mul(Vec::load_tail(src + j, int(cols - j)), f).store(dst + j);  // zero-padded
+        for_weight_stretches(p, n_begin, n_end, [&](const float* b, int64_t ldb, int64_t, int64_t n0, int64_t n1) {
+          const float* src = b + k * ldb;
+          float* dst = ws + k * ld + (n0 - n_begin);
+          const int64_t w = n1 - n0;
+          int64_t j = 0;
+          for (; j + Vec::N <= w; j += Vec::N) mul(Vec::load(src + j), f).store(dst + j);
+          if (j < w) mul(Vec::load_tail(src + j, int(w - j)), f).store(dst + j);  // zero-padded
+        });
       }
       std::fill(ws + K * ld, ws + K * ld + Vec::N, 0.f);
       run(p, p.x + m * K, ws, ld, K * ld + Vec::N, m, seg_end, n_begin, n_end);
@@ -363,8 +400,7 @@ void pwconv_bn_act(const PwConvParams& p, int64_t m_begin, int64_t m_end, int64_
 void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, int64_t n_begin,
                    int64_t n_end) {
   if (m_begin >= m_end || n_begin >= n_end) return;
-  const int64_t K = p.K, cols = n_end - n_begin;
-  const int64_t w_extent = K == 0 ? 0 : (K - 1) * p.ldw + cols;
+  const int64_t K = p.K;
   const int64_t block = std::max<int64_t>(MR, 32768 / std::max<int64_t>(K, 1));
   thread_local std::vector<float> scratch;
   if (scratch.size() < size_t(block * K)) scratch.resize(size_t(block * K));
@@ -381,7 +417,9 @@ void pwconv_bn_act(const PwConvParamsBf16& p, int64_t m_begin, int64_t m_end, in
         store_any(dst + k, K - k, sc ? mul(v, load_any(sc + k, K - k)) : v);
       }
     }
-    run(p, xs, p.w + n_begin, p.ldw, w_extent, m, end, n_begin, n_end);
+    for_weight_stretches(p, n_begin, n_end, [&](const bf16* b, int64_t ldb, int64_t extent, int64_t n0, int64_t n1) {
+      run(p, xs, b, ldb, extent, m, end, n0, n1);
+    });
     m = end;
   }
 }

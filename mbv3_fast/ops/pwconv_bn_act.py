@@ -9,9 +9,12 @@ registration and the Python wrapper.
 
 Weight layout: any [Cout, Cin, 1, 1] or [Cout, Cin] tensor works.  The CPU kernel reads the
 weight K-major (row k = input channel k's Cout weights); a view of a [Cin, Cout] buffer
-(``pack_weight``) is read in place, anything else is transposed on every call.  bfloat16 on the
-CPU also takes the weight packed in K pairs (``pack_weight_k_pairs``), which the AVX512_BF16
-kernel (vdpbf16ps) reads in place; the other paths unpack it on every call.
+(``pack_weight``) is read in place, anything else is transposed on every call.  float32 on the
+CPU also takes the weight packed in panels of P columns (``pack_weight_panels``), which every
+path reads in place; with the path's own P (``mbv3_fast.isa.cpu_pw_panel_cols``) each register
+tile then reads its weights as one stream.  bfloat16 on the CPU also takes the weight packed in
+K pairs (``pack_weight_k_pairs``), which the AVX512_BF16 kernel (vdpbf16ps) reads in place; the
+other paths unpack it on every call.
 """
 from typing import Optional
 
@@ -50,6 +53,20 @@ def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     [Cout, Cin, 1, 1] (stride(0) == 1), which the CPU kernel reads without any per-call packing."""
     w2 = weight.reshape(weight.shape[0], weight.shape[1])
     return w2.t().contiguous().t()[:, :, None, None]
+
+
+def pack_weight_panels(weight: torch.Tensor, cols: int) -> torch.Tensor:
+    """A (folded) float32 1x1 weight [Cout, Cin(, 1, 1)] packed in panels of ``cols`` output
+    channels, each K-major: [ceil(Cout / cols), Cin, cols] with
+    packed[n // cols, k, n % cols] = weight[n, k], zero past Cout.  Pass the bias alongside: it
+    gives Cout."""
+    if cols < 1:
+        raise ValueError(f"pack_weight_panels: cols must be >= 1, got {cols}")
+    cout, cin = weight.shape[0], weight.shape[1]
+    panels = (cout + cols - 1) // cols
+    kmajor = weight.new_zeros((panels * cols, cin))
+    kmajor[:cout] = weight.reshape(cout, cin)
+    return kmajor.view(panels, cols, cin).transpose(1, 2).contiguous()
 
 
 def pack_weight_k_pairs(weight: torch.Tensor) -> torch.Tensor:

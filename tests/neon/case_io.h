@@ -16,8 +16,8 @@
 inline bool mode_is(int argc, char** argv, const char* mode) { return argc == 4 && std::strcmp(argv[3], mode) == 0; }
 inline bool bf16_requested(int argc, char** argv) { return mode_is(argc, argv, "bf16") || mode_is(argc, argv, "k_pairs"); }
 inline bool usage_ok(int argc, char** argv) {
-  if (argc == 3 || bf16_requested(argc, argv)) return true;
-  std::fprintf(stderr, "usage: %s cases.bin out.bin [bf16|k_pairs]\n", argv[0]);
+  if (argc == 3 || bf16_requested(argc, argv) || mode_is(argc, argv, "panels")) return true;
+  std::fprintf(stderr, "usage: %s cases.bin out.bin [bf16|k_pairs|panels]\n", argv[0]);
   return false;
 }
 inline std::vector<mbv3::bf16> to_bf16(const std::vector<float>& v) {

@@ -2,7 +2,8 @@
 // Case: int64 N Cin Cout HW act has_residual has_scale, then x [N*HW, Cin], w [Cin, Cout],
 // b [Cout], residual [N*HW, Cout] if any, in_scale [N, Cin] if any.
 // With "bf16" (case_io.h) x, w and the residual are converted to bf16 and the bf16 kernel runs;
-// with "k_pairs" w is also packed in K pairs and the BFDOT kernel runs (qemu -cpu max).
+// with "k_pairs" w is also packed in K pairs and the BFDOT kernel runs (qemu -cpu max); with
+// "panels" (float32) w is packed in panels of kPanel columns, which the float kernel reads.
 #include "pwconv_bn_act/pwconv_bn_act.h"
 #include "case_io.h"
 
@@ -13,6 +14,18 @@ std::vector<mbv3::bf16> pack_k_pairs(const std::vector<mbv3::bf16>& w, int64_t K
   std::vector<mbv3::bf16> out(static_cast<size_t>((K + 1) / 2 * ldw * 2), mbv3::bf16{0});
   for (int64_t k = 0; k < K; ++k)
     for (int64_t n = 0; n < Cout; ++n) out[static_cast<size_t>((k / 2) * 2 * ldw + 2 * n + k % 2)] = w[k * Cout + n];
+  return out;
+}
+
+// w [K][Cout] packed as mbv3_fast.ops.pack_pw_weight_panels does: [ceil(Cout/P)][K][P], zero
+// padded.  12: not NEON's own width (16), so a panel splits into 8 + 4 and the threads' column
+// split (at 16) falls inside one.
+constexpr int64_t kPanel = 12;
+std::vector<float> pack_panels(const std::vector<float>& w, int64_t K, int64_t Cout) {
+  const int64_t P = kPanel;
+  std::vector<float> out(static_cast<size_t>((Cout + P - 1) / P * P * K), 0.f);
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t n = 0; n < Cout; ++n) out[static_cast<size_t>(n / P * P * K + k * P + n % P)] = w[k * Cout + n];
   return out;
 }
 
@@ -56,7 +69,8 @@ int main(int argc, char** argv) {
     auto r = in.floats(has_res ? M * Cout : 0), s = in.floats(has_scale ? N * K : 0);
     if (!bf) {
       mbv3::PwConvParams p{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, K, Cout, HW, Cout, act};
-      out.floats(run(p, x, w, b, r, s));
+      if (mode_is(argc, argv, "panels")) p.panel = kPanel;
+      out.floats(run(p, x, p.panel ? pack_panels(w, K, Cout) : w, b, r, s));
     } else if (!pairs) {
       mbv3::PwConvParamsBf16 p{nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, M, K, Cout, HW, Cout, act};
       out.floats(run(p, to_bf16(x), to_bf16(w), b, to_bf16(r), s));
