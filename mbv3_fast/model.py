@@ -76,6 +76,7 @@ from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, Squeez
 from torch.fx import _symbolic_trace as _fx_trace
 
 from mbv3_fast._C import _cpu_isa_index, _tensor_state
+from mbv3_fast.isa import cpu_isa_reads_k_pairs, cpu_pw_panel_cols
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pack_weight_k_pairs, pack_weight_panels
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
@@ -163,14 +164,6 @@ class _Plan:
         """Was the plan packed for another CPU path (CPU plans only)?  No op call: it runs
         every forward."""
         return self.isa is not None and self.isa != _cpu_isa_index()
-
-
-def _k_pairs_now() -> bool:
-    return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())
-
-
-def _panel_cols_now() -> int:
-    return int(torch.ops.mbv3.cpu_pw_panel_cols())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -347,8 +340,8 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
     _tensor_state(everything, state)
     slot = {id(t): i for i, t in enumerate(everything)}
     # CPU bf16: the 1x1 layout of the path in force (None: no choice to make, never layout-stale).
-    k_pairs = _k_pairs_now() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
-    panel_cols = _panel_cols_now() if (device.type, dtype) == ("cpu", torch.float32) else None
+    k_pairs = cpu_isa_reads_k_pairs() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
+    panel_cols = cpu_pw_panel_cols() if (device.type, dtype) == ("cpu", torch.float32) else None
     fold = _Fold(dtype, bool(k_pairs), panel_cols or 0)
     # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
     no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")

@@ -323,12 +323,13 @@ def test_panels_in_expand_dwconv_bitwise(cpu_isa):
 def test_panels_path_width():
     """The width the model packs in: AVX2's tile (3 vectors of 8); K-major (0) on the paths where
     packing was not measured to pay."""
-    for isa in mbv3_fast.available_cpu_isas():
-        mbv3_fast.set_cpu_isa(isa)
-        try:
+    before = mbv3_fast.get_cpu_isa()
+    try:
+        for isa in mbv3_fast.available_cpu_isas():
+            mbv3_fast.set_cpu_isa(isa)
             assert cpu_pw_panel_cols() == (24 if isa == "avx2" else 0), isa
-        finally:
-            mbv3_fast.set_cpu_isa("auto")
+    finally:
+        mbv3_fast.set_cpu_isa(before)
 
 
 def test_panels_opcheck():

@@ -21,7 +21,8 @@ CASES = [
     # Cout > rows: 2 threads split the columns only (each streams half the weights).
     ("pwconv_bn_act", (1, 112, 672, 14, 14)), ("pwconv_bn_act+in_scale", (1, 72, 200, 9, 9)),
     ("pwconv_bn_act+residual", (2, 40, 40, 14, 14)),
-    # Weights in panels: 2 threads split the columns at panel edges.
+    # Weights in 24-column panels: 2 threads split the columns at vectors, so inside a panel
+    # (112 = 56 + 56, 160 = 80 + 80).
     ("pwconv_bn_act+panels", (1, 112, 672, 14, 14)), ("pwconv_bn_act+panels", (1, 480, 112, 14, 14)),
     ("pwconv_bn_act+panels", (1, 160, 960, 7, 7)),
     # HW = 196 > Cout = 120, but half the rows (2 threads) <= 120: the old per-chunk choice flipped.

@@ -238,27 +238,25 @@ inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const a
                                const char* wname, const char* bname, const char* cname = "Cout") {
   const int64_t Cin = x.size(1);
   int64_t Cout = 0, wcin = 0;
-  const bool cpu_bf16 = x.is_cpu() && x.scalar_type() == at::kBFloat16 && w.scalar_type() == at::kBFloat16;
-  if (w.dim() == 3 && cpu_bf16) {
+  const bool cpu_packed = w.dim() == 3 && x.is_cpu() &&
+                          (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
+  if (cpu_packed) {
+    check_cpu_streamed(x, w, wname);  // bf16: K pairs; float32: panels
     TORCH_CHECK_VALUE(b.dim() == 1, op, ": ", bname, " must be 1-D [", cname, "], got ", b.sizes());
     Cout = b.size(0);
-    const int64_t cols = (Cout + 15) / 16 * 16;
-    TORCH_CHECK_VALUE(w.size(0) == (Cin + 1) / 2 && w.size(1) == cols && w.size(2) == 2 && w.is_contiguous(),
-                      op, ": a ", wname, " packed in K pairs must be a contiguous [ceil(Cin / 2), Cout rounded "
-                      "up to 16, 2] = [", (Cin + 1) / 2, ", ", cols, ", 2] (Cin = ", Cin, ", ", cname, " = ", Cout,
-                      " from ", bname, "), got ", w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
-    return Cout;
-  }
-  if (w.dim() == 3 && x.is_cpu()) check_cpu_streamed(x, w, wname);  // a packed weight of the other dtype
-  const bool cpu_f32 = x.is_cpu() && x.scalar_type() == at::kFloat && w.scalar_type() == at::kFloat;
-  if (w.dim() == 3 && cpu_f32) {
-    TORCH_CHECK_VALUE(b.dim() == 1, op, ": ", bname, " must be 1-D [", cname, "], got ", b.sizes());
-    Cout = b.size(0);
-    const int64_t P = w.size(2);
-    TORCH_CHECK_VALUE(P >= 1 && w.size(0) == (Cout + P - 1) / P && w.size(1) == Cin && w.is_contiguous(), op,
-                      ": a ", wname, " packed in panels of P columns must be a contiguous [ceil(", cname,
-                      " / P), Cin, P] with P >= 1 (Cin = ", Cin, ", ", cname, " = ", Cout, " from ", bname, "), got ",
-                      w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+    if (x.scalar_type() == at::kBFloat16) {
+      const int64_t cols = (Cout + 15) / 16 * 16;
+      TORCH_CHECK_VALUE(w.size(0) == (Cin + 1) / 2 && w.size(1) == cols && w.size(2) == 2 && w.is_contiguous(),
+                        op, ": a ", wname, " packed in K pairs must be a contiguous [ceil(Cin / 2), Cout rounded "
+                        "up to 16, 2] = [", (Cin + 1) / 2, ", ", cols, ", 2] (Cin = ", Cin, ", ", cname, " = ", Cout,
+                        " from ", bname, "), got ", w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+    } else {
+      const int64_t P = w.size(2);
+      TORCH_CHECK_VALUE(P >= 1 && w.size(0) == (Cout + P - 1) / P && w.size(1) == Cin && w.is_contiguous(), op,
+                        ": a ", wname, " packed in panels of P columns must be a contiguous [ceil(", cname,
+                        " / P), Cin, P] with P >= 1 (Cin = ", Cin, ", ", cname, " = ", Cout, " from ", bname,
+                        "), got ", w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+    }
     return Cout;
   }
   TORCH_CHECK_VALUE(matrix_shape(w, Cout, wcin) && wcin == Cin, op, ": ", wname,

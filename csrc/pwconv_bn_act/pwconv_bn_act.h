@@ -18,7 +18,7 @@ namespace mbv3 {
 //      or, with panel > 0, in panels of `panel` columns, each K-major and contiguous:
 //      [ceil(Cout / panel)][K][panel], w[(n / panel) * K * panel + k * panel + n % panel] =
 //      weight[n, k], the last panel's columns past Cout zero.  Every ISA reads any panel width;
-//      the ISA's own (pwconv_panel_cols) reads each tile's weights as one stream.
+//      with its own (PwTile::panel) each tile's weights are one stream.
 //   in_scale: null or [N][K]; sample of row m is m / HW.  residual: null or [M][Cout].
 //   b and in_scale are float32 for either T; sums are float32, y is rounded once on store.
 template <class T>
