@@ -11,6 +11,12 @@ test_interleaved (python -m pytest bench/bench_classifier_head.py -k interleaved
 -p no:cacheprovider): fused vs unfused, float32 and bf16, batch 1, interleaved rounds; its
 "rotating" case cycles every call through copies of the weights 80 MB in all (over twice
 L3), so each call finds its weights in DRAM and their pages out of the TLB, as in a forward.
+float32 also runs the weights packed in panels of 64 outputs ("panels": the model's layout on
+AVX2, cpu_head_panel_rows) beside the [out, in] rows.
+
+test_model_head_layouts (-k head_layouts): the whole Large network as one mbv3::mobilenet_v3
+call, its head's weights in panels (the plan's, where the path wants them) vs rows, batch 1,
+1 and 2 threads, interleaved: the head where the rest of a forward has just run.
 """
 import os
 import time
@@ -19,8 +25,13 @@ import pytest
 import torch
 from torch import nn
 
+import dataclasses
+
 import mbv3_fast
-from mbv3_fast.testing import head_layers
+from mbv3_fast import plan as records
+from mbv3_fast.isa import cpu_head_panel_rows
+from mbv3_fast.ops import pack_pw_weight_panels
+from mbv3_fast.testing import VARIANTS, head_layers, realistic
 from interleave import round_medians
 
 C, H, W, HIDDEN, CLASSES, ACT = head_layers("large")[0]
@@ -102,6 +113,16 @@ def test_interleaved():
                     "torch hot": lambda: linear_head(copies[0])(x.mean((2, 3))),
                     "torch rotating": lambda: linear_head(nxt())(x.mean((2, 3))),
                 }
+                if dtype == torch.float32:
+                    panels = [(pack_pw_weight_panels(w1, 64), b1, pack_pw_weight_panels(w2, 64), b2)
+                              for w1, b1, w2, b2 in copies]
+                    pnext = [0]
+
+                    def next_panels():
+                        pnext[0] = (pnext[0] + 1) % len(panels)
+                        return panels[pnext[0]]
+                    prov["panels hot"] = lambda: op(x, *panels[0], ACT)
+                    prov["panels rotating"] = lambda: op(x, *next_panels(), ACT)
                 for t in (1, 2):
                     torch.set_num_threads(t)
                     clock = time.thread_time if t == 1 else time.perf_counter
@@ -109,5 +130,38 @@ def test_interleaved():
                     mb = (HIDDEN * C + CLASSES * HIDDEN) * dtype.itemsize / 1e6
                     print(f"{str(dtype)[6:]:<9} t{t}: " + ", ".join(
                         f"{n} {v * 1e6:.0f} ({mb / v / 1e3:.1f} GB/s)" for n, v in r.items()))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_model_head_layouts():
+    """Large, batch 1, float32, one mbv3::mobilenet_v3 call: the plan's head in panels vs the same
+    plan with the head's [out, in] rows.  ms, median of round medians, and panels / rows."""
+    rows_wanted = cpu_head_panel_rows()
+    if rows_wanted == 0:
+        pytest.skip(f"the {mbv3_fast.get_cpu_isa()} path packs no head panels (cpu_head_panel_rows() == 0)")
+    rounds = int(os.environ.get("MBV3_BENCH_ROUNDS", 15))
+    calls = int(os.environ.get("MBV3_BENCH_CALLS", 12))
+    tv = realistic(VARIANTS["large"](), seed=0)
+    model = mbv3_fast.from_torchvision(tv).eval()
+    plan = model._fused_plan()
+    c = model.classifier
+    rows = records.encode(dataclasses.replace(plan.net, head=dataclasses.replace(
+        plan.net.head, w1=c[0].weight.detach(), w2=c[3].weight.detach())))
+    x = torch.randn(1, 3, 224, 224)
+    net = torch.ops.mbv3.mobilenet_v3
+    prov = {"rows": lambda: net(x, *rows), "panels": lambda: net(x, plan.net_weights, plan.net_spec)}
+    a, b = prov["panels"](), prov["rows"]()  # the same sums in another order
+    assert (a - b).abs().max() <= 1e-5 * b.abs().max(), (a - b).abs().max()
+    before = torch.get_num_threads()
+    print(f"\nLarge b1 fp32, head rows vs panels of {rows_wanted}, isa {mbv3_fast.get_cpu_isa()}; ms, "
+          f"median of {rounds} round medians of {calls} calls")
+    try:
+        with torch.no_grad():
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                r = round_medians(prov, rounds, calls)
+                print(f"t{t}: rows {r['rows'] * 1e3:.3f}, panels {r['panels'] * 1e3:.3f}, "
+                      f"panels / rows {r['panels'] / r['rows']:.3f}")
     finally:
         torch.set_num_threads(before)

@@ -35,3 +35,10 @@ def cpu_pw_panel_cols() -> int:
     (``mbv3_fast.ops.pack_pw_weight_panels``; the model packs them so), or 0 where it reads the
     K-major weight in place."""
     return int(torch.ops.mbv3.cpu_pw_panel_cols())
+
+
+def cpu_head_panel_rows() -> int:
+    """The panel height (outputs per panel) the path in force wants the classifier head's float32
+    FC weights packed in (``mbv3_fast.ops.pack_pw_weight_panels``; the model packs them so), or 0
+    where it reads the [out, in] rows in place."""
+    return int(torch.ops.mbv3.cpu_head_panel_rows())

@@ -76,7 +76,7 @@ from torchvision.ops.misc import Conv2dNormActivation, FrozenBatchNorm2d, Squeez
 from torch.fx import _symbolic_trace as _fx_trace
 
 from mbv3_fast._C import _cpu_isa_index, _tensor_state
-from mbv3_fast.isa import cpu_isa_reads_k_pairs, cpu_pw_panel_cols
+from mbv3_fast.isa import cpu_head_panel_rows, cpu_isa_reads_k_pairs, cpu_pw_panel_cols
 from mbv3_fast.ops.fold_bn import fold_bn
 from mbv3_fast.ops.pwconv_bn_act import pack_weight as pack_pw_weight, pack_weight_k_pairs, pack_weight_panels
 from mbv3_fast.ops.conv_bn_act import pack_weight as pack_conv_weight
@@ -133,12 +133,15 @@ class _Plan:
                (None otherwise)
     panel_cols -- CPU float32 plans: the panel width the 1x1 weights are packed in (0: K-major),
                the one the ISA in force wanted when folded (None otherwise)
+    head_panel_rows -- CPU float32 plans: the panel height the head's FC weights are packed in
+               (0: [out, in] rows), the one the ISA in force wanted when folded (None otherwise)
     isa     -- CPU plans: the path in force when folded (_cpu_isa_index; None otherwise); any
                other path refolds, for the 1x1 layout it wants (K pairs must match the path;
                panels of any width are read right by every path, so for them it is speed)
     """
 
-    def __init__(self, device, dtype, sources, state, train_mods, bns=(), k_pairs=None, panel_cols=None):
+    def __init__(self, device, dtype, sources, state, train_mods, bns=(), k_pairs=None, panel_cols=None,
+                 head_panel_rows=None):
         self.device = device
         self.dtype = dtype
         self.sources = tuple(sources)
@@ -153,6 +156,7 @@ class _Plan:
         self.net_weights, self.net_spec = (), []
         self.k_pairs = k_pairs
         self.panel_cols = panel_cols
+        self.head_panel_rows = head_panel_rows
         self.isa = _cpu_isa_index() if device.type == "cpu" else None
 
     def stale(self) -> bool:
@@ -214,10 +218,11 @@ class _Fold:
     """The fold-and-pack pass: module tree -> mbv3_fast.plan records, collecting what the
     records were derived from (sources, norm layers, train-flag modules) on the way."""
 
-    def __init__(self, dtype, k_pairs=False, panel_cols=0):
+    def __init__(self, dtype, k_pairs=False, panel_cols=0, head_panel_rows=0):
         self.dtype = dtype
         self.k_pairs = k_pairs  # 1x1 weights packed in K pairs (bf16 dot-product kernels)
         self.panel_cols = panel_cols  # > 0: float32 1x1 weights packed in panels this wide
+        self.head_panel_rows = head_panel_rows  # > 0: float32 head FC weights in panels this high
         self.sources: List[Tensor] = []
         self.train_mods: List[nn.Module] = []
         self.bns: List[tuple] = []
@@ -308,9 +313,13 @@ class _Fold:
                 and c[0].bias is not None and c[3].bias is not None):
             self.sources += [c[0].weight, c[0].bias, c[3].weight, c[3].bias]
             self.train_mods.append(c[2])
-            # .to: the live parameters themselves in their own dtype; a copy for an autocast plan.
-            d = self.dtype
-            return Head(c[0].weight.to(d), c[0].bias.to(d), c[3].weight.to(d), c[3].bias.to(d), Act.HARDSWISH)
+            # .to: the live parameters themselves in their own dtype; a copy for an autocast plan
+            # or packed in panels where the CPU path wants them.
+            d, rows = self.dtype, self.head_panel_rows
+            w1, w2 = c[0].weight.to(d), c[3].weight.to(d)
+            if rows:
+                w1, w2 = pack_weight_panels(w1, rows), pack_weight_panels(w2, rows)
+            return Head(w1, c[0].bias.to(d), w2, c[3].bias.to(d), Act.HARDSWISH)
         # Anything else: called as a module (its parameters are used live, not cached).
         self.train_mods += list(c.modules())
         self.sources += list(c.parameters())
@@ -341,8 +350,10 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
     slot = {id(t): i for i, t in enumerate(everything)}
     # CPU bf16: the 1x1 layout of the path in force (None: no choice to make, never layout-stale).
     k_pairs = cpu_isa_reads_k_pairs() if (device.type, dtype) == ("cpu", torch.bfloat16) else None
-    panel_cols = cpu_pw_panel_cols() if (device.type, dtype) == ("cpu", torch.float32) else None
-    fold = _Fold(dtype, bool(k_pairs), panel_cols or 0)
+    cpu_f32 = (device.type, dtype) == ("cpu", torch.float32)
+    panel_cols = cpu_pw_panel_cols() if cpu_f32 else None
+    head_rows = cpu_head_panel_rows() if cpu_f32 else None
+    fold = _Fold(dtype, bool(k_pairs), panel_cols or 0, head_rows or 0)
     # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
     no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
                    else contextlib.nullcontext())
@@ -355,12 +366,13 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
                    for t in fold.sources):
                 raise _Unfusable("parameters on mixed devices or dtypes")
         except _Unfusable as e:
-            plan = _Plan(device, dtype, everything, state, [], k_pairs=k_pairs, panel_cols=panel_cols)
+            plan = _Plan(device, dtype, everything, state, [], k_pairs=k_pairs, panel_cols=panel_cols,
+                         head_panel_rows=head_rows)
             plan.reason = str(e)
             return plan
     sources = tuple({id(t): t for t in fold.sources}.values())
     picked = bytearray(b"".join(bytes(state[24 * slot[id(t)]:24 * slot[id(t)] + 24]) for t in sources))
-    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns, k_pairs, panel_cols)
+    plan = _Plan(device, dtype, sources, picked, fold.train_mods, fold.bns, k_pairs, panel_cols, head_rows)
     plan.net = net
     plan.net_weights, plan.net_spec = _records.encode(net)
     subs = [m for m in model.modules() if m is not model]

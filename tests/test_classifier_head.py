@@ -14,6 +14,8 @@ from torch import nn
 
 import mbv3_fast
 import neon_harness
+from mbv3_fast.isa import cpu_head_panel_rows
+from mbv3_fast.ops import pack_pw_weight_panels
 from mbv3_fast.testing import VARIANTS, head_layers
 from tolerance import assert_within_rule, bf16_values
 
@@ -174,7 +176,63 @@ def test_padded_rows_stream_like_dense(dtype, cpu_isa_bf16):
     finally:
         torch.set_num_threads(before)
 
+PANEL_ROWS = (1, 5, 8, 16, 24, 64, 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_panels_match_by_output_bitwise(dtype, cpu_isa_bf16):
+    """FC weights packed in panels of P outputs (pack_pw_weight_panels; the model's float32 layout
+    where cpu_head_panel_rows() > 0): each output is summed in the order the transposed
+    ([in, out]) layout sums it, so both give the same bits, for any P (and P = hidden or classes:
+    one panel) on every path, at batch 1 and 5 (4 + 1 samples per weight pass), 1 and 2 threads
+    (slices at whole panels); float32 is also held to the rule against float64."""
+    before = torch.get_num_threads()
+    try:
+        for n, c, hidden, classes, hw, cl in [(1, 960, 1280, 1000, 7, True), (5, 576, 1024, 1000, 2, False),
+                                              (3, 17, 33, 7, 3, True), (1, 1, 1, 1, 1, False), (2, 40, 64, 130, 2, True)]:
+            x, m = make_case(n, c, hw, hw, hidden, classes, "hardswish", cl)
+            x = x.to(dtype)
+            w1, b1, w2, b2 = params(m)
+            w1, w2 = w1.to(dtype), w2.to(dtype)
+            by_output = (w1.t().contiguous().t(), b1, w2.t().contiguous().t(), b2)
+            first = None
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                want = torch.ops.mbv3.classifier_head(x, *by_output, "hardswish")
+                first = want if first is None else first
+                assert torch.equal(want, first), f"{t} threads"
+                for rows in PANEL_ROWS + (hidden, classes):
+                    packed = (pack_pw_weight_panels(w1, rows), b1, pack_pw_weight_panels(w2, rows), b2)
+                    got = torch.ops.mbv3.classifier_head(x, *packed, "hardswish")
+                    assert torch.equal(got, want), f"{cpu_isa_bf16} N{n} {c}->{hidden}->{classes} panels of {rows}, {t} threads"
+            if dtype == torch.float32:
+                torch.set_num_threads(1)
+                check(x, m, "hardswish", f"{cpu_isa_bf16} {c}->{hidden}->{classes} panels of 64",
+                      (pack_pw_weight_panels(w1, 64), b1, pack_pw_weight_panels(w2, 64), b2))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_panels_path_height():
+    """The panel height each path asks the model for: AVX2's block of 64 outputs, rows elsewhere."""
+    before = mbv3_fast.get_cpu_isa()
+    try:
+        for isa in mbv3_fast.available_cpu_isas():
+            mbv3_fast.set_cpu_isa(isa)
+            assert cpu_head_panel_rows() == (64 if isa == "avx2" else 0), isa
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+
+
 # -- torch integration ---------------------------------------------------------------------------
+def test_panels_opcheck():
+    for n, c, h, w, rows in [(2, 17, 3, 2, 5), (1, 8, 5, 5, 64), (0, 4, 3, 3, 1)]:
+        x, m = make_case(n, c, h, w, 9, 7, "hardswish", True)
+        w1, b1, w2, b2 = params(m)
+        torch.library.opcheck(torch.ops.mbv3.classifier_head.default,
+                              (x, pack_pw_weight_panels(w1, rows), b1, pack_pw_weight_panels(w2, rows), b2, "hardswish"))
+
+
 def test_opcheck():
     for n, c, h, w, cl in [(2, 17, 3, 2, True), (1, 8, 5, 5, False), (0, 4, 3, 3, False)]:
         x, m = make_case(n, c, h, w, 9, 7, "hardswish", cl)
@@ -195,6 +253,15 @@ def test_wrapper_takes_a_torchvision_classifier():
 
 
 # -- NEON, under qemu ----------------------------------------------------------------------------
+# The harness's weight layouts t: 0 rows, 1 transposed ([in, out]), -P panels of P outputs.
+NEON_LAYOUTS = [(True, 0, 0, "hardswish"), (False, 1, 1, "relu"), (True, 1, 0, "none"), (False, 0, 1, "hardswish"),
+                (True, -16, -5, "hardswish"), (False, -64, -3, "relu")]
+
+
+def neon_layout(w, t):
+    return pack_pw_weight_panels(w, -t) if t < 0 else w.t() if t else w
+
+
 @neon_harness.requires_toolchain
 @pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
 def test_neon_under_qemu(cpu):
@@ -202,19 +269,18 @@ def test_neon_under_qemu(cpu):
     for i, (n, c, (h, w), hidden, classes) in enumerate([
             (1, 5, (3, 2), 7, 3), (2, 17, (1, 1), 33, 9), (5, 20, (5, 7), 13, 21), (1, 1, (1, 1), 1, 1),
             (3, 64, (7, 7), 80, 50), (6, 9, (2, 3), 4, 6)]):
-        for nhwc, t1, t2, act in [(True, False, False, "hardswish"), (False, True, True, "relu"),
-                                  (True, True, False, "none"), (False, False, True, "hardswish")]:
+        for nhwc, t1, t2, act in NEON_LAYOUTS:
             x, m = make_case(n, c, h, w, hidden, classes, act, nhwc)
             cases.append((x, m, nhwc, t1, t2, act))
     cf = neon_harness.CaseFile()
     for x, m, nhwc, t1, t2, act in cases:
         n, c, h, w = x.shape
         w1, b1, w2, b2 = params(m)
-        cf.i64(n, c, h * w, int(nhwc), w1.shape[0], w2.shape[0], ACT_CODES[act], int(t1), int(t2))
+        cf.i64(n, c, h * w, int(nhwc), w1.shape[0], w2.shape[0], ACT_CODES[act], t1, t2)
         cf.floats(x.permute(0, 2, 3, 1) if nhwc else x)
-        cf.floats(w1.t() if t1 else w1)
+        cf.floats(neon_layout(w1, t1))
         cf.floats(b1)
-        cf.floats(w2.t() if t2 else w2)
+        cf.floats(neon_layout(w2, t2))
         cf.floats(b2)
         cf.count += 1
     flat = neon_harness.run("classifier_head", cf, cpu)
@@ -238,19 +304,18 @@ def test_neon_bf16_under_qemu(cpu):
     for i, (n, c, (h, w), hidden, classes) in enumerate([
             (1, 5, (3, 2), 7, 3), (2, 17, (1, 1), 33, 9), (5, 20, (5, 7), 13, 21), (1, 1, (1, 1), 1, 1),
             (3, 64, (7, 7), 80, 50), (6, 9, (2, 3), 4, 6)]):
-        for nhwc, t1, t2, act in [(True, False, False, "hardswish"), (False, True, True, "relu"),
-                                  (True, True, False, "none"), (False, False, True, "hardswish")]:
+        for nhwc, t1, t2, act in NEON_LAYOUTS:
             x, m = make_case(n, c, h, w, hidden, classes, act, nhwc)
             cases.append((bf16_values(x), bf16_valued_weights(m), nhwc, t1, t2, act))
     cf = neon_harness.CaseFile()
     for x, m, nhwc, t1, t2, act in cases:
         n, c, h, w = x.shape
         w1, b1, w2, b2 = params(m)
-        cf.i64(n, c, h * w, int(nhwc), w1.shape[0], w2.shape[0], ACT_CODES[act], int(t1), int(t2))
+        cf.i64(n, c, h * w, int(nhwc), w1.shape[0], w2.shape[0], ACT_CODES[act], t1, t2)
         cf.floats(x.permute(0, 2, 3, 1) if nhwc else x)
-        cf.floats(w1.t() if t1 else w1)
+        cf.floats(neon_layout(w1, t1))
         cf.floats(b1)
-        cf.floats(w2.t() if t2 else w2)
+        cf.floats(neon_layout(w2, t2))
         cf.floats(b2)
         cf.count += 1
     flat_bf = neon_harness.run("classifier_head", cf, cpu, bf16=True)
@@ -288,6 +353,19 @@ def _args(**over):
     (dict(b1=torch.randn(4)), ValueError, r"b1 must be \[hidden\] with hidden = 5"),
     (dict(w2=torch.randn(3, 4)), ValueError, r"w2 must be \[classes, hidden\] with hidden = 5"),
     (dict(b2=torch.randn(2)), ValueError, r"b2 must be \[classes\] with classes = 3"),
+    # packed in panels ([ceil(out / P), in, P], contiguous, x's dtype)
+    (dict(w1=torch.randn(2, 8, 2)), ValueError, r"w1 packed in panels of P outputs must be a contiguous "
+                                                r"\[ceil\(hidden / P\), C, P\] .*C = 8, hidden = 5\), got \[2, 8, 2\]"),
+    (dict(w1=torch.randn(1, 7, 5)), ValueError, r"\[ceil\(hidden / P\), C, P\] .*got \[1, 7, 5\]"),
+    (dict(w1=torch.randn(1, 5, 8).transpose(1, 2)), ValueError, r"\(not contiguous\)"),
+    (dict(w1=torch.randn(1, 8, 0)), ValueError, r"with P >= 1"),
+    (dict(w1=torch.randn(1, 8, 5), b1=torch.randn(5, 1)), ValueError, r"b1 must be \[hidden\] with hidden >= 1"),
+    (dict(w2=torch.randn(1, 4, 3)), ValueError, r"w2 packed in panels .*\[ceil\(classes / P\), hidden, P\] .*hidden = 5"),
+    (dict(w2=torch.randn(2, 5, 2), b2=torch.randn(0)), ValueError, r"b2 must be \[classes\] with classes >= 1"),
+    (dict(w1=torch.randn(1, 8, 5).to(torch.bfloat16)), ValueError, "w1 must be float32"),
+    (dict(x=torch.randn(1, 8, 6, 6, device="meta"), w1=torch.randn(5, 8, device="meta"), b1=torch.randn(5, device="meta"),
+          w2=torch.randn(1, 5, 3, device="meta"), b2=torch.randn(3, device="meta")),
+     ValueError, r"w2 packed in panels \(3-D\) is read on the CPU only"),
     (dict(activation="gelu"), ValueError, "unknown activation 'gelu'"),
     (dict(w2=torch.randn(3, 5, device="meta")), RuntimeError, "w2 is on meta"),
 ])
@@ -481,6 +559,8 @@ def test_bf16_wrapper_takes_a_bf16_classifier():
     (dict(w2=torch.randn(3, 5).to(BF)), "w2 must be float32, got BFloat16"),
     (dict(x=torch.randn(1, 8, 6, 6).to(BF), w1=torch.randn(5, 8).to(BF), w2=torch.randn(3, 5).to(BF),
           b2=torch.randn(3).half()), "b2 must be float32 or bfloat16"),
+    (dict(x=torch.randn(1, 8, 6, 6).to(BF), w1=torch.randn(1, 8, 5), w2=torch.randn(3, 5).to(BF)),
+     r"w1 packed in panels must have x's dtype \(bfloat16\), got float32"),
 ])
 def test_bf16_bad_inputs_raise_clear_errors(over, match):
     with pytest.raises(ValueError, match=match):

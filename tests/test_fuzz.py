@@ -119,8 +119,10 @@ def test_fuzz_se(data, c, sq, h, w, scale_only, isa, seed, a, layout, n):
               b1=_tensor(gen, (sq,)),
               w2=_tensor(gen, (c, sq, 1, 1) if four_d else (c, sq), _weight_layout(data.draw), sq ** -0.5),
               b2=_tensor(gen, (c,)))
-    name = "se_scale" if scale_only else "se"
-    _check(OPS[name], dd, isa, f"{name} {isa} {n}x{c} S{sq} {h}x{w} {layout}")
+    # Or (se) both FC weights packed in panels of any height (every ISA reads any).
+    panel = 0 if scale_only else data.draw(st.sampled_from((0, 0, 1, 5, 16, 64)))
+    name = "se_scale" if scale_only else "se+panels" if panel else "se"
+    _check(OPS[name], dict(dd, panel_rows=panel), isa, f"{name} {isa} {n}x{c} S{sq} {h}x{w} panels={panel} {layout}")
 
 
 @given(data=st.data(), cin=st.integers(1, 8), cout=st.integers(1, 80), h=st.integers(1, 40),
@@ -145,4 +147,6 @@ def test_fuzz_classifier_head(data, c, hidden, classes, h, w, isa, seed, a, layo
               w1=_tensor(gen, (hidden, c), _weight_layout(data.draw), c ** -0.5), b1=_tensor(gen, (hidden,)),
               w2=_tensor(gen, (classes, hidden), _weight_layout(data.draw), hidden ** -0.5),
               b2=_tensor(gen, (classes,)), activation=a)
-    _check(OPS["classifier_head"], dd, isa, f"head {isa} {n}x{c} {hidden}->{classes} {h}x{w} {a} {layout}")
+    panel = data.draw(st.sampled_from((0, 0, 1, 5, 16, 64)))
+    _check(OPS["classifier_head+panels" if panel else "classifier_head"], dict(dd, panel_rows=panel), isa,
+           f"head {isa} {n}x{c} {hidden}->{classes} {h}x{w} panels={panel} {a} {layout}")

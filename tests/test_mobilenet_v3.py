@@ -1,5 +1,7 @@
 """mbv3::mobilenet_v3 (a whole network in one op call): bit-equal to the per-op walk of the same
 spec, close to torchvision in float64, opcheck, bad specs and inputs, and the model using it."""
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -8,7 +10,7 @@ from torchvision.models import mobilenetv3 as tvm
 import mbv3_fast
 from mbv3_fast import MobileNetV3Large, MobileNetV3Small
 from mbv3_fast import plan as _records
-from mbv3_fast.isa import cpu_pw_panel_cols
+from mbv3_fast.isa import cpu_head_panel_rows, cpu_pw_panel_cols
 from mbv3_fast.model import _Fold
 from mbv3_fast.ops import mobilenet_v3 as net_op
 from mbv3_fast.testing import realistic
@@ -73,7 +75,7 @@ def test_panel_layout_is_the_paths_and_matches_k_major(cpu_isa):
     assert plan.panel_cols == cols
     pws = [b.project for b in plan.net.blocks] + [b.expand for b in plan.net.blocks if b.expand] + [plan.net.last]
     assert all(p.weight.shape[2] == cols if cols else p.weight.dim() == 4 for p in pws)
-    k_major = _Fold(torch.float32).net(model)  # no panels
+    k_major = _Fold(torch.float32, head_panel_rows=plan.head_panel_rows).net(model)  # no 1x1 panels
     assert all(b.project.weight.dim() == 4 for b in k_major.blocks)
     x = torch.randn(2, 3, 48, 40) * 1.5 + 0.3
     out = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
@@ -85,6 +87,34 @@ def test_panel_layout_is_the_paths_and_matches_k_major(cpu_isa):
     finally:
         mbv3_fast.set_cpu_isa(cpu_isa)
     assert model._fused_plan().panel_cols == cols
+
+
+def test_head_panels_are_the_paths_and_match_by_output(cpu_isa):
+    """A float32 plan keeps the head's FC weights in the panels the path in force wants (AVX2:
+    64 outputs; [out, in] rows where it wants none).  Panels sum each output in the order the
+    transposed ([in, out]) layout does, so the network gives those bits; switching to a path
+    that wants rows refolds."""
+    model = _model("large")
+    plan = model._fused_plan()
+    rows = cpu_head_panel_rows()
+    assert plan.head_panel_rows == rows
+    h = plan.net.head
+    for w, b in ((h.w1, h.b1), (h.w2, h.b2)):
+        assert (w.shape == ((b.shape[0] + rows - 1) // rows, w.shape[1], rows)) if rows else w.dim() == 2
+    x = torch.randn(2, 3, 48, 40) * 1.5 + 0.3
+    out = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
+    c = model.classifier
+    by_output = dataclasses.replace(h, w1=c[0].weight.detach().t().contiguous().t(),
+                                    w2=c[3].weight.detach().t().contiguous().t())
+    if rows:
+        assert torch.equal(out, torch.ops.mbv3.mobilenet_v3(x, *_records.encode(
+            dataclasses.replace(plan.net, head=by_output))))
+    mbv3_fast.set_cpu_isa("scalar")
+    try:
+        assert model._fused_plan().head_panel_rows == 0 and model._fused_plan().net.head.w1.dim() == 2
+    finally:
+        mbv3_fast.set_cpu_isa(cpu_isa)
+    assert model._fused_plan().head_panel_rows == rows
 
 
 def test_without_folded_head_returns_features():

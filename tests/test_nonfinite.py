@@ -182,6 +182,13 @@ OPS = {
         lambda d: M.se_scale(d["x"], d["w1"], d["b1"], d["w2"], d["b2"]),
         lambda d, dt=torch.float64: se_scale_ref(d["x"], d["w1"], d["b1"], d["w2"], d["b2"], dt),
         [(1, 17, 8, 5, 3), (2, 72, 24, 7, 7)]),
+    # FC weights packed in panels of d["panel_rows"] or 16 outputs (several panels and a
+    # zero-padded tail at these shapes).
+    "se+panels": Op(
+        "se+panels", ("x", "w1", "b1", "w2", "b2"), _se_make,
+        lambda d: M.se(d["x"], pack_pw_weight_panels(d["w1"], d.get("panel_rows", 16)), d["b1"],
+                       pack_pw_weight_panels(d["w2"], d.get("panel_rows", 16)), d["b2"]),
+        None, [(1, 17, 33, 5, 3), (2, 72, 24, 7, 7), (3, 1, 1, 1, 1)]),
     "conv_bn_act": Op(
         "conv_bn_act", ("x", "weight", "bias"), _conv_make,
         lambda d: M.conv_bn_act(d["x"], d["weight"], d["bias"], d["stride"], d["padding"], d["activation"]),
@@ -194,11 +201,18 @@ OPS = {
         lambda d, dt=torch.float64: head_ref(d["x"], d["w1"], d["b1"], d["w2"], d["b2"], d["activation"], dt),
         # N C hidden classes H W
         [(1, 17, 33, 9, 3, 2), (3, 96, 40, 17, 1, 1), (2, 5, 7, 3, 7, 7)]),
+    "classifier_head+panels": Op(
+        "classifier_head+panels", ("x", "w1", "b1", "w2", "b2"), _head_make,
+        lambda d: M.classifier_head(d["x"], pack_pw_weight_panels(d["w1"], d.get("panel_rows", 16)), d["b1"],
+                                    pack_pw_weight_panels(d["w2"], d.get("panel_rows", 16)), d["b2"], d["activation"]),
+        None, [(1, 17, 33, 9, 3, 2), (3, 96, 70, 17, 1, 1), (1, 40, 64, 130, 2, 2)]),
 }
 for _v in ("pwconv_bn_act+residual", "pwconv_bn_act+in_scale"):
     OPS[_v].ours, OPS[_v].ref = OPS["pwconv_bn_act"].ours, OPS["pwconv_bn_act"].ref
 OPS["pwconv_bn_act+panels"].ref = OPS["pwconv_bn_act"].ref
-HAS_ACT = {name: name not in ("se", "se_scale") for name in OPS}
+OPS["se+panels"].ref = OPS["se"].ref
+OPS["classifier_head+panels"].ref = OPS["classifier_head"].ref
+HAS_ACT = {name: name not in ("se", "se_scale", "se+panels") for name in OPS}
 
 
 def channels_last(d):

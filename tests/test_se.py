@@ -17,6 +17,7 @@ from torchvision.ops import SqueezeExcitation
 
 import mbv3_fast
 import neon_harness
+from mbv3_fast.ops import pack_pw_weight_panels
 from mbv3_fast.testing import VARIANTS, se_layers
 from tolerance import assert_within_rule, bf16_values
 
@@ -151,6 +152,52 @@ def test_weight_layouts(cpu_isa):
         m.fc1.weight.copy_(row.expand(11, 37)[:, :, None, None])
         m.fc2.weight.copy_(col.expand(37, 11)[:, :, None, None])
     check(x, m, f"{cpu_isa} expanded", (row.expand(11, 37), b1, col.expand(37, 11), b2))
+
+
+PANEL_ROWS = (1, 5, 8, 16, 24, 64, 100)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_panels_match_by_output_bitwise(dtype, cpu_isa_bf16):
+    """FC weights packed in panels of P outputs (pack_pw_weight_panels): each output is summed in
+    the order the transposed ([in, out]) layout sums it, so both give the same bits, for any P
+    (and P = S or C: one panel) on every path, at 1 and 2 threads; float32 is also held to the
+    rule against float64."""
+    before = torch.get_num_threads()
+    try:
+        for n, c, s, hw, cl in [(1, 960, 240, 7, True), (1, 672, 168, 14, True), (3, 17, 7, 5, False),
+                                (1, 33, 1, 1, True), (5, 72, 24, 3, True), (2, 1, 1, 1, False)]:
+            x, m = make_case(n, c, s, hw, hw, cl)
+            x = x.to(dtype)
+            w1, b1, w2, b2 = params(m)
+            w1, w2 = w1.reshape(s, c).to(dtype), w2.reshape(c, s).to(dtype)
+            by_output = (w1.t().contiguous().t(), b1, w2.t().contiguous().t(), b2)
+            first = None
+            for t in (1, 2):
+                torch.set_num_threads(t)
+                want = torch.ops.mbv3.se(x, *by_output), torch.ops.mbv3.se_scale(x, *by_output)
+                first = first or want
+                assert all(torch.equal(a, b) for a, b in zip(want, first)), f"{t} threads"
+                for rows in PANEL_ROWS + (s, c):
+                    packed = (pack_pw_weight_panels(w1, rows), b1, pack_pw_weight_panels(w2, rows), b2)
+                    got = torch.ops.mbv3.se(x, *packed), torch.ops.mbv3.se_scale(x, *packed)
+                    what = f"{cpu_isa_bf16} N{n} C{c} S{s} panels of {rows}, {t} threads"
+                    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1]), what
+            if dtype == torch.float32:
+                torch.set_num_threads(1)
+                check(x, m, f"{cpu_isa_bf16} C{c} S{s} panels of 64",
+                      (pack_pw_weight_panels(w1, 64), b1, pack_pw_weight_panels(w2, 64), b2))
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_panels_opcheck():
+    for n, c, s, hw, rows in [(2, 17, 7, 3, 5), (1, 72, 24, 2, 64), (0, 8, 2, 3, 1)]:
+        x, m = make_case(n, c, s, hw, hw, True)
+        w1, b1, w2, b2 = params(m)
+        args = (x, pack_pw_weight_panels(w1, rows), b1, pack_pw_weight_panels(w2, rows), b2)
+        torch.library.opcheck(torch.ops.mbv3.se.default, args)
+        torch.library.opcheck(torch.ops.mbv3.se_scale.default, args)
 
 
 def test_threads_do_not_change_the_result():
@@ -305,6 +352,19 @@ def _args(**over):
     (dict(w2=torch.randn(2, 8, 1, 1)), ValueError, r"w2 must be \[C, S\]"),
     (dict(b2=torch.randn(7)), ValueError, r"b2 must be \[C\] with C = 8"),
     (dict(w2=torch.randn(8, 2, device="meta")), RuntimeError, "w2 is on meta"),
+    # packed in panels ([ceil(out / P), in, P], contiguous, x's dtype)
+    (dict(w1=torch.randn(2, 8, 1)[:1]), ValueError, r"w1 packed in panels of P outputs must be a contiguous "
+                                                    r"\[ceil\(S / P\), C, P\] .*C = 8, S = 2\), got \[1, 8, 1\]"),
+    (dict(w1=torch.randn(1, 7, 2)), ValueError, r"\[ceil\(S / P\), C, P\] .*got \[1, 7, 2\]"),
+    (dict(w1=torch.randn(1, 2, 8).transpose(1, 2)), ValueError, r"\[ceil\(S / P\), C, P\].*\(not contiguous\)"),
+    (dict(w1=torch.randn(1, 8, 0)), ValueError, r"w1 packed in panels .* with P >= 1"),
+    (dict(w1=torch.randn(1, 8, 2), b1=torch.randn(2, 1)), ValueError, r"b1 must be \[S\] with S >= 1"),
+    (dict(w2=torch.randn(3, 2, 4)), ValueError, r"w2 packed in panels of P outputs must be a contiguous "
+                                                r"\[ceil\(C / P\), S, P\] .*S = 2, C = 8\)"),
+    (dict(w1=torch.randn(1, 8, 2).to(torch.bfloat16)), ValueError, "w1 must be float32"),
+    (dict(x=torch.randn(1, 8, 6, 6, device="meta"), w1=torch.randn(1, 8, 2, device="meta"),
+          b1=torch.randn(2, device="meta"), w2=torch.randn(8, 2, device="meta"), b2=torch.randn(8, device="meta")),
+     ValueError, "w1 packed in panels \\(3-D\\) is read on the CPU only"),
 ])
 def test_bad_inputs_raise_clear_errors(op, over, exc, match):
     with pytest.raises(exc, match=match):
@@ -513,6 +573,8 @@ def test_bf16_wrapper_takes_a_bf16_module():
     (dict(w1=torch.randn(2, 8, 1, 1).to(BF)), "w1 must be float32, got BFloat16"),
     (dict(x=torch.randn(1, 8, 6, 6).to(BF), w1=torch.randn(2, 8, 1, 1).to(BF), w2=torch.randn(8, 2).to(BF),
           b1=torch.randn(2).half()), "b1 must be float32 or bfloat16"),
+    (dict(x=torch.randn(1, 8, 6, 6).to(BF), w1=torch.randn(1, 8, 2), w2=torch.randn(8, 2).to(BF)),
+     r"w1 packed in panels must have x's dtype \(bfloat16\), got float32"),
 ])
 def test_bf16_bad_inputs_raise_clear_errors(op, over, match):
     with pytest.raises(ValueError, match=match):

@@ -9,6 +9,7 @@
 
 #include "common/activation.h"
 #include "common/bf16.h"
+#include "common/cpu_isa.h"
 #include "common/fc_matrix.h"
 
 namespace mbv3 {
@@ -49,6 +50,11 @@ MBV3_DECLARE_HEAD(avx512_bf16)
 MBV3_DECLARE_HEAD(neon)
 #undef MBV3_DECLARE_HEAD
 #undef MBV3_DECLARE_HEAD_T
+
+// The panel height (outputs per panel) the path wants the head's float32 FC weights packed in
+// (FcMatrixT::panel; 0: [out, in] rows read in place).  A register block of outputs then reads
+// one contiguous stream instead of one dot product per row.
+int64_t head_panel_rows(Isa isa);
 
 // The entry points' types, for MBV3_ISA_SELECT_AS (isa_dispatch.h).
 template <class T>

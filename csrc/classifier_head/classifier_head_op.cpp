@@ -25,7 +25,7 @@ template <class T>
 void linear(const FcMatrixT<T>& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
             int64_t nout, float* out) {
   auto* fn = MBV3_ISA_SELECT_AS(HeadLinearFn<T>, head_linear, current_isa());
-  parallel_fc(N, std::min(N, kHeadSamples), nout, nin, kSliceMacs, kMaxSlices, kMinTaskMacs,
+  parallel_fc(N, std::min(N, kHeadSamples), nout, nin, w.panel, kSliceMacs, kMaxSlices, kMinTaskMacs,
               [&](int64_t n0, int64_t cnt, int64_t o0, int64_t o1) {
                 fn(w, b, act, cnt, in + n0 * nin, nin, o0, o1, out + n0 * nout, nout);
               });
@@ -47,14 +47,23 @@ HeadShape check_head(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   check_param(x, b1, "b1");
   check_param(x, w2, "w2");
   check_param(x, b2, "b2");
-  TORCH_CHECK_VALUE(w1.dim() == 2 && w1.size(1) == C && w1.size(0) >= 1, op,
-                    ": w1 must be [hidden, C] with C = ", C, " (x's channels), got ", w1.sizes());
-  const int64_t hidden = w1.size(0);
+  // Either weight may be packed in panels (3-D, CPU only): its rows are then its bias's length.
+  auto rows = [&](const at::Tensor& w, const at::Tensor& b, const char* bname, const char* what) {
+    if (w.dim() != 3) return w.dim() == 2 ? w.size(0) : int64_t(-1);
+    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) >= 1, op, ": ", bname, " must be [", what, "] with ", what,
+                      " >= 1, got ", b.sizes());
+    return b.size(0);
+  };
+  const int64_t hidden = rows(w1, b1, "b1", "hidden");
+  if (!check_fc_panels(x, w1, hidden, C, op, "w1", "hidden", "C"))
+    TORCH_CHECK_VALUE(w1.dim() == 2 && w1.size(1) == C && hidden >= 1, op,
+                      ": w1 must be [hidden, C] with C = ", C, " (x's channels), got ", w1.sizes());
   TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) == hidden, op, ": b1 must be [hidden] with hidden = ",
                     hidden, " (w1's rows), got ", b1.sizes());
-  TORCH_CHECK_VALUE(w2.dim() == 2 && w2.size(1) == hidden && w2.size(0) >= 1, op,
-                    ": w2 must be [classes, hidden] with hidden = ", hidden, ", got ", w2.sizes());
-  const int64_t classes = w2.size(0);
+  const int64_t classes = rows(w2, b2, "b2", "classes");
+  if (!check_fc_panels(x, w2, classes, hidden, op, "w2", "classes", "hidden"))
+    TORCH_CHECK_VALUE(w2.dim() == 2 && w2.size(1) == hidden && classes >= 1, op,
+                      ": w2 must be [classes, hidden] with hidden = ", hidden, ", got ", w2.sizes());
   TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == classes, op, ": b2 must be [classes] with classes = ",
                     classes, " (w2's rows), got ", b2.sizes());
   return {N, C, hidden, classes};
@@ -69,6 +78,10 @@ std::vector<int64_t> check_head_op(const at::Tensor& x, const at::Tensor& w1, co
 }
 
 }  // namespace
+
+// AVX2: one block of outputs (kBlockVecs = 8 vectors of 8) per panel, measured faster than rows
+// (README, "Design notes").  Not measured on the other paths, which keep the rows.
+int64_t head_panel_rows(Isa isa) { return isa == Isa::Avx2 ? 64 : 0; }
 
 at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
                                const at::Tensor& w2, const at::Tensor& b2, c10::string_view activation) {

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "cpu_isa.h"
+#include "classifier_head/classifier_head.h"
 #include "pwconv_bn_act/pwconv_bn_act.h"
 #include "q8.h"
 #include "tensor_state.h"
@@ -65,6 +66,8 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("cpu_isa_reads_k_pairs() -> bool", [] { return mbv3::isa_has_k_pairs(mbv3::current_isa()); });
   // The panel width the path in force wants float32 1x1 weights packed in (0: K-major in place).
   m.def("cpu_pw_panel_cols() -> int", [] { return int64_t(mbv3::pwconv_tile_of(mbv3::current_isa(), false).panel); });
+  // The panel height the path in force wants the head's float32 FC weights packed in (0: rows).
+  m.def("cpu_head_panel_rows() -> int", [] { return mbv3::head_panel_rows(mbv3::current_isa()); });
   // The int8 kernel family the path in force runs (q8.h): scalar, avx2, avx512_vnni or neon.
   m.def("q8_cpu_isa() -> str", [] { return std::string(mbv3::q8_isa_name(mbv3::q8_isa(mbv3::current_isa()))); });
   m.def("_debug_poison_outputs(bool enable) -> ()",

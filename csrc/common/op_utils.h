@@ -124,6 +124,24 @@ inline bool matrix_shape(const at::Tensor& w, int64_t& rows, int64_t& cols) {
   return true;
 }
 
+// An FC weight (SE, classifier head) packed in panels of P outputs, which only the CPU reads: a
+// contiguous [ceil(out / P), in, P] in x's dtype (mbv3_fast.ops.pack_pw_weight_panels: a 1x1
+// weight's panel layout).  False when w is not 3-D (a plain layout, for the caller to check).
+inline bool check_fc_panels(const at::Tensor& x, const at::Tensor& w, int64_t out, int64_t in, const char* op,
+                            const char* wname, const char* out_name, const char* in_name) {
+  if (w.dim() != 3) return false;
+  TORCH_CHECK_VALUE(x.is_cpu(), op, ": ", wname, " packed in panels (3-D) is read on the CPU only, got x on ",
+                    x.device());
+  TORCH_CHECK_VALUE(w.scalar_type() == x.scalar_type(), op, ": ", wname, " packed in panels must have x's dtype (",
+                    dtype_name(x.scalar_type()), "), got ", dtype_name(w.scalar_type()));
+  const int64_t P = w.size(2);
+  TORCH_CHECK_VALUE(P >= 1 && w.size(0) == (out + P - 1) / P && w.size(1) == in && w.is_contiguous(), op, ": a ",
+                    wname, " packed in panels of P outputs must be a contiguous [ceil(", out_name, " / P), ",
+                    in_name, ", P] with P >= 1 (", in_name, " = ", in, ", ", out_name, " = ", out, "), got ",
+                    w.sizes(), w.is_contiguous() ? "" : " (not contiguous)");
+  return true;
+}
+
 // A conv's output size along one dim (arguments checked).
 inline int64_t conv_out_size(int64_t in, int64_t padding, int64_t span, int64_t stride) {
   return (in + 2 * padding - span) / stride + 1;
@@ -174,14 +192,15 @@ inline int64_t parallel_grain(int64_t work_per_unit, int64_t min_task) {
 // The one FC work split (SE's two FCs, the head's two): units are blocks of up to `nb` samples
 // (each weight row read once per block) x slices of the `outs` outputs, i.e. of the [outs, ins]
 // weight's rows, so a unit streams one contiguous run of weights.  Slices (a power of two, at
-// most `max_slices`, starting at multiples of 16 = one AVX-512 vector) are added while there
+// most `max_slices`, starting at multiples of 16 = one AVX-512 vector, or of the weight's
+// panel width when it has panels: a unit then streams whole panels) are added while there
 // are fewer units than 2 x threads and each keeps at least `min_slice_macs` multiply-adds.
 // Every output is one unit's whole dot product, so the result never depends on the split.
 // body(n0, count, o_begin, o_end).
 template <class F>
-void parallel_fc(int64_t N, int64_t nb, int64_t outs, int64_t ins, int64_t min_slice_macs, int64_t max_slices,
-                 int64_t min_task_macs, F&& body) {
-  constexpr int64_t kAlign = 16;
+void parallel_fc(int64_t N, int64_t nb, int64_t outs, int64_t ins, int64_t panel, int64_t min_slice_macs,
+                 int64_t max_slices, int64_t min_task_macs, F&& body) {
+  const int64_t kAlign = panel > 0 ? panel : 16;
   if (N <= 0 || nb <= 0) return;
   const int64_t blocks = (N + nb - 1) / nb, aligned = (outs + kAlign - 1) / kAlign;
   const int64_t threads = num_threads();
@@ -328,9 +347,10 @@ inline void pw_weight_args(const at::Tensor& w, int64_t Cout, int64_t Cin, bool 
 
 // A [rows, cols] or [rows, cols, 1, 1] FC weight (SE, classifier head), read in place when
 // one of its two dims is unit-stride; otherwise packed row-major into `holder` (a strided
-// slice of a bigger buffer, say).
+// slice of a bigger buffer, say).  Panels (3-D, check_fc_panels) are read in place.
 template <class T = float>
 inline FcMatrixT<T> fc_matrix(const at::Tensor& w, at::Tensor& holder) {
+  if (w.dim() == 3) return {data_as<T>(w), w.size(2), true, w.size(2)};  // panels (checked by the op)
   const int64_t rows = w.size(0), cols = w.size(1), s_row = w.stride(0), s_col = w.stride(1);
   const T* base = data_as<T>(w);
   if (s_col == 1 || cols == 1) return {base, s_row, false};

@@ -160,6 +160,16 @@ struct FcPageAhead {
 template <int NB, class TW>
 inline void matmul(const FcMatrixT<TW>& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
                    int64_t o_end, float* out, int64_t out_ld) {
+  if (m.panel > 0) {
+    // Each panel's slice of [o_begin, o_end) is a by_output walk with ld = panel.
+    for (int64_t o = o_begin; o < o_end;) {
+      const int64_t p0 = o / m.panel * m.panel, o1 = std::min(o_end, p0 + m.panel);
+      const FcMatrixT<TW> one{m.w + p0 * nin - p0, m.panel, true, 0};
+      matmul<NB>(one, in, in_ld, nin, o, o1, out, out_ld);
+      o = o1;
+    }
+    return;
+  }
   if (m.by_output) {
     // Block of outputs x NB samples of accumulators: 8, 4, 2, 2 vectors wide for NB = 1..4.
     constexpr int MaxV = NB == 1 ? 8 : NB == 2 ? 4 : 2;

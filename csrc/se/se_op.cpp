@@ -46,14 +46,21 @@ Checked check_inputs(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   check_param(x, w2, "w2");
   check_param(x, b2, "b2");
   int64_t c1 = 0, r2 = 0, c2 = 0;
-  TORCH_CHECK_VALUE(matrix_shape(w1, k.S, c1) && c1 == k.C && k.S >= 1, op,
-                    ": w1 must be [S, C] or [S, C, 1, 1] with C = ", k.C,
-                    " (x's channels) and S >= 1, got ", w1.sizes());
+  if (w1.dim() == 3) {  // panels: S is b1's length
+    TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) >= 1, op, ": b1 must be [S] with S >= 1, got ", b1.sizes());
+    k.S = b1.size(0);
+    check_fc_panels(x, w1, k.S, k.C, op, "w1", "S", "C");
+  } else {
+    TORCH_CHECK_VALUE(matrix_shape(w1, k.S, c1) && c1 == k.C && k.S >= 1, op,
+                      ": w1 must be [S, C] or [S, C, 1, 1] with C = ", k.C,
+                      " (x's channels) and S >= 1, got ", w1.sizes());
+  }
   TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) == k.S, op, ": b1 must be [S] with S = ", k.S,
                     " (w1's rows), got ", b1.sizes());
-  TORCH_CHECK_VALUE(matrix_shape(w2, r2, c2) && r2 == k.C && c2 == k.S, op,
-                    ": w2 must be [C, S] or [C, S, 1, 1] with C = ", k.C, ", S = ", k.S,
-                    ", got ", w2.sizes());
+  if (!check_fc_panels(x, w2, k.C, k.S, op, "w2", "C", "S"))
+    TORCH_CHECK_VALUE(matrix_shape(w2, r2, c2) && r2 == k.C && c2 == k.S, op,
+                      ": w2 must be [C, S] or [C, S, 1, 1] with C = ", k.C, ", S = ", k.S,
+                      ", got ", w2.sizes());
   TORCH_CHECK_VALUE(b2.dim() == 1 && b2.size(0) == k.C, op, ": b2 must be [C] with C = ", k.C,
                     ", got ", b2.sizes());
   return k;
@@ -99,11 +106,11 @@ void run_se(SeArgs<T>& p, float* scale) {
 
   // The FCs: see parallel_fc.
   const int64_t nb = std::min(N, kSeFcSamples);
-  auto fc = [&](int64_t outs, int64_t ins, auto&& body) {
-    parallel_fc(N, nb, outs, ins, kFcSliceMacs, kFcMaxSlices, kMinTaskMacs, body);
+  auto fc = [&](int64_t outs, int64_t ins, int64_t panel, auto&& body) {
+    parallel_fc(N, nb, outs, ins, panel, kFcSliceMacs, kFcMaxSlices, kMinTaskMacs, body);
   };
-  fc(S, C, [&](int64_t n0, int64_t cnt, int64_t s0, int64_t s1) { fc1(p, cnt, mean + n0 * C, hid + n0 * S, s0, s1); });
-  fc(C, S, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
+  fc(S, C, p.w1.panel, [&](int64_t n0, int64_t cnt, int64_t s0, int64_t s1) { fc1(p, cnt, mean + n0 * C, hid + n0 * S, s0, s1); });
+  fc(C, S, p.w2.panel, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
 
   if (p.y) {
     auto* apply = MBV3_ISA_SELECT_AS(SeApplyFn<T>, se_apply, isa);

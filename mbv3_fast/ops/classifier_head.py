@@ -32,7 +32,7 @@ def check_inputs(x, w1, b1, w2, b2, activation) -> Tuple[int, int, int, int]:
 def _fake(x, w1, b1, w2, b2, activation):
     if sizes_known(x, w1, b1, w2, b2):
         check_inputs(x, w1, b1, w2, b2, activation)
-    return x.new_empty((x.shape[0], w2.shape[0]))
+    return x.new_empty((x.shape[0], b2.shape[0]))  # b2: [classes] (w2 may be packed in panels)
 
 
 @torch.library.register_kernel("mbv3::classifier_head", "cuda")

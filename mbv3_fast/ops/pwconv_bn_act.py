@@ -59,7 +59,8 @@ def pack_weight_panels(weight: torch.Tensor, cols: int) -> torch.Tensor:
     """A (folded) float32 1x1 weight [Cout, Cin(, 1, 1)] packed in panels of ``cols`` output
     channels, each K-major: [ceil(Cout / cols), Cin, cols] with
     packed[n // cols, k, n % cols] = weight[n, k], zero past Cout.  Pass the bias alongside: it
-    gives Cout."""
+    gives Cout.  The same layout serves the FC weights of ``se`` / ``classifier_head`` ([out, in]
+    in panels of ``cols`` outputs; their element type is x's)."""
     if cols < 1:
         raise ValueError(f"pack_weight_panels: cols must be >= 1, got {cols}")
     cout, cin = weight.shape[0], weight.shape[1]

@@ -1,8 +1,8 @@
 // Runs csrc/classifier_head/classifier_head_neon.cpp (the file the ARM build ships) on every case in a file,
 // phase by phase as the threaded binding does, each phase split in ranges to exercise offsets.
 // Case: int64 N C HW nhwc hidden classes act t1 t2, then x ([N,HW,C] or [N,C,HW]),
-// w1 ([C,hidden] if t1 else [hidden,C]), b1 [hidden], w2 ([hidden,classes] if t2 else
-// [classes,hidden]), b2 [classes].  Output per case: the float32 logits [N, classes].
+// w1 ([C,hidden] if t1 == 1, [ceil(hidden/P),C,P] panels if t1 == -P, else [hidden,C]), b1
+// [hidden], w2 (likewise with t2), b2 [classes].  Output per case: the float32 logits [N, classes].
 // With "bf16" (case_io.h) x, w1 and w2 are converted to bf16 and the bf16 kernels run (the
 // logits stay the kernels' float32 ones; the op rounds them once, the test does the same).
 #include <algorithm>
@@ -38,12 +38,18 @@ void run_case(CaseReader& in, CaseWriter& out) {
   const bool nhwc = in.i64() != 0;
   const int64_t hidden = in.i64(), classes = in.i64();
   const auto act = static_cast<mbv3::Act>(in.i64());
-  const bool t1 = in.i64() != 0, t2 = in.i64() != 0;
-  const auto x = as<T>(in.floats(N * C * HW)), w1 = as<T>(in.floats(hidden * C));
+  const int64_t t1 = in.i64(), t2 = in.i64();
+  // Stored elements of an [out, in] weight in layout t: panels hold ceil(out / P) * P rows.
+  auto stored = [](int64_t t, int64_t out, int64_t nin) { return (t < 0 ? (out - t - 1) / -t * -t : out) * nin; };
+  auto matrix = [](const std::vector<T>& w, int64_t t, int64_t out, int64_t nin) -> mbv3::FcMatrixT<T> {
+    if (t < 0) return {w.data(), -t, true, -t};
+    return {w.data(), t ? out : nin, t != 0};
+  };
+  const auto x = as<T>(in.floats(N * C * HW)), w1 = as<T>(in.floats(stored(t1, hidden, C)));
   const auto b1 = in.floats(hidden);
-  const auto w2 = as<T>(in.floats(classes * hidden));
+  const auto w2 = as<T>(in.floats(stored(t2, classes, hidden)));
   const auto b2 = in.floats(classes);
-  const mbv3::FcMatrixT<T> m1{w1.data(), t1 ? hidden : C, t1}, m2{w2.data(), t2 ? classes : hidden, t2};
+  const mbv3::FcMatrixT<T> m1 = matrix(w1, t1, hidden, C), m2 = matrix(w2, t2, classes, hidden);
   const mbv3::HeadPoolArgs<T> p{x.data(), C, HW, nhwc};
   std::vector<float> pooled(static_cast<size_t>(N * C), -12345.f), hid(static_cast<size_t>(N * hidden), -12345.f);
   std::vector<float> y(static_cast<size_t>(N * classes), -12345.f);
