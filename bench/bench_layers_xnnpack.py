@@ -135,8 +135,8 @@ def walk(net, x, call, layers=None):
         if b.se is not None:
             se, hs = b.se, h
             scale = op(lambda: ops.se_scale(hs, se.w1, se.b1, se.w2, se.b2),
-                       lambda: Layer(f"B{i:02d} SE", f"{c}→{se.w1.shape[0]}→{c} @ {_hw(hs)}",
-                                     (hs.numel() + 4 * se.w1.numel()) / 1e6,
+                       lambda: Layer(f"B{i:02d} SE", f"{c}→{se.b1.shape[0]}→{c} @ {_hw(hs)}",
+                                     (hs.numel() + 4 * c * se.b1.shape[0]) / 1e6,
                                      ["mean", "gemm", "gemm"]))
         p, hp, res, sc = b.project, h, (y if b.residual else None), scale
         y = op(lambda: ops.pwconv_bn_act(hp, p.weight, p.bias, p.act.op_name, res, sc),
@@ -150,8 +150,9 @@ def walk(net, x, call, layers=None):
                          pw_mflop(yl, lc), ["gemm"]))
     hd, yh = net.head, y
     return op(lambda: ops.classifier_head(yh, hd.w1, hd.b1, hd.w2, hd.b2, hd.act.op_name),
-              lambda: Layer("head", f"{yh.shape[1]}→{hd.w1.shape[0]}→{hd.w2.shape[0]} @ {_hw(yh)}",
-                            (yh.numel() + 2 * yh.shape[0] * (hd.w1.numel() + hd.w2.numel())) / 1e6,
+              # Widths from the biases: the weights may be packed in panels (padded).
+              lambda: Layer("head", f"{yh.shape[1]}→{hd.b1.shape[0]}→{hd.b2.shape[0]} @ {_hw(yh)}",
+                            (yh.numel() + 2 * yh.shape[0] * hd.b1.shape[0] * (yh.shape[1] + hd.b2.shape[0])) / 1e6,
                             ["mean", "gemm", "gemm"]))
 
 
