@@ -66,6 +66,14 @@ MBV3_DECLARE_PWCONV(neon)
 template <class T>
 using PwConvFn = void(const PwConvArgs<T>&, int64_t, int64_t, int64_t, int64_t);
 
+// The column split of both 1x1 kernels: nvec vectors spread evenly over the fewest panels of at
+// most nv vectors (the first nvec % count panels take one vector more).
+struct EvenPanels {
+  int64_t nvec, count;
+  EvenPanels(int64_t nvec_, int64_t nv) : nvec(nvec_), count((nvec_ + nv - 1) / nv) {}
+  int64_t vecs(int64_t i) const { return nvec / count + (i < nvec % count ? 1 : 0); }
+};
+
 // Columns per K-pair row: Cout rounded up to whole 16-lane vectors.
 constexpr int64_t kPairCols = 16;
 inline int64_t k_pair_ldw(int64_t cout) { return (cout + kPairCols - 1) / kPairCols * kPairCols; }

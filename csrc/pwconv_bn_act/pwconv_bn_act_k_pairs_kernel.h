@@ -133,18 +133,17 @@ inline TileFn select(int rows, int v, int tail) {
 // Rows [m_begin, m_end) (a at row m_begin, row stride K) x columns [n_begin, n_end): the
 // columns spread evenly over the fewest panels of up to 4 vectors, row tiles inside a panel.
 void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  const int64_t nvec = (n_end - n_begin + L - 1) / L, panels = (nvec + NV - 1) / NV;
+  const EvenPanels panels((n_end - n_begin + L - 1) / L, NV);
   int64_t n = n_begin;
-  auto panel_vecs = [&](int64_t i) { return nvec / panels + (i < nvec % panels ? 1 : 0); };
-  for (int64_t pi = 0; pi < panels; ++pi) {
-    const int v = int(panel_vecs(pi));
+  for (int64_t pi = 0; pi < panels.count; ++pi) {
+    const int v = int(panels.vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * L, n_end - n));
     const int tail = cols - (v - 1) * L;
     const bf16* b = p.w + 2 * n;
     const int mr = mr_for(v);
     // The next panel: its vectors (whole, as the tile reads them) of every pair row.
-    const bf16* next = pi + 1 < panels ? b + 2 * int64_t(v) * L : nullptr;
-    const int64_t next_bytes = pi + 1 < panels ? 4 * panel_vecs(pi + 1) * L : 0;
+    const bf16* next = pi + 1 < panels.count ? b + 2 * int64_t(v) * L : nullptr;
+    const int64_t next_bytes = pi + 1 < panels.count ? 4 * panels.vecs(pi + 1) * L : 0;
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
     if (m_full > m_begin) select(mr, v, tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)

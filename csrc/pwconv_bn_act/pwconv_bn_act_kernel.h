@@ -281,11 +281,10 @@ inline TileFn<T> select(int rows, int v, Cols cols) {
 template <class T>
 void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t extent,
          int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
-  const int64_t nvec = (n_end - n_begin + Vec::N - 1) / Vec::N, panels = (nvec + NV - 1) / NV;
+  const EvenPanels panels((n_end - n_begin + Vec::N - 1) / Vec::N, NV);
   int64_t n = n_begin;
-  auto panel_vecs = [&](int64_t i) { return nvec / panels + (i < nvec % panels ? 1 : 0); };
-  for (int64_t pi = 0; pi < panels; ++pi) {
-    const int v = int(panel_vecs(pi));
+  for (int64_t pi = 0; pi < panels.count; ++pi) {
+    const int v = int(panels.vecs(pi));
     const int cols = int(std::min<int64_t>(int64_t(v) * Vec::N, n_end - n));
     const int tail = cols - (v - 1) * Vec::N;
     const Cols kind = tail == Vec::N                       ? Cols::Full
@@ -299,7 +298,7 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int mr = mr_for(v);
     const TileFn<T> full = select<T>(mr, v, kind);
     const T* bp = b + (n - n_begin);
-    const int64_t next_cols = pi + 1 < panels ? std::min<int64_t>(panel_vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
+    const int64_t next_cols = pi + 1 < panels.count ? std::min<int64_t>(panels.vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
     const T* next = kPrefetchWeights && next_cols > 0 ? bp + cols : nullptr;
     const int64_t next_bytes = next_cols * int64_t(sizeof(T));
     const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
