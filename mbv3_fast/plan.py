@@ -112,7 +112,8 @@ class Block:
 
 @dataclasses.dataclass(frozen=True)
 class Head:
-    """Global mean + Linear + activation + Linear (torchvision's classifier, dropout = eval)."""
+    """Global mean + Linear + activation + Linear (torchvision's classifier, dropout = eval).
+    Weights [out, in], or packed in panels for the CPU (out is then the bias's length)."""
     w1: Tensor
     b1: Tensor
     w2: Tensor

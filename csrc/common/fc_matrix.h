@@ -11,7 +11,7 @@ namespace mbv3 {
 // [in, out] buffer both cost nothing.
 // panel > 0 (by_output, ld == panel): the outputs in panels of `panel`, each an [in, panel]
 // block and the panels in order ([ceil(out / panel), in, panel], the last one zero-padded:
-// mbv3_fast.ops.pack_fc_weight_panels), so a block of outputs streams one contiguous buffer.
+// mbv3_fast.ops.pack_pw_weight_panels), so a block of outputs streams one contiguous buffer.
 // T: float or bf16 (common/bf16.h).
 template <class T>
 struct FcMatrixT {
