@@ -14,7 +14,6 @@ from torch import nn
 
 import mbv3_fast
 import neon_harness
-from mbv3_fast.isa import cpu_head_panel_rows
 from mbv3_fast.ops import pack_pw_weight_panels
 from mbv3_fast.testing import VARIANTS, head_layers
 from tolerance import assert_within_rule, bf16_values
@@ -211,17 +210,6 @@ def test_panels_match_by_output_bitwise(dtype, cpu_isa_bf16):
                       (pack_pw_weight_panels(w1, 64), b1, pack_pw_weight_panels(w2, 64), b2))
     finally:
         torch.set_num_threads(before)
-
-
-def test_panels_path_height():
-    """The panel height each path asks the model for: AVX2's block of 64 outputs, rows elsewhere."""
-    before = mbv3_fast.get_cpu_isa()
-    try:
-        for isa in mbv3_fast.available_cpu_isas():
-            mbv3_fast.set_cpu_isa(isa)
-            assert cpu_head_panel_rows() == (64 if isa == "avx2" else 0), isa
-    finally:
-        mbv3_fast.set_cpu_isa(before)
 
 
 # -- torch integration ---------------------------------------------------------------------------

@@ -89,6 +89,20 @@ def test_panel_layout_is_the_paths_and_matches_k_major(cpu_isa):
     assert model._fused_plan().panel_cols == cols
 
 
+def test_layouts_each_path_asks_for():
+    """The packed layouts the model folds in, per path: the 1x1 panels AVX2's tile (3 vectors of 8)
+    wide and the head's panels AVX2's block of 64 outputs high; none (K-major, rows) on the paths
+    where packing was not measured to pay."""
+    before = mbv3_fast.get_cpu_isa()
+    try:
+        for isa in mbv3_fast.available_cpu_isas():
+            mbv3_fast.set_cpu_isa(isa)
+            assert cpu_pw_panel_cols() == (24 if isa == "avx2" else 0), isa
+            assert cpu_head_panel_rows() == (64 if isa == "avx2" else 0), isa
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+
+
 def test_head_panels_are_the_paths_and_match_by_output(cpu_isa):
     """A float32 plan keeps the head's FC weights in the panels the path in force wants (AVX2:
     64 outputs; [out, in] rows where it wants none).  Panels sum each output in the order the
