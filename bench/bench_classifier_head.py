@@ -79,12 +79,17 @@ def rotating_weights(dtype, total_bytes=80 << 20):
     copies = [(torch.randn(HIDDEN, C, generator=g).to(dtype) / C ** 0.5, torch.randn(HIDDEN, generator=g).to(dtype),
                torch.randn(CLASSES, HIDDEN, generator=g).to(dtype) / HIDDEN ** 0.5,
                torch.randn(CLASSES, generator=g).to(dtype)) for _ in range(max(2, total_bytes // per))]
+    return copies, rotation(copies)
+
+
+def rotation(items):
+    """A getter returning the next of `items` on each call (each reused only after all the others)."""
     state = [0]
 
     def nxt():
-        state[0] = (state[0] + 1) % len(copies)
-        return copies[state[0]]
-    return copies, nxt
+        state[0] = (state[0] + 1) % len(items)
+        return items[state[0]]
+    return nxt
 
 
 def linear_head(w):
@@ -116,11 +121,7 @@ def test_interleaved():
                 if dtype == torch.float32:
                     panels = [(pack_pw_weight_panels(w1, 64), b1, pack_pw_weight_panels(w2, 64), b2)
                               for w1, b1, w2, b2 in copies]
-                    pnext = [0]
-
-                    def next_panels():
-                        pnext[0] = (pnext[0] + 1) % len(panels)
-                        return panels[pnext[0]]
+                    next_panels = rotation(panels)
                     prov["panels hot"] = lambda: op(x, *panels[0], ACT)
                     prov["panels rotating"] = lambda: op(x, *next_panels(), ACT)
                 for t in (1, 2):

@@ -50,9 +50,7 @@ HeadShape check_head(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   // Either weight may be packed in panels (3-D, CPU only): its rows are then its bias's length.
   auto rows = [&](const at::Tensor& w, const at::Tensor& b, const char* bname, const char* what) {
     if (w.dim() != 3) return w.dim() == 2 ? w.size(0) : int64_t(-1);
-    TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) >= 1, op, ": ", bname, " must be [", what, "] with ", what,
-                      " >= 1, got ", b.sizes());
-    return b.size(0);
+    return fc_panel_outputs(b, op, bname, what);
   };
   const int64_t hidden = rows(w1, b1, "b1", "hidden");
   if (!check_fc_panels(x, w1, hidden, C, op, "w1", "hidden", "C"))

@@ -124,9 +124,18 @@ inline bool matrix_shape(const at::Tensor& w, int64_t& rows, int64_t& cols) {
   return true;
 }
 
+// The output count of an FC weight packed in panels (3-D), whose padded last panel does not
+// give it: its bias's length, checked to be a 1-D [out] with out >= 1.
+inline int64_t fc_panel_outputs(const at::Tensor& b, const char* op, const char* bname, const char* out_name) {
+  TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) >= 1, op, ": ", bname, " must be [", out_name, "] with ", out_name,
+                    " >= 1, got ", b.sizes());
+  return b.size(0);
+}
+
 // An FC weight (SE, classifier head) packed in panels of P outputs, which only the CPU reads: a
 // contiguous [ceil(out / P), in, P] in x's dtype (mbv3_fast.ops.pack_pw_weight_panels: a 1x1
-// weight's panel layout).  False when w is not 3-D (a plain layout, for the caller to check).
+// weight's panel layout), `out` from fc_panel_outputs.  False when w is not 3-D (a plain
+// layout, for the caller to check).
 inline bool check_fc_panels(const at::Tensor& x, const at::Tensor& w, int64_t out, int64_t in, const char* op,
                             const char* wname, const char* out_name, const char* in_name) {
   if (w.dim() != 3) return false;
@@ -200,15 +209,15 @@ inline int64_t parallel_grain(int64_t work_per_unit, int64_t min_task) {
 template <class F>
 void parallel_fc(int64_t N, int64_t nb, int64_t outs, int64_t ins, int64_t panel, int64_t min_slice_macs,
                  int64_t max_slices, int64_t min_task_macs, F&& body) {
-  const int64_t kAlign = panel > 0 ? panel : 16;
+  const int64_t align = panel > 0 ? panel : 16;  // slice starts are multiples of this
   if (N <= 0 || nb <= 0) return;
-  const int64_t blocks = (N + nb - 1) / nb, aligned = (outs + kAlign - 1) / kAlign;
+  const int64_t blocks = (N + nb - 1) / nb, aligned = (outs + align - 1) / align;
   const int64_t threads = num_threads();
   int64_t slices = 1;
   while (blocks * slices < 2 * threads && slices * 2 <= std::min(max_slices, aligned) &&
          outs * ins * nb / (slices * 2) >= min_slice_macs)
     slices *= 2;
-  auto begin = [&](int64_t k) { return std::min(outs, k * aligned / slices * kAlign); };
+  auto begin = [&](int64_t k) { return std::min(outs, k * aligned / slices * align); };
   parallel_for(0, blocks * slices, parallel_grain(outs * ins * nb / slices, min_task_macs),
                    [&](int64_t b, int64_t e) {
                      for (int64_t u = b; u < e; ++u) {

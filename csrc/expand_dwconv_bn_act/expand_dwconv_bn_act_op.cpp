@@ -40,7 +40,6 @@ ExpandShape check_expand(const at::Tensor& x, const at::Tensor& ew, const at::Te
                          const at::Tensor& db, int64_t stride, int64_t padding, int64_t dilation) {
   constexpr const char* op = "expand_dwconv_bn_act";
   check_x(x, op, "N, Cin, H, W");
-  const int64_t Cin = x.size(1);
   check_param(x, ew, "expand_weight");
   check_param(x, eb, "expand_bias");
   const int64_t Ce = check_pw_weight(x, ew, eb, op, "expand_weight", "expand_bias", "Ce");

@@ -47,8 +47,7 @@ Checked check_inputs(const at::Tensor& x, const at::Tensor& w1, const at::Tensor
   check_param(x, b2, "b2");
   int64_t c1 = 0, r2 = 0, c2 = 0;
   if (w1.dim() == 3) {  // panels: S is b1's length
-    TORCH_CHECK_VALUE(b1.dim() == 1 && b1.size(0) >= 1, op, ": b1 must be [S] with S >= 1, got ", b1.sizes());
-    k.S = b1.size(0);
+    k.S = fc_panel_outputs(b1, op, "b1", "S");
     check_fc_panels(x, w1, k.S, k.C, op, "w1", "S", "C");
   } else {
     TORCH_CHECK_VALUE(matrix_shape(w1, k.S, c1) && c1 == k.C && k.S >= 1, op,
