@@ -117,3 +117,64 @@ def test_model_team_error_and_concurrent_calls():
         torch.set_num_threads(before)
     for i, (o, r) in enumerate(zip(out, ref)):
         assert torch.equal(o, r), f"input {i}: concurrent 2-thread forward differs from 1 thread"
+
+
+def test_team_trace():
+    """The team's loop trace (torch.ops.mbv3._set_team_trace / _team_trace, mbv3_fast.team_profile):
+    off by default and cleared when switched; on, one row per loop whose leader-side times add up
+    to no more than the call's wall time, every split loop with a worker time; the forward's bits
+    unchanged."""
+    import time
+
+    tv = pytest.importorskip("torchvision")
+    import mbv3_fast
+    from mbv3_fast import team_profile
+    torch.manual_seed(0)
+    model = mbv3_fast.from_torchvision(tv.models.mobilenet_v3_small().eval())
+    x = torch.randn(2, 3, 96, 96)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with torch.no_grad():
+            ref = model(x)
+            assert torch.ops.mbv3._team_trace().shape == (0, 6), "the trace must be off by default"
+            torch.ops.mbv3._set_team_trace(True)
+            try:
+                t0 = time.perf_counter()
+                out = model(x)
+                wall_us = (time.perf_counter() - t0) * 1e6
+                t = torch.ops.mbv3._team_trace()
+            finally:
+                torch.ops.mbv3._set_team_trace(False)
+            assert torch.equal(out, ref)
+            assert torch.ops.mbv3._team_trace().shape == (0, 6), "switching the trace must clear it"
+            model(x)
+            assert torch.ops.mbv3._team_trace().shape == (0, 6), "a forward with the trace off recorded"
+            traces = team_profile.trace(model, x, iters=2)
+    finally:
+        torch.set_num_threads(before)
+    assert t.dtype == torch.float64 and t.shape[1] == 6 and t.shape[0] > 10, t.shape
+    assert torch.isfinite(t).all() and (t >= 0).all()
+    loops, tail = t[:-1], t[-1]
+    assert tail[0] == 0 and tail[1] == 0 and (loops[:, 0] >= 1).all(), "units: a loop's, 0 for the tail row"
+    split = loops[loops[:, 1] == 2]
+    assert split.shape[0] > 0 and (loops[:, 1] <= 2).all()
+    assert (split[:, 4] > 0).all(), "a split loop without a worker time"
+    assert (loops[loops[:, 1] == 1][:, 4] == 0).all(), "a loop run by the leader alone has a worker time"
+    leader_side = float(t[:, 2].sum() + t[:, 3].sum() + t[:, 5].sum())
+    assert 0 < leader_side <= wall_us, (leader_side, wall_us)
+    s = team_profile.summarize(traces)
+    assert s["loops"] == loops.shape[0] and s["worker_idle_us"] >= 0 and s["forward_us"] > 0
+    report = team_profile.format_report(s, team_profile.top_loops(traces, 3), "head")
+    assert report.count("\n| ") == 4, report  # header + 3 loops
+
+
+def test_team_profile_needs_two_threads():
+    from mbv3_fast import team_profile
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with pytest.raises(ValueError, match="2\\+ threads"):
+            team_profile.trace(torch.nn.Identity(), torch.zeros(1), iters=1)
+    finally:
+        torch.set_num_threads(before)

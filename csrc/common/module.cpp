@@ -3,12 +3,15 @@
 // checks, too hot a path for a dispatcher call: _tensor_state (csrc/common/tensor_state.cpp) and
 // _cpu_isa_index (the path in force, whose 1x1 weight layout a CPU plan was packed for).
 #include <Python.h>
+#include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <atomic>
 #include <stdexcept>
 
 #include "cpu_isa.h"
+#include "parallel.h"
 #include "classifier_head/classifier_head.h"
 #include "pwconv_bn_act/pwconv_bn_act.h"
 #include "q8.h"
@@ -72,4 +75,13 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("q8_cpu_isa() -> str", [] { return std::string(mbv3::q8_isa_name(mbv3::q8_isa(mbv3::current_isa()))); });
   m.def("_debug_poison_outputs(bool enable) -> ()",
         [](bool enable) { mbv3::g_poison.store(enable, std::memory_order_relaxed); });
+  // The one-call forwards' loop trace (common/parallel.h): on / off, and the last team's rows.
+  m.def("_set_team_trace(bool enable) -> ()", [](bool enable) { mbv3::team_detail::set_trace(enable); });
+  m.def("_team_trace() -> Tensor", [] {
+    std::vector<double> rows = mbv3::team_detail::last_trace();
+    const int64_t n = int64_t(rows.size()) / mbv3::team_detail::kTraceFields;
+    at::Tensor out = at::empty({n, mbv3::team_detail::kTraceFields}, at::kDouble);
+    std::copy(rows.begin(), rows.end(), out.data_ptr<double>());
+    return out;
+  });
 }

@@ -41,6 +41,15 @@ void spin_until(const P& done) {
 
 thread_local Team* tls_team = nullptr;
 
+std::atomic<bool> g_trace{false};
+std::mutex g_trace_mutex;
+std::vector<double> g_last_trace;
+
+using Clock = std::chrono::steady_clock;
+double us_between(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double, std::micro>(b - a).count();
+}
+
 int64_t divup(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 }  // namespace
@@ -64,7 +73,13 @@ class Team {
       spin_until([&] { return (g = gen_.load(std::memory_order_acquire)) != seen; });
       seen = g;
       if (quit_) return;
-      if (w < threads_) run_chunk(w);
+      if (w < threads_) {
+        const auto t0 = trace_ ? Clock::now() : Clock::time_point();
+        run_chunk(w);
+        if (trace_) done_[size_t(w)].busy_us = us_between(t0, Clock::now());
+      } else {
+        done_[size_t(w)].busy_us = 0;
+      }
       done_[size_t(w)].gen.store(g, std::memory_order_release);
     }
   }
@@ -86,7 +101,14 @@ class Team {
       }
     } release{*this};
     tls_team = this;
+    trace_ = g_trace.load(std::memory_order_relaxed);
+    last_end_ = Clock::now();
     body_fn(body, 0, 0);
+    if (trace_) {
+      record(0, 0, us_between(last_end_, Clock::now()), 0, 0, 0);
+      std::lock_guard<std::mutex> lock(g_trace_mutex);
+      g_last_trace = std::move(rows_);
+    }
   }
 
   void run(int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body) {
@@ -94,7 +116,13 @@ class Team {
     // at::parallel_for's split: inline when one chunk would do or when called from inside a
     // loop's chunk (as at::parallel_for inside a parallel region), else min(threads, n / grain)
     // chunks of ceil(n / chunks).
-    if (n <= grain || size_ == 1 || in_loop_) return fn(body, begin, end);
+    if (in_loop_) return fn(body, begin, end);
+    const auto t0 = trace_ ? Clock::now() : Clock::time_point();
+    if (n <= grain || size_ == 1) {
+      fn(body, begin, end);
+      if (trace_) record_loop(n, 1, t0, Clock::now(), 0);
+      return;
+    }
     threads_ = grain > 0 ? std::min(size_, divup(n, grain)) : size_;
     chunk_ = divup(n, threads_);
     fn_ = fn;
@@ -105,8 +133,13 @@ class Team {
     in_loop_ = true;
     run_chunk(0);
     in_loop_ = false;
-    for (int64_t w = 1; w < size_; ++w)
+    const auto t1 = trace_ ? Clock::now() : Clock::time_point();
+    double worker_us = 0;
+    for (int64_t w = 1; w < size_; ++w) {
       spin_until([&] { return done_[size_t(w)].gen.load(std::memory_order_acquire) == g; });
+      worker_us = std::max(worker_us, done_[size_t(w)].busy_us);
+    }
+    if (trace_) record_loop(n, threads_, t0, t1, worker_us);
     if (failed_.load(std::memory_order_relaxed)) {
       failed_ = false;
       std::rethrow_exception(std::exchange(error_, nullptr));
@@ -117,7 +150,18 @@ class Team {
   static constexpr int64_t kClosed = -1;
   struct alignas(64) Ack {
     std::atomic<uint64_t> gen{0};
+    double busy_us = 0;  // the worker's chunk time (traced teams), published by gen
   };
+
+  // One loop: the leader's chunk ran [t0, t1), the workers had ended by now.
+  void record_loop(int64_t n, int64_t threads, Clock::time_point t0, Clock::time_point t1, double worker_us) {
+    const auto t2 = Clock::now();
+    record(double(n), double(threads), us_between(last_end_, t0), us_between(t0, t1), worker_us, us_between(t1, t2));
+    last_end_ = t2;
+  }
+  void record(double units, double threads, double serial, double leader, double worker, double wait) {
+    rows_.insert(rows_.end(), {units, threads, serial, leader, worker, wait});
+  }
 
   void run_chunk(int64_t w) {
     const int64_t b = begin_ + w * chunk_, e = std::min(end_, b + chunk_);
@@ -136,6 +180,9 @@ class Team {
   int64_t begin_ = 0, end_ = 0, chunk_ = 1, threads_ = 1, size_ = 1;
   bool quit_ = false;
   bool in_loop_ = false;  // the leader is running its chunk
+  bool trace_ = false;    // g_trace when the team started
+  Clock::time_point last_end_;
+  std::vector<double> rows_;  // kTraceFields per loop
   alignas(64) std::atomic<uint64_t> gen_{0};
   alignas(64) std::atomic<int64_t> joined_{0};
   std::vector<Ack> done_;
@@ -145,6 +192,15 @@ class Team {
 };
 
 Team* current() { return tls_team; }
+void set_trace(bool on) {
+  std::lock_guard<std::mutex> lock(g_trace_mutex);
+  g_last_trace.clear();
+  g_trace.store(on, std::memory_order_relaxed);
+}
+std::vector<double> last_trace() {
+  std::lock_guard<std::mutex> lock(g_trace_mutex);
+  return g_last_trace;
+}
 int64_t size(const Team* team) { return team->size(); }
 void run(Team* team, int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body) {
   team->run(begin, end, grain, fn, body);

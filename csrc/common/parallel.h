@@ -10,6 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace mbv3 {
 
@@ -23,6 +24,15 @@ Team* current();
 void run(Team* team, int64_t begin, int64_t end, int64_t grain, ChunkFn fn, const void* body);
 int64_t size(const Team* team);
 void with_team(ChunkFn fn, const void* body);
+
+// Loop trace (torch.ops.mbv3._team_trace, mbv3_fast.team_profile): while on, each team records
+// per loop kTraceFields values -- units, threads, the leader's serial time before the loop (µs),
+// the leader's chunk, the slowest worker's chunk, the leader's wait for the workers -- and one
+// last row (units 0) with the serial time after the last loop.  The last team's rows are kept
+// (set_trace clears them; a forward at one thread runs no team).
+constexpr int kTraceFields = 6;
+void set_trace(bool on);
+std::vector<double> last_trace();
 }  // namespace team_detail
 
 // at::get_num_threads(), or the team's size inside with_team.
