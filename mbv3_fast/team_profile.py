@@ -18,6 +18,7 @@ A worker idles ``serial + leader + wait - worker`` per loop.  The summary gives 
 the walk runs them; units = the loop's work items).
 """
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -28,10 +29,16 @@ import torch
 FIELDS = ("units", "threads", "serial", "leader", "worker", "wait")
 
 
-def trace(model, x, iters: int = 20) -> List[torch.Tensor]:
-    """One [loops + 1, 6] float64 trace per forward (columns FIELDS, µs; the last row: the
-    serial time after the last loop), plus the forward's wall time in µs as each trace's
-    ``forward_us`` attribute.  Needs a team: more than one torch thread."""
+@dataclasses.dataclass(frozen=True)
+class Trace:
+    """One forward: ``rows`` [loops + 1, 6] float64 (columns FIELDS, µs; the last row: the serial
+    time after the last loop) and the forward's wall time."""
+    rows: torch.Tensor
+    forward_us: float
+
+
+def trace(model, x, iters: int = 20) -> List[Trace]:
+    """``iters`` traced forwards of ``model`` on ``x``.  Needs a team: more than one torch thread."""
     if torch.get_num_threads() < 2:
         raise ValueError("team_profile: the one-call forward runs a team only at 2+ threads "
                          f"(torch.get_num_threads() is {torch.get_num_threads()})")
@@ -48,23 +55,21 @@ def trace(model, x, iters: int = 20) -> List[torch.Tensor]:
                 t = torch.ops.mbv3._team_trace()
                 if t.shape[0] == 0:
                     raise RuntimeError("team_profile: the forward ran no team (is the model fused on the CPU?)")
-                t.forward_us = dt
-                out.append(t)
+                out.append(Trace(t, dt))
         finally:
             torch.ops.mbv3._set_team_trace(False)
     return out
 
 
-def summarize(traces: List[torch.Tensor]) -> Dict[str, float]:
+def summarize(traces: List[Trace]) -> Dict[str, float]:
     """Medians over forwards of the per-forward sums (µs)."""
     def med(f):
-        return statistics.median(f(t) for t in traces)
-    loops = [t[:-1] for t in traces]
-    split = [lp[lp[:, 1] > 1] for lp in loops]
+        return statistics.median(f(t.rows) for t in traces)
+    loops = traces[0].rows[:-1]
     return {
-        "forward_us": med(lambda t: t.forward_us),
-        "loops": float(loops[0].shape[0]),
-        "split_loops": float(split[0].shape[0]),
+        "forward_us": statistics.median(t.forward_us for t in traces),
+        "loops": float(loops.shape[0]),
+        "split_loops": float((loops[:, 1] > 1).sum()),
         "serial_us": med(lambda t: float(t[:, 2].sum())),
         "leader_us": med(lambda t: float(t[:, 3].sum())),
         "worker_us": med(lambda t: float(t[:, 4].sum())),
@@ -74,9 +79,9 @@ def summarize(traces: List[torch.Tensor]) -> Dict[str, float]:
     }
 
 
-def top_loops(traces: List[torch.Tensor], n: int) -> List[Dict[str, float]]:
+def top_loops(traces: List[Trace], n: int) -> List[Dict[str, float]]:
     """The n split loops whose median |leader - worker| is largest."""
-    stack = torch.stack([t[:-1] for t in traces])  # [iters, loops, 6]
+    stack = torch.stack([t.rows[:-1] for t in traces])  # [iters, loops, 6]
     med = stack.median(dim=0).values
     rows = [dict(zip(FIELDS, map(float, med[i])), loop=i) for i in range(med.shape[0]) if med[i, 1] > 1]
     return sorted(rows, key=lambda r: -abs(r["leader"] - r["worker"]))[:n]
