@@ -6,7 +6,8 @@ changes that the whole forward shows only as a few percent.  Each build runs in 
     python bench/compare_builds_pwconv.py BEFORE_DIR AFTER_DIR [--turns 6] [--threads 1]
                                           [K,Cout,HW ...]   (default: Large's 1x1 shapes)
 
-A worker times each shape hot (fp32, batch 1, channels_last, relu): 7 blocks of calls, the
+A worker times each shape hot (fp32, batch 1, channels_last, relu, the weight packed as the model
+packs it on the path in force): 7 blocks of calls, the
 second-best block's mean (the machine is shared).  Prints per shape the median over turns of
 each build and after/before, as a ratio of medians and as the median of the per-turn ratios.
 Noise between builds of the same code was up to ~5% here (code placement), so read shapes that
@@ -25,7 +26,8 @@ DEFAULT = ["16,16,112", "16,64,112", "64,24,56", "24,72,56", "72,24,56", "72,40,
 
 WORKER = r"""
 import json, sys, time, torch, mbv3_fast
-from mbv3_fast.ops import pack_pw_weight
+from mbv3_fast.isa import cpu_pw_panel_cols
+from mbv3_fast.ops import pack_pw_weight, pack_pw_weight_panels
 torch.set_num_threads(int(sys.argv[1]))
 res = {}
 for s in sys.argv[2:]:
@@ -33,7 +35,8 @@ for s in sys.argv[2:]:
     torch.manual_seed(K * 1000 + N)
     x = torch.randn(1, K, H, H).contiguous(memory_format=torch.channels_last)
     w, b = torch.randn(N, K, 1, 1) / K ** 0.5, torch.randn(N)
-    wp = pack_pw_weight(w)
+    P = cpu_pw_panel_cols()  # the model's layout on this path
+    wp = pack_pw_weight_panels(w, P) if P else pack_pw_weight(w)
     f = lambda: torch.ops.mbv3.pwconv_bn_act(x, wp, b, "relu", None, None)
     n = max(10, int(5e7 / (2 * H * H * K * N)))
     blocks = []

@@ -284,6 +284,8 @@ PANELS = (1, 5, 8, 16, 24, 40, 64, 100)
     (17, 33, 1, (7, 5)), (1, 7, 3, (2, 3)), (33, 1, 1, (1, 1)), (96, 49, 2, (5, 5)), (40, 130, 0, (3, 3)),
     (112, 672, 1, (14, 14)), (480, 112, 1, (14, 14)), (960, 160, 1, (7, 7)), (160, 960, 1, (7, 7)),
     (72, 200, 1, (9, 9)),
+    # The small-K tiles (AVX2: K = 16, 24, 40 in panels of 24), 1 to 3 vectors wide, row tails.
+    (16, 64, 2, (9, 13)), (24, 72, 1, (7, 7)), (40, 120, 1, (6, 6)), (16, 16, 1, (5, 9)), (24, 8, 1, (5, 5)),
 ])
 def test_panels_match_k_major_bitwise(cin, cout, n, hw, cpu_isa):
     """Any panel width, on every path, gives the K-major kernel's bits (the same sums in the same

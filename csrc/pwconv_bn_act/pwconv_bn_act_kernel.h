@@ -137,6 +137,14 @@ template <int ROWS, int V, bool TAIL, bool HALF, class TW>
   if constexpr (TAIL) k_steps<ROWS, V, true, HALF>(acc, h, a, K, b, ldb, kf, k1, tail, lead);
 }
 
+// All K = KS steps of a small-K tile, unrolled at compile time (see kSmallKs).
+template <int ROWS, int V, bool HALF, class TW, int... k>
+[[gnu::always_inline]] inline void k_unrolled(Vec (&acc)[ROWS][V], HalfOr<HALF> (&h)[ROWS], const float* a,
+                                              const TW* b, std::integer_sequence<int, k...>) {
+  constexpr int64_t KS = sizeof...(k);
+  (k_step<ROWS, V, false, HALF>(acc, h, a, KS, b + k * NR, k, 0), ...);
+}
+
 constexpr int64_t kBiasFirstMaxK = 24;
 
 // Vector v of the bias of the tile at column n (VT: Vec, or Half for a HALF tile's last).
@@ -150,12 +158,13 @@ template <class VT, int V, bool TAIL, class T>
 // are read with full vector loads (the extra lanes read the next weight row: in bounds, never
 // stored); only the last rows use masked loads, which are several times slower on some cores
 // (README, "Design notes").
-template <int ROWS, int V, bool TAIL, bool HALF, class T>
+template <int ROWS, int V, bool TAIL, bool HALF, int KS, class T>
 [[gnu::always_inline]] inline void tile(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb,
                                         int64_t k_full, int64_t m, int64_t n, int tail, const T* lead) {
   using H = HalfOr<HALF>;
   constexpr int VF = kFullVecs<V, HALF>;
-  const int64_t K = p.K;
+  static_assert(KS == 0 || (KS <= KC && !TAIL), "small-K tiles: one K block, full columns");
+  const int64_t K = KS ? KS : p.K;
   // Short sums start from the bias (one add less per output, which the K = 16 and 24 layers
   // feel); longer ones add it last, because an O(1) bias carried through the chain makes every
   // partial sum larger and so its roundings (K = 56: up to 2.5x further off).
@@ -175,8 +184,9 @@ template <int ROWS, int V, bool TAIL, bool HALF, class T>
   }
   // K in blocks of KC: each block sums into fresh accumulators, the blocks' sums are added up
   // in an L1 buffer (see KC).
-  k_block<ROWS, V, TAIL, HALF>(acc, h, a, K, b, ldb, 0, std::min(K, KC), k_full, tail, lead);
-  if (K > KC) {
+  if constexpr (KS > 0) k_unrolled<ROWS, V, HALF>(acc, h, a, b, std::make_integer_sequence<int, KS>{});
+  else k_block<ROWS, V, TAIL, HALF>(acc, h, a, K, b, ldb, 0, std::min(K, KC), k_full, tail, lead);
+  if (KS == 0 && K > KC) {
     alignas(64) float total[ROWS][V][Vec::N];
     for (int r = 0; r < ROWS; ++r) {
       for (int v = 0; v < VF; ++v) acc[r][v].store(total[r][v]);
@@ -224,13 +234,13 @@ template <int ROWS, int V, bool TAIL, bool HALF, class T>
 // panel, so a tile costs no call, register saves or parameter loads.  `next` (or null): the next
 // panel's weights, `next_bytes` per row; each tile prefetches its share of their rows.  The
 // first panel has no panel before it: its first tile prefetches its own rows kLead ahead.
-template <int ROWS, int V, bool TAIL, bool HALF, class T>
+template <int ROWS, int V, bool TAIL, bool HALF, class T, int KS = 0>
 void tiles(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t k_full,
            int64_t m, int64_t m_end, int64_t n, int tail, const T* next, int64_t next_bytes, bool first) {
   const int64_t count = (m_end - m) / ROWS;
   for (int64_t t = 0; m < m_end; ++t, m += ROWS, a += ROWS * p.K) {
     if (next) prefetch_rows_l2(next, ldb * int64_t(sizeof(T)), t * p.K / count, (t + 1) * p.K / count, next_bytes);
-    tile<ROWS, V, TAIL, HALF>(p, a, b, ldb, k_full, m, n, tail, first && t == 0 ? b : nullptr);
+    tile<ROWS, V, TAIL, HALF, KS>(p, a, b, ldb, k_full, m, n, tail, KS == 0 && first && t == 0 ? b : nullptr);
   }
 }
 
@@ -249,6 +259,34 @@ constexpr auto kByRows = by_rows<T, V, TAIL, HALF>(std::make_index_sequence<mr_f
 // bf16-widening instantiation keeps 16-lane tails).
 template <class T>
 constexpr bool kHalfTail = kHasHalf && std::is_same_v<T, float>;
+
+// Small K (AVX2): a full tile of a K = 16, 24 or 40 layer whose weights come in the model's
+// panels of NR columns runs with K and the weight row stride fixed at compile time, its K
+// steps unrolled.  With few steps per tile the runtime loop's peeled steps and GCC's spills
+// around them had been a large share (op alone on Zen 3: K = 16 and 24 -20%, K = 40 -5%; K = 64
+// no gain).  Same FMAs in the same order, so the same bits.  Not measured on the other ISAs.
+#if defined(MBV3_ISA_AVX2)
+constexpr int kSmallKs[] = {16, 24, 40};
+#else
+constexpr int kSmallKs[] = {0};  // none
+#endif
+template <class T, int V, std::size_t... I>
+constexpr std::array<TileFn<T>, sizeof...(I)> by_small_k(std::index_sequence<I...>) {
+  return {{(kSmallKs[I] ? &tiles<mr_for(V), V, false, false, T, kSmallKs[I]> : nullptr)...}};
+}
+template <class T, int V>
+constexpr auto kBySmallK = by_small_k<T, V>(std::make_index_sequence<std::size(kSmallKs)>{});
+// The small-K tiles for K and v vectors of columns, or null.
+template <class T>
+inline TileFn<T> select_small_k(int v, int64_t K) {
+  for (std::size_t i = 0; i < std::size(kSmallKs); ++i) {
+    if (kSmallKs[i] != K) continue;
+    if constexpr (NV == 4)
+      if (v == 4) return kBySmallK<T, 4>[i];
+    return v == 1 ? kBySmallK<T, 1>[i] : v == 2 ? kBySmallK<T, 2>[i] : kBySmallK<T, 3>[i];
+  }
+  return nullptr;
+}
 
 // Tiles of `rows` rows and v vectors; `cols`: full (Vec::N), masked tail, or Half tail.
 enum class Cols { Full, Tail, Half };
@@ -296,7 +334,8 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int64_t room = extent - (n - n_begin) - width;
     const int64_t k_full = room < 0 ? 0 : ldb == 0 ? p.K : std::min(p.K, room / ldb + 1);
     const int mr = mr_for(v);
-    const TileFn<T> full = select<T>(mr, v, kind);
+    const TileFn<T> small = kind == Cols::Full && ldb == NR ? select_small_k<T>(v, p.K) : nullptr;
+    const TileFn<T> full = small ? small : select<T>(mr, v, kind);
     const T* bp = b + (n - n_begin);
     const int64_t next_cols = pi + 1 < panels.count ? std::min<int64_t>(panels.vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
     const T* next = kPrefetchWeights && next_cols > 0 ? bp + cols : nullptr;
