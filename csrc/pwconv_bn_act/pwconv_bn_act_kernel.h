@@ -8,6 +8,7 @@
 // accumulators (6 x 64, 8 x 48, 12 x 32, 12 x 16 on AVX-512; 4 x 24, 6 x 16, 12 x 8 on AVX2;
 // 6 x 16, 8 x 12, 12 x 8, 12 x 4 on NEON).  6 x 4 vectors writes whole 64-channel rows and
 // loads fewer values per FMA than 12 x 2 (16 -> 64 layer: 3% faster).
+// AVX2's K = 16, 24 and 40 tiles have K fixed at compile time (kSmallKs).
 // The row tail uses a smaller-MR instantiation, the column tail masked stores (and masked
 // loads only where a full-width load could leave the weight buffer, see tile()).  On AVX-512
 // (float weights) a last vector of at most 8 columns (Cout = 24, 40, 72, 120, 184, 200) runs
@@ -231,10 +232,11 @@ template <int ROWS, int V, bool TAIL, bool HALF, int KS, class T>
 }
 
 // Tiles of ROWS rows down [m, m_end) (a multiple of ROWS), a pointing at row m: one call per
-// panel, so a tile costs no call, register saves or parameter loads.  `next` (or null): the next
-// panel's weights, `next_bytes` per row; each tile prefetches its share of their rows.  The
-// first panel has no panel before it: its first tile prefetches its own rows kLead ahead.
-template <int ROWS, int V, bool TAIL, bool HALF, class T, int KS = 0>
+// panel, so a tile costs no call, register saves or parameter loads.  KS: K fixed at compile
+// time (kSmallKs), or 0 for p.K.  `next` (or null): the next panel's weights, `next_bytes` per
+// row; each tile prefetches its share of their rows.  The first panel has no panel before it:
+// its first tile prefetches its own rows kLead ahead.
+template <int ROWS, int V, bool TAIL, bool HALF, int KS, class T>
 void tiles(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_t k_full,
            int64_t m, int64_t m_end, int64_t n, int tail, const T* next, int64_t next_bytes, bool first) {
   const int64_t count = (m_end - m) / ROWS;
@@ -250,7 +252,7 @@ using TileFn = void (*)(const PwConvArgs<T>&, const float*, const T*, int64_t, i
 
 template <class T, int V, bool TAIL, bool HALF, std::size_t... I>
 constexpr std::array<TileFn<T>, sizeof...(I)> by_rows(std::index_sequence<I...>) {
-  return {{&tiles<int(I) + 1, V, TAIL, HALF, T>...}};
+  return {{&tiles<int(I) + 1, V, TAIL, HALF, 0, T>...}};
 }
 template <class T, int V, bool TAIL, bool HALF = false>
 constexpr auto kByRows = by_rows<T, V, TAIL, HALF>(std::make_index_sequence<mr_for(V)>{});
@@ -263,27 +265,31 @@ constexpr bool kHalfTail = kHasHalf && std::is_same_v<T, float>;
 // Small K (AVX2): a full tile of a K = 16, 24 or 40 layer whose weights come in the model's
 // panels of NR columns runs with K and the weight row stride fixed at compile time, its K
 // steps unrolled.  With few steps per tile the runtime loop's peeled steps and GCC's spills
-// around them had been a large share (op alone on Zen 3: K = 16 and 24 -20%, K = 40 -5%; K = 64
-// no gain).  Same FMAs in the same order, so the same bits.  Not measured on the other ISAs.
+// around them had been a large share (op alone on Zen 3: K = 16 and 24 -13..-20%, K = 40 -5%;
+// K = 64 no gain; README, "Design notes").  Same FMAs in the same order, so the same bits.
+// Not measured on the other ISAs, which keep the runtime loop.
 #if defined(MBV3_ISA_AVX2)
-constexpr int kSmallKs[] = {16, 24, 40};
+constexpr bool kSmallKTiles = true;
 #else
-constexpr int kSmallKs[] = {0};  // none
+constexpr bool kSmallKTiles = false;
 #endif
+constexpr int kSmallKs[] = {16, 24, 40};
 template <class T, int V, std::size_t... I>
 constexpr std::array<TileFn<T>, sizeof...(I)> by_small_k(std::index_sequence<I...>) {
-  return {{(kSmallKs[I] ? &tiles<mr_for(V), V, false, false, T, kSmallKs[I]> : nullptr)...}};
+  return {{&tiles<mr_for(V), V, false, false, kSmallKs[I], T>...}};
 }
 template <class T, int V>
 constexpr auto kBySmallK = by_small_k<T, V>(std::make_index_sequence<std::size(kSmallKs)>{});
 // The small-K tiles for K and v vectors of columns, or null.
 template <class T>
 inline TileFn<T> select_small_k(int v, int64_t K) {
-  for (std::size_t i = 0; i < std::size(kSmallKs); ++i) {
-    if (kSmallKs[i] != K) continue;
-    if constexpr (NV == 4)
-      if (v == 4) return kBySmallK<T, 4>[i];
-    return v == 1 ? kBySmallK<T, 1>[i] : v == 2 ? kBySmallK<T, 2>[i] : kBySmallK<T, 3>[i];
+  if constexpr (kSmallKTiles) {
+    for (std::size_t i = 0; i < std::size(kSmallKs); ++i) {
+      if (kSmallKs[i] != K) continue;
+      if constexpr (NV == 4)
+        if (v == 4) return kBySmallK<T, 4>[i];
+      return v == 1 ? kBySmallK<T, 1>[i] : v == 2 ? kBySmallK<T, 2>[i] : kBySmallK<T, 3>[i];
+    }
   }
   return nullptr;
 }
