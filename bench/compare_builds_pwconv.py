@@ -7,9 +7,9 @@ changes that the whole forward shows only as a few percent.  Each build runs in 
                                           [K,Cout,HW ...]   (default: Large's 1x1 shapes)
 
 A worker times each shape hot (fp32, batch 1, channels_last, relu, the weight packed as the model
-packs it on the path in force): 7 blocks of calls, the
-second-best block's mean (the machine is shared).  Prints per shape the median over turns of
-each build and after/before, as a ratio of medians and as the median of the per-turn ratios.
+packs it on the path in force): 7 blocks of calls, the second-best block's mean (the machine is
+shared).  Prints per shape the median over turns of each build and after/before, as a ratio of
+medians and as the median of the per-turn ratios.
 Noise between builds of the same code was up to ~5% here (code placement), so read shapes that
 the change does not touch as the control.
 """
