@@ -85,6 +85,43 @@ def test_every_kernel_size_and_padding(k, act, cpu_isa):
         check(x, conv_w, bn, s, p, d, act, f"{cpu_isa} k{k}s{s}d{d}p{p} {act}")
 
 
+# Every row-edge block: a row's first block (padding on its left), its last (padding on its
+# right, 1..3 columns wide), rows narrower than a block plus its padding (tested at run time),
+# channel counts with full tiles and a tail on every ISA, and paddings other than "same".
+EDGE_WIDTHS = list(range(1, 18)) + [28, 29]
+
+
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1), (5, 2)])
+def test_row_edge_blocks(k, s, cpu_isa):
+    for w in EDGE_WIDTHS:
+        for p in (k // 2, 0, k // 2 + 1):
+            h = 2 + w % 3
+            if min(h, w) + 2 * p < k:
+                continue
+            c = (24, 40, 64)[w % 3]
+            act = ("hardswish", "relu", "none")[(w + p) % 3]
+            x, conv_w, bn = make_case(1 + w % 2, c, h, w, k, channels_last=w % 4 != 3)
+            check(x, conv_w, bn, s, p, 1, act, f"{cpu_isa} C{c} w{w} k{k}s{s}p{p} {act}")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
+def test_non_finite_input_row_edges(value, cpu_isa):
+    # Non-finite inputs in the first and last two columns reach exactly the outputs they reach
+    # in PyTorch, in the edge blocks of every geometry.
+    c = 40
+    for w, k, s in itertools.product((7, 13, 14, 15, 28, 29), (3, 5), (1, 2)):
+        x, conv_w, bn = make_case(1, c, 6, w, k)
+        for ch, hh, ww in ((0, 0, 0), (c - 1, 1, 1), (5, 2, w - 1), (33, 3, w - 2), (c // 2, 5, 0), (9, 4, w - 1)):
+            x[0, ch, hh, ww] = value
+        w_, b = fold_bn(conv_w, bn)
+        ours = torch.ops.mbv3.dwconv_bn_act(x, w_, b, s, k // 2, 1, "none").double()
+        ref = F.conv2d(x.double(), w_.double(), b.double(), s, k // 2, 1, c)
+        assert torch.equal(ours.isnan(), ref.isnan()), (cpu_isa, w, k, s)
+        assert torch.equal(ours.isposinf(), ref.isposinf()) and torch.equal(ours.isneginf(), ref.isneginf())
+        finite = ref.isfinite()
+        torch.testing.assert_close(ours[finite], ref[finite], rtol=1e-5, atol=1e-5)
+
+
 def test_non_contiguous_inputs(cpu_isa):
     base = torch.randn(2, 40, 30, 26)
     cl = base.contiguous(memory_format=torch.channels_last)

@@ -382,6 +382,7 @@ static inline V activate(V v, Act act) {
 template <class V_, bool TAIL>
 struct Lanes {
   using V = V_;
+  static constexpr bool kMasked = TAIL;
   int n;
   // T: float or bf16 (widened on load, rounded on store).
   template <class T>

@@ -62,11 +62,15 @@ template <int K, int S, int D>
 constexpr int kHoistRows = hoist_rows(K, S, D);
 
 // NB < kBlock: the row's last, partial block, which computes only the NB columns it stores.
-template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, class T, class LanesT,
-          class V = typename LanesT::V>
+// L / R: the block's first L and last R input columns are known at compile time to lie in the
+// padding (a row's first and last blocks, see edge_block): their taps are left out without a
+// test.  CHECKED tests every column at run time instead (maps too narrow for that).
+template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, int L = 0, int R = 0, class T,
+          class LanesT, class V = typename LanesT::V>
 inline void block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c,
                   LanesT lanes, int64_t ow, const V* w, V bias) {
   constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1;  // input columns a block reads
+  static_assert(!CHECKED || (L == 0 && R == 0), "a checked block tests its columns at run time");
   const int64_t C = p.C, iw0 = ow * S - p.pad;
   V acc[2][NB];  // even / odd kernel rows (see the file comment)
   for (int j = 0; j < NB; ++j) acc[0][j] = acc[1][j] = V::zero();
@@ -80,15 +84,41 @@ inline void block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t
     V in[kCols];
 #pragma GCC unroll 16
     for (int i = 0; i < kCols; ++i)
-      in[i] = (!CHECKED || (iw0 + i >= 0 && iw0 + i < p.W)) ? lanes.load(px + i * C) : V::zero();
+      in[i] = (i < L || i >= kCols - R || (CHECKED && (iw0 + i < 0 || iw0 + i >= p.W))) ? V::zero()
+                                                                                       : lanes.load(px + i * C);
 #pragma GCC unroll 8
     for (int kw = 0; kw < K; ++kw) {
       const V wt = kh < HOIST ? w[kh * K + kw] : lanes.load(p.w + (kh * K + kw) * C + c);
-      for (int j = 0; j < NB; ++j) acc[kh & 1][j] = fmadd(in[j * S + kw * D], wt, acc[kh & 1][j]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NB; ++j) {
+        const int i = j * S + kw * D;
+        if (i < L || i >= kCols - R) continue;
+        acc[kh & 1][j] = fmadd(in[i], wt, acc[kh & 1][j]);
+      }
     }
   }
   for (int j = 0; j < NB; ++j)
     lanes.store(yrow + (ow + j) * C + c, activate<A>(add(add(acc[0][j], acc[1][j]), bias)));
+}
+
+// A block that reads padding columns.  float32 tiles of unmasked lanes at the row's start (the
+// first P = (K - 1) / 2 * D columns, MobileNetV3's "same" padding) or end (1..P columns) take a
+// block with those columns left out at compile time; anything else the checked block: masked
+// channel tails, rows narrower than a block plus its padding, and bf16 (AVX512_BF16 has its own
+// edge blocks in dwconv_bn_act_dp.h; elsewhere bf16 widens, a fallback kept small).
+template <int K, int S, int D, Act A, int HOIST, int NB, class T, class LanesT, class V = typename LanesT::V>
+inline void edge_block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c, LanesT lanes,
+                       int64_t ow, const V* w, V bias) {
+  constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1, P = (K - 1) / 2 * D;
+  if constexpr (!LanesT::kMasked && std::is_same_v<T, float>) {
+    const int64_t iw0 = ow * S - p.pad;
+    const int64_t l = std::max<int64_t>(0, -iw0), r = std::max<int64_t>(0, iw0 + kCols - p.W);
+    if (p.pad == P && l == P && r == 0) return block<K, S, D, A, HOIST, NB, false, P>(p, rows, yrow, c, lanes, ow, w, bias);
+    if (p.pad == P && l == 0 && r == 1) return block<K, S, D, A, HOIST, NB, false, 0, 1>(p, rows, yrow, c, lanes, ow, w, bias);
+    if constexpr (P >= 2)
+      if (p.pad == P && l == 0 && r == 2) return block<K, S, D, A, HOIST, NB, false, 0, 2>(p, rows, yrow, c, lanes, ow, w, bias);
+  }
+  block<K, S, D, A, HOIST, NB, true>(p, rows, yrow, c, lanes, ow, w, bias);
 }
 
 // The whole output row of one channel tile: the tile's first HOIST
@@ -102,20 +132,19 @@ __attribute__((always_inline)) inline void tile_columns(const DwConvArgs<T>& p, 
   const V bias = lanes.load(p.b + c);
   for (int64_t ow = 0; ow < p.OW; ow += kBlock) {
     const int64_t n = std::min<int64_t>(kBlock, p.OW - ow);
-    if (n == kBlock) {
-      if (ow >= ow_lo && ow + kBlock <= ow_hi)
-        block<K, S, D, A, HOIST, kBlock, false>(p, rows, yrow, c, lanes, ow, w, bias);
-      else
-        block<K, S, D, A, HOIST, kBlock, true>(p, rows, yrow, c, lanes, ow, w, bias);
-    } else {
-      // The last, partial block computes only its n columns: 14-wide rows are 3 blocks + 2
-      // columns, 7-wide ones 1 + 3.  Measured against a masked-store 4-column block: 14x14
-      // layers -20..-25%, 7x7 -16%, 15-layer sum 558 -> 518 us (1 thread).
-      static_assert(kBlock == 4, "partial blocks of 1..3 columns");
-      if (n == 3) block<K, S, D, A, HOIST, 3, true>(p, rows, yrow, c, lanes, ow, w, bias);
-      else if (n == 2) block<K, S, D, A, HOIST, 2, true>(p, rows, yrow, c, lanes, ow, w, bias);
-      else block<K, S, D, A, HOIST, 1, true>(p, rows, yrow, c, lanes, ow, w, bias);
-    }
+    auto run = [&](auto nb) {
+      constexpr int NB = decltype(nb)::value;
+      if (ow >= ow_lo && ow + NB <= ow_hi) return block<K, S, D, A, HOIST, NB, false>(p, rows, yrow, c, lanes, ow, w, bias);
+      edge_block<K, S, D, A, HOIST, NB>(p, rows, yrow, c, lanes, ow, w, bias);
+    };
+    // The last, partial block computes only its n columns: 14-wide rows are 3 blocks + 2
+    // columns, 7-wide ones 1 + 3.  Measured against a masked-store 4-column block: 14x14
+    // layers -20..-25%, 7x7 -16%, 15-layer sum 558 -> 518 us (1 thread).
+    static_assert(kBlock == 4, "partial blocks of 1..3 columns");
+    if (n == 4) run(std::integral_constant<int, 4>{});
+    else if (n == 3) run(std::integral_constant<int, 3>{});
+    else if (n == 2) run(std::integral_constant<int, 2>{});
+    else run(std::integral_constant<int, 1>{});
   }
 }
 
