@@ -5,7 +5,8 @@
 // (never by a padded copy), activation applied on the way to the store.
 //
 // Work is split by output row; within a row, channel tiles outer (see row_specialised).
-// Interior columns need no bounds checks; only the pad-wide borders test each tap.
+// Interior columns need no bounds checks; a row's first and last blocks leave their padding
+// columns out at compile time (edge_block), and only rows too narrow for that test each tap.
 //
 // Accuracy: the specialised paths sum even and odd kernel rows in separate accumulators, the
 // generic path one partial sum per kernel row (added pairwise); the bias comes last.  Short
