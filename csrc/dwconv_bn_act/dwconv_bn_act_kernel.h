@@ -62,6 +62,9 @@ constexpr int hoist_rows(int K, int S, int D) {
 template <int K, int S, int D>
 constexpr int kHoistRows = hoist_rows(K, S, D);
 
+// Input columns a block of NB output columns reads.
+constexpr int block_cols(int NB, int K, int S, int D) { return (NB - 1) * S + (K - 1) * D + 1; }
+
 // NB < kBlock: the row's last, partial block, which computes only the NB columns it stores.
 // L / R: the block's first L and last R input columns are known at compile time to lie in the
 // padding (a row's first and last blocks, see edge_block): their taps are left out without a
@@ -70,7 +73,7 @@ template <int K, int S, int D, Act A, int HOIST, int NB, bool CHECKED, int L = 0
           class LanesT, class V = typename LanesT::V>
 inline void block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c,
                   LanesT lanes, int64_t ow, const V* w, V bias) {
-  constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1;  // input columns a block reads
+  constexpr int kCols = block_cols(NB, K, S, D);
   static_assert(!CHECKED || (L == 0 && R == 0), "a checked block tests its columns at run time");
   const int64_t C = p.C, iw0 = ow * S - p.pad;
   V acc[2][NB];  // even / odd kernel rows (see the file comment)
@@ -110,14 +113,16 @@ inline void block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t
 template <int K, int S, int D, Act A, int HOIST, int NB, class T, class LanesT, class V = typename LanesT::V>
 inline void edge_block(const DwConvArgs<T>& p, const T* const* rows, T* yrow, int64_t c, LanesT lanes,
                        int64_t ow, const V* w, V bias) {
-  constexpr int kCols = (NB - 1) * S + (K - 1) * D + 1, P = (K - 1) / 2 * D;
+  constexpr int P = (K - 1) / 2 * D;
   if constexpr (!LanesT::kMasked && std::is_same_v<T, float>) {
-    const int64_t iw0 = ow * S - p.pad;
-    const int64_t l = std::max<int64_t>(0, -iw0), r = std::max<int64_t>(0, iw0 + kCols - p.W);
-    if (p.pad == P && l == P && r == 0) return block<K, S, D, A, HOIST, NB, false, P>(p, rows, yrow, c, lanes, ow, w, bias);
-    if (p.pad == P && l == 0 && r == 1) return block<K, S, D, A, HOIST, NB, false, 0, 1>(p, rows, yrow, c, lanes, ow, w, bias);
-    if constexpr (P >= 2)
-      if (p.pad == P && l == 0 && r == 2) return block<K, S, D, A, HOIST, NB, false, 0, 2>(p, rows, yrow, c, lanes, ow, w, bias);
+    if (p.pad == P) {
+      const int64_t iw0 = ow * S - P;
+      const int64_t l = std::max<int64_t>(0, -iw0), r = std::max<int64_t>(0, iw0 + block_cols(NB, K, S, D) - p.W);
+      if (l == P && r == 0) return block<K, S, D, A, HOIST, NB, false, P>(p, rows, yrow, c, lanes, ow, w, bias);
+      if (l == 0 && r == 1) return block<K, S, D, A, HOIST, NB, false, 0, 1>(p, rows, yrow, c, lanes, ow, w, bias);
+      if constexpr (P >= 2)
+        if (l == 0 && r == 2) return block<K, S, D, A, HOIST, NB, false, 0, 2>(p, rows, yrow, c, lanes, ow, w, bias);
+    }
   }
   block<K, S, D, A, HOIST, NB, true>(p, rows, yrow, c, lanes, ow, w, bias);
 }
