@@ -1,6 +1,7 @@
 """Where a multi-threaded one-call forward waits: the thread team's loop trace.
 
-    python -m mbv3_fast.team_profile --arch large|small --batch N --threads T [--iters 20] [--top 10]
+    python -m mbv3_fast.team_profile --arch large|small --batch N --threads T [--dtype float32|bfloat16]
+        [--iters 20] [--top 10]
 
 At 2+ threads ``mbv3::mobilenet_v3`` runs its ~70 parallel loops on one team
 (``csrc/common/parallel.h``): the calling thread (the leader) walks the network and takes the
@@ -109,6 +110,7 @@ def main(argv=None) -> int:
     ap.add_argument("--arch", choices=["large", "small"], default="large")
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--top", type=int, default=10)
     a = ap.parse_args(argv)
@@ -116,12 +118,13 @@ def main(argv=None) -> int:
         ap.error("--threads must be at least 2 (one thread runs no team)")
     torch.set_num_threads(a.threads)
     tv = realistic(getattr(torchvision.models, f"mobilenet_v3_{a.arch}")(), seed=0)
-    model = mbv3_fast.from_torchvision(tv).eval()
+    dtype = getattr(torch, a.dtype)
+    model = mbv3_fast.from_torchvision(tv).eval().to(dtype)
     if model.fused_status != "fused":
         ap.error(f"the model does not run fused here: {model.fused_status}")
-    x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(a.batch, 3, 224, 224, generator=torch.Generator().manual_seed(1)).to(dtype)
     traces = trace(model, x, a.iters)
-    head = (f"MobileNetV3-{a.arch} float32 batch {a.batch}, {a.threads} threads, isa {mbv3_fast.get_cpu_isa()}, "
+    head = (f"MobileNetV3-{a.arch} {a.dtype} batch {a.batch}, {a.threads} threads, isa {mbv3_fast.get_cpu_isa()}, "
             f"median of {a.iters} forwards")
     print(format_report(summarize(traces), top_loops(traces, a.top), head))
     return 0
