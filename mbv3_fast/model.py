@@ -218,8 +218,11 @@ class _Fold:
     """The fold-and-pack pass: module tree -> mbv3_fast.plan records, collecting what the
     records were derived from (sources, norm layers, train-flag modules) on the way."""
 
-    def __init__(self, dtype, k_pairs=False, panel_cols=0, head_panel_rows=0):
+    def __init__(self, dtype, k_pairs=False, panel_cols=0, head_panel_rows=0, float_bias=False):
         self.dtype = dtype
+        # CPU bf16 plans: biases rounded to bf16, then stored as float32 (the same values), the
+        # dtype the kernels read; a bf16 bias would be widened into a new tensor on every call.
+        self.float_bias = float_bias
         self.k_pairs = k_pairs  # 1x1 weights packed in K pairs (bf16 dot-product kernels)
         self.panel_cols = panel_cols  # > 0: float32 1x1 weights packed in panels this wide
         self.head_panel_rows = head_panel_rows  # > 0: float32 head FC weights in panels this high
@@ -233,7 +236,12 @@ class _Fold:
         self.train_mods.append(bn)
         self.bns.append((bn, bn.eps))
         w, b = fold_bn(conv.weight, bn, conv.bias)
-        return conv, w.to(self.dtype), b.to(self.dtype), _act(act)
+        return conv, w.to(self.dtype), self.bias(b), _act(act)
+
+    def bias(self, b: Tensor) -> Tensor:
+        """A bias in the plan's dtype, or its bf16 values as float32 (float_bias)."""
+        b = b.to(self.dtype)
+        return b.float() if self.float_bias else b
 
     def stem(self, m: nn.Module) -> Conv:
         """Dense conv; weight packed ([k, k, Cin, Cout] viewed as [Cout, Cin, k, k], read in
@@ -285,9 +293,9 @@ class _Fold:
         # torchvision's [out, in] layout: the CPU kernel streams each weight row in order (one
         # dot product per output), the fastest way to read weights that come from DRAM.
         return SE(se.fc1.weight.detach().reshape(s, c).to(self.dtype).clone(),
-                  se.fc1.bias.detach().to(self.dtype).clone(),
+                  self.bias(se.fc1.bias.detach()).clone(),
                   se.fc2.weight.detach().reshape(c, s).to(self.dtype).clone(),
-                  se.fc2.bias.detach().to(self.dtype).clone())
+                  self.bias(se.fc2.bias.detach()).clone())
 
     def block(self, blk: nn.Module) -> Block:
         if type(blk) is not _tv.InvertedResidual:
@@ -319,7 +327,7 @@ class _Fold:
             w1, w2 = c[0].weight.to(d), c[3].weight.to(d)
             if rows:
                 w1, w2 = pack_weight_panels(w1, rows), pack_weight_panels(w2, rows)
-            return Head(w1, c[0].bias.to(d), w2, c[3].bias.to(d), Act.HARDSWISH)
+            return Head(w1, self.bias(c[0].bias), w2, self.bias(c[3].bias), Act.HARDSWISH)
         # Anything else: called as a module (its parameters are used live, not cached).
         self.train_mods += list(c.modules())
         self.sources += list(c.parameters())
@@ -353,7 +361,8 @@ def _build_plan(model: "FastMobileNetV3", dtype: Optional[torch.dtype] = None) -
     cpu_f32 = (device.type, dtype) == ("cpu", torch.float32)
     panel_cols = cpu_pw_panel_cols() if cpu_f32 else None
     head_rows = cpu_head_panel_rows() if cpu_f32 else None
-    fold = _Fold(dtype, bool(k_pairs), panel_cols or 0, head_rows or 0)
+    fold = _Fold(dtype, bool(k_pairs), panel_cols or 0, head_rows or 0,
+                 float_bias=(device.type, dtype) == ("cpu", torch.bfloat16))
     # Folding ignores autocast (only CPU and CUDA have one: the meta device's plans fold as is).
     no_autocast = (torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda")
                    else contextlib.nullcontext())

@@ -44,6 +44,11 @@ at::Tensor se_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b
 
 at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                         const at::Tensor& w2, const at::Tensor& b2);
+// se_scale's values as float32 (for bf16 x: rounded to bf16 first, bit for bit what se_scale
+// returns), for mobilenet_v3_op.cpp to hand to pwconv_bn_act_cpu as its in_scale, which it reads
+// as float32: no conversion there, and none here.
+at::Tensor se_scale_float_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                              const at::Tensor& w2, const at::Tensor& b2);
 
 at::Tensor classifier_head_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                                const at::Tensor& w2, const at::Tensor& b2, Act activation);

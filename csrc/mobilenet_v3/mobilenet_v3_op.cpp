@@ -187,7 +187,7 @@ at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
       h = dwconv_bn_act_cpu(h, w[d.weight], w[d.bias], d.stride, d.padding, d.dilation, dact);
     }
     std::optional<at::Tensor> scale;
-    if (b.se) scale = se_scale_cpu(h, w[b.se->w1], w[b.se->b1], w[b.se->w2], w[b.se->b2]);
+    if (b.se) scale = se_scale_float_cpu(h, w[b.se->w1], w[b.se->b1], w[b.se->w2], w[b.se->b2]);
     y = pointwise(h, w, b.project, b.residual ? std::optional<at::Tensor>(in) : std::nullopt, scale);
   }
   y = pointwise(y, w, n.last);

@@ -120,8 +120,13 @@ void run_se(SeArgs<T>& p, float* scale) {
   }
 }
 
+// What se_impl returns: y = x * scale (se), the scale in x's dtype (se_scale), or the scale as
+// float32 holding the values se_scale returns (se_scale_float_cpu).
+enum class SeOut { Apply, Scale, ScaleFloat };
+
 at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tensor& b1,
-                   const at::Tensor& w2, const at::Tensor& b2, bool scale_only) {
+                   const at::Tensor& w2, const at::Tensor& b2, SeOut what) {
+  const bool scale_only = what != SeOut::Apply;
   const char* op = scale_only ? "se_scale" : "se";
   check_cpu_x_dtype(x_in);
   const Checked k = check_inputs(x_in, w1, b1, w2, b2, op);
@@ -132,7 +137,7 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
   const bool nhwc = wants_channels_last(x_in);
   const at::Tensor x = nhwc ? x_in : x_in.contiguous();
   at::Tensor out = scale_only
-                       ? at::empty({k.N, k.C}, x.options())
+                       ? at::empty({k.N, k.C}, x.options().dtype(what == SeOut::Scale ? x.scalar_type() : at::kFloat))
                        : at::empty({k.N, k.C, k.H, k.W},
                                    x.options().memory_format(nhwc ? at::MemoryFormat::ChannelsLast
                                                                   : at::MemoryFormat::Contiguous));
@@ -156,8 +161,11 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
       std::unique_ptr<float[]> scale(new float[k.N * k.C]);
       p.y = data_as<T>(out);
       run_se(p, scale.get());
-    } else if constexpr (std::is_same_v<T, float>) {
-      run_se(p, out.data_ptr<float>());
+    } else if (std::is_same_v<T, float> || what == SeOut::ScaleFloat) {
+      float* scale = out.data_ptr<float>();
+      run_se(p, scale);
+      if constexpr (!std::is_same_v<T, float>)  // rounded as out.copy_ below rounds
+        for (int64_t i = 0; i < k.N * k.C; ++i) scale[i] = to_f32(float_to_bf16(scale[i]));
     } else {
       // The float32 scale, rounded once to x's dtype (round to nearest even, as PyTorch).
       const at::Tensor scale = at::empty({k.N, k.C}, x.options().dtype(at::kFloat));
@@ -172,12 +180,17 @@ at::Tensor se_impl(const at::Tensor& x_in, const at::Tensor& w1, const at::Tenso
 
 at::Tensor se_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                   const at::Tensor& w2, const at::Tensor& b2) {
-  return se_impl(x, w1, b1, w2, b2, false);
+  return se_impl(x, w1, b1, w2, b2, SeOut::Apply);
 }
 
 at::Tensor se_scale_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
                         const at::Tensor& w2, const at::Tensor& b2) {
-  return se_impl(x, w1, b1, w2, b2, true);
+  return se_impl(x, w1, b1, w2, b2, SeOut::Scale);
+}
+
+at::Tensor se_scale_float_cpu(const at::Tensor& x, const at::Tensor& w1, const at::Tensor& b1,
+                              const at::Tensor& w2, const at::Tensor& b2) {
+  return se_impl(x, w1, b1, w2, b2, SeOut::ScaleFloat);
 }
 
 }  // namespace mbv3
