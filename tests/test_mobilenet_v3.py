@@ -149,6 +149,36 @@ def test_without_folded_head_returns_features():
     assert (out - ref).abs().max() <= 1e-4 * ref.abs().max()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+def test_intermediates_reuse_kept_buffers(dtype):
+    """The one-call forward takes its intermediates from buffers kept between calls
+    (csrc/common/workspace.h): after a call the cache holds them; calls at other batch sizes in
+    between, a second model and a kept earlier result change nothing (each result equals the
+    per-op walk, which allocates afresh, and an earlier result is not overwritten); the tensor
+    returned (logits, or features without a folded head) is a plain allocation, resizable."""
+    model, other = _model("large").to(dtype), _model("small").to(dtype)
+    plans = model._fused_plan(), other._fused_plan()
+    xs = [(torch.randn(n, 3, 40, 36) * 1.5 + 0.3).to(dtype) for n in (2, 1, 3, 2)]
+    kept = []
+    for i, x in enumerate(xs):
+        for plan in plans:
+            out = torch.ops.mbv3.mobilenet_v3(x, plan.net_weights, plan.net_spec)
+            assert torch.equal(out, net_op.run_spec(x, plan.net_weights, plan.net_spec)), f"call {i}"
+            kept.append((out, out.clone()))
+    assert torch.ops.mbv3._workspace_cached_bytes() > 0
+    for i, (out, copy) in enumerate(kept):
+        assert torch.equal(out, copy), f"result {i} changed by a later call"
+    out = kept[-1][0]
+    out.detach().resize_(out.numel() + 7)  # a buffer of the cache would refuse: its storage is not resizable
+    model.classifier = nn.Sequential(nn.Linear(960, 10)).to(dtype)
+    model.invalidate_fused_cache()
+    plan = model._fused_plan()
+    assert plan.net.head is None
+    feats = torch.ops.mbv3.mobilenet_v3(xs[0], plan.net_weights, plan.net_spec)
+    assert torch.equal(feats, net_op.run_spec(xs[0], plan.net_weights, plan.net_spec))
+    feats.detach().resize_(feats.numel() + 7)
+
+
 def test_opcheck():
     plan = _model("small", "w075_cls10")._fused_plan()
     for x in (torch.randn(2, 3, 32, 32), torch.randn(1, 3, 33, 29).contiguous(memory_format=torch.channels_last)):

@@ -12,6 +12,7 @@
 #include "bf16.h"
 #include "fc_matrix.h"
 #include "parallel.h"
+#include "workspace.h"
 
 namespace mbv3 {
 
@@ -239,11 +240,11 @@ inline bool wants_channels_last(const at::Tensor& x) {
 class NhwcOutput {
  public:
   NhwcOutput(const at::Tensor& x, at::IntArrayRef shape) {
-    result_ = at::empty(shape, x.options().memory_format(wants_channels_last(x) ? at::MemoryFormat::ChannelsLast
-                                                            : at::MemoryFormat::Contiguous));
+    result_ = op_empty(shape, x.options().memory_format(wants_channels_last(x) ? at::MemoryFormat::ChannelsLast
+                                                           : at::MemoryFormat::Contiguous));
     work_ = result_.is_contiguous(at::MemoryFormat::ChannelsLast)
                 ? result_
-                : at::empty(shape, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+                : op_empty(shape, x.options().memory_format(at::MemoryFormat::ChannelsLast));
     if (debug_poison_outputs()) work_.fill_(std::numeric_limits<float>::quiet_NaN());
   }
   template <class T = float>

@@ -78,7 +78,7 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
   check_cpu_streamed(x, weight, "weight");
 
   // Always channels_last (the stem feeds NHWC ops), whatever x's layout.
-  at::Tensor y = at::empty({N, Cout, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
+  at::Tensor y = op_empty({N, Cout, OH, OW}, x.options().memory_format(at::MemoryFormat::ChannelsLast));
   if (debug_poison_outputs()) y.fill_(std::numeric_limits<float>::quiet_NaN());
   if (N == 0 || Cout == 0) return y;
   // Work unit: one output row (all channels).  The grain keeps tiny problems on one thread

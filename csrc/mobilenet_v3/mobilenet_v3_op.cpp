@@ -19,6 +19,7 @@
 
 #include "common/cpu_ops.h"
 #include "common/op_utils.h"
+#include "common/workspace.h"
 
 namespace mbv3 {
 namespace {
@@ -166,13 +167,8 @@ at::Tensor pointwise(const at::Tensor& x, at::TensorList w, const PointwiseSpec&
   return pwconv_bn_act_cpu(x, w[p.weight], w[p.bias], act_of(p.act), residual, scale);
 }
 
-// The walk of mbv3_fast.plan.run, in C++.
-at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
-  const NetSpec n = parse(spec, w);
-  TORCH_CHECK_VALUE(x.scalar_type() == n.dtype, "mobilenet_v3: x is ", dtype_name(x.scalar_type()),
-                    " but the network is ", dtype_name(n.dtype));
-  const ConvSpec& s = n.stem;
-  at::Tensor y = conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_of(s.act));
+// The inverted residual blocks, from the stem's output y.
+at::Tensor blocks(at::Tensor y, at::TensorList w, const NetSpec& n) {
   for (const BlockSpec& b : n.blocks) {
     const at::Tensor in = y;
     const DepthwiseSpec& d = b.depthwise;
@@ -190,8 +186,24 @@ at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
     if (b.se) scale = se_scale_float_cpu(h, w[b.se->w1], w[b.se->b1], w[b.se->w2], w[b.se->b2]);
     y = pointwise(h, w, b.project, b.residual ? std::optional<at::Tensor>(in) : std::nullopt, scale);
   }
-  y = pointwise(y, w, n.last);
-  if (!n.head) return y;  // no folded head: the caller runs its classifier on these features
+  return y;
+}
+
+// The walk of mbv3_fast.plan.run, in C++.
+at::Tensor walk(const at::Tensor& x, at::TensorList w, at::IntArrayRef spec) {
+  const NetSpec n = parse(spec, w);
+  TORCH_CHECK_VALUE(x.scalar_type() == n.dtype, "mobilenet_v3: x is ", dtype_name(x.scalar_type()),
+                    " but the network is ", dtype_name(n.dtype));
+  const ConvSpec& s = n.stem;
+  at::Tensor y;
+  {
+    // The intermediates come from buffers kept between forwards (common/workspace.h); the
+    // tensor returned (the head's logits, or the last conv's features) does not.
+    WorkspaceScope cached;
+    y = blocks(conv_bn_act_cpu(x, w[s.weight], w[s.bias], s.stride, s.padding, act_of(s.act)), w, n);
+    if (n.head) y = pointwise(y, w, n.last);
+  }
+  if (!n.head) return pointwise(y, w, n.last);  // no folded head: the caller runs its classifier on these
   const HeadSpec& hd = *n.head;
   return classifier_head_cpu(y, w[hd.w1], w[hd.b1], w[hd.w2], w[hd.b2], act_of(hd.act));
 }

@@ -1,0 +1,92 @@
+// common/workspace.h: the cache of the one-call forwards' activation buffers.
+#include "workspace.h"
+
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace mbv3 {
+namespace {
+
+thread_local bool t_in_scope = false;
+
+class Cache {
+ public:
+  void* get(size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        held_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    TORCH_CHECK(p != nullptr, "mbv3: out of memory allocating ", bytes, " bytes");
+    return p;
+  }
+  void put(void* p, size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (held_ + bytes <= kWorkspaceMaxBytes) {
+        free_.emplace(bytes, p);
+        held_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+  size_t held() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return held_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::unordered_multimap<size_t, void*> free_;
+  size_t held_ = 0;
+};
+
+// Never destroyed: a tensor freed during interpreter exit still returns its buffer here.
+Cache& cache() {
+  static Cache* c = new Cache;
+  return *c;
+}
+
+}  // namespace
+
+WorkspaceScope::WorkspaceScope() : outer_(t_in_scope) { t_in_scope = true; }
+WorkspaceScope::~WorkspaceScope() { t_in_scope = outer_; }
+
+at::Tensor op_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
+  const at::MemoryFormat fmt = options.memory_format_opt().value_or(at::MemoryFormat::Contiguous);
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  if (!t_in_scope || numel == 0 || options.device().type() != at::kCPU ||
+      (fmt != at::MemoryFormat::Contiguous && !(fmt == at::MemoryFormat::ChannelsLast && shape.size() == 4)))
+    return at::empty(shape, options);
+  const size_t bytes = size_t(numel) * options.dtype().itemsize();
+  std::vector<int64_t> strides(shape.size(), 1);
+  if (fmt == at::MemoryFormat::ChannelsLast) {
+    strides = c10::get_channels_last_strides_2d(shape);
+  } else {
+    for (int64_t i = int64_t(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * std::max<int64_t>(shape[i + 1], 1);
+  }
+  void* p = cache().get(bytes);
+  return at::from_blob(p, shape, strides, [bytes](void* q) { cache().put(q, bytes); },
+                       options.memory_format(std::nullopt));
+}
+
+int64_t workspace_cached_bytes() { return int64_t(cache().held()); }
+
+}  // namespace mbv3
+
+TORCH_LIBRARY_FRAGMENT(mbv3, m) {
+  m.def("_workspace_cached_bytes() -> int", [] { return mbv3::workspace_cached_bytes(); });
+}
