@@ -151,14 +151,15 @@ def test_without_folded_head_returns_features():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
 def test_intermediates_reuse_kept_buffers(dtype):
-    """The one-call forward takes its intermediates from buffers kept between calls
+    """The one-call forward takes its large intermediates from buffers kept between calls
     (csrc/common/workspace.h): after a call the cache holds them; calls at other batch sizes in
     between, a second model and a kept earlier result change nothing (each result equals the
     per-op walk, which allocates afresh, and an earlier result is not overwritten); the tensor
     returned (logits, or features without a folded head) is a plain allocation, resizable."""
     model, other = _model("large").to(dtype), _model("small").to(dtype)
     plans = model._fused_plan(), other._fused_plan()
-    xs = [(torch.randn(n, 3, 40, 36) * 1.5 + 0.3).to(dtype) for n in (2, 1, 3, 2)]
+    # 224 x 224: the stem's output is >= 1 MB at batch 2 (fp32) and 3 (both), so the cache is used.
+    xs = [(torch.randn(n, 3, 224, 224) * 1.5 + 0.3).to(dtype) for n in (2, 1, 3, 2)]
     kept = []
     for i, x in enumerate(xs):
         for plan in plans:

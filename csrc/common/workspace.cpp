@@ -20,9 +20,9 @@ class Cache {
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = free_.find(bytes);
-      if (it != free_.end()) {
-        void* p = it->second;
-        free_.erase(it);
+      if (it != free_.end() && !it->second.empty()) {
+        void* p = it->second.back();  // the last one freed: the likeliest still in cache
+        it->second.pop_back();
         held_ -= bytes;
         return p;
       }
@@ -35,7 +35,7 @@ class Cache {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (held_ + bytes <= kWorkspaceMaxBytes) {
-        free_.emplace(bytes, p);
+        free_[bytes].push_back(p);
         held_ += bytes;
         return;
       }
@@ -49,7 +49,7 @@ class Cache {
 
  private:
   std::mutex mu_;
-  std::unordered_multimap<size_t, void*> free_;
+  std::unordered_map<size_t, std::vector<void*>> free_;  // by byte size, last freed at the back
   size_t held_ = 0;
 };
 
@@ -68,10 +68,10 @@ at::Tensor op_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   const at::MemoryFormat fmt = options.memory_format_opt().value_or(at::MemoryFormat::Contiguous);
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
-  if (!t_in_scope || numel == 0 || options.device().type() != at::kCPU ||
+  const size_t bytes = size_t(numel) * options.dtype().itemsize();
+  if (!t_in_scope || bytes < kWorkspaceMinBytes || options.device().type() != at::kCPU ||
       (fmt != at::MemoryFormat::Contiguous && !(fmt == at::MemoryFormat::ChannelsLast && shape.size() == 4)))
     return at::empty(shape, options);
-  const size_t bytes = size_t(numel) * options.dtype().itemsize();
   std::vector<int64_t> strides(shape.size(), 1);
   if (fmt == at::MemoryFormat::ChannelsLast) {
     strides = c10::get_channels_last_strides_2d(shape);

@@ -4,10 +4,12 @@
 // batch 8 those are MBs each; glibc maps the large ones afresh or trims the top of its heap when
 // they are freed, so every forward page-faults them in again (float32 Large, batch 8, 1 thread,
 // a plain script: ~4,500 faults and ~9 ms of system time in a ~56 ms forward).  While a
-// WorkspaceScope is alive on a thread, the ops' outputs (op_empty) come from a process-wide
-// cache instead, keyed by byte size; a freed output goes back to it (up to kWorkspaceMaxBytes
-// cached, beyond that to free()).  Outside a scope op_empty is at::empty.  The forwards open the
-// scope for their intermediates only: the tensor a forward returns is a plain allocation.
+// WorkspaceScope is alive on a thread, the ops' outputs (op_empty) of kWorkspaceMinBytes or more
+// come from a process-wide cache instead, keyed by byte size; a freed output goes back to it (up
+// to kWorkspaceMaxBytes cached, beyond that to free()).  Smaller ones stay with malloc, which
+// hands back recently freed memory of any size (still in cache; batch 1 has no large ones).
+// Outside a scope op_empty is at::empty.  The forwards open the scope for their intermediates
+// only: the tensor a forward returns is a plain allocation.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -15,6 +17,7 @@
 
 namespace mbv3 {
 
+constexpr size_t kWorkspaceMinBytes = size_t(1) << 20;
 constexpr size_t kWorkspaceMaxBytes = size_t(256) << 20;
 
 class WorkspaceScope {
