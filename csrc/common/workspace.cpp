@@ -1,9 +1,9 @@
 // common/workspace.h: the cache of the one-call forwards' activation buffers.
 #include "workspace.h"
 
+#include <c10/util/accumulate.h>
 #include <torch/library.h>
 
-#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
@@ -65,21 +65,13 @@ WorkspaceScope::WorkspaceScope() : outer_(t_in_scope) { t_in_scope = true; }
 WorkspaceScope::~WorkspaceScope() { t_in_scope = outer_; }
 
 at::Tensor op_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
-  const at::MemoryFormat fmt = options.memory_format_opt().value_or(at::MemoryFormat::Contiguous);
-  int64_t numel = 1;
-  for (int64_t d : shape) numel *= d;
-  const size_t bytes = size_t(numel) * options.dtype().itemsize();
-  if (!t_in_scope || bytes < kWorkspaceMinBytes || options.device().type() != at::kCPU ||
-      (fmt != at::MemoryFormat::Contiguous && !(fmt == at::MemoryFormat::ChannelsLast && shape.size() == 4)))
+  const size_t bytes = size_t(c10::multiply_integers(shape)) * options.dtype().itemsize();
+  // The forwards' activations are channels_last 4-D; anything else is left to ATen.
+  if (!t_in_scope || bytes < kWorkspaceMinBytes || options.device().type() != at::kCPU || shape.size() != 4 ||
+      options.memory_format_opt() != at::MemoryFormat::ChannelsLast)
     return at::empty(shape, options);
-  std::vector<int64_t> strides(shape.size(), 1);
-  if (fmt == at::MemoryFormat::ChannelsLast) {
-    strides = c10::get_channels_last_strides_2d(shape);
-  } else {
-    for (int64_t i = int64_t(shape.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * std::max<int64_t>(shape[i + 1], 1);
-  }
   void* p = cache().get(bytes);
-  return at::from_blob(p, shape, strides, [bytes](void* q) { cache().put(q, bytes); },
+  return at::from_blob(p, shape, c10::get_channels_last_strides_2d(shape), [bytes](void* q) { cache().put(q, bytes); },
                        options.memory_format(std::nullopt));
 }
 

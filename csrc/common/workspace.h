@@ -31,7 +31,8 @@ class WorkspaceScope {
   bool outer_;
 };
 
-// An uninitialised CPU tensor of `shape` (options: dtype, device, memory format).
+// An uninitialised CPU tensor of `shape` (options: dtype, device, memory format); from the cache
+// when in a scope, channels_last 4-D and kWorkspaceMinBytes or more.
 at::Tensor op_empty(at::IntArrayRef shape, const at::TensorOptions& options);
 
 // Bytes the cache holds now (torch.ops.mbv3._workspace_cached_bytes, for the tests).
