@@ -2,7 +2,7 @@
 
 At import the path comes from MBV3_FAST_CPU_ISA (auto|scalar|avx2|avx512|avx512_bf16|neon;
 default auto = the widest this CPU supports).  avx512_bf16 is avx512 plus the AVX512_BF16 dot
-products (vdpbf16ps) for bfloat16 1x1 convs.  These functions read and change it for the whole process.
+products (vdpbf16ps) for bfloat16 1x1 convs and FC layers.  These functions read and change it for the whole process.
 """
 from typing import List
 
@@ -28,6 +28,13 @@ def cpu_isa_reads_k_pairs() -> bool:
     """Whether the path in force has the bf16 dot-product 1x1 kernel, which reads weights
     packed in K pairs (``mbv3_fast.ops.pack_weight_k_pairs``)."""
     return bool(torch.ops.mbv3.cpu_isa_reads_k_pairs())
+
+
+def cpu_fc_dot_products() -> bool:
+    """Whether the path in force sums bfloat16 FC weights read by [out, in] rows (the SE's and the
+    classifier head's, in the layout the model keeps) with bf16 dot products on inputs rounded to
+    bf16.  Elsewhere bf16 FC weights are widened, and the result is the float32 kernel's, rounded."""
+    return bool(torch.ops.mbv3.cpu_fc_dot_products())
 
 
 def cpu_pw_panel_cols() -> int:

@@ -17,6 +17,7 @@ from torchvision.ops import SqueezeExcitation
 
 import mbv3_fast
 import neon_harness
+from mbv3_fast.isa import cpu_fc_dot_products
 from mbv3_fast.ops import pack_pw_weight_panels
 from mbv3_fast.testing import VARIANTS, se_layers
 from tolerance import assert_within_rule, bf16_values
@@ -96,8 +97,8 @@ def test_mobilenet_v3_layers(cfg, channels_last, cpu_isa):
 def test_mobilenet_v3_large_batch(cpu_isa):
     for c, s, h, w in sorted(set(se_layers("large"))):
         for channels_last in (True, False):
-            x, m = make_case(5, c, s, h, w, channels_last)  # sample blocks of 4 + 1
-            check(x, m, f"{cpu_isa} N5 C{c} S{s} {h}x{w}")
+            x, m = make_case(9, c, s, h, w, channels_last)  # sample blocks of 8 + 1 (4 + 4 + 1 widened)
+            check(x, m, f"{cpu_isa} N9 C{c} S{s} {h}x{w}")
 
 
 # -- deliberately odd shapes --------------------------------------------------------------------
@@ -396,9 +397,10 @@ def f32_same_path(xb):
 
 
 def check_bf16(xb, m, what, weights=None):
-    """xb: bf16 x.  Tolerance rule for se and se_scale, output dtype / layout, and bitwise: the
-    bf16 op equals the float32 op on the same bf16 values, rounded to bf16 (the arithmetic is
-    the same float32 arithmetic; only the final store rounds)."""
+    """xb: bf16 x.  Tolerance rule for se and se_scale, output dtype / layout, and bitwise where
+    the FCs widen their bf16 weights: the bf16 op equals the float32 op on the same bf16 values,
+    rounded to bf16 (the same float32 arithmetic; only the final store rounds).  Where the path
+    sums FC rows with bf16 dot products (cpu_fc_dot_products), the rule alone."""
     assert xb.dtype == BF
     w = weights if weights is not None else bf16_args(m)
     ours = torch.ops.mbv3.se(xb, *w)
@@ -411,10 +413,11 @@ def check_bf16(xb, m, what, weights=None):
     assert_within_rule(ours_scale, scalebf, scale64, what + " bf16 (scale)")
     cl_in = xb.is_contiguous(memory_format=torch.channels_last) and not xb.is_contiguous()
     assert ours.is_contiguous(memory_format=torch.channels_last if cl_in else torch.contiguous_format)
-    wf = tuple(t.float() for t in w)
-    xf = f32_same_path(xb)
-    assert torch.equal(ours, torch.ops.mbv3.se(xf, *wf).to(BF)), what + " bf16 != float32 op rounded"
-    assert torch.equal(ours_scale, torch.ops.mbv3.se_scale(xf, *wf).to(BF)), what + " bf16 scale != float32 rounded"
+    if not cpu_fc_dot_products():
+        wf = tuple(t.float() for t in w)
+        xf = f32_same_path(xb)
+        assert torch.equal(ours, torch.ops.mbv3.se(xf, *wf).to(BF)), what + " bf16 != float32 op rounded"
+        assert torch.equal(ours_scale, torch.ops.mbv3.se_scale(xf, *wf).to(BF)), what + " bf16 scale != float32 rounded"
     return ours
 
 
@@ -431,8 +434,8 @@ def test_bf16_mobilenet_v3_large_batch(cpu_isa_bf16):
     cpu_isa = cpu_isa_bf16
     for c, s, h, w in sorted(set(se_layers("large"))):
         for channels_last in (True, False):
-            x, m = make_case(5, c, s, h, w, channels_last)  # sample blocks of 4 + 1
-            check_bf16(x.to(BF), m, f"{cpu_isa} N5 C{c} S{s} {h}x{w}")
+            x, m = make_case(9, c, s, h, w, channels_last)  # sample blocks of 8 + 1 (4 + 4 + 1 widened)
+            check_bf16(x.to(BF), m, f"{cpu_isa} N9 C{c} S{s} {h}x{w}")
 
 
 BF16_ODD = list(itertools.product([1, 7, 17, 33], [1, 4], [(1, 1), (3, 5), (9, 9)], [0, 1, 3]))
@@ -499,8 +502,23 @@ def test_bf16_weight_layouts(cpu_isa_bf16):
     }
     for name, weights in layouts.items():
         ours = check_bf16(xb, m, f"{cpu_isa} {name}", weights)
-        if name != "bf16 biases":
+        # Read by outputs, the weights are widened even where rows take dot products.
+        if name != "bf16 biases" and not (name == "transposed views" and cpu_fc_dot_products()):
             assert torch.equal(ours, torch.ops.mbv3.se(xb, *bf16_args(m))), name
+
+
+def test_bf16_samples_do_not_depend_on_the_batch(cpu_isa_bf16):
+    """Each output is its own sample's result in an order fixed by the shape, however many
+    samples share an FC weight pass (up to 8 where rows take dot products, blocks of 4
+    elsewhere): a batch of 9 gives every sample the bits it gets in a batch of 1..8."""
+    for c, s, cl in [(33, 9, True), (72, 40, False)]:
+        x, m = make_case(9, c, s, 3, 5, cl)
+        xb, w = x.to(BF), bf16_args(m)
+        whole, whole_scale = torch.ops.mbv3.se(xb, *w), torch.ops.mbv3.se_scale(xb, *w)
+        for n in range(1, 9):
+            part = xb[9 - n:]
+            assert torch.equal(torch.ops.mbv3.se(part, *w), whole[9 - n:]), f"{cpu_isa_bf16} C{c} last {n} of 9"
+            assert torch.equal(torch.ops.mbv3.se_scale(part, *w), whole_scale[9 - n:]), f"{cpu_isa_bf16} C{c} scale"
 
 
 def test_bf16_threads_do_not_change_the_result():

@@ -25,13 +25,14 @@ struct HeadPoolArgs {
 using HeadPoolParams = HeadPoolArgs<float>;
 using HeadPoolParamsBf16 = HeadPoolArgs<bf16>;
 
-constexpr int64_t kHeadSamples = 4;  // samples per head_linear call, at most
+constexpr int64_t kHeadSamples = 8;  // samples per head_linear call, at most
 
 // Per-ISA entry points.
 //  head_pool:   pooled[n * C + c] = mean over the HW pixels of sample n, n in [n_begin, n_end).
 //  head_linear: for nb (1..kHeadSamples) samples j and outputs o in [o_begin, o_end):
 //               out[j * out_ld + o] = act(b[o] + sum_i W(o, i) in[j * nin + i]), each weight
-//               read once for the nb samples.  W is float32 or bf16 (widened on load); b, in
+//               read once for the nb samples.  W is float32 or bf16 (widened on load, or read
+//               by rows with bf16 dot products where fc_dot_products(isa): cpu_isa.h); b, in
 //               and out are float32.
 //  Both are overloaded for float32 and bf16 (HeadPoolParamsBf16, FcMatrixT<bf16>).
 #define MBV3_DECLARE_HEAD_T(P, M)                                                                \

@@ -67,6 +67,8 @@ TORCH_LIBRARY(mbv3, m) {
   m.def("available_cpu_isas() -> str[]", &available_cpu_isas);
   // Whether the path in force reads bf16 1x1 weights packed in K pairs (the model packs them so).
   m.def("cpu_isa_reads_k_pairs() -> bool", [] { return mbv3::isa_has_k_pairs(mbv3::current_isa()); });
+  // Whether the path in force sums bf16 SE / head FC weights read by rows with dot products.
+  m.def("cpu_fc_dot_products() -> bool", [] { return mbv3::fc_dot_products(mbv3::current_isa()); });
   // The panel width the path in force wants float32 1x1 weights packed in (0: K-major in place).
   m.def("cpu_pw_panel_cols() -> int", [] { return int64_t(mbv3::pwconv_tile_of(mbv3::current_isa(), false).panel); });
   // The panel height the path in force wants the head's float32 FC weights packed in (0: rows).

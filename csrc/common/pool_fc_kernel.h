@@ -6,11 +6,13 @@
 // vectors (+ one masked tail) is held in registers while its loop streams past.  The blocks that
 // read x or FC weights are templates over the element type they read (float or bf16, widened on
 // load: simd.h); sums, FC inputs and outputs are float32, and the float32 instantiations are the
-// float32 kernels' code as it was before bf16.
+// float32 kernels' code as it was before bf16.  One exception: on AVX512_BF16, bf16 weights read
+// by rows take bf16 dot products (matmul_rows_dp).
 #pragma once
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <vector>
 
 #include "fc_matrix.h"
 #include "simd.h"
@@ -154,6 +156,114 @@ struct FcPageAhead {
   }
 };
 
+#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
+// bf16 weights read by rows on AVX512_BF16: vdpbf16ps, 32 weights per step, each lane summing
+// its pair's two products in float32.  The float32 inputs are rounded to bf16 first, as a bf16
+// Linear reads its bf16 input.  Rows in order, two at a time (one at NB = 1: two interleaved
+// rows streamed cold weights 1.5x slower), for groups of up to 4 samples; with more samples
+// the second group reads the two rows again from L1.  Every output takes the same order
+// whatever NB, so a sample's result does not depend on the batch around it: kDpChains
+// accumulators taking alternate steps (vdpbf16ps's latency), runs of kRun steps summed from
+// zero, each run's horizontal sum added to a float total.  vdpbf16ps flushes denormals and
+// rounds its pair sum once, so these sums are held to the tolerance rule, not to the float32
+// kernel's bits.
+constexpr int64_t kDpStep = 32;  // bf16 elements per vdpbf16ps
+constexpr int kDpChains = 2;     // accumulators per output
+static inline __m512 dp_step(__m512 acc, __m512i a, __m512i b) {
+  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
+}
+template <int NB>
+inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
+                           int64_t o_end, float* out, int64_t out_ld) {
+  static_assert(NB >= 1 && NB <= 8, "two groups of up to 4 samples");
+  const int64_t npad = (nin + kDpStep - 1) / kDpStep * kDpStep;
+  thread_local std::vector<bf16> xb_buf;  // the inputs in bf16, zero-padded to whole steps
+  if (int64_t(xb_buf.size()) < NB * npad) xb_buf.resize(size_t(NB * npad));
+  bf16* const xb = xb_buf.data();
+  for (int j = 0; j < NB; ++j)
+    for (int64_t i = 0; i < npad; i += Vec::N) {
+      const int64_t n = nin - i;
+      (n > 0 ? load_any(in + j * in_ld + i, n) : Vec::zero()).store(xb + j * npad + i);
+    }
+  const __mmask32 tail_mask = __mmask32((uint64_t(1) << (nin % kDpStep)) - 1);
+  FcPageAhead pf(m.w, m.ld, nin, o_begin, o_end);
+  // Rows [o, o + RR) x samples [j0, j0 + G).
+  auto rows = [&](auto r_c, auto g_c, int64_t o, int j0) {
+    constexpr int RR = decltype(r_c)::value, G = decltype(g_c)::value;
+    const bf16* w[RR];
+    for (int r = 0; r < RR; ++r) w[r] = m.w + (o + r) * m.ld;
+    const bf16* x0 = xb + j0 * npad;
+    __m512 run[RR][G][kDpChains];
+    float tot[RR][4] = {};
+    auto clear = [&] {
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r)
+#pragma GCC unroll 16
+        for (int j = 0; j < G; ++j)
+#pragma GCC unroll 4
+          for (int a = 0; a < kDpChains; ++a) run[r][j][a] = _mm512_setzero_ps();
+    };
+    clear();
+    auto step = [&](int64_t i, auto a_c, auto tail_c) {  // tail_c: the last, partial step (masked weights)
+      constexpr int a = decltype(a_c)::value;
+      __m512i x[G];
+#pragma GCC unroll 16
+      for (int j = 0; j < G; ++j) x[j] = _mm512_loadu_si512(x0 + j * npad + i);
+#pragma GCC unroll 16
+      for (int r = 0; r < RR; ++r) {
+        const __m512i wr = decltype(tail_c)::value ? _mm512_maskz_loadu_epi16(tail_mask, w[r] + i)
+                                                   : _mm512_loadu_si512(w[r] + i);
+#pragma GCC unroll 16
+        for (int j = 0; j < G; ++j) run[r][j][a] = dp_step(run[r][j][a], wr, x[j]);
+      }
+    };
+    auto flush = [&] {
+      for (int r = 0; r < RR; ++r) {
+        Vec v[4];
+#pragma GCC unroll 4
+        for (int j = 0; j < G; ++j) {
+          v[j] = Vec{run[r][j][0]};
+#pragma GCC unroll 4
+          for (int a = 1; a < kDpChains; ++a) v[j] = add(v[j], Vec{run[r][j][a]});
+        }
+        float h[4];
+        if constexpr (G == 4) reduce_add4(v[0], v[1], v[2], v[3], h);
+        else
+          for (int j = 0; j < G; ++j) h[j] = reduce_add(v[j]);
+        for (int j = 0; j < G; ++j) tot[r][j] += h[j];
+      }
+      clear();
+    };
+    static_assert(kDpChains == 2, "steps in pairs below, at most one left over");
+    int64_t i = 0;
+    while (i + kDpStep <= nin) {
+      const int64_t i1 = std::min(nin - kDpStep + 1, i + kRun * kDpStep);
+      for (; i + kDpStep < i1; i += 2 * kDpStep) {
+        step(i, Int<0>{}, std::false_type{});
+        step(i + kDpStep, Int<1>{}, std::false_type{});
+      }
+      if (i < i1) step(i, Int<0>{}, std::false_type{}), i += kDpStep;
+      flush();
+    }
+    if (i < nin) {
+      step(i, Int<0>{}, std::true_type{});
+      flush();
+    }
+    for (int r = 0; r < RR; ++r)
+      for (int j = 0; j < G; ++j) out[(j0 + j) * out_ld + o + r] = tot[r][j];
+  };
+  auto block = [&](auto r_c, int64_t o) {
+    pf.row(o + decltype(r_c)::value - 1);
+    rows(r_c, Int<(NB < 4 ? NB : 4)>{}, o, 0);
+    if constexpr (NB > 4) rows(r_c, Int<NB - 4>{}, o, 4);
+  };
+  constexpr int R = NB == 1 ? 1 : 2;
+  int64_t o = o_begin;
+  for (; o + R <= o_end; o += R) block(Int<R>{}, o);
+  if (o < o_end) block(Int<1>{}, o);
+}
+#endif
+
 // For NB samples j at once (each weight loaded once for all of them):
 //   out[j * out_ld + o] = sum_i W(o, i) in[j * in_ld + i],  o in [o_begin, o_end)
 // (no bias, no activation).  TW: the weights' element type (float or bf16, widened on load).
@@ -240,6 +350,9 @@ inline void matmul(const FcMatrixT<TW>& m, const float* in, int64_t in_ld, int64
     });
     return;
   }
+#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
+  if constexpr (std::is_same_v<TW, bf16>) return matmul_rows_dp<NB>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
+#endif
   // Rows are read in order; FcPageAhead touches the pages further on (at batch 1 these weights
   // are cold).
   FcPageAhead pf(m.w, m.ld, nin, o_begin, o_end);
@@ -323,17 +436,41 @@ inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Ac
   }
 }
 
-// One FC layer for nb (1..4) samples, the SE's and the head's:
+// One FC layer for nb (1..kFcMaxSamples) samples, the SE's and the head's:
 //   out[j * out_ld + o] = act(sum_i W(o, i) in[j * in_ld + i] + bias[o]),  o in [o_begin, o_end)
-// (each weight loaded once for the nb samples).
-constexpr int64_t kFcMaxSamples = 4;
+// Each weight is loaded once for up to 8 samples where bf16 rows are read by dot products (2
+// rows x 8 samples of accumulators fit the 32 registers), and for blocks of up to 4 elsewhere.
+// Every output is one sample's own sum, so the blocking never changes a result.
+constexpr int64_t kFcMaxSamples = 8;
 template <class TW, class ActF>
 inline void fc_layer(const FcMatrixT<TW>& m, const float* bias, int64_t nb, const float* in, int64_t in_ld,
                      int64_t nin, int64_t o_begin, int64_t o_end, float* out, int64_t out_ld, ActF act) {
+  auto finish = [&](int64_t n) {
+    for (int64_t j = 0; j < n; ++j) bias_act(out + j * out_ld, bias, o_begin, o_end, act);
+  };
+  if (nb > 4) {
+#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
+    if constexpr (std::is_same_v<TW, bf16>) {
+      if (!m.by_output && m.panel == 0) {
+        auto dp = [&](auto nb_c) {
+          matmul_rows_dp<decltype(nb_c)::value>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
+          finish(nb);
+        };
+        switch (nb) {
+          case 5: return dp(Int<5>{});
+          case 6: return dp(Int<6>{});
+          case 7: return dp(Int<7>{});
+          default: return dp(Int<8>{});
+        }
+      }
+    }
+#endif
+    fc_layer(m, bias, 4, in, in_ld, nin, o_begin, o_end, out, out_ld, act);
+    return fc_layer(m, bias, nb - 4, in + 4 * in_ld, in_ld, nin, o_begin, o_end, out + 4 * out_ld, out_ld, act);
+  }
   auto run = [&](auto nb_c) {
-    constexpr int NB = decltype(nb_c)::value;
-    matmul<NB>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
-    for (int j = 0; j < NB; ++j) bias_act(out + j * out_ld, bias, o_begin, o_end, act);
+    matmul<decltype(nb_c)::value>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
+    finish(nb);
   };
   switch (nb) {
     case 1: return run(Int<1>{});

@@ -17,8 +17,9 @@ using SeMatrixT = FcMatrixT<T>;
 using SeMatrix = SeMatrixT<float>;
 
 // x (and y) are dense T (float32 or bf16), NHWC ([N][HW][C]) when nhwc, else NCHW ([N][C][HW]).
-// bf16: x is widened on load, y rounded on store; the weights are bf16 (widened on load), the
-// biases and every internal buffer (partial sums, means, hidden, scale) float32.
+// bf16: x is widened on load, y rounded on store; the weights are bf16 (widened on load, or read
+// by rows with bf16 dot products where fc_dot_products(isa): cpu_isa.h), the biases and every
+// internal buffer (partial sums, means, hidden, scale) float32.
 template <class T>
 struct SeArgs {
   const T* x;
@@ -36,7 +37,7 @@ struct SeArgs {
 using SeParams = SeArgs<float>;
 using SeParamsBf16 = SeArgs<bf16>;
 
-constexpr int64_t kSeFcSamples = 4;  // samples per se_fc1 / se_fc2 call, at most
+constexpr int64_t kSeFcSamples = 8;  // samples per se_fc1 / se_fc2 call, at most
 
 template <class T>
 inline int64_t se_num_chunks(const SeArgs<T>& p) { return (p.HW + p.chunk - 1) / p.chunk; }
