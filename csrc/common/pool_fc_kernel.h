@@ -438,9 +438,10 @@ inline void bias_act(float* v, const float* bias, int64_t begin, int64_t end, Ac
 
 // One FC layer for nb (1..kFcMaxSamples) samples, the SE's and the head's:
 //   out[j * out_ld + o] = act(sum_i W(o, i) in[j * in_ld + i] + bias[o]),  o in [o_begin, o_end)
-// Each weight is loaded once for up to 8 samples where bf16 rows are read by dot products (2
-// rows x 8 samples of accumulators fit the 32 registers), and for blocks of up to 4 elsewhere.
-// Every output is one sample's own sum, so the blocking never changes a result.
+// Each weight comes from memory once for up to 8 samples where bf16 rows take dot products
+// (matmul_rows_dp: two groups of 4, the second reading the rows from L1), and once per block of
+// up to 4 samples elsewhere.  Every output is one sample's own sum, so the blocking never
+// changes a result.
 constexpr int64_t kFcMaxSamples = 8;
 template <class TW, class ActF>
 inline void fc_layer(const FcMatrixT<TW>& m, const float* bias, int64_t nb, const float* in, int64_t in_ld,
