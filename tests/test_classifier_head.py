@@ -485,6 +485,18 @@ def test_bf16_every_output_is_written():
         torch.ops.mbv3._debug_poison_outputs(False)
 
 
+def test_bf16_fc_dot_products_where_reported(cpu_isa_bf16):
+    """cpu_fc_dot_products() tells the truth: where it is on, weights read by rows take dot
+    products on inputs rounded to bf16, so the logits differ from the widened by-output walk's;
+    where it is off, both walks give the same bits."""
+    x, m = make_case(2, 64, 3, 3, 96, 80, "hardswish", True)
+    xb, (w1, b1, w2, b2) = x.to(BF), bf16_args(m)
+    rows = torch.ops.mbv3.classifier_head(xb, w1, b1, w2, b2, "hardswish")
+    by_output = torch.ops.mbv3.classifier_head(xb, w1.t().contiguous().t(), b1, w2.t().contiguous().t(), b2,
+                                               "hardswish")
+    assert torch.equal(rows, by_output) != cpu_fc_dot_products(), cpu_isa_bf16
+
+
 def test_bf16_samples_do_not_depend_on_the_batch(cpu_isa_bf16):
     """Each logit is its own sample's sum in an order fixed by the shape, however many samples
     share a weight pass (up to 8 where rows take dot products, blocks of 4 elsewhere): a batch of
