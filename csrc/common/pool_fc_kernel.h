@@ -226,10 +226,12 @@ inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in
 #pragma GCC unroll 4
           for (int a = 1; a < kDpChains; ++a) v[j] = add(v[j], Vec{run[r][j][a]});
         }
+        // reduce_add4 for every G (zeros in the unused slots): each lane set is summed by the
+        // same tree whatever G, which _mm512_reduce_add_ps's other tree would not give.
+#pragma GCC unroll 4
+        for (int j = G; j < 4; ++j) v[j] = Vec::zero();
         float h[4];
-        if constexpr (G == 4) reduce_add4(v[0], v[1], v[2], v[3], h);
-        else
-          for (int j = 0; j < G; ++j) h[j] = reduce_add(v[j]);
+        reduce_add4(v[0], v[1], v[2], v[3], h);
         for (int j = 0; j < G; ++j) tot[r][j] += h[j];
       }
       clear();
