@@ -124,6 +124,28 @@ def test_switching_isa_refolds_the_1x1_layout():
     assert torch.equal(bf_dot, bf_dot2) and not torch.equal(bf_dot, bf_wide)
 
 
+@pytest.mark.skipif("avx512_bf16" not in mbv3_fast.available_cpu_isas(),
+                    reason="this CPU has no AVX512_BF16: the widening FC walks promise no batch invariance")
+def test_bfloat16_sample_alone_equals_in_batch():
+    """Where the SE and head FCs take bf16 dot products, a sample's logits are the same bits
+    alone as inside a batch of 8 (fused and unfused expand + depthwise agree bit for bit, and
+    the FCs sum every output in one order).  Seed 21 tripped the head before its horizontal sums
+    shared one tree for every group size."""
+    import torchvision
+    before = mbv3_fast.get_cpu_isa()
+    try:
+        mbv3_fast.set_cpu_isa("avx512_bf16")
+        torch.manual_seed(21)
+        ours = mbv3_fast.from_torchvision(torchvision.models.mobilenet_v3_large().eval()).eval().bfloat16()
+        x = torch.randn(8, 3, 224, 224).to(BF16)
+        with torch.no_grad():
+            whole = ours(x)
+            for i in (0, 5):
+                assert torch.equal(ours(x[i:i + 1]), whole[i:i + 1]), f"sample {i}"
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+
+
 def test_bfloat16_batch_0():
     tv, ours = _pair("small", "default")
     ours = ours.bfloat16()
