@@ -38,6 +38,18 @@ def cpu_isa_bf16(request):
 
 
 @pytest.fixture
+def cpu_isa_fc_dots(cpu_isa_bf16):
+    """cpu_isa_bf16 where the SE / head FCs sum bf16 rows with dot products
+    (mbv3_fast.isa.cpu_fc_dot_products); skipped on the widening paths, whose FC walks promise no
+    batch invariance (at batch 1 a row is summed with four accumulators, and 4 samples take
+    another horizontal sum than 1-3)."""
+    from mbv3_fast.isa import cpu_fc_dot_products
+    if not cpu_fc_dot_products():
+        pytest.skip(f"{cpu_isa_bf16}: the widening FC walks promise no batch invariance")
+    yield cpu_isa_bf16
+
+
+@pytest.fixture
 def one_thread():
     """One torch thread for the test (use with pytestmark = usefixtures("one_thread")): on a
     busy 2-core machine OpenMP regions stall whenever the other core is taken, and the op

@@ -507,23 +507,20 @@ def test_bf16_weight_layouts(cpu_isa_bf16):
             assert torch.equal(ours, torch.ops.mbv3.se(xb, *bf16_args(m))), name
 
 
-def test_bf16_samples_do_not_depend_on_the_batch(cpu_isa_bf16):
+def test_bf16_samples_do_not_depend_on_the_batch(cpu_isa_fc_dots):
     """Where FC rows take dot products, each output is its own sample's sum in an order fixed by
     the shape, however many samples share a pass over the weights (1..8): a batch of 9 gives
     every sample the bits it gets in a batch of 1..8.  (The bf16 store hides most last-bit
     differences of the float32 sums, so this mainly catches samples mixed up between the two
     groups of 4; the one order is by construction: common/pool_fc_kernel.h.)"""
-    if not cpu_fc_dot_products():
-        pytest.skip("the widening FC walks promise no batch invariance: at batch 1 a row is summed with "
-                    "four accumulators, and 4 samples take another horizontal sum than 1-3")
     for c, s, cl in [(33, 9, True), (72, 40, False)]:
         x, m = make_case(9, c, s, 3, 5, cl)
         xb, w = x.to(BF), bf16_args(m)
         whole, whole_scale = torch.ops.mbv3.se(xb, *w), torch.ops.mbv3.se_scale(xb, *w)
         for n in range(1, 9):
             part = xb[9 - n:]
-            assert torch.equal(torch.ops.mbv3.se(part, *w), whole[9 - n:]), f"{cpu_isa_bf16} C{c} last {n} of 9"
-            assert torch.equal(torch.ops.mbv3.se_scale(part, *w), whole_scale[9 - n:]), f"{cpu_isa_bf16} C{c} scale"
+            assert torch.equal(torch.ops.mbv3.se(part, *w), whole[9 - n:]), f"{cpu_isa_fc_dots} C{c} last {n} of 9"
+            assert torch.equal(torch.ops.mbv3.se_scale(part, *w), whole_scale[9 - n:]), f"{cpu_isa_fc_dots} C{c} scale"
 
 
 def test_bf16_threads_do_not_change_the_result():
