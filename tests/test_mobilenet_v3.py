@@ -180,6 +180,33 @@ def test_intermediates_reuse_kept_buffers(dtype):
     feats.detach().resize_(feats.numel() + 7)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blocks_without_se_end_band_by_band(cpu_isa_bf16, dtype, threads):
+    """Where a block without SE runs expand + depthwise as one op, the one-call forward also runs
+    its project 1x1 conv on each band of depthwise rows (expand_dwconv_project_cpu) instead of
+    on the whole depthwise output: the same bits as the per-op walk, on every path, at 1 and 2
+    threads, for a block with a residual (B02, stride 1) and one without (B01, stride 2)."""
+    model = _model("large").to(dtype)
+    plan = model._fused_plan()
+    x = (torch.randn(3, 3, 160, 176) * 1.5 + 0.3).to(dtype)
+    # The input pixels of B01 (80 x 88 after the stem) and B02 (40 x 44): both blocks take the
+    # banded path at this size, in either dtype.
+    for i, pixels in ((1, 3 * 80 * 88), (2, 3 * 40 * 44)):
+        b = plan.net.blocks[i]
+        assert b.se is None and b.expand is not None and 0 <= b.fuse_min_pixels <= pixels, i
+    assert plan.net.blocks[2].residual and not plan.net.blocks[1].residual
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for name, xi in {"nchw": x, "cl": x.contiguous(memory_format=torch.channels_last)}.items():
+            out = torch.ops.mbv3.mobilenet_v3(xi, plan.net_weights, plan.net_spec)
+            ref = net_op.run_spec(xi, plan.net_weights, plan.net_spec)
+            assert torch.equal(out, ref), f"{name}: max|d| {(out.float() - ref.float()).abs().max()}"
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_opcheck():
     plan = _model("small", "w075_cls10")._fused_plan()
     for x in (torch.randn(2, 3, 32, 32), torch.randn(1, 3, 33, 29).contiguous(memory_format=torch.channels_last)):

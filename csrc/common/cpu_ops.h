@@ -32,6 +32,16 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
                                     const at::Tensor& db, int64_t stride, int64_t padding,
                                     int64_t dilation, c10::string_view activation);
 
+// An inverted residual block without SE from its expand on, for mobilenet_v3's walk (no op of
+// its own; defined in expand_dwconv_bn_act_op.cpp): expand_dwconv_bn_act, then pwconv_bn_act(pw,
+// pb, project_activation, residual = x if `residual`) on each band of depthwise rows while it is
+// in L2.  The same values, bit for bit, as the two ops one after the other.
+at::Tensor expand_dwconv_project_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb,
+                                     Act expand_activation, const at::Tensor& dw, const at::Tensor& db,
+                                     int64_t stride, int64_t padding, int64_t dilation, Act activation,
+                                     const at::Tensor& pw, const at::Tensor& pb, Act project_activation,
+                                     bool residual);
+
 at::Tensor pwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias,
                              Act activation, const std::optional<at::Tensor>& residual,
                              const std::optional<at::Tensor>& in_scale);

@@ -11,6 +11,11 @@
 // No kernel of its own: it composes the per-ISA pointwise and depthwise kernels, so every
 // output value is computed by exactly the arithmetic of pwconv_bn_act followed by
 // dwconv_bn_act (the tests check equality with the two ops, bit for bit).
+//
+// The one-call forward (mobilenet_v3) also runs a block without SE through here to its end:
+// expand_dwconv_project_cpu hands each band of depthwise rows, still in L2, to the block's
+// project 1x1 conv (+ residual), so the depthwise output is never written whole nor read back
+// from L3 (3.2-3.6 MB per block at batch 8 in bf16 for B01 and B02, twice that in float32).  Same kernels, same sums.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
@@ -59,14 +64,17 @@ std::vector<int64_t> check_expand_op(const at::Tensor& x, const at::Tensor& ew, 
 }
 
 // The bands (see the file comment); pe / pd are the expand and depthwise arguments without
-// their per-band pointers.
+// their per-band pointers.  With `project` (its x unused): each band's depthwise rows go to a
+// per-thread buffer and the project conv runs on them there, writing project->y.
 template <class T>
-void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T* xp, int64_t span) {
+void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T* xp, int64_t span,
+                       const PwConvArgs<T>* project = nullptr) {
   const Isa isa = current_isa();
   auto* expand = pwconv_kernel(isa, pe);
   auto* depthwise = MBV3_ISA_SELECT_AS(DwConvFn<T>, dwconv_bn_act, isa);
-  const int64_t N = pd.N, Cin = pe.K, H = pd.H, W = pd.W, Ce = pd.C, OH = pd.OH, stride = pd.stride,
-                padding = pd.pad;
+  auto* pointwise = project ? pwconv_kernel(isa, *project) : nullptr;
+  const int64_t N = pd.N, Cin = pe.K, H = pd.H, W = pd.W, Ce = pd.C, OH = pd.OH, OW = pd.OW,
+                stride = pd.stride, padding = pd.pad;
 
   // Band of output rows whose input window fits kWindowBytes (at least one row).
   const int64_t row_bytes = W * Ce * int64_t(sizeof(T));
@@ -77,8 +85,9 @@ void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T
   const int64_t rows = N * OH;
   const int64_t grain = std::max<int64_t>(band, rows / std::max<int64_t>(1, num_threads()) / 2);
   parallel_for(0, rows, std::min(rows, grain), [&](int64_t begin, int64_t end) {
-    thread_local std::vector<T> window;
+    thread_local std::vector<T> window, out_band;
     if (window.size() < size_t(window_rows * W * Ce)) window.resize(size_t(window_rows * W * Ce));
+    if (project && out_band.size() < size_t(band * OW * Ce)) out_band.resize(size_t(band * OW * Ce));
     T* win = window.data();
     PwConvArgs<T> e = pe;  // per thread: its x / y / M change per band
     int64_t win_n = -1, win_lo = 0, win_hi = 0;  // the window holds input rows [win_lo, win_hi) of sample win_n
@@ -103,10 +112,75 @@ void run_expand_dwconv(const PwConvArgs<T>& pe, const DwConvArgs<T>& pd, const T
       // reads only rows [lo, hi) for these output rows, which the window holds.
       DwConvArgs<T> p = pd;
       p.x = win - (n * H + lo) * W * Ce;
-      depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
+      if (!project) {
+        depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
+      } else {
+        // Output pixels [m0, m1): the kernels address pixel m at y + m * Ce and x + m * K,
+        // here the band buffer's row m - m0.
+        const int64_t m0 = (n * OH + oh0) * OW, m1 = (n * OH + oh1) * OW;
+        p.y = out_band.data() - m0 * Ce;
+        depthwise(p, n * OH + oh0, n * OH + oh1, 0, Ce);
+        PwConvArgs<T> q = *project;
+        q.x = p.y;
+        pointwise(q, m0, m1, 0, q.Cout);
+      }
       r = n * OH + oh1;
     }
   });
+}
+
+// The block's project conv, for expand_dwconv_project_cpu.
+struct Project {
+  const at::Tensor& w;
+  const at::Tensor& b;
+  Act act;
+  bool residual;  // + x
+};
+
+// expand_dwconv_bn_act (project null), or with the project run on each band: checks, layout,
+// arguments, then the bands.
+at::Tensor expand_dwconv(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, Act eact,
+                         const at::Tensor& dw, const at::Tensor& db, int64_t stride, int64_t padding,
+                         int64_t dilation, Act act, const Project* project) {
+  check_cpu_x_dtype(x);
+  const ExpandShape g = check_expand(x, ew, eb, dw, db, stride, padding, dilation);
+  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Ce = g.Ce;
+  const int64_t k = g.dw.k, OH = g.dw.OH, OW = g.dw.OW, span = dilation * (k - 1) + 1;
+  int64_t C = Ce;  // the output's channels
+  if (project) {  // pwconv_bn_act's checks, on its x (Ce channels, x's dtype and device)
+    constexpr const char* op = "expand_dwconv_project";
+    check_param(x, project->w, "project weight");
+    check_param(x, project->b, "project bias");
+    C = check_pw_weight(at::empty({1, Ce, 1, 1}, x.options()), project->w, project->b, op, "project weight",
+                        "project bias");
+    TORCH_CHECK_VALUE(!project->residual || (C == Cin && OH == H && OW == W), op, ": a residual needs the "
+                      "block's output shape [", N, ", ", C, ", ", OH, ", ", OW, "] to equal x's ", x.sizes());
+    check_cpu_streamed(x, project->w, "project weight");
+  }
+
+  check_cpu_streamed(x, ew, "expand_weight");
+  check_cpu_streamed(x, dw, "weight");
+  NhwcOutput out(x, {N, C, OH, OW});
+  if (N == 0 || C == 0) return out.result();
+  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
+  with_cpu_dtype(x, [&](auto t) {
+    using T = decltype(t);
+    at::Tensor ew_storage, eb_storage, dw_storage, db_storage, pw_storage, pb_storage;
+    const T* dwp = taps_by_channel<T>(dw, dw_storage);
+    const bool k_pairs = isa_has_k_pairs(current_isa());
+    PwConvArgs<T> pe{nullptr, nullptr, dense_1d(eb, eb_storage), nullptr, nullptr, nullptr, 0, Cin, Ce, H * W, 0, eact};
+    pw_weight_args(ew, Ce, Cin, k_pairs, ew_storage, pe);
+    const DwConvArgs<T> pd{nullptr, dwp, dense_1d(db, db_storage), project ? nullptr : out.data<T>(),
+                           N, Ce, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act,
+                           all_finite(dwp, k * k * Ce)};
+    if (!project) return run_expand_dwconv(pe, pd, data_as<T>(xn), span);
+    PwConvArgs<T> pp{nullptr, nullptr, dense_1d(project->b, pb_storage), nullptr,
+                     project->residual ? data_as<T>(xn) : nullptr, out.data<T>(), N * OH * OW, Ce, C, OH * OW, 0,
+                     project->act};
+    pw_weight_args(project->w, C, Ce, k_pairs, pw_storage, pp);
+    run_expand_dwconv(pe, pd, data_as<T>(xn), span, &pp);
+  });
+  return out.result();
 }
 
 }  // namespace
@@ -123,28 +197,15 @@ at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, c
 at::Tensor expand_dwconv_bn_act_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, Act eact,
                                     const at::Tensor& dw, const at::Tensor& db, int64_t stride,
                                     int64_t padding, int64_t dilation, Act act) {
-  check_cpu_x_dtype(x);
-  const ExpandShape g = check_expand(x, ew, eb, dw, db, stride, padding, dilation);
-  const int64_t N = x.size(0), Cin = x.size(1), H = x.size(2), W = x.size(3), Ce = g.Ce;
-  const int64_t k = g.dw.k, OH = g.dw.OH, OW = g.dw.OW, span = dilation * (k - 1) + 1;
+  return expand_dwconv(x, ew, eb, eact, dw, db, stride, padding, dilation, act, nullptr);
+}
 
-  check_cpu_streamed(x, ew, "expand_weight");
-  check_cpu_streamed(x, dw, "weight");
-  NhwcOutput out(x, {N, Ce, OH, OW});
-  if (N == 0) return out.result();
-  const at::Tensor xn = x.contiguous(at::MemoryFormat::ChannelsLast);
-  with_cpu_dtype(x, [&](auto t) {
-    using T = decltype(t);
-    at::Tensor ew_storage, eb_storage, dw_storage, db_storage;
-    const T* dwp = taps_by_channel<T>(dw, dw_storage);
-    PwConvArgs<T> pe{nullptr, nullptr, dense_1d(eb, eb_storage), nullptr, nullptr, nullptr, 0, Cin, Ce, H * W, 0, eact};
-    pw_weight_args(ew, Ce, Cin, isa_has_k_pairs(current_isa()), ew_storage, pe);
-    const DwConvArgs<T> pd{nullptr, dwp, dense_1d(db, db_storage), out.data<T>(),
-                           N, Ce, H, W, OH, OW, int(k), int(stride), int(padding), int(dilation), act,
-                           all_finite(dwp, k * k * Ce)};
-    run_expand_dwconv(pe, pd, data_as<T>(xn), span);
-  });
-  return out.result();
+at::Tensor expand_dwconv_project_cpu(const at::Tensor& x, const at::Tensor& ew, const at::Tensor& eb, Act eact,
+                                     const at::Tensor& dw, const at::Tensor& db, int64_t stride, int64_t padding,
+                                     int64_t dilation, Act act, const at::Tensor& pw, const at::Tensor& pb,
+                                     Act pact, bool residual) {
+  const Project project{pw, pb, pact, residual};
+  return expand_dwconv(x, ew, eb, eact, dw, db, stride, padding, dilation, act, &project);
 }
 
 }  // namespace mbv3

@@ -174,7 +174,15 @@ at::Tensor blocks(at::Tensor y, at::TensorList w, const NetSpec& n) {
     const DepthwiseSpec& d = b.depthwise;
     const Act dact = act_of(d.act);
     at::Tensor h;
-    if (b.expand && b.fuse_min_pixels >= 0 && in.size(0) * in.size(2) * in.size(3) >= b.fuse_min_pixels) {
+    const bool fuse = b.expand && b.fuse_min_pixels >= 0 && in.size(0) * in.size(2) * in.size(3) >= b.fuse_min_pixels;
+    if (fuse && !b.se) {  // the whole block, band by band: the project reads the depthwise rows from L2
+      const PointwiseSpec &e = *b.expand, &p = b.project;
+      y = expand_dwconv_project_cpu(in, w[e.weight], w[e.bias], act_of(e.act), w[d.weight], w[d.bias], d.stride,
+                                    d.padding, d.dilation, dact, w[p.weight], w[p.bias], act_of(p.act),
+                                    b.residual != 0);
+      continue;
+    }
+    if (fuse) {
       const PointwiseSpec& e = *b.expand;
       h = expand_dwconv_bn_act_cpu(in, w[e.weight], w[e.bias], act_of(e.act), w[d.weight], w[d.bias], d.stride,
                                    d.padding, d.dilation, dact);
