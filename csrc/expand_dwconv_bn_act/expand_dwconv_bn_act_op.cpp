@@ -15,7 +15,8 @@
 // The one-call forward (mobilenet_v3) also runs a block without SE through here to its end:
 // expand_dwconv_project_cpu hands each band of depthwise rows, still in L2, to the block's
 // project 1x1 conv (+ residual), so the depthwise output is never written whole nor read back
-// from L3 (3.2-3.6 MB per block at batch 8 in bf16 for B01 and B02, twice that in float32).  Same kernels, same sums.
+// from L3 (B01 and B02 at batch 8: 3.2-3.6 MB each in bf16, twice that in float32).  Same
+// kernels, same sums.
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
