@@ -207,6 +207,19 @@ def test_blocks_without_se_end_band_by_band(cpu_isa_bf16, dtype, threads):
         torch.set_num_threads(before)
 
 
+def test_banded_block_checks_its_project_weight():
+    """A project weight that does not fit the depthwise output, in a block that takes the banded
+    path: a ValueError naming it, before anything runs."""
+    model = _model("large")
+    plan = model._fused_plan()
+    w = list(plan.net_weights)
+    project = plan.net.blocks[1].project.weight
+    at = next(i for i, t in enumerate(w) if t is project)
+    w[at] = torch.randn(project.shape[0], project.shape[1] + 1, 1, 1)
+    with pytest.raises(ValueError, match="expand_dwconv_project: project weight must be"):
+        torch.ops.mbv3.mobilenet_v3(torch.randn(3, 3, 160, 176), w, plan.net_spec)
+
+
 def test_opcheck():
     plan = _model("small", "w075_cls10")._fused_plan()
     for x in (torch.randn(2, 3, 32, 32), torch.randn(1, 3, 33, 29).contiguous(memory_format=torch.channels_last)):

@@ -262,10 +262,10 @@ class NhwcOutput {
 // CPU only, with Cout then the bias's length: bf16 packed in K pairs ([ceil(Cin / 2), Cout
 // rounded up to 16, 2], contiguous: mbv3_fast.ops.pack_weight_k_pairs), or float32 packed in
 // panels ([ceil(Cout / P), Cin, P], contiguous: mbv3_fast.ops.pack_pw_weight_panels).  Checks
-// the shape against x's Cin and the bias; returns Cout.
-inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const char* op,
-                               const char* wname, const char* bname, const char* cname = "Cout") {
-  const int64_t Cin = x.size(1);
+// the shape against Cin (x's channels, unless the caller gives the count of the tensor the conv
+// reads: the depthwise output of expand_dwconv_project) and the bias; returns Cout.
+inline int64_t check_pw_weight(const at::Tensor& x, int64_t Cin, const at::Tensor& w, const at::Tensor& b,
+                               const char* op, const char* wname, const char* bname, const char* cname = "Cout") {
   int64_t Cout = 0, wcin = 0;
   const bool cpu_packed = w.dim() == 3 && x.is_cpu() &&
                           (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16);
@@ -289,12 +289,16 @@ inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const a
     return Cout;
   }
   TORCH_CHECK_VALUE(matrix_shape(w, Cout, wcin) && wcin == Cin, op, ": ", wname,
-                    " must be [", cname, ", Cin, 1, 1] or [", cname, ", Cin] with Cin = ", Cin, " (x's channels), got ",
+                    " must be [", cname, ", Cin, 1, 1] or [", cname, ", Cin] with Cin = ", Cin, " (its input's channels), got ",
                     w.sizes(), w.dim() == 3 ? " (3-D: packed in K pairs or panels, which only the CPU takes, in "
                     "bfloat16 and float32)" : "");
   TORCH_CHECK_VALUE(b.dim() == 1 && b.size(0) == Cout, op, ": ", bname, " must be [", cname, "] with ", cname, " = ", Cout,
                     ", got ", b.sizes());
   return Cout;
+}
+inline int64_t check_pw_weight(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b, const char* op,
+                               const char* wname, const char* bname, const char* cname = "Cout") {
+  return check_pw_weight(x, x.size(1), w, b, op, wname, bname, cname);
 }
 
 // [C, 1, k, k] depthwise weight as [k*k][C] (taps major, channels contiguous).  Free when the

@@ -152,8 +152,7 @@ at::Tensor expand_dwconv(const at::Tensor& x, const at::Tensor& ew, const at::Te
     constexpr const char* op = "expand_dwconv_project";
     check_param(x, project->w, "project weight");
     check_param(x, project->b, "project bias");
-    C = check_pw_weight(at::empty({1, Ce, 1, 1}, x.options()), project->w, project->b, op, "project weight",
-                        "project bias");
+    C = check_pw_weight(x, Ce, project->w, project->b, op, "project weight", "project bias");
     TORCH_CHECK_VALUE(!project->residual || (C == Cin && OH == H && OW == W), op, ": a residual needs the "
                       "block's output shape [", N, ", ", C, ", ", OH, ", ", OW, "] to equal x's ", x.sizes());
     check_cpu_streamed(x, project->w, "project weight");
