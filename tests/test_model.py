@@ -2,7 +2,10 @@
 cache freshness, conversion, weights loading, torch.compile / torch.export."""
 import copy
 import functools
+import gc
+import time
 import urllib.error
+import weakref
 import zlib
 
 import pytest
@@ -15,6 +18,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d
 import mbv3_fast
 from mbv3_fast import (MobileNetV3Large, MobileNetV3Small, from_torchvision, mobilenet_v3_large,
                        mobilenet_v3_small)
+from mbv3_fast import model as model_module
 from mbv3_fast.model import FastMobileNetV3
 from mbv3_fast.testing import realistic
 from tolerance import max_abs_err
@@ -64,9 +68,26 @@ def _assert_logits(ours: torch.Tensor, ref: torch.Tensor, what=""):
     assert torch.equal(ours.argmax(1), ref.argmax(1)), f"{what}: top-1 differs"
 
 
+_SPIES = weakref.WeakKeyDictionary()  # model -> its _spy_fused list
+_real_fast_call = model_module._mobilenet_v3_call
+
+
+def _counting_fast_call(model, x):
+    y = _real_fast_call(model, x)
+    if y is not None and model in _SPIES:
+        _SPIES[model].append(1)
+    return y
+
+
+@pytest.fixture(autouse=True)
+def _count_fast_calls(monkeypatch):
+    """The eager fast call (FastMobileNetV3.__call__) runs the fused path too: _spy_fused counts it."""
+    monkeypatch.setattr(model_module, "_mobilenet_v3_call", _counting_fast_call)
+
+
 def _spy_fused(model):
-    """Count how often the fused path runs."""
-    calls = []
+    """Count how often the fused path runs (the fast call's or forward's)."""
+    calls = _SPIES[model] = []
     orig = model._forward_fused
 
     def spy(x, plan, **kw):
@@ -383,6 +404,187 @@ def test_pickle_and_deepcopy_drop_cache():
         with torch.no_grad():
             ours.features[1].block[0][1].running_var.mul_(3)  # must not affect the copy
         torch.testing.assert_close(dup(x), ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# the eager fast call (FastMobileNetV3.__call__: the rules checked in one C call)
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_call_is_the_fused_forward(arch, fmt, dtype):
+    """The fast call runs (returns logits) and gives the bits of the one-call fused forward."""
+    _, ours = _pair(arch, "default")
+    ours.to(dtype)
+    for n in (0, 1, 3):
+        x = torch.randn(n, 3, 48, 40, dtype=dtype).contiguous(memory_format=FORMATS[fmt])
+        with torch.no_grad():
+            fast = _real_fast_call(ours, x)
+            assert fast is not None, f"batch {n}: the fast call stepped aside"
+            assert torch.equal(fast, ours._forward_fused(x, ours._fused_plan())), f"batch {n}"
+            assert torch.equal(ours(x), fast)
+
+
+def _global_hook(model):
+    return nn.modules.module.register_module_forward_hook(lambda *a: None)
+
+
+def _train_one_bn(model):
+    model.features[2].block[0][1].train()
+
+
+def _edit_weight(model):
+    with torch.no_grad():
+        model.features[4].block[0][0].weight.mul_(1.5)
+
+
+def _swap_data(model):
+    w = model.features[5].block[0][0].weight
+    w.data = w.data * 0.5
+
+
+def _change_eps(model):
+    model.features[2].block[0][1].eps = 1e-2
+
+
+# Each case: a change after a first fast call, after which the fast call must step aside (return
+# None) and model(x) must still be torchvision's answer (the ordinary path decides).
+_ASIDE = {
+    "submodule hook": lambda m: m.features[3].register_forward_hook(lambda *a: None),
+    "own pre-hook": lambda m: m.register_forward_pre_hook(lambda *a: None),
+    "own backward hook": lambda m: m.register_full_backward_hook(lambda *a: None),
+    "global hook": _global_hook,
+    "BatchNorm in train mode": _train_one_bn,
+    "model in train mode": lambda m: m.train(),
+    "weight edited in place": _edit_weight,
+    "p.data = t": _swap_data,
+    "eps changed": _change_eps,
+    "Module.compile()": lambda m: m.compile(),
+}
+
+
+@pytest.mark.parametrize("case", _ASIDE)
+def test_fast_call_steps_aside(case):
+    tv, ours = _pair("small", "default")
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        assert _real_fast_call(ours, x) is not None
+        handle = _ASIDE[case](ours)
+        try:
+            assert _real_fast_call(ours, x) is None, case
+            tv.load_state_dict(ours.state_dict())
+            for a, b in zip(tv.modules(), ours.modules()):
+                a.training = b.training
+                if hasattr(b, "eps"):
+                    a.eps = b.eps
+            if case != "Module.compile()":  # (compiling would be slow; the step aside is the point)
+                torch.manual_seed(0)  # (train mode: the same dropout masks)
+                out = ours(x)
+                torch.manual_seed(0)
+                torch.testing.assert_close(out, tv(x), rtol=1e-4, atol=1e-4)
+        finally:
+            if hasattr(handle, "remove"):  # (a global hook left behind would send later tests aside)
+                handle.remove()
+
+
+def test_fast_call_hooks_rescanned_after_a_registration():
+    """The hook dicts are rescanned only when a hook handle was made since the last scan: a hook
+    added after fast calls fires, and the fast call comes back once it is removed."""
+    _, ours = _pair("small", "default")
+    x = torch.randn(1, 3, 40, 40)
+    seen = []
+    with torch.no_grad():
+        for _ in range(2):
+            assert _real_fast_call(ours, x) is not None
+        handle = ours.features[6].register_forward_hook(lambda m, i, o: seen.append(1))
+        ours(x)
+        assert seen == [1]
+        handle.remove()
+        assert _real_fast_call(ours, x) is not None
+        torch.zeros(1, requires_grad=True).register_hook(lambda g: g)  # an unrelated handle: a rescan
+        assert _real_fast_call(ours, x) is not None
+
+
+@pytest.mark.parametrize("case", ["grad", "x requires grad", "autocast", "dispatch mode", "function mode",
+                                  "float64 x", "3-d x", "4 channels", "another ISA"])
+def test_fast_call_steps_aside_per_call(case):
+    """Conditions of the call itself: the fast call returns None and the ordinary call decides."""
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Dispatch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    class Function(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    _, ours = _pair("small", "default")
+    x = torch.randn(1, 3, 40, 40)
+    if case == "x requires grad":
+        ours.requires_grad_(False)  # only x asks for autograd
+    ctx = {"grad": torch.enable_grad(), "x requires grad": torch.enable_grad(),
+           "autocast": torch.autocast("cpu", dtype=torch.bfloat16),
+           "dispatch mode": Dispatch(), "function mode": Function()}.get(case, torch.no_grad())
+    x = {"x requires grad": x.clone().requires_grad_(), "float64 x": x.double(), "3-d x": x[0],
+         "4 channels": torch.randn(1, 4, 40, 40)}.get(case, x)
+    isas = [i for i in mbv3_fast.available_cpu_isas() if i != mbv3_fast.get_cpu_isa()]
+    if case == "another ISA" and not isas:
+        pytest.skip("one CPU path on this machine")
+    with torch.no_grad():
+        assert _real_fast_call(ours, torch.randn(1, 3, 40, 40)) is not None
+    before = mbv3_fast.get_cpu_isa()
+    try:
+        if case == "another ISA":
+            mbv3_fast.set_cpu_isa(isas[0])
+        with ctx:
+            assert _real_fast_call(ours, x) is None, case
+    finally:
+        mbv3_fast.set_cpu_isa(before)
+
+
+def test_fast_call_survives_a_refold_in_another_thread():
+    """The op runs without the GIL; another thread dropping the plan meanwhile (here by
+    invalidating the cache, so the next call refolds) must not free the weights under it."""
+    import threading
+    _, ours = _pair("small", "default")
+    x = torch.randn(2, 3, 40, 40)
+    with torch.no_grad():
+        ref = ours(x)
+    outs, stop = [], threading.Event()
+
+    def run():
+        with torch.no_grad():
+            while not stop.is_set():
+                outs.append(ours(x))
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for _ in range(50):
+        ours.invalidate_fused_cache()
+        time.sleep(0.002)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert len(outs) > 2
+    for out in outs:
+        assert torch.equal(out, ref)
+
+
+def test_fast_call_keeps_the_model_collectable():
+    """The plan's guard borrows the Python objects it checks (the plan keeps them), so a model
+    with a guard is freed like any other."""
+    _, ours = _pair("small", "default")
+    with torch.no_grad():
+        ours(torch.randn(1, 3, 32, 32))
+    assert ours._plan.guard is not None
+    ref = weakref.ref(ours)
+    del ours
+    gc.collect()
+    assert ref() is None
 
 
 # ------------------------------------------------------------------------------------------------

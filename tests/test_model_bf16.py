@@ -21,7 +21,8 @@ import torch
 
 import mbv3_fast
 
-from test_model import ALL, ARCHS, CONFIGS, FORMATS, _one_thread, _pair, _spy_fused  # noqa: F401 (_one_thread: autouse)
+from test_model import (ALL, ARCHS, CONFIGS, FORMATS, _count_fast_calls, _one_thread, _pair,  # noqa: F401 (autouse)
+                        _spy_fused)
 from tolerance import max_abs_err
 
 BF16 = torch.bfloat16

@@ -1,7 +1,9 @@
 // The extension module: ops register through the dispatcher when the library is loaded (as in
 // pytorch/extension-cpp), plus the ISA control ops.  Its Python functions are the model's cache
-// checks, too hot a path for a dispatcher call: _tensor_state (csrc/common/tensor_state.cpp) and
-// _cpu_isa_index (the path in force, whose 1x1 weight layout a CPU plan was packed for).
+// checks, too hot a path for a dispatcher call: _tensor_state (csrc/common/tensor_state.cpp),
+// _mobilenet_v3_guard / _mobilenet_v3_call (the eager model's fast call,
+// csrc/mobilenet_v3/mobilenet_v3_call.cpp) and _cpu_isa_index (the path in force, whose 1x1
+// weight layout a CPU plan was packed for).
 #include <Python.h>
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -27,7 +29,8 @@ PyMethodDef kIsaMethods[] = {
 extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   PyObject* module = PyModule_Create(&def);
-  if (module != nullptr && (mbv3::add_tensor_state_methods(module) < 0 || PyModule_AddFunctions(module, kIsaMethods) < 0)) {
+  if (module != nullptr && (mbv3::add_tensor_state_methods(module) < 0 || mbv3::add_mobilenet_v3_call_methods(module) < 0 ||
+                            PyModule_AddFunctions(module, kIsaMethods) < 0)) {
     Py_DECREF(module);
     return nullptr;
   }

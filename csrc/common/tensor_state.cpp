@@ -12,9 +12,26 @@
 
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <algorithm>
 #include <cstdint>
 
 namespace mbv3 {
+
+void record_tensor_state(const at::Tensor& t, int64_t out[3]) {
+  const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
+  // Inference tensors carry no version counter (and cannot be changed outside inference mode).
+  out[0] = t.is_inference() ? -1 : static_cast<int64_t>(t._version());
+  out[1] = 0;
+  if (impl->has_storage()) {
+    out[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(impl->unsafe_storage().data())) +
+             impl->storage_offset() * static_cast<int64_t>(t.dtype().itemsize());
+  }
+  const c10::Device dev = t.device();
+  out[2] = static_cast<int64_t>(t.scalar_type()) | (static_cast<int64_t>(dev.type()) << 8) |
+           (static_cast<int64_t>(dev.index() + 1) << 16) | (static_cast<int64_t>(t.layout()) << 32) |
+           (static_cast<int64_t>(1) << 48);  // never 0: fresh state is all zeros
+}
+
 namespace {
 
 PyObject* tensor_state(PyObject* /*self*/, PyObject* args) {
@@ -35,26 +52,12 @@ PyObject* tensor_state(PyObject* /*self*/, PyObject* args) {
       return nullptr;
     }
     const at::Tensor& t = THPVariable_Unpack(o);
-    const c10::TensorImpl* impl = t.unsafeGetTensorImpl();
-    // Inference tensors carry no version counter (and cannot be changed outside inference mode).
-    const int64_t version = t.is_inference() ? -1 : static_cast<int64_t>(t._version());
-    int64_t ptr = 0;
-    if (impl->has_storage()) {
-      ptr = static_cast<int64_t>(reinterpret_cast<intptr_t>(impl->unsafe_storage().data())) +
-            impl->storage_offset() * static_cast<int64_t>(t.dtype().itemsize());
-    }
-    const c10::Device dev = t.device();
-    const int64_t meta = static_cast<int64_t>(t.scalar_type()) |
-                         (static_cast<int64_t>(dev.type()) << 8) |
-                         (static_cast<int64_t>(dev.index() + 1) << 16) |
-                         (static_cast<int64_t>(t.layout()) << 32) |
-                         (static_cast<int64_t>(1) << 48);  // never 0: fresh state is all zeros
+    int64_t now[3];
+    record_tensor_state(t, now);
     int64_t* s = st + 3 * i;
-    if (s[0] != version || s[1] != ptr || s[2] != meta) {
+    if (s[0] != now[0] || s[1] != now[1] || s[2] != now[2]) {
       changed = true;
-      s[0] = version;
-      s[1] = ptr;
-      s[2] = meta;
+      std::copy(now, now + 3, s);
     }
     requires_grad |= t.requires_grad();
   }
