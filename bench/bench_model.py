@@ -59,6 +59,10 @@ if _picked:
     assert set(_picked) <= set(PROVIDERS), f"unknown providers {set(_picked) - set(PROVIDERS)}"
     PROVIDERS = [p for p in PROVIDERS if p == "fused" or p in _picked]
 ROUNDS = int(os.environ.get("MBV3_BENCH_ROUNDS", "7"))
+# Pause before each provider's block: ONNX Runtime's pool threads spin for a while after a run
+# and slowed whoever ran next at 2 threads (OpenVINO bf16 batch 8: 19.5 ms after it, 13.6 ms
+# without ONNX Runtime in the run; Zen 4, 2026-12-07).
+COOL_DOWN_S = float(os.environ.get("MBV3_BENCH_COOL_DOWN_S", "0.05"))
 RESULTS = os.path.join(os.path.dirname(__file__), "results", "model_interleaved.json")
 
 _models = {}
@@ -243,6 +247,7 @@ def test_interleaved(arch, batch, threads):
             per_cpu = {p: [] for p in names}
             k = r % len(names)
             for p in names[k:] + names[:k]:  # rotate who goes first
+                time.sleep(COOL_DOWN_S)  # the last provider's pool threads stop spinning
                 fns[p]()  # warm this provider's threads and caches again
                 for t in range(turns):
                     c0 = time.thread_time()
