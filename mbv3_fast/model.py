@@ -177,7 +177,7 @@ class _Plan:
         self.head_panel_rows = head_panel_rows
         self.isa = _cpu_isa_index() if device.type == "cpu" else None
         # CPU plans with a folded head: _C._mobilenet_v3_guard's capsule (the eager fast call's
-        # checks) and the tuples whose objects it borrows.
+        # checks) and the tuples of dicts it borrows.
         self.guard = None
         self.guard_refs = ()
 
@@ -426,11 +426,10 @@ def _add_guard(model: nn.Module, plan: _Plan) -> None:
     eps_dicts = tuple(bn.__dict__ for bn, _ in plan.bns)
     eps = tuple(float(e) for _, e in plan.bns)
     hook_dicts = plan.hooks + _GLOBAL_BACKWARD_HOOKS + tuple(getattr(model, h) for h in _CALL_HOOKS)
-    weights, spec = tuple(plan.net_weights), tuple(plan.net_spec)
-    plan.guard_refs = (mode_dicts, eps_dicts, eps, hook_dicts, weights, spec)
-    plan.guard = _mobilenet_v3_guard(plan.sources, bytearray(plan.state), mode_dicts, eps_dicts, eps, hook_dicts,
-                                     RemovableHandle, weights, spec, plan.dtype == torch.bfloat16,
-                                     plan.net.stem.weight.shape[1], plan.isa)
+    plan.guard_refs = (mode_dicts, eps_dicts, hook_dicts)  # borrowed by the capsule; the rest is copied in
+    plan.guard = _mobilenet_v3_guard(plan.sources, plan.state, mode_dicts, eps_dicts, eps, hook_dicts,
+                                     RemovableHandle, tuple(plan.net_weights), tuple(plan.net_spec),
+                                     plan.dtype == torch.bfloat16, plan.net.stem.weight.shape[1], plan.isa)
 
 
 def _after_load_state_dict(module, incompatible_keys):

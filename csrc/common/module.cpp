@@ -18,6 +18,7 @@
 #include "pwconv_bn_act/pwconv_bn_act.h"
 #include "q8.h"
 #include "tensor_state.h"
+#include "mobilenet_v3/mobilenet_v3_call.h"
 
 namespace {
 PyObject* cpu_isa_index(PyObject*, PyObject*) { return PyLong_FromLong(static_cast<long>(mbv3::current_isa())); }

@@ -1,6 +1,6 @@
-// Python helpers for the model's folded-weight cache (mbv3_fast/model.py): one C call checks
-// whether any source tensor changed since the weights were folded; mobilenet_v3_call.cpp does it
-// again inside the model's fast call.
+// Python helper for the model's folded-weight cache (mbv3_fast/model.py): one C call checks
+// whether any source tensor changed since the weights were folded (the model's fast call,
+// mobilenet_v3/mobilenet_v3_call.cpp, records the same state).
 #pragma once
 #include <Python.h>
 #include <ATen/core/Tensor.h>
@@ -12,6 +12,4 @@ namespace mbv3 {
 void record_tensor_state(const at::Tensor& t, int64_t out[3]);
 // Adds _C._tensor_state(tensors: tuple, state: bytearray) -> int to the extension module.
 int add_tensor_state_methods(PyObject* module);
-// Adds _C._mobilenet_v3_guard and _C._mobilenet_v3_call (mobilenet_v3/mobilenet_v3_call.cpp).
-int add_mobilenet_v3_call_methods(PyObject* module);
 }  // namespace mbv3

@@ -25,14 +25,16 @@
 
 #include "common/cpu_isa.h"
 #include "common/tensor_state.h"
+#include "mobilenet_v3/mobilenet_v3_call.h"
 
 namespace mbv3 {
 namespace {
 
 constexpr const char* kCapsule = "mbv3_fast.mobilenet_v3_guard";
 
-// The plan's checks.  Python objects are borrowed from tuples the plan keeps alive beside the
-// capsule (plan.guard_refs), so the capsule holds no reference the garbage collector cannot see.
+// The plan's checks.  The dicts are borrowed from tuples the plan keeps alive beside the capsule
+// (plan.guard_refs), so the capsule holds no reference the garbage collector cannot see; tensors,
+// eps and spec are copied in.
 struct Guard {
   std::vector<at::Tensor> sources;
   std::vector<int64_t> state;        // 3 per source, as _tensor_state records them
@@ -173,7 +175,7 @@ bool plainly_fused(Guard& g, PyObject* model_dict, const at::Tensor& x) {
     int64_t now[3];
     record_tensor_state(t, now);
     const int64_t* s = &g.state[3 * i];
-    if (now[0] != s[0] || now[1] != s[1] || now[2] != s[2] || now[0] < 0 || (grad && t.requires_grad())) return false;
+    if (now[0] != s[0] || now[1] != s[1] || now[2] != s[2] || (grad && t.requires_grad())) return false;
   }
   return true;
 }
