@@ -283,12 +283,9 @@ def test_neon_under_qemu(cpu):
     assert off == flat.numel()
 
 
-@neon_harness.requires_toolchain
-@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
-def test_neon_bf16_under_qemu(cpu):
-    """The bf16 kernels under qemu, on bf16 values: bitwise against the float32 kernels run on
-    the same values (the harness returns the float32 logits, which the op rounds once), and the
-    tolerance rule against PyTorch's bf16 head (bf16-valued weights: see bf16_valued_weights)."""
+def _neon_bf16_cases(nan_case=False):
+    """bf16-valued cases for the bf16 kernels under qemu, and their case file.  nan_case: one
+    more case with a NaN in sample 0's x (weights by rows)."""
     cases = []
     for i, (n, c, (h, w), hidden, classes) in enumerate([
             (1, 5, (3, 2), 7, 3), (2, 17, (1, 1), 33, 9), (5, 20, (5, 7), 13, 21), (1, 1, (1, 1), 1, 1),
@@ -296,6 +293,11 @@ def test_neon_bf16_under_qemu(cpu):
         for nhwc, t1, t2, act in NEON_LAYOUTS:
             x, m = make_case(n, c, h, w, hidden, classes, act, nhwc)
             cases.append((bf16_values(x), bf16_valued_weights(m), nhwc, t1, t2, act))
+    if nan_case:
+        x, m = make_case(2, 20, 5, 7, 13, 21, "hardswish", True)
+        x = bf16_values(x)
+        x[0, 3, 2, 1] = float("nan")
+        cases.append((x, bf16_valued_weights(m), True, 0, 0, "hardswish"))
     cf = neon_harness.CaseFile()
     for x, m, nhwc, t1, t2, act in cases:
         n, c, h, w = x.shape
@@ -307,17 +309,57 @@ def test_neon_bf16_under_qemu(cpu):
         cf.floats(neon_layout(w2, t2))
         cf.floats(b2)
         cf.count += 1
+    return cases, cf
+
+
+def _neon_logits(flat, cases):
+    off, outs = 0, []
+    for x, m, nhwc, t1, t2, act in cases:
+        n, classes = x.shape[0], m[3].out_features
+        outs.append(flat[off:off + n * classes].view(n, classes))
+        off += n * classes
+    assert off == flat.numel()
+    return outs
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_bf16_under_qemu(cpu):
+    """The bf16 kernels under qemu, on bf16 values: bitwise against the float32 kernels run on
+    the same values (the harness returns the float32 logits, which the op rounds once), and the
+    tolerance rule against PyTorch's bf16 head (bf16-valued weights: see bf16_valued_weights)."""
+    cases, cf = _neon_bf16_cases()
     flat_bf = neon_harness.run("classifier_head", cf, cpu, bf16=True)
     flat_f32 = neon_harness.run("classifier_head", cf, cpu)
     assert torch.equal(flat_bf, flat_f32), "bf16 kernels' float32 logits != float32 kernels'"
-    off = 0
-    for x, m, nhwc, t1, t2, act in cases:
-        n, classes = x.shape[0], m[3].out_features
-        y = flat_bf[off:off + n * classes].view(n, classes).to(BF)  # the op's one rounding
-        off += n * classes
-        what = f"neon bf16 {cpu} N{n} C{x.shape[1]} nhwc={nhwc} t1={t1} t2={t2} {act}"
-        assert_within_rule(y, reference(x.to(BF), m, BF), reference(x, m, torch.float64), what)
-    assert off == flat_bf.numel()
+    for (x, m, nhwc, t1, t2, act), y in zip(cases, _neon_logits(flat_bf, cases)):
+        what = f"neon bf16 {cpu} N{x.shape[0]} C{x.shape[1]} nhwc={nhwc} t1={t1} t2={t2} {act}"
+        # the op's one rounding
+        assert_within_rule(y.to(BF), reference(x.to(BF), m, BF), reference(x, m, torch.float64), what)
+
+
+@neon_harness.requires_toolchain
+def test_neon_bf16_dot_products_under_qemu():
+    """The FEAT_BF16 unit (classifier_head_neon_bf16.cpp) under qemu's max CPU: FC weights read
+    by rows take BFDOT on inputs rounded to bf16, so the rule against PyTorch's bf16 head holds,
+    not the widening kernels' bits; weights transposed or in panels (both layers) still widen,
+    bit for bit; a NaN in x makes its sample's logits NaN and leaves the other sample's finite."""
+    cases, cf = _neon_bf16_cases(nan_case=True)
+    cpu = neon_harness.QEMU_BF16_CPU
+    dot = _neon_logits(neon_harness.run("classifier_head", cf, cpu, mode="bf16_dot"), cases)
+    wide = _neon_logits(neon_harness.run("classifier_head", cf, cpu, bf16=True), cases)
+    rows_differ = 0
+    for (x, m, nhwc, t1, t2, act), y, y_wide in zip(cases, dot, wide):
+        what = f"neon bf16_dot N{x.shape[0]} C{x.shape[1]} nhwc={nhwc} t1={t1} t2={t2} {act}"
+        if x.isnan().any():
+            assert y[0].isnan().all() and y[1].isfinite().all(), what + ": NaN lost or leaked"
+            continue
+        if t1 != 0 and t2 != 0:
+            assert torch.equal(y, y_wide), what + ": weights not in rows must widen"
+        else:
+            rows_differ += int(not torch.equal(y, y_wide))
+        assert_within_rule(y.to(BF), reference(x.to(BF), m, BF), reference(x, m, torch.float64), what)
+    assert rows_differ > 0, "no case took the BFDOT rows: every logit equals the widening kernels'"
 
 
 # -- errors --------------------------------------------------------------------------------------

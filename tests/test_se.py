@@ -281,12 +281,9 @@ def test_neon_under_qemu(cpu):
     assert off == flat.numel()
 
 
-@neon_harness.requires_toolchain
-@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
-def test_neon_bf16_under_qemu(cpu):
-    """The bf16 kernels under qemu, on bf16 values: bitwise against the float32 kernels run on
-    the same values (y = the float32 y rounded, the internal float32 scale the same), and the
-    tolerance rule against PyTorch's bf16 module (bf16-valued weights: see bf16_valued_weights)."""
+def _neon_bf16_cases(nan_case=False):
+    """bf16-valued cases for the bf16 kernels under qemu, and their case file.  nan_case: one
+    more case with a NaN in sample 0's x."""
     cases = []
     for i, (c, s, (h, w), n) in enumerate([(5, 3, (3, 2), 2), (17, 1, (9, 9), 1), (20, 8, (5, 7), 2),
                                            (1, 1, (1, 1), 1), (33, 9, (4, 4), 1), (12, 5, (2, 3), 3),
@@ -295,6 +292,11 @@ def test_neon_bf16_under_qemu(cpu):
                              (False, False, True)]:
             x, m = make_case(n, c, s, h, w, nhwc)
             cases.append((bf16_values(x), bf16_valued_weights(m), nhwc, t1, t2, 1 + i % 3))
+    if nan_case:
+        x, m = make_case(2, 20, 8, 5, 7, True)
+        x = bf16_values(x)
+        x[0, 3, 2, 1] = float("nan")
+        cases.append((x, bf16_valued_weights(m), True, False, False, 2))
     cf = neon_harness.CaseFile()
     for x, m, nhwc, t1, t2, chunk in cases:
         n, c, h, w = x.shape
@@ -308,26 +310,72 @@ def test_neon_bf16_under_qemu(cpu):
         cf.floats(w2.t() if t2 else w2)
         cf.floats(b2)
         cf.count += 1
-    flat_bf = neon_harness.run("se", cf, cpu, bf16=True)
-    flat_f32 = neon_harness.run("se", cf, cpu)
-    assert flat_bf.numel() == flat_f32.numel()
-    off = 0
+    return cases, cf
+
+
+def _neon_outputs(flat, cases):
+    """Splits a harness's outputs into (y as NCHW, scale [N, C]) per case."""
+    off, outs = 0, []
     for x, m, nhwc, t1, t2, chunk in cases:
         n, c, h, w = x.shape
-        what = f"neon bf16 {cpu} N{n} C{c} {h}x{w} nhwc={nhwc} t1={t1} t2={t2}"
-        y, y32 = flat_bf[off:off + x.numel()], flat_f32[off:off + x.numel()]
+        y = flat[off:off + x.numel()]
         off += x.numel()
-        assert torch.equal(y, y32.to(BF).float()), what + ": y != float32 kernels' y rounded"
         y = y.view(n, h, w, c).permute(0, 3, 1, 2) if nhwc else y.view(n, c, h, w)
-        scale, scale32 = flat_bf[off:off + n * c].view(n, c), flat_f32[off:off + n * c].view(n, c)
+        outs.append((y, flat[off:off + n * c].view(n, c)))
         off += n * c
+    assert off == flat.numel()
+    return outs
+
+
+@neon_harness.requires_toolchain
+@pytest.mark.parametrize("cpu", neon_harness.QEMU_CPUS)
+def test_neon_bf16_under_qemu(cpu):
+    """The bf16 kernels under qemu, on bf16 values: bitwise against the float32 kernels run on
+    the same values (y = the float32 y rounded, the internal float32 scale the same), and the
+    tolerance rule against PyTorch's bf16 module (bf16-valued weights: see bf16_valued_weights)."""
+    cases, cf = _neon_bf16_cases()
+    outs_bf = _neon_outputs(neon_harness.run("se", cf, cpu, bf16=True), cases)
+    outs_f32 = _neon_outputs(neon_harness.run("se", cf, cpu), cases)
+    for (x, m, nhwc, t1, t2, chunk), (y, scale), (y32, scale32) in zip(cases, outs_bf, outs_f32):
+        n, c, h, w = x.shape
+        what = f"neon bf16 {cpu} N{n} C{c} {h}x{w} nhwc={nhwc} t1={t1} t2={t2}"
+        assert torch.equal(y, y32.to(BF).float()), what + ": y != float32 kernels' y rounded"
         assert torch.equal(scale, scale32), what + ": float32 scale differs"
         assert torch.equal(y, (x * scale[:, :, None, None]).to(BF).float()), what
         ref64, scale64, _ = reference(x.double(), m, torch.float64)
         refbf, scalebf, _ = reference(x.to(BF), m, BF)
         assert_within_rule(y.to(BF), refbf, ref64, what)
         assert_within_rule(scale.to(BF), scalebf, scale64, what + " (scale)")
-    assert off == flat_bf.numel()
+
+
+@neon_harness.requires_toolchain
+def test_neon_bf16_dot_products_under_qemu():
+    """The FEAT_BF16 unit (se_neon_bf16.cpp) under qemu's max CPU: FC weights read by rows take
+    BFDOT on inputs rounded to bf16, so the rule against PyTorch's bf16 module holds, not the
+    widening kernels' bits; weights read by outputs (t1 and t2 both) still widen, bit for bit;
+    a NaN in x makes its sample's scale NaN and leaves the other sample's finite."""
+    cases, cf = _neon_bf16_cases(nan_case=True)
+    cpu = neon_harness.QEMU_BF16_CPU
+    outs_dot = _neon_outputs(neon_harness.run("se", cf, cpu, mode="bf16_dot"), cases)
+    outs_wide = _neon_outputs(neon_harness.run("se", cf, cpu, bf16=True), cases)
+    rows_differ = 0
+    for (x, m, nhwc, t1, t2, chunk), (y, scale), (_, scale_wide) in zip(cases, outs_dot, outs_wide):
+        n, c, h, w = x.shape
+        what = f"neon bf16_dot N{n} C{c} {h}x{w} nhwc={nhwc} t1={t1} t2={t2}"
+        if x.isnan().any():
+            assert scale[0].isnan().all() and y[0].isnan().all(), what + ": NaN lost"
+            assert scale[1].isfinite().all(), what + ": NaN leaked into another sample"
+            continue
+        assert torch.equal(y, (x * scale[:, :, None, None]).to(BF).float()), what
+        if t1 and t2:
+            assert torch.equal(scale, scale_wide), what + ": weights by outputs must widen"
+        else:
+            rows_differ += int(not torch.equal(scale, scale_wide))
+        ref64, scale64, _ = reference(x.double(), m, torch.float64)
+        refbf, scalebf, _ = reference(x.to(BF), m, BF)
+        assert_within_rule(y.to(BF), refbf, ref64, what)
+        assert_within_rule(scale.to(BF), scalebf, scale64, what + " (scale)")
+    assert rows_differ > 0, "no case took the BFDOT rows: every scale equals the widening kernels'"
 
 
 # -- errors --------------------------------------------------------------------------------------

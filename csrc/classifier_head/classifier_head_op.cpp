@@ -24,7 +24,7 @@ constexpr int64_t kMaxSlices = 16;
 template <class T>
 void linear(const FcMatrixT<T>& w, const float* b, Act act, int64_t N, const float* in, int64_t nin,
             int64_t nout, float* out) {
-  auto* fn = MBV3_ISA_SELECT_AS(HeadLinearFn<T>, head_linear, current_isa());
+  auto* fn = MBV3_ISA_SELECT_NEON_BF16_AS(HeadLinearFn<T>, head_linear, current_isa());
   parallel_fc(N, std::min(N, kHeadSamples), nout, nin, w.panel, kSliceMacs, kMaxSlices, kMinTaskMacs,
               [&](int64_t n0, int64_t cnt, int64_t o0, int64_t o1) {
                 fn(w, b, act, cnt, in + n0 * nin, nin, o0, o1, out + n0 * nout, nout);
@@ -118,7 +118,7 @@ at::Tensor classifier_head_cpu(const at::Tensor& x_in, const at::Tensor& w1, con
     float* logits = hid + N * hidden;
     if constexpr (kIsFloat) logits = out.data_ptr<float>();
     const HeadPoolArgs<T> pp{data_as<T>(x), C, H * W, nhwc};
-    auto* pool = MBV3_ISA_SELECT_AS(HeadPoolFn<T>, head_pool, current_isa());
+    auto* pool = MBV3_ISA_SELECT_NEON_BF16_AS(HeadPoolFn<T>, head_pool, current_isa());
     parallel_for(0, N, parallel_grain(C * H * W, kMinTaskMacs),
                      [&](int64_t b, int64_t e) { pool(pp, b, e, pooled); });
     linear(m1, bias1, act, N, pooled, C, hidden, hid);

@@ -31,25 +31,35 @@
 #else
 #define MBV3_X86_CASES(fn)
 #endif
+// NeonBf16 runs an op's neon unit, unless the op has a FEAT_BF16 unit of its own (the SE and
+// the head, whose bf16 FC rows take BFDOT): MBV3_ISA_SELECT_NEON_BF16_AS names neon_bf16 there.
 #if MBV3_BUILD_NEON
 #define MBV3_NEON_CASES(fn)   \
   case ::mbv3::Isa::NeonBf16: \
   case ::mbv3::Isa::Neon:     \
     return ::mbv3::neon::fn;
+#define MBV3_NEON_BF16_CASES(fn)       \
+  case ::mbv3::Isa::NeonBf16:          \
+    return ::mbv3::neon_bf16::fn;      \
+  case ::mbv3::Isa::Neon:              \
+    return ::mbv3::neon::fn;
 #else
 #define MBV3_NEON_CASES(fn)
+#define MBV3_NEON_BF16_CASES(fn)
 #endif
 
 // Usage: auto* kernel = MBV3_ISA_SELECT(pwconv_tile, isa);
 // Entry points overloaded by element type (float, bf16) name the one they want by its function
 // type: auto* kernel = MBV3_ISA_SELECT_AS(DwConvFn<T>, dwconv_bn_act, isa);
-#define MBV3_ISA_SELECT_AS(Sig, fn, isa) \
-  [&]() -> Sig* {                       \
-    switch (isa) {                      \
-      MBV3_X86_CASES(fn)                \
-      MBV3_NEON_CASES(fn)               \
-      default:                          \
-        return ::mbv3::scalar::fn;      \
-    }                                   \
+#define MBV3_ISA_SELECT_WITH(neon_cases, Sig, fn, isa) \
+  [&]() -> Sig* {                                      \
+    switch (isa) {                                     \
+      MBV3_X86_CASES(fn)                               \
+      neon_cases(fn)                                   \
+      default:                                         \
+        return ::mbv3::scalar::fn;                     \
+    }                                                  \
   }()
+#define MBV3_ISA_SELECT_AS(Sig, fn, isa) MBV3_ISA_SELECT_WITH(MBV3_NEON_CASES, Sig, fn, isa)
+#define MBV3_ISA_SELECT_NEON_BF16_AS(Sig, fn, isa) MBV3_ISA_SELECT_WITH(MBV3_NEON_BF16_CASES, Sig, fn, isa)
 #define MBV3_ISA_SELECT(fn, isa) MBV3_ISA_SELECT_AS(decltype(::mbv3::scalar::fn), fn, isa)

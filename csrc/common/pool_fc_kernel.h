@@ -6,11 +6,12 @@
 // vectors (+ one masked tail) is held in registers while its loop streams past.  The blocks that
 // read x or FC weights are templates over the element type they read (float or bf16, widened on
 // load: simd.h); sums, FC inputs and outputs are float32, and the float32 instantiations are the
-// float32 kernels' code as it was before bf16.  One exception: on AVX512_BF16, bf16 weights read
-// by rows take bf16 dot products (matmul_rows_dp).
+// float32 kernels' code as it was before bf16.  One exception: on AVX512_BF16 and on NEON with
+// FEAT_BF16, bf16 weights read by rows take bf16 dot products (matmul_rows_dp).
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -156,22 +157,44 @@ struct FcPageAhead {
   }
 };
 
+// bf16 dot products, where the unit has them (cpu_isa.h's fc_dot_products): AVX512_BF16's
+// vdpbf16ps (32 bf16 per step) and FEAT_BF16's BFDOT (8 per step).  Each float32 lane sums a
+// pair's two products; DpVec holds one step of bf16 pairs.
 #if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
-// bf16 weights read by rows on AVX512_BF16: vdpbf16ps, 32 weights per step, each lane summing
-// its pair's two products in float32.  The float32 inputs are rounded to bf16 first, as a bf16
-// Linear reads its bf16 input.  Rows in order, two at a time (one at NB = 1: two interleaved
-// rows streamed cold weights 1.5x slower), for groups of up to 4 samples; with more samples
-// the second group reads the two rows again from L1.  Every output takes the same order
-// whatever NB, so a sample's result does not depend on the batch around it: kDpChains
-// accumulators taking alternate steps (vdpbf16ps's latency), runs of kRun steps summed from
-// zero, each run's horizontal sum added to a float total.  vdpbf16ps flushes denormals and
-// rounds its pair sum once, so these sums are held to the tolerance rule, not to the float32
-// kernel's bits.
-constexpr int64_t kDpStep = 32;  // bf16 elements per vdpbf16ps
-constexpr int kDpChains = 2;     // accumulators per output
-static inline __m512 dp_step(__m512 acc, __m512i a, __m512i b) {
-  return _mm512_dpbf16_ps(acc, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b));
+#define MBV3_FC_DOT_PRODUCTS 1
+constexpr int64_t kDpStep = 32;
+using DpVec = __m512i;
+static inline DpVec dp_load(const bf16* p) { return _mm512_loadu_si512(p); }
+static inline DpVec dp_load_tail(const bf16* p, int64_t n) {  // n in [1, kDpStep)
+  return _mm512_maskz_loadu_epi16(__mmask32((uint64_t(1) << n) - 1), p);
 }
+static inline Vec dp_step(Vec acc, DpVec a, DpVec b) {
+  return {_mm512_dpbf16_ps(acc.v, reinterpret_cast<__m512bh&>(a), reinterpret_cast<__m512bh&>(b))};
+}
+#elif defined(MBV3_ISA_NEON) && defined(MBV3_WITH_NEON_BF16)
+#define MBV3_FC_DOT_PRODUCTS 1
+constexpr int64_t kDpStep = 8;
+using DpVec = bfloat16x8_t;
+static inline DpVec dp_load(const bf16* p) { return vreinterpretq_bf16_u16(vld1q_u16(reinterpret_cast<const uint16_t*>(p))); }
+static inline DpVec dp_load_tail(const bf16* p, int64_t n) {  // no masked loads: a zeroed copy
+  uint16_t b[kDpStep] = {};
+  std::memcpy(b, p, sizeof(bf16) * size_t(n));
+  return vreinterpretq_bf16_u16(vld1q_u16(b));
+}
+static inline Vec dp_step(Vec acc, DpVec a, DpVec b) { return {vbfdotq_f32(acc.v, a, b)}; }
+#endif
+
+#if defined(MBV3_FC_DOT_PRODUCTS)
+// bf16 weights read by rows with dot products (above).  The float32 inputs are rounded to bf16
+// first, as a bf16 Linear reads its bf16 input.  Rows in order, two at a time (one at NB = 1:
+// two interleaved rows streamed cold weights 1.5x slower on Zen 4), for groups of up to 4
+// samples; with more samples the second group reads the two rows again from L1.  Every output
+// takes the same order whatever NB, so a sample's result does not depend on the batch around it:
+// kDpChains accumulators taking alternate steps (the dot product's latency), runs of kRun steps
+// summed from zero, each run's horizontal sum added to a float total.  Both instructions flush
+// denormals and round their pair sum once, so these sums are held to the tolerance rule, not to
+// the float32 kernel's bits.
+constexpr int kDpChains = 2;     // accumulators per output
 template <int NB>
 inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
                            int64_t o_end, float* out, int64_t out_ld) {
@@ -185,7 +208,6 @@ inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in
       const int64_t n = nin - i;
       (n > 0 ? load_any(in + j * in_ld + i, n) : Vec::zero()).store(xb + j * npad + i);
     }
-  const __mmask32 tail_mask = __mmask32((uint64_t(1) << (nin % kDpStep)) - 1);
   FcPageAhead pf(m.w, m.ld, nin, o_begin, o_end);
   // Rows [o, o + RR) x samples [j0, j0 + G).
   auto rows = [&](auto r_c, auto g_c, int64_t o, int j0) {
@@ -193,7 +215,7 @@ inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in
     const bf16* w[RR];
     for (int r = 0; r < RR; ++r) w[r] = m.w + (o + r) * m.ld;
     const bf16* x0 = xb + j0 * npad;
-    __m512 run[RR][G][kDpChains];
+    Vec run[RR][G][kDpChains];
     float tot[RR][4] = {};
     auto clear = [&] {
 #pragma GCC unroll 16
@@ -201,18 +223,17 @@ inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in
 #pragma GCC unroll 16
         for (int j = 0; j < G; ++j)
 #pragma GCC unroll 4
-          for (int a = 0; a < kDpChains; ++a) run[r][j][a] = _mm512_setzero_ps();
+          for (int a = 0; a < kDpChains; ++a) run[r][j][a] = Vec::zero();
     };
     clear();
-    auto step = [&](int64_t i, auto a_c, auto tail_c) {  // tail_c: the last, partial step (masked weights)
+    auto step = [&](int64_t i, auto a_c, auto tail_c) {  // tail_c: the last, partial step
       constexpr int a = decltype(a_c)::value;
-      __m512i x[G];
+      DpVec x[G];
 #pragma GCC unroll 16
-      for (int j = 0; j < G; ++j) x[j] = _mm512_loadu_si512(x0 + j * npad + i);
+      for (int j = 0; j < G; ++j) x[j] = dp_load(x0 + j * npad + i);
 #pragma GCC unroll 16
       for (int r = 0; r < RR; ++r) {
-        const __m512i wr = decltype(tail_c)::value ? _mm512_maskz_loadu_epi16(tail_mask, w[r] + i)
-                                                   : _mm512_loadu_si512(w[r] + i);
+        const DpVec wr = decltype(tail_c)::value ? dp_load_tail(w[r] + i, nin - i) : dp_load(w[r] + i);
 #pragma GCC unroll 16
         for (int j = 0; j < G; ++j) run[r][j][a] = dp_step(run[r][j][a], wr, x[j]);
       }
@@ -222,12 +243,12 @@ inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in
         Vec v[4];
 #pragma GCC unroll 4
         for (int j = 0; j < G; ++j) {
-          v[j] = Vec{run[r][j][0]};
+          v[j] = run[r][j][0];
 #pragma GCC unroll 4
-          for (int a = 1; a < kDpChains; ++a) v[j] = add(v[j], Vec{run[r][j][a]});
+          for (int a = 1; a < kDpChains; ++a) v[j] = add(v[j], run[r][j][a]);
         }
         // reduce_add4 for every G (zeros in the unused slots): each lane set is summed by the
-        // same tree whatever G, which _mm512_reduce_add_ps's other tree would not give.
+        // same tree whatever G, which a single-vector reduction's other tree would not give.
 #pragma GCC unroll 4
         for (int j = G; j < 4; ++j) v[j] = Vec::zero();
         float h[4];
@@ -352,7 +373,7 @@ inline void matmul(const FcMatrixT<TW>& m, const float* in, int64_t in_ld, int64
     });
     return;
   }
-#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
+#if defined(MBV3_FC_DOT_PRODUCTS)
   if constexpr (std::is_same_v<TW, bf16>) return matmul_rows_dp<NB>(m, in, in_ld, nin, o_begin, o_end, out, out_ld);
 #endif
   // Rows are read in order; FcPageAhead touches the pages further on (at batch 1 these weights
@@ -452,7 +473,7 @@ inline void fc_layer(const FcMatrixT<TW>& m, const float* bias, int64_t nb, cons
     for (int64_t j = 0; j < n; ++j) bias_act(out + j * out_ld, bias, o_begin, o_end, act);
   };
   if (nb > 4) {
-#if defined(MBV3_ISA_AVX512) && defined(MBV3_WITH_AVX512BF16)
+#if defined(MBV3_FC_DOT_PRODUCTS)
     if constexpr (std::is_same_v<TW, bf16>) {
       if (!m.by_output && m.panel == 0) {
         auto dp = [&](auto nb_c) {

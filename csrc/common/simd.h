@@ -225,8 +225,14 @@ constexpr bool kHasHalf = false;
 #if defined(__linux__)
 #include <sys/auxv.h>
 #endif
+// The FEAT_BF16 units get their own namespace: the same inline code built for another target
+// must not be merged with the plain NEON build's at link time.
+#if defined(MBV3_WITH_NEON_BF16)
+#define MBV3_ISA_NS neon_bf16
+#else
 #define MBV3_ISA_NS neon
-namespace mbv3 { namespace neon {
+#endif
+namespace mbv3 { namespace MBV3_ISA_NS {
 // FEAT_DotProd (SDOT), read once from the kernel's hwcap: Cortex-A76 and later, not the ARMv8.0
 // A53/A55.  The int8 kernels pick their SDOT tiles with it.
 inline bool has_dotprod() {
@@ -289,7 +295,7 @@ static inline void reduce_add4(Vec a, Vec b, Vec c, Vec d, float* out) {
 }
 struct Half { static constexpr int N = 0; };  // no narrower vector on this ISA
 constexpr bool kHasHalf = false;
-}}  // namespace mbv3::neon
+}}  // namespace mbv3::MBV3_ISA_NS (neon or neon_bf16)
 
 #elif defined(MBV3_ISA_SCALAR)
 #include <cmath>

@@ -5,7 +5,7 @@
 #include "common/simd.h"
 
 namespace mbv3 {
-namespace neon {
+namespace neon_bf16 {
 namespace {
 using PairVec = uint32x4_t;  // 4 x (bf16, bf16)
 static inline PairVec load_pairs(const bf16* p) {
@@ -21,7 +21,7 @@ constexpr bool kHalfPairs = false;
 static inline PairVec load_pairs_half(const bf16* p) { return load_pairs(p); }
 static inline Vec dot_half(Vec acc, PairVec a, PairVec b) { return dot(acc, a, b); }
 }  // namespace
-}  // namespace neon
+}  // namespace neon_bf16
 }  // namespace mbv3
 
 #include "pwconv_bn_act_k_pairs_kernel.h"

@@ -76,10 +76,10 @@ std::vector<int64_t> check_se_op(const at::Tensor& x, const at::Tensor& w1, cons
 template <class T>
 void run_se(SeArgs<T>& p, float* scale) {
   const Isa isa = current_isa();
-  auto* pool = MBV3_ISA_SELECT_AS(SePoolFn<T>, se_pool, isa);
-  auto* mean_fn = MBV3_ISA_SELECT_AS(SeMeanFn<T>, se_mean, isa);
-  auto* fc1 = MBV3_ISA_SELECT_AS(SeFcFn<T>, se_fc1, isa);
-  auto* fc2 = MBV3_ISA_SELECT_AS(SeFcFn<T>, se_fc2, isa);
+  auto* pool = MBV3_ISA_SELECT_NEON_BF16_AS(SePoolFn<T>, se_pool, isa);
+  auto* mean_fn = MBV3_ISA_SELECT_NEON_BF16_AS(SeMeanFn<T>, se_mean, isa);
+  auto* fc1 = MBV3_ISA_SELECT_NEON_BF16_AS(SeFcFn<T>, se_fc1, isa);
+  auto* fc2 = MBV3_ISA_SELECT_NEON_BF16_AS(SeFcFn<T>, se_fc2, isa);
   const int64_t N = p.N, C = p.C, S = p.S, HW = p.HW;
   p.chunk = p.nhwc ? std::min({HW, kChunkMaxPixels, std::max<int64_t>(1, kChunkElems / C)}) : HW;
   const int64_t chunks = se_num_chunks(p);  // 1 for NCHW
@@ -112,7 +112,7 @@ void run_se(SeArgs<T>& p, float* scale) {
   fc(C, S, p.w2.panel, [&](int64_t n0, int64_t cnt, int64_t c0, int64_t c1) { fc2(p, cnt, hid + n0 * S, scale + n0 * C, c0, c1); });
 
   if (p.y) {
-    auto* apply = MBV3_ISA_SELECT_AS(SeApplyFn<T>, se_apply, isa);
+    auto* apply = MBV3_ISA_SELECT_NEON_BF16_AS(SeApplyFn<T>, se_apply, isa);
     const int64_t units = p.nhwc ? N * HW : N * C, per_unit = p.nhwc ? C : HW;
     parallel_for(0, units, parallel_grain(per_unit, kMinTaskElems), [&](int64_t b, int64_t e) {
       apply(p, scale, b, e);

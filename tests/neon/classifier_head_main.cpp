@@ -4,7 +4,9 @@
 // w1 ([C,hidden] if t1 == 1, [ceil(hidden/P),C,P] panels if t1 == -P, else [hidden,C]), b1
 // [hidden], w2 (likewise with t2), b2 [classes].  Output per case: the float32 logits [N, classes].
 // With "bf16" (case_io.h) x, w1 and w2 are converted to bf16 and the bf16 kernels run (the
-// logits stay the kernels' float32 ones; the op rounds them once, the test does the same).
+// logits stay the kernels' float32 ones; the op rounds them once, the test does the same);
+// "bf16_dot" runs them from classifier_head_neon_bf16.cpp (FEAT_BF16: FC weights read by rows
+// take BFDOT; qemu -cpu max).
 #include <algorithm>
 #include <type_traits>
 #include <vector>
@@ -13,6 +15,18 @@
 #include "case_io.h"
 
 namespace {
+
+bool g_dot = false;  // "bf16_dot": the neon_bf16 unit's entry points
+template <class... A>
+void head_pool(const A&... a) {
+  if (g_dot) mbv3::neon_bf16::head_pool(a...);
+  else mbv3::neon::head_pool(a...);
+}
+template <class... A>
+void head_linear(const A&... a) {
+  if (g_dot) mbv3::neon_bf16::head_linear(a...);
+  else mbv3::neon::head_linear(a...);
+}
 
 template <class T>
 std::vector<T> as(const std::vector<float>& v) {
@@ -28,7 +42,7 @@ void linear(const mbv3::FcMatrixT<T>& w, const float* b, mbv3::Act act, int64_t 
   const int64_t nb = std::min(N, mbv3::kHeadSamples), parts = std::min<int64_t>(nout, 3);
   for (int64_t n0 = 0; n0 < N; n0 += nb)
     for (int64_t k = 0; k < parts; ++k)
-      mbv3::neon::head_linear(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, k * nout / parts,
+      head_linear(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, k * nout / parts,
                               (k + 1) * nout / parts, out + n0 * nout, nout);
 }
 
@@ -53,8 +67,8 @@ void run_case(CaseReader& in, CaseWriter& out) {
   const mbv3::HeadPoolArgs<T> p{x.data(), C, HW, nhwc};
   std::vector<float> pooled(static_cast<size_t>(N * C), -12345.f), hid(static_cast<size_t>(N * hidden), -12345.f);
   std::vector<float> y(static_cast<size_t>(N * classes), -12345.f);
-  mbv3::neon::head_pool(p, 0, N / 2, pooled.data());
-  mbv3::neon::head_pool(p, N / 2, N, pooled.data());
+  head_pool(p, 0, N / 2, pooled.data());
+  head_pool(p, N / 2, N, pooled.data());
   linear(m1, b1.data(), act, N, pooled.data(), C, hidden, hid.data());
   linear(m2, b2.data(), mbv3::Act::None, N, hid.data(), hidden, classes, y.data());
   out.floats(y);
@@ -65,6 +79,7 @@ void run_case(CaseReader& in, CaseWriter& out) {
 int main(int argc, char** argv) {
   if (!usage_ok(argc, argv)) return 2;
   const bool bf = bf16_requested(argc, argv);
+  g_dot = mode_is(argc, argv, "bf16_dot");
   CaseReader in(argv[1]);
   CaseWriter out(argv[2]);
   for (int64_t n_cases = in.i64(); n_cases > 0; --n_cases) {

@@ -4,7 +4,8 @@
 // w1 ([C,S] if w1_by_output else [S,C]), b1 [S], w2 ([S,C] if w2_by_output else [C,S]), b2 [C].
 // Output per case: y (x's layout), then the float32 scale [N,C].
 // With "bf16" (case_io.h) x, w1 and w2 are converted to bf16 and the bf16 kernels run (y comes
-// back widened; the scale is the kernels' internal float32 one).
+// back widened; the scale is the kernels' internal float32 one); "bf16_dot" runs them from
+// se_neon_bf16.cpp (FEAT_BF16: FC weights read by rows take BFDOT; qemu -cpu max).
 #include <algorithm>
 #include <cstring>
 #include <type_traits>
@@ -14,6 +15,20 @@
 #include "case_io.h"
 
 namespace {
+
+bool g_dot = false;  // "bf16_dot": the neon_bf16 unit's entry points
+#define MBV3_SE_UNIT(fn)                                                              \
+  template <class... A>                                                              \
+  void fn(const A&... a) {                                                           \
+    if (g_dot) mbv3::neon_bf16::fn(a...);                                            \
+    else mbv3::neon::fn(a...);                                                       \
+  }
+MBV3_SE_UNIT(se_pool)
+MBV3_SE_UNIT(se_mean)
+MBV3_SE_UNIT(se_fc1)
+MBV3_SE_UNIT(se_fc2)
+MBV3_SE_UNIT(se_apply)
+#undef MBV3_SE_UNIT
 
 template <class T>
 std::vector<T> as(const std::vector<float>& v) {
@@ -44,8 +59,8 @@ void run_case(CaseReader& in, CaseWriter& out) {
   const int64_t chunks = mbv3::se_num_chunks(p);
   const int64_t units = p.nhwc ? p.N * chunks : p.N * p.C;
   std::vector<float> part(static_cast<size_t>(p.nhwc ? p.N * chunks * p.C : p.N * p.C), -12345.f);
-  mbv3::neon::se_pool(p, 0, units / 2, part.data());
-  mbv3::neon::se_pool(p, units / 2, units, part.data());
+  se_pool(p, 0, units / 2, part.data());
+  se_pool(p, units / 2, units, part.data());
   // FCs on blocks of up to kSeFcSamples samples, each in up to three slices of its outputs
   // (unaligned boundaries on purpose).
   const int64_t nb = std::min(p.N, mbv3::kSeFcSamples);
@@ -57,15 +72,15 @@ void run_case(CaseReader& in, CaseWriter& out) {
   for (int64_t n0 = 0; n0 < p.N; n0 += nb) {
     const int64_t cnt = std::min(nb, p.N - n0);
     for (int64_t j = 0; j < cnt; ++j)
-      mbv3::neon::se_mean(p, part.data() + (n0 + j) * (p.nhwc ? chunks : 1) * p.C, mean.data() + j * p.C);
-    slices(p.S, [&](int64_t s0, int64_t s1) { mbv3::neon::se_fc1(p, cnt, mean.data(), h.data() + n0 * p.S, s0, s1); });
+      se_mean(p, part.data() + (n0 + j) * (p.nhwc ? chunks : 1) * p.C, mean.data() + j * p.C);
+    slices(p.S, [&](int64_t s0, int64_t s1) { se_fc1(p, cnt, mean.data(), h.data() + n0 * p.S, s0, s1); });
     slices(p.C, [&](int64_t c0, int64_t c1) {
-      mbv3::neon::se_fc2(p, cnt, h.data() + n0 * p.S, scale.data() + n0 * p.C, c0, c1);
+      se_fc2(p, cnt, h.data() + n0 * p.S, scale.data() + n0 * p.C, c0, c1);
     });
   }
   const int64_t apply_units = p.nhwc ? p.N * p.HW : p.N * p.C;
-  mbv3::neon::se_apply(p, scale.data(), 0, apply_units / 2);
-  mbv3::neon::se_apply(p, scale.data(), apply_units / 2, apply_units);
+  se_apply(p, scale.data(), 0, apply_units / 2);
+  se_apply(p, scale.data(), apply_units / 2, apply_units);
   if constexpr (std::is_same_v<T, float>) out.floats(y);
   else out.floats(to_float(y));
   out.floats(scale);
@@ -76,6 +91,7 @@ void run_case(CaseReader& in, CaseWriter& out) {
 int main(int argc, char** argv) {
   if (!usage_ok(argc, argv)) return 2;
   const bool bf = bf16_requested(argc, argv);
+  g_dot = mode_is(argc, argv, "bf16_dot");
   CaseReader in(argv[1]);
   CaseWriter out(argv[2]);
   for (int64_t n_cases = in.i64(); n_cases > 0; --n_cases) {
