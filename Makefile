@@ -53,8 +53,10 @@ test-asan: deps
 	  setup.py csrc mbv3_fast tests | tar -xf - -C $(ASAN_TREE)
 	cd $(ASAN_TREE) && MBV3_FAST_SANITIZE=1 $(PY) setup.py -q build_ext --inplace
 	cd $(ASAN_TREE) && $(ASAN_ENV) $(PY) -m pytest $(ASAN_TESTS) -q -p no:cacheprovider -k "not neon and not triton"
-	# model(x)'s checks in C (mobilenet_v3_call.cpp): hooks, refolds, threads, collection
-	cd $(ASAN_TREE) && $(ASAN_ENV) $(PY) -m pytest tests/test_model.py -q -p no:cacheprovider -k fast_call
+	@# the models' fast calls in C (mobilenet_v3_call.cpp, q8_mobilenet_v3_call.cpp): hooks,
+	@# refolds, modes, threads, collection
+	cd $(ASAN_TREE) && $(ASAN_ENV) $(PY) -m pytest tests/test_model.py tests/test_q8_mobilenet_v3.py -q \
+	  -p no:cacheprovider -k fast_call
 
 # The latency report: end to end (vs torchvision eager/compile and ONNX Runtime), per block, per
 # op; fused vs unfused in the same run.  JSON under bench/results/, Markdown + PNG charts.

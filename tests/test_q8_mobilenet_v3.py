@@ -212,3 +212,131 @@ def test_export_is_one_node():
     assert calls == [torch.ops.mbv3.q8_mobilenet_v3.default]
     with torch.no_grad():
         assert torch.equal(ep.module()(x), ours(x))
+
+
+# -- the fast call: _C._q8_mobilenet_v3_call on the spec kept as C++ vectors ------------------------
+@pytest.fixture
+def fast_calls(monkeypatch):
+    """Counts what the model's fast call returned: logits, or None (the Python op call ran)."""
+    import mbv3_fast.quantization.model as M
+    real, calls = M._q8_mobilenet_v3_call, {"logits": 0, "none": 0}
+
+    def spy(packed, x):
+        y = real(packed, x)
+        calls["logits" if y is not None else "none"] += 1
+        return y
+    monkeypatch.setattr(M, "_q8_mobilenet_v3_call", spy)
+    return calls
+
+
+def test_fast_call_is_the_op_call(fast_calls):
+    """model(x) takes the fast call and returns the op's logits bit for bit: batch 0/1/3, both
+    layouts, a non-contiguous input, an odd size."""
+    _, _, ours = _models("small", "x86", SIZE)
+    xs = [torch.randn(0, 3, 40, 36), torch.randn(1, 3, 40, 36), torch.randn(3, 3, 40, 36),
+          torch.randn(3, 3, 40, 36).contiguous(memory_format=torch.channels_last),
+          torch.randn(3, 3, 36, 40).transpose(2, 3), torch.randn(2, 3, 17, 9)]
+    for x in xs:
+        y = _run(ours, x, "x86")
+        assert torch.equal(y, torch.ops.mbv3.q8_mobilenet_v3(x, *ours._spec)), tuple(x.shape)
+    assert fast_calls == {"logits": len(xs), "none": 0}
+
+
+class _SeenOps(torch.utils._python_dispatch.TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+class _PassFunctions(torch.overrides.TorchFunctionMode):
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+class _Sub(torch.Tensor):
+    pass
+
+
+@pytest.mark.parametrize("case", ["dispatch mode", "function mode", "autocast", "subclass"])
+def test_fast_call_steps_aside(fast_calls, case):
+    """Under a mode, autocast, or with a tensor subclass the fast call returns None and the Python
+    op call runs (a dispatch mode sees mbv3.q8_mobilenet_v3), with the same logits."""
+    _, _, ours = _models("small", "x86", SIZE)
+    x = torch.randn(2, 3, 40, 36)
+    ref = torch.ops.mbv3.q8_mobilenet_v3(x, *ours._spec)
+    if case == "dispatch mode":
+        with _SeenOps() as mode:
+            y = _run(ours, x, "x86")
+        assert "mbv3.q8_mobilenet_v3.default" in mode.seen, mode.seen
+    elif case == "function mode":
+        with _PassFunctions():
+            y = _run(ours, x, "x86")
+    elif case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = _run(ours, x, "x86")
+    else:
+        y = _run(ours, x.as_subclass(_Sub), "x86")
+    assert torch.equal(y.as_subclass(torch.Tensor), ref)
+    assert fast_calls == {"logits": 0, "none": 1}
+
+
+def test_fast_call_declines_autograd_on_x():
+    from mbv3_fast._C import _q8_mobilenet_v3_call
+    _, _, ours = _models("small", "x86", SIZE)
+    x = torch.randn(1, 3, 40, 36)
+    _run(ours, x, "x86")  # makes the packed spec
+    with torch.enable_grad():
+        assert _q8_mobilenet_v3_call(ours._packed, x.requires_grad_()) is None
+    with torch.no_grad():
+        assert _q8_mobilenet_v3_call(ours._packed, x) is not None
+
+
+def test_fast_call_bad_arguments():
+    from mbv3_fast._C import _q8_mobilenet_v3_call, _q8_mobilenet_v3_pack
+    with pytest.raises(TypeError, match="capsule of _q8_mobilenet_v3_pack"):
+        _q8_mobilenet_v3_call(object(), torch.randn(1, 3, 8, 8))
+    with pytest.raises(TypeError, match="list of tensors"):
+        _q8_mobilenet_v3_pack([1], [], [])
+    with pytest.raises(TypeError):
+        _q8_mobilenet_v3_pack([], ["a"], [])
+    # A packed spec the op rejects raises as the op call does.
+    with pytest.raises(ValueError):
+        _q8_mobilenet_v3_call(_q8_mobilenet_v3_pack([], [], []), torch.randn(1, 3, 8, 8))
+
+
+def test_pickle_and_deepcopy_remake_the_packed_spec():
+    import copy
+    import io
+    _, _, ours = _models("small", "x86", SIZE)
+    x = torch.randn(2, 3, 40, 36)
+    y = _run(ours, x, "x86")
+    assert ours._packed is not None
+    buf = io.BytesIO()
+    torch.save(ours, buf)
+    buf.seek(0)
+    for dup in (copy.deepcopy(ours), torch.load(buf, weights_only=False)):
+        assert dup._packed is None
+        assert torch.equal(_run(dup, x, "x86"), y)
+
+
+def test_fast_call_from_threads():
+    """Concurrent calls (the GIL is released while the op runs) each give the logits alone."""
+    import threading
+    _, _, ours = _models("small", "x86", SIZE)
+    xs = [torch.randn(2, 3, 40, 36) for _ in range(4)]
+    refs = [torch.ops.mbv3.q8_mobilenet_v3(x, *ours._spec) for x in xs]
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(5):
+            got[i] = _run(ours, xs[i], "x86")
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(torch.equal(g, r) for g, r in zip(got, refs))

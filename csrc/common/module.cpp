@@ -2,8 +2,9 @@
 // pytorch/extension-cpp), plus the ISA control ops.  Its Python functions are the model's cache
 // checks, too hot a path for a dispatcher call: _tensor_state (csrc/common/tensor_state.cpp),
 // _mobilenet_v3_guard / _mobilenet_v3_call (the eager model's fast call,
-// csrc/mobilenet_v3/mobilenet_v3_call.cpp) and _cpu_isa_index (the path in force, whose 1x1
-// weight layout a CPU plan was packed for).
+// csrc/mobilenet_v3/mobilenet_v3_call.cpp), _q8_mobilenet_v3_pack / _q8_mobilenet_v3_call (the
+// int8 model's, csrc/q8_mobilenet_v3/q8_mobilenet_v3_call.cpp) and _cpu_isa_index (the path in
+// force, whose 1x1 weight layout a CPU plan was packed for).
 #include <Python.h>
 #include <ATen/ATen.h>
 #include <torch/library.h>
@@ -19,6 +20,7 @@
 #include "q8.h"
 #include "tensor_state.h"
 #include "mobilenet_v3/mobilenet_v3_call.h"
+#include "q8_mobilenet_v3/q8_mobilenet_v3_call.h"
 
 namespace {
 PyObject* cpu_isa_index(PyObject*, PyObject*) { return PyLong_FromLong(static_cast<long>(mbv3::current_isa())); }
@@ -31,6 +33,7 @@ extern "C" PyObject* PyInit__C(void) {
   static PyModuleDef def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   PyObject* module = PyModule_Create(&def);
   if (module != nullptr && (mbv3::add_tensor_state_methods(module) < 0 || mbv3::add_mobilenet_v3_call_methods(module) < 0 ||
+                            mbv3::add_q8_mobilenet_v3_call_methods(module) < 0 ||
                             PyModule_AddFunctions(module, kIsaMethods) < 0)) {
     Py_DECREF(module);
     return nullptr;

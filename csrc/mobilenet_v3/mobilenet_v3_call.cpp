@@ -14,9 +14,7 @@
 #include <Python.h>
 
 #include <ATen/ATen.h>
-#include <ATen/PythonTorchFunctionTLS.h>
-#include <ATen/autocast_mode.h>
-#include <c10/core/impl/LocalDispatchKeySet.h>
+#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/Exceptions.h>
 #include <torch/csrc/autograd/python_variable.h>
 
@@ -24,6 +22,7 @@
 #include <vector>
 
 #include "common/cpu_isa.h"
+#include "common/fast_call.h"
 #include "common/tensor_state.h"
 #include "mobilenet_v3/mobilenet_v3_call.h"
 
@@ -151,12 +150,8 @@ bool no_hooks(Guard& g) {
 // The fused path's rules (FastMobileNetV3.forward), for the cached plan as it stands.
 bool plainly_fused(Guard& g, PyObject* model_dict, const at::Tensor& x) {
   // Grad, tracing, modes, autocast: none of what would make the forward differ from a plain call.
-  const auto tls = c10::impl::tls_local_dispatch_key_set();
-  if (!(tls.included_ - c10::default_included_set).empty() || at::impl::torch_function_mode_enabled() ||
-      at::autocast::is_autocast_enabled(at::kCPU))
-    return false;
+  if (!plain_dispatch(x)) return false;
   const bool grad = at::GradMode::is_enabled();
-  if (grad && x.requires_grad()) return false;
   if (x.dim() != 4 || x.scalar_type() != g.dtype || !x.device().is_cpu() || x.size(1) != g.in_channels ||
       int64_t(current_isa()) != g.isa)
     return false;
@@ -199,17 +194,7 @@ PyObject* call(PyObject*, PyObject* args) {
                              .typed<at::Tensor(const at::Tensor&, at::TensorList, at::IntArrayRef)>();
   at::Tensor y;
   {
-    // Without the GIL another thread may refold and drop this plan: the capsule (its weights
-    // and spec) stays alive until the op returns.
-    struct NoGil {
-      PyObject* keep;
-      PyThreadState* s;
-      explicit NoGil(PyObject* k) : keep((Py_INCREF(k), k)), s(PyEval_SaveThread()) {}
-      ~NoGil() {
-        PyEval_RestoreThread(s);
-        Py_DECREF(keep);
-      }
-    } no_gil(capsule);
+    NoGil no_gil(capsule);  // another thread may refold and drop this plan meanwhile
     y = op.call(x, g.weights, g.spec);
   }
   return THPVariable_Wrap(std::move(y));

@@ -11,8 +11,11 @@ model was converted for), weights packed for the kernels.  The forward then runs
 
 with int8 activations (NHWC) between the ops, and returns float32 logits like the torchvision
 model.  The forward is one ``mbv3::q8_mobilenet_v3`` call, which makes those op calls from C++
-(the plan encoded once by spec.py); ``model.one_call = False`` makes them from Python (``run``),
-with the same values.  Eval only: the module holds no trainable parameters.
+(the plan encoded once by spec.py, and converted once more into C++ vectors, so that a call
+does not convert ~1450 Python values: ``_C._q8_mobilenet_v3_call``, which returns None and lets
+the Python op call run under modes, tracing, autocast or autograd on x);
+``model.one_call = False`` makes the op calls from Python (``run``), with the same values.  Eval
+only: the module holds no trainable parameters.
 
 Rounding per layer (csrc/common/q8.h's requantization modes): PyTorch's x86 engine packs a
 Conv2d with groups <= 100 (symmetric weights) for oneDNN on Linux on a CPU with AVX512-VNNI
@@ -29,6 +32,8 @@ from typing import List, Optional
 import torch
 from torch import nn
 import torch.ao.nn.quantized as nnq
+
+from mbv3_fast._C import _q8_mobilenet_v3_call, _q8_mobilenet_v3_pack
 
 from mbv3_fast.quantization.params import ENGINES, add_args, module_args, mul_args, onednn_scales, unary_lut
 from mbv3_fast.ops import q8_conv_act as _conv_ops
@@ -233,6 +238,7 @@ class QuantizedMobileNetV3(nn.Module):
         self._plan = _plan(qmodel, engine, _packers(pack_weights), rule)
         from mbv3_fast.quantization.spec import encode  # spec.py reads this module's records
         self._spec = encode(self._plan)  # (weights, spec, fspec) of mbv3::q8_mobilenet_v3; the plan is fixed
+        self._packed = None  # _spec as C++ vectors (_q8_mobilenet_v3_pack), made on the first call
         self._ops = None  # the op namespace (None: torch.ops.mbv3); the tests swap in references
         # True: the forward is one mbv3::q8_mobilenet_v3 call (the layer loop in C++); False: one
         # op call per layer from Python (run below; the same values).  Ignored when _ops is set.
@@ -254,8 +260,19 @@ class QuantizedMobileNetV3(nn.Module):
             got = f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"QuantizedMobileNetV3 expects a float32 [N, 3, H, W] input, got {got}")
         if self._ops is None and self.one_call:
+            if not torch.compiler.is_compiling():
+                if self._packed is None:
+                    self._packed = _q8_mobilenet_v3_pack(*self._spec)
+                y = _q8_mobilenet_v3_call(self._packed, x)
+                if y is not None:
+                    return y
             return torch.ops.mbv3.q8_mobilenet_v3(x, *self._spec)
         return run(self._plan, x, self._ops or torch.ops.mbv3)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_packed"] = None  # a capsule: not picklable, remade on the first call
+        return state
 
 
 def run(p: _Plan, x: torch.Tensor, ops=None) -> torch.Tensor:

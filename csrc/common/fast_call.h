@@ -1,0 +1,32 @@
+// What the models' fast calls share (mobilenet_v3/mobilenet_v3_call.cpp,
+// q8_mobilenet_v3/q8_mobilenet_v3_call.cpp): whether a dispatcher call made from C++ runs as
+// the Python op call would, and the GIL released around it.
+#pragma once
+#include <Python.h>
+#include <ATen/core/Tensor.h>
+
+namespace mbv3 {
+
+// No extra thread-local dispatch keys (dispatch modes, tracing), no torch-function mode, no CPU
+// autocast, and not (grad mode on and x requiring grad): none of what the Python call would
+// route differently.
+bool plain_dispatch(const at::Tensor& x);
+
+// Releases the GIL for its scope, holding a reference to `keep` (the capsule whose tensors the
+// call reads): another thread may drop the model's last reference meanwhile.
+class NoGil {
+ public:
+  explicit NoGil(PyObject* keep) : keep_((Py_INCREF(keep), keep)), state_(PyEval_SaveThread()) {}
+  ~NoGil() {
+    PyEval_RestoreThread(state_);
+    Py_DECREF(keep_);
+  }
+  NoGil(const NoGil&) = delete;
+  NoGil& operator=(const NoGil&) = delete;
+
+ private:
+  PyObject* keep_;
+  PyThreadState* state_;
+};
+
+}  // namespace mbv3
