@@ -678,3 +678,31 @@ def test_bf16_k_pairs_neon_bfdot_under_qemu():
     one.count += 1
     with pytest.raises(subprocess.CalledProcessError):
         neon_harness.run("pwconv_bn_act", one, "cortex-a76", mode="k_pairs")
+
+
+@neon_harness.requires_toolchain
+def test_bf16_k_pairs_neon_bfdot_nonfinite_under_qemu():
+    """Non-finite x through BFDOT, as float64 conv gives it: a NaN reaches exactly its pixel's
+    outputs (in channel 0, so the pixel before it would show it if its odd K's last pair read
+    past the row instead of a zero high half); an inf in that last channel gives +-inf by the
+    weight's sign, and NaN where two infs of opposite sign meet."""
+    n, cin, cout, hw = 2, 17, 20, 3
+    x = bf16_values(torch.randn(n, cin, hw, hw))
+    x[0, 0, 1, 2] = float("nan")
+    x[1, cin - 1, 0, 0] = float("inf")
+    x[1, cin - 1, 2, 1], x[1, 3, 2, 1] = float("inf"), float("-inf")
+    w, b = bf16_values(torch.randn(cout, cin)), torch.randn(cout)
+    cases = neon_harness.CaseFile()
+    cases.i64(n, cin, cout, hw * hw, ACT_CODE["none"], 0, 0)  # HW: pixels per sample
+    cases.floats(x.permute(0, 2, 3, 1))
+    cases.floats(w.t())
+    cases.floats(b)
+    cases.count += 1
+    got = neon_harness.run("pwconv_bn_act", cases, neon_harness.QEMU_BF16_CPU, mode="k_pairs")
+    got = got.reshape(n, hw, hw, cout).permute(0, 3, 1, 2)
+    ref = F.conv2d(x.double(), w.double()[:, :, None, None], b.double())
+    assert ref.isnan().any() and ref.isinf().any()
+    assert torch.equal(got.isnan(), ref.isnan()), "NaN positions differ"
+    assert torch.equal(got.isinf(), ref.isinf()) and torch.equal(got[got.isinf()], ref[ref.isinf()].float())
+    fin = ref.isfinite()
+    assert got[fin].isfinite().all()
