@@ -194,7 +194,7 @@ static inline Vec dp_step(Vec acc, DpVec a, DpVec b) { return {vbfdotq_f32(acc.v
 // summed from zero, each run's horizontal sum added to a float total.  Both instructions flush
 // denormals and round their pair sum once, so these sums are held to the tolerance rule, not to
 // the float32 kernel's bits.
-constexpr int kDpChains = 2;     // accumulators per output
+constexpr int kDpChains = 2;  // accumulators per output
 template <int NB>
 inline void matmul_rows_dp(const FcMatrixT<bf16>& m, const float* in, int64_t in_ld, int64_t nin, int64_t o_begin,
                            int64_t o_end, float* out, int64_t out_ld) {

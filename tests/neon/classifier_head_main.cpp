@@ -42,8 +42,8 @@ void linear(const mbv3::FcMatrixT<T>& w, const float* b, mbv3::Act act, int64_t 
   const int64_t nb = std::min(N, mbv3::kHeadSamples), parts = std::min<int64_t>(nout, 3);
   for (int64_t n0 = 0; n0 < N; n0 += nb)
     for (int64_t k = 0; k < parts; ++k)
-      head_linear(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, k * nout / parts,
-                              (k + 1) * nout / parts, out + n0 * nout, nout);
+      head_linear(w, b, act, std::min(nb, N - n0), in + n0 * nin, nin, k * nout / parts, (k + 1) * nout / parts,
+                  out + n0 * nout, nout);
 }
 
 template <class T>

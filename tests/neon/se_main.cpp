@@ -17,11 +17,11 @@
 namespace {
 
 bool g_dot = false;  // "bf16_dot": the neon_bf16 unit's entry points
-#define MBV3_SE_UNIT(fn)                                                              \
-  template <class... A>                                                              \
-  void fn(const A&... a) {                                                           \
-    if (g_dot) mbv3::neon_bf16::fn(a...);                                            \
-    else mbv3::neon::fn(a...);                                                       \
+#define MBV3_SE_UNIT(fn)                  \
+  template <class... A>                  \
+  void fn(const A&... a) {               \
+    if (g_dot) mbv3::neon_bf16::fn(a...); \
+    else mbv3::neon::fn(a...);           \
   }
 MBV3_SE_UNIT(se_pool)
 MBV3_SE_UNIT(se_mean)
