@@ -5,12 +5,22 @@
 #include <Python.h>
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
+#include <vector>
+
 namespace mbv3 {
 
 // No extra thread-local dispatch keys (dispatch modes, tracing), no torch-function mode, no CPU
 // autocast, and not (grad mode on and x requiring grad): none of what the Python call would
 // route differently.
 bool plain_dispatch(const at::Tensor& x);
+
+// A list or tuple of tensors / ints / floats appended to `out`, converted once when a model keeps
+// them for its fast call.  On failure: false, with a Python TypeError set (`error` for the
+// tensors, Python's own for the numbers).
+bool tensors_from(PyObject* seq, std::vector<at::Tensor>& out, const char* error);
+bool ints_from(PyObject* seq, std::vector<int64_t>& out);
+bool floats_from(PyObject* seq, std::vector<double>& out);
 
 // Releases the GIL for its scope, holding a reference to `keep` (the capsule whose tensors the
 // call reads): another thread may drop the model's last reference meanwhile.

@@ -59,16 +59,6 @@ PyObject* s_compiled = nullptr;
 
 void free_guard(PyObject* capsule) { delete static_cast<Guard*>(PyCapsule_GetPointer(capsule, kCapsule)); }
 
-bool tensors_of(PyObject* seq, std::vector<at::Tensor>& out) {
-  if (!PyTuple_Check(seq)) return false;
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); ++i) {
-    PyObject* o = PyTuple_GET_ITEM(seq, i);
-    if (!THPVariable_Check(o)) return false;
-    out.push_back(THPVariable_Unpack(o));
-  }
-  return true;
-}
-
 bool objects_of(PyObject* seq, std::vector<PyObject*>& out, bool dicts) {
   if (!PyTuple_Check(seq)) return false;
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(seq); ++i) {
@@ -90,25 +80,20 @@ PyObject* make_guard(PyObject*, PyObject* args) {
                         &hook_dicts, &handle_cls, &PyTuple_Type, &weights, &PyTuple_Type, &spec, &bf16,
                         &in_channels, &isa))
     return nullptr;
+  constexpr const char* kBad = "_mobilenet_v3_guard: bad arguments";
   auto g = std::make_unique<Guard>();
+  if (!tensors_from(sources, g->sources, kBad) || !tensors_from(weights, g->weights, kBad) ||
+      !floats_from(eps, g->eps) || !ints_from(spec, g->spec))
+    return nullptr;
   const Py_ssize_t n = PyTuple_GET_SIZE(sources);
-  if (!tensors_of(sources, g->sources) || !tensors_of(weights, g->weights) ||
-      !objects_of(mode_dicts, g->mode_dicts, true) || !objects_of(eps_dicts, g->eps_dicts, true) ||
+  if (!objects_of(mode_dicts, g->mode_dicts, true) || !objects_of(eps_dicts, g->eps_dicts, true) ||
       !objects_of(hook_dicts, g->hook_dicts, true) || PyTuple_GET_SIZE(eps) != PyTuple_GET_SIZE(eps_dicts) ||
       PyByteArray_GET_SIZE(state) != n * 3 * Py_ssize_t(sizeof(int64_t))) {
-    PyErr_SetString(PyExc_TypeError, "_mobilenet_v3_guard: bad arguments");
+    PyErr_SetString(PyExc_TypeError, kBad);
     return nullptr;
   }
   const auto* st = reinterpret_cast<const int64_t*>(PyByteArray_AS_STRING(state));
   g->state.assign(st, st + 3 * n);
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(eps); ++i) {
-    g->eps.push_back(PyFloat_AsDouble(PyTuple_GET_ITEM(eps, i)));
-    if (PyErr_Occurred()) return nullptr;
-  }
-  for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(spec); ++i) {
-    g->spec.push_back(PyLong_AsLongLong(PyTuple_GET_ITEM(spec, i)));
-    if (PyErr_Occurred()) return nullptr;
-  }
   g->handle_cls = handle_cls;
   g->dtype = bf16 ? at::kBFloat16 : at::kFloat;
   g->in_channels = in_channels;

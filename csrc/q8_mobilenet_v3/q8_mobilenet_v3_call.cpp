@@ -40,22 +40,9 @@ PyObject* pack(PyObject*, PyObject* args) {
   if (!PyArg_ParseTuple(args, "O!O!O!", &PyList_Type, &weights, &PyList_Type, &spec, &PyList_Type, &fspec))
     return nullptr;
   auto a = std::make_unique<Args>();
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(weights); ++i) {
-    PyObject* o = PyList_GET_ITEM(weights, i);
-    if (!THPVariable_Check(o)) {
-      PyErr_SetString(PyExc_TypeError, "_q8_mobilenet_v3_pack: weights must be a list of tensors");
-      return nullptr;
-    }
-    a->weights.push_back(THPVariable_Unpack(o));
-  }
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(spec); ++i) {
-    a->spec.push_back(PyLong_AsLongLong(PyList_GET_ITEM(spec, i)));
-    if (PyErr_Occurred()) return nullptr;
-  }
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(fspec); ++i) {
-    a->fspec.push_back(PyFloat_AsDouble(PyList_GET_ITEM(fspec, i)));
-    if (PyErr_Occurred()) return nullptr;
-  }
+  if (!tensors_from(weights, a->weights, "_q8_mobilenet_v3_pack: weights must be a list of tensors") ||
+      !ints_from(spec, a->spec) || !floats_from(fspec, a->fspec))
+    return nullptr;
   PyObject* capsule = PyCapsule_New(a.get(), kCapsule, free_args);
   if (capsule) a.release();
   return capsule;
