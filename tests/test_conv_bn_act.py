@@ -1,6 +1,7 @@
 """mbv3::conv_bn_act on the CPU: every path (ISA), layout and shape against float64; float32 and
 bfloat16 (x and the folded weight bf16, bias float32 or bf16, the output bf16)."""
 import itertools
+import subprocess
 
 import pytest
 import torch
@@ -343,10 +344,10 @@ def same_bits(a, b):
 
 
 # The paths whose bf16 stem sums in another order than the float32 kernel: avx512_bf16's
-# vdpbf16ps kernel (csrc/conv_bn_act/conv_bn_act_dp.h, every shape).  It is held to the rule
-# and, per element, to the float32 result within one bf16 rounding; the others are bitwise the
-# float32 result rounded.
-DP_ISAS = ("avx512_bf16",)
+# vdpbf16ps kernel (csrc/conv_bn_act/conv_bn_act_dp.h, every shape) and neon_bf16's BFDOT one
+# (conv_bn_act_dp_neon.h).  They are held to the rule and, per element, to the float32 result
+# within one bf16 rounding; the others are bitwise the float32 result rounded.
+DP_ISAS = ("avx512_bf16", "neon_bf16")
 
 
 def assert_float32_rounded(ours, f32, what):
@@ -689,3 +690,122 @@ def test_neon_under_qemu_bf16(cpu):
         offset += size
         assert_within_rule(got, ref_bf16, ref64, f"neon bf16 {cpu} {what}")
     assert offset == flat_bf16.numel()
+
+
+# -- NEON FEAT_BF16: BFDOT (conv_bn_act_dp_neon.h), under qemu's max CPU ---------------------------
+NEON_DOT_CASES = [  # (N, Cin, Cout, H, W, k, stride, pad, act, layout)
+    (1, 3, 16, 224, 224, 3, 2, 1, "hardswish", "nchw"),  # the stem itself
+    (3, 3, 16, 33, 40, 3, 2, 1, "hardswish", "nhwc"), (1, 1, 1, 1, 1, 3, 1, 1, "relu", "nchw"),
+    (3, 7, 17, 9, 13, 3, 1, 1, "none", "nhwc_view"), (1, 3, 33, 14, 5, 5, 2, 2, "hardswish", "nchw_view"),
+    (1, 7, 7, 6, 11, 5, 1, 2, "relu", "nchw"), (3, 1, 33, 5, 17, 5, 2, 1, "none", "nhwc"),
+    (1, 3, 7, 1, 1, 5, 2, 2, "hardswish", "nhwc"), (1, 7, 1, 10, 3, 3, 2, 0, "relu", "nchw_view"),
+    (3, 3, 17, 5, 261, 3, 2, 1, "hardswish", "nchw"),  # 131 pixels a row: two chunks of 128
+    (1, 3, 16, 3, 131, 3, 1, 1, "relu", "nhwc"),
+    (1, 3, 16, 9, 23, 3, 3, 1, "relu", "nhwc"),        # stride 3: every pair built
+    (1, 3, 16, 7, 6, 3, 65536, 1, "none", "nchw"),     # past the window limit: the widening kernel
+]
+
+
+def _neon_bf16_case(cases, x, wb, b, k, s, p, act):
+    """One case of bf16 values for the conv harness: x's whole storage (read through its strides),
+    the bf16 weight as [k, k, Cin, Cout], the float32 bias.  Returns (N, OH, OW, Cout)."""
+    n, cin, h, w = x.shape
+    cout = wb.shape[0]
+    oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
+    base = x.as_strided((x.untyped_storage().nbytes() // 2,), (1,), 0)
+    cases.i64(n, cin, h, w, cout, oh, ow, k, s, p, ACT_CODE[act], *x.stride(), base.numel() - x.storage_offset())
+    cases.floats(base[x.storage_offset():].float())
+    cases.floats(wb.float().permute(2, 3, 1, 0))
+    cases.floats(b)
+    cases.count += 1
+    return n, oh, ow, cout
+
+
+def _split_nchw(flat, shapes):
+    """A harness's outputs, [N, OH, OW, Cout] per case, as NCHW views."""
+    outs, offset = [], 0
+    for n, oh, ow, cout in shapes:
+        size = n * oh * ow * cout
+        outs.append(flat[offset:offset + size].reshape(n, oh, ow, cout).permute(0, 3, 1, 2))
+        offset += size
+    assert offset == flat.numel(), f"{flat.numel() - offset} outputs past the expected ones"
+    return outs
+
+
+@neon_harness.requires_toolchain
+def test_neon_bf16_dot_products_under_qemu():
+    """The FEAT_BF16 unit (conv_bn_act_bf16_neon_bf16.cpp) under qemu's max CPU: tap pairs on
+    BFDOT, held to the tolerance rule (the op's own bf16 parameters, as test_bf16_odd_shapes) and
+    per element within one bf16 rounding of the float32 conv on the same values; a sample alone
+    the same bits as in its batch; not the widening kernel's bits (some outputs differ), and
+    really BFDOT (Cortex-A76, without FEAT_BF16, faults)."""
+    cases, expected, samples = neon_harness.CaseFile(), [], []
+    for n, cin, cout, h, w, k, s, p, act, layout in NEON_DOT_CASES:
+        x, conv_w, bn = make_case(n, cin, cout, h, w, k, layout, BF16)
+        wf, b = fold_bn(conv_w, bn)
+        wb = wf.to(BF16)
+        shape = _neon_bf16_case(cases, x, wb, b, k, s, p, act)
+        ref64 = ACT_FN[act](F.conv2d(x.double(), wb.double(), b.double(), s, p))
+        torch_bf16 = ACT_FN[act](F.conv2d(x, wb, b.to(BF16), s, p))
+        f32 = ACT_FN[act](F.conv2d(x.float(), wb.float(), b, s, p))
+        expected.append((shape, ref64, torch_bf16, f32, (n, cin, cout, h, w, k, s, p, act, layout)))
+        samples += [(len(expected) - 1, i, (x[i:i + 1], wb, b, k, s, p, act)) for i in range(n if n > 1 else 0)]
+    # Each sample of a batch alone too (after the batches): other row ranges and bands (the
+    # harness splits the rows in two, mid-sample in a batch of 3), the same bits.
+    alone = [(c, i, _neon_bf16_case(cases, *args)) for c, i, args in samples]
+    shapes = [e[0] for e in expected] + [a[2] for a in alone]
+    dot = _split_nchw(neon_harness.run("conv_bn_act", cases, neon_harness.QEMU_BF16_CPU, mode="bf16_dot"), shapes)
+    wide = _split_nchw(neon_harness.run("conv_bn_act", cases, neon_harness.QEMU_BF16_CPU, bf16=True), shapes)
+    for j, (c, i, _) in enumerate(alone):
+        assert torch.equal(dot[len(expected) + j], dot[c][i:i + 1]), f"{expected[c][-1]}: sample {i} alone differs"
+    differ = 0
+    for got, got_wide, (shape, ref64, torch_bf16, f32, what) in zip(dot, wide, expected):
+        what = f"neon bf16_dot {what}"
+        assert torch.equal(got.to(BF16).float(), got), f"{what}: outputs are not bf16 values"
+        assert_within_rule(got.to(BF16), torch_bf16, ref64, what)
+        bound = 2.0 ** -8 * f32.abs() + 2.0 ** -16 * f32.abs().max()
+        assert ((got - f32).abs() <= bound).all(), f"{what}: an output is past one bf16 rounding of float32"
+        differ += int(not torch.equal(got, got_wide))
+    assert differ > 0, "no case took BFDOT: every output equals the widening kernel's"
+    # The last of NEON_DOT_CASES has its stride past the window limit: the widening kernel's bits.
+    assert torch.equal(dot[len(expected) - 1], wide[len(expected) - 1])
+    one = neon_harness.CaseFile()
+    _neon_bf16_case(one, torch.randn(1, 3, 5, 5, dtype=BF16), torch.randn(4, 3, 3, 3, dtype=BF16), torch.randn(4),
+                    3, 2, 1, "none")
+    with pytest.raises(subprocess.CalledProcessError):
+        neon_harness.run("conv_bn_act", one, "cortex-a76", mode="bf16_dot")
+
+
+@neon_harness.requires_toolchain
+def test_neon_bf16_dot_products_nonfinite_under_qemu():
+    """Non-finite x through BFDOT, against PyTorch's conv on the same values: one NaN (or inf) at
+    every position of sample 0 in turn reaches exactly the outputs whose taps read it, never
+    sample 1, through a pair's zero high half, a padding tap or a neighbouring tile; +-inf keep
+    their signs and give NaN where they meet."""
+    cases, expected = neon_harness.CaseFile(), []
+    # Stride 2 k3: direct pairs and an odd count of built taps (Cin 3: 9, last pair half zero);
+    # stride 1: all taps built (Cin 1 k5: 25); stride 2 k5 Cin 1 (15 built, odd).
+    for (cin, h, w, k, s, p), value in itertools.product(
+            [(3, 5, 9, 3, 2, 1), (1, 4, 7, 5, 1, 2), (1, 6, 5, 5, 2, 1), (3, 4, 6, 3, 2, 0)],
+            [float("nan"), float("inf")]):
+        x0 = torch.randn(2, cin, h, w).to(BF16)
+        wb, b = (torch.randn(5, cin, k, k) * 0.3).to(BF16), torch.randn(5)
+        for idx in itertools.product(range(cin), range(h), range(w)):
+            x = x0.clone()
+            x[(0,) + idx] = value
+            shape = _neon_bf16_case(cases, x, wb, b, k, s, p, "none")
+            expected.append((shape, F.conv2d(x.double(), wb.double(), b.double(), s, p), (cin, h, w, k, s, p, idx)))
+    x = torch.randn(2, 3, 7, 9).to(BF16)  # infs of both signs, meeting in some outputs
+    inf = float("inf")
+    x[0, 2, 3, 4], x[0, 1, 3, 5], x[1, 0, 0, 0], x[1, 2, 6, 8] = inf, -inf, -inf, inf
+    wb, b = (torch.randn(17, 3, 3, 3) * 0.3).to(BF16), torch.randn(17)
+    shape = _neon_bf16_case(cases, x, wb, b, 3, 2, 1, "none")
+    expected.append((shape, F.conv2d(x.double(), wb.double(), b.double(), 2, 1), "infs"))
+    outs = _split_nchw(neon_harness.run("conv_bn_act", cases, neon_harness.QEMU_BF16_CPU, mode="bf16_dot"),
+                       [e[0] for e in expected])
+    reached = 0
+    for got, (shape, ref, what) in zip(outs, expected):
+        reached += int(not ref.isfinite().all())  # (some positions no output reads: s2 p0 k3 W6)
+        for f in (torch.isnan, torch.isposinf, torch.isneginf):
+            assert torch.equal(f(got), f(ref)), f"neon bf16_dot {what}: {f.__name__} differs"
+    assert reached > len(expected) * 3 // 4

@@ -40,6 +40,10 @@ MBV3_DECLARE_CONV(avx512)
 MBV3_DECLARE_CONV(avx512_bf16)
 MBV3_DECLARE_CONV(neon)
 #undef MBV3_DECLARE_CONV
+// NEON + FEAT_BF16: bf16 on BFDOT (conv_bn_act_bf16_neon_bf16.cpp); its float32 is neon's.
+namespace neon_bf16 {
+void conv_bn_act(const ConvParamsBf16& p, int64_t row_begin, int64_t row_end);
+}
 
 template <class T>
 using ConvFn = void(const ConvArgs<T>&, int64_t, int64_t);

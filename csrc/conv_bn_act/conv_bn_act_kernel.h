@@ -20,8 +20,8 @@
 // run on that window and round y once on store (round-to-nearest-even), so a bf16 result is
 // bitwise the float32 kernel's result on the same values, rounded.  (Widening per tap instead
 // cost three FP-pipe instructions per broadcast where float32 folds it into the FMA.)  The
-// avx512_bf16 unit runs bf16 dot products instead (conv_bn_act_dp.h), this path only for the
-// shapes that kernel does not take.
+// avx512_bf16 and neon_bf16 units run bf16 dot products instead (conv_bn_act_dp.h,
+// conv_bn_act_dp_neon.h), this path only for the shapes those kernels do not take.
 #pragma once
 #include <algorithm>
 #include <vector>
@@ -30,6 +30,8 @@
 #include "common/simd.h"
 #if defined(MBV3_CONV_BF16_UNIT) && defined(MBV3_WITH_AVX512BF16)
 #include "conv_bn_act_dp.h"
+#elif defined(MBV3_CONV_BF16_UNIT) && defined(MBV3_WITH_NEON_BF16)
+#include "conv_bn_act_dp_neon.h"
 #endif
 
 namespace mbv3 {
@@ -357,8 +359,8 @@ void conv_bn_act(const ConvArgs<Elem>& p, int64_t row_begin, int64_t row_end) {
   if (p.sx_w == 1 && p.stride == 1) return rows_kernel<1, true>(p, row_begin, row_end);
   return rows_kernel<0, false>(p, row_begin, row_end);
 #else
-#if defined(MBV3_WITH_AVX512BF16)
-  // bf16 dot products (conv_bn_act_dp.h) for all but extreme strides.
+#if defined(MBV3_WITH_AVX512BF16) || defined(MBV3_WITH_NEON_BF16)
+  // bf16 dot products (conv_bn_act_dp.h, conv_bn_act_dp_neon.h) for all but extreme strides.
   if (dp::covers(p)) return dp::conv(p, row_begin, row_end);
 #endif
   // Dense channels-last pixels: the window copies rows as they are (run-time column offsets,

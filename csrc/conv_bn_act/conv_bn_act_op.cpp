@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "conv_bn_act.h"
@@ -93,7 +94,13 @@ at::Tensor conv_bn_act_cpu(const at::Tensor& x, const at::Tensor& weight, const 
     const ConvArgs<T> p{data_as<T>(x), taps_cin_cout<T>(weight, w_storage), dense_1d(bias, b_storage),
                         data_as<T>(y), N, Cin, H, W, x.stride(0), x.stride(1), x.stride(2), x.stride(3),
                         Cout, OH, OW, int(k), int(stride), int(padding), act};
-    auto* kernel = MBV3_ISA_SELECT_AS(ConvFn<T>, conv_bn_act, current_isa());
+    // neon_bf16 has a unit of its own for bf16 only (BFDOT); float32 runs neon's.
+    auto* kernel = [] {
+      if constexpr (std::is_same_v<T, bf16>)
+        return MBV3_ISA_SELECT_NEON_BF16_AS(ConvFn<T>, conv_bn_act, current_isa());
+      else
+        return MBV3_ISA_SELECT_AS(ConvFn<T>, conv_bn_act, current_isa());
+    }();
     parallel_for(0, rows, grain, [&](int64_t begin, int64_t end) { kernel(p, begin, end); });
   });
   return y;

@@ -1,7 +1,8 @@
 // Runs csrc/conv_bn_act/conv_bn_act_neon.cpp (the file the ARM build ships) on every case in a file.
 // Case: int64 N Cin H W Cout OH OW k stride pad act sx_n sx_c sx_h sx_w x_numel, then x (its
 // buffer, read through the strides), w [k,k,Cin,Cout], b [Cout].  Output: y [N,OH,OW,Cout].
-// With "bf16" (case_io.h) x and w are converted to bf16 and the bf16 kernel runs.
+// With "bf16" (case_io.h) x and w are converted to bf16 and the bf16 kernel runs; "bf16_dot"
+// runs it from conv_bn_act_bf16_neon_bf16.cpp (FEAT_BF16: BFDOT; qemu -cpu max).
 //
 // The bf16 entry point lives in its own unit (conv_bn_act_bf16_neon.cpp, also shipped by the ARM
 // build); the harness compiles only <op>_neon.cpp beside this main, so the unit comes in here.
@@ -9,6 +10,10 @@
 
 #include "conv_bn_act/conv_bn_act.h"
 #include "case_io.h"
+
+#include <type_traits>
+
+bool g_dot = false;  // "bf16_dot": the neon_bf16 unit's bf16 entry point
 
 template <class T>
 std::vector<float> run(mbv3::ConvArgs<T> p, const std::vector<T>& x, const std::vector<T>& w,
@@ -19,8 +24,13 @@ std::vector<float> run(mbv3::ConvArgs<T> p, const std::vector<T>& x, const std::
   p.x = x.data(); p.w = w.data(); p.b = b.data(); p.y = y.data();
   // Two row ranges, as the threaded binding splits them.
   const int64_t rows = p.N * p.OH, split = rows / 2;
-  mbv3::neon::conv_bn_act(p, 0, split);
-  mbv3::neon::conv_bn_act(p, split, rows);
+  auto part = [&](int64_t begin, int64_t end) {
+    if constexpr (std::is_same_v<T, mbv3::bf16>)
+      if (g_dot) return mbv3::neon_bf16::conv_bn_act(p, begin, end);
+    mbv3::neon::conv_bn_act(p, begin, end);
+  };
+  part(0, split);
+  part(split, rows);
   if constexpr (std::is_same_v<T, float>) return y;
   else return to_float(y);
 }
@@ -28,6 +38,7 @@ std::vector<float> run(mbv3::ConvArgs<T> p, const std::vector<T>& x, const std::
 int main(int argc, char** argv) {
   if (!usage_ok(argc, argv)) return 2;
   const bool bf = bf16_requested(argc, argv);
+  g_dot = mode_is(argc, argv, "bf16_dot");
   CaseReader in(argv[1]);
   CaseWriter out(argv[2]);
   for (int64_t n_cases = in.i64(); n_cases > 0; --n_cases) {

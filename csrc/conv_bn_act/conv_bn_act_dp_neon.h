@@ -1,0 +1,258 @@
+// The neon_bf16 dense conv for bf16 x / w / y on BFDOT (FEAT_BF16): included by
+// conv_bn_act_kernel.h in the neon_bf16 bf16 unit only, for every shape whose input window fits
+// 8 MB (covers(); the others run the widening kernel).  The NEON counterpart of
+// conv_bn_act_dp.h (avx512_bf16): the same tap pairs in the same order, the same numeric rules.
+//
+// The conv is a GEMM over the K = Cin*k*k taps taken in pairs: per output pixel and 4 output
+// channels, one BFDOT per tap pair, acc += x[t]*w[t] + x[u]*w[u], 4 fp32 lanes.
+//  - Input: per band of kBandRows output rows, the input rows the band reads are copied (bf16,
+//    exact) into a zero-bordered planar window [Cin][rows][cols]: padding taps are exact zeros
+//    there, so nothing below tests bounds.
+//  - Pairs, as conv_bn_act_dp.h: at stride 2, taps kw and kw + 1 (kw even) of one (ci, kh) are
+//    one aligned 32-bit word of the window for every output pixel, read from the window itself;
+//    the other taps are paired in (ci, kh, kw) order into pair rows A[pair][pixel], built per
+//    output row and chunk of kChunk pixels.  An odd count's last pair has a zero high half,
+//    never a neighbour's value (a NaN there would reach the sum as NaN * 0).
+//  - Weights: packed per call in the same pair order, [channel group of 16][pair][lane][2],
+//    zero in the lanes past Cout and in the missing tap of a last odd pair.
+//  - Register tile: 4 pixels x up to 16 channels (16 accumulators): one 128-bit load holds the
+//    4 pixels' pairs, and vbfdotq_laneq_f32 takes one pixel's pair from its lane.  Accumulators
+//    start at the bias; K is never blocked, so a result does not depend on the tiling or the
+//    thread split.  Pixels past OW are computed on the window's zero slack and not stored.
+// Numerics: BFDOT (without FEAT_EBF16) flushes denormals and may round its pair sum itself;
+// the store rounds to nearest even (Vec::store).  Held to the tolerance rule, not to bit
+// equality with float32 (README, bfloat16).  NaN / inf in x reach exactly the outputs whose
+// taps read them.
+#pragma once
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "conv_bn_act.h"
+#include "common/simd.h"
+
+namespace mbv3 {
+namespace MBV3_ISA_NS {
+namespace {
+namespace dp {
+
+constexpr int P = 4;               // pixels per register tile (one 128-bit vector of pairs)
+constexpr int64_t kChunk = 128;    // pixels per built chunk (a multiple of P)
+constexpr int64_t kBandRows = 8;   // output rows per input window
+
+struct Pair {
+  int64_t a, b;  // taps (ci, kh, kw) flattened; b = -1: none (zero high half)
+  bool direct;   // read from the window (stride 2, kw even, b = a + 1)
+};
+
+struct Plan {
+  int64_t KP, G;       // tap pairs, channel groups of 16
+  int64_t OWp;         // OW rounded up to P
+  int64_t R, Wp;       // window rows and columns (column c holds input column c - pad); Wp even
+  std::vector<Pair> pairs;   // direct pairs first
+  std::vector<int64_t> off;  // per tap: window offset (ci * R + kh) * Wp + kw
+  int64_t n_built;     // pairs built into A (the non-direct ones)
+};
+
+// The window's rows and (even) columns.  Last reads: column (OWp - 1) * s + k - 1 (built
+// pairs), word OWp - 1 + kw / 2 of a row with kw <= k - 3 (direct pairs).
+inline void window_size(const ConvArgs<bf16>& p, int64_t OWp, int64_t& R, int64_t& Wp) {
+  const int64_t k = p.k, s = p.stride;
+  R = (kBandRows - 1) * s + k;
+  Wp = std::max((OWp - 1) * s + k, p.pad + p.W);
+  Wp += Wp & 1;
+}
+
+// The shapes this kernel takes: as conv_bn_act_dp.h, all whose window fits kMaxWindow bytes.
+constexpr int64_t kMaxWindow = int64_t(8) << 20;
+inline bool covers(const ConvArgs<bf16>& p) {
+  int64_t R, Wp;
+  if (p.stride > kMaxWindow || p.OW > kMaxWindow) return false;  // keeps R and Wp in range
+  window_size(p, (p.OW + P - 1) / P * P, R, Wp);
+  return double(p.Cin) * double(R) * double(Wp) * double(sizeof(bf16)) <= double(kMaxWindow);
+}
+
+// The pair order of conv_bn_act_dp.h's plan(): direct pairs first, then the other taps paired.
+inline Plan plan(const ConvArgs<bf16>& p) {
+  Plan g;
+  const int64_t k = p.k, s = p.stride;
+  g.G = (p.Cout + 15) / 16;
+  g.OWp = (p.OW + P - 1) / P * P;
+  window_size(p, g.OWp, g.R, g.Wp);
+  for (int64_t ci = 0; ci < p.Cin; ++ci)
+    for (int64_t kh = 0; kh < k; ++kh)
+      for (int64_t kw = 0; kw < k; ++kw) g.off.push_back((ci * g.R + kh) * g.Wp + kw);
+  std::vector<int64_t> single;
+  for (int64_t ci = 0; ci < p.Cin; ++ci)
+    for (int64_t kh = 0; kh < k; ++kh) {
+      const int64_t t0 = (ci * k + kh) * k;
+      int64_t kw = 0;
+      if (s == 2)
+        for (; kw + 1 < k; kw += 2) g.pairs.push_back({t0 + kw, t0 + kw + 1, true});
+      for (; kw < k; ++kw) single.push_back(t0 + kw);
+    }
+  g.n_built = int64_t(single.size() + 1) / 2;
+  for (size_t i = 0; i < single.size(); i += 2)
+    g.pairs.push_back({single[i], i + 1 < single.size() ? single[i + 1] : -1, false});
+  g.KP = int64_t(g.pairs.size());
+  return g;
+}
+
+// [G][KP][16][2] from the [k][k][Cin][Cout] weight, in the plan's pair order.
+inline void pack_weights(const ConvArgs<bf16>& p, const Plan& g, bf16* w) {
+  std::fill(w, w + g.G * g.KP * 32, bf16{0});
+  const int64_t k = p.k, Cin = p.Cin, Cout = p.Cout;
+  for (int64_t kp = 0; kp < g.KP; ++kp)
+    for (int h = 0; h < 2; ++h) {
+      const int64_t t = h ? g.pairs[kp].b : g.pairs[kp].a;
+      if (t < 0) continue;
+      const int64_t ci = t / (k * k), kh = t / k % k, kw = t % k;
+      const bf16* src = p.w + ((kh * k + kw) * Cin + ci) * Cout;
+      for (int64_t c = 0; c < Cout; ++c) w[((c / 16) * g.KP + kp) * 32 + (c % 16) * 2 + h] = src[c];
+    }
+}
+
+// Input rows [ih_org, ih_org + R) of sample n into win ([Cin][R][Wp], zero outside x).
+inline void fill_window(const ConvArgs<bf16>& p, const Plan& g, int64_t n, int64_t ih_org, bf16* win) {
+  const int64_t W = p.W, pad = p.pad;
+  for (int64_t ci = 0; ci < p.Cin; ++ci)
+    for (int64_t r = 0; r < g.R; ++r) {
+      const int64_t ih = ih_org + r;
+      bf16* dst = win + (ci * g.R + r) * g.Wp;
+      if (ih < 0 || ih >= p.H) {
+        std::memset(dst, 0, sizeof(bf16) * g.Wp);
+        continue;
+      }
+      std::memset(dst, 0, sizeof(bf16) * pad);
+      std::memset(dst + pad + W, 0, sizeof(bf16) * (g.Wp - pad - W));
+      const bf16* src = p.x + n * p.sx_n + ci * p.sx_c + ih * p.sx_h;
+      if (p.sx_w == 1) std::memcpy(dst + pad, src, sizeof(bf16) * W);
+      else for (int64_t i = 0; i < W; ++i) dst[pad + i] = src[i * p.sx_w];
+    }
+}
+
+// The built pairs of pixels [ow0, ow0 + np) of output row oh into A[n_built][kChunk][2];
+// row: the window at oh's first tap row.  S: the stride at compile time (0: p.stride).
+template <int S>
+void build_pairs(const ConvArgs<bf16>& p, const Plan& g, const bf16* row, int64_t ow0, int64_t np, uint16_t* A) {
+  const int64_t s = S ? S : p.stride;
+  for (int64_t m = 0; m < g.n_built; ++m) {
+    const Pair& pr = g.pairs[g.KP - g.n_built + m];
+    const bf16* a = row + g.off[pr.a] + ow0 * s;
+    uint16_t* out = A + m * kChunk * 2;
+    if (pr.b >= 0) {
+      const bf16* b = row + g.off[pr.b] + ow0 * s;
+      for (int64_t j = 0; j < np; ++j) out[2 * j] = a[j * s].bits, out[2 * j + 1] = b[j * s].bits;
+    } else {
+      for (int64_t j = 0; j < np; ++j) out[2 * j] = a[j * s].bits, out[2 * j + 1] = 0;
+    }
+  }
+}
+
+// acc[j][v] += the pair of pixel j (lane j of a) . channels 4v..4v+3 of the weight pair w[v].
+template <int NV, int J>
+[[gnu::always_inline]] inline void dot_pixel(float32x4_t (&acc)[P][NV], const bfloat16x8_t (&w)[NV], bfloat16x8_t a) {
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) acc[J][v] = vbfdotq_laneq_f32(acc[J][v], w[v], a, J);
+}
+
+// One 4-pixel x 4*NV-channel tile: src[kp] + 2 * j0 holds pair kp of the tile's 4 pixels; wg
+// the group's packed weights; stores npix pixels (1..P) of `lanes` channels (1..4 * NV) at y
+// (pixel stride Cout).
+template <int NV>
+void tile(const uint16_t* const* src, int64_t j0, const bf16* wg, int64_t KP, const float* bias, Act act, bf16* y,
+          int64_t Cout, int npix, int lanes) {
+  float32x4_t acc[P][NV];
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v) {
+    const float32x4_t b = vld1q_f32(bias + 4 * v);
+#pragma GCC unroll 4
+    for (int j = 0; j < P; ++j) acc[j][v] = b;
+  }
+  const uint16_t* wk = reinterpret_cast<const uint16_t*>(wg);
+  for (int64_t kp = 0; kp < KP; ++kp, wk += 32) {
+    bfloat16x8_t w[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) w[v] = vreinterpretq_bf16_u16(vld1q_u16(wk + 8 * v));
+    const bfloat16x8_t a = vreinterpretq_bf16_u16(vld1q_u16(src[kp] + 2 * j0));
+    dot_pixel<NV, 0>(acc, w, a);
+    dot_pixel<NV, 1>(acc, w, a);
+    dot_pixel<NV, 2>(acc, w, a);
+    dot_pixel<NV, 3>(acc, w, a);
+  }
+#pragma GCC unroll 4
+  for (int j = 0; j < P; ++j) {
+    if (j >= npix) break;
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const Vec out = activate(Vec{acc[j][v]}, act);
+      const int n = lanes - 4 * v;
+      if (n >= 4) out.store(y + j * Cout + 4 * v);
+      else out.store_tail(y + j * Cout + 4 * v, n);
+    }
+  }
+}
+
+using TileFn = void (*)(const uint16_t* const*, int64_t, const bf16*, int64_t, const float*, Act, bf16*, int64_t,
+                        int, int);
+inline TileFn tile_for(int lanes) {  // the fewest channel vectors that hold `lanes` (1..16)
+  switch ((lanes + 3) / 4) {
+    case 1: return &tile<1>;
+    case 2: return &tile<2>;
+    case 3: return &tile<3>;
+    default: return &tile<4>;
+  }
+}
+
+template <int S>
+void rows(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
+  const Plan g = plan(p);
+  const int64_t s = p.stride, Cout = p.Cout;
+  std::vector<bf16> win(size_t(p.Cin * g.R * g.Wp));
+  std::vector<uint16_t> A(size_t(std::max<int64_t>(1, g.n_built) * kChunk * 2));
+  std::vector<bf16> w(size_t(g.G * g.KP * 32));
+  pack_weights(p, g, w.data());
+  std::vector<float> bias(size_t(g.G * 16), 0.0f);  // zero past Cout: full-width loads
+  std::copy(p.b, p.b + Cout, bias.begin());
+  std::vector<const uint16_t*> src(size_t(g.KP));
+  for (int64_t r0 = row_begin; r0 < row_end;) {
+    // A band: output rows [oh0, oh1) of sample n, from the window at input row oh0 * s - pad.
+    const int64_t n = r0 / p.OH, oh0 = r0 % p.OH;
+    const int64_t oh1 = std::min({oh0 + kBandRows, p.OH, oh0 + row_end - r0});
+    fill_window(p, g, n, oh0 * s - p.pad, win.data());
+    for (int64_t oh = oh0; oh < oh1; ++oh) {
+      const bf16* row = win.data() + (oh - oh0) * s * g.Wp;
+      bf16* yrow = p.y + (n * p.OH + oh) * p.OW * Cout;
+      for (int64_t ow0 = 0; ow0 < p.OW; ow0 += kChunk) {
+        const int64_t np = std::min(kChunk, g.OWp - ow0);
+        build_pairs<S>(p, g, row, ow0, np, A.data());
+        // src[kp] + 2 * j: pair kp of pixel ow0 + j.  Direct pairs (stride 2): the two words at
+        // column 2 * ow + kw of the row at the tap's kh.
+        for (int64_t kp = 0; kp < g.KP; ++kp)
+          src[kp] = g.pairs[kp].direct
+                        ? reinterpret_cast<const uint16_t*>(row + g.off[g.pairs[kp].a]) + 2 * ow0
+                        : A.data() + (kp - (g.KP - g.n_built)) * kChunk * 2;
+        for (int64_t gi = 0; gi < g.G; ++gi) {
+          const int lanes = int(std::min<int64_t>(16, Cout - gi * 16));
+          const TileFn fn = tile_for(lanes);
+          for (int64_t j = 0; j < np; j += P)
+            fn(src.data(), j, w.data() + gi * g.KP * 32, g.KP, bias.data() + gi * 16, p.act,
+               yrow + (ow0 + j) * Cout + gi * 16, Cout, int(std::min<int64_t>(P, p.OW - ow0 - j)), lanes);
+        }
+      }
+    }
+    r0 += oh1 - oh0;
+  }
+}
+
+inline void conv(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
+  if (p.stride == 2) return rows<2>(p, row_begin, row_end);
+  if (p.stride == 1) return rows<1>(p, row_begin, row_end);
+  rows<0>(p, row_begin, row_end);
+}
+
+}  // namespace dp
+}  // namespace
+}  // namespace MBV3_ISA_NS
+}  // namespace mbv3
