@@ -74,6 +74,23 @@ struct EvenPanels {
   int64_t vecs(int64_t i) const { return nvec / count + (i < nvec % count ? 1 : 0); }
 };
 
+// The row split of both 1x1 kernels: tiles of mr rows, then tiles of rest_rows rows.  A rest of
+// fewer than mr - 1 rows would be one short tile doing few FMAs per weight load (a 7x7 map's 49
+// rows in 6-row tiles left a 1-row tile that took ~7% of the layer's time), so where it can, the
+// rest is made up by taking a row from some of the mr-row tiles: 49 = 4 x 6 + 5 x 5.  Every
+// output is summed in the same order whatever its tile: the split changes no bits.
+struct RowTiles {
+  int64_t full_rows;  // rows in mr-row tiles (the first ones)
+  int rest_rows;      // the height of every tile after them
+  RowTiles(int64_t m, int mr, bool balance) : full_rows(m / mr * mr), rest_rows(int(m - full_rows)) {
+    const int64_t tiles = m / mr + 1, shorter = mr - rest_rows;  // mr - 1 rows each
+    if (balance && rest_rows > 0 && rest_rows < mr - 1 && shorter <= tiles) {
+      full_rows = (tiles - shorter) * mr;
+      rest_rows = mr - 1;
+    }
+  }
+};
+
 // Columns per K-pair row: Cout rounded up to whole 16-lane vectors.
 constexpr int64_t kPairCols = 16;
 inline int64_t k_pair_ldw(int64_t cout) { return (cout + kPairCols - 1) / kPairCols * kPairCols; }

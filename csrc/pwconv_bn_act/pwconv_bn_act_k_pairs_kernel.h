@@ -131,7 +131,8 @@ inline TileFn select(int rows, int v, int tail) {
 }
 
 // Rows [m_begin, m_end) (a at row m_begin, row stride K) x columns [n_begin, n_end): the
-// columns spread evenly over the fewest panels of up to 4 vectors, row tiles inside a panel.
+// columns spread evenly over the fewest panels of up to 4 vectors, row tiles inside a panel
+// (RowTiles).
 void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_end, int64_t n_begin, int64_t n_end) {
   const EvenPanels panels((n_end - n_begin + L - 1) / L, NV);
   int64_t n = n_begin;
@@ -144,10 +145,11 @@ void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_en
     // The next panel: its vectors (whole, as the tile reads them) of every pair row.
     const bf16* next = pi + 1 < panels.count ? b + 2 * int64_t(v) * L : nullptr;
     const int64_t next_bytes = pi + 1 < panels.count ? 4 * panels.vecs(pi + 1) * L : 0;
-    const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
+    const RowTiles rt(m_end - m_begin, mr, true);
+    const int64_t m_full = m_begin + rt.full_rows;
     if (m_full > m_begin) select(mr, v, tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)
-      select(int(m_end - m_full), v, tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
+      select(rt.rest_rows, v, tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
                                               m_full > m_begin ? nullptr : next, next_bytes,
                                               pi == 0 && m_full == m_begin);
     n += cols;

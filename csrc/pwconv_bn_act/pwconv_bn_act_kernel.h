@@ -9,8 +9,9 @@
 // 6 x 16, 8 x 12, 12 x 8, 12 x 4 on NEON).  6 x 4 vectors writes whole 64-channel rows and
 // loads fewer values per FMA than 12 x 2 (16 -> 64 layer: 3% faster).
 // AVX2's K = 16, 24 and 40 tiles have K fixed at compile time (kSmallKs).
-// The row tail uses a smaller-MR instantiation, the column tail masked stores (and masked
-// loads only where a full-width load could leave the weight buffer, see tile()).  On AVX-512
+// The row tail uses smaller-MR instantiations (RowTiles, pwconv_bn_act.h), the column tail
+// masked stores (and masked loads only where a full-width load could leave the weight buffer,
+// see tile()).  On AVX-512
 // (float weights) a last vector of at most 8 columns (Cout = 24, 40, 72, 120, 184, 200) runs
 // as a 256-bit Half (HALF): cores that split 512-bit FMAs in two would spend a whole 512-bit
 // FMA on 8 live lanes.  Same FMAs per output in the same order, so the same bits.
@@ -346,11 +347,12 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int64_t next_cols = pi + 1 < panels.count ? std::min<int64_t>(panels.vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
     const T* next = kPrefetchWeights && next_cols > 0 ? bp + cols : nullptr;
     const int64_t next_bytes = next_cols * int64_t(sizeof(T));
-    const int64_t m_full = m_begin + (m_end - m_begin) / mr * mr;
+    const RowTiles rt(m_end - m_begin, mr, small == nullptr);
+    const int64_t m_full = m_begin + rt.full_rows;
     const bool lead = kPrefetchWeights && pi == 0;
     if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, lead);
     if (m_full < m_end)
-      select<T>(int(m_end - m_full), v, kind)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
+      select<T>(rt.rest_rows, v, kind)(p, a + (m_full - m_begin) * p.K, bp, ldb, k_full, m_full, m_end,
                                                  n, tail, m_full > m_begin ? nullptr : next, next_bytes,
                                                  lead && m_full == m_begin);
     n += cols;
