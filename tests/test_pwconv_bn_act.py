@@ -204,6 +204,27 @@ def test_column_tails_at_every_row_tile(cout, cpu_isa_bf16):
     assert_within_rule(torch.cat(ours), torch.cat(ref32), torch.cat(ref64), f"{cpu_isa_bf16} Cout {cout}")
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bf16"])
+def test_row_tiles_change_no_bits(dtype, cpu_isa_bf16):
+    """Row counts whose short rest is made up from the full tiles (RowTiles: 49 = 4 x 6 + 5 x 5 at
+    6-row tiles, 25 = 3 x 7 + 4 x 1 ... at 8 and 12): every row equals the op on that row alone
+    (one 1-row tile), bit for bit, in both kernels (bf16: the K-pair one where the path reads
+    them); so no row is dropped, computed twice or summed in another order."""
+    k_pairs = dtype == torch.bfloat16 and cpu_isa_reads_k_pairs()
+    for i, m in enumerate((13, 25, 26, 37, 49, 50, 61, 73, 97, 196)):
+        cin, cout = (16, 70, 160)[i % 3], (16, 40, 48, 64, 160, 200)[i % 6]
+        x = torch.randn(1, cin, 1, m).to(dtype).contiguous(memory_format=torch.channels_last)
+        w, b = torch.randn(cout, cin) / cin ** 0.5, torch.randn(cout)
+        w = pack_weight_k_pairs(w) if k_pairs else pack_pw_weight(w.to(dtype))
+        act = ("hardswish", "relu", "none")[i % 3]
+        y = torch.ops.mbv3.pwconv_bn_act(x, w, b, act, None, None)
+        alone = torch.cat([torch.ops.mbv3.pwconv_bn_act(x[..., j:j + 1], w, b, act, None, None)
+                           for j in range(m)], dim=3)
+        assert torch.equal(y.view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                           alone.view(torch.int16 if dtype == torch.bfloat16 else torch.int32)), \
+            f"{cpu_isa_bf16} {dtype} {cin}->{cout} M{m}"
+
+
 @pytest.mark.parametrize("cout", [8, 24, 40, 200])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=["nan", "+inf", "-inf"])
 @pytest.mark.parametrize("where", ["x", "w"])
