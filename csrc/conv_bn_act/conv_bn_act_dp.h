@@ -8,7 +8,8 @@
 //  - Input: per band of kBandRows output rows, the input rows the band reads are copied (bf16,
 //    exact) into a zero-bordered planar window [Cin][rows][cols]: padding is zeros there, so
 //    nothing below tests bounds, and a padded tap adds 0 * w.
-//  - Pairs: at stride 2, taps kw and kw + 1 (kw even) of one (ci, kh) are the two halves of one
+//  - Pairs (their order and the weight packing: conv_bn_act_pairs.h, shared with the BFDOT
+//    kernel): at stride 2, taps kw and kw + 1 (kw even) of one (ci, kh) are the two halves of one
 //    aligned 32-bit word of the window for every output pixel (column 2*ow + kw): the tile
 //    broadcasts them from the window itself.  The other taps (the odd kw = k - 1 at stride 2;
 //    all at other strides) are paired in (ci, kh, kw) order and, per output row, chunks of
@@ -34,6 +35,7 @@
 #include <vector>
 
 #include "conv_bn_act.h"
+#include "conv_bn_act_pairs.h"
 #include "common/simd.h"
 
 namespace mbv3 {
@@ -44,20 +46,6 @@ namespace dp {
 constexpr int P = 16;              // pixels per register tile
 constexpr int64_t kChunk = 128;    // pixels per built chunk (a multiple of P)
 constexpr int64_t kBandRows = 8;   // output rows per input window
-
-struct Pair {
-  int64_t a, b;  // taps (ci, kh, kw) flattened; b = -1: none (zero high half)
-  bool direct;   // read from the window (stride 2, kw even, b = a + 1)
-};
-
-struct Plan {
-  int64_t KP, G;       // tap pairs, channel groups of 16
-  int64_t OWp;         // OW rounded up to P
-  int64_t R, Wp;       // window rows and columns (column c holds input column c - pad); Wp even
-  std::vector<Pair> pairs;  // direct pairs first
-  std::vector<int64_t> off;  // per tap: window offset (ci * R + kh) * Wp + kw
-  int64_t n_built;     // pairs built into A (the non-direct ones)
-};
 
 // The window's rows and (even) columns: column c holds input column c - pad.  The gathers'
 // last reads: 32-word loads from column (OWp - P) * s + kw (stride 1, 2), column
@@ -81,43 +69,12 @@ inline bool covers(const ConvArgs<bf16>& p) {
   return double(p.Cin) * double(R) * double(Wp) * double(sizeof(bf16)) <= double(kMaxWindow);
 }
 
+// The plan for tiles of P pixels.
 inline Plan plan(const ConvArgs<bf16>& p) {
-  Plan g;
-  const int64_t k = p.k, s = p.stride;
-  g.G = (p.Cout + 15) / 16;
-  g.OWp = (p.OW + P - 1) / P * P;
-  window_size(p, g.OWp, g.R, g.Wp);
-  for (int64_t ci = 0; ci < p.Cin; ++ci)
-    for (int64_t kh = 0; kh < k; ++kh)
-      for (int64_t kw = 0; kw < k; ++kw) g.off.push_back((ci * g.R + kh) * g.Wp + kw);
-  std::vector<int64_t> single;
-  for (int64_t ci = 0; ci < p.Cin; ++ci)
-    for (int64_t kh = 0; kh < k; ++kh) {
-      const int64_t t0 = (ci * k + kh) * k;
-      int64_t kw = 0;
-      if (s == 2)
-        for (; kw + 1 < k; kw += 2) g.pairs.push_back({t0 + kw, t0 + kw + 1, true});
-      for (; kw < k; ++kw) single.push_back(t0 + kw);
-    }
-  g.n_built = int64_t(single.size() + 1) / 2;
-  for (size_t i = 0; i < single.size(); i += 2)
-    g.pairs.push_back({single[i], i + 1 < single.size() ? single[i + 1] : -1, false});
-  g.KP = int64_t(g.pairs.size());
-  return g;
-}
-
-// [G][KP][16][2] from the [k][k][Cin][Cout] weight, in the plan's pair order.
-inline void pack_weights(const ConvArgs<bf16>& p, const Plan& g, bf16* w) {
-  std::fill(w, w + g.G * g.KP * 32, bf16{0});
-  const int64_t k = p.k, Cin = p.Cin, Cout = p.Cout;
-  for (int64_t kp = 0; kp < g.KP; ++kp)
-    for (int h = 0; h < 2; ++h) {
-      const int64_t t = h ? g.pairs[kp].b : g.pairs[kp].a;
-      if (t < 0) continue;
-      const int64_t ci = t / (k * k), kh = t / k % k, kw = t % k;
-      const bf16* src = p.w + ((kh * k + kw) * Cin + ci) * Cout;
-      for (int64_t c = 0; c < Cout; ++c) w[((c / 16) * g.KP + kp) * 32 + (c % 16) * 2 + h] = src[c];
-    }
+  const int64_t OWp = (p.OW + P - 1) / P * P;
+  int64_t R, Wp;
+  window_size(p, OWp, R, Wp);
+  return plan_for(p, OWp, R, Wp);
 }
 
 inline __mmask32 first(int64_t n) { return n >= 32 ? ~__mmask32(0) : __mmask32((1u << n) - 1u); }

@@ -8,11 +8,12 @@
 //  - Input: per band of kBandRows output rows, the input rows the band reads are copied (bf16,
 //    exact) into a zero-bordered planar window [Cin][rows][cols]: padding taps are exact zeros
 //    there, so nothing below tests bounds.
-//  - Pairs, as conv_bn_act_dp.h: at stride 2, taps kw and kw + 1 (kw even) of one (ci, kh) are
-//    one aligned 32-bit word of the window for every output pixel, read from the window itself;
-//    the other taps are paired in (ci, kh, kw) order into pair rows A[pair][pixel], built per
-//    output row and chunk of kChunk pixels.  An odd count's last pair has a zero high half,
-//    never a neighbour's value (a NaN there would reach the sum as NaN * 0).
+//  - Pairs, as conv_bn_act_dp.h (the order and the weight packing: conv_bn_act_pairs.h): at
+//    stride 2, taps kw and kw + 1 (kw even) of one (ci, kh) are one aligned 32-bit word of the
+//    window for every output pixel, read from the window itself; the other taps are paired in
+//    (ci, kh, kw) order into pair rows A[pair][pixel], built per output row and chunk of kChunk
+//    pixels.  An odd count's last pair has a zero high half, never a neighbour's value (a NaN
+//    there would reach the sum as NaN * 0).
 //  - Weights: packed per call in the same pair order, [channel group of 16][pair][lane][2],
 //    zero in the lanes past Cout and in the missing tap of a last odd pair.
 //  - Register tile: 4 pixels x up to 16 channels (16 accumulators): one 128-bit load holds the
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "conv_bn_act.h"
+#include "conv_bn_act_pairs.h"
 #include "common/simd.h"
 
 namespace mbv3 {
@@ -40,20 +42,6 @@ namespace dp {
 constexpr int P = 4;               // pixels per register tile (one 128-bit vector of pairs)
 constexpr int64_t kChunk = 128;    // pixels per built chunk (a multiple of P)
 constexpr int64_t kBandRows = 8;   // output rows per input window
-
-struct Pair {
-  int64_t a, b;  // taps (ci, kh, kw) flattened; b = -1: none (zero high half)
-  bool direct;   // read from the window (stride 2, kw even, b = a + 1)
-};
-
-struct Plan {
-  int64_t KP, G;       // tap pairs, channel groups of 16
-  int64_t OWp;         // OW rounded up to P
-  int64_t R, Wp;       // window rows and columns (column c holds input column c - pad); Wp even
-  std::vector<Pair> pairs;   // direct pairs first
-  std::vector<int64_t> off;  // per tap: window offset (ci * R + kh) * Wp + kw
-  int64_t n_built;     // pairs built into A (the non-direct ones)
-};
 
 // The window's rows and (even) columns.  Last reads: column (OWp - 1) * s + k - 1 (built
 // pairs), word OWp - 1 + kw / 2 of a row with kw <= k - 3 (direct pairs).
@@ -73,44 +61,12 @@ inline bool covers(const ConvArgs<bf16>& p) {
   return double(p.Cin) * double(R) * double(Wp) * double(sizeof(bf16)) <= double(kMaxWindow);
 }
 
-// The pair order of conv_bn_act_dp.h's plan(): direct pairs first, then the other taps paired.
+// The plan for tiles of P pixels (conv_bn_act_pairs.h: the same pairs as conv_bn_act_dp.h).
 inline Plan plan(const ConvArgs<bf16>& p) {
-  Plan g;
-  const int64_t k = p.k, s = p.stride;
-  g.G = (p.Cout + 15) / 16;
-  g.OWp = (p.OW + P - 1) / P * P;
-  window_size(p, g.OWp, g.R, g.Wp);
-  for (int64_t ci = 0; ci < p.Cin; ++ci)
-    for (int64_t kh = 0; kh < k; ++kh)
-      for (int64_t kw = 0; kw < k; ++kw) g.off.push_back((ci * g.R + kh) * g.Wp + kw);
-  std::vector<int64_t> single;
-  for (int64_t ci = 0; ci < p.Cin; ++ci)
-    for (int64_t kh = 0; kh < k; ++kh) {
-      const int64_t t0 = (ci * k + kh) * k;
-      int64_t kw = 0;
-      if (s == 2)
-        for (; kw + 1 < k; kw += 2) g.pairs.push_back({t0 + kw, t0 + kw + 1, true});
-      for (; kw < k; ++kw) single.push_back(t0 + kw);
-    }
-  g.n_built = int64_t(single.size() + 1) / 2;
-  for (size_t i = 0; i < single.size(); i += 2)
-    g.pairs.push_back({single[i], i + 1 < single.size() ? single[i + 1] : -1, false});
-  g.KP = int64_t(g.pairs.size());
-  return g;
-}
-
-// [G][KP][16][2] from the [k][k][Cin][Cout] weight, in the plan's pair order.
-inline void pack_weights(const ConvArgs<bf16>& p, const Plan& g, bf16* w) {
-  std::fill(w, w + g.G * g.KP * 32, bf16{0});
-  const int64_t k = p.k, Cin = p.Cin, Cout = p.Cout;
-  for (int64_t kp = 0; kp < g.KP; ++kp)
-    for (int h = 0; h < 2; ++h) {
-      const int64_t t = h ? g.pairs[kp].b : g.pairs[kp].a;
-      if (t < 0) continue;
-      const int64_t ci = t / (k * k), kh = t / k % k, kw = t % k;
-      const bf16* src = p.w + ((kh * k + kw) * Cin + ci) * Cout;
-      for (int64_t c = 0; c < Cout; ++c) w[((c / 16) * g.KP + kp) * 32 + (c % 16) * 2 + h] = src[c];
-    }
+  const int64_t OWp = (p.OW + P - 1) / P * P;
+  int64_t R, Wp;
+  window_size(p, OWp, R, Wp);
+  return plan_for(p, OWp, R, Wp);
 }
 
 // Input rows [ih_org, ih_org + R) of sample n into win ([Cin][R][Wp], zero outside x).
