@@ -75,10 +75,10 @@ struct EvenPanels {
 };
 
 // The row split of both 1x1 kernels: tiles of mr rows, then tiles of rest_rows rows.  A rest of
-// fewer than mr - 1 rows would be one short tile doing few FMAs per weight load (a 7x7 map's 49
-// rows in 6-row tiles left a 1-row tile that took ~7% of the layer's time), so where it can, the
-// rest is made up by taking a row from some of the mr-row tiles: 49 = 4 x 6 + 5 x 5.  Every
-// output is summed in the same order whatever its tile: the split changes no bits.
+// fewer than mr - 1 rows would be one short tile doing few FMAs per weight load, far slower per
+// row than the others (a 7x7 map's 49 rows in 6-row tiles: 8 x 6 + 1), so where it can, the rest
+// is made up by taking a row from some of the mr-row tiles: 49 = 4 x 6 + 5 x 5.  Every output is
+// summed in the same order whatever its tile: the split changes no bits.
 struct RowTiles {
   int64_t full_rows;  // rows in mr-row tiles (the first ones)
   int rest_rows;      // the height of every tile after them

@@ -150,8 +150,7 @@ void run(const PwConvParamsBf16& p, const bf16* a, int64_t m_begin, int64_t m_en
     if (m_full > m_begin) select(mr, v, tail)(p, a, b, m_begin, m_full, n, tail, next, next_bytes, pi == 0);
     if (m_full < m_end)
       select(rt.rest_rows, v, tail)(p, a + (m_full - m_begin) * p.K, b, m_full, m_end, n, tail,
-                                              m_full > m_begin ? nullptr : next, next_bytes,
-                                              pi == 0 && m_full == m_begin);
+                                    m_full > m_begin ? nullptr : next, next_bytes, pi == 0 && m_full == m_begin);
     n += cols;
   }
 }

@@ -11,10 +11,9 @@
 // AVX2's K = 16, 24 and 40 tiles have K fixed at compile time (kSmallKs).
 // The row tail uses smaller-MR instantiations (RowTiles, pwconv_bn_act.h), the column tail
 // masked stores (and masked loads only where a full-width load could leave the weight buffer,
-// see tile()).  On AVX-512
-// (float weights) a last vector of at most 8 columns (Cout = 24, 40, 72, 120, 184, 200) runs
-// as a 256-bit Half (HALF): cores that split 512-bit FMAs in two would spend a whole 512-bit
-// FMA on 8 live lanes.  Same FMAs per output in the same order, so the same bits.
+// see tile()).  On AVX-512 (float weights) a last vector of at most 8 columns (Cout = 24, 40,
+// 72, 120, 184, 200) runs as a 256-bit Half (HALF): cores that split 512-bit FMAs in two would
+// spend a whole 512-bit FMA on 8 live lanes.  Same FMAs per output in the same order, so the same bits.
 // Accumulators start from the bias (short sums) or take it last; epilogue on the way to the store:
 // activation, + residual.
 //
@@ -347,7 +346,7 @@ void run(const PwConvArgs<T>& p, const float* a, const T* b, int64_t ldb, int64_
     const int64_t next_cols = pi + 1 < panels.count ? std::min<int64_t>(panels.vecs(pi + 1) * Vec::N, n_end - n - cols) : 0;
     const T* next = kPrefetchWeights && next_cols > 0 ? bp + cols : nullptr;
     const int64_t next_bytes = next_cols * int64_t(sizeof(T));
-    const RowTiles rt(m_end - m_begin, mr, small == nullptr);
+    const RowTiles rt(m_end - m_begin, mr, small == nullptr);  // (small-K tiles: mr rows only)
     const int64_t m_full = m_begin + rt.full_rows;
     const bool lead = kPrefetchWeights && pi == 0;
     if (m_full > m_begin) full(p, a, bp, ldb, k_full, m_begin, m_full, n, tail, next, next_bytes, lead);
