@@ -11,9 +11,9 @@
 
 // The element type a harness runs: float32, or bf16 when run with a third argument "bf16" (or
 // "k_pairs": bf16 through the 1x1 dot-product kernel; "bf16_dot": bf16 through the op's FEAT_BF16
-// unit, whose FC rows or conv tap pairs take BFDOT).  The case file stays float32 either way: the test sends
-// values already rounded to bf16 (converted exactly here) and gets the bf16 outputs back
-// widened to float32 (exactly).
+// unit, whose FC rows or conv tap pairs take BFDOT).  The case file stays float32 either way:
+// the test sends values already rounded to bf16 (converted exactly here) and gets the bf16
+// outputs back widened to float32 (exactly).
 inline bool mode_is(int argc, char** argv, const char* mode) { return argc == 4 && std::strcmp(argv[3], mode) == 0; }
 inline bool bf16_requested(int argc, char** argv) {
   return mode_is(argc, argv, "bf16") || mode_is(argc, argv, "k_pairs") || mode_is(argc, argv, "bf16_dot");
