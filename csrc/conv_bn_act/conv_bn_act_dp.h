@@ -43,9 +43,7 @@ namespace MBV3_ISA_NS {
 namespace {
 namespace dp {
 
-constexpr int P = 16;              // pixels per register tile
-constexpr int64_t kChunk = 128;    // pixels per built chunk (a multiple of P)
-constexpr int64_t kBandRows = 8;   // output rows per input window
+constexpr int P = 16;  // pixels per register tile
 
 // The window's rows and (even) columns: column c holds input column c - pad.  The gathers'
 // last reads: 32-word loads from column (OWp - P) * s + kw (stride 1, 2), column
@@ -200,8 +198,8 @@ inline void dot16(__m512 (&acc)[P], __m512i w, const uint32_t* a) {
 // One 16-pixel x 16-channel tile: src[kp] + j is pair kp of the tile's pixel j; wg the group's
 // packed weights; stores npix pixels (1..P) of `lanes` channels (1..16) at y (pixel stride
 // Cout).  Every index into acc is a constant, so the accumulators stay in registers.
-inline void tile(const uint32_t* const* src, int64_t j0, const bf16* wg, int64_t KP, __m512 bias, Act act, bf16* y,
-                 int64_t Cout, int npix, int lanes) {
+[[gnu::always_inline]] inline void tile(const uint32_t* const* src, int64_t j0, const bf16* wg, int64_t KP,
+                                       __m512 bias, Act act, bf16* y, int64_t Cout, int npix, int lanes) {
   __m512 acc[P];
 #pragma GCC unroll 16
   for (int j = 0; j < P; ++j) acc[j] = bias;
@@ -227,43 +225,13 @@ inline void tile(const uint32_t* const* src, int64_t j0, const bf16* wg, int64_t
 template <int S>
 void rows(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
   const Plan g = plan(p);
-  const int64_t s = p.stride, Cout = p.Cout;
-  // Uninitialized buffers (every element read is written first): value-initializing the
-  // window cost more than filling it.
-  std::unique_ptr<bf16[]> win(new bf16[size_t(p.Cin * g.R * g.Wp)]);
-  std::unique_ptr<uint32_t[]> A(new uint32_t[size_t(std::max<int64_t>(1, g.n_built) * kChunk)]);
-  std::vector<bf16> w(size_t(g.G * g.KP * 32));
-  pack_weights(p, g, w.data());
-  std::vector<float> bias(size_t(g.G * 16), 0.0f);  // zero past Cout: full-width loads
-  std::copy(p.b, p.b + Cout, bias.begin());
-  std::vector<const uint32_t*> src(size_t(g.KP));
-  for (int64_t r0 = row_begin; r0 < row_end;) {
-    // A band: output rows [oh0, oh1) of sample n, from the window at input row oh0 * s - pad.
-    const int64_t n = r0 / p.OH, oh0 = r0 % p.OH;
-    const int64_t oh1 = std::min({oh0 + kBandRows, p.OH, oh0 + row_end - r0});
-    fill_window(p, g, n, oh0 * s - p.pad, win.get());
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const bf16* row = win.get() + (oh - oh0) * s * g.Wp;
-      bf16* yrow = p.y + (n * p.OH + oh) * p.OW * Cout;
-      for (int64_t ow0 = 0; ow0 < p.OW; ow0 += kChunk) {
-        const int64_t np = std::min(kChunk, g.OWp - ow0);
-        build_pairs<S>(p, g, row, ow0, np, A.get());
-        // src[kp][j]: pair kp of pixel ow0 + j.  Direct pairs (stride 2): word ow + kw / 2 of
-        // the row at the tap's kh, i.e. word ow of (row + off) read as 32-bit words.
-        for (int64_t kp = 0; kp < g.KP; ++kp)
-          src[kp] = g.pairs[kp].direct ? reinterpret_cast<const uint32_t*>(row + g.off[g.pairs[kp].a]) + ow0
-                                       : A.get() + (kp - (g.KP - g.n_built)) * kChunk;
-        for (int64_t gi = 0; gi < g.G; ++gi) {
-          const int lanes = int(std::min<int64_t>(16, Cout - gi * 16));
-          const __m512 b = _mm512_loadu_ps(bias.data() + gi * 16);
-          for (int64_t j = 0; j < np; j += P)
-            tile(src.data(), j, w.data() + gi * g.KP * 32, g.KP, b, p.act, yrow + (ow0 + j) * Cout + gi * 16, Cout,
-                 int(std::min<int64_t>(P, p.OW - ow0 - j)), lanes);
-        }
-      }
-    }
-    r0 += oh1 - oh0;
-  }
+  walk_rows<P>(
+      p, g, row_begin, row_end, [&](int64_t n, int64_t ih_org, bf16* win) { fill_window(p, g, n, ih_org, win); },
+      [&](const bf16* row, int64_t ow0, int64_t np, uint32_t* A) { build_pairs<S>(p, g, row, ow0, np, A); },
+      [&](const uint32_t* const* src, int64_t j, const bf16* wg, const float* bias, bf16* y, int npix,
+          int lanes) __attribute__((always_inline)) {
+        tile(src, j, wg, g.KP, _mm512_loadu_ps(bias), p.act, y, p.Cout, npix, lanes);
+      });
 }
 
 inline void conv(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {

@@ -39,9 +39,7 @@ namespace MBV3_ISA_NS {
 namespace {
 namespace dp {
 
-constexpr int P = 4;               // pixels per register tile (one 128-bit vector of pairs)
-constexpr int64_t kChunk = 128;    // pixels per built chunk (a multiple of P)
-constexpr int64_t kBandRows = 8;   // output rows per input window
+constexpr int P = 4;  // pixels per register tile (one 128-bit vector of pairs)
 
 // The window's rows and (even) columns.  Last reads: column (OWp - 1) * s + k - 1 (built
 // pairs), word OWp - 1 + kw / 2 of a row with kw <= k - 3 (direct pairs).
@@ -88,20 +86,21 @@ inline void fill_window(const ConvArgs<bf16>& p, const Plan& g, int64_t n, int64
     }
 }
 
-// The built pairs of pixels [ow0, ow0 + np) of output row oh into A[n_built][kChunk][2];
-// row: the window at oh's first tap row.  S: the stride at compile time (0: p.stride).
+// The built pairs of pixels [ow0, ow0 + np) of output row oh into A[n_built][kChunk], tap a in
+// a word's low half; row: the window at oh's first tap row.  S: the stride at compile time (0:
+// p.stride).
 template <int S>
-void build_pairs(const ConvArgs<bf16>& p, const Plan& g, const bf16* row, int64_t ow0, int64_t np, uint16_t* A) {
+void build_pairs(const ConvArgs<bf16>& p, const Plan& g, const bf16* row, int64_t ow0, int64_t np, uint32_t* A) {
   const int64_t s = S ? S : p.stride;
   for (int64_t m = 0; m < g.n_built; ++m) {
     const Pair& pr = g.pairs[g.KP - g.n_built + m];
     const bf16* a = row + g.off[pr.a] + ow0 * s;
-    uint16_t* out = A + m * kChunk * 2;
+    uint32_t* out = A + m * kChunk;
     if (pr.b >= 0) {
       const bf16* b = row + g.off[pr.b] + ow0 * s;
-      for (int64_t j = 0; j < np; ++j) out[2 * j] = a[j * s].bits, out[2 * j + 1] = b[j * s].bits;
+      for (int64_t j = 0; j < np; ++j) out[j] = uint32_t(a[j * s].bits) | uint32_t(b[j * s].bits) << 16;
     } else {
-      for (int64_t j = 0; j < np; ++j) out[2 * j] = a[j * s].bits, out[2 * j + 1] = 0;
+      for (int64_t j = 0; j < np; ++j) out[j] = a[j * s].bits;
     }
   }
 }
@@ -113,11 +112,11 @@ template <int NV, int J>
   for (int v = 0; v < NV; ++v) acc[J][v] = vbfdotq_laneq_f32(acc[J][v], w[v], a, J);
 }
 
-// One 4-pixel x 4*NV-channel tile: src[kp] + 2 * j0 holds pair kp of the tile's 4 pixels; wg
+// One 4-pixel x 4*NV-channel tile: src[kp] + j0 holds pair kp of the tile's 4 pixels; wg
 // the group's packed weights; stores npix pixels (1..P) of `lanes` channels (1..4 * NV) at y
 // (pixel stride Cout).
 template <int NV>
-void tile(const uint16_t* const* src, int64_t j0, const bf16* wg, int64_t KP, const float* bias, Act act, bf16* y,
+void tile(const uint32_t* const* src, int64_t j0, const bf16* wg, int64_t KP, const float* bias, Act act, bf16* y,
           int64_t Cout, int npix, int lanes) {
   float32x4_t acc[P][NV];
 #pragma GCC unroll 4
@@ -131,7 +130,7 @@ void tile(const uint16_t* const* src, int64_t j0, const bf16* wg, int64_t KP, co
     bfloat16x8_t w[NV];
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) w[v] = vreinterpretq_bf16_u16(vld1q_u16(wk + 8 * v));
-    const bfloat16x8_t a = vreinterpretq_bf16_u16(vld1q_u16(src[kp] + 2 * j0));
+    const bfloat16x8_t a = vreinterpretq_bf16_u32(vld1q_u32(src[kp] + j0));
     dot_pixel<NV, 0>(acc, w, a);
     dot_pixel<NV, 1>(acc, w, a);
     dot_pixel<NV, 2>(acc, w, a);
@@ -150,7 +149,7 @@ void tile(const uint16_t* const* src, int64_t j0, const bf16* wg, int64_t KP, co
   }
 }
 
-using TileFn = void (*)(const uint16_t* const*, int64_t, const bf16*, int64_t, const float*, Act, bf16*, int64_t,
+using TileFn = void (*)(const uint32_t* const*, int64_t, const bf16*, int64_t, const float*, Act, bf16*, int64_t,
                         int, int);
 inline TileFn tile_for(int lanes) {  // the fewest channel vectors that hold `lanes` (1..16)
   switch ((lanes + 3) / 4) {
@@ -164,42 +163,11 @@ inline TileFn tile_for(int lanes) {  // the fewest channel vectors that hold `la
 template <int S>
 void rows(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
   const Plan g = plan(p);
-  const int64_t s = p.stride, Cout = p.Cout;
-  std::vector<bf16> win(size_t(p.Cin * g.R * g.Wp));
-  std::vector<uint16_t> A(size_t(std::max<int64_t>(1, g.n_built) * kChunk * 2));
-  std::vector<bf16> w(size_t(g.G * g.KP * 32));
-  pack_weights(p, g, w.data());
-  std::vector<float> bias(size_t(g.G * 16), 0.0f);  // zero past Cout: full-width loads
-  std::copy(p.b, p.b + Cout, bias.begin());
-  std::vector<const uint16_t*> src(size_t(g.KP));
-  for (int64_t r0 = row_begin; r0 < row_end;) {
-    // A band: output rows [oh0, oh1) of sample n, from the window at input row oh0 * s - pad.
-    const int64_t n = r0 / p.OH, oh0 = r0 % p.OH;
-    const int64_t oh1 = std::min({oh0 + kBandRows, p.OH, oh0 + row_end - r0});
-    fill_window(p, g, n, oh0 * s - p.pad, win.data());
-    for (int64_t oh = oh0; oh < oh1; ++oh) {
-      const bf16* row = win.data() + (oh - oh0) * s * g.Wp;
-      bf16* yrow = p.y + (n * p.OH + oh) * p.OW * Cout;
-      for (int64_t ow0 = 0; ow0 < p.OW; ow0 += kChunk) {
-        const int64_t np = std::min(kChunk, g.OWp - ow0);
-        build_pairs<S>(p, g, row, ow0, np, A.data());
-        // src[kp] + 2 * j: pair kp of pixel ow0 + j.  Direct pairs (stride 2): the two words at
-        // column 2 * ow + kw of the row at the tap's kh.
-        for (int64_t kp = 0; kp < g.KP; ++kp)
-          src[kp] = g.pairs[kp].direct
-                        ? reinterpret_cast<const uint16_t*>(row + g.off[g.pairs[kp].a]) + 2 * ow0
-                        : A.data() + (kp - (g.KP - g.n_built)) * kChunk * 2;
-        for (int64_t gi = 0; gi < g.G; ++gi) {
-          const int lanes = int(std::min<int64_t>(16, Cout - gi * 16));
-          const TileFn fn = tile_for(lanes);
-          for (int64_t j = 0; j < np; j += P)
-            fn(src.data(), j, w.data() + gi * g.KP * 32, g.KP, bias.data() + gi * 16, p.act,
-               yrow + (ow0 + j) * Cout + gi * 16, Cout, int(std::min<int64_t>(P, p.OW - ow0 - j)), lanes);
-        }
-      }
-    }
-    r0 += oh1 - oh0;
-  }
+  walk_rows<P>(
+      p, g, row_begin, row_end, [&](int64_t n, int64_t ih_org, bf16* win) { fill_window(p, g, n, ih_org, win); },
+      [&](const bf16* row, int64_t ow0, int64_t np, uint32_t* A) { build_pairs<S>(p, g, row, ow0, np, A); },
+      [&](const uint32_t* const* src, int64_t j, const bf16* wg, const float* bias, bf16* y, int npix,
+          int lanes) { tile_for(lanes)(src, j, wg, g.KP, bias, p.act, y, p.Cout, npix, lanes); });
 }
 
 inline void conv(const ConvArgs<bf16>& p, int64_t row_begin, int64_t row_end) {
