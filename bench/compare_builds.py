@@ -1,12 +1,23 @@
 #!/usr/bin/env python3
 """Paired speed comparison of two builds of mbv3_fast (two checkouts, each built in place), for
 "before/after" claims.  Two builds cannot share a process (both register torch.ops.mbv3), so
-each runs in its own worker process; the workers take turns, one block of calls at a time, while
-the other waits idle on its pipe (interleaved, as bench_model.py does within one process).
+each runs in worker processes of its own; the workers take turns, one block of calls at a time,
+while the others wait idle on their pipes (interleaved, as bench_model.py does in one process).
+
+Placement: left to the scheduler, each worker's calling thread stays on one CPU for many rounds,
+and on a VM whose vCPUs run at different speeds that alone moved the ratio of a build against
+itself by up to 7%.  So each block pins its calling thread (the team's leader) to one CPU and
+every other thread of the worker to the others, the same CPU for both builds within a round and
+rotated over the rounds, so that every pair compares like with like (Linux; --no-pin: off).
+And a process alone stays as fast or slow as it started: with one worker per build, the worker
+started first measured 2-4% slower than the one started second at 1 thread in 7 of 8 runs (the
+same build twice, Zen 3, 2026-12-08), whichever build it held.  So each build runs in
+--procs processes (default 2), started A B B A, and a round's time for a build is the
+geometric mean of its processes' block medians.
 
     python bench/compare_builds.py BEFORE_DIR AFTER_DIR [--arch large] [--batch 1]
                                    [--threads 1 2] [--rounds 8] [--calls 30]
-                                   [--dtype float32|bfloat16|int8]
+                                   [--dtype float32|bfloat16|int8] [--procs 2] [--no-pin]
 
 int8: torchvision's quantized model (x86 recipe, seeded calibration) through
 mbv3_fast.quantization.from_torchvision_quantized, float32 input.
@@ -21,8 +32,21 @@ import subprocess
 import sys
 
 WORKER = r"""
-import json, sys, time, torch, torchvision, mbv3_fast
+import json, os, sys, threading, time, torch, torchvision, mbv3_fast
 arch, batch, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+
+
+def place(leader):  # the calling thread on `leader`, the worker's other threads on the other CPUs
+    others = set(CPUS) - {leader} or {leader}
+    me = threading.get_native_id()
+    for tid in map(int, os.listdir("/proc/self/task")):
+        try:
+            os.sched_setaffinity(tid, {leader} if tid == me else others)
+        except OSError:  # the thread has exited
+            pass
+
+
 tv = getattr(torchvision.models, "mobilenet_v3_" + arch)()
 with torch.no_grad():  # realistic BN statistics (the same seed in both builds)
     torch.manual_seed(0)
@@ -42,11 +66,13 @@ else:
     x = torch.randn(batch, 3, 224, 224, dtype=getattr(torch, dtype))
 print(json.dumps({"file": mbv3_fast.__file__, "status": status}), flush=True)
 for line in sys.stdin:
-    threads, calls = map(int, line.split())
+    threads, calls, leader = map(int, line.split())
     torch.set_num_threads(threads)
     with torch.no_grad():
         for _ in range(3):
             model(x)
+        if leader >= 0:  # after the warm-up calls, so that the team's threads exist
+            place(CPUS[leader % len(CPUS)])
         ts = []
         for _ in range(calls):
             t0 = time.perf_counter(); model(x); ts.append(time.perf_counter() - t0)
@@ -65,30 +91,42 @@ def main(argv=None):
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--calls", type=int, default=30)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "int8"])
+    ap.add_argument("--procs", type=int, default=2, help="worker processes per build")
+    ap.add_argument("--no-pin", action="store_true", help="leave the threads' placement to the scheduler")
     a = ap.parse_args(argv)
+    pin = not a.no_pin and hasattr(os, "sched_setaffinity")
     env = dict(os.environ, PYTHONPATH="")
-    workers = {}
-    for name, path in (("before", a.before), ("after", a.after)):
-        p = subprocess.Popen([sys.executable, "-c", WORKER, a.arch, str(a.batch), a.dtype], cwd=path, env=env,
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        info = json.loads(p.stdout.readline())
-        print(f"{name}: {info['file']} ({info['status']})")
-        workers[name] = p
+    # a.procs worker processes per build, started in the order A B B A A B ...: see the docstring.
+    builds = {"before": a.before, "after": a.after}
+    workers = []
+    for i in range(a.procs):
+        for name in (("before", "after") if i % 2 == 0 else ("after", "before")):
+            p = subprocess.Popen([sys.executable, "-c", WORKER, a.arch, str(a.batch), a.dtype], cwd=builds[name],
+                                 env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            info = json.loads(p.stdout.readline())
+            if i == 0:
+                print(f"{name}: {info['file']} ({info['status']})")
+            workers.append((name, p))
     rows = {}
     for t in a.threads:
-        med = {n: [] for n in workers}
+        med = {n: [] for n in builds}  # per round: the geometric mean of the build's processes' medians
         for r in range(a.rounds):
-            order = list(workers) if r % 2 == 0 else list(reversed(workers))
-            for n in order:
-                workers[n].stdin.write(f"{t} {a.calls}\n")
-                workers[n].stdin.flush()
-                med[n].append(json.loads(workers[n].stdout.readline()))
+            # Both orders and every leader CPU equally: rounds 0, 1 on CPU 0 in both orders, 2, 3 on CPU 1, ...
+            order = workers if r % 2 == 0 else workers[::-1]
+            leader = r // 2 if pin else -1
+            got = {n: [] for n in builds}
+            for n, p in order:
+                p.stdin.write(f"{t} {a.calls} {leader}\n")
+                p.stdin.flush()
+                got[n].append(json.loads(p.stdout.readline()))
+            for n in builds:
+                med[n].append(statistics.geometric_mean(got[n]))
         b, f = statistics.median(med["before"]) * 1e3, statistics.median(med["after"]) * 1e3
         paired = statistics.median(x / y for x, y in zip(med["after"], med["before"]))
         rows[t] = (b, f, paired)
         print(f"{a.arch} {a.dtype} b{a.batch} {t} thread(s): before {b:.3f} ms, after {f:.3f} ms, "
               f"after/before {f / b:.3f} (median of paired round ratios {paired:.3f})", flush=True)
-    for p in workers.values():
+    for _, p in workers:
         p.stdin.close()
         p.wait()
     return rows
